@@ -1,0 +1,88 @@
+"""msgpack encoding of everything ra_actors stores or validates.
+
+Rules:
+
+* On disk everything is msgpack; nothing read from disk is ever unpickled.
+* Decoding uses ``use_list=False``: sequences come back as tuples.  Clients
+  normalise commands through :func:`normalise` before sending them, so the
+  leader applies exactly the value a recovering follower will read back
+  from disk (``apply`` must see the same value on every member).
+* ``ServerId`` and the dataclasses of :mod:`ra_actors.core.types` and
+  :mod:`ra_actors.core.effects` travel as msgpack extension types, looked up
+  in a fixed registry (never by importing a name found in the data).
+* Anything else that msgpack cannot encode raises ``InvalidCommand``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from .core import effects as _effects
+from .core import types as _types
+from .core.types import ServerId
+from .errors import InvalidCommand
+
+EXT_SERVER_ID = 1
+EXT_RECORD = 2
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Allow dataclass ``cls`` to be encoded (by name) and decoded."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+for _mod in (_types, _effects):
+    for _name in dir(_mod):
+        _obj = getattr(_mod, _name)
+        if isinstance(_obj, type) and dataclasses.is_dataclass(_obj) and _obj.__module__ == _mod.__name__:
+            register(_obj)
+
+
+def _default(obj: Any):
+    if isinstance(obj, ServerId):
+        return msgpack.ExtType(EXT_SERVER_ID, msgpack.packb((obj.name, obj.node), use_bin_type=True))
+    cls = type(obj)
+    if dataclasses.is_dataclass(obj) and _REGISTRY.get(cls.__name__) is cls:
+        fields = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+        return msgpack.ExtType(EXT_RECORD, msgpack.packb([cls.__name__, fields], default=_default,
+                                                         use_bin_type=True))
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    raise TypeError(f"cannot serialise {cls.__name__} value {obj!r}")
+
+
+def _ext_hook(code: int, data: bytes):
+    if code == EXT_SERVER_ID:
+        name, node = msgpack.unpackb(data, use_list=False, raw=False)
+        return ServerId(name, node)
+    if code == EXT_RECORD:
+        name, fields = msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False,
+                                       strict_map_key=False)
+        cls = _REGISTRY.get(name)
+        if cls is None:
+            raise ValueError(f"unknown record type {name!r}")
+        return cls(*fields)
+    return msgpack.ExtType(code, data)
+
+
+def pack(value: Any) -> bytes:
+    """Encode ``value``; raise ``InvalidCommand`` if it is not serialisable."""
+    try:
+        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidCommand(f"value is not msgpack-serialisable: {exc}") from None
+
+
+def unpack(data: bytes) -> Any:
+    """Decode bytes produced by :func:`pack` (sequences become tuples)."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False, strict_map_key=False)
+
+
+def normalise(value: Any) -> Any:
+    """``unpack(pack(value))``: the canonical form every member will see."""
+    return unpack(pack(value))

@@ -1,0 +1,295 @@
+"""Effects: everything the core asks its shell to do, as data.
+
+Two families live here:
+
+* **server effects** — produced by the Raft core for the shell (send an RPC,
+  write entries to the WAL, persist meta, reply to a client, set a timer,
+  write or send a snapshot, ...).  The shell carries them out *in order*.
+* **machine effects** — returned by a machine's ``apply``/``state_enter``/
+  ``tick`` (Ra's ``ra_machine:effect()``): ``SendMsg``, ``ModCall``,
+  ``Monitor``, ``Demonitor``, ``Timer``, ``ReleaseCursor``, ``Checkpoint``,
+  ``Append``, ``Aux``.  The core handles ``ReleaseCursor``/``Checkpoint``/
+  ``Append`` itself and hands the rest to the shell inside
+  ``MachineEffects(effects, leader_only)``; the shell drops leader-only ones
+  unless it is the leader.
+
+Built-in machine commands (``Down``, ``NodeUp``, ``NodeDown``, ``TimerFired``,
+``MachineVersion``) are defined here too: the shell feeds them to the leader
+as commands and the machine receives them in ``apply``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .types import ServerId, SnapshotMeta
+
+
+# =========================================================== server effects
+@dataclass(frozen=True, slots=True)
+class SendRpc:
+    """Send ``rpc`` (a message from :mod:`messages`) to server ``to``."""
+
+    to: ServerId
+    rpc: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LogAppend:
+    """Write ``entries`` (consecutive ``Entry``) to the WAL.  If the first
+    index is at or below entries previously written, those are overwritten
+    (a later record for the same index wins).  The shell answers with
+    ``Written`` once they are durable."""
+
+    entries: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class PersistMeta:
+    """Durably record ``current_term``/``voted_for``; answer ``MetaWritten``."""
+
+    term: int
+    voted_for: ServerId | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistLastApplied:
+    """Record ``last_applied`` (no fsync needed: it is only a recovery hint)."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer a synchronous caller ``to`` with ``reply``; ``leader`` is the
+    leader as this server knows it (clients cache it)."""
+
+    to: Any
+    reply: Any
+    leader: ServerId | None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One ``applied`` event to a pipelining ``client``: ``results`` is
+    ``((correlation, reply), ...)`` in apply order (one per apply batch)."""
+
+    client: Any
+    leader: ServerId
+    results: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A pipelined command reached a non-leader: ``rejected not_leader``."""
+
+    client: Any
+    from_id: ServerId
+    leader: ServerId | None
+    correlation: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardCommand:
+    """A ``NoReply`` command reached a follower: pass it to ``leader``."""
+
+    leader: ServerId
+    command: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SetElectionTimer:
+    """(Re)arm the election timer; the shell picks a random duration in the
+    range of ``kind`` (``short`` after a failure signal, ``long`` otherwise).
+    A later ``SetElectionTimer`` or ``CancelElectionTimer`` supersedes it."""
+
+    kind: str = "long"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelElectionTimer:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetAwaitConditionTimer:
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSnapshot:
+    """Persist a snapshot durably, then answer ``SnapshotWritten(meta)``.
+
+    For the server's own snapshots ``state`` is the machine state (the shell
+    encodes it); for a received snapshot ``data`` holds the encoded bytes."""
+
+    meta: SnapshotMeta
+    state: Any = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendSnapshotChunk:
+    """Read chunk ``chunk_no`` (from 1, ``chunk_size`` bytes each) of the
+    durable snapshot described by ``meta`` and send it to ``to`` as an
+    ``InstallSnapshotRpc(term, ..., chunk_no, last, data)``."""
+
+    to: ServerId
+    meta: SnapshotMeta
+    term: int
+    chunk_no: int
+    chunk_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateLogBelow:
+    """Entries ``<= index`` are covered by a durable snapshot: delete the
+    segments and WAL references that hold only such entries."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorServer:
+    """Watch a peer server's process (followers watch their leader)."""
+
+    server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """Informational: this server now believes ``leader`` leads (for caches)."""
+
+    leader: ServerId | None
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """Informational: new role (the shell updates its metrics)."""
+
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteData:
+    """The cluster was deleted: stop this server and remove all its data."""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineEffects:
+    """Machine effects for the shell; leader-only ones run only on the leader."""
+
+    effects: tuple
+    leader_only: bool
+
+
+# ========================================================== machine effects
+@dataclass(frozen=True, slots=True)
+class SendMsg:
+    """Send ``msg`` to ``to`` (an actor address, a ServerId or a client handle id)."""
+
+    to: Any
+    msg: Any
+    options: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModCall:
+    """Call ``"module:function"`` (or a callable) with ``args`` on the leader."""
+
+    fun: Any
+    args: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """``kind`` is ``process`` (a ServerId or client handle id) or ``node``."""
+
+    kind: str
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Demonitor:
+    kind: str
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Fire ``TimerFired(name)`` through the log after ``ms``; None cancels."""
+
+    name: Any
+    ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCursor:
+    """Entries ``<= index`` are no longer needed: ``state`` is the machine
+    state at ``index``; the core takes a snapshot (all members)."""
+
+    index: int
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A checkpoint hint; treated like ReleaseCursor without log truncation
+    (ra_actors takes a snapshot only through ReleaseCursor)."""
+
+    index: int
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append a new command (leader only), optionally with a reply mode."""
+
+    command: Any
+    reply_mode: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Aux:
+    """A command for the member-local aux handler (every member)."""
+
+    command: Any
+
+
+MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
+                   Checkpoint, Append, Aux)
+LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
+
+
+# ================================================== built-in machine commands
+@dataclass(frozen=True, slots=True)
+class Down:
+    """A monitored process died (``reason`` e.g. ``"noproc"``, ``"noconnection"``)."""
+
+    target: Any
+    reason: Any = "noproc"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUp:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDown:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    name: Any
+
+
+@dataclass(frozen=True, slots=True)
+class MachineVersion:
+    from_version: int
+    to_version: int
+
+
+BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion)

@@ -1,0 +1,286 @@
+"""Every message a Raft server consumes.
+
+Rules:
+
+* Frozen, slotted dataclasses at module level (they pickle over Thespian).
+* Inter-server RPCs are named after Ra and the Raft paper and carry the
+  sender's ``ServerId`` (``from_id``) and its ``incarnation`` (a number the
+  shell gives each start of a server; Thespian reuses ports, so the shell
+  drops messages addressed to an older incarnation).  The core itself
+  ignores ``incarnation``.
+* Time and randomness never come from the core: ``Tick.now_ms`` and
+  ``Command.ts`` carry time; election timeouts are chosen by the shell.
+* Messages from the shell (WAL, timers, failure detector, clients) carry no
+  ``from_id``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .types import ServerId, SnapshotMeta
+
+
+# ------------------------------------------------------------------ RPCs
+@dataclass(frozen=True, slots=True)
+class AppendEntriesRpc:
+    """Raft §5.3.  ``entries`` is a tuple of ``Entry`` (possibly empty)."""
+
+    term: int
+    from_id: ServerId
+    leader_commit: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesReply:
+    """``last_index``/``last_term``: the follower's last *durable* entry that
+    matches the leader; ``next_index``: the next index it expects."""
+
+    term: int
+    from_id: ServerId
+    success: bool
+    next_index: int
+    last_index: int
+    last_term: int
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteRpc:
+    """Pre-vote (Raft thesis §9.6): asks without bumping anyone's term."""
+
+    term: int
+    from_id: ServerId
+    token: int
+    last_log_index: int
+    last_log_term: int
+    machine_version: int = 0
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteResult:
+    term: int
+    from_id: ServerId
+    token: int
+    vote_granted: bool
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteRpc:
+    """Raft §5.2."""
+
+    term: int
+    from_id: ServerId
+    last_log_index: int
+    last_log_term: int
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteResult:
+    term: int
+    from_id: ServerId
+    vote_granted: bool
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRpc:
+    """Only for consistent queries (ReadIndex); never sent while idle."""
+
+    term: int
+    from_id: ServerId
+    query_index: int
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    term: int
+    from_id: ServerId
+    query_index: int
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotRpc:
+    """One chunk (``chunk_no`` from 1) of the snapshot described by ``meta``."""
+
+    term: int
+    from_id: ServerId
+    meta: SnapshotMeta
+    chunk_no: int
+    last: bool
+    data: bytes
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotResult:
+    """Ack of chunk ``chunk_no``; after the last chunk, ``last_index``/``last_term``
+    are the installed (durable) snapshot's."""
+
+    term: int
+    from_id: ServerId
+    chunk_no: int
+    last_index: int
+    last_term: int
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNowRpc:
+    """Leadership transfer: the target starts an election at once (no pre-vote)."""
+
+    term: int
+    from_id: ServerId
+    incarnation: int = 0
+
+
+RPC_TYPES = (AppendEntriesRpc, AppendEntriesReply, PreVoteRpc, PreVoteResult,
+             RequestVoteRpc, RequestVoteResult, HeartbeatRpc, HeartbeatReply,
+             InstallSnapshotRpc, InstallSnapshotResult, TimeoutNowRpc)
+
+
+# --------------------------------------------------- from the shell: storage
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The WAL made entries ``from_index..to_index`` of ``term`` durable."""
+
+    term: int
+    from_index: int
+    to_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResendWrite:
+    """The WAL saw a gap: resend every entry from ``from_index`` on."""
+
+    from_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetaWritten:
+    """``PersistMeta(term, voted_for)`` is durable."""
+
+    term: int
+    voted_for: ServerId | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotWritten:
+    """A ``WriteSnapshot`` is durable.  On the receiving side ``state`` carries
+    the decoded machine state; for the server's own snapshots it is None."""
+
+    meta: SnapshotMeta
+
+
+# ------------------------------------------------------- from the shell: time
+@dataclass(frozen=True, slots=True)
+class ElectionTimeout:
+    """The election timer (epoch-checked by the shell) expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Periodic tick (leader: machine ``tick``, retries; others: housekeeping)."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitConditionTimeout:
+    """The ``await_condition`` timer expired."""
+
+
+# ---------------------------------------- from the shell: failure detection
+@dataclass(frozen=True, slots=True)
+class ServerDown:
+    """A monitored Raft server's process died (Ra: ``'DOWN'`` of a peer)."""
+
+    server_id: ServerId
+    reason: Any = "noproc"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """The node failure detector (aten) says ``node`` is ``up`` or ``down``."""
+
+    node: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepDownIfLeader:
+    """Shell-initiated step down (e.g. WAL failure on the leader's node)."""
+
+
+# ------------------------------------------------------------- from clients
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command for the machine.  ``reply_mode`` is a reply mode from
+    :mod:`ra_actors.core.types`; ``ts`` is wall-clock ms stamped by the shell."""
+
+    data: Any
+    reply_mode: Any
+    priority: str = "normal"
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Commands:
+    """Many pipelined commands coalesced into one message (one client flush)."""
+
+    commands: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """``kind`` is ``local``, ``leader`` or ``consistent``; ``fun(state)`` is a
+    callable resolved by the shell (queries name ``"module:function"``)."""
+
+    kind: str
+    fun: Any
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember:
+    server_id: ServerId
+    membership: str
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    server_id: ServerId
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLeadership:
+    target: ServerId
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerElection:
+    """Enter pre-vote now (Ra's ``trigger_election``; needed for new clusters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClusterCmd:
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Ask for the membership and leader."""
+
+    from_: Any

@@ -1,0 +1,186 @@
+"""Identities, log entries and the commands they carry.
+
+Rules:
+
+* Everything here is a frozen, slotted dataclass (or a NamedTuple) defined at
+  module level, so it pickles across Thespian and round-trips through
+  :mod:`ra_actors.codec` (msgpack) on disk.
+* A log entry is ``Entry(index, term, command)``; ``command`` is one of the
+  entry command classes below (``Usr``, ``Noop``, ``ClusterChange``,
+  ``DeleteCluster``).  User data lives inside ``Usr.data``.
+* Client references (``from_``, ``client``) are opaque, hashable,
+  msgpack-serialisable values chosen by the shell (strings in practice);
+  the core only hands them back in reply effects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class ServerId(NamedTuple):
+    """A Raft server: cluster-local ``name`` on ``node`` (Ra's ``{Name, Node}``)."""
+
+    name: str
+    node: str
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return f"{self.name}@{self.node}"
+
+
+# Membership kinds (Ra: voter | promotable | non_voter).  Only voters count
+# towards quorums and may become leader.
+VOTER = "voter"
+NON_VOTER = "non_voter"
+PROMOTABLE = "promotable"
+MEMBERSHIPS = (VOTER, NON_VOTER, PROMOTABLE)
+
+# Roles (Ra's gen_statem states).
+FOLLOWER = "follower"
+PRE_VOTE = "pre_vote"
+CANDIDATE = "candidate"
+LEADER = "leader"
+AWAIT_CONDITION = "await_condition"
+RECEIVE_SNAPSHOT = "receive_snapshot"
+TERMINATING_LEADER = "terminating_leader"
+TERMINATING_FOLLOWER = "terminating_follower"
+STOPPED = "stopped"  # deleted: the shell stops the server and removes its data
+ROLES = (FOLLOWER, PRE_VOTE, CANDIDATE, LEADER, AWAIT_CONDITION, RECEIVE_SNAPSHOT,
+         TERMINATING_LEADER, TERMINATING_FOLLOWER, STOPPED)
+
+# Priorities of client commands.
+NORMAL = "normal"
+LOW = "low"
+
+
+# ---------------------------------------------------------------- reply modes
+@dataclass(frozen=True, slots=True)
+class AwaitConsensus:
+    """Synchronous command: reply to ``from_`` once applied on the leader."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyReply:
+    """Pipelined command: ``Applied`` event with ``correlation`` to ``client``."""
+
+    correlation: Any
+    client: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """Fire and forget."""
+
+
+@dataclass(frozen=True, slots=True)
+class AfterLogAppend:
+    """Reply ``(index, term)`` to ``from_`` as soon as the leader appended it."""
+
+    from_: Any
+
+
+ReplyMode = AwaitConsensus | NotifyReply | NoReply | AfterLogAppend
+
+
+# ------------------------------------------------------------ entry commands
+@dataclass(frozen=True, slots=True)
+class Usr:
+    """A user (or built-in machine) command; ``ts`` is the leader's wall clock (ms)."""
+
+    data: Any
+    reply_mode: ReplyMode
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    """Appended by every new leader; carries the machine version it runs."""
+
+    machine_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterChange:
+    """The complete new membership ``((ServerId, membership), ...)``.
+
+    Effective as soon as it is appended (Raft §6 single-server changes);
+    reverted if the entry is truncated.  ``from_`` receives the reply.
+    """
+
+    cluster: tuple
+    from_: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCluster:
+    """Once applied, every member shuts down and deletes its data."""
+
+    from_: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    index: int
+    term: int
+    command: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """What a snapshot covers: everything up to ``index`` (of ``term``)."""
+
+    index: int
+    term: int
+    cluster: tuple  # ((ServerId, membership), ...)
+    machine_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMeta:
+    """The ``meta`` argument of ``Machine.apply`` (Ra's command meta map)."""
+
+    index: int
+    term: int
+    system_time: int = 0
+    machine_version: int = 0
+    reply_mode: Any = None
+
+    def __getitem__(self, key: str):
+        # Ra's meta is a map; allow ``meta["index"]`` as well as ``meta.index``.
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+
+def cluster_dict(cluster: tuple) -> dict:
+    """``((sid, membership), ...)`` -> ``{ServerId: membership}``."""
+    return {ServerId(*sid): m for sid, m in cluster}
+
+
+def cluster_tuple(cluster: dict) -> tuple:
+    """``{ServerId: membership}`` -> a canonical, sorted tuple."""
+    return tuple(sorted(((ServerId(*s), m) for s, m in cluster.items()), key=lambda p: (p[0].node, p[0].name)))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything needed to (re)start a server; persisted by the shell.
+
+    ``machine`` is an import path (``"machines.kv"`` or ``"pkg.mod:Class"``).
+    """
+
+    server_id: ServerId
+    uid: str
+    cluster_name: str
+    machine: str
+    initial_members: tuple  # (ServerId, ...)
+    machine_config: dict = field(default_factory=dict)
+    # Tunables (Ra defaults where they exist).
+    max_append_entries_batch: int = 128
+    max_pipeline_count: int = 4096
+    low_priority_flush_size: int = 16
+    snapshot_chunk_size: int = 1_000_000
+    min_snapshot_interval: int = 0

@@ -1,0 +1,95 @@
+"""Exceptions raised by ra_actors.
+
+Rule: every failure a user can see is one of these classes (never a bare
+``None`` or a string).  They all derive from :class:`RaError`, so
+``except ra_actors.errors.RaError`` catches everything the library raises on
+purpose.  Each class maps onto an error atom of Ra where one exists.
+"""
+from __future__ import annotations
+
+
+class RaError(Exception):
+    """Base class of every ra_actors error."""
+
+
+class Timeout(RaError):
+    """No answer within the caller's timeout (Ra's ``{timeout, ServerId}``).
+
+    The operation may or may not have taken effect.
+    """
+
+
+class NotLeader(RaError):
+    """The addressed server is not the leader; ``leader`` is who it thinks is."""
+
+    def __init__(self, message: str = "not leader", leader=None):
+        super().__init__(message)
+        self.leader = leader
+
+
+class NoSuchServer(RaError):
+    """The server id names no running server on its node (Ra's ``noproc``)."""
+
+
+class NodeDown(RaError):
+    """The node named by a server id is not reachable."""
+
+
+class ClusterNotFormed(RaError):
+    """``start_cluster`` could not elect a leader (Ra's ``cluster_not_formed``)."""
+
+
+class InvalidCommand(RaError):
+    """A command, query argument or reply is not a msgpack-serialisable value."""
+
+
+class AlreadyMember(RaError):
+    """``add_member`` named a server that is already in the cluster."""
+
+
+class NotMember(RaError):
+    """``remove_member``/``transfer_leadership`` named a server outside the cluster."""
+
+
+class ClusterChangeNotPermitted(RaError):
+    """A membership change is still pending, or the leader has not committed its noop."""
+
+
+class NotUpToDate(RaError):
+    """Leadership transfer target has not replicated the whole log yet."""
+
+
+class NonVoter(RaError):
+    """Leadership transfer target is not a voter."""
+
+
+class MachineError(RaError):
+    """A machine module could not be loaded, or it raised in a callback."""
+
+
+class ServerAlreadyExists(RaError):
+    """A server with that id already runs (or has data) on its node (Ra's ``not_new``)."""
+
+
+class LogCorruption(RaError):
+    """A log, segment, snapshot or meta file failed validation.
+
+    ``path`` and ``offset`` say exactly where; the node refuses to start
+    rather than skip data.
+    """
+
+    def __init__(self, message: str, path: str | None = None, offset: int | None = None):
+        where = ""
+        if path is not None:
+            where = f" ({path}" + (f" at byte offset {offset}" if offset is not None else "") + ")"
+        super().__init__(f"corrupt: {message}{where}")
+        self.path = path
+        self.offset = offset
+
+
+class DataDirLocked(RaError):
+    """Another live process holds the data directory's lock."""
+
+
+class NodeError(RaError):
+    """A node could not be started or stopped."""
