@@ -50,7 +50,11 @@ def _default(obj: Any):
     if dataclasses.is_dataclass(obj) and _REGISTRY.get(cls.__name__) is cls:
         fields = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
         return msgpack.ExtType(EXT_RECORD, msgpack.packb([cls.__name__, fields], default=_default,
-                                                         use_bin_type=True))
+                                                         use_bin_type=True, strict_types=True))
+    if type(obj) is tuple:
+        # strict_types sends plain tuples here so that NamedTuples (ServerId)
+        # are not silently flattened into arrays.
+        return list(obj)
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=repr)
     raise TypeError(f"cannot serialise {cls.__name__} value {obj!r}")
@@ -73,7 +77,7 @@ def _ext_hook(code: int, data: bytes):
 def pack(value: Any) -> bytes:
     """Encode ``value``; raise ``InvalidCommand`` if it is not serialisable."""
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidCommand(f"value is not msgpack-serialisable: {exc}") from None
 

@@ -175,8 +175,7 @@ class MetaWritten:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotWritten:
-    """A ``WriteSnapshot`` is durable.  On the receiving side ``state`` carries
-    the decoded machine state; for the server's own snapshots it is None."""
+    """A ``WriteSnapshot(meta, ...)`` is durable."""
 
     meta: SnapshotMeta
 
