@@ -144,9 +144,15 @@ class SendSnapshotChunk:
 @dataclass(frozen=True, slots=True)
 class TruncateLogBelow:
     """Entries ``<= index`` are covered by a durable snapshot: delete the
-    segments and WAL references that hold only such entries."""
+    segments and WAL references that hold only such entries.
+
+    ``keep_above=False`` (after installing a snapshot received from the
+    leader whose point the local log did not contain) additionally discards
+    every entry above ``index``: the log now starts empty after the snapshot,
+    and recovery must not resurrect the old entries."""
 
     index: int
+    keep_above: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,23 +1,61 @@
 """The Raft server (Ra's ``ra_server``): messages in, ``(role, effects)`` out.
 
-INTERFACE (implementation in progress)::
+Usage by a shell (the Thespian actor or the simulator)::
 
-    srv = RaftServer(config: ServerConfig, machine: Machine, recovered: Recovered | None = None)
-    role, effects = srv.init()          # call once after construction
-    role, effects = srv.handle(msg)     # for every message, in arrival order
+    srv = RaftServer(config, Machine(module), recovered)   # recovered: from disk, or None
+    role, effects = srv.init()
+    role, effects = srv.handle(msg)                        # every message, in order
 
-Attributes for shells, metrics and invariant checks: ``id``, ``role``,
-``current_term``, ``voted_for``, ``leader_id``, ``commit_index``,
-``last_applied``, ``machine_state``, ``cluster`` (``{ServerId: membership}``),
-``log`` (a :class:`ra_actors.core.log.RaftLog`), ``snapshot_meta``;
-methods ``key_metrics()`` and ``overview()``.
+Rules this module keeps (each has tests citing the Raft paper):
+
+* Terms and votes (§5.1, §5.2): a higher term in any RPC turns the server
+  into a follower of that term; a vote is granted only to a candidate whose
+  log is at least as up to date (§5.4.1), once per term, and the grant is
+  sent only after ``MetaWritten`` confirms the vote is durable.
+* Pre-vote (thesis §9.6): elections start in ``pre_vote`` without bumping
+  the term; a follower that knows a live leader refuses pre-votes, so a
+  server that was cut off and comes back cannot disturb the cluster.
+* No idle heartbeats (Ra): followers start a pre-vote when told their
+  leader's process or node is down, or on an election timeout while no
+  leader is known.  Brand-new servers wait for ``TriggerElection`` or an RPC.
+* Replication (§5.3): the leader appends a ``Noop`` on election, sends
+  batched ``AppendEntriesRpc`` with a bounded window per follower, and jumps
+  ``next_index`` using the follower's hint.  A follower truncates only on a
+  real term conflict and acknowledges only durable entries (``Written``).
+* Commitment (§5.4.2): the leader's own match index is its last *durable*
+  index; an index commits when a quorum of voters hold it and it belongs to
+  the current term.
+* Membership (§6, single-server changes): one change at a time, effective
+  when appended, reverted if truncated; non-voters and promotables do not
+  count; promotables are promoted once caught up.
+* Queries: local (any role), leader, consistent (ReadIndex: a heartbeat
+  round to a quorum after the leader has committed in its term).
+* Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
+  followers behind the leader's first index receive it in chunks.
+
+The object is mutable for speed, but all change happens inside ``handle``:
+it is a function of (state, message) with no I/O, clock or randomness.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Entry, ServerId, SnapshotMeta
+from .. import codec
+from . import effects as fx
+from . import messages as m
+from .log import RaftLog
+from .machine import NO_REPLY, Machine
+from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LOW, NON_VOTER, PRE_VOTE,
+                    PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
+                    TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
+                    CommandMeta, DeleteCluster, Entry, NoReply, Noop, NotifyReply, ServerConfig,
+                    ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
+
+# Deliberate bugs the simulator must catch (tests switch them on).
+KNOWN_BUGS = frozenset({"commit_undurable", "vote_before_durable", "truncate_matching"})
+
+AWAIT_CONDITION_TIMEOUT_MS = 3000
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +67,1158 @@ class Recovered:
     last_applied: int = 0
     snapshot: tuple[SnapshotMeta, Any] | None = None  # (meta, machine state)
     entries: tuple = ()  # durable Entry objects after the snapshot, ascending, consecutive
+
+
+class Peer:
+    """Leader-side replication state of one follower."""
+
+    __slots__ = ("next_index", "match_index", "commit_index_sent", "query_index",
+                 "snapshot", "progress_mark", "snapshot_mark")
+
+    def __init__(self, next_index: int):
+        self.next_index = next_index
+        self.match_index = 0
+        self.commit_index_sent = 0
+        self.query_index = 0
+        # (meta, chunk_no) while a snapshot is being sent, else None.
+        self.snapshot: tuple[SnapshotMeta, int] | None = None
+        # match_index seen at the previous tick: no progress over a whole tick
+        # means messages were lost, so replication restarts from match_index.
+        self.progress_mark = -1
+        self.snapshot_mark: tuple | None = None
+
+
+def _ok(value: Any) -> tuple:
+    return ("ok", value)
+
+
+class RaftServer:
+    def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None,
+                 *, bugs: frozenset = frozenset()):
+        unknown = set(bugs) - KNOWN_BUGS
+        if unknown:
+            raise ValueError(f"unknown deliberate bugs {sorted(unknown)}")
+        self.bugs = frozenset(bugs)
+        self.config = config
+        self.id: ServerId = ServerId(*config.server_id)
+        self.machine = machine
+        rec = recovered or Recovered()
+        self.role = FOLLOWER
+        self.leader_id: ServerId | None = None
+        self.votes: set = set()
+        self.pre_vote_token = 0
+        self.pending_vote_reply: tuple[ServerId, int] | None = None
+        self.peers: dict[ServerId, Peer] = {}
+        self.query_index = 0
+        self.pending_queries: list[tuple[int, int, Any, Any]] = []  # (query_index, read_index, fun, from)
+        self.waiting_queries: list[tuple[Any, Any]] = []  # consistent queries before the noop commits
+        self.low_queue: list[m.Command] = []
+        self.transfer_target: ServerId | None = None
+        self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written
+        self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
+        self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
+        self.verified_index = 0  # highest index known to match the current leader's log
+        self.last_reply_index = -1
+        self.applied_batch: dict[Any, list] = {}
+        self.deleting_index: int | None = None
+        self._effects: list = []
+
+        # -- durable state --------------------------------------------------------
+        if rec.snapshot is not None:
+            snap_meta, snap_state = rec.snapshot
+            self.log = RaftLog(snap_meta.index, snap_meta.term,
+                               [e for e in rec.entries if e.index > snap_meta.index])
+            self.machine_state = snap_state
+            self.snapshot_meta: SnapshotMeta | None = snap_meta
+            self.machine_version = snap_meta.machine_version
+            base_cluster = cluster_dict(snap_meta.cluster)
+            base_index = snap_meta.index
+        else:
+            self.log = RaftLog(0, 0, rec.entries)
+            self.machine_version = 0
+            self.machine_state = machine.init(dict(config.machine_config, name=config.cluster_name))
+            self.snapshot_meta = None
+            base_cluster = {ServerId(*s): VOTER for s in config.initial_members}
+            base_index = 0
+        # (index, cluster) of every configuration still in the log: the last is
+        # in force; popping reverts a truncated change.
+        self.cluster_history: list[tuple[int, dict]] = [(base_index, base_cluster)]
+        for e in self.log.entries:
+            if isinstance(e.command, ClusterChange):
+                self.cluster_history.append((e.index, cluster_dict(e.command.cluster)))
+        self.current_term = max(rec.current_term, self.log.last_term)
+        self.voted_for = rec.voted_for if rec.current_term == self.current_term else None
+        self.durable_meta = (rec.current_term, rec.voted_for)
+        self.commit_index = max(self.log.snapshot_index, min(rec.last_applied, self.log.last_index))
+        self.last_applied = self.log.snapshot_index
+        # Re-apply what was applied before the restart; effects are discarded
+        # (they were carried out by whoever was leader then).
+        self._apply_to(self.commit_index, replay=True)
+
+    # =============================================================== helpers
+    @property
+    def cluster(self) -> dict:
+        return self.cluster_history[-1][1]
+
+    def _cluster_at(self, index: int) -> dict:
+        for idx, cl in reversed(self.cluster_history):
+            if idx <= index:
+                return cl
+        return self.cluster_history[0][1]
+
+    def voters(self) -> list[ServerId]:
+        return [s for s, mem in self.cluster.items() if mem == VOTER]
+
+    def _quorum(self) -> int:
+        return len(self.voters()) // 2 + 1
+
+    def _is_voter(self) -> bool:
+        return self.cluster.get(self.id) == VOTER
+
+    def _emit(self, effect) -> None:
+        self._effects.append(effect)
+
+    def _send(self, to: ServerId, rpc) -> None:
+        self._effects.append(fx.SendRpc(to, rpc))
+
+    def _leading(self) -> bool:
+        return self.role in (LEADER, AWAIT_CONDITION, TERMINATING_LEADER)
+
+    def _set_role(self, role: str) -> None:
+        if role == self.role:
+            return
+        self.role = role
+        self._emit(fx.RoleChanged(role))
+        if role != STOPPED:
+            effs = self.machine.state_enter(self.machine_version, role, self.machine_state)
+            if effs:
+                self._emit_machine_effects(effs, from_apply=False)
+
+    def _set_leader(self, leader: ServerId | None) -> None:
+        if leader != self.leader_id:
+            self.leader_id = leader
+            self._emit(fx.LeaderChanged(leader, self.current_term))
+            if leader is not None and leader != self.id:
+                self._emit(fx.MonitorServer(leader))
+
+    def _update_term(self, term: int) -> None:
+        if term > self.current_term:
+            self.current_term = term
+            self.voted_for = None
+            self._emit(fx.PersistMeta(term, None))
+
+    # ================================================================ entry
+    def init(self) -> tuple[str, list]:
+        """Effects to run once the server starts (after construction)."""
+        self._effects = []
+        self._emit(fx.RoleChanged(self.role))
+        effs = self.machine.state_enter(self.machine_version, "recovered", self.machine_state)
+        if effs:
+            self._emit_machine_effects(effs, from_apply=False)
+        # A server with history takes part in elections on its own; a brand-new
+        # one waits for TriggerElection or a leader (Ra).
+        if self._is_voter() and (self.log.last_index > 0 or self.current_term > 0):
+            self._emit(fx.SetElectionTimer("long"))
+        return self.role, self._take()
+
+    def _take(self) -> list:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def handle(self, msg) -> tuple[str, list]:
+        self._effects = []
+        if self.role == STOPPED:
+            return self.role, []
+        handler = self._HANDLERS.get(type(msg))
+        if handler is None:
+            raise TypeError(f"unknown message {type(msg).__name__}")
+        handler(self, msg)
+        if self.role == LEADER and self.low_queue:
+            self._flush_low_priority()
+        self._flush_applied()
+        return self.role, self._take()
+
+    # ============================================================ term logic
+    def _check_term(self, msg) -> bool:
+        """Common term handling for RPCs.  Returns False if ``msg`` is stale."""
+        if msg.term > self.current_term:
+            was_leading = self._leading()
+            self._update_term(msg.term)
+            if self.role != FOLLOWER or was_leading:
+                self._become_follower(None)
+            else:
+                self._set_leader(None)
+            return True
+        return msg.term == self.current_term
+
+    def _become_follower(self, leader: ServerId | None) -> None:
+        if self._leading():
+            self._abandon_leadership()
+        self.votes = set()
+        self.receiving = None
+        self._set_role(FOLLOWER)
+        self._set_leader(leader)
+        if leader is None and self._is_voter():
+            self._emit(fx.SetElectionTimer("long"))
+        else:
+            self._emit(fx.CancelElectionTimer())
+
+    def _abandon_leadership(self) -> None:
+        for _, _, _, frm in self.pending_queries:
+            self._emit(fx.Reply(frm, ("not_leader", None), None))
+        for _, frm in self.waiting_queries:
+            self._emit(fx.Reply(frm, ("not_leader", None), None))
+        for cmd in self.low_queue:
+            self._reject(cmd, None)
+        self.pending_queries = []
+        self.waiting_queries = []
+        self.low_queue = []
+        self.peers = {}
+        self.transfer_target = None
+
+    # ============================================================= elections
+    def _start_pre_vote(self) -> None:
+        if not self._is_voter():
+            return
+        self.pre_vote_token += 1
+        self._set_role(PRE_VOTE)
+        self._set_leader(None)
+        self.votes = {self.id}
+        self._emit(fx.SetElectionTimer("long"))
+        if len(self.votes) >= self._quorum():
+            self._start_election()
+            return
+        rpc = m.PreVoteRpc(self.current_term, self.id, self.pre_vote_token, self.log.last_index,
+                           self.log.last_term, self.machine.version())
+        for peer in self.voters():
+            if peer != self.id:
+                self._send(peer, rpc)
+
+    def _start_election(self) -> None:
+        self._set_role(CANDIDATE)
+        self._set_leader(None)
+        self.current_term += 1
+        self.voted_for = self.id
+        self._emit(fx.PersistMeta(self.current_term, self.id))
+        self.votes = {self.id}
+        self._emit(fx.SetElectionTimer("long"))
+        if len(self.votes) >= self._quorum():
+            self._become_leader()
+            return
+        rpc = m.RequestVoteRpc(self.current_term, self.id, self.log.last_index, self.log.last_term)
+        for peer in self.voters():
+            if peer != self.id:
+                self._send(peer, rpc)
+
+    def _on_pre_vote_rpc(self, msg: m.PreVoteRpc) -> None:
+        # Pre-votes never change our term.  Refuse while we know a live leader
+        # (leader stickiness) or when the candidate's log or term is behind.
+        knows_leader = (self.role == FOLLOWER and self.leader_id is not None) or self._leading()
+        grant = (msg.term >= self.current_term and not knows_leader
+                 and msg.machine_version >= self.machine_version
+                 and self.log.is_up_to_date(msg.last_log_index, msg.last_log_term))
+        self._send(msg.from_id, m.PreVoteResult(self.current_term, self.id, msg.token, grant))
+        if self._leading() and msg.from_id in self.peers:
+            # The asker lost track of us: remind it who leads.
+            self._replicate(msg.from_id, force=True)
+
+    def _on_pre_vote_result(self, msg: m.PreVoteResult) -> None:
+        if msg.term > self.current_term:
+            self._update_term(msg.term)
+            self._become_follower(None)
+            return
+        if self.role != PRE_VOTE or msg.token != self.pre_vote_token or not msg.vote_granted:
+            return
+        if msg.from_id in self.voters():
+            self.votes.add(msg.from_id)
+        if len(self.votes) >= self._quorum():
+            self._start_election()
+
+    def _on_request_vote_rpc(self, msg: m.RequestVoteRpc) -> None:
+        if not self._check_term(msg):
+            self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, False))
+            return
+        grant = (self.voted_for in (None, msg.from_id) and not self._leading()
+                 and self.log.is_up_to_date(msg.last_log_index, msg.last_log_term))
+        if not grant:
+            self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, False))
+            if self._leading() and msg.from_id in self.peers:
+                self._replicate(msg.from_id, force=True)
+            return
+        if self.voted_for is None:
+            self.voted_for = msg.from_id
+            self._emit(fx.PersistMeta(self.current_term, msg.from_id))
+            self._emit(fx.SetElectionTimer("long"))
+        if self.durable_meta == (self.current_term, msg.from_id) or "vote_before_durable" in self.bugs:
+            self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, True))
+        else:
+            # Granted only once MetaWritten says the vote is durable.
+            self.pending_vote_reply = (msg.from_id, self.current_term)
+
+    def _on_meta_written(self, msg: m.MetaWritten) -> None:
+        self.durable_meta = (msg.term, msg.voted_for)
+        pending = self.pending_vote_reply
+        if pending and pending == (msg.voted_for, msg.term) and msg.term == self.current_term:
+            self.pending_vote_reply = None
+            self._send(pending[0], m.RequestVoteResult(self.current_term, self.id, True))
+
+    def _on_request_vote_result(self, msg: m.RequestVoteResult) -> None:
+        if msg.term > self.current_term:
+            self._check_term(msg)
+            return
+        if self.role != CANDIDATE or msg.term != self.current_term or not msg.vote_granted:
+            return
+        if msg.from_id in self.voters():
+            self.votes.add(msg.from_id)
+        if len(self.votes) >= self._quorum():
+            self._become_leader()
+
+    def _on_election_timeout(self, _msg) -> None:
+        if self.role == FOLLOWER and self.leader_id is None:
+            self._start_pre_vote()
+        elif self.role in (PRE_VOTE, CANDIDATE):
+            # A failed pre-vote or a split vote: try again (via pre-vote, as Ra).
+            self._start_pre_vote()
+
+    def _on_trigger_election(self, _msg) -> None:
+        if self.role in (FOLLOWER, PRE_VOTE, CANDIDATE):
+            self._start_pre_vote()
+
+    def _on_timeout_now(self, msg: m.TimeoutNowRpc) -> None:
+        if not self._check_term(msg):
+            return
+        if self.role == FOLLOWER and self._is_voter():
+            self._start_election()
+
+    def _leader_lost(self) -> None:
+        self._set_leader(None)
+        if self.role == FOLLOWER and self._is_voter():
+            # Randomised short delay so that followers do not all pre-vote at once.
+            self._emit(fx.SetElectionTimer("short"))
+
+    def _on_server_down(self, msg: m.ServerDown) -> None:
+        if self.role == FOLLOWER and msg.server_id == self.leader_id:
+            self._leader_lost()
+
+    def _on_node_event(self, msg: m.NodeEvent) -> None:
+        if not msg.up:
+            if self.role == FOLLOWER and self.leader_id is not None and self.leader_id.node == msg.node:
+                self._leader_lost()
+        elif self._leading():
+            for peer in sorted(self.peers):
+                if peer.node == msg.node:
+                    self._replicate(peer, force=True)
+
+    # ============================================================ leadership
+    def _become_leader(self) -> None:
+        self._set_role(LEADER)
+        self._set_leader(self.id)
+        self._emit(fx.CancelElectionTimer())
+        self.votes = set()
+        self.peers = {}
+        for sid in self.cluster:
+            if sid != self.id:
+                self.peers[sid] = Peer(self.log.last_index + 1)
+        # The noop commits every earlier entry (§5.4.2) and gates cluster
+        # changes and consistent queries.
+        self._append_local([Noop(self.machine.version())])
+        self._replicate_all()
+
+    def _append_local(self, commands: list) -> list[Entry]:
+        new = []
+        for cmd in commands:
+            entry = Entry(self.log.last_index + 1, self.current_term, cmd)
+            self.log.append(entry)
+            new.append(entry)
+            if isinstance(cmd, ClusterChange):
+                self._cluster_changed(entry.index, cluster_dict(cmd.cluster))
+        if new:
+            self._emit(fx.LogAppend(tuple(new)))
+        return new
+
+    def _cluster_changed(self, index: int, cluster: dict) -> None:
+        self.cluster_history.append((index, cluster))
+        if self._leading():
+            for sid in cluster:
+                if sid != self.id and sid not in self.peers:
+                    self.peers[sid] = Peer(self.log.last_index + 1)
+            for sid in list(self.peers):
+                if sid not in cluster:
+                    del self.peers[sid]
+
+    def _revert_cluster(self, last_index: int) -> None:
+        while len(self.cluster_history) > 1 and self.cluster_history[-1][0] > last_index:
+            self.cluster_history.pop()
+
+    def _replicate_all(self, force: bool = False) -> None:
+        for peer in sorted(self.peers):
+            self._replicate(peer, force)
+
+    def _replicate(self, sid: ServerId, force: bool = False) -> None:
+        """Send ``sid`` what it lacks: one AppendEntriesRpc (bounded batch,
+        bounded window) or the next snapshot chunk."""
+        p = self.peers.get(sid)
+        if p is None:
+            return
+        if p.snapshot is not None:
+            if force:
+                self._send_snapshot_chunk(sid, p)
+            return
+        if p.next_index <= self.log.snapshot_index:
+            p.snapshot = (self.snapshot_meta, 1)
+            self._send_snapshot_chunk(sid, p)
+            return
+        last = self.log.last_index
+        in_flight = p.next_index - 1 - p.match_index
+        room = self.config.max_pipeline_count - in_flight
+        entries: list[Entry] = []
+        if p.next_index <= last and room > 0:
+            upto = min(last, p.next_index + min(self.config.max_append_entries_batch, room) - 1)
+            entries = self.log.slice(p.next_index, upto)
+        if not entries and not force and p.commit_index_sent >= self.commit_index:
+            return
+        prev = p.next_index - 1
+        prev_term = self.log.term_at(prev)
+        if prev_term is None:  # prev fell below the snapshot: send the snapshot instead
+            p.snapshot = (self.snapshot_meta, 1)
+            self._send_snapshot_chunk(sid, p)
+            return
+        self._send(sid, m.AppendEntriesRpc(self.current_term, self.id, self.commit_index, prev,
+                                           prev_term, tuple(entries)))
+        p.commit_index_sent = self.commit_index
+        if entries:
+            p.next_index = entries[-1].index + 1
+
+    def _send_snapshot_chunk(self, sid: ServerId, p: Peer) -> None:
+        meta, chunk_no = p.snapshot
+        self._emit(fx.SendSnapshotChunk(sid, meta, self.current_term, chunk_no,
+                                        min(self.config.snapshot_chunk_size, 1 << 20)))
+
+    def _on_append_entries_reply(self, msg: m.AppendEntriesReply) -> None:
+        if msg.term > self.current_term:
+            self._check_term(msg)
+            return
+        if not self._leading() or msg.term != self.current_term:
+            return
+        p = self.peers.get(msg.from_id)
+        if p is None or p.snapshot is not None:
+            return
+        if msg.success:
+            if (msg.last_index > p.match_index and msg.last_index <= self.log.last_index
+                    and self.log.term_at(msg.last_index) in (msg.last_term, None)):
+                p.match_index = msg.last_index
+            p.next_index = max(p.next_index, p.match_index + 1)
+            self._maybe_commit()
+            self._maybe_promote(msg.from_id, p)
+            self._maybe_transfer()
+        else:
+            p.next_index = max(p.match_index + 1, min(msg.next_index, self.log.last_index + 1))
+            p.commit_index_sent = -1  # make sure the retry is sent even if empty
+        if self.role != STOPPED:
+            self._replicate(msg.from_id)
+            self._maybe_finish_delete()
+
+    def _self_match(self) -> int:
+        if "commit_undurable" in self.bugs:
+            return self.log.last_index
+        return self.log.last_written
+
+    def _maybe_commit(self) -> None:
+        if not self._leading():
+            return
+        voters = self.voters()
+        matches = []
+        for sid in voters:
+            if sid == self.id:
+                matches.append(self._self_match())
+            else:
+                p = self.peers.get(sid)
+                matches.append(p.match_index if p else 0)
+        if not matches:
+            return
+        matches.sort(reverse=True)
+        candidate = matches[self._quorum() - 1]
+        # §5.4.2: only entries of the current term commit by counting replicas.
+        if candidate > self.commit_index and self.log.term_at(candidate) == self.current_term:
+            self.commit_index = candidate
+            self._apply_to(candidate)
+            # Tell followers the new commit index (empty AERs where nothing else is due).
+            if self._leading():
+                self._replicate_all()
+                self._serve_waiting_queries()
+
+    # ============================================================ followers
+    def _on_append_entries_rpc(self, msg: m.AppendEntriesRpc) -> None:
+        if not self._check_term(msg):
+            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False,
+                                                         self.log.last_index + 1, self.log.last_written,
+                                                         self.log.term_at(self.log.last_written) or 0))
+            return
+        if self._leading():
+            # Two leaders in one term cannot exist; ignore defensively.
+            return
+        if self.role != FOLLOWER or self.leader_id != msg.from_id:
+            self._become_follower(msg.from_id)
+            self.verified_index = 0
+            self.last_reply_index = -1
+        prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
+        if prev < self.log.snapshot_index:
+            # Everything up to our snapshot is committed, hence matches.
+            skip = self.log.snapshot_index - prev
+            entries = entries[skip:]
+            prev, prev_term = self.log.snapshot_index, self.log.snapshot_term
+            if not entries and msg.prev_log_index + len(msg.entries) < prev:
+                self._reply_append(force=True)
+                return
+        if prev > self.log.last_index:
+            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False,
+                                                         self.log.last_index + 1, self.log.last_written,
+                                                         self.log.term_at(self.log.last_written) or 0))
+            return
+        if self.log.term_at(prev) != prev_term:
+            hint = prev
+            ours = self.log.term_at(prev)
+            while hint - 1 > max(self.commit_index, self.log.snapshot_index) and self.log.term_at(hint - 1) == ours:
+                hint -= 1
+            hint = max(hint, self.commit_index + 1)
+            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False, hint,
+                                                         self.log.last_written,
+                                                         self.log.term_at(self.log.last_written) or 0))
+            return
+        # Find the first entry we do not already hold (§5.3: keep matching ones).
+        new_from = None
+        if "truncate_matching" in self.bugs and entries:
+            new_from = 0
+        else:
+            for i, e in enumerate(entries):
+                ours = self.log.term_at(e.index)
+                if ours is None or ours != e.term:
+                    new_from = i
+                    break
+        if new_from is not None:
+            first = entries[new_from]
+            if first.index <= self.log.last_index:
+                self.log.truncate_after(first.index - 1)
+                self._revert_cluster(first.index - 1)
+            to_write = entries[new_from:]
+            for e in to_write:
+                self.log.append(e)
+                if isinstance(e.command, ClusterChange):
+                    self._cluster_changed(e.index, cluster_dict(e.command.cluster))
+            self._emit(fx.LogAppend(tuple(to_write)))
+        top = msg.prev_log_index + len(msg.entries)
+        self.verified_index = max(self.verified_index, top) if new_from is None else top
+        new_commit = min(msg.leader_commit, top)
+        if new_commit > self.commit_index:
+            self.commit_index = new_commit
+            self._apply_to(new_commit)
+        self._reply_append(force=not msg.entries or new_from is None)
+
+    def _reply_append(self, force: bool = False) -> None:
+        """Acknowledge what is durable and verified against the leader."""
+        if self.role != FOLLOWER or self.leader_id is None:
+            return
+        idx = min(self.log.last_written, self.verified_index)
+        idx = max(idx, self.log.snapshot_index) if self.verified_index >= self.log.snapshot_index else idx
+        if idx <= self.last_reply_index and not force:
+            return
+        self.last_reply_index = max(self.last_reply_index, idx)
+        self._send(self.leader_id, m.AppendEntriesReply(self.current_term, self.id, True,
+                                                        self.log.last_index + 1, idx,
+                                                        self.log.term_at(idx) or 0))
+
+    def _on_written(self, msg: m.Written) -> None:
+        if not self.log.written(msg.term, msg.from_index, msg.to_index):
+            return
+        if self._leading():
+            self._maybe_commit()
+            self._maybe_transfer()
+        elif self.role == FOLLOWER:
+            self._reply_append()
+
+    def _on_resend_write(self, msg: m.ResendWrite) -> None:
+        entries = self.log.slice(msg.from_index, self.log.last_index)
+        if entries:
+            self._emit(fx.LogAppend(tuple(entries)))
+
+    def _on_heartbeat_rpc(self, msg: m.HeartbeatRpc) -> None:
+        if not self._check_term(msg):
+            self._send(msg.from_id, m.HeartbeatReply(self.current_term, self.id, msg.query_index))
+            return
+        if self._leading():
+            return
+        if self.role != FOLLOWER or self.leader_id != msg.from_id:
+            if self.role == RECEIVE_SNAPSHOT and self.leader_id == msg.from_id:
+                pass
+            else:
+                self._become_follower(msg.from_id)
+        self._send(msg.from_id, m.HeartbeatReply(self.current_term, self.id, msg.query_index))
+
+    # ============================================================== applying
+    def _apply_to(self, index: int, replay: bool = False) -> None:
+        index = min(index, self.log.last_index)
+        while self.last_applied < index and self.role != STOPPED:
+            entry = self.log.get(self.last_applied + 1)
+            if entry is None:  # covered by the snapshot
+                self.last_applied += 1
+                continue
+            self.last_applied = entry.index
+            self._apply_entry(entry, replay)
+        if not replay and self.role != STOPPED:
+            self._emit(fx.PersistLastApplied(self.last_applied))
+            self._serve_pending_queries()
+
+    def _apply_entry(self, entry: Entry, replay: bool) -> None:
+        cmd = entry.command
+        if isinstance(cmd, Usr):
+            meta = CommandMeta(entry.index, entry.term, cmd.ts, self.machine_version, cmd.reply_mode)
+            self.machine_state, reply, effs = self.machine.apply(self.machine_version, meta, cmd.data,
+                                                                 self.machine_state)
+            if replay:
+                return
+            self._handle_apply_effects(effs, entry.index)
+            if self.role == LEADER or self.role in (AWAIT_CONDITION, TERMINATING_LEADER):
+                self._reply_applied(cmd.reply_mode, reply)
+        elif isinstance(cmd, Noop):
+            if cmd.machine_version > self.machine_version:
+                old = self.machine_version
+                self.machine_version = cmd.machine_version
+                meta = CommandMeta(entry.index, entry.term, 0, self.machine_version, None)
+                from .effects import MachineVersion
+                self.machine_state, _reply, effs = self.machine.apply(
+                    self.machine_version, meta, MachineVersion(old, cmd.machine_version), self.machine_state)
+                if not replay:
+                    self._handle_apply_effects(effs, entry.index)
+        elif isinstance(cmd, ClusterChange):
+            if not replay and self._leading() and self.id not in cluster_dict(cmd.cluster):
+                if entry.index == self.cluster_history[-1][0]:
+                    self._step_down_removed()
+        elif isinstance(cmd, DeleteCluster):
+            if replay:
+                return
+            effs = self.machine.state_enter(self.machine_version, "eol", self.machine_state)
+            if effs:
+                self._emit_machine_effects(effs, from_apply=False)
+            if self._leading():
+                self._emit(fx.Reply(cmd.from_, _ok(self.id), self.id)) if cmd.from_ is not None else None
+                self.deleting_index = entry.index
+                self._set_role(TERMINATING_LEADER)
+                self._replicate_all(force=True)
+                self._maybe_finish_delete()
+            else:
+                self._set_role(TERMINATING_FOLLOWER)
+                self._stop_and_delete()
+
+    def _stop_and_delete(self) -> None:
+        self._emit(fx.CancelElectionTimer())
+        self._set_role(STOPPED)
+        self._emit(fx.DeleteData())
+
+    def _maybe_finish_delete(self) -> None:
+        if self.role != TERMINATING_LEADER or self.deleting_index is None:
+            return
+        if all(p.match_index >= self.deleting_index and p.commit_index_sent >= self.deleting_index
+               for p in self.peers.values()):
+            self._stop_and_delete()
+
+    def _step_down_removed(self) -> None:
+        """A leader removed from the cluster hands over once the removal commits."""
+        best = None
+        for sid in sorted(self.peers):
+            if self.cluster.get(sid) == VOTER:
+                p = self.peers[sid]
+                if best is None or p.match_index > self.peers[best].match_index:
+                    best = sid
+        if best is not None:
+            self._send(best, m.TimeoutNowRpc(self.current_term, self.id))
+        self._become_follower(None)
+
+    def _reply_applied(self, mode, reply) -> None:
+        if isinstance(mode, AwaitConsensus):
+            if reply != NO_REPLY:
+                self._emit(fx.Reply(mode.from_, _ok(reply), self.id))
+        elif isinstance(mode, NotifyReply):
+            if reply != NO_REPLY:
+                self.applied_batch.setdefault(mode.client, []).append((mode.correlation, reply))
+
+    def _flush_applied(self) -> None:
+        if self.applied_batch:
+            for client, results in self.applied_batch.items():
+                self._emit(fx.Applied(client, self.id, tuple(results)))
+            self.applied_batch = {}
+
+    def _handle_apply_effects(self, effs: list, index: int) -> None:
+        rest = []
+        for e in effs:
+            if isinstance(e, fx.ReleaseCursor):
+                self._release_cursor(e.index, e.state)
+            elif isinstance(e, fx.Checkpoint):
+                continue  # ra_actors snapshots only through ReleaseCursor
+            elif isinstance(e, fx.Append):
+                if self.role == LEADER:
+                    self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
+            else:
+                rest.append(e)
+        if rest:
+            self._emit_machine_effects(rest, from_apply=True)
+
+    def _emit_machine_effects(self, effs: list, from_apply: bool) -> None:
+        leader_only = tuple(e for e in effs if isinstance(e, fx.LEADER_ONLY_EFFECTS))
+        anyone = tuple(e for e in effs if not isinstance(e, fx.LEADER_ONLY_EFFECTS)
+                       and not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)))
+        if not from_apply:
+            # state_enter/tick/snapshot_installed effects are meant for this member.
+            allowed = tuple(e for e in effs if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append)))
+            if allowed:
+                self._emit(fx.MachineEffects(allowed, leader_only=False))
+            return
+        if leader_only and self.role == LEADER:
+            self._emit(fx.MachineEffects(leader_only, leader_only=True))
+        if anyone:
+            self._emit(fx.MachineEffects(anyone, leader_only=False))
+
+    # ============================================================= snapshots
+    def _release_cursor(self, index: int, state: Any) -> None:
+        if (self.pending_snapshot is not None or index <= self.log.snapshot_index
+                or index > self.last_applied
+                or index < self.log.snapshot_index + self.config.min_snapshot_interval):
+            return
+        term = self.log.term_at(index)
+        if term is None:
+            return
+        meta = SnapshotMeta(index, term, cluster_tuple(self._cluster_at(index)), self.machine_version)
+        self.pending_snapshot = meta
+        self._emit(fx.WriteSnapshot(meta, state=state))
+
+    def _on_snapshot_written(self, msg: m.SnapshotWritten) -> None:
+        if self.installing is not None and msg.meta == self.installing[0]:
+            self._finish_install()
+            return
+        if self.pending_snapshot is None or msg.meta != self.pending_snapshot:
+            return
+        self.pending_snapshot = None
+        meta = msg.meta
+        if meta.index <= self.log.snapshot_index:
+            return
+        self.log.install_snapshot(meta.index, meta.term)
+        self.snapshot_meta = meta
+        self._compact_cluster_history(meta.index)
+        self._emit(fx.TruncateLogBelow(meta.index))
+
+    def _compact_cluster_history(self, index: int) -> None:
+        base = self._cluster_at(index)
+        self.cluster_history = [(index, base)] + [(i, c) for i, c in self.cluster_history if i > index]
+
+    def _on_install_snapshot_rpc(self, msg: m.InstallSnapshotRpc) -> None:
+        if not self._check_term(msg):
+            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no,
+                                                            self.log.last_index, self.log.last_term))
+            return
+        if self._leading():
+            return
+        meta = msg.meta
+        if self.leader_id != msg.from_id:
+            self._set_leader(msg.from_id)
+        if meta.index <= self.log.snapshot_index or meta.index <= self.commit_index:
+            # Nothing to install: tell the leader where we are.
+            self._set_role(FOLLOWER)
+            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no,
+                                                            self.log.snapshot_index if meta.index <= self.log.snapshot_index else self.log.last_written,
+                                                            self.log.snapshot_term if meta.index <= self.log.snapshot_index else (self.log.term_at(self.log.last_written) or 0)))
+            return
+        if meta.machine_version > self.machine.version():
+            return  # our code is too old for this snapshot (Ra refuses it too)
+        if self.installing is not None:
+            return  # the last chunk is being written
+        if msg.chunk_no == 1:
+            self.receiving = (meta, [msg.data])
+        elif self.receiving is not None and self.receiving[0] == meta and len(self.receiving[1]) + 1 == msg.chunk_no:
+            self.receiving[1].append(msg.data)
+        elif self.receiving is not None and self.receiving[0] == meta and msg.chunk_no <= len(self.receiving[1]):
+            pass  # a duplicate: ack again
+        else:
+            return  # out of order: the leader resends on its tick
+        self._set_role(RECEIVE_SNAPSHOT)
+        self._emit(fx.CancelElectionTimer())
+        if not msg.last:
+            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no, 0, 0))
+            return
+        data = b"".join(self.receiving[1])
+        self.receiving = None
+        state = codec.unpack(data)
+        self.installing = (meta, state)
+        self._emit(fx.WriteSnapshot(meta, data=data))
+
+    def _finish_install(self) -> None:
+        meta, state = self.installing
+        self.installing = None
+        keep = self.log.term_at(meta.index) == meta.term
+        self.log.install_snapshot(meta.index, meta.term)
+        self.snapshot_meta = meta
+        self.machine_state = state
+        self.machine_version = meta.machine_version
+        self.commit_index = max(self.commit_index, meta.index)
+        self.last_applied = meta.index
+        self.cluster_history = [(meta.index, cluster_dict(meta.cluster))]
+        for e in self.log.entries:
+            if isinstance(e.command, ClusterChange):
+                self.cluster_history.append((e.index, cluster_dict(e.command.cluster)))
+        self.verified_index = max(self.verified_index, meta.index)
+        self._emit(fx.TruncateLogBelow(meta.index, keep_above=keep))
+        self._emit(fx.PersistLastApplied(meta.index))
+        effs = self.machine.snapshot_installed(self.machine_version, meta, state)
+        if effs:
+            self._emit_machine_effects(effs, from_apply=False)
+        self._set_role(FOLLOWER)
+        if self.leader_id is not None:
+            self.last_reply_index = max(self.last_reply_index, meta.index)
+            self._send(self.leader_id, m.InstallSnapshotResult(self.current_term, self.id, -1,
+                                                               meta.index, meta.term))
+
+    def _on_install_snapshot_result(self, msg: m.InstallSnapshotResult) -> None:
+        if msg.term > self.current_term:
+            self._check_term(msg)
+            return
+        if not self._leading() or msg.term != self.current_term:
+            return
+        p = self.peers.get(msg.from_id)
+        if p is None:
+            return
+        if p.snapshot is None:
+            if msg.last_index > p.match_index and self.log.term_at(msg.last_index) in (msg.last_term, None):
+                p.match_index = msg.last_index
+                p.next_index = max(p.next_index, p.match_index + 1)
+            return
+        meta, chunk_no = p.snapshot
+        if msg.chunk_no == -1 or msg.last_index >= meta.index:
+            # Installed (or the follower already had it).
+            p.snapshot = None
+            p.match_index = max(p.match_index, msg.last_index)
+            p.next_index = p.match_index + 1
+            self._maybe_commit()
+            self._replicate(msg.from_id, force=True)
+        elif msg.chunk_no == chunk_no:
+            p.snapshot = (meta, chunk_no + 1)
+            self._send_snapshot_chunk(msg.from_id, p)
+
+    # ================================================================ clients
+    def _reject(self, cmd: m.Command, leader: ServerId | None) -> None:
+        mode = cmd.reply_mode
+        if isinstance(mode, (AwaitConsensus, AfterLogAppend)):
+            self._emit(fx.Reply(mode.from_, ("not_leader", leader), leader))
+        elif isinstance(mode, NotifyReply):
+            # Ra rejects only when a leader is known; the client times out otherwise.
+            if leader is not None or self.role == AWAIT_CONDITION:
+                self._emit(fx.Rejected(mode.client, self.id, leader, mode.correlation))
+        elif leader is not None and leader != self.id:
+            self._emit(fx.ForwardCommand(leader, cmd))
+
+    def _on_command(self, cmd: m.Command) -> None:
+        if self.role != LEADER:
+            self._reject(cmd, self.leader_id if self.leader_id != self.id else None)
+            return
+        if cmd.priority == LOW:
+            self.low_queue.append(cmd)
+            return
+        self._append_commands([cmd])
+
+    def _on_commands(self, msg: m.Commands) -> None:
+        normal = []
+        for cmd in msg.commands:
+            if self.role != LEADER:
+                self._reject(cmd, self.leader_id if self.leader_id != self.id else None)
+            elif cmd.priority == LOW:
+                self.low_queue.append(cmd)
+            else:
+                normal.append(cmd)
+        if normal:
+            self._append_commands(normal)
+
+    def _append_commands(self, cmds: list) -> None:
+        entries = self._append_local([Usr(c.data, c.reply_mode, c.ts) for c in cmds])
+        for c, e in zip(cmds, entries):
+            if isinstance(c.reply_mode, AfterLogAppend):
+                self._emit(fx.Reply(c.reply_mode.from_, _ok((e.index, e.term)), self.id))
+        self._replicate_all()
+
+    def _flush_low_priority(self) -> None:
+        batch = self.low_queue[:self.config.low_priority_flush_size]
+        del self.low_queue[:len(batch)]
+        self._append_commands(batch)
+
+    # ================================================================ queries
+    def _run_query(self, fun, frm, with_index: bool) -> None:
+        try:
+            result = fun(self.machine_state)
+        except Exception as exc:  # a query bug must not kill the server
+            self._emit(fx.Reply(frm, ("error", f"query failed: {exc!r}"), self.leader_id))
+            return
+        value = ((self.last_applied, self.current_term), result) if with_index else result
+        self._emit(fx.Reply(frm, _ok(value), self.leader_id))
+
+    def _on_query(self, q: m.Query) -> None:
+        if q.kind == "local":
+            self._run_query(q.fun, q.from_, with_index=True)
+        elif q.kind == "leader":
+            if self.role == LEADER:
+                self._run_query(q.fun, q.from_, with_index=True)
+            else:
+                self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id), self.leader_id))
+        elif q.kind == "consistent":
+            if self.role != LEADER:
+                self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id if self.leader_id != self.id else None),
+                                    self.leader_id))
+                return
+            if self.log.term_at(self.commit_index) != self.current_term:
+                self.waiting_queries.append((q.fun, q.from_))
+                return
+            self._start_read(q.fun, q.from_)
+        else:
+            self._emit(fx.Reply(q.from_, ("error", f"unknown query kind {q.kind!r}"), self.leader_id))
+
+    def _start_read(self, fun, frm) -> None:
+        """ReadIndex: remember the commit index, confirm leadership with one
+        heartbeat round to a quorum, answer once applied that far."""
+        self.query_index += 1
+        self.pending_queries.append((self.query_index, self.commit_index, fun, frm))
+        for sid in self.voters():
+            if sid != self.id:
+                self._send(sid, m.HeartbeatRpc(self.current_term, self.id, self.query_index))
+        self._serve_pending_queries()
+
+    def _serve_waiting_queries(self) -> None:
+        if self.waiting_queries and self.role == LEADER and self.log.term_at(self.commit_index) == self.current_term:
+            waiting, self.waiting_queries = self.waiting_queries, []
+            for fun, frm in waiting:
+                self._start_read(fun, frm)
+
+    def _confirmed_query_index(self) -> int:
+        idx = []
+        for sid in self.voters():
+            if sid == self.id:
+                idx.append(self.query_index)
+            else:
+                p = self.peers.get(sid)
+                idx.append(p.query_index if p else 0)
+        idx.sort(reverse=True)
+        return idx[self._quorum() - 1] if idx else 0
+
+    def _serve_pending_queries(self) -> None:
+        if not self.pending_queries or self.role != LEADER:
+            return
+        confirmed = self._confirmed_query_index()
+        keep = []
+        for qi, read_index, fun, frm in self.pending_queries:
+            if qi <= confirmed and read_index <= self.last_applied:
+                self._run_query(fun, frm, with_index=False)
+            else:
+                keep.append((qi, read_index, fun, frm))
+        self.pending_queries = keep
+
+    def _on_heartbeat_reply(self, msg: m.HeartbeatReply) -> None:
+        if msg.term > self.current_term:
+            self._check_term(msg)
+            return
+        if self.role != LEADER or msg.term != self.current_term:
+            return
+        p = self.peers.get(msg.from_id)
+        if p is not None and msg.query_index > p.query_index:
+            p.query_index = msg.query_index
+            self._serve_pending_queries()
+
+    def _on_members(self, msg: m.Members) -> None:
+        members = sorted(self.cluster, key=lambda s: (s.node, s.name))
+        self._emit(fx.Reply(msg.from_, _ok((tuple(members), self.leader_id)), self.leader_id))
+
+    # ============================================================ membership
+    def _cluster_change_permitted(self) -> bool:
+        return (self.role == LEADER
+                and self.log.term_at(self.commit_index) == self.current_term
+                and self.cluster_history[-1][0] <= self.commit_index)
+
+    def _change_cluster(self, new: dict, frm) -> None:
+        self._append_local([ClusterChange(cluster_tuple(new), frm)])
+        entry = self.log.get(self.log.last_index)
+        self._emit(fx.Reply(frm, _ok((entry.index, entry.term)), self.id))
+        self._replicate_all()
+
+    def _on_add_member(self, msg: m.AddMember) -> None:
+        if self.role != LEADER:
+            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
+            return
+        sid = ServerId(*msg.server_id)
+        if sid in self.cluster:
+            self._emit(fx.Reply(msg.from_, ("error", "already_member"), self.id))
+            return
+        if msg.membership not in (VOTER, NON_VOTER, PROMOTABLE):
+            self._emit(fx.Reply(msg.from_, ("error", f"invalid membership {msg.membership!r}"), self.id))
+            return
+        if not self._cluster_change_permitted():
+            self._emit(fx.Reply(msg.from_, ("error", "cluster_change_not_permitted"), self.id))
+            return
+        new = dict(self.cluster)
+        new[sid] = msg.membership
+        self._change_cluster(new, msg.from_)
+
+    def _on_remove_member(self, msg: m.RemoveMember) -> None:
+        if self.role != LEADER:
+            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
+            return
+        sid = ServerId(*msg.server_id)
+        if sid not in self.cluster:
+            self._emit(fx.Reply(msg.from_, ("error", "not_member"), self.id))
+            return
+        if not self._cluster_change_permitted():
+            self._emit(fx.Reply(msg.from_, ("error", "cluster_change_not_permitted"), self.id))
+            return
+        new = dict(self.cluster)
+        del new[sid]
+        if not any(mem == VOTER for mem in new.values()):
+            self._emit(fx.Reply(msg.from_, ("error", "cannot_remove_last_voter"), self.id))
+            return
+        self._change_cluster(new, msg.from_)
+
+    def _maybe_promote(self, sid: ServerId, p: Peer) -> None:
+        if (self.cluster.get(sid) == PROMOTABLE and p.match_index >= self.commit_index
+                and self._cluster_change_permitted()):
+            new = dict(self.cluster)
+            new[sid] = VOTER
+            self._append_local([ClusterChange(cluster_tuple(new), None)])
+            self._replicate_all()
+
+    def _on_transfer_leadership(self, msg: m.TransferLeadership) -> None:
+        target = ServerId(*msg.target)
+        if self.role != LEADER:
+            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
+        elif target == self.id:
+            self._emit(fx.Reply(msg.from_, _ok("already_leader"), self.id))
+        elif target not in self.cluster:
+            self._emit(fx.Reply(msg.from_, ("error", "unknown_member"), self.id))
+        elif self.cluster[target] != VOTER:
+            self._emit(fx.Reply(msg.from_, ("error", "non_voter"), self.id))
+        else:
+            # Stop taking commands, bring the target up to date, then tell it
+            # to stand (await_condition, as Ra).
+            self.transfer_target = target
+            self._set_role(AWAIT_CONDITION)
+            self._emit(fx.SetAwaitConditionTimer(AWAIT_CONDITION_TIMEOUT_MS))
+            self._emit(fx.Reply(msg.from_, _ok("ok"), self.id))
+            self._replicate(target, force=True)
+            self._maybe_transfer()
+
+    def _maybe_transfer(self) -> None:
+        if self.role != AWAIT_CONDITION or self.transfer_target is None:
+            return
+        p = self.peers.get(self.transfer_target)
+        if p is not None and p.match_index >= self.log.last_index:
+            self._send(self.transfer_target, m.TimeoutNowRpc(self.current_term, self.id))
+            self.transfer_target = None
+
+    def _on_await_condition_timeout(self, _msg) -> None:
+        if self.role == AWAIT_CONDITION:
+            # The transfer did not happen in time: lead again (same term, so
+            # no other leader can exist).
+            self.transfer_target = None
+            self._set_role(LEADER)
+            self._replicate_all(force=True)
+
+    def _on_delete_cluster(self, msg: m.DeleteClusterCmd) -> None:
+        if self.role != LEADER:
+            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
+            return
+        self._append_local([DeleteCluster(msg.from_)])
+        self._replicate_all()
+
+    def _on_step_down(self, _msg) -> None:
+        if self._leading():
+            self._become_follower(None)
+
+    # =================================================================== tick
+    def _on_tick(self, msg: m.Tick) -> None:
+        if not self._leading():
+            return
+        if self.role == LEADER:
+            effs = self.machine.tick(self.machine_version, msg.now_ms, self.machine_state)
+            if effs:
+                self._emit_machine_effects(effs, from_apply=False)
+        for sid in sorted(self.peers):
+            p = self.peers[sid]
+            if p.snapshot is not None:
+                if p.snapshot_mark == p.snapshot:
+                    self._send_snapshot_chunk(sid, p)  # no progress for a whole tick: resend
+                p.snapshot_mark = p.snapshot
+                continue
+            lagging = p.match_index < self.log.last_index or p.commit_index_sent < self.commit_index
+            if lagging and p.progress_mark == p.match_index:
+                # Nothing acknowledged for a whole tick: assume loss, resend.
+                p.next_index = p.match_index + 1
+                self._replicate(sid, force=True)
+            p.progress_mark = p.match_index if lagging else -1
+            self._maybe_promote(sid, p)
+        if self.pending_queries:
+            for sid in self.voters():
+                if sid != self.id:
+                    self._send(sid, m.HeartbeatRpc(self.current_term, self.id, self.query_index))
+        self._maybe_finish_delete()
+
+    # ============================================================== metrics
+    def key_metrics(self) -> dict:
+        return {
+            "last_applied": self.last_applied,
+            "commit_index": self.commit_index,
+            "snapshot_index": self.log.snapshot_index,
+            "last_written_index": self.log.last_written,
+            "last_index": self.log.last_index,
+            "term": self.current_term,
+            "state": self.role,
+            "membership": self.cluster.get(self.id, "unknown"),
+        }
+
+    def overview(self) -> dict:
+        ov = dict(self.key_metrics())
+        ov.update({
+            "id": self.id,
+            "leader_id": self.leader_id,
+            "voted_for": self.voted_for,
+            "cluster": {s: mem for s, mem in self.cluster.items()},
+            "machine_version": self.machine_version,
+            "machine": self.machine.overview(self.machine_version, self.machine_state),
+        })
+        if self._leading():
+            ov["peers"] = {s: {"next_index": p.next_index, "match_index": p.match_index,
+                               "status": "snapshot" if p.snapshot else "normal"}
+                           for s, p in self.peers.items()}
+        return ov
+
+    _HANDLERS = {
+        m.AppendEntriesRpc: _on_append_entries_rpc,
+        m.AppendEntriesReply: _on_append_entries_reply,
+        m.PreVoteRpc: _on_pre_vote_rpc,
+        m.PreVoteResult: _on_pre_vote_result,
+        m.RequestVoteRpc: _on_request_vote_rpc,
+        m.RequestVoteResult: _on_request_vote_result,
+        m.HeartbeatRpc: _on_heartbeat_rpc,
+        m.HeartbeatReply: _on_heartbeat_reply,
+        m.InstallSnapshotRpc: _on_install_snapshot_rpc,
+        m.InstallSnapshotResult: _on_install_snapshot_result,
+        m.TimeoutNowRpc: _on_timeout_now,
+        m.Written: _on_written,
+        m.ResendWrite: _on_resend_write,
+        m.MetaWritten: _on_meta_written,
+        m.SnapshotWritten: _on_snapshot_written,
+        m.ElectionTimeout: _on_election_timeout,
+        m.Tick: _on_tick,
+        m.AwaitConditionTimeout: _on_await_condition_timeout,
+        m.ServerDown: _on_server_down,
+        m.NodeEvent: _on_node_event,
+        m.StepDownIfLeader: _on_step_down,
+        m.Command: _on_command,
+        m.Commands: _on_commands,
+        m.Query: _on_query,
+        m.AddMember: _on_add_member,
+        m.RemoveMember: _on_remove_member,
+        m.TransferLeadership: _on_transfer_leadership,
+        m.TriggerElection: _on_trigger_election,
+        m.DeleteClusterCmd: _on_delete_cluster,
+        m.Members: _on_members,
+    }
