@@ -120,8 +120,10 @@ class SetAwaitConditionTimer:
 class WriteSnapshot:
     """Persist a snapshot durably, then answer ``SnapshotWritten(meta)``.
 
-    For the server's own snapshots ``state`` is the machine state (the shell
-    encodes it); for a received snapshot ``data`` holds the encoded bytes."""
+    ``data`` always holds the machine state already encoded with
+    :func:`ra_actors.codec.pack` (the core encodes its own snapshots at once,
+    so a machine that mutates state in place cannot change them later);
+    ``state`` is kept for shells that want the decoded value and may be None."""
 
     meta: SnapshotMeta
     state: Any = None

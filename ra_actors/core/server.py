@@ -567,9 +567,6 @@ class RaftServer:
             skip = self.log.snapshot_index - prev
             entries = entries[skip:]
             prev, prev_term = self.log.snapshot_index, self.log.snapshot_term
-            if not entries and msg.prev_log_index + len(msg.entries) < prev:
-                self._reply_append(force=True)
-                return
         if prev > self.log.last_index:
             self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False,
                                                          self.log.last_index + 1, self.log.last_written,
@@ -700,7 +697,8 @@ class RaftServer:
             if effs:
                 self._emit_machine_effects(effs, from_apply=False)
             if self._leading():
-                self._emit(fx.Reply(cmd.from_, _ok(self.id), self.id)) if cmd.from_ is not None else None
+                if cmd.from_ is not None:
+                    self._emit(fx.Reply(cmd.from_, _ok(self.id), self.id))
                 self.deleting_index = entry.index
                 self._set_role(TERMINATING_LEADER)
                 self._replicate_all(force=True)
@@ -788,7 +786,9 @@ class RaftServer:
             return
         meta = SnapshotMeta(index, term, cluster_tuple(self._cluster_at(index)), self.machine_version)
         self.pending_snapshot = meta
-        self._emit(fx.WriteSnapshot(meta, state=state))
+        # Encode now: a machine that mutates its state in place would otherwise
+        # change the snapshot before the shell gets to write it.
+        self._emit(fx.WriteSnapshot(meta, data=codec.pack(state)))
 
     def _on_snapshot_written(self, msg: m.SnapshotWritten) -> None:
         if self.installing is not None and msg.meta == self.installing[0]:
@@ -819,12 +819,16 @@ class RaftServer:
         meta = msg.meta
         if self.leader_id != msg.from_id:
             self._set_leader(msg.from_id)
-        if meta.index <= self.log.snapshot_index or meta.index <= self.commit_index:
-            # Nothing to install: tell the leader where we are.
+        if meta.index <= self.commit_index:
+            # We already hold (committed) everything the snapshot covers: tell
+            # the leader how far we are durable, as if it were installed.
+            if meta.index <= self.log.snapshot_index:
+                idx = self.log.snapshot_index
+            else:
+                idx = min(meta.index, max(self.log.last_written, self.log.snapshot_index))
             self._set_role(FOLLOWER)
-            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no,
-                                                            self.log.snapshot_index if meta.index <= self.log.snapshot_index else self.log.last_written,
-                                                            self.log.snapshot_term if meta.index <= self.log.snapshot_index else (self.log.term_at(self.log.last_written) or 0)))
+            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, -1, idx,
+                                                            self.log.term_at(idx) or 0))
             return
         if meta.machine_version > self.machine.version():
             return  # our code is too old for this snapshot (Ra refuses it too)
@@ -890,10 +894,11 @@ class RaftServer:
                 p.next_index = max(p.next_index, p.match_index + 1)
             return
         meta, chunk_no = p.snapshot
-        if msg.chunk_no == -1 or msg.last_index >= meta.index:
-            # Installed (or the follower already had it).
+        if msg.chunk_no == -1:
+            # Installed (or the follower already held it): resume entries.
             p.snapshot = None
-            p.match_index = max(p.match_index, msg.last_index)
+            if msg.last_index > p.match_index and self.log.term_at(msg.last_index) in (msg.last_term, None):
+                p.match_index = msg.last_index
             p.next_index = p.match_index + 1
             self._maybe_commit()
             self._replicate(msg.from_id, force=True)
