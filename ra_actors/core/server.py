@@ -56,6 +56,7 @@ from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LOW, NON_VOTER
 KNOWN_BUGS = frozenset({"commit_undurable", "vote_before_durable", "truncate_matching"})
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
+TERMINATING_LEADER_MAX_TICKS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class RaftServer:
         self.last_reply_index = -1
         self.applied_batch: dict[Any, list] = {}
         self.deleting_index: int | None = None
+        self.deleting_ticks = 0
         self._effects: list = []
 
         # -- durable state --------------------------------------------------------
@@ -379,6 +381,11 @@ class RaftServer:
         elif self.role in (PRE_VOTE, CANDIDATE):
             # A failed pre-vote or a split vote: try again (via pre-vote, as Ra).
             self._start_pre_vote()
+        elif self.role == RECEIVE_SNAPSHOT:
+            # No chunk for a whole election timeout: give up on this transfer.
+            self.receiving = None
+            self._set_role(FOLLOWER)
+            self._leader_lost()
 
     def _on_trigger_election(self, _msg) -> None:
         if self.role in (FOLLOWER, PRE_VOTE, CANDIDATE):
@@ -391,18 +398,23 @@ class RaftServer:
             self._start_election()
 
     def _leader_lost(self) -> None:
+        if self.role == RECEIVE_SNAPSHOT:
+            # The sender is gone: drop the partial snapshot.
+            self.receiving = None
+            self._set_role(FOLLOWER)
         self._set_leader(None)
         if self.role == FOLLOWER and self._is_voter():
             # Randomised short delay so that followers do not all pre-vote at once.
             self._emit(fx.SetElectionTimer("short"))
 
     def _on_server_down(self, msg: m.ServerDown) -> None:
-        if self.role == FOLLOWER and msg.server_id == self.leader_id:
+        if self.role in (FOLLOWER, RECEIVE_SNAPSHOT) and msg.server_id == self.leader_id:
             self._leader_lost()
 
     def _on_node_event(self, msg: m.NodeEvent) -> None:
         if not msg.up:
-            if self.role == FOLLOWER and self.leader_id is not None and self.leader_id.node == msg.node:
+            if (self.role in (FOLLOWER, RECEIVE_SNAPSHOT) and self.leader_id is not None
+                    and self.leader_id.node == msg.node):
                 self._leader_lost()
         elif self._leading():
             for peer in sorted(self.peers):
@@ -715,7 +727,7 @@ class RaftServer:
     def _maybe_finish_delete(self) -> None:
         if self.role != TERMINATING_LEADER or self.deleting_index is None:
             return
-        if all(p.match_index >= self.deleting_index and p.commit_index_sent >= self.deleting_index
+        if self.deleting_ticks >= TERMINATING_LEADER_MAX_TICKS or all(p.match_index >= self.deleting_index and p.commit_index_sent >= self.deleting_index
                for p in self.peers.values()):
             self._stop_and_delete()
 
@@ -804,6 +816,12 @@ class RaftServer:
         self.snapshot_meta = meta
         self._compact_cluster_history(meta.index)
         self._emit(fx.TruncateLogBelow(meta.index))
+        # The shell keeps only the newest snapshot: restart transfers of older ones.
+        for sid in sorted(self.peers):
+            p = self.peers[sid]
+            if p.snapshot is not None and p.snapshot[0] != meta:
+                p.snapshot = (meta, 1)
+                self._send_snapshot_chunk(sid, p)
 
     def _compact_cluster_history(self, index: int) -> None:
         base = self._cluster_at(index)
@@ -843,7 +861,7 @@ class RaftServer:
         else:
             return  # out of order: the leader resends on its tick
         self._set_role(RECEIVE_SNAPSHOT)
-        self._emit(fx.CancelElectionTimer())
+        self._emit(fx.SetElectionTimer("long"))  # re-armed by every chunk
         if not msg.last:
             self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no, 0, 0))
             return
@@ -874,6 +892,7 @@ class RaftServer:
         if effs:
             self._emit_machine_effects(effs, from_apply=False)
         self._set_role(FOLLOWER)
+        self._emit(fx.CancelElectionTimer())
         if self.leader_id is not None:
             self.last_reply_index = max(self.last_reply_index, meta.index)
             self._send(self.leader_id, m.InstallSnapshotResult(self.current_term, self.id, -1,
@@ -1164,6 +1183,9 @@ class RaftServer:
             for sid in self.voters():
                 if sid != self.id:
                     self._send(sid, m.HeartbeatRpc(self.current_term, self.id, self.query_index))
+        if self.role == TERMINATING_LEADER:
+            # Members that are down would keep us waiting for ever (Ra bounds it too).
+            self.deleting_ticks += 1
         self._maybe_finish_delete()
 
     # ============================================================== metrics
