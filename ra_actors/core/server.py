@@ -199,6 +199,9 @@ class RaftServer:
     def _set_leader(self, leader: ServerId | None) -> None:
         if leader != self.leader_id:
             self.leader_id = leader
+            # What we verified and acknowledged was against the previous leader.
+            self.verified_index = 0
+            self.last_reply_index = -1
             self._emit(fx.LeaderChanged(leader, self.current_term))
             if leader is not None and leader != self.id:
                 self._emit(fx.MonitorServer(leader))
@@ -214,9 +217,11 @@ class RaftServer:
         """Effects to run once the server starts (after construction)."""
         self._effects = []
         self._emit(fx.RoleChanged(self.role))
-        effs = self.machine.state_enter(self.machine_version, "recovered", self.machine_state)
-        if effs:
-            self._emit_machine_effects(effs, from_apply=False)
+        # Ra's servers pass through recovered, then enter follower.
+        for role in ("recovered", self.role):
+            effs = self.machine.state_enter(self.machine_version, role, self.machine_state)
+            if effs:
+                self._emit_machine_effects(effs, from_apply=False)
         # A server with history takes part in elections on its own; a brand-new
         # one waits for TriggerElection or a leader (Ra).
         if self._is_voter() and (self.log.last_index > 0 or self.current_term > 0):
@@ -571,8 +576,6 @@ class RaftServer:
             return
         if self.role != FOLLOWER or self.leader_id != msg.from_id:
             self._become_follower(msg.from_id)
-            self.verified_index = 0
-            self.last_reply_index = -1
         prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
         if prev < self.log.snapshot_index:
             # Everything up to our snapshot is committed, hence matches.
@@ -621,7 +624,10 @@ class RaftServer:
         if new_commit > self.commit_index:
             self.commit_index = new_commit
             self._apply_to(new_commit)
-        self._reply_append(force=not msg.entries or new_from is None)
+        # Nothing new to write: answer now.  Otherwise answer only if the
+        # durable, verified prefix grew (first contact with a new leader); the
+        # Written for the new entries triggers the next acknowledgement.
+        self._reply_append(force=new_from is None)
 
     def _reply_append(self, force: bool = False) -> None:
         """Acknowledge what is durable and verified against the leader."""
@@ -765,7 +771,7 @@ class RaftServer:
             elif isinstance(e, fx.Checkpoint):
                 continue  # ra_actors snapshots only through ReleaseCursor
             elif isinstance(e, fx.Append):
-                if self.role == LEADER:
+                if self._leading():
                     self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
             else:
                 rest.append(e)
@@ -773,19 +779,29 @@ class RaftServer:
             self._emit_machine_effects(rest, from_apply=True)
 
     def _emit_machine_effects(self, effs: list, from_apply: bool) -> None:
-        leader_only = tuple(e for e in effs if isinstance(e, fx.LEADER_ONLY_EFFECTS))
-        anyone = tuple(e for e in effs if not isinstance(e, fx.LEADER_ONLY_EFFECTS)
-                       and not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)))
         if not from_apply:
             # state_enter/tick/snapshot_installed effects are meant for this member.
             allowed = tuple(e for e in effs if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append)))
             if allowed:
                 self._emit(fx.MachineEffects(allowed, leader_only=False))
             return
-        if leader_only and self.role == LEADER:
-            self._emit(fx.MachineEffects(leader_only, leader_only=True))
-        if anyone:
-            self._emit(fx.MachineEffects(anyone, leader_only=False))
+        # Keep the machine's order (Demonitor then Monitor must stay so): emit
+        # consecutive runs that share the same tag.  Followers drop leader-only runs.
+        leading = self._leading()
+        run: list = []
+        run_tag = None
+        for e in effs:
+            if isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)):
+                continue
+            tag = isinstance(e, fx.LEADER_ONLY_EFFECTS)
+            if run and tag != run_tag:
+                if leading or not run_tag:
+                    self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
+                run = []
+            run_tag = tag
+            run.append(e)
+        if run and (leading or not run_tag):
+            self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
 
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any) -> None:

@@ -1,0 +1,65 @@
+"""The deliberate-bug switch (``bugs=...``) changes exactly the transition it
+names; each test asserts the correct and the buggy result side by side, so
+the simulator's ability to catch the bugs rests on a real difference."""
+from __future__ import annotations
+
+import pytest
+
+from core_helpers import (
+    KvMachine, N1, N2, N3, aer, ae_ok, config, log_of, make_follower, make_leader, send, sync_cmd,
+)
+from ra_actors.core import effects as fx
+from ra_actors.core import messages as m
+from ra_actors.core.machine import Machine
+from ra_actors.core.server import KNOWN_BUGS, RaftServer
+
+
+def test_known_bugs_and_unknown_names_are_refused():
+    assert KNOWN_BUGS == {"commit_undurable", "vote_before_durable", "truncate_matching"}
+    with pytest.raises(ValueError):
+        RaftServer(config(N1), Machine(KvMachine()), bugs=frozenset({"no_such_bug"}))
+
+
+def test_commit_undurable_counts_the_leaders_unwritten_entries():
+    """Raft §5.4.2 / Figure 2: the correct leader counts only its durable
+    entries; with ``commit_undurable`` one follower's ack commits an entry
+    the leader has not written."""
+    correct = make_leader(N1)
+    buggy = make_leader(N1, bugs={"commit_undurable"})
+    for srv in (correct, buggy):
+        srv.handle(sync_cmd(("put", "a", 1), "c1"))
+    assert correct.handle(ae_ok(1, N2, 2)) == ("leader", [])
+    assert buggy.handle(ae_ok(1, N2, 2)) == ("leader", [
+        fx.Reply("c1", ("ok", None), N1),
+        fx.PersistLastApplied(2),
+        send(N2, aer(1, N1, 2, 1, (), commit=2)),
+        send(N3, aer(1, N1, 2, 1, (), commit=2)),
+    ])
+    assert (correct.commit_index, buggy.commit_index) == (1, 2)
+
+
+def test_vote_before_durable_grants_before_meta_written():
+    """Raft Figure 2 (persist votedFor before responding): the correct
+    follower defers the grant until MetaWritten; with
+    ``vote_before_durable`` it answers at once."""
+    correct = make_follower(N2)
+    buggy = make_follower(N2, bugs={"vote_before_durable"})
+    common = [fx.PersistMeta(2, None), fx.LeaderChanged(None, 2), fx.PersistMeta(2, N3),
+              fx.SetElectionTimer("long")]
+    assert correct.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", common)
+    assert buggy.handle(m.RequestVoteRpc(2, N3, 1, 1)) == (
+        "follower", common + [send(N3, m.RequestVoteResult(2, N2, True))])
+
+
+def test_truncate_matching_truncates_entries_that_match():
+    """Raft §5.3: only a real conflict truncates; with ``truncate_matching``
+    an old, shorter AppendEntries cuts off matching (here: committed)
+    entries."""
+    log = log_of(1, 1, 1, 1, 1)
+    correct = make_follower(N2, entries=log, commit=1)
+    buggy = make_follower(N2, entries=log, commit=1, bugs={"truncate_matching"})
+    old = aer(1, N1, 1, 1, log[1:3], commit=1)
+    assert correct.handle(old) == ("follower", [send(N1, ae_ok(1, N2, 5, 1))])
+    assert buggy.handle(old) == ("follower", [fx.LogAppend(log[1:3])])
+    assert (correct.log.last_index, buggy.log.last_index) == (5, 3)
+    assert (correct.log.last_written, buggy.log.last_written) == (5, 1)

@@ -1,0 +1,67 @@
+"""Cluster deletion in the pure core (Ra delete_cluster: a DeleteCluster
+entry, once committed and applied, stops every member and deletes its data;
+the machine sees state_enter(eol))."""
+from __future__ import annotations
+
+from core_helpers import N1, N2, N3, KvMachine, aer, ae_ok, make_follower, make_leader, mach, send
+from ra_actors.core import effects as fx
+from ra_actors.core import messages as m
+from ra_actors.core.types import DeleteCluster, Entry
+
+
+def test_leader_deletes_cluster_once_every_follower_has_the_commit():
+    """Raft §5.3 (the delete is an ordinary log entry, applied once
+    committed); Ra: the leader answers the caller, enters
+    terminating_leader and stops once every member knows the commit."""
+    srv = make_leader(N1, machine=KvMachine(enter_effects={"eol": [fx.Aux("bye")]}))
+    entry = Entry(2, 1, DeleteCluster("d"))
+    assert srv.handle(m.DeleteClusterCmd("d")) == ("leader", [
+        fx.LogAppend((entry,)),
+        send(N2, aer(1, N1, 1, 1, (entry,), commit=1)),
+        send(N3, aer(1, N1, 1, 1, (entry,), commit=1)),
+    ])
+    srv.handle(m.Written(1, 2, 2))
+    assert srv.handle(ae_ok(1, N2, 2)) == ("terminating_leader", [
+        fx.MachineEffects((fx.Aux("bye"),), leader_only=False),
+        fx.Reply("d", ("ok", N1), N1),
+        fx.RoleChanged("terminating_leader"),
+        send(N2, aer(1, N1, 2, 1, (), commit=2)),
+        send(N3, aer(1, N1, 2, 1, (), commit=2)),
+        fx.PersistLastApplied(2),
+    ])
+    assert "eol" in mach(srv).entered()
+    assert srv.handle(ae_ok(1, N3, 2)) == ("stopped", [
+        fx.CancelElectionTimer(), fx.RoleChanged("stopped"), fx.DeleteData()])
+    assert srv.handle(m.Tick(1)) == ("stopped", [])
+
+
+def test_follower_applying_delete_stops_and_deletes_its_data():
+    """Ra delete_cluster on a follower: eol, terminating_follower, stop."""
+    srv = make_follower(N2, machine=KvMachine(enter_effects={"eol": [fx.Aux("bye")]}))
+    entry = Entry(2, 1, DeleteCluster("d"))
+    assert srv.handle(aer(1, N1, 1, 1, (entry,), commit=2)) == ("stopped", [
+        fx.LogAppend((entry,)),
+        fx.MachineEffects((fx.Aux("bye"),), leader_only=False),
+        fx.RoleChanged("terminating_follower"),
+        fx.CancelElectionTimer(),
+        fx.RoleChanged("stopped"),
+        fx.DeleteData(),
+    ])
+    assert srv.handle(aer(1, N1, 2, 1, (), commit=2)) == ("stopped", [])
+
+
+def test_terminating_leader_gives_up_waiting_for_down_members():
+    """Ra bounds the terminating leader's wait: members that never answer
+    must not keep it alive for ever."""
+    srv = make_leader(N1)
+    srv.handle(m.DeleteClusterCmd("d"))
+    srv.handle(m.Written(1, 2, 2))
+    srv.handle(ae_ok(1, N2, 2))                       # N3 never answers
+    roles = [srv.handle(m.Tick(t))[0] for t in range(200)]
+    assert roles[-1] == "stopped" and "terminating_leader" in roles
+
+
+def test_delete_on_follower_is_redirected():
+    """Raft §8: only the leader appends."""
+    srv = make_follower(N2)
+    assert srv.handle(m.DeleteClusterCmd("d")) == ("follower", [fx.Reply("d", ("not_leader", N1), N1)])

@@ -1,0 +1,280 @@
+"""Membership changes and leadership transfer in the pure core (Raft §6 with
+single-server changes, thesis §4.1-§4.3 and §3.10)."""
+from __future__ import annotations
+
+from core_helpers import (
+    N1, N2, N3, N4, N5, aer, ae_fail, ae_ok, make_follower, make_leader, new_server, noop, send, sync_cmd,
+)
+from ra_actors.core import effects as fx
+from ra_actors.core import messages as m
+from ra_actors.core.types import (
+    NON_VOTER, PROMOTABLE, VOTER, AwaitConsensus, ClusterChange, Entry, NotifyReply, Usr, cluster_tuple,
+)
+
+
+def _cluster(**members):
+    """``_cluster(n1="voter", ...)`` -> canonical cluster tuple."""
+    ids = {"n1": N1, "n2": N2, "n3": N3, "n4": N4, "n5": N5}
+    return cluster_tuple({ids[k]: v for k, v in members.items()})
+
+
+THREE = dict(n1=VOTER, n2=VOTER, n3=VOTER)
+
+
+def _cc_entry(index, term, frm, **members):
+    return Entry(index, term, ClusterChange(_cluster(**members), frm))
+
+
+def _err(frm, reason, leader=N1):
+    return fx.Reply(frm, ("error", reason), leader)
+
+
+# ======================================================= permission & errors
+def test_cluster_change_not_permitted_before_the_noop_of_the_term_commits():
+    """Raft thesis §4.1 (the single-server change bug fix) / Ra: a new
+    leader may change the membership only once an entry of its term (its
+    noop) is committed."""
+    srv = make_leader(N1, commit_noop=False)
+    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("leader", [_err("a", "cluster_change_not_permitted")])
+    assert srv.handle(m.RemoveMember(N3, "r")) == ("leader", [_err("r", "cluster_change_not_permitted")])
+    assert srv.log.last_index == 1
+
+
+def test_only_one_cluster_change_at_a_time():
+    """Raft thesis §4.1: a new change may start only once the previous one
+    is committed."""
+    srv = make_leader(N1)
+    srv.handle(m.AddMember(N4, VOTER, "a"))
+    assert srv.handle(m.AddMember(N5, VOTER, "b")) == ("leader", [_err("b", "cluster_change_not_permitted")])
+    assert srv.handle(m.RemoveMember(N3, "c")) == ("leader", [_err("c", "cluster_change_not_permitted")])
+    assert srv.log.last_index == 2
+
+
+def test_already_member_and_not_member_errors():
+    """Ra join/leave errors: adding a member twice or removing a stranger."""
+    srv = make_leader(N1)
+    assert srv.handle(m.AddMember(N2, VOTER, "a")) == ("leader", [_err("a", "already_member")])
+    assert srv.handle(m.RemoveMember(N5, "r")) == ("leader", [_err("r", "not_member")])
+
+
+def test_membership_commands_on_follower_are_redirected():
+    """Raft §6 (only the leader changes the configuration), §8 redirect."""
+    srv = make_follower(N2)
+    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("follower", [fx.Reply("a", ("not_leader", N1), N1)])
+    assert srv.handle(m.RemoveMember(N3, "r")) == ("follower", [fx.Reply("r", ("not_leader", N1), N1)])
+    assert srv.handle(m.Members("who")) == ("follower", [fx.Reply("who", ("ok", ((N1, N2, N3), N1)), N1)])
+
+
+def test_last_voter_cannot_be_removed():
+    """Raft §6: a configuration needs at least one voter to make progress."""
+    srv = new_server(N1, members=(N1,))
+    srv.handle(m.TriggerElection())
+    srv.handle(m.Written(1, 1, 1))
+    assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [_err("r", "cannot_remove_last_voter")])
+
+
+# ==================================================== effective when appended
+def test_added_member_is_effective_when_appended_and_replicated_to_at_once():
+    """Raft §6 / thesis §4.1: a server uses the latest configuration in its
+    log whether or not it is committed; the leader starts replicating to the
+    new member at once (probing from its own last index, §5.3)."""
+    srv = make_leader(N1)
+    cc = _cc_entry(2, 1, "a", **THREE, n4=VOTER)
+    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("leader", [
+        fx.LogAppend((cc,)),
+        fx.Reply("a", ("ok", (2, 1)), N1),
+        send(N2, aer(1, N1, 1, 1, (cc,), commit=1)),
+        send(N3, aer(1, N1, 1, 1, (cc,), commit=1)),
+        send(N4, aer(1, N1, 2, 1, (), commit=1)),
+    ])
+    assert srv.cluster == {N1: VOTER, N2: VOTER, N3: VOTER, N4: VOTER}
+    # The new member's empty log makes it reject; the leader sends it everything.
+    assert srv.handle(ae_fail(1, N4, next_index=1)) == ("leader", [
+        send(N4, aer(1, N1, 0, 0, (noop(1, 1), cc), commit=1))])
+    # Four voters: a quorum is three, the new member included.
+    srv.handle(m.Written(1, 2, 2))
+    assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [])
+    assert srv.commit_index == 1
+    assert srv.handle(ae_ok(1, N4, 2)) == ("leader", [
+        fx.PersistLastApplied(2),
+        send(N2, aer(1, N1, 2, 1, (), commit=2)),
+        send(N3, aer(1, N1, 2, 1, (), commit=2)),
+        send(N4, aer(1, N1, 2, 1, (), commit=2)),
+    ])
+
+
+def test_follower_switches_configuration_when_it_appends_the_change():
+    """Raft §6: each server uses the latest configuration in its log, so a
+    follower that appended a change already pre-votes among the new
+    members."""
+    srv = make_follower(N2)
+    cc = _cc_entry(2, 1, "a", **THREE, n4=VOTER)
+    assert srv.handle(aer(1, N1, 1, 1, (cc,), commit=1)) == ("follower", [fx.LogAppend((cc,))])
+    assert srv.cluster == {N1: VOTER, N2: VOTER, N3: VOTER, N4: VOTER}
+    srv.handle(m.ServerDown(N1))
+    pre = m.PreVoteRpc(1, N2, 1, 2, 1, 0)
+    assert srv.handle(m.ElectionTimeout()) == ("pre_vote", [
+        fx.RoleChanged("pre_vote"), fx.SetElectionTimer("long"), send(N1, pre), send(N3, pre), send(N4, pre)])
+
+
+def test_follower_reverts_configuration_when_the_change_is_truncated():
+    """Raft §6 / thesis §4.1: if the configuration entry is removed from the
+    log (conflict with a new leader, §5.3), the previous configuration is in
+    force again."""
+    srv = make_follower(N2)
+    srv.handle(aer(1, N1, 1, 1, (_cc_entry(2, 1, "a", **THREE, n4=VOTER),), commit=1))
+    assert N4 in srv.cluster
+    assert srv.handle(aer(2, N3, 1, 1, (noop(2, 2),), commit=1)) == ("follower", [
+        fx.PersistMeta(2, None),
+        fx.LeaderChanged(None, 2),
+        fx.LeaderChanged(N3, 2),
+        fx.MonitorServer(N3),
+        fx.CancelElectionTimer(),
+        fx.LogAppend((noop(2, 2),)),
+        send(N3, ae_ok(2, N2, 1, 1, next_index=3)),
+    ])
+    assert srv.cluster == {N1: VOTER, N2: VOTER, N3: VOTER}
+
+
+# ======================================================= voters and others
+def test_non_voter_acks_do_not_count_towards_commit():
+    """Raft thesis §4.2.1 (non-voting members) / Ra: only voters form
+    quorums."""
+    srv = make_leader(N1)
+    srv.handle(m.AddMember(N4, NON_VOTER, "a"))
+    srv.handle(m.Written(1, 2, 2))
+    srv.handle(ae_ok(1, N2, 2))                       # change committed by voters N1, N2
+    assert srv.commit_index == 2
+    srv.handle(ae_fail(1, N4, next_index=1))
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    srv.handle(m.Written(1, 3, 3))
+    assert srv.handle(ae_ok(1, N4, 3)) == ("leader", [])
+    assert srv.commit_index == 2                      # N1 + non-voter N4 is no majority
+    role, effects = srv.handle(ae_ok(1, N3, 3))
+    assert srv.commit_index == 3 and fx.Reply("c", ("ok", None), N1) in effects
+
+
+def test_promotable_member_is_promoted_once_caught_up():
+    """Raft thesis §4.2.1 (catch up as non-voter, then become a voter) / Ra
+    promotable membership: the leader appends the promotion itself."""
+    srv = make_leader(N1)
+    srv.handle(m.AddMember(N4, PROMOTABLE, "a"))
+    srv.handle(m.Written(1, 2, 2))
+    srv.handle(ae_ok(1, N2, 2))
+    assert srv.commit_index == 2 and srv.cluster[N4] == PROMOTABLE
+    srv.handle(ae_fail(1, N4, next_index=1))
+    cc2 = _cc_entry(3, 1, None, **THREE, n4=VOTER)
+    a = aer(1, N1, 2, 1, (cc2,), commit=2)
+    assert srv.handle(ae_ok(1, N4, 2)) == ("leader", [
+        fx.LogAppend((cc2,)), send(N2, a), send(N3, a), send(N4, a)])
+    assert srv.cluster[N4] == VOTER
+
+
+def test_removed_leader_steps_down_once_removal_commits_and_hands_over():
+    """Raft §6: a leader removed from the configuration manages the cluster
+    without counting itself until the change commits, then steps down
+    (thesis §4.2.2); Ra sends TimeoutNow to the most caught-up voter."""
+    srv = make_leader(N1)
+    cc = _cc_entry(2, 1, "r", n2=VOTER, n3=VOTER)
+    assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [
+        fx.LogAppend((cc,)),
+        fx.Reply("r", ("ok", (2, 1)), N1),
+        send(N2, aer(1, N1, 1, 1, (cc,), commit=1)),
+        send(N3, aer(1, N1, 1, 1, (cc,), commit=1)),
+    ])
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    srv.handle(m.Written(1, 2, 3))                    # the leader's copy does not count any more
+    assert srv.handle(ae_ok(1, N3, 3)) == ("leader", [])
+    assert srv.commit_index == 1
+    assert srv.handle(ae_ok(1, N2, 2)) == ("follower", [
+        send(N3, m.TimeoutNowRpc(1, N1)),
+        fx.RoleChanged("follower"),
+        fx.LeaderChanged(None, 1),
+        fx.CancelElectionTimer(),
+        fx.PersistLastApplied(2),
+    ])
+
+
+# =================================================== leadership transfer
+def test_transfer_to_caught_up_voter_sends_timeout_now_at_once():
+    """Raft thesis §3.10: the leader stops accepting commands, makes sure the
+    target is up to date, then sends it TimeoutNow."""
+    srv = make_leader(N1)
+    assert srv.handle(m.TransferLeadership(N2, "t")) == ("await_condition", [
+        fx.RoleChanged("await_condition"),
+        fx.SetAwaitConditionTimer(3000),
+        fx.Reply("t", ("ok", "ok"), N1),
+        send(N2, aer(1, N1, 1, 1, (), commit=1)),
+        send(N2, m.TimeoutNowRpc(1, N1)),
+    ])
+
+
+def test_transfer_waits_until_target_caught_up():
+    """Raft thesis §3.10: TimeoutNow goes out only once the target's log
+    matches the leader's."""
+    srv = make_leader(N1)
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    assert srv.handle(m.TransferLeadership(N2, "t")) == ("await_condition", [
+        fx.RoleChanged("await_condition"),
+        fx.SetAwaitConditionTimer(3000),
+        fx.Reply("t", ("ok", "ok"), N1),
+        send(N2, aer(1, N1, 2, 1, (), commit=1)),
+    ])
+    assert srv.handle(ae_ok(1, N2, 2)) == ("await_condition", [send(N2, m.TimeoutNowRpc(1, N1))])
+
+
+def test_commands_rejected_while_transferring_leadership():
+    """Raft thesis §3.10 (the leader stops accepting client requests during
+    a transfer) / Ra await_condition rejects with no leader."""
+    srv = make_leader(N1)
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    srv.handle(m.TransferLeadership(N2, "t"))
+    assert srv.handle(sync_cmd(("put", "b", 2), "c2")) == (
+        "await_condition", [fx.Reply("c2", ("not_leader", None), None)])
+    assert srv.handle(m.Command(("put", "b", 2), NotifyReply(5, "cl"))) == (
+        "await_condition", [fx.Rejected("cl", N1, None, 5)])
+    assert srv.log.last_index == 2
+
+
+def test_transfer_timeout_returns_to_leader():
+    """Raft thesis §3.10: if the transfer does not complete within an
+    election timeout, the leader resumes accepting requests (same term)."""
+    srv = make_leader(N1)
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    srv.handle(m.TransferLeadership(N2, "t"))
+    assert srv.handle(m.AwaitConditionTimeout()) == ("leader", [
+        fx.RoleChanged("leader"),
+        send(N2, aer(1, N1, 2, 1, (), commit=1)),
+        send(N3, aer(1, N1, 2, 1, (), commit=1)),
+    ])
+    assert srv.current_term == 1
+    role, effects = srv.handle(sync_cmd(("put", "b", 2), "c2"))
+    assert role == "leader"
+    assert effects[0] == fx.LogAppend((Entry(3, 1, Usr(("put", "b", 2), AwaitConsensus("c2"), 0)),))
+
+
+def test_transfer_target_election_deposes_the_transferring_leader():
+    """Raft §5.1: the target's RequestVote of a higher term makes the old
+    leader a follower that can vote for it."""
+    srv = make_leader(N1)
+    srv.handle(m.TransferLeadership(N2, "t"))
+    assert srv.handle(m.RequestVoteRpc(2, N2, 1, 1)) == ("follower", [
+        fx.PersistMeta(2, None),
+        fx.RoleChanged("follower"),
+        fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
+        fx.PersistMeta(2, N2),
+        fx.SetElectionTimer("long"),
+    ])
+
+
+def test_transfer_errors():
+    """Ra transfer_leadership: unknown_member, non_voter (only voters can
+    lead, thesis §4.2.1), already_leader; followers redirect."""
+    srv = make_leader(N1)
+    assert srv.handle(m.TransferLeadership(N5, "t")) == ("leader", [_err("t", "unknown_member")])
+    assert srv.handle(m.TransferLeadership(N1, "t")) == ("leader", [fx.Reply("t", ("ok", "already_leader"), N1)])
+    srv.handle(m.AddMember(N4, NON_VOTER, "a"))
+    assert srv.handle(m.TransferLeadership(N4, "t")) == ("leader", [_err("t", "non_voter")])
+    follower = make_follower(N2)
+    assert follower.handle(m.TransferLeadership(N3, "t")) == ("follower", [fx.Reply("t", ("not_leader", N1), N1)])

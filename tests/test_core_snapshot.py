@@ -1,0 +1,273 @@
+"""Snapshots in the pure core (Raft §7): taking them on ReleaseCursor,
+sending them chunk by chunk, receiving and installing them."""
+from __future__ import annotations
+
+from core_helpers import (
+    N1, N2, N3, KvMachine, aer, ae_fail, ae_ok, kv_state, log_of, make_follower, make_leader,
+    new_server, noop, send, sync_cmd, usr,
+)
+from ra_actors import codec
+from ra_actors.core import effects as fx
+from ra_actors.core import messages as m
+from ra_actors.core.server import Recovered
+from ra_actors.core.types import VOTER, AwaitConsensus, Entry, SnapshotMeta, Usr, cluster_tuple
+
+THREE = cluster_tuple({N1: VOTER, N2: VOTER, N3: VOTER})
+META5 = SnapshotMeta(5, 1, THREE, 0)
+STATE5 = kv_state({"a": 1, "b": 2})
+DATA5 = codec.pack(STATE5)
+
+
+def _chunk(term, meta, no, last, data, frm=N1):
+    return m.InstallSnapshotRpc(term, frm, meta, no, last, data)
+
+
+# ============================================================ taking snapshots
+def test_release_cursor_writes_snapshot_then_truncates_the_log():
+    """Raft §7: a server snapshots its machine state up to an applied index
+    and then discards the log prefix — here only once the snapshot is
+    durable (SnapshotWritten)."""
+    srv = make_leader(N1)
+    srv.handle(sync_cmd(("release",), "c1"))
+    srv.handle(m.Written(1, 2, 2))
+    state2 = kv_state(applied=((2, 1, ("release",)),))
+    meta2 = SnapshotMeta(2, 1, THREE, 0)
+    assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [
+        fx.WriteSnapshot(meta2, data=codec.pack(state2)),   # encoded at once
+        fx.Reply("c1", ("ok", "released"), N1),
+        fx.PersistLastApplied(2),
+        send(N2, aer(1, N1, 2, 1, (), commit=2)),
+        send(N3, aer(1, N1, 2, 1, (), commit=2)),
+    ])
+    assert srv.log.snapshot_index == 0                 # not before it is durable
+    assert srv.handle(m.SnapshotWritten(meta2)) == ("leader", [fx.TruncateLogBelow(2)])
+    assert (srv.log.snapshot_index, srv.log.snapshot_term, srv.log.entries) == (2, 1, [])
+    assert srv.snapshot_meta == meta2
+
+
+def test_followers_take_their_own_snapshots_on_release_cursor():
+    """Raft §7: each server snapshots independently (Ra: release_cursor runs
+    on all members)."""
+    srv = make_follower(N2)
+    e2 = Entry(2, 1, Usr(("release",), AwaitConsensus("c1"), 0))
+    meta2 = SnapshotMeta(2, 1, THREE, 0)
+    assert srv.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == ("follower", [
+        fx.LogAppend((e2,)),
+        fx.WriteSnapshot(meta2, data=codec.pack(kv_state(applied=((2, 1, ("release",)),)))),
+        fx.PersistLastApplied(2),
+    ])
+    assert srv.handle(m.SnapshotWritten(meta2)) == ("follower", [fx.TruncateLogBelow(2)])
+    assert srv.log.first_index == 3
+
+
+def test_release_cursor_below_min_snapshot_interval_is_ignored():
+    """Ra min_snapshot_interval: no snapshot until enough entries accumulated."""
+    srv = make_follower(N2, min_snapshot_interval=5)
+    e2 = usr(2, 1, ("release",))
+    assert srv.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == (
+        "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(2)])
+
+
+def test_second_release_cursor_while_snapshot_pending_is_ignored_and_unknown_written_too():
+    """Raft §7 (one snapshot at a time): a release cursor while a snapshot is
+    being written is skipped; a SnapshotWritten for another snapshot does
+    nothing."""
+    srv = make_follower(N2)
+    e2, e3 = usr(2, 1, ("release",)), usr(3, 1, ("release",))
+    srv.handle(aer(1, N1, 1, 1, (e2,), commit=2))
+    assert srv.handle(aer(1, N1, 2, 1, (e3,), commit=3)) == (
+        "follower", [fx.LogAppend((e3,)), fx.PersistLastApplied(3)])
+    assert srv.handle(m.SnapshotWritten(SnapshotMeta(3, 1, THREE, 0))) == ("follower", [])
+    assert srv.log.snapshot_index == 0
+
+
+# ============================================================ sending snapshots
+def _leader_with_snapshot_at_5(**kw):
+    """Leader of term 2 whose log starts after a snapshot at 5; noop at 6
+    committed by N1+N2; N3 has not answered yet."""
+    rec = Recovered(current_term=1, last_applied=5, snapshot=(META5, STATE5))
+    srv = make_leader(N1, recovered=rec, commit_noop=False, snapshot_chunk_size=10, **kw)
+    srv.handle(m.Written(2, 6, 6))
+    srv.handle(ae_ok(2, N2, 6))
+    assert srv.commit_index == 6
+    return srv
+
+
+def test_follower_behind_leaders_first_index_is_sent_the_snapshot_chunk_by_chunk():
+    """Raft §7 (InstallSnapshot): when the leader has discarded the entries a
+    follower needs, it sends its snapshot, in chunks, each chunk after the
+    previous one was acknowledged; then normal replication resumes."""
+    srv = _leader_with_snapshot_at_5()
+    assert srv.handle(ae_fail(2, N3, next_index=1)) == ("leader", [fx.SendSnapshotChunk(N3, META5, 2, 1, 10)])
+    assert srv.handle(ae_ok(2, N3, 0, 0)) == ("leader", [])                      # ignored while sending
+    assert srv.handle(m.InstallSnapshotResult(2, N3, 1, 0, 0)) == (
+        "leader", [fx.SendSnapshotChunk(N3, META5, 2, 2, 10)])
+    assert srv.handle(m.InstallSnapshotResult(2, N3, 1, 0, 0)) == ("leader", [])  # duplicate ack
+    assert srv.handle(m.InstallSnapshotResult(2, N3, -1, 5, 1)) == (
+        "leader", [send(N3, aer(2, N1, 5, 1, (noop(6, 2),), commit=6))])
+    assert (srv.peers[N3].match_index, srv.peers[N3].next_index) == (5, 7)
+
+
+def test_leader_resends_the_current_chunk_after_a_tick_without_progress():
+    """Raft §7 with lossy networks: an unacknowledged chunk is sent again."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))
+    assert srv.handle(m.Tick(1000)) == ("leader", [])
+    assert srv.handle(m.Tick(2000)) == ("leader", [fx.SendSnapshotChunk(N3, META5, 2, 1, 10)])
+
+
+# ========================================================= receiving snapshots
+def test_follower_receives_chunks_writes_installs_and_acknowledges_the_snapshot():
+    """Raft §7 (InstallSnapshot receiver): accumulate chunks; on the last one
+    save the snapshot, discard the log that it does not extend, reset the
+    state machine from it; Ra then calls snapshot_installed and the
+    follower acknowledges with the snapshot's last index; entries flow."""
+    machine = KvMachine(installed_effects=[fx.Aux("installed")])
+    srv = new_server(N3, machine=machine)
+    assert srv.handle(_chunk(2, META5, 1, False, DATA5[:10])) == ("receive_snapshot", [
+        fx.PersistMeta(2, None),
+        fx.LeaderChanged(N1, 2),
+        fx.MonitorServer(N1),
+        fx.RoleChanged("receive_snapshot"),
+        fx.SetElectionTimer("long"),                 # re-armed by every chunk
+        send(N1, m.InstallSnapshotResult(2, N3, 1, 0, 0)),
+    ])
+    # A duplicate of the chunk just received is acknowledged again, not appended twice.
+    assert srv.handle(_chunk(2, META5, 1, False, DATA5[:10])) == ("receive_snapshot", [
+        fx.SetElectionTimer("long"),
+        send(N1, m.InstallSnapshotResult(2, N3, 1, 0, 0)),
+    ])
+    assert srv.handle(_chunk(2, META5, 2, True, DATA5[10:])) == ("receive_snapshot", [
+        fx.SetElectionTimer("long"),
+        fx.WriteSnapshot(META5, data=DATA5),
+    ])
+    assert srv.machine_state == kv_state()          # not installed before it is durable
+    assert srv.handle(m.SnapshotWritten(META5)) == ("follower", [
+        fx.TruncateLogBelow(5, keep_above=False),
+        fx.PersistLastApplied(5),
+        fx.MachineEffects((fx.Aux("installed"),), leader_only=False),
+        fx.RoleChanged("follower"),
+        fx.CancelElectionTimer(),
+        send(N1, m.InstallSnapshotResult(2, N3, -1, 5, 1)),
+    ])
+    assert srv.machine_state == STATE5
+    assert (srv.commit_index, srv.last_applied, srv.log.snapshot_index) == (5, 5, 5)
+    assert ("snapshot_installed", 5) in machine.calls
+    assert srv.handle(aer(2, N1, 5, 1, (noop(6, 2),), commit=6)) == (
+        "follower", [fx.LogAppend((noop(6, 2),)), fx.PersistLastApplied(6)])
+    assert srv.handle(m.Written(2, 6, 6)) == ("follower", [send(N1, ae_ok(2, N3, 6, 2))])
+
+
+def test_installed_snapshot_keeps_the_log_suffix_it_matches():
+    """Raft §7: if the follower's log has an entry with the snapshot's last
+    index and term, the entries after it are retained."""
+    srv = make_follower(N2, entries=log_of(1, 1, 1, 1, 1, 1), commit=3)
+    assert srv.handle(_chunk(1, META5, 1, True, DATA5)) == ("receive_snapshot", [
+        fx.RoleChanged("receive_snapshot"),
+        fx.SetElectionTimer("long"),
+        fx.WriteSnapshot(META5, data=DATA5),
+    ])
+    assert srv.handle(m.SnapshotWritten(META5)) == ("follower", [
+        fx.TruncateLogBelow(5, keep_above=True),
+        fx.PersistLastApplied(5),
+        fx.RoleChanged("follower"),
+        fx.CancelElectionTimer(),
+        send(N1, m.InstallSnapshotResult(1, N2, -1, 5, 1)),
+    ])
+    assert [e.index for e in srv.log.entries] == [6]
+    assert (srv.log.snapshot_index, srv.commit_index, srv.last_applied) == (5, 5, 5)
+
+
+def test_installed_snapshot_discards_a_conflicting_log():
+    """Raft §7: if the follower's entry at the snapshot index has another
+    term, the whole log is discarded (TruncateLogBelow keep_above=False)."""
+    srv = make_follower(N2, entries=log_of(1, 1, 1, 1, 1, 1), commit=3)
+    meta = SnapshotMeta(5, 2, THREE, 0)
+    srv.handle(aer(2, N1, 3, 1, (), commit=3))
+    srv.handle(_chunk(2, meta, 1, True, DATA5))
+    role, effects = srv.handle(m.SnapshotWritten(meta))
+    assert role == "follower"
+    assert effects == [
+        fx.TruncateLogBelow(5, keep_above=False),
+        fx.PersistLastApplied(5),
+        fx.RoleChanged("follower"),
+        fx.CancelElectionTimer(),
+        send(N1, m.InstallSnapshotResult(2, N2, -1, 5, 2)),
+    ]
+    assert srv.log.entries == [] and srv.log.last_index == 5 and srv.log.last_term == 2
+
+
+def test_snapshot_not_beyond_commit_index_is_not_installed():
+    """Raft §7: a snapshot the follower already covers (committed) is not
+    installed; the follower answers as if it were installed (chunk -1, the
+    snapshot's index, which it holds durably) so the leader resumes entries."""
+    srv = make_follower(N2, entries=log_of(1, 1, 1, 1, 1), commit=5)
+    meta3 = SnapshotMeta(3, 1, THREE, 0)
+    assert srv.handle(_chunk(1, meta3, 1, True, DATA5)) == (
+        "follower", [send(N1, m.InstallSnapshotResult(1, N2, -1, 3, 1))])
+    assert srv.log.snapshot_index == 0
+
+
+def test_snapshot_of_a_newer_machine_version_is_refused():
+    """Ra machine versioning (ra-inventory §2.5): a follower refuses snapshots
+    with a higher machine version than its code supports."""
+    srv = make_follower(N2)
+    meta = SnapshotMeta(5, 1, THREE, 3)
+    assert srv.handle(_chunk(1, meta, 1, True, DATA5)) == ("follower", [])
+    assert srv.installing is None and srv.role == "follower"
+
+
+def test_out_of_order_chunk_is_ignored():
+    """Raft §7: chunks are written in order (offset); a chunk that does not
+    follow the last one received is dropped (the leader resends)."""
+    srv = make_follower(N2, entries=(), commit=0)
+    assert srv.handle(_chunk(1, META5, 2, False, DATA5[10:])) == ("follower", [])
+    assert srv.receiving is None
+
+
+def test_leader_lost_while_receiving_snapshot_lets_follower_stand_for_election():
+    """Raft §5.2 (liveness: a follower that stops hearing from its leader
+    starts an election) with Ra's failure detection: a member in
+    receive_snapshot whose leader goes down must not stay stuck without an
+    election timer (the timer was cancelled when the transfer began)."""
+    srv = make_follower(N2, entries=(), commit=0)
+    srv.handle(_chunk(1, META5, 1, False, DATA5[:10]))
+    assert srv.role == "receive_snapshot"
+    assert srv.handle(m.ServerDown(N1)) == ("follower", [
+        fx.RoleChanged("follower"),
+        fx.LeaderChanged(None, 1),
+        fx.SetElectionTimer("short"),
+    ])
+    assert srv.receiving is None
+
+
+def test_receive_snapshot_without_chunks_for_an_election_timeout_gives_up():
+    """Raft §5.2 (liveness): a member stuck in receive_snapshot (no chunk for
+    a whole election timeout) drops the partial snapshot, forgets the
+    leader and arms a short election timer."""
+    srv = make_follower(N2, entries=(), commit=0)
+    srv.handle(_chunk(1, META5, 1, False, DATA5[:10]))
+    assert srv.handle(m.ElectionTimeout()) == ("follower", [
+        fx.RoleChanged("follower"),
+        fx.LeaderChanged(None, 1),
+        fx.SetElectionTimer("short"),
+    ])
+    assert srv.receiving is None
+
+
+def test_leader_restarts_a_snapshot_transfer_when_it_takes_a_newer_snapshot():
+    """Raft §7: the leader always sends its current snapshot; once a newer
+    one is durable the shell keeps only it, so a transfer in progress starts
+    over from chunk 1 of the new snapshot."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))                    # sending META5 to N3
+    srv.handle(sync_cmd(("release",), "c1"))
+    srv.handle(m.Written(2, 7, 7))
+    role, effects = srv.handle(ae_ok(2, N2, 7))
+    meta7 = SnapshotMeta(7, 2, THREE, 0)
+    state7 = {"kv": STATE5["kv"], "applied": ((7, 2, ("release",)),)}
+    assert effects[0] == fx.WriteSnapshot(meta7, data=codec.pack(state7))
+    assert srv.handle(m.SnapshotWritten(meta7)) == ("leader", [
+        fx.TruncateLogBelow(7),
+        fx.SendSnapshotChunk(N3, meta7, 2, 1, 10),
+    ])
