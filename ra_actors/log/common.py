@@ -1,0 +1,251 @@
+"""Shared pieces of the storage layer: directory layout, durable file I/O, errors.
+
+Rules:
+
+* Layout of a node's data directory (every path is built here, nowhere else)::
+
+      <data_dir>/LOCK                                  exclusive lock of the node's WAL
+      <data_dir>/wal/<n:016d>.wal                      write-ahead log files, in order
+      <data_dir>/servers/<uid>/config                  ServerConfig (msgpack, crc)
+      <data_dir>/servers/<uid>/meta                    current_term + voted_for (durable)
+      <data_dir>/servers/<uid>/last_applied            recovery hint (not fsynced)
+      <data_dir>/servers/<uid>/segments/<n:016d>.segment
+      <data_dir>/servers/<uid>/snapshots/<index:016x>_<term:016x>.snapshot
+
+* Anything created, renamed or deleted is followed by an fsync of its
+  directory before it is reported durable; replacing a file always goes
+  through ``<name>.tmp`` + fsync + ``rename`` + directory fsync.
+* Files whose name starts with ``.`` or ends in ``.tmp`` are leftovers of a
+  crash mid-write: readers ignore them and owners delete them at open.
+* Errors a caller can provoke with bad arguments are :class:`LogUsageError`;
+  bad bytes on disk are :class:`ra_actors.errors.LogCorruption`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import LogCorruption, RaError
+
+__all__ = [
+    "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
+    "server_dir", "segments_dir", "snapshots_dir", "lock_path", "numbered_name", "list_numbered",
+    "fsync_dir", "write_all", "writev_all", "sync_fd", "atomic_write", "read_checked_file", "encode_checked_file",
+    "remove_tree_durably", "remove_hidden_leftovers", "iter_server_uids", "crc32",
+]
+
+crc32 = zlib.crc32
+
+SYNC_METHODS = ("datasync", "sync", "none")
+
+# A uid names a directory: keep it to a portable, shell-safe alphabet.
+_UID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+
+class LogUsageError(RaError, ValueError):
+    """A storage call got an argument it cannot honour (bad uid, chunk size, range...)."""
+
+
+class SnapshotNotFound(RaError, LookupError):
+    """The snapshot asked for is not (or no longer) on disk."""
+
+
+def check_uid(uid: str) -> str:
+    """Return ``uid`` if it can name a server directory, else raise LogUsageError."""
+    if not isinstance(uid, str) or not _UID_RE.match(uid) or uid in (".", ".."):
+        raise LogUsageError(f"invalid server uid {uid!r}: use 1-200 characters of [A-Za-z0-9_.-], "
+                            "not starting with '.' or '-'")
+    return uid
+
+
+# ------------------------------------------------------------------ layout
+def wal_dir(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "wal"
+
+
+def servers_dir(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "servers"
+
+
+def server_dir(data_dir: str | os.PathLike, uid: str) -> Path:
+    return servers_dir(data_dir) / check_uid(uid)
+
+
+def segments_dir(data_dir: str | os.PathLike, uid: str) -> Path:
+    return server_dir(data_dir, uid) / "segments"
+
+
+def snapshots_dir(data_dir: str | os.PathLike, uid: str) -> Path:
+    return server_dir(data_dir, uid) / "snapshots"
+
+
+def lock_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "LOCK"
+
+
+def numbered_name(number: int, suffix: str) -> str:
+    """``numbered_name(3, ".wal") == "0000000000000003.wal"`` (sorts by name = by number)."""
+    return f"{number:016d}{suffix}"
+
+
+def list_numbered(directory: Path, suffix: str) -> list[tuple[int, Path]]:
+    """``[(number, path), ...]`` of ``<16 digits><suffix>`` files, ascending."""
+    out = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        stem = name[: -len(suffix)] if name.endswith(suffix) else None
+        if stem is not None and len(stem) == 16 and stem.isdigit():
+            out.append((int(stem), directory / name))
+    out.sort()
+    return out
+
+
+# ------------------------------------------------------------ durable I/O
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make creates/renames/deletes inside ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """``os.write`` until everything is written (a regular file may take a short write)."""
+    n = os.write(fd, data)
+    if n == len(data):
+        return
+    view = memoryview(data)[n:]
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+
+
+def writev_all(fd: int, parts: list, total: int | None = None) -> int:
+    """Write ``parts`` in order without joining them (gather write); return bytes
+    written.  ``total`` (their summed length) may be passed when known."""
+    if total is None:
+        total = sum(len(p) for p in parts)
+    if len(parts) <= _IOV_MAX:
+        got = os.writev(fd, parts)
+        if got != total:  # a short write: finish the simple way
+            write_all(fd, b"".join(parts)[got:])
+        return total
+    for i in range(0, len(parts), _IOV_MAX):
+        writev_all(fd, parts[i:i + _IOV_MAX])
+    return total
+
+
+def sync_fd(fd: int, method: str) -> None:
+    """Flush ``fd`` to stable storage according to ``method`` (datasync | sync | none)."""
+    if method == "datasync":
+        os.fdatasync(fd)
+    elif method == "sync":
+        os.fsync(fd)
+    elif method != "none":
+        raise LogUsageError(f"sync_method must be one of {SYNC_METHODS}, not {method!r}")
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data``: tmp file, (fsync), rename, (directory fsync).
+
+    With ``durable=False`` the rename still makes the replacement atomic for
+    readers, but a crash may leave the old file, the new one, or (on some
+    file systems) an empty one: use it only for hints.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def remove_tree_durably(path: Path) -> None:
+    """Delete directory ``path`` so that a crash never leaves half of it looking valid.
+
+    The directory is first renamed to a hidden name (atomic), the parent is
+    fsynced, then the hidden tree is removed.  Hidden leftovers are removed
+    by :func:`remove_hidden_leftovers`.
+    """
+    if not path.exists():
+        return
+    hidden = path.with_name(f".deleted-{path.name}-{os.getpid()}-{id(path):x}")
+    os.replace(path, hidden)
+    fsync_dir(path.parent)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def remove_hidden_leftovers(directory: Path) -> None:
+    """Delete ``*.tmp`` files and ``.deleted-*`` trees left in ``directory`` by a crash."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    removed = False
+    for name in names:
+        p = directory / name
+        if name.startswith(".deleted-"):
+            shutil.rmtree(p, ignore_errors=True)
+            removed = True
+        elif name.endswith(".tmp") or name.startswith(".partial-"):
+            try:
+                p.unlink()
+                removed = True
+            except IsADirectoryError:
+                shutil.rmtree(p, ignore_errors=True)
+                removed = True
+    if removed:
+        fsync_dir(directory)
+
+
+# --------------------------------------------------- small checked files
+# meta, last_applied and config share one framing:
+#   magic (4) | version u8 | reserved 3 bytes | crc32 u32 | length u32 | msgpack body
+_SMALL = struct.Struct(">4sB3xII")
+
+
+def encode_checked_file(magic: bytes, version: int, body: bytes) -> bytes:
+    return _SMALL.pack(magic, version, crc32(body), len(body)) + body
+
+
+def read_checked_file(path: Path, magic: bytes, version: int) -> bytes:
+    """Return the body of a small checked file; raise LogCorruption on any mismatch."""
+    data = path.read_bytes()
+    if len(data) < _SMALL.size:
+        raise LogCorruption(f"file too short ({len(data)} bytes)", str(path), 0)
+    got_magic, got_version, crc, length = _SMALL.unpack_from(data, 0)
+    if got_magic != magic:
+        raise LogCorruption(f"bad magic {got_magic!r} (expected {magic!r})", str(path), 0)
+    if got_version != version:
+        raise LogCorruption(f"unsupported version {got_version}", str(path), 4)
+    body = data[_SMALL.size:]
+    if len(body) != length:
+        raise LogCorruption(f"body is {len(body)} bytes, header says {length}", str(path), _SMALL.size)
+    if crc32(body) != crc:
+        raise LogCorruption("checksum mismatch", str(path), _SMALL.size)
+    return body
+
+
+def iter_server_uids(data_dir: str | os.PathLike) -> Iterable[str]:
+    """Uids of every server directory on the node (hidden leftovers excluded), sorted."""
+    try:
+        names = sorted(os.listdir(servers_dir(data_dir)))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if not n.startswith(".") and _UID_RE.match(n)]

@@ -1,0 +1,466 @@
+"""The node's write-ahead log: one file stream shared by every server on the node.
+
+API (what the runtime's WAL actor calls)::
+
+    wal = Wal(data_dir, sync_method="datasync", max_size_bytes=256_000_000)
+    wal.pending_files           # WAL files left by an earlier life: flush them
+                                # to segments (SegmentWriter) before servers start
+    wal.append(uid, [(index, term, payload_bytes), ...], truncate=False)
+    wal.append_entries(uid, [Entry, ...], truncate=False)   # packs commands
+    wal.append_run(uid, first_index, terms, payloads)  # columns: terms an int or a sequence
+    enc = Wal.encode_run(...); wal.append_encoded(enc)  # encode anywhere, queue later
+    result = wal.flush()        # ONE write + ONE sync for everything appended
+    result.written              # {uid: ((term, from_index, to_index), ...)} now durable
+    result.resend               # {uid: first_missing_index} writers with a gap
+    result.closed_files         # files closed by a rollover: hand to the segment writer
+    result.messages(uid)        # [Written(...), ResendWrite(...)] for that server's core
+    result = wal.write_batch([(uid, entries), (uid, entries, truncate), ...])  # append + flush
+    wal.roll_over(); wal.forget_writer(uid); wal.close()
+
+Rules:
+
+* ``append*`` only encodes (msgpack payloads, crc32s, record table) and
+  queues; it is safe from any thread.  Encoding is a pure function
+  (``Wal.encode_run``), so a server's process can do it and the WAL process
+  just verifies the record table (``append_encoded``): the per-record crc32
+  is the dominant CPU cost.  ``flush`` takes everything queued, decides
+  sequencing, does one gather write and one ``fdatasync``/``fsync``/nothing
+  (``sync_method``), then reports.  Flushes are serialised by a lock, so an
+  actor may run ``flush`` in a background thread while its own thread keeps
+  appending (that overlap is where batching comes from: everything appended
+  during one sync goes into the next one).
+* Entries of one ``append`` are consecutive.  A first index at or below the
+  writer's last index is an overwrite (leader change): the later record wins
+  and everything the writer wrote above the new last index is invalid.
+* Gap detection per writer: the first write of a writer in this process life
+  may start anywhere; after that a write whose first index is above
+  ``last + 1`` is dropped, the writer is asked once to resend from
+  ``last + 1`` (``result.resend``, Ra's ``resend_write``), and its further
+  writes are dropped until one starts at or below ``last + 1``.
+  ``truncate=True`` (first entry after an installed snapshot) is accepted
+  anywhere and restarts the writer's sequence.
+* ``written`` ranges are the writer's final state after the batch (a
+  later overwrite in the same batch trims earlier ranges), one range per
+  contiguous run of one term, in index order.
+* After a write the file rolls over once it is at least ``max_size_bytes``
+  long; the closed file is complete and synced.  The segment writer deletes
+  it once its entries are durable in segments.
+* The WAL holds the data directory's exclusive lock (:mod:`.lock`).
+* An I/O error leaves the WAL unusable (every later call raises): nothing
+  from the failed batch was reported durable, and writers resend after the
+  runtime reopens the WAL.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..codec import pack
+from ..core.messages import ResendWrite, Written
+from .common import (SYNC_METHODS, LogUsageError, check_uid, crc32, fsync_dir, list_numbered,
+                     numbered_name, sync_fd, wal_dir, write_all, writev_all)
+from .lock import DataDirLock
+from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
+                         encode_table, file_header, table_columns)
+
+__all__ = ["Wal", "FlushResult", "EncodedAppend", "DEFAULT_MAX_SIZE_BYTES", "MIN_MAX_SIZE_BYTES"]
+
+DEFAULT_MAX_SIZE_BYTES = 256_000_000  # Ra's WAL_DEFAULT_MAX_SIZE_BYTES
+MIN_MAX_SIZE_BYTES = 1024
+WAL_SUFFIX = ".wal"
+
+@dataclass(frozen=True, slots=True)
+class EncodedAppend:
+    """One append encoded as a WAL block body: record table and payloads.
+
+    Made by :meth:`Wal.encode_run` / :meth:`Wal.encode` (pure functions: a
+    server process can do this work and send the result to the WAL process).
+    """
+
+    uid: str
+    first: int
+    count: int
+    truncate: bool
+    table: bytes  # record table (see wal_format)
+    table_crc: int
+    blob: bytes  # the payloads, concatenated
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush made durable (see the module rules)."""
+
+    written: dict = field(default_factory=dict)  # uid -> ((term, from, to), ...)
+    resend: dict = field(default_factory=dict)  # uid -> first missing index
+    dropped: dict = field(default_factory=dict)  # uid -> records dropped (out of sequence)
+    closed_files: tuple = ()  # Paths of WAL files closed by a rollover
+    records: int = 0
+    bytes: int = 0
+    synced: bool = False  # a write + sync happened
+
+    def messages(self, uid: str) -> list:
+        """The core messages for server ``uid``: ``Written`` per range, then ``ResendWrite``."""
+        out: list = [Written(t, f, l) for t, f, l in self.written.get(uid, ())]
+        if uid in self.resend:
+            out.append(ResendWrite(self.resend[uid]))
+        return out
+
+
+_EMPTY = FlushResult()
+
+
+def _term_runs(first: int, terms) -> tuple:
+    """``((term, from, to), ...)`` of consecutive records from ``first``; validates
+    that terms never decrease."""
+    n = len(terms)
+    if terms.count(terms[0]) == n:
+        return ((terms[0], first, first + n - 1),)
+    runs = []
+    i = first
+    prev = None
+    for term, group in groupby(terms):
+        k = sum(1 for _ in group)
+        if prev is not None and term < prev:
+            raise LogUsageError(f"terms must not decrease within an append (term {term} "
+                                f"after {prev} at index {i})")
+        runs.append((term, i, i + k - 1))
+        prev = term
+        i += k
+    return tuple(runs)
+
+
+def _merge_runs(runs: list, new_runs: tuple, first: int) -> None:
+    # An overwrite at ``first`` invalidates everything at or above it.
+    while runs and runs[-1][2] >= first:
+        term, lo, hi = runs.pop()
+        if lo < first:
+            runs.append((term, lo, first - 1))
+            break
+    for term, lo, hi in new_runs:
+        if runs and runs[-1][0] == term and runs[-1][2] + 1 == lo:
+            runs[-1] = (term, runs[-1][1], hi)
+        else:
+            runs.append((term, lo, hi))
+
+
+_known_uids: set[str] = set()
+
+
+def _check_uid_cached(uid: str) -> None:
+    if uid not in _known_uids:
+        check_uid(uid)
+        if len(_known_uids) < 100_000:
+            _known_uids.add(uid)
+
+
+def _encode(uid: str, first: int, terms, payloads: Sequence[bytes],
+            truncate: bool) -> tuple[EncodedAppend, tuple]:
+    """Encode an append; return it with its term runs."""
+    _check_uid_cached(uid)
+    if not isinstance(first, int) or first < 1:
+        raise LogUsageError(f"entry indexes start at 1, got {first!r}")
+    n = len(payloads)
+    if n == 0:
+        raise LogUsageError("an append needs at least one record")
+    if isinstance(terms, int):
+        runs = ((terms, first, first + n - 1),)
+    else:
+        if len(terms) != n:
+            raise LogUsageError(f"{len(terms)} terms for {n} payloads")
+        runs = _term_runs(first, terms)
+    try:
+        table = encode_table(first, terms, payloads)
+        blob = b"".join(payloads)
+    except (TypeError, OverflowError, struct.error):
+        raise LogUsageError("payloads must be bytes, terms and indexes non-negative 64-bit "
+                            "integers") from None
+    return EncodedAppend(uid, first, n, bool(truncate), table, crc32(table), blob), runs
+
+
+def _columns(records: Sequence[tuple[int, int, bytes]]) -> tuple[int, tuple, tuple]:
+    """``(first_index, terms, payloads)`` of ``(index, term, payload)`` records."""
+    if not records:
+        raise LogUsageError("nothing to encode")
+    try:
+        indexes, terms, payloads = zip(*records)
+    except (TypeError, ValueError):
+        raise LogUsageError("records must be (index, term, payload) tuples") from None
+    first = indexes[0]
+    if not isinstance(first, int) or indexes != tuple(range(first, first + len(indexes))):
+        raise LogUsageError(f"records of one append must have consecutive indexes (from {first!r})")
+    return first, terms, payloads
+
+
+def _verify(enc: EncodedAppend) -> tuple:
+    """Check an EncodedAppend from elsewhere keeps the file parseable; return its term runs."""
+    if not isinstance(enc, EncodedAppend):
+        raise LogUsageError(f"expected an EncodedAppend, not {type(enc).__name__}")
+    _check_uid_cached(enc.uid)
+    n = enc.count
+    if (not isinstance(enc.first, int) or enc.first < 1 or not isinstance(n, int) or n < 1
+            or len(enc.table) != n * ROW_SIZE or crc32(enc.table) != enc.table_crc):
+        raise LogUsageError(f"malformed EncodedAppend for {enc.uid}: table does not match")
+    indexes, terms, lengths, _crcs = table_columns(enc.table, n)
+    if indexes[0] != enc.first or indexes[-1] != enc.last or sum(lengths) != len(enc.blob):
+        raise LogUsageError(f"malformed EncodedAppend for {enc.uid}: indexes or lengths do not match")
+    return _term_runs(enc.first, terms)
+
+
+class Wal:
+    """The node's shared write-ahead log (see the module docstring)."""
+
+    def __init__(self, data_dir: str | os.PathLike, *, sync_method: str = "datasync",
+                 max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, lock: DataDirLock | None = None):
+        if sync_method not in SYNC_METHODS:
+            raise LogUsageError(f"sync_method must be one of {SYNC_METHODS}, not {sync_method!r}")
+        if not isinstance(max_size_bytes, int) or max_size_bytes < MIN_MAX_SIZE_BYTES:
+            raise LogUsageError(f"max_size_bytes must be an int >= {MIN_MAX_SIZE_BYTES}")
+        self.data_dir = Path(data_dir)
+        self.sync_method = sync_method
+        self.max_size_bytes = max_size_bytes
+        self._own_lock = lock is None
+        self._lock_obj = lock if lock is not None else DataDirLock(self.data_dir)
+        self.dir = wal_dir(self.data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = list_numbered(self.dir, WAL_SUFFIX)
+        # Files of an earlier life: never appended to again; the segment writer
+        # moves them to segments (in this order) and deletes them.
+        self.pending_files: tuple[Path, ...] = tuple(p for _, p in existing)
+        self._number = existing[-1][0] if existing else 0
+        self._lock = threading.Lock()  # guards _pending
+        self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
+        self._pending: list[tuple[EncodedAppend, tuple]] = []  # (append, term runs)
+        self._writers: dict[str, tuple[int, bool]] = {}  # uid -> (last index, out_of_seq)
+        self._fd: int | None = None
+        self._failed: BaseException | None = None
+        self.stats = {"files": 0, "batches": 0, "records": 0, "bytes_written": 0, "syncs": 0,
+                      "dropped": 0}
+        self._open_next()
+
+    # ----------------------------------------------------------- files
+    @property
+    def path(self) -> Path:
+        """The file currently written."""
+        return self._path
+
+    @property
+    def current_size(self) -> int:
+        return self._size
+
+    def _open_next(self) -> None:
+        self._number += 1
+        self._path = self.dir / numbered_name(self._number, WAL_SUFFIX)
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            header = file_header()
+            write_all(fd, header)
+            sync_fd(fd, "sync" if self.sync_method != "none" else "none")
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.sync_method != "none":
+            fsync_dir(self.dir)
+        self._fd = fd
+        self._size = len(header)
+        self._refs: dict[str, int] = {}
+        self._batch = 0
+        self.stats["files"] += 1
+
+    def roll_over(self) -> Path | None:
+        """Close the current file (if it holds any record) and start a new one.
+
+        Returns the closed file, for the segment writer.  Appends still queued
+        go into the new file at the next flush.
+        """
+        with self._flush_lock:
+            self._check_usable()
+            if self._batch == 0:
+                return None
+            closed = self._path
+            os.close(self._fd)
+            self._fd = None
+            self._open_next()
+            return closed
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise LogUsageError(f"the WAL failed earlier and must be reopened: {self._failed!r}")
+        if self._fd is None:
+            raise LogUsageError("the WAL is closed")
+
+    # ----------------------------------------------------------- writes
+    def append(self, uid: str, records: Sequence[tuple[int, int, bytes]], *,
+               truncate: bool = False) -> None:
+        """Queue consecutive ``(index, term, payload)`` records of writer ``uid``."""
+        if records:
+            self._queue(*_encode(uid, *_columns(records), truncate))
+
+    def append_run(self, uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
+                   truncate: bool = False) -> None:
+        """Queue records ``first_index, first_index + 1, ...`` with these payloads;
+        ``terms`` is one int for all or one per payload.  The fastest form."""
+        if payloads:
+            self._queue(*_encode(uid, first_index, terms, payloads, truncate))
+
+    def append_entries(self, uid: str, entries: Sequence, *, truncate: bool = False) -> None:
+        """Queue consecutive :class:`~ra_actors.core.types.Entry` objects (commands msgpacked)."""
+        if entries:
+            first = entries[0].index
+            if any(e.index != first + k for k, e in enumerate(entries)):
+                raise LogUsageError(f"entries of one append must have consecutive indexes "
+                                    f"(from {first})")
+            self._queue(*_encode(uid, first, [e.term for e in entries],
+                                 [pack(e.command) for e in entries], truncate))
+
+    @staticmethod
+    def encode(uid: str, records: Sequence[tuple[int, int, bytes]], *,
+               truncate: bool = False) -> EncodedAppend:
+        """Encode without queueing (pure: any thread or process may do it)."""
+        return _encode(uid, *_columns(records), truncate)[0]
+
+    @staticmethod
+    def encode_run(uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
+                   truncate: bool = False) -> EncodedAppend:
+        """:meth:`append_run`'s encoding without queueing."""
+        return _encode(uid, first_index, terms, payloads, truncate)[0]
+
+    def append_encoded(self, encoded: EncodedAppend) -> None:
+        """Queue an :meth:`encode_run` result for the next flush (thread-safe).
+
+        The record table and sizes are verified (cheap: no payload is read), so a
+        bad producer cannot make the file unparseable; payload crcs are the
+        producer's and are checked at recovery."""
+        runs = _verify(encoded)
+        with self._lock:
+            self._pending.append((encoded, runs))
+
+    def _queue(self, encoded: EncodedAppend, runs: tuple) -> None:
+        with self._lock:
+            self._pending.append((encoded, runs))
+
+    def flush(self) -> FlushResult:
+        """Write everything appended so far with one write and one sync; report."""
+        with self._flush_lock:
+            if self._fd is None or self._failed is not None:
+                self._check_usable()
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return _EMPTY
+            batch = self._batch + 1
+            parts: list = []
+            size = 0
+            written: dict[str, list] = {}
+            resend: dict[str, int] = {}
+            dropped: dict[str, int] = {}
+            records = 0
+            writers = self._writers
+            refs = self._refs
+            new_refs: dict[str, int] = {}
+            for w, runs in pending:
+                uid = w.uid
+                first = w.first
+                state = writers.get(uid)
+                if state is not None and not w.truncate:
+                    if first > state[0] + 1:
+                        if not state[1]:
+                            resend[uid] = state[0] + 1
+                            writers[uid] = (state[0], True)
+                        dropped[uid] = dropped.get(uid, 0) + w.count
+                        continue
+                    if resend:
+                        resend.pop(uid, None)
+                count = w.count
+                writers[uid] = (first + count - 1, False)
+                flags = FLAG_TRUNCATE if w.truncate else 0
+                ref = refs.get(uid) or new_refs.get(uid)
+                if ref is None:
+                    ref = len(refs) + len(new_refs) + 1
+                    new_refs[uid] = ref
+                    uid_bytes = uid.encode("utf-8")
+                    head = (BLOCK.pack(KIND_UID, flags, ref, batch, count)
+                            + UID_LEN.pack(len(uid_bytes)) + uid_bytes)
+                else:
+                    head = BLOCK.pack(KIND_REF, flags, ref, batch, count)
+                parts += (head, U32.pack(crc32(head)), w.table, U32.pack(w.table_crc), w.blob)
+                size += len(head) + len(w.table) + len(w.blob) + 8
+                records += count
+                run_list = written.get(uid)
+                if run_list is None:
+                    written[uid] = list(runs)
+                else:
+                    _merge_runs(run_list, runs, first)
+            if dropped:
+                self.stats["dropped"] += sum(dropped.values())
+            if not parts:
+                return FlushResult(resend=resend, dropped=dropped)
+            try:
+                writev_all(self._fd, parts, size)
+                sync_fd(self._fd, self.sync_method)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+            if new_refs:
+                refs.update(new_refs)
+            self._batch = batch
+            self._size += size
+            st = self.stats
+            st["batches"] += 1
+            st["records"] += records
+            st["bytes_written"] += size
+            if self.sync_method != "none":
+                st["syncs"] += 1
+            closed: tuple = ()
+            if self._size >= self.max_size_bytes:
+                closed = (self.roll_over(),)
+            return FlushResult({u: tuple(r) for u, r in written.items()}, resend, dropped, closed,
+                               records, size, True)
+
+    def write_batch(self, batch: Iterable[tuple]) -> FlushResult:
+        """``append_entries`` for each ``(uid, entries[, truncate])``, then one ``flush``."""
+        for item in batch:
+            if len(item) == 3:
+                uid, entries, truncate = item
+            else:
+                uid, entries = item
+                truncate = False
+            self.append_entries(uid, entries, truncate=truncate)
+        return self.flush()
+
+    # ----------------------------------------------------------- writers
+    def forget_writer(self, uid: str) -> None:
+        """Drop ``uid``'s sequence state (server deleted, or its log restarted elsewhere)."""
+        with self._flush_lock:
+            self._writers.pop(uid, None)
+
+    def last_writer_index(self, uid: str) -> int | None:
+        state = self._writers.get(uid)
+        return None if state is None else state[0]
+
+    # ----------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Close the file and release the lock.  Queued, unflushed appends are
+        discarded: they were never reported durable."""
+        with self._flush_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            with self._lock:
+                self._pending.clear()
+            if self._own_lock:
+                self._lock_obj.release()
+
+    def __enter__(self) -> "Wal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

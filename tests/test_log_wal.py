@@ -1,0 +1,298 @@
+"""WAL format and writer: round trip, refs, rollover, rewrites, gaps, torn tails, corruption."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from ra_actors.codec import unpack
+from ra_actors.core.messages import ResendWrite, Written
+from ra_actors.core.types import Entry
+from ra_actors.errors import DataDirLocked, LogCorruption
+from ra_actors.log.common import LogUsageError, list_numbered
+from ra_actors.log.wal import Wal
+from ra_actors.log.wal_format import FILE_HEADER, KIND_REF, KIND_UID, scan_wal_file
+
+
+def entries(first: int, last: int, term: int = 1, tag: str = "c") -> list[Entry]:
+    return [Entry(i, term, (tag, i)) for i in range(first, last + 1)]
+
+
+def wal_files(d) -> list:
+    return [p for _, p in list_numbered(d / "wal", ".wal")]
+
+
+def test_round_trip_many_writers_one_sync(tmp_path):
+    wal = Wal(tmp_path, sync_method="datasync")
+    try:
+        res = wal.write_batch([("s1", entries(1, 3)), ("s2", entries(1, 2, term=4)),
+                               ("s1", entries(4, 5, term=2))])
+        assert res.synced and res.records == 7
+        assert res.written == {"s1": ((1, 1, 3), (2, 4, 5)), "s2": ((4, 1, 2),)}
+        assert res.messages("s1") == [Written(1, 1, 3), Written(2, 4, 5)]
+        assert wal.stats["syncs"] == 1 and wal.stats["batches"] == 1
+        path = wal.path
+    finally:
+        wal.close()
+    scan = scan_wal_file(path)
+    assert scan.torn is None
+    got = [(r.uid, r.index, r.term, unpack(r.payload)) for r in scan.records()]
+    assert got == ([("s1", i, 1, ("c", i)) for i in (1, 2, 3)]
+                   + [("s2", i, 4, ("c", i)) for i in (1, 2)]
+                   + [("s1", i, 2, ("c", i)) for i in (4, 5)])
+
+
+def test_uid_inline_first_then_short_reference(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("server-with-a-long-uid", entries(1, 1))])
+        wal.write_batch([("server-with-a-long-uid", entries(2, 2))])
+        path = wal.path
+        data = path.read_bytes()
+    first_block = data[FILE_HEADER.size]
+    assert first_block == KIND_UID
+    assert data.count(b"server-with-a-long-uid") == 1  # later blocks use the ref
+    scan = scan_wal_file(path)
+    assert [b.uid for b in scan.blocks] == ["server-with-a-long-uid"] * 2
+    assert data[scan.blocks[1].offset] == KIND_REF
+
+
+def test_records_columns_and_entries_apis_agree(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.append("a", [(1, 1, b"\x01"), (2, 1, b"\x02")])
+        wal.append_run("b", 7, [3, 3, 4], [b"x", b"y", b"z"])
+        wal.append_encoded(Wal.encode_run("c", 1, 9, [b"q"]))
+        res = wal.flush()
+        assert res.written == {"a": ((1, 1, 2),), "b": ((3, 7, 8), (4, 9, 9)), "c": ((9, 1, 1),)}
+        with pytest.raises(LogUsageError):
+            wal.append("a", [(3, 1, b""), (5, 1, b"")])  # not consecutive
+        with pytest.raises(LogUsageError):
+            wal.append_run("a", 3, [2, 1], [b"", b""])  # terms decrease
+        with pytest.raises(LogUsageError):
+            wal.append_run("../x", 1, 1, [b""])  # uid names a directory
+        with pytest.raises(LogUsageError):
+            wal.append_run("a", 0, 1, [b""])  # indexes start at 1
+        with pytest.raises(LogUsageError):
+            wal.append_run("a", 3, 1, ["not bytes"])
+
+
+def test_tampered_encoded_append_is_refused(tmp_path):
+    from dataclasses import replace
+    with Wal(tmp_path) as wal:
+        enc = Wal.encode_run("a", 1, 1, [b"abc", b"de"])
+        with pytest.raises(LogUsageError):
+            wal.append_encoded(replace(enc, blob=enc.blob + b"!"))
+        with pytest.raises(LogUsageError):
+            wal.append_encoded(replace(enc, table_crc=enc.table_crc ^ 1))
+        with pytest.raises(LogUsageError):
+            wal.append_encoded(replace(enc, first=2))
+        assert wal.flush().records == 0
+
+
+def test_rollover_past_max_size(tmp_path):
+    with Wal(tmp_path, max_size_bytes=2000) as wal:
+        closed = []
+        for i in range(1, 41):
+            res = wal.write_batch([("s1", [Entry(i, 1, b"x" * 100)])])
+            closed.extend(res.closed_files)
+        files = wal_files(tmp_path)
+        assert len(closed) >= 2 and len(files) == len(closed) + 1
+        assert all(p.stat().st_size >= 2000 for p in closed)
+        indexes = [r.index for p in files for r in scan_wal_file(p).records()]
+        assert indexes == list(range(1, 41))
+        # A new file starts with the uid inline again.
+        assert scan_wal_file(closed[1]).blocks[0].offset == FILE_HEADER.size
+        assert scan_wal_file(closed[1]).path.read_bytes()[FILE_HEADER.size] == KIND_UID
+        assert wal.roll_over() is not None  # the current file holds records
+        assert wal.roll_over() is None  # nothing written to the fresh file
+
+
+def test_rewrite_after_leader_change_later_record_wins(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 10, term=1))])
+        # Same batch: an overwrite trims the earlier range.
+        res = wal.write_batch([("s1", entries(11, 12, term=1)), ("s1", entries(8, 9, term=2))])
+        # Ranges are the writer's final state: 11..12 were superseded in the same batch.
+        assert res.written["s1"] == ((2, 8, 9),)
+        assert wal.last_writer_index("s1") == 9
+        path = wal.path
+    from ra_actors.log.segment_writer import final_runs
+    run = final_runs(scan_wal_file(path))["s1"]
+    assert [(i, t) for i, t, _p, _c in run] == [(i, 1) for i in range(1, 8)] + [(8, 2), (9, 2)]
+
+
+def test_gap_detection_asks_for_resend_and_drops_until_filled(tmp_path):
+    with Wal(tmp_path) as wal:
+        assert wal.write_batch([("s1", entries(5, 6))]).written == {"s1": ((1, 5, 6),)}  # first write: anywhere
+        res = wal.write_batch([("s1", entries(9, 10))])
+        assert res.resend == {"s1": 7} and res.written == {} and res.dropped == {"s1": 2}
+        assert res.messages("s1") == [ResendWrite(7)]
+        res = wal.write_batch([("s1", entries(11, 11))])  # still out of sequence: dropped, no 2nd resend
+        assert res.resend == {} and res.dropped == {"s1": 1}
+        res = wal.write_batch([("s1", entries(7, 11))])  # the resend fills the gap
+        assert res.written == {"s1": ((1, 7, 11),)} and res.resend == {}
+        # A truncating write (log restarted after a snapshot) is accepted anywhere.
+        res = wal.write_batch([("s1", entries(100, 100), True)])
+        assert res.written == {"s1": ((1, 100, 100),)}
+        records = [(r.index) for r in scan_wal_file(wal.path).records()]
+        assert records == [5, 6, 7, 8, 9, 10, 11, 100]
+        assert scan_wal_file(wal.path).blocks[-1].truncate
+
+
+def test_gap_and_fix_in_same_batch(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 2))])
+        res = wal.write_batch([("s1", entries(5, 5)), ("s1", entries(3, 5))])
+        assert res.resend == {} and res.written == {"s1": ((1, 3, 5),)} and res.dropped == {"s1": 1}
+
+
+def test_background_flush_with_concurrent_appends(tmp_path):
+    """The actor appends in its thread while a helper thread flushes."""
+    with Wal(tmp_path) as wal:
+        stop = threading.Event()
+        results = []
+
+        def flusher():
+            while not stop.is_set():
+                results.append(wal.flush())
+            results.append(wal.flush())
+
+        th = threading.Thread(target=flusher)
+        th.start()
+        for i in range(1, 501):
+            wal.append_run("s1", i, 1, [b"%d" % i])
+            wal.append_run("s2", i, 1, [b"%d" % i])
+        stop.set()
+        th.join()
+        durable = {"s1": 0, "s2": 0}
+        for r in results:
+            for uid, runs in r.written.items():
+                assert runs[0][1] == durable[uid] + 1  # contiguous, in order
+                durable[uid] = runs[-1][2]
+            assert not r.resend
+        assert durable == {"s1": 500, "s2": 500}
+        assert wal.stats["syncs"] <= wal.stats["batches"] < 1000  # batching happened
+        got = [(r.uid, r.index) for r in scan_wal_file(wal.path).records()]
+        assert sorted(got) == sorted([(u, i) for u in ("s1", "s2") for i in range(1, 501)])
+
+
+@pytest.mark.parametrize("method", ["datasync", "sync", "none"])
+def test_sync_methods(tmp_path, method):
+    with Wal(tmp_path, sync_method=method) as wal:
+        res = wal.write_batch([("s1", entries(1, 2))])
+        assert res.written == {"s1": ((1, 1, 2),)}
+        assert wal.stats["syncs"] == (0 if method == "none" else 1)
+    with pytest.raises(LogUsageError):
+        Wal(tmp_path / "x", sync_method="fsync")
+
+
+def test_torn_tail_is_truncated_and_reported(tmp_path):
+    with Wal(tmp_path) as wal:
+        for i in range(1, 6):
+            wal.write_batch([("s1", entries(i, i))])
+        path = wal.path
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 7)
+    scan = scan_wal_file(path)
+    assert scan.torn is not None and [r.index for r in scan.records()] == [1, 2, 3, 4]
+    assert scan.torn.offset == scan.valid_size
+    fixed = scan_wal_file(path, repair=True)
+    assert fixed.repaired and path.stat().st_size == scan.valid_size
+    again = scan_wal_file(path)
+    assert again.torn is None and again.record_count == 4
+
+
+def test_garbage_tail_after_crash_is_torn_not_corrupt(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 3))])
+        path = wal.path
+    with open(path, "ab") as f:
+        f.write(b"\x00" * 300 + b"\xb2\x00garbage")
+    scan = scan_wal_file(path)
+    assert scan.torn is not None and scan.record_count == 3
+
+
+@pytest.mark.parametrize("where", ["payload", "table", "header"])
+def test_flipped_byte_mid_file_is_corruption_naming_file_and_offset(tmp_path, where):
+    with Wal(tmp_path) as wal:
+        for i in range(1, 21):
+            wal.write_batch([("s1", [Entry(i, 1, b"p" * 50)])])
+        path = wal.path
+    scan = scan_wal_file(path)
+    block = scan.blocks[10]
+    if where == "payload":
+        pos = block.records[0].offset + 10
+    elif where == "table":
+        pos = block.records[0].offset - 30
+    else:
+        pos = block.offset + 3
+    data = bytearray(path.read_bytes())
+    data[pos] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(LogCorruption) as err:
+        scan_wal_file(path)
+    assert err.value.path == str(path)
+    assert block.offset <= err.value.offset <= block.records[0].offset + 50
+    assert "corrupt" in str(err.value) and str(err.value.offset) in str(err.value)
+
+
+def test_power_loss_pages_of_last_batch_out_of_order_is_torn(tmp_path):
+    """Blocks of the failing block's own batch after it are still a torn tail."""
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 2))])
+        wal.write_batch([("s1", entries(3, 4)), ("s2", entries(1, 2))])  # one batch, two blocks
+        path = wal.path
+    scan = scan_wal_file(path)
+    victim = scan.blocks[1]
+    data = bytearray(path.read_bytes())
+    data[victim.records[0].offset] ^= 0xFF  # s1's block of batch 2 lost, s2's survived
+    path.write_bytes(bytes(data))
+    scan = scan_wal_file(path)
+    assert scan.torn is not None and scan.torn.offset == victim.offset
+    assert [(r.uid, r.index) for r in scan.records()] == [("s1", 1), ("s1", 2)]
+
+
+def test_bad_magic_is_corruption(tmp_path):
+    (tmp_path / "wal").mkdir()
+    p = tmp_path / "wal" / "0000000000000001.wal"
+    p.write_bytes(b"NOPE" + b"\x01" * 20)
+    with pytest.raises(LogCorruption) as err:
+        scan_wal_file(p)
+    assert err.value.offset == 0
+
+
+def test_new_wal_never_appends_to_old_files(tmp_path):
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 1))])
+        first = wal.path
+    with Wal(tmp_path) as wal:
+        assert wal.pending_files == (first,)
+        assert wal.path != first and wal.path.name > first.name
+        # New process life: the writer may start anywhere.
+        assert wal.write_batch([("s1", entries(50, 50))]).written == {"s1": ((1, 50, 50),)}
+
+
+def test_data_dir_lock_in_process_and_across_processes(tmp_path):
+    import subprocess
+    import sys
+    wal = Wal(tmp_path)
+    try:
+        with pytest.raises(DataDirLocked) as err:
+            Wal(tmp_path)
+        assert str(os.getpid()) in str(err.value)
+        code = ("import sys\nfrom ra_actors.log.wal import Wal\nfrom ra_actors.errors import DataDirLocked\n"
+                "try:\n    Wal(sys.argv[1])\nexcept DataDirLocked as e:\n    print('LOCKED', e); sys.exit(3)\n")
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 3 and "LOCKED" in proc.stdout
+    finally:
+        wal.close()
+    Wal(tmp_path).close()  # released on close
+
+
+def test_closed_wal_refuses_work(tmp_path):
+    wal = Wal(tmp_path)
+    wal.close()
+    with pytest.raises(LogUsageError):
+        wal.flush()
