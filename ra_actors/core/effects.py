@@ -180,6 +180,15 @@ class RoleChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class StopServer:
+    """This server left the cluster (its removal committed): stop its
+    process and keep its data.  Its death is reported to its monitors, so
+    the remaining members elect a leader even if a handover was lost."""
+
+    reason: str = "removed"
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteData:
     """The cluster was deleted: stop this server and remove all its data."""
 

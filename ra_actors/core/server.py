@@ -255,6 +255,9 @@ class RaftServer:
                 self._become_follower(None)
             else:
                 self._set_leader(None)
+                if self._is_voter():
+                    # Whoever bumped the term may never win: do not wait for ever.
+                    self._emit(fx.SetElectionTimer("long"))
             return True
         return msg.term == self.current_term
 
@@ -320,7 +323,11 @@ class RaftServer:
     def _on_pre_vote_rpc(self, msg: m.PreVoteRpc) -> None:
         # Pre-votes never change our term.  Refuse while we know a live leader
         # (leader stickiness) or when the candidate's log or term is behind.
-        knows_leader = (self.role == FOLLOWER and self.leader_id is not None) or self._leading()
+        # A pre-vote from our own leader, or carrying a newer term, means our
+        # idea of the leader is stale (it stepped down without our hearing).
+        knows_leader = ((self.role == FOLLOWER and self.leader_id is not None
+                         and self.leader_id != msg.from_id and msg.term <= self.current_term)
+                        or self._leading())
         grant = (msg.term >= self.current_term and not knows_leader
                  and msg.machine_version >= self.machine_version
                  and self.log.is_up_to_date(msg.last_log_index, msg.last_log_term))
@@ -680,7 +687,10 @@ class RaftServer:
             self.last_applied = entry.index
             self._apply_entry(entry, replay)
         if not replay and self.role != STOPPED:
-            self._emit(fx.PersistLastApplied(self.last_applied))
+            # A recovery hint: never ahead of what is durable here, or a crash
+            # could replay a stale (not yet overwritten) entry as committed.
+            hint = max(min(self.last_applied, self.log.last_written), self.log.snapshot_index)
+            self._emit(fx.PersistLastApplied(hint))
             self._serve_pending_queries()
 
     def _apply_entry(self, entry: Entry, replay: bool) -> None:
@@ -748,6 +758,11 @@ class RaftServer:
         if best is not None:
             self._send(best, m.TimeoutNowRpc(self.current_term, self.id))
         self._become_follower(None)
+        # As Ra, a removed leader stops; its death (reported to monitors) makes
+        # the others elect even if the TimeoutNowRpc was lost.
+        self._emit(fx.CancelElectionTimer())
+        self._set_role(STOPPED)
+        self._emit(fx.StopServer("removed"))
 
     def _reply_applied(self, mode, reply) -> None:
         if isinstance(mode, AwaitConsensus):

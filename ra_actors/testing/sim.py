@@ -1,0 +1,1318 @@
+"""Deterministic simulation of Ra clusters: many servers, one process, one seed.
+
+Rules:
+
+* **One seed, one run.**  A single ``random.Random(seed)`` drives every
+  choice (network, disk, timers, failure detector, nemesis, clients); time
+  is virtual, in integer milliseconds; events sit in a heap ordered by
+  ``(time, sequence number)``, so ties break in scheduling order.  Nothing
+  reads the wall clock and nothing iterates a set of server ids unsorted:
+  the same seed prints the same transcript.
+* **The simulator is a shell** (like ``ra_actors/actors``): it feeds each
+  :class:`~ra_actors.core.server.RaftServer` one message at a time and
+  carries out the returned effects in order.  An effect type it does not
+  know raises, so new effects are never silently ignored.
+* **World model.**  Nodes ``n1..nK`` each have a :class:`~.disk.NodeDisk`
+  (one WAL shared by all servers of the node, of every cluster); the
+  :class:`~.network.Network` links the nodes and a ``clients`` node.
+  Server processes can crash alone (the WAL survives) or with their node
+  (unsynced writes are lost, see :mod:`.disk`).  ``MonitorServer`` works
+  like an Erlang monitor on the incarnation the watcher talks to: it fires
+  ``ServerDown`` once that incarnation exits (crash, node crash, deletion),
+  as soon as the two nodes can talk, and at once if it is already gone.  A
+  per-node-pair failure detector (like Ra's aten) sends ``NodeEvent(node,
+  up)`` after a delay when reachability changes (a node restart is always
+  noticed), plus occasional false suspicions.  Messages addressed to a
+  server are dropped if it restarted while they were in flight; a client
+  addressing a server that is not running fails at once.  Until a cluster
+  has had its first leader the harness re-triggers elections, as an
+  operator retrying ``start_cluster`` would.
+* **Faults** (names for ``faults``): ``partition`` (splits, isolating a
+  node or the leader's node, one-way cuts, bridges; healed after a while),
+  ``crash`` (node or single process, restarted later; now and then every
+  node), ``torn-write`` (node crashes land in the middle of an fsync and
+  keep a random prefix of the batch), ``drop`` / ``duplicate`` /
+  ``reorder`` (per message, between server nodes), ``membership`` (remove
+  a member, delete it once the removal commits, add a fresh server as
+  voter or promotable), ``transfer`` (leadership transfers), ``snapshot``
+  (the KV machine releases its cursor every few commands; small snapshot
+  chunks), ``false-suspicion`` (the detector wrongly reports a node down
+  for a while).
+* **Phases.**  During the fault phase (``steps`` events or ``duration_ms``)
+  the nemesis injects the faults named in ``faults`` (see :data:`FAULTS`).
+  Then everything is healed, crashed nodes restart, clients run a little
+  longer and stop, and within ``liveness_ms`` every cluster must have a
+  leader and every acknowledged command must be applied on every member of
+  the leader's configuration.
+* **Checks.**  The invariants of :mod:`.invariants` run online after every
+  event (the run stops at the first violation); at the end each cluster's
+  KV history goes through :func:`~ra_actors.testing.lincheck.check_history`.
+  :class:`SimResult` carries the verdict, the violations, statistics and
+  the transcript.
+"""
+from __future__ import annotations
+
+import heapq
+import random
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .. import codec
+from ..core import effects as fx
+from ..core import messages as msgs
+from ..core.machine import Machine
+from ..core.server import RaftServer, Recovered
+from ..core.types import (AWAIT_CONDITION, LEADER, TERMINATING_LEADER, VOTER, AwaitConsensus,
+                          NoReply, NotifyReply, ServerConfig, ServerId, SnapshotMeta)
+from . import lincheck
+from .disk import DiskConfig, NodeDisk
+from .invariants import Invariants
+from .network import Network, NetworkConfig
+from .workload import Workload, WorkloadConfig
+
+import machines.kv as kv_machine
+
+FAULTS = ("partition", "crash", "torn-write", "drop", "duplicate", "reorder", "membership",
+          "transfer", "snapshot", "false-suspicion")
+DEFAULT_FAULTS = frozenset({"partition", "crash"})
+LEADING = (LEADER, AWAIT_CONDITION, TERMINATING_LEADER)
+CLIENT_NODE = "clients"
+
+DEFAULT_ELECTION_TIMERS = {"really_short": (20, 100), "short": (100, 300), "medium": (200, 600),
+                           "long": (300, 900)}
+
+
+@dataclass
+class Timing:
+    """Virtual-time knobs (integer ms; ranges are inclusive and drawn
+    uniformly from the seeded RNG)."""
+
+    # SetElectionTimer(kind) -> ElectionTimeout after a draw from elections[kind].
+    elections: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_ELECTION_TIMERS))
+    tick_ms: int = 100                                # Tick(now_ms) to every live server
+    detector_down_ms: tuple[int, int] = (80, 400)     # node unreachable -> NodeEvent(up=False)
+    detector_up_ms: tuple[int, int] = (20, 200)       # reachable again -> NodeEvent(up=True)
+    monitor_ms: tuple[int, int] = (5, 60)             # process exit -> ServerDown to its watchers
+    suspicion_ms: tuple[int, int] = (100, 800)        # length of a false suspicion
+    partition_ms: tuple[int, int] = (200, 3000)       # how long a partition lasts
+    node_restart_ms: tuple[int, int] = (300, 3000)    # node crash -> restart
+    process_restart_ms: tuple[int, int] = (50, 1500)  # process crash -> restart
+    nemesis_ms: tuple[int, int] | None = None         # between nemesis actions (None: per seed)
+    client_tail_ms: int = 2000                        # clients keep running after the faults
+
+
+def parse_faults(text: str | Iterable[str]) -> frozenset[str]:
+    """``"partition,crash"`` (or an iterable) -> validated fault names."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n and n != "none"]
+    if names == ["all"]:
+        return frozenset(FAULTS)
+    unknown = sorted(set(names) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
+    return frozenset(names)
+
+
+@dataclass
+class SimResult:
+    """Outcome of :meth:`Simulation.run`: ``violations`` is empty when clean;
+    ``histories`` maps each cluster to its KV history (JSON-lines events)
+    and ``lincheck`` to the checker's verdict for it."""
+
+    seed: int
+    verdict: str                      # "ok" | "violation"
+    violations: list[str]
+    stats: dict[str, Any]
+    transcript: list[str]
+    histories: dict[str, list[dict]]
+    lincheck: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+    def summary(self) -> str:
+        s = self.stats
+        ops = f"{s['ops_ok']}/{s['ops_fail']}/{s['ops_info']}"
+        lin = sorted(set(self.lincheck.values()))
+        lin_text = "history " + ("/".join(lin) if lin else "not checked")
+        if self.ok:
+            return (f"seed {self.seed}: OK (elections={s['elections']}, committed={s['committed']}, "
+                    f"ops ok/fail/info={ops}, crashes={s['crashes']}, partitions={s['partitions']}, "
+                    f"{lin_text})")
+        return f"seed {self.seed}: VIOLATION {self.violations[0]}"
+
+
+@dataclass
+class Slot:
+    """One Raft server (a ``ServerId``) across its incarnations."""
+
+    sid: ServerId
+    cluster: str
+    uid: str
+    config: ServerConfig
+    incarnation: int = 0
+    srv: RaftServer | None = None
+    deleted: bool = False
+    election_epoch: int = 0
+    await_epoch: int = 0
+    machine_timers: dict = field(default_factory=dict)
+    # Per-incarnation bookkeeping for the invariants.
+    prev_role: str = ""
+    prev_commit: int = 0
+    prev_applied: int = 0
+    commit_checked: int = 0
+    hook_last_applied: int | None = None
+
+    @property
+    def token(self) -> tuple[ServerId, int]:
+        return (self.sid, self.incarnation)
+
+
+@dataclass
+class ClusterInfo:
+    name: str
+    sids: list[ServerId]               # every server ever created, in creation order
+    size: int                          # the configured membership size
+    workload: Workload | None = None
+    applied_index: dict = field(default_factory=dict)   # reply key -> log index
+    acked_max: int = 0
+    generation: int = 0
+    membership: tuple = ("idle",)      # nemesis state of membership changes
+    admin_serial: int = 0
+
+
+class _RecordingMachine:
+    """Wraps a machine module to report every ``apply`` to the simulator
+    (the state machine safety hook); everything else is delegated."""
+
+    def __init__(self, impl: Any, sink: Callable[[Any, Any], None]) -> None:
+        self._impl = impl
+        self._sink = sink
+
+    def init(self, config: dict) -> Any:
+        return self._impl.init(config)
+
+    def apply(self, meta: Any, command: Any, state: Any):
+        result = self._impl.apply(meta, command, state)
+        self._sink(meta, command)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._impl, name)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, ServerId):
+        return f"{value.name}@{value.node}"
+    if key == "entries" and isinstance(value, tuple):
+        return f"[{value[0].index}..{value[-1].index}]" if value else "[]"
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)}B>"
+    if key == "fun":
+        return "fun"
+    if isinstance(value, SnapshotMeta):
+        return f"{value.index}/{value.term}"
+    if hasattr(value, "__dataclass_fields__"):
+        return describe(value)
+    if key == "cluster" and isinstance(value, tuple):
+        return ",".join(f"{s[0]}@{s[1]}" for s, _ in value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe(msg: Any) -> str:
+    """Compact one-line form of a message or effect for the trace."""
+    if not hasattr(msg, "__dataclass_fields__"):
+        return repr(msg)
+    parts = [f"{key}={_fmt(key, getattr(msg, key))}" for key in msg.__dataclass_fields__
+             if key != "incarnation"]
+    return f"{type(msg).__name__}({', '.join(parts)})"
+
+
+def _sid(s: ServerId) -> str:
+    return f"{s.name}@{s.node}"
+
+
+class Simulation:
+    """One seeded run (see the module rules).  ``run()`` returns a :class:`SimResult`."""
+
+    def __init__(self, seed: int, members: int = 3, clusters: int = 1,
+                 faults: Iterable[str] | str = DEFAULT_FAULTS, steps: int | None = 4000,
+                 duration_ms: int | None = None, bugs: Iterable[str] = frozenset(),
+                 trace: bool = False, echo: Callable[[str], None] | None = None,
+                 timing: Timing | None = None,
+                 liveness_ms: int = 30_000, lincheck_steps: int = 2_000_000,
+                 workload: WorkloadConfig | None = None) -> None:
+        if members < 1:
+            raise ValueError("members must be >= 1")
+        if steps is None and duration_ms is None:
+            raise ValueError("give steps or duration_ms")
+        self.seed = seed
+        self.members = members
+        self.n_clusters = clusters
+        self.faults = parse_faults(faults)
+        self.steps = steps
+        self.duration_ms = duration_ms
+        self.bugs = frozenset(bugs)
+        self.trace = trace
+        self.echo = echo
+        self.timing = timing or Timing()
+        self.timers = self.timing.elections
+        self.liveness_ms = liveness_ms
+        self.lincheck_steps = lincheck_steps
+
+        rng = self.rng = random.Random(seed)
+        self.now = 0
+        self._queue: list = []
+        self._seq = 0
+        self.events = 0
+        self.transcript: list[str] = []
+        self.inv = Invariants(clock=lambda: self.now)
+        self.faulting = True
+        self.finished = False
+        self.stats: dict[str, Any] = {
+            "elections": 0, "crashes": 0, "node_crashes": 0, "process_crashes": 0,
+            "partitions": 0, "heals": 0, "suspicions": 0, "membership_changes": 0,
+            "transfers": 0, "snapshots": 0, "machine_effects": 0, "chunks_unavailable": 0,
+        }
+
+        # -- per-seed parameters, drawn in a fixed order ---------------------
+        f = self.faults
+        net_cfg = NetworkConfig(
+            remote_delay=(1, rng.choice([3, 6, 10])),
+            drop=rng.choice([0.01, 0.03, 0.08]) if "drop" in f else 0.0,
+            duplicate=rng.choice([0.01, 0.03, 0.08]) if "duplicate" in f else 0.0,
+            reorder=rng.choice([0.02, 0.05, 0.15]) if "reorder" in f else 0.0,
+        )
+        self.node_names = [f"n{i + 1}" for i in range(members)]
+        self.network = Network(rng, net_cfg, faulty_nodes=self.node_names)
+        disk_cfg = DiskConfig(torn_writes="torn-write" in f)
+        self.disks = {n: NodeDisk(n, rng, disk_cfg) for n in self.node_names}
+        self.node_up = {n: True for n in self.node_names}
+        self.release_every = rng.choice([3, 7, 15, 30]) if "snapshot" in f else 0
+        self.chunk_size = rng.choice([16, 64, 256, 4096]) if "snapshot" in f else 1_000_000
+        self.batch = rng.choice([4, 16, 128])
+        self.pipeline = rng.choice([16, 256, 4096])
+        self.tick_ms = self.timing.tick_ms
+        nemesis_choice = (100, rng.choice([400, 800, 1600]))
+        self.nemesis_every = self.timing.nemesis_ms or nemesis_choice
+        self.fd_down_ms = self.timing.detector_down_ms
+        self.fd_up_ms = self.timing.detector_up_ms
+
+        self.slots: dict[ServerId, Slot] = {}
+        self.clusters: dict[str, ClusterInfo] = {}
+        self.fd_view: dict[tuple[str, str], bool] = {}
+        self.fd_pending: set[tuple[str, str]] = set()
+        self.suspect_until: dict[tuple[str, str], int] = {}
+        self.partition_active = False
+        self.partition_id = 0
+        self.crash_armed: set[str] = set()
+        # (watched server, incarnation) -> [(watcher, incarnation)]
+        self.monitors: dict[tuple[ServerId, int], list[tuple[ServerId, int]]] = {}
+        self._sender: tuple[ServerId, int] | None = None
+        self.admin_owners: dict[str, str] = {}
+        self.client_owners: dict[str, Any] = {}
+        self.fault_end_time: int | None = None
+        self.deadline: int | None = None
+        self._workload_cfg = workload
+        self._admin_purpose: dict[str, tuple] = {}
+
+        self._handlers = {
+            fx.SendRpc: self._fx_send_rpc, fx.LogAppend: self._fx_log_append,
+            fx.PersistMeta: self._fx_persist_meta, fx.PersistLastApplied: self._fx_last_applied,
+            fx.Reply: self._fx_reply, fx.Applied: self._fx_applied, fx.Rejected: self._fx_rejected,
+            fx.ForwardCommand: self._fx_forward, fx.SetElectionTimer: self._fx_set_election,
+            fx.CancelElectionTimer: self._fx_cancel_election,
+            fx.SetAwaitConditionTimer: self._fx_await_timer, fx.WriteSnapshot: self._fx_write_snapshot,
+            fx.SendSnapshotChunk: self._fx_send_chunk, fx.TruncateLogBelow: self._fx_truncate,
+            fx.MonitorServer: self._fx_monitor, fx.LeaderChanged: self._fx_info,
+            fx.RoleChanged: self._fx_role_changed, fx.DeleteData: self._fx_delete_data,
+            fx.StopServer: self._fx_stop_server,
+            fx.MachineEffects: self._fx_machine_effects,
+        }
+
+    # ================================================================= output
+    def note(self, text: str, always: bool = True) -> None:
+        if not always and not self.trace:
+            return
+        line = f"{self.now:>8}ms  {text}"
+        self.transcript.append(line)
+        if self.echo is not None:
+            self.echo(line)
+
+    # ================================================================ events
+    def _at(self, time: int, kind: str, *args: Any) -> None:
+        heapq.heappush(self._queue, (time, self._seq, kind, args))
+        self._seq += 1
+
+    def _after(self, delay: int, kind: str, *args: Any) -> None:
+        self._at(self.now + delay, kind, *args)
+
+    # ================================================================== run
+    def run(self) -> SimResult:
+        self._bootstrap()
+        fault_end = self.duration_ms
+        while self._queue and not self.finished:
+            time, _, kind, args = heapq.heappop(self._queue)
+            self.now = time
+            self.events += 1
+            getattr(self, "_ev_" + kind)(*args)
+            if self.inv.violations:
+                break
+            if self.faulting and ((self.steps is not None and self.events >= self.steps)
+                                  or (fault_end is not None and self.now >= fault_end)):
+                self._end_faults()
+            elif self.deadline is not None and self.now > self.deadline:
+                self._liveness_failure()
+                break
+        return self._result()
+
+    def _result(self) -> SimResult:
+        histories: dict[str, list[dict]] = {}
+        verdicts: dict[str, str] = {}
+        for name, info in sorted(self.clusters.items()):
+            if info.workload is None:
+                continue
+            events = info.workload.events()
+            histories[name] = events
+            if self.inv.violations:
+                continue  # the run stopped early: the history is incomplete
+            res = lincheck.check_history(events, max_steps=self.lincheck_steps)
+            verdicts[name] = res.verdict
+            if res.verdict == lincheck.NOT_LINEARIZABLE:
+                self.inv.fail(f"linearizability: the {name} KV history is not linearizable: "
+                              f"{res.explanation}")
+            self.note(f"{name}: {len(events)} history events, {res.verdict}")
+        st = self.stats
+        st["events"] = self.events
+        st["virtual_ms"] = self.now
+        st["committed"] = sum(self.inv.max_committed.values())
+        st["ops_ok"] = sum(c.workload.stats["ok"] for c in self.clusters.values() if c.workload)
+        st["ops_fail"] = sum(c.workload.stats["fail"] for c in self.clusters.values() if c.workload)
+        st["ops_info"] = sum(c.workload.stats["info"] for c in self.clusters.values() if c.workload)
+        st["messages"] = self.network.sent
+        st["dropped"] = self.network.dropped
+        st["duplicated"] = self.network.duplicated
+        st["reordered"] = self.network.reordered
+        st["fsync_batches"] = sum(d.batches for d in self.disks.values())
+        st["torn_batches"] = sum(d.torn for d in self.disks.values())
+        st["invariant_checks"] = self.inv.checks
+        verdict = "violation" if self.inv.violations else "ok"
+        for v in self.inv.violations:
+            self.note(f"VIOLATION {v}")
+        return SimResult(self.seed, verdict, list(self.inv.violations), dict(st),
+                         list(self.transcript), histories, verdicts)
+
+    # ============================================================ bootstrap
+    def _bootstrap(self) -> None:
+        rng = self.rng
+        self.note(f"seed {self.seed}: {self.members} members x {self.n_clusters} cluster(s) on "
+                  f"{','.join(self.node_names)}; faults {','.join(sorted(self.faults)) or 'none'}"
+                  + (f"; bugs {','.join(sorted(self.bugs))}" if self.bugs else "")
+                  + (f"; release_cursor_every={self.release_every} chunk={self.chunk_size}B"
+                     if self.release_every else ""))
+        for obs in self.node_names:
+            for tgt in self.node_names:
+                if obs != tgt:
+                    self.fd_view[(obs, tgt)] = True
+        for c in range(self.n_clusters):
+            name = "kv" if c == 0 else f"kv{c + 1}"
+            sids = [ServerId(name, n) for n in self.node_names]
+            info = ClusterInfo(name, [], len(sids))
+            self.clusters[name] = info
+            for sid in sids:
+                self._new_slot(info, sid, tuple(sids))
+            for sid in sids:
+                self._start(self.slots[sid], fresh=True)
+            # Ra's start_cluster triggers an election on one member.
+            self._after(rng.randint(0, 30), "local", sids[0], 1, msgs.TriggerElection())
+            self._after(1000, "form", name)
+            wcfg = self._workload_cfg or WorkloadConfig(clients=rng.randint(3, 5))
+            info.workload = Workload(name, rng, self, lambda n=name: self._live_members(n), wcfg)
+            self.client_owners.update(info.workload.by_owner)
+            info.workload.start()
+        if self.faults - {"torn-write", "drop", "duplicate", "reorder", "snapshot"}:
+            self._after(rng.randint(*self.nemesis_every), "nemesis")
+
+    def _ev_form(self, cluster: str) -> None:
+        """Until the cluster has had a leader, re-trigger an election now and
+        then, as an operator retrying ``start_cluster`` would: brand-new
+        servers (empty log, term 0) never start one themselves."""
+        if any(key[0] == cluster for key in self.inv.leaders):
+            return
+        live = [s for s in self.clusters[cluster].sids if self.slots[s].srv is not None]
+        if live:
+            sid = self.rng.choice(live)
+            self.note(f"{cluster} has no leader yet: trigger an election on {_sid(sid)}")
+            self._after(0, "local", sid, self.slots[sid].incarnation, msgs.TriggerElection())
+        self._after(1000, "form", cluster)
+
+    def _new_slot(self, info: ClusterInfo, sid: ServerId, members: tuple) -> Slot:
+        info.generation += 1
+        uid = f"{sid.name}_{sid.node}_{info.generation}"
+        cfg = ServerConfig(
+            server_id=sid, uid=uid, cluster_name=info.name, machine="machines.kv",
+            initial_members=members,
+            machine_config={"release_cursor_every": self.release_every},
+            max_append_entries_batch=self.batch, max_pipeline_count=self.pipeline,
+            snapshot_chunk_size=self.chunk_size)
+        slot = Slot(sid, info.name, uid, cfg)
+        self.slots[sid] = slot
+        info.sids.append(sid)
+        return slot
+
+    def _live_members(self, cluster: str) -> list[ServerId]:
+        info = self.clusters[cluster]
+        live = [s for s in info.sids if not self.slots[s].deleted]
+        return live or list(info.sids)
+
+    # ======================================================= server lifecycle
+    def _start(self, slot: Slot, fresh: bool) -> None:
+        disk = self.disks[slot.sid.node]
+        recovered = None
+        if not fresh:
+            data = disk.recover(slot.uid)
+            snapshot = None
+            if data.snapshot is not None:
+                meta, blob = data.snapshot
+                snapshot = (meta, codec.unpack(blob))
+            # Round-trip the entries through msgpack, as a real log reader would.
+            entries = tuple(codec.normalise(e) for e in data.entries)
+            recovered = Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
+        slot.incarnation += 1
+        slot.election_epoch += 1
+        slot.await_epoch += 1
+        slot.machine_timers = {}
+        slot.prev_role = ""
+        slot.commit_checked = 0
+        slot.hook_last_applied = None
+        inc = slot.incarnation
+        machine = Machine(_RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd)))
+        try:
+            srv = RaftServer(slot.config, machine, recovered, bugs=self.bugs)
+            slot.srv = srv
+            slot.prev_commit = srv.commit_index
+            slot.prev_applied = srv.last_applied
+            _, effects = srv.init()
+        except Exception as exc:  # a core crash is a finding, not a harness error
+            self._core_exception(slot, "start", exc)
+            return
+        if not fresh:
+            self.note(f"{_sid(slot.sid)} restarted (incarnation {inc}): term {srv.current_term}, "
+                      f"log {srv.log.snapshot_index}+{len(srv.log.entries)}, applied {srv.last_applied}")
+        self._run_effects(slot, effects, srv.commit_index)
+        self._observe(slot)
+        self._after(self.rng.randint(1, self.tick_ms), "tick", slot.sid, inc)
+
+    def _core_exception(self, slot: Slot, what: str, exc: BaseException) -> None:
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        where = "".join(tb[-3:]).strip().replace("\n", " | ")
+        self.inv.fail(f"core exception in {_sid(slot.sid)} ({what}): {type(exc).__name__}: {exc} [{where}]")
+
+    def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any) -> None:
+        if inc != slot.incarnation:
+            return
+        self.inv.on_apply(slot.cluster, slot.sid, meta.index, meta.term, command, slot.hook_last_applied)
+        slot.hook_last_applied = meta.index
+        mode = getattr(meta, "reply_mode", None)
+        info = self.clusters[slot.cluster]
+        if isinstance(mode, AwaitConsensus):
+            info.applied_index.setdefault(mode.from_, meta.index)
+        elif isinstance(mode, NotifyReply):
+            info.applied_index.setdefault((mode.client, mode.correlation), meta.index)
+
+    def _step(self, slot: Slot, msg: Any) -> None:
+        srv = slot.srv
+        if srv is None:
+            return
+        if self.trace:
+            self.note(f"  -> {_sid(slot.sid)} {describe(msg)}")
+        commit_before = srv.commit_index
+        try:
+            _, effects = srv.handle(msg)
+        except Exception as exc:
+            self._core_exception(slot, describe(msg), exc)
+            return
+        self._run_effects(slot, effects, commit_before)
+        self._observe(slot)
+
+    def _run_effects(self, slot: Slot, effects: list, commit_before: int) -> None:
+        for eff in effects:
+            handler = self._handlers.get(type(eff))
+            if handler is None:
+                raise TypeError(f"the simulator cannot carry out effect {eff!r}")
+            if self.trace and not isinstance(eff, (fx.LeaderChanged, fx.MonitorServer)):
+                self.note(f"     {_sid(slot.sid)} {describe(eff)}")
+            handler(slot, eff, commit_before)
+
+    def _observe(self, slot: Slot) -> None:
+        """After a step: monotonicity, role changes, commit advance."""
+        srv = slot.srv
+        if srv is None:
+            return
+        inv = self.inv
+        if srv.commit_index < slot.prev_commit:
+            inv.on_progress(slot.sid, "commit index", slot.prev_commit, srv.commit_index)
+        if srv.last_applied < slot.prev_applied:
+            inv.on_progress(slot.sid, "last applied", slot.prev_applied, srv.last_applied)
+        role = srv.role
+        if role == LEADER and slot.prev_role not in LEADING:
+            self.stats["elections"] += 1
+            self.note(f"{_sid(slot.sid)} is leader of term {srv.current_term} "
+                      f"(last index {srv.log.last_index}, commit {srv.commit_index})")
+            inv.on_leader(slot.cluster, slot.sid, srv.current_term, srv.log)
+        if srv.commit_index > slot.commit_checked:
+            before = self.inv.max_committed.get(slot.cluster, 0)
+            slot.commit_checked = inv.on_commit(slot.cluster, slot.sid, srv.log, slot.commit_checked,
+                                                srv.commit_index)
+            after = self.inv.max_committed.get(slot.cluster, 0)
+            if after // 100 > before // 100:
+                self.note(f"{slot.cluster} committed up to {after} "
+                          f"(seen by {_sid(slot.sid)}, term {srv.current_term})")
+        if srv.commit_index > slot.prev_commit and role in LEADING:
+            c = srv.commit_index
+            term = srv.log.term_at(c)
+            voters = [s for s, mem in srv.cluster.items() if mem == VOTER]
+            inv.on_leader_commit(slot.cluster, slot.sid, c, term, voters,
+                                 lambda v: self._durably_holds(v, c, term))
+        slot.prev_role = role
+        slot.prev_commit = srv.commit_index
+        slot.prev_applied = srv.last_applied
+
+    def _durably_holds(self, sid: ServerId, index: int, term: int) -> bool:
+        slot = self.slots.get(sid)
+        if slot is None or slot.deleted:
+            return False
+        return self.disks[sid.node].durable_covers(slot.uid, index, term)
+
+    # ============================================================== effects
+    def _fx_send_rpc(self, slot: Slot, eff: fx.SendRpc, _c: int) -> None:
+        rpc = eff.rpc
+        disk = self.disks[slot.sid.node]
+        if isinstance(rpc, msgs.AppendEntriesReply) and rpc.success:
+            self.inv.on_append_ack(slot.sid, eff.to, rpc.last_index, rpc.last_term,
+                                   disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term))
+        elif isinstance(rpc, msgs.RequestVoteResult) and rpc.vote_granted:
+            self.inv.on_vote_granted(slot.sid, ServerId(*eff.to), rpc.term, disk.durable_meta(slot.uid))
+        elif isinstance(rpc, msgs.InstallSnapshotResult) and rpc.chunk_no == -1:
+            self.inv.on_append_ack(slot.sid, eff.to, rpc.last_index, rpc.last_term,
+                                   disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term),
+                                   what="InstallSnapshotResult")
+        self._send_server(slot.sid.node, ServerId(*eff.to), rpc, slot.token)
+
+    def _send_server(self, src_node: str, to: ServerId, msg: Any,
+                     sender: tuple[ServerId, int] | None = None) -> None:
+        dst = self.slots.get(to)
+        if dst is None or dst.srv is None:
+            # No live process under that name: the node directory has no
+            # address, so the message goes nowhere.
+            self.network.sent += 1
+            self.network.dropped += 1
+            return
+        for at in self.network.plan(src_node, to.node, self.now):
+            self._at(at, "deliver", src_node, to, dst.incarnation, msg, sender)
+
+    def _fx_log_append(self, slot: Slot, eff: fx.LogAppend, commit_before: int) -> None:
+        self.inv.on_log_append(slot.cluster, slot.sid, eff.entries, commit_before)
+        disk = self.disks[slot.sid.node]
+        delay = disk.log_append(slot.uid, slot.token, eff.entries)
+        if delay is not None:
+            self._after(delay, "wal_start", slot.sid.node, disk.epoch)
+
+    def _fx_persist_meta(self, slot: Slot, eff: fx.PersistMeta, _c: int) -> None:
+        disk = self.disks[slot.sid.node]
+        due = disk.persist_meta(slot.uid, slot.token, eff.term, eff.voted_for, self.now)
+        self._at(due, "meta_done", slot.sid.node, disk.epoch)
+
+    def _fx_last_applied(self, slot: Slot, eff: fx.PersistLastApplied, _c: int) -> None:
+        self.disks[slot.sid.node].persist_last_applied(slot.uid, eff.index)
+
+    def _fx_reply(self, slot: Slot, eff: fx.Reply, _c: int) -> None:
+        self._send_client(slot.sid.node, eff.to, "reply", (eff.to, eff.reply, eff.leader))
+
+    def _fx_applied(self, slot: Slot, eff: fx.Applied, _c: int) -> None:
+        self._send_client(slot.sid.node, eff.client, "applied", (eff.leader, eff.results))
+
+    def _fx_rejected(self, slot: Slot, eff: fx.Rejected, _c: int) -> None:
+        self._send_client(slot.sid.node, eff.client, "rejected", (eff.from_id, eff.leader, eff.correlation))
+
+    def _send_client(self, src_node: str, to: Any, kind: str, payload: tuple) -> None:
+        owner = to.rsplit("#", 1)[0] if isinstance(to, str) and "#" in to else to
+        for at in self.network.plan(src_node, CLIENT_NODE, self.now):
+            self._at(at, "client", owner, kind, payload)
+
+    def _fx_forward(self, slot: Slot, eff: fx.ForwardCommand, _c: int) -> None:
+        self._send_server(slot.sid.node, ServerId(*eff.leader), eff.command)
+
+    def _fx_set_election(self, slot: Slot, eff: fx.SetElectionTimer, _c: int) -> None:
+        if eff.kind not in self.timers:
+            raise ValueError(f"unknown election timer kind {eff.kind!r}")
+        slot.election_epoch += 1
+        self._after(self.rng.randint(*self.timers[eff.kind]), "election", slot.sid, slot.incarnation,
+                    slot.election_epoch)
+
+    def _fx_cancel_election(self, slot: Slot, _eff: fx.CancelElectionTimer, _c: int) -> None:
+        slot.election_epoch += 1
+
+    def _fx_await_timer(self, slot: Slot, eff: fx.SetAwaitConditionTimer, _c: int) -> None:
+        slot.await_epoch += 1
+        self._after(eff.timeout_ms, "await_timeout", slot.sid, slot.incarnation, slot.await_epoch)
+
+    def _fx_write_snapshot(self, slot: Slot, eff: fx.WriteSnapshot, _c: int) -> None:
+        data = eff.data if eff.data is not None else codec.pack(eff.state)
+        disk = self.disks[slot.sid.node]
+        due = disk.write_snapshot(slot.uid, slot.token, eff.meta, data, self.now)
+        self._at(due, "snap_done", slot.sid.node, disk.epoch)
+
+    def _fx_send_chunk(self, slot: Slot, eff: fx.SendSnapshotChunk, _c: int) -> None:
+        chunk = self.disks[slot.sid.node].read_snapshot_chunk(slot.uid, eff.meta, eff.chunk_no, eff.chunk_size)
+        if chunk is None:
+            # The snapshot is gone (superseded): the core retries on its tick.
+            self.stats["chunks_unavailable"] += 1
+            self.note(f"{_sid(slot.sid)} snapshot {eff.meta.index}/{eff.meta.term} chunk "
+                      f"{eff.chunk_no} unavailable", always=False)
+            return
+        data, last = chunk
+        rpc = msgs.InstallSnapshotRpc(eff.term, slot.sid, eff.meta, eff.chunk_no, last, data)
+        self._send_server(slot.sid.node, ServerId(*eff.to), rpc, slot.token)
+
+    def _fx_truncate(self, slot: Slot, eff: fx.TruncateLogBelow, _c: int) -> None:
+        disk = self.disks[slot.sid.node]
+        durable = disk.durable_snapshot_index(slot.uid)
+        if durable < eff.index:
+            self.inv.fail(f"truncation below an undurable snapshot: {_sid(slot.sid)} emitted "
+                          f"TruncateLogBelow({eff.index}) but its durable snapshot is at {durable}")
+        delay = disk.truncate_below(slot.uid, slot.token, eff.index, getattr(eff, "keep_above", True))
+        if delay is not None:
+            self._after(delay, "wal_start", slot.sid.node, disk.epoch)
+
+    def _fx_info(self, slot: Slot, eff: Any, _c: int) -> None:
+        return None
+
+    def _fx_monitor(self, slot: Slot, eff: fx.MonitorServer, _c: int) -> None:
+        """Watch the incarnation of ``eff.server_id`` this server talks to:
+        the one that sent the message being handled, else the running one."""
+        target = ServerId(*eff.server_id)
+        other = self.slots.get(target)
+        if self._sender is not None and self._sender[0] == target:
+            inc = self._sender[1]
+        else:
+            inc = other.incarnation if other is not None and other.srv is not None else None
+        if other is None or other.srv is None or other.incarnation != inc:
+            # Monitoring a process that is already gone: DOWN at once (Erlang's noproc).
+            self._after(self.rng.randint(1, 5), "server_down", slot.sid, slot.incarnation, target,
+                        "noproc")
+            return
+        self.monitors.setdefault((target, inc), []).append(slot.token)
+
+    def _fx_role_changed(self, slot: Slot, eff: fx.RoleChanged, _c: int) -> None:
+        return None
+
+    def _fx_delete_data(self, slot: Slot, eff: fx.DeleteData, _c: int) -> None:
+        self.note(f"{_sid(slot.sid)} deleted its data and stopped")
+        self._stop_slot(slot)
+
+    def _fx_stop_server(self, slot: Slot, eff: fx.StopServer, _c: int) -> None:
+        self.note(f"{_sid(slot.sid)} stopped ({eff.reason})")
+        self._stop_slot(slot)
+
+    def _fx_machine_effects(self, slot: Slot, eff: fx.MachineEffects, _c: int) -> None:
+        self.stats["machine_effects"] += len(eff.effects)
+        srv = slot.srv
+        if eff.leader_only and (srv is None or srv.role not in LEADING):
+            return
+        for e in eff.effects:
+            if isinstance(e, fx.Timer) and eff.leader_only:
+                epoch = slot.machine_timers.get(e.name, 0) + 1
+                slot.machine_timers[e.name] = epoch
+                if e.ms is not None:
+                    self._after(max(0, int(e.ms)), "machine_timer", slot.sid, slot.incarnation, e.name, epoch)
+
+    # =========================================================== event kinds
+    def _alive(self, sid: ServerId, inc: int) -> Slot | None:
+        slot = self.slots.get(sid)
+        if slot is None or slot.srv is None or slot.incarnation != inc:
+            return None
+        return slot
+
+    def _ev_deliver(self, src_node: str, sid: ServerId, inc: int, msg: Any,
+                    sender: tuple[ServerId, int] | None) -> None:
+        slot = self._alive(sid, inc)
+        if slot is None:
+            return
+        if not self.network.deliverable(src_node, sid.node):
+            self.network.dropped += 1
+            return
+        self._sender = sender
+        self._step(slot, msg)
+        self._sender = None
+
+    def _ev_local(self, sid: ServerId, inc: int, msg: Any) -> None:
+        slot = self._alive(sid, inc)
+        if slot is not None:
+            self._step(slot, msg)
+
+    def _ev_election(self, sid: ServerId, inc: int, epoch: int) -> None:
+        slot = self._alive(sid, inc)
+        if slot is not None and slot.election_epoch == epoch:
+            self._step(slot, msgs.ElectionTimeout())
+
+    def _ev_await_timeout(self, sid: ServerId, inc: int, epoch: int) -> None:
+        slot = self._alive(sid, inc)
+        if slot is not None and slot.await_epoch == epoch:
+            self._step(slot, msgs.AwaitConditionTimeout())
+
+    def _ev_tick(self, sid: ServerId, inc: int) -> None:
+        slot = self._alive(sid, inc)
+        if slot is None:
+            return
+        self._step(slot, msgs.Tick(self.now))
+        self._after(self.tick_ms, "tick", sid, inc)
+
+    def _ev_machine_timer(self, sid: ServerId, inc: int, name: Any, epoch: int) -> None:
+        slot = self._alive(sid, inc)
+        if slot is None or slot.machine_timers.get(name) != epoch or slot.srv.role not in LEADING:
+            return
+        self._step(slot, msgs.Command(fx.TimerFired(name), NoReply()))
+
+    def _notify(self, token: tuple[ServerId, int], msg: Any) -> None:
+        self._after(0, "local", token[0], token[1], msg)
+
+    def _ev_wal_start(self, node: str, epoch: int) -> None:
+        disk = self.disks[node]
+        if disk.epoch != epoch or not self.node_up[node]:
+            return
+        duration = disk.start_batch()
+        if duration is not None:
+            if node in self.crash_armed and self.faulting:
+                self.crash_armed.discard(node)
+                self._after(self.rng.randint(0, duration - 1), "crash_now", node, epoch)
+            self._after(duration, "wal_done", node, epoch)
+
+    def _ev_crash_now(self, node: str, epoch: int) -> None:
+        if self.faulting and self.node_up[node] and self.disks[node].epoch == epoch:
+            self._crash_node(node)
+
+    def _ev_wal_done(self, node: str, epoch: int) -> None:
+        disk = self.disks[node]
+        if disk.epoch != epoch or not self.node_up[node]:
+            return
+        notes, duration = disk.finish_batch()
+        for token, written in notes:
+            self._notify(token, written)
+        if duration is not None:
+            if node in self.crash_armed and self.faulting:
+                self.crash_armed.discard(node)
+                self._after(self.rng.randint(0, duration - 1), "crash_now", node, epoch)
+            self._after(duration, "wal_done", node, epoch)
+
+    def _ev_meta_done(self, node: str, epoch: int) -> None:
+        disk = self.disks[node]
+        if disk.epoch != epoch or not self.node_up[node]:
+            return
+        done = disk.finish_meta()
+        if done is not None:
+            self._notify(*done)
+
+    def _ev_snap_done(self, node: str, epoch: int) -> None:
+        disk = self.disks[node]
+        if disk.epoch != epoch or not self.node_up[node]:
+            return
+        done = disk.finish_snapshot()
+        if done is not None:
+            self.stats["snapshots"] += 1
+            self._notify(*done)
+
+    def _ev_client(self, owner: Any, kind: str, payload: tuple) -> None:
+        if isinstance(owner, str) and owner in self.admin_owners:
+            if kind == "reply":
+                self._admin_reply(owner, *payload)
+            return
+        client = self.client_owners.get(owner) if isinstance(owner, str) else None
+        if client is None:
+            return  # a reply to nobody we know (e.g. a promotion's internal change)
+        if kind == "reply":
+            client.on_reply(*payload)
+        elif kind == "applied":
+            client.on_applied(*payload)
+        elif kind == "rejected":
+            client.on_rejected(*payload)
+        elif kind == "unreachable":
+            client.on_unreachable(*payload)
+
+    def _ev_client_wake(self, owner: str, token: tuple) -> None:
+        self.client_owners[owner].on_wake(token)
+
+    # ---------------------------------------------- the ClientEnv protocol
+    def send_to_server(self, owner: str, sid: ServerId, msg: Any) -> None:
+        sid = ServerId(*sid)
+        if self.trace:
+            self.note(f"  {owner} sends {describe(msg)} to {_sid(sid)}")
+        dst = self.slots.get(sid)
+        if dst is None or dst.srv is None:
+            # The client API fails at once for a server that is not running
+            # (NoSuchServer / NodeDown): nothing was appended.
+            self._after(self.rng.randint(1, 5), "client", owner, "unreachable", (msg,))
+            return
+        self._send_server(CLIENT_NODE, sid, msg)
+
+    def wake(self, owner: str, delay_ms: int, token: Any) -> None:
+        self._after(delay_ms, "client_wake", owner, token)
+
+    def acked(self, cluster: str, from_key: Any) -> None:
+        info = self.clusters[cluster]
+        index = info.applied_index.get(from_key)
+        if index is not None and index > info.acked_max:
+            info.acked_max = index
+
+    def clock(self) -> int:
+        return self.now
+
+    # ================================================= failure detection
+    def _fd_actual(self, obs: str, tgt: str) -> bool:
+        return (self.node_up[tgt] and self.network.reachable(tgt, obs)
+                and self.now >= self.suspect_until.get((obs, tgt), 0))
+
+    def _fd_recheck(self) -> None:
+        for obs in self.node_names:
+            if not self.node_up[obs]:
+                continue
+            for tgt in self.node_names:
+                if tgt == obs or (obs, tgt) in self.fd_pending:
+                    continue
+                actual = self._fd_actual(obs, tgt)
+                if actual != self.fd_view[(obs, tgt)]:
+                    self.fd_pending.add((obs, tgt))
+                    delay = self.fd_up_ms if actual else self.fd_down_ms
+                    self._after(self.rng.randint(*delay), "fd", obs, tgt)
+
+    def _ev_fd(self, obs: str, tgt: str) -> None:
+        self.fd_pending.discard((obs, tgt))
+        if not self.node_up[obs]:
+            return
+        actual = self._fd_actual(obs, tgt)
+        if actual == self.fd_view[(obs, tgt)]:
+            return
+        self.fd_view[(obs, tgt)] = actual
+        self._deliver_node_event(obs, tgt, actual)
+
+    def _ev_fd_bounce(self, obs: str, tgt: str) -> None:
+        if not self.node_up[obs] or not self.fd_view[(obs, tgt)]:
+            return
+        self.fd_view[(obs, tgt)] = False
+        self._deliver_node_event(obs, tgt, False)
+        if self._fd_actual(obs, tgt):
+            self.fd_view[(obs, tgt)] = True
+            self._deliver_node_event(obs, tgt, True)
+        else:
+            self._fd_recheck()
+
+    def _deliver_node_event(self, obs: str, tgt: str, up: bool) -> None:
+        self.note(f"detector on {obs}: {tgt} is {'up' if up else 'down'}", always=False)
+        for sid in self._sids_on(obs):
+            slot = self.slots[sid]
+            if slot.srv is not None:
+                self._after(0, "local", sid, slot.incarnation, msgs.NodeEvent(tgt, up))
+
+    def _sids_on(self, node: str) -> list[ServerId]:
+        return sorted((s for s in self.slots if s.node == node), key=lambda s: (s.name, s.node))
+
+    def _ev_server_down(self, watcher: ServerId, inc: int, dead: ServerId, reason: str) -> None:
+        slot = self._alive(watcher, inc)
+        if slot is None:
+            return
+        if not self.network.reachable(dead.node, watcher.node):
+            # The DOWN cannot cross a cut; it arrives once the nodes talk again
+            # (meanwhile the node failure detector may already have spoken).
+            self._after(100, "server_down", watcher, inc, dead, "noconnection")
+            return
+        self._step(slot, msgs.ServerDown(dead, reason))
+
+    # ============================================================ nemesis
+    def _ev_nemesis(self) -> None:
+        if not self.faulting:
+            return
+        rng = self.rng
+        actions = []
+        if "partition" in self.faults and not self.partition_active:
+            actions.append("partition")
+        if "crash" in self.faults:
+            actions.append("crash")
+        if "membership" in self.faults:
+            actions.append("membership")
+        if "transfer" in self.faults:
+            actions.append("transfer")
+        if "false-suspicion" in self.faults:
+            actions.append("suspect")
+        if actions:
+            action = rng.choice(actions)
+            getattr(self, "_nemesis_" + action)()
+        self._after(rng.randint(*self.nemesis_every), "nemesis")
+
+    def _leader_of(self, cluster: str) -> Slot | None:
+        best = None
+        for sid in self.clusters[cluster].sids:
+            slot = self.slots[sid]
+            srv = slot.srv
+            if srv is not None and srv.role == LEADER:
+                if best is None or srv.current_term > best.srv.current_term:
+                    best = slot
+        return best
+
+    def _nemesis_partition(self) -> None:
+        rng = self.rng
+        nodes = list(self.node_names)
+        if len(nodes) < 2:
+            return
+        kind = rng.choice(["split", "isolate", "isolate-leader", "one-way", "bridge"])
+        self.partition_id += 1
+        self.partition_active = True
+        self.stats["partitions"] += 1
+        if kind == "split":
+            rng.shuffle(nodes)
+            k = rng.randint(1, max(1, (len(nodes) - 1) // 2))
+            groups = [sorted(nodes[:k]), sorted(nodes[k:])]
+            self.network.partition(groups)
+            text = f"partition {groups[0]} | {groups[1]}"
+        elif kind in ("isolate", "isolate-leader"):
+            victim = rng.choice(nodes)
+            if kind == "isolate-leader":
+                leader = self._leader_of(rng.choice(sorted(self.clusters)))
+                if leader is not None:
+                    victim = leader.sid.node
+            self.network.isolate(victim, nodes)
+            text = f"isolate {victim}"
+        elif kind == "one-way":
+            src, dst = rng.sample(nodes, 2)
+            self.network.cut(src, dst)
+            text = f"one-way cut {src} -> {dst}"
+        else:
+            rng.shuffle(nodes)
+            bridge = nodes[0]
+            rest = nodes[1:]
+            half = max(1, len(rest) // 2)
+            a, b = sorted(rest[:half]), sorted(rest[half:])
+            if b:
+                for x in a:
+                    for y in b:
+                        self.network.cut(x, y)
+                        self.network.cut(y, x)
+            text = f"bridge {a} <{bridge}> {b}"
+        self.note(f"nemesis: {text}")
+        self._fd_recheck()
+        self._after(rng.randint(*self.timing.partition_ms), "heal", self.partition_id)
+
+    def _ev_heal(self, pid: int) -> None:
+        if pid != self.partition_id or not self.partition_active:
+            return
+        self._heal()
+
+    def _heal(self) -> None:
+        self.network.heal()
+        self.partition_active = False
+        self.stats["heals"] += 1
+        self.note("nemesis: heal network")
+        self._fd_recheck()
+
+    def _nemesis_crash(self) -> None:
+        rng = self.rng
+        down = [n for n in self.node_names if not self.node_up[n]]
+        up = [n for n in self.node_names if self.node_up[n]]
+        roll = rng.random()
+        if roll < 0.05 and not down:
+            self.note("nemesis: crash every node")
+            for n in up:
+                self._crash_node(n)
+            return
+        if roll < 0.6:
+            if len(down) + len(self.crash_armed) + 1 > (self.members - 1) // 2 or not up:
+                return
+            victim = rng.choice(up)
+            if rng.random() < 0.4:
+                leader = self._leader_of(rng.choice(sorted(self.clusters)))
+                if leader is not None and self.node_up[leader.sid.node]:
+                    victim = leader.sid.node
+            if "torn-write" in self.faults and rng.random() < 0.6:
+                # Crash in the middle of the node's next fsync, so that the
+                # batch in flight is torn (see _ev_wal_start).
+                self.crash_armed.add(victim)
+                self.note(f"nemesis: crash node {victim} during its next fsync")
+                return
+            self.note(f"nemesis: crash node {victim}")
+            self._crash_node(victim)
+        else:
+            live = [s for s in sorted(self.slots, key=lambda s: (s.name, s.node))
+                    if self.slots[s].srv is not None]
+            if not live:
+                return
+            victim = rng.choice(live)
+            if rng.random() < 0.4:
+                leader = self._leader_of(self.slots[victim].cluster)
+                if leader is not None:
+                    victim = leader.sid
+            self._crash_process(self.slots[victim])
+
+    def _crash_node(self, node: str) -> None:
+        self.stats["crashes"] += 1
+        self.stats["node_crashes"] += 1
+        self.node_up[node] = False
+        report = self.disks[node].crash()
+        for sid in self._sids_on(node):
+            slot = self.slots[sid]
+            if slot.srv is not None:
+                self._report_down(slot, "noconnection")
+            slot.srv = None
+        self.note(f"node {node} crashed (lost {report['pending_lost']} pending WAL records, "
+                  f"{report['in_flight']} in flight"
+                  + (f", {report['in_flight_durable']} of them durable" if "in_flight_durable" in report else "")
+                  + ")")
+        self._fd_recheck()
+        self._after(self.rng.randint(*self.timing.node_restart_ms), "node_restart", node)
+
+    def _ev_node_restart(self, node: str) -> None:
+        if self.node_up[node]:
+            return
+        self.node_up[node] = True
+        self.note(f"node {node} restarts")
+        for tgt in self.node_names:
+            if tgt != node:
+                self.fd_view[(node, tgt)] = True
+        # A restart breaks every connection of the node: observers that had
+        # not noticed the crash yet still learn it (down, then up), as they
+        # would from Erlang distribution or a new node incarnation.
+        for obs in self.node_names:
+            if obs != node and self.node_up[obs] and self.fd_view[(obs, node)]:
+                self._after(self.rng.randint(*self.fd_up_ms), "fd_bounce", obs, node)
+        for sid in self._sids_on(node):
+            slot = self.slots[sid]
+            if not slot.deleted:
+                slot.srv = None
+                self._start(slot, fresh=False)
+                if self.inv.violations:
+                    return
+        self._fd_recheck()
+
+    def _crash_process(self, slot: Slot) -> None:
+        self.stats["crashes"] += 1
+        self.stats["process_crashes"] += 1
+        inc = slot.incarnation
+        slot.srv = None
+        self.note(f"process {_sid(slot.sid)} crashed")
+        self._report_down(slot, "noproc")
+        self._after(self.rng.randint(*self.timing.process_restart_ms), "server_restart", slot.sid, inc)
+
+    def _report_down(self, slot: Slot, reason: str) -> None:
+        """The running incarnation of ``slot`` died: fire every monitor on it
+        (``MonitorServer`` watches), after a short delay."""
+        for watcher, winc in self.monitors.pop(slot.token, []):
+            self._after(self.rng.randint(*self.timing.monitor_ms), "server_down", watcher, winc,
+                        slot.sid, reason)
+
+    def _ev_server_restart(self, sid: ServerId, inc: int) -> None:
+        slot = self.slots[sid]
+        if slot.deleted or slot.srv is not None or slot.incarnation != inc or not self.node_up[sid.node]:
+            return
+        if self.disks[sid.node].has_pending(slot.uid):
+            # Its writes are still in the (live) WAL; in Ra the restarted
+            # server would find them in its mem table.  Wait until durable.
+            self._after(5, "server_restart", sid, inc)
+            return
+        self._start(slot, fresh=False)
+
+    def _stop_slot(self, slot: Slot) -> None:
+        if slot.srv is not None:
+            self._report_down(slot, "shutdown")
+        slot.srv = None
+        slot.deleted = True
+        self.disks[slot.sid.node].delete(slot.uid)
+
+    def _nemesis_suspect(self) -> None:
+        rng = self.rng
+        pairs = [(o, t) for o in self.node_names for t in self.node_names
+                 if o != t and self.node_up[o] and self._fd_actual(o, t)]
+        if not pairs:
+            return
+        obs, tgt = rng.choice(pairs)
+        until = self.now + rng.randint(*self.timing.suspicion_ms)
+        self.suspect_until[(obs, tgt)] = until
+        self.stats["suspicions"] += 1
+        self.note(f"nemesis: {obs} falsely suspects {tgt} until {until}ms")
+        self._after(rng.randint(5, 50), "fd", obs, tgt)
+        self._at(until + 1, "fd", obs, tgt)
+
+    # -- admin operations (membership, transfer) -----------------------------
+    def _admin_send(self, info: ClusterInfo, leader: Slot, msg_factory: Callable[[str], Any],
+                    purpose: tuple) -> None:
+        info.admin_serial += 1
+        owner = f"{info.name}/admin{info.admin_serial}"
+        from_ = f"{owner}#1"
+        self.admin_owners[owner] = info.name
+        self._admin_purpose[owner] = purpose
+        self._send_server(CLIENT_NODE, leader.sid, msg_factory(from_))
+        self._after(3000, "admin_deadline", owner)
+
+    def _ev_admin_deadline(self, owner: str) -> None:
+        purpose = self._admin_purpose.pop(owner, None)
+        if purpose is None:
+            return
+        info = self.clusters[self.admin_owners[owner]]
+        self.note(f"{info.name}: {purpose[0]} got no answer")
+        if purpose[0] in ("remove", "add") and info.membership[0] in ("removing", "adding"):
+            info.membership = ("idle",) if purpose[0] == "remove" else ("joining", purpose[1])
+
+    def _admin_reply(self, owner: str, to: str, reply: Any, leader: Any) -> None:
+        purpose = self._admin_purpose.pop(owner, None)
+        if purpose is None:
+            return
+        info = self.clusters[self.admin_owners[owner]]
+        ok = isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok"
+        self.note(f"{info.name}: {purpose[0]} {_sid(purpose[1])} -> {reply!r}")
+        if purpose[0] == "remove":
+            if ok and isinstance(reply[1], tuple):
+                info.membership = ("removed", purpose[1], reply[1][0], reply[1][1])
+                self._after(200, "reap", info.name)
+            else:
+                info.membership = ("idle",)
+        elif purpose[0] == "add":
+            if ok:
+                self.stats["membership_changes"] += 1
+                info.membership = ("idle",)
+            else:
+                info.membership = ("joining", purpose[1])
+        elif purpose[0] == "transfer" and ok:
+            self.stats["transfers"] += 1
+
+    def _ev_reap(self, cluster: str) -> None:
+        info = self.clusters[cluster]
+        if info.membership[0] != "removed":
+            return
+        _, victim, index, term = info.membership
+        known = self.inv.committed.get(cluster, {}).get(index)
+        if known is None:
+            self._after(200, "reap", cluster)
+            return
+        if known != term:
+            self.note(f"{cluster}: removal of {_sid(victim)} was lost (index {index} holds term {known})")
+            info.membership = ("idle",)
+            return
+        slot = self.slots[victim]
+        if not slot.deleted:
+            self.stats["membership_changes"] += 1
+            self.note(f"{cluster}: removal of {_sid(victim)} committed; deleting the server")
+            self._stop_slot(slot)
+        info.membership = ("idle",)
+
+    def _nemesis_membership(self) -> None:
+        rng = self.rng
+        info = self.clusters[rng.choice(sorted(self.clusters))]
+        leader = self._leader_of(info.name)
+        if leader is None:
+            return
+        state = info.membership
+        cluster = leader.srv.cluster
+        if state[0] == "idle" and len(cluster) >= info.size:
+            members = sorted(cluster, key=lambda s: (s.name, s.node))
+            victim = rng.choice(members)
+            info.membership = ("removing", victim)
+            self._admin_send(info, leader, lambda f, v=victim: msgs.RemoveMember(v, f), ("remove", victim))
+        elif state[0] in ("idle", "joining") and len(cluster) < info.size:
+            if state[0] == "joining" and not self.slots[state[1]].deleted and self.slots[state[1]].srv is not None:
+                new_sid = state[1]
+            else:
+                used = {s.node for s in cluster}
+                free = [n for n in self.node_names if n not in used and self.node_up[n]]
+                if not free:
+                    return
+                node = rng.choice(free)
+                gen = info.generation + 1
+                new_sid = ServerId(f"{info.name}_{gen}", node)
+                members = tuple(sorted(list(cluster) + [new_sid], key=lambda s: (s.name, s.node)))
+                slot = self._new_slot(info, new_sid, members)
+                self._start(slot, fresh=True)
+                self.note(f"{info.name}: started new server {_sid(new_sid)}")
+            membership = rng.choice([VOTER, VOTER, "promotable"])
+            info.membership = ("adding", new_sid)
+            self._admin_send(info, leader, lambda f, s=new_sid, mm=membership: msgs.AddMember(s, mm, f),
+                             ("add", new_sid))
+
+    def _nemesis_transfer(self) -> None:
+        rng = self.rng
+        info = self.clusters[rng.choice(sorted(self.clusters))]
+        leader = self._leader_of(info.name)
+        if leader is None:
+            return
+        voters = sorted((s for s, mem in leader.srv.cluster.items() if mem == VOTER and s != leader.sid),
+                        key=lambda s: (s.name, s.node))
+        if not voters:
+            return
+        target = rng.choice(voters)
+        self.note(f"nemesis: transfer leadership of {info.name} from {_sid(leader.sid)} to {_sid(target)}")
+        self._admin_send(info, leader, lambda f, t=target: msgs.TransferLeadership(t, f), ("transfer", target))
+
+    # ========================================================= fault phase end
+    def _end_faults(self) -> None:
+        self.faulting = False
+        self.fault_end_time = self.now
+        self.crash_armed.clear()
+        self.deadline = self.now + self.liveness_ms
+        self.network.config.drop = self.network.config.duplicate = self.network.config.reorder = 0.0
+        self.suspect_until.clear()
+        self.note(f"faults end after {self.events} events: heal, restart, check liveness")
+        if self.network.cuts():
+            self._heal()
+        for node in self.node_names:
+            if not self.node_up[node]:
+                self._after(self.rng.randint(0, 200), "node_restart", node)
+        for sid in sorted(self.slots, key=lambda s: (s.name, s.node)):
+            slot = self.slots[sid]
+            if slot.srv is None and not slot.deleted and self.node_up[sid.node]:
+                self._after(self.rng.randint(0, 200), "server_restart", sid, slot.incarnation)
+        self._fd_recheck()
+        self._after(self.timing.client_tail_ms, "stop_clients")
+        self._after(self.timing.client_tail_ms + 100, "liveness")
+
+    def _ev_stop_clients(self) -> None:
+        for info in self.clusters.values():
+            if info.workload is not None:
+                info.workload.stop()
+
+    def _live_status(self) -> list[str]:
+        """What still prevents the liveness condition (empty: satisfied)."""
+        problems = []
+        for name, info in sorted(self.clusters.items()):
+            if info.workload is not None and not info.workload.idle():
+                problems.append(f"{name}: clients still busy")
+                continue
+            leader = self._leader_of(name)
+            if leader is None:
+                states = []
+                for sid in info.sids:
+                    srv = self.slots[sid].srv
+                    if srv is not None:
+                        known = _sid(srv.leader_id) if srv.leader_id is not None else "none"
+                        states.append(f"{_sid(sid)} {srv.role} term {srv.current_term} "
+                                      f"leader {known} last {srv.log.last_index}/{srv.log.last_term}")
+                problems.append(f"{name}: no leader ({'; '.join(states)})")
+                continue
+            for sid in sorted(leader.srv.cluster, key=lambda s: (s.name, s.node)):
+                slot = self.slots.get(sid)
+                if slot is None or slot.srv is None:
+                    problems.append(f"{name}: member {_sid(sid)} is not running")
+                elif slot.srv.last_applied < info.acked_max:
+                    problems.append(f"{name}: {_sid(sid)} applied {slot.srv.last_applied} < "
+                                    f"acknowledged {info.acked_max}")
+        return problems
+
+    def _ev_liveness(self) -> None:
+        if self._live_status():
+            self._after(100, "liveness")
+            return
+        self.note(f"liveness: every cluster has a leader and applied all acknowledged commands "
+                  f"{self.now - (self.fault_end_time or 0)}ms after the faults ended")
+        self.finished = True
+
+    def _liveness_failure(self) -> None:
+        problems = self._live_status()
+        self.inv.fail(f"liveness: {self.liveness_ms}ms after the faults ended: " + "; ".join(problems[:4]))
