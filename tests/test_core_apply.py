@@ -74,7 +74,9 @@ def test_no_reply_result_sends_no_reply():
 def test_leader_emits_leader_only_machine_effects_and_followers_only_the_rest():
     """Ra effect semantics (ra-inventory §2.3): send_msg, mod_call, monitor,
     timer and append run only on the leader; aux and demonitor run on every
-    member (the follower applies the same entry, §5.3)."""
+    member (the follower applies the same entry, §5.3).  The follower's
+    last_applied hint is capped at its durable index (entry 2 is not yet
+    Written there), so it persists 1, not 2."""
     leader = make_leader(N1)
     data = ("fx", "r", ALL_KINDS)
     assert _commit_one(leader, data) == ("leader", [
@@ -88,7 +90,7 @@ def test_leader_emits_leader_only_machine_effects_and_followers_only_the_rest():
     assert follower.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == ("follower", [
         fx.LogAppend((e2,)),
         fx.MachineEffects(ANYONE, leader_only=False),
-        fx.PersistLastApplied(2),
+        fx.PersistLastApplied(1),                 # hint capped at the durable index
     ])
 
 
@@ -108,7 +110,8 @@ def test_machine_effects_keep_the_machines_order():
 
 def test_append_effect_appends_a_new_command_on_the_leader_only():
     """Ra {append, Cmd}: the leader appends the command as a new entry (and
-    replicates it with the commit index); followers ignore it."""
+    replicates it with the commit index); followers ignore it (and persist
+    a last_applied hint capped at their durable index)."""
     srv = make_leader(N1)
     data = ("fx", "r", (fx.Append(("put", "z", 9)),))
     e3 = Entry(3, 1, Usr(("put", "z", 9), NoReply(), 0))
@@ -122,7 +125,7 @@ def test_append_effect_appends_a_new_command_on_the_leader_only():
     follower = make_follower(N2)
     e2 = Entry(2, 1, Usr(data, NoReply(), 0))
     assert follower.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == (
-        "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(2)])
+        "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(1)])   # 2 not yet Written
     assert follower.log.last_index == 2
 
 
@@ -206,9 +209,10 @@ def test_versioned_machine_switches_module_at_the_noop_with_higher_version():
     assert [c for c in machine.calls if c[0] == "apply"] == [("apply", "v1", 3), ("apply", "v1", 4)]
     assert srv.machine_state["applied"] == ((2, 1, ("put", "a", 1)), (3, 2, fx.MachineVersion(0, 1)),
                                             (4, 2, ("put", "b", 2)))
-    # A noop with the same version changes nothing.
+    # A noop with the same version changes nothing (the last_applied hint
+    # stays at the durable index 4 until the noop is Written).
     assert srv.handle(aer(2, N1, 4, 2, (noop(5, 2, version=1),), commit=5)) == (
-        "follower", [fx.LogAppend((noop(5, 2, version=1),)), fx.PersistLastApplied(5)])
+        "follower", [fx.LogAppend((noop(5, 2, version=1),)), fx.PersistLastApplied(4)])
     assert len(srv.machine_state["applied"]) == 3
 
 

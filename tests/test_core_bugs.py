@@ -15,7 +15,7 @@ from ra_actors.core.server import KNOWN_BUGS, RaftServer
 
 
 def test_known_bugs_and_unknown_names_are_refused():
-    assert KNOWN_BUGS == {"commit_undurable", "vote_before_durable", "truncate_matching"}
+    assert KNOWN_BUGS == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads"}
     with pytest.raises(ValueError):
         RaftServer(config(N1), Machine(KvMachine()), bugs=frozenset({"no_such_bug"}))
 
@@ -23,7 +23,8 @@ def test_known_bugs_and_unknown_names_are_refused():
 def test_commit_undurable_counts_the_leaders_unwritten_entries():
     """Raft §5.4.2 / Figure 2: the correct leader counts only its durable
     entries; with ``commit_undurable`` one follower's ack commits an entry
-    the leader has not written."""
+    the leader has not written (its last_applied hint still stays at the
+    durable index 1: the hint is never ahead of the durable log)."""
     correct = make_leader(N1)
     buggy = make_leader(N1, bugs={"commit_undurable"})
     for srv in (correct, buggy):
@@ -31,7 +32,7 @@ def test_commit_undurable_counts_the_leaders_unwritten_entries():
     assert correct.handle(ae_ok(1, N2, 2)) == ("leader", [])
     assert buggy.handle(ae_ok(1, N2, 2)) == ("leader", [
         fx.Reply("c1", ("ok", None), N1),
-        fx.PersistLastApplied(2),
+        fx.PersistLastApplied(1),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
     ])
@@ -41,11 +42,12 @@ def test_commit_undurable_counts_the_leaders_unwritten_entries():
 def test_vote_before_durable_grants_before_meta_written():
     """Raft Figure 2 (persist votedFor before responding): the correct
     follower defers the grant until MetaWritten; with
-    ``vote_before_durable`` it answers at once."""
+    ``vote_before_durable`` it answers at once.  (Adopting the higher term
+    without a leader arms the long election timer, then the grant re-arms it.)"""
     correct = make_follower(N2)
     buggy = make_follower(N2, bugs={"vote_before_durable"})
-    common = [fx.PersistMeta(2, None), fx.LeaderChanged(None, 2), fx.PersistMeta(2, N3),
-              fx.SetElectionTimer("long")]
+    common = [fx.PersistMeta(2, None), fx.LeaderChanged(None, 2), fx.SetElectionTimer("long"),
+              fx.PersistMeta(2, N3), fx.SetElectionTimer("long")]
     assert correct.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", common)
     assert buggy.handle(m.RequestVoteRpc(2, N3, 1, 1)) == (
         "follower", common + [send(N3, m.RequestVoteResult(2, N2, True))])
@@ -63,3 +65,19 @@ def test_truncate_matching_truncates_entries_that_match():
     assert buggy.handle(old) == ("follower", [fx.LogAppend(log[1:3])])
     assert (correct.log.last_index, buggy.log.last_index) == (5, 3)
     assert (correct.log.last_written, buggy.log.last_written) == (5, 1)
+
+
+def test_stale_reads_skips_the_read_index_round():
+    """Raft §8 (linearizable reads): a correct leader confirms its
+    leadership with a heartbeat round before answering a consistent query;
+    with ``stale_reads`` it answers from local state at once, so a deposed
+    leader could serve stale data (the Jepsen harness must catch this)."""
+    def read(state):
+        return state.get("a")
+    correct = make_leader(N1)
+    buggy = make_leader(N1, bugs={"stale_reads"})
+    q = m.Query("consistent", read, "q1")
+    role, effects = correct.handle(q)
+    assert role == "leader" and not any(isinstance(e, fx.Reply) for e in effects)
+    assert any(isinstance(e, fx.SendRpc) and isinstance(e.rpc, m.HeartbeatRpc) for e in effects)
+    assert buggy.handle(q) == ("leader", [fx.Reply("q1", ("ok", None), N1)])

@@ -38,13 +38,15 @@ def test_leader_match_index_is_its_last_durable_index():
 
 def test_majority_of_followers_commits_without_leaders_own_write():
     """Raft §5.3: an entry is committed once stored on a majority — two
-    followers of three are a majority even if the leader's write is slow."""
+    followers of three are a majority even if the leader's write is slow.
+    The last_applied hint is capped at the leader's durable index (1) until
+    its own Written arrives."""
     srv = make_leader(N1)
     srv.handle(sync_cmd(("put", "a", 1), "c1"))
     assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [])
     assert srv.handle(ae_ok(1, N3, 2)) == ("leader", [
         fx.Reply("c1", ("ok", None), N1),
-        fx.PersistLastApplied(2),
+        fx.PersistLastApplied(1),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
     ])
@@ -91,12 +93,13 @@ def test_ack_for_entry_of_a_different_term_does_not_count():
 def test_follower_commit_index_is_min_of_leader_commit_and_last_new_entry():
     """Raft §5.3 / Figure 2 (AppendEntries rule 5): commitIndex =
     min(leaderCommit, index of last new entry); committed entries are applied
-    in order."""
+    in order.  (The last_applied hint stays at the durable index 1: entries
+    2 and 3 are not Written yet.)"""
     log = log_of(1, 1, 1, 1)
     srv = make_follower(N2, entries=log[:1])
     assert srv.handle(aer(1, N1, 1, 1, log[1:3], commit=9)) == ("follower", [
         fx.LogAppend(log[1:3]),
-        fx.PersistLastApplied(3),
+        fx.PersistLastApplied(1),
     ])
     assert (srv.commit_index, srv.last_applied) == (3, 3)
     assert [a[0] for a in srv.machine_state["applied"]] == [2, 3]
@@ -112,9 +115,10 @@ def test_follower_does_not_commit_unverified_entries_it_holds():
     assert effects == [
         fx.PersistMeta(2, None),
         fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),          # higher term, no leader yet ...
         fx.LeaderChanged(N3, 2),
         fx.MonitorServer(N3),
-        fx.CancelElectionTimer(),
+        fx.CancelElectionTimer(),             # ... until the sender is followed
         send(N3, ae_ok(2, N2, 1, 1, next_index=4)),
     ]
     assert (srv.commit_index, srv.last_applied) == (1, 1)
@@ -139,3 +143,58 @@ def test_commit_index_never_decreases_on_follower():
     srv = make_follower(N2, entries=log, commit=3)
     assert srv.handle(aer(1, N1, 1, 1, log[1:2], commit=1)) == ("follower", [send(N1, ae_ok(1, N2, 3, 1))])
     assert srv.commit_index == 3
+
+
+# ============================================= last_applied recovery hint
+def test_follower_last_applied_hint_is_capped_at_its_durable_index():
+    """Raft Figure 2 ("persist before responding", extended to the
+    last_applied recovery hint; lastApplied itself is volatile): the hint
+    PersistLastApplied is max(min(last_applied, last_written),
+    snapshot_index), never ahead of the durable log, or a crash could
+    replay a stale, not-yet-overwritten entry as committed.  Applying a
+    committed entry that is not durable here yet emits the lower hint;
+    the Written alone emits no hint; the next apply, once durable, emits
+    the full value."""
+    log = log_of(1, 1, 1)
+    srv = make_follower(N2, entries=log[:1])
+    assert srv.handle(aer(1, N1, 1, 1, log[1:2], commit=2)) == ("follower", [
+        fx.LogAppend(log[1:2]),
+        fx.PersistLastApplied(1),            # 2 is applied but not yet Written
+    ])
+    assert (srv.commit_index, srv.last_applied, srv.log.last_written) == (2, 2, 1)
+    assert srv.handle(m.Written(1, 2, 2)) == ("follower", [send(N1, ae_ok(1, N2, 2, 1))])
+    assert srv.handle(aer(1, N1, 2, 1, log[2:3], commit=2)) == ("follower", [fx.LogAppend(log[2:3])])
+    assert srv.handle(m.Written(1, 3, 3)) == ("follower", [send(N1, ae_ok(1, N2, 3, 1))])
+    assert srv.handle(aer(1, N1, 3, 1, (), commit=3)) == ("follower", [
+        fx.PersistLastApplied(3),            # durable now: the full value
+        send(N1, ae_ok(1, N2, 3, 1)),
+    ])
+    assert srv.last_applied == 3
+
+
+def test_leader_last_applied_hint_is_capped_at_its_durable_index():
+    """Raft §5.3 (a majority of followers commits) with the hint rule
+    (PersistLastApplied never ahead of the durable log): a leader whose own
+    write is slow persists its durable index as the hint; after its Written,
+    the next apply emits the full value."""
+    srv = make_leader(N1)
+    srv.handle(sync_cmd(("put", "a", 1), "c1"))
+    srv.handle(ae_ok(1, N2, 2))
+    assert srv.handle(ae_ok(1, N3, 2)) == ("leader", [
+        fx.Reply("c1", ("ok", None), N1),
+        fx.PersistLastApplied(1),                                # 2 applied, not durable here
+        send(N2, aer(1, N1, 2, 1, (), commit=2)),
+        send(N3, aer(1, N1, 2, 1, (), commit=2)),
+    ])
+    assert (srv.commit_index, srv.last_applied, srv.log.last_written) == (2, 2, 1)
+    assert srv.handle(m.Written(1, 2, 2)) == ("leader", [])     # nothing newly applied
+    e3 = _e(3, 1, ("put", "b", 2), "c2")
+    srv.handle(sync_cmd(("put", "b", 2), "c2"))
+    srv.handle(m.Written(1, 3, 3))
+    assert srv.handle(ae_ok(1, N2, 3)) == ("leader", [
+        fx.Reply("c2", ("ok", None), N1),
+        fx.PersistLastApplied(3),
+        send(N2, aer(1, N1, 3, 1, (), commit=3)),
+        send(N3, aer(1, N1, 3, 1, (), commit=3)),
+    ])
+    assert srv.log.get(3) == e3

@@ -8,7 +8,7 @@ or the Raft thesis (Ongaro 2014) for pre-vote.
 from __future__ import annotations
 
 from core_helpers import (
-    config, MEMBERS3, N1, N2, N3, N5, KvMachine, VersionedKv, aer, ae_ok, make_follower, make_leader, new_server,
+    config, MEMBERS3, N1, N2, N3, N4, N5, KvMachine, VersionedKv, aer, ae_ok, make_follower, make_leader, new_server,
     noop, send, usr,
 )
 from ra_actors.core import effects as fx
@@ -199,10 +199,12 @@ def test_vote_granted_only_to_candidate_with_up_to_date_log():
     """Raft §5.4.1: the voter denies its vote if its own log is more up to
     date (later last term, or same last term and longer)."""
     srv = make_follower(N2, entries=(noop(1, 1), usr(2, 1)))
-    # Same last term, shorter log: denied (the higher term is still adopted).
+    # Same last term, shorter log: denied (the higher term is still adopted,
+    # and, left without a leader, the voter arms its election timer).
     assert srv.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", [
         fx.PersistMeta(2, None),
         fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
         send(N3, m.RequestVoteResult(2, N2, False)),
     ])
     assert (srv.current_term, srv.voted_for) == (2, None)
@@ -221,8 +223,8 @@ def test_vote_granted_to_shorter_log_with_later_last_term():
     srv.handle(m.MetaWritten(1, None))
     role, effects = srv.handle(m.RequestVoteRpc(3, N3, 2, 2))
     assert role == "follower"
-    assert effects == [fx.PersistMeta(3, None), fx.LeaderChanged(None, 3), fx.PersistMeta(3, N3),
-                       fx.SetElectionTimer("long")]
+    assert effects == [fx.PersistMeta(3, None), fx.LeaderChanged(None, 3), fx.SetElectionTimer("long"),
+                       fx.PersistMeta(3, N3), fx.SetElectionTimer("long")]
 
 
 def test_vote_reply_sent_only_after_vote_is_durable():
@@ -232,8 +234,8 @@ def test_vote_reply_sent_only_after_vote_is_durable():
     srv = make_follower(N2)
     role, effects = srv.handle(m.RequestVoteRpc(2, N3, 1, 1))
     assert role == "follower"
-    assert effects == [fx.PersistMeta(2, None), fx.LeaderChanged(None, 2), fx.PersistMeta(2, N3),
-                       fx.SetElectionTimer("long")]
+    assert effects == [fx.PersistMeta(2, None), fx.LeaderChanged(None, 2), fx.SetElectionTimer("long"),
+                       fx.PersistMeta(2, N3), fx.SetElectionTimer("long")]
     assert srv.handle(m.MetaWritten(2, None)) == ("follower", [])
     assert srv.handle(m.MetaWritten(2, N3)) == ("follower", [send(N3, m.RequestVoteResult(2, N2, True))])
     # Only once.
@@ -476,3 +478,73 @@ def test_pre_vote_grants_from_non_members_do_not_count():
     srv.handle(m.TriggerElection())
     assert srv.handle(m.PreVoteResult(0, N5, 1, True)) == ("pre_vote", [])
     assert srv.current_term == 0
+
+
+# ============================================= stale leader, term bumps
+def test_follower_grants_pre_vote_to_its_own_leader_after_it_stepped_down():
+    """Raft thesis §9.6 (pre-vote with leader stickiness): a follower that
+    knows a live leader refuses pre-votes, except when the pre-vote comes
+    FROM that leader (it stepped down without our hearing, so our idea of
+    the leader is stale).  Granting still changes neither term nor vote."""
+    follower = make_follower(N2)
+    leader = make_leader(N1)
+    leader.handle(m.StepDownIfLeader())
+    role, effects = leader.handle(m.ElectionTimeout())
+    token = leader.pre_vote_token
+    pre = _pre_vote(1, N1, token, 1, 1)
+    assert (role, effects) == ("pre_vote", [
+        fx.RoleChanged("pre_vote"), fx.SetElectionTimer("long"), send(N2, pre), send(N3, pre)])
+    assert follower.handle(pre) == ("follower", [send(N1, m.PreVoteResult(1, N2, token, True))])
+    assert (follower.current_term, follower.voted_for, follower.leader_id) == (1, None, N1)
+    # The grant is a pre-vote quorum for the old leader: it stands again.
+    rv = m.RequestVoteRpc(2, N1, 1, 1)
+    assert leader.handle(m.PreVoteResult(1, N2, token, True)) == ("candidate", [
+        fx.RoleChanged("candidate"), fx.PersistMeta(2, N1), fx.SetElectionTimer("long"),
+        send(N2, rv), send(N3, rv)])
+
+
+def test_follower_grants_pre_vote_with_higher_term_but_refuses_same_term_stranger():
+    """Raft thesis §9.6: a pre-vote carrying a term higher than ours means a
+    newer term exists, so the leader we know is stale: granted (if the log
+    is up to date, §5.4.1), without adopting the term.  An unrelated
+    candidate of our own term is still refused while we know a leader."""
+    srv = make_follower(N2)                                      # leader N1, term 1
+    assert srv.handle(_pre_vote(1, N3, 7, 1, 1)) == (
+        "follower", [send(N3, m.PreVoteResult(1, N2, 7, False))])
+    assert srv.handle(_pre_vote(2, N3, 8, 1, 1)) == (
+        "follower", [send(N3, m.PreVoteResult(1, N2, 8, True))])
+    # A higher term alone is not enough: the log must still be up to date.
+    assert srv.handle(_pre_vote(2, N3, 9, 0, 0)) == (
+        "follower", [send(N3, m.PreVoteResult(1, N2, 9, False))])
+    assert (srv.current_term, srv.voted_for, srv.leader_id) == (1, None, N1)
+
+
+def test_follower_refusing_higher_term_vote_arms_the_election_timer():
+    """Raft §5.1 (adopt a higher term) + §5.2 (a follower that hears from no
+    leader starts an election after its timeout): a voter that adopts a
+    candidate's higher term but refuses the vote (§5.4.1, its log is more
+    up to date) is left without a leader, so it arms the long election
+    timer; if that candidate never wins, the expiry starts a pre-vote in
+    the new term instead of waiting for ever."""
+    srv = make_follower(N2, entries=(noop(1, 1), usr(2, 1)))
+    assert srv.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", [
+        fx.PersistMeta(2, None),
+        fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
+        send(N3, m.RequestVoteResult(2, N2, False)),
+    ])
+    pre = _pre_vote(2, N2, 1, 2, 1)
+    assert srv.handle(m.ElectionTimeout()) == ("pre_vote", [
+        fx.RoleChanged("pre_vote"), fx.SetElectionTimer("long"), send(N1, pre), send(N3, pre)])
+
+
+def test_non_voter_adopting_a_higher_term_arms_no_election_timer():
+    """Raft §6 / Ra: only voters stand for election, so a non-voting member
+    that adopts a higher term (and refuses a stale candidate, §5.4.1) arms
+    no election timer."""
+    srv = make_follower(N4, entries=(noop(1, 1), usr(2, 1)))    # N4 is not in MEMBERS3
+    assert srv.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", [
+        fx.PersistMeta(2, None),
+        fx.LeaderChanged(None, 2),
+        send(N3, m.RequestVoteResult(2, N4, False)),
+    ])

@@ -127,6 +127,7 @@ def test_follower_reverts_configuration_when_the_change_is_truncated():
     assert srv.handle(aer(2, N3, 1, 1, (noop(2, 2),), commit=1)) == ("follower", [
         fx.PersistMeta(2, None),
         fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
         fx.LeaderChanged(N3, 2),
         fx.MonitorServer(N3),
         fx.CancelElectionTimer(),
@@ -173,7 +174,10 @@ def test_promotable_member_is_promoted_once_caught_up():
 def test_removed_leader_steps_down_once_removal_commits_and_hands_over():
     """Raft §6: a leader removed from the configuration manages the cluster
     without counting itself until the change commits, then steps down
-    (thesis §4.2.2); Ra sends TimeoutNow to the most caught-up voter."""
+    (thesis §4.2.2); Ra sends TimeoutNow to the most caught-up voter and
+    the removed server stops (StopServer("removed")): no election timer,
+    role "stopped", so no last_applied hint either, and later messages are
+    ignored."""
     srv = make_leader(N1)
     cc = _cc_entry(2, 1, "r", n2=VOTER, n3=VOTER)
     assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [
@@ -186,13 +190,17 @@ def test_removed_leader_steps_down_once_removal_commits_and_hands_over():
     srv.handle(m.Written(1, 2, 3))                    # the leader's copy does not count any more
     assert srv.handle(ae_ok(1, N3, 3)) == ("leader", [])
     assert srv.commit_index == 1
-    assert srv.handle(ae_ok(1, N2, 2)) == ("follower", [
+    assert srv.handle(ae_ok(1, N2, 2)) == ("stopped", [
         send(N3, m.TimeoutNowRpc(1, N1)),
         fx.RoleChanged("follower"),
         fx.LeaderChanged(None, 1),
-        fx.CancelElectionTimer(),
-        fx.PersistLastApplied(2),
+        fx.CancelElectionTimer(),             # from becoming a non-voting follower
+        fx.CancelElectionTimer(),             # from stopping
+        fx.RoleChanged("stopped"),
+        fx.StopServer("removed"),
     ])
+    assert (srv.commit_index, srv.last_applied) == (2, 2)
+    assert srv.handle(ae_ok(1, N2, 3)) == ("stopped", [])
 
 
 # =================================================== leadership transfer
@@ -278,3 +286,30 @@ def test_transfer_errors():
     assert srv.handle(m.TransferLeadership(N4, "t")) == ("leader", [_err("t", "non_voter")])
     follower = make_follower(N2)
     assert follower.handle(m.TransferLeadership(N3, "t")) == ("follower", [fx.Reply("t", ("not_leader", N1), N1)])
+
+
+def test_removed_leader_stops_with_stop_server_removed():
+    """Raft §6 / thesis §4.2.2 (a removed leader steps down once the change
+    commits) and thesis §3.10 (TimeoutNow to the most up-to-date voter),
+    as Ra: the removed leader then stops — CancelElectionTimer, role
+    "stopped", StopServer("removed") — so its death, reported to monitors,
+    makes the others elect even if the TimeoutNow is lost.  A stopped
+    server ignores every later message."""
+    srv = make_leader(N1)
+    srv.handle(m.RemoveMember(N1, "r"))
+    srv.handle(sync_cmd(("put", "a", 1), "c"))
+    srv.handle(m.Written(1, 2, 3))
+    assert srv.handle(ae_ok(1, N2, 3)) == ("leader", [])          # N2 alone is no quorum of {N2, N3}
+    assert srv.handle(ae_ok(1, N3, 2)) == ("stopped", [
+        send(N2, m.TimeoutNowRpc(1, N1)),                         # N2 is the most caught up
+        fx.RoleChanged("follower"),
+        fx.LeaderChanged(None, 1),
+        fx.CancelElectionTimer(),
+        fx.CancelElectionTimer(),
+        fx.RoleChanged("stopped"),
+        fx.StopServer("removed"),
+    ])
+    assert srv.role == "stopped" and srv.cluster == {N2: VOTER, N3: VOTER}
+    assert srv.handle(m.ElectionTimeout()) == ("stopped", [])
+    assert srv.handle(m.RequestVoteRpc(2, N2, 3, 1)) == ("stopped", [])
+    assert srv.handle(sync_cmd(("put", "b", 2), "c2")) == ("stopped", [])

@@ -176,6 +176,7 @@ def test_follower_answers_heartbeat_and_follows_a_newer_leader():
     assert srv.handle(m.HeartbeatRpc(2, N3, 1)) == ("follower", [
         fx.PersistMeta(2, None),
         fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
         fx.LeaderChanged(N3, 2),
         fx.MonitorServer(N3),
         fx.CancelElectionTimer(),

@@ -142,6 +142,7 @@ def test_follower_conflict_hint_skips_the_whole_conflicting_term():
     assert srv.handle(aer(3, N3, 4, 3, (), commit=1)) == ("follower", [
         fx.PersistMeta(3, None),
         fx.LeaderChanged(None, 3),
+        fx.SetElectionTimer("long"),
         fx.LeaderChanged(N3, 3),
         fx.MonitorServer(N3),
         fx.CancelElectionTimer(),
@@ -204,6 +205,7 @@ def test_follower_does_not_ack_unverified_durable_entries_to_a_new_leader():
     assert srv.handle(aer(2, N3, 1, 1, (), commit=1)) == ("follower", [
         fx.PersistMeta(2, None),
         fx.LeaderChanged(None, 2),
+        fx.SetElectionTimer("long"),
         fx.LeaderChanged(N3, 2),
         fx.MonitorServer(N3),
         fx.CancelElectionTimer(),

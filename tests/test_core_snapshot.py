@@ -47,14 +47,15 @@ def test_release_cursor_writes_snapshot_then_truncates_the_log():
 
 def test_followers_take_their_own_snapshots_on_release_cursor():
     """Raft §7: each server snapshots independently (Ra: release_cursor runs
-    on all members)."""
+    on all members).  The last_applied hint stays at the durable index 1
+    (entry 2 is not Written yet)."""
     srv = make_follower(N2)
     e2 = Entry(2, 1, Usr(("release",), AwaitConsensus("c1"), 0))
     meta2 = SnapshotMeta(2, 1, THREE, 0)
     assert srv.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == ("follower", [
         fx.LogAppend((e2,)),
         fx.WriteSnapshot(meta2, data=codec.pack(kv_state(applied=((2, 1, ("release",)),)))),
-        fx.PersistLastApplied(2),
+        fx.PersistLastApplied(1),
     ])
     assert srv.handle(m.SnapshotWritten(meta2)) == ("follower", [fx.TruncateLogBelow(2)])
     assert srv.log.first_index == 3
@@ -65,7 +66,7 @@ def test_release_cursor_below_min_snapshot_interval_is_ignored():
     srv = make_follower(N2, min_snapshot_interval=5)
     e2 = usr(2, 1, ("release",))
     assert srv.handle(aer(1, N1, 1, 1, (e2,), commit=2)) == (
-        "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(2)])
+        "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(1)])   # hint: durable index
 
 
 def test_second_release_cursor_while_snapshot_pending_is_ignored_and_unknown_written_too():
@@ -76,7 +77,7 @@ def test_second_release_cursor_while_snapshot_pending_is_ignored_and_unknown_wri
     e2, e3 = usr(2, 1, ("release",)), usr(3, 1, ("release",))
     srv.handle(aer(1, N1, 1, 1, (e2,), commit=2))
     assert srv.handle(aer(1, N1, 2, 1, (e3,), commit=3)) == (
-        "follower", [fx.LogAppend((e3,)), fx.PersistLastApplied(3)])
+        "follower", [fx.LogAppend((e3,)), fx.PersistLastApplied(1)])   # hint: durable index
     assert srv.handle(m.SnapshotWritten(SnapshotMeta(3, 1, THREE, 0))) == ("follower", [])
     assert srv.log.snapshot_index == 0
 
@@ -126,6 +127,7 @@ def test_follower_receives_chunks_writes_installs_and_acknowledges_the_snapshot(
     srv = new_server(N3, machine=machine)
     assert srv.handle(_chunk(2, META5, 1, False, DATA5[:10])) == ("receive_snapshot", [
         fx.PersistMeta(2, None),
+        fx.SetElectionTimer("long"),                 # higher term adopted, no leader yet
         fx.LeaderChanged(N1, 2),
         fx.MonitorServer(N1),
         fx.RoleChanged("receive_snapshot"),
@@ -153,8 +155,9 @@ def test_follower_receives_chunks_writes_installs_and_acknowledges_the_snapshot(
     assert srv.machine_state == STATE5
     assert (srv.commit_index, srv.last_applied, srv.log.snapshot_index) == (5, 5, 5)
     assert ("snapshot_installed", 5) in machine.calls
+    # The last_applied hint stays at the snapshot (durable) until 6 is Written.
     assert srv.handle(aer(2, N1, 5, 1, (noop(6, 2),), commit=6)) == (
-        "follower", [fx.LogAppend((noop(6, 2),)), fx.PersistLastApplied(6)])
+        "follower", [fx.LogAppend((noop(6, 2),)), fx.PersistLastApplied(5)])
     assert srv.handle(m.Written(2, 6, 6)) == ("follower", [send(N1, ae_ok(2, N3, 6, 2))])
 
 

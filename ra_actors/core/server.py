@@ -53,7 +53,10 @@ from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LOW, NON_VOTER
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
 
 # Deliberate bugs the simulator must catch (tests switch them on).
-KNOWN_BUGS = frozenset({"commit_undurable", "vote_before_durable", "truncate_matching"})
+KNOWN_BUGS = frozenset({"commit_undurable", "vote_before_durable", "truncate_matching",
+                        # consistent queries answered from local state without the
+                        # ReadIndex round: a deposed leader serves stale reads.
+                        "stale_reads"})
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
 TERMINATING_LEADER_MAX_TICKS = 50
@@ -1023,6 +1026,9 @@ class RaftServer:
             if self.role != LEADER:
                 self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id if self.leader_id != self.id else None),
                                     self.leader_id))
+                return
+            if "stale_reads" in self.bugs:
+                self._run_query(q.fun, q.from_, with_index=False)
                 return
             if self.log.term_at(self.commit_index) != self.current_term:
                 self.waiting_queries.append((q.fun, q.from_))

@@ -1,0 +1,232 @@
+"""Nodes as real processes: start, stop, kill, restart, locking, binding, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+import ra_actors as ra
+from ra_actors import errors
+from ra_actors.nodes import free_port
+
+
+def _listening(pids):
+    import _socket
+    if socket.inet_ntop is not _socket.inet_ntop:
+        # importing pysyncobj (the benchmark tests do) replaces socket.inet_ntop
+        # with a Windows-only version, which breaks psutil in this process
+        socket.inet_ntop = _socket.inet_ntop
+    out = []
+    for pid in pids:
+        try:
+            for c in psutil.Process(pid).net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((pid, c.laddr.ip, c.laddr.port))
+        except psutil.Error:
+            pass
+    return out
+
+
+def _wait_gone(pids, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+def test_node_runs_in_its_own_process_group_bound_to_loopback(tmp_path):
+    port = free_port()
+    node = ra.start_node("solo", data_dir=str(tmp_path / "solo"), port=port)
+    try:
+        pids = node.pids()
+        # node-main, admin, logger, supervisor, WAL, segment writer, snapshot writer
+        assert len(pids) >= 7
+        assert {os.getpgid(p) for p in pids} == {node.pgid}
+        assert os.getpgid(node.keeper_pid) != node.pgid          # the keeper is outside
+        listening = _listening(pids)
+        assert any(port_ == port for _pid, _ip, port_ in listening)
+        assert listening and all(ip == "127.0.0.1" for _pid, ip, _port in listening), listening
+        st = ra.node_status(str(tmp_path / "solo"))
+        assert st["running"] and st["state"] == "ready" and st["node"] == "solo"
+    finally:
+        ra.stop_node(node)
+    assert not node.alive()
+    assert _wait_gone(pids) == []
+    assert ra.node_status(str(tmp_path / "solo"))["running"] is False
+
+
+def test_start_refuses_a_data_dir_in_use(tmp_path):
+    data = str(tmp_path / "n1")
+    node = ra.start_node("n1", data_dir=data, port=free_port())
+    try:
+        with pytest.raises(errors.DataDirLocked):
+            ra.start_node("n1", data_dir=data, port=free_port(), timeout=10)
+        assert node.alive()
+    finally:
+        ra.stop_node(node)
+
+
+def test_restart_kills_stale_processes_of_a_crashed_node(tmp_path):
+    data = str(tmp_path / "n1")
+    port = free_port()
+    node = ra.start_node("n1", data_dir=data, port=port)
+    pids = node.pids()
+    admin_pid = int(open(os.path.join(data, "node.admin_pid")).read())
+    main_pid = json.load(open(os.path.join(data, "node.pid")))["node_main"]
+    # A crash that leaves orphans: keeper, node-main and admin die, the
+    # actors (holding the admin's listening socket and the node lock) do not.
+    os.kill(node.keeper_pid, signal.SIGKILL)
+    node._popen.wait(5)
+    os.kill(main_pid, signal.SIGKILL)
+    os.kill(admin_pid, signal.SIGKILL)
+    time.sleep(0.3)
+    orphans = [p for p in pids if p not in (main_pid, admin_pid) and psutil.pid_exists(p)
+               and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert orphans, "expected orphaned actors"
+    node2 = ra.start_node("n1", data_dir=data, port=port)
+    try:
+        assert _wait_gone(orphans) == []
+        assert node2.alive()
+        with ra.connect(("127.0.0.1", port)) as c:
+            assert c.overview("n1")["node"] == "n1"
+    finally:
+        ra.stop_node(node2)
+
+
+def test_admin_death_kills_the_whole_node(tmp_path):
+    data = str(tmp_path / "n1")
+    port = free_port()
+    node = ra.start_node("n1", data_dir=data, port=port)
+    pids = node.pids()
+    admin_pid = int(open(os.path.join(data, "node.admin_pid")).read())
+    os.kill(admin_pid, signal.SIGKILL)
+    assert _wait_gone(pids) == []
+    node._popen.wait(10)
+    # nothing half-open serves the port any more
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))
+
+
+def test_local_nodes_stops_everything_on_error(tmp_path):
+    seen = []
+    with pytest.raises(RuntimeError):
+        with ra.local_nodes(["a", "b"], data_root=str(tmp_path)) as nodes:
+            seen.extend(nodes.all_pids())
+            assert nodes.client().nodes() == {"a": "up", "b": "up"}
+            raise RuntimeError("boom")
+    assert seen and _wait_gone(seen) == []
+
+
+def test_kill_pause_resume_and_failure_detection(nodes3):
+    c = nodes3.client()
+    assert c.nodes() == {"n1": "up", "n2": "up", "n3": "up"}
+    pids = nodes3.pids("n3")
+    t = time.time()
+    nodes3.pause("n3")
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline and c.overview("n1")["nodes"].get("n3") != "down":
+            time.sleep(0.05)
+        detected = time.time() - t
+        assert c.overview("n1")["nodes"]["n3"] == "down"
+        assert detected < 3.0, detected
+    finally:
+        nodes3.resume("n3")
+    deadline = time.time() + 5
+    while time.time() < deadline and c.overview("n1")["nodes"].get("n3") != "up":
+        time.sleep(0.05)
+    assert c.overview("n1")["nodes"]["n3"] == "up"
+    nodes3.kill("n3")
+    assert _wait_gone(pids) == []
+    assert nodes3.pids("n3") == []
+    nodes3.restart("n3")
+    deadline = time.time() + 5
+    while time.time() < deadline and c.overview("n2")["nodes"].get("n3") != "up":
+        time.sleep(0.05)
+    assert c.overview("n2")["nodes"]["n3"] == "up"
+
+
+def test_cli_node_start_status_stop(tmp_path):
+    data = str(tmp_path / "cli")
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    cli = [sys.executable, "-m", "ra_actors.cli", "node"]
+    out = subprocess.run(cli + ["start", "c1", "--data-dir", data, "--port", str(port)],
+                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=60)
+    # the node itself logs to a file: the pipe closes when the command returns
+    assert out.returncode == 0, out.stdout
+    assert b"node c1 started" in out.stdout
+    try:
+        st = subprocess.run(cli + ["status", "--data-dir", data, "--json"], env=env,
+                            stdout=subprocess.PIPE, timeout=30)
+        assert st.returncode == 0
+        status = json.loads(st.stdout)
+        assert status["running"] and status["node"] == "c1" and status["port"] == port
+        with ra.connect(("127.0.0.1", port)) as c:
+            assert c.overview("c1")["node"] == "c1"
+        pids = status["pids"]
+    finally:
+        stop = subprocess.run(cli + ["stop", "--data-dir", data], env=env, stdout=subprocess.PIPE,
+                              timeout=60)
+    assert stop.returncode == 0, stop.stdout
+    assert _wait_gone(pids) == []
+    st = subprocess.run(cli + ["status", "--data-dir", data], env=env, stdout=subprocess.PIPE, timeout=30)
+    assert st.returncode == 3
+
+
+def _non_loopback_ip():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.254", 9))
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") else ip
+
+
+def _closed_by_peer(src, dst, timeout=2.0):
+    """Connect from ``src`` to ``dst``: True if the server closes the
+    connection without reading, False if it keeps it open for a message."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    try:
+        s.connect(dst)
+        try:
+            return s.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+    finally:
+        s.close()
+
+
+@pytest.mark.skipif(_non_loopback_ip() is None, reason="no non-loopback address")
+def test_configured_address_binds_it_and_refuses_other_hosts(tmp_path):
+    ip = _non_loopback_ip()
+    port = free_port(ip)
+    node = ra.start_node("pub", data_dir=str(tmp_path / "pub"), port=port, host=ip, allowed_hosts=[])
+    try:
+        listening = _listening(node.pids())
+        assert listening and all(addr == ip for _pid, addr, _port in listening), listening
+        assert _closed_by_peer("127.0.0.2", (ip, port))        # not a member host
+        assert not _closed_by_peer(ip, (ip, port))             # the node's own address
+        with ra.connect((ip, port)) as c:
+            assert c.overview("pub")["admin"] == (ip, port)
+    finally:
+        ra.stop_node(node)
