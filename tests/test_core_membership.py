@@ -313,3 +313,45 @@ def test_removed_leader_stops_with_stop_server_removed():
     assert srv.handle(m.ElectionTimeout()) == ("stopped", [])
     assert srv.handle(m.RequestVoteRpc(2, N2, 3, 1)) == ("stopped", [])
     assert srv.handle(sync_cmd(("put", "b", 2), "c2")) == ("stopped", [])
+
+
+def test_server_whose_removal_is_uncommitted_still_campaigns_and_counts_only_voters():
+    """Raft thesis §4.1: a server that is not part of its own latest
+    configuration should still start elections until that configuration is
+    committed — it may hold the only up-to-date log.  It does not count its
+    own vote (it is outside the configuration it uses)."""
+    from ra_actors.core.types import ClusterChange, VOTER, cluster_tuple
+    from ra_actors.core.server import RaftServer, Recovered
+    from ra_actors.core.machine import Machine
+    from core_helpers import KvMachine, Entry, config, noop, usr, rpcs, of_type
+    removal = Entry(3, 1, ClusterChange(cluster_tuple({N1: VOTER, N2: VOTER})))
+    # N3 led term 1, appended its own removal (index 3) and crashed before it committed.
+    srv = RaftServer(config(N3), Machine(KvMachine()),
+                     Recovered(current_term=1, voted_for=N3, last_applied=2,
+                               entries=(noop(1, 1), usr(2, 1), removal)))
+    role, effects = srv.init()
+    assert (role, fx.SetElectionTimer("long") in effects) == ("follower", True)
+    role, effects = srv.handle(m.ElectionTimeout())
+    assert role == "pre_vote"
+    assert sorted(to for to, _ in rpcs(effects, m.PreVoteRpc)) == [N1, N2]
+    # One pre-vote from N1 is not a majority of {N1, N2}: its own vote does not count.
+    role, _ = srv.handle(m.PreVoteResult(1, N1, srv.pre_vote_token, True))
+    assert role == "pre_vote"
+    role, effects = srv.handle(m.PreVoteResult(1, N2, srv.pre_vote_token, True))
+    assert role == "candidate" and srv.current_term == 2
+
+
+def test_removed_server_whose_removal_committed_does_not_campaign():
+    """Raft thesis §4.2.3: once its removal has committed, a removed server
+    must not disrupt the cluster with elections."""
+    from ra_actors.core.types import ClusterChange, VOTER, cluster_tuple
+    from ra_actors.core.server import RaftServer, Recovered
+    from ra_actors.core.machine import Machine
+    from core_helpers import KvMachine, Entry, config, noop, usr, rpcs, of_type
+    removal = Entry(3, 1, ClusterChange(cluster_tuple({N1: VOTER, N2: VOTER})))
+    srv = RaftServer(config(N3), Machine(KvMachine()),
+                     Recovered(current_term=1, voted_for=N1, last_applied=3,
+                               entries=(noop(1, 1), usr(2, 1), removal)))
+    role, effects = srv.init()
+    assert not of_type(effects, fx.SetElectionTimer)
+    assert srv.handle(m.ElectionTimeout()) == ("follower", [])

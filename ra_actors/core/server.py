@@ -180,6 +180,23 @@ class RaftServer:
     def _is_voter(self) -> bool:
         return self.cluster.get(self.id) == VOTER
 
+    def _can_campaign(self) -> bool:
+        """Voters campaign; so does a server whose removal is appended but not
+        yet committed (Raft thesis §4.1): it may hold the only up-to-date log,
+        and without it the old configuration could have no electable member."""
+        if self._is_voter():
+            return True
+        index, _ = self.cluster_history[-1]
+        if index > self.commit_index and len(self.cluster_history) > 1:
+            return self.cluster_history[-2][1].get(self.id) == VOTER
+        return False
+
+    def _has_quorum(self, ids: set) -> bool:
+        """Do ``ids`` hold a majority of the voters of the latest configuration?
+        (A candidate outside that configuration does not count itself.)"""
+        voters = self.voters()
+        return sum(1 for v in ids if v in voters) >= len(voters) // 2 + 1
+
     def _emit(self, effect) -> None:
         self._effects.append(effect)
 
@@ -227,7 +244,7 @@ class RaftServer:
                 self._emit_machine_effects(effs, from_apply=False)
         # A server with history takes part in elections on its own; a brand-new
         # one waits for TriggerElection or a leader (Ra).
-        if self._is_voter() and (self.log.last_index > 0 or self.current_term > 0):
+        if self._can_campaign() and (self.log.last_index > 0 or self.current_term > 0):
             self._emit(fx.SetElectionTimer("long"))
         return self.role, self._take()
 
@@ -258,7 +275,7 @@ class RaftServer:
                 self._become_follower(None)
             else:
                 self._set_leader(None)
-                if self._is_voter():
+                if self._can_campaign():
                     # Whoever bumped the term may never win: do not wait for ever.
                     self._emit(fx.SetElectionTimer("long"))
             return True
@@ -271,7 +288,7 @@ class RaftServer:
         self.receiving = None
         self._set_role(FOLLOWER)
         self._set_leader(leader)
-        if leader is None and self._is_voter():
+        if leader is None and self._can_campaign():
             self._emit(fx.SetElectionTimer("long"))
         else:
             self._emit(fx.CancelElectionTimer())
@@ -291,14 +308,14 @@ class RaftServer:
 
     # ============================================================= elections
     def _start_pre_vote(self) -> None:
-        if not self._is_voter():
+        if not self._can_campaign():
             return
         self.pre_vote_token += 1
         self._set_role(PRE_VOTE)
         self._set_leader(None)
         self.votes = {self.id}
         self._emit(fx.SetElectionTimer("long"))
-        if len(self.votes) >= self._quorum():
+        if self._has_quorum(self.votes):
             self._start_election()
             return
         rpc = m.PreVoteRpc(self.current_term, self.id, self.pre_vote_token, self.log.last_index,
@@ -315,7 +332,7 @@ class RaftServer:
         self._emit(fx.PersistMeta(self.current_term, self.id))
         self.votes = {self.id}
         self._emit(fx.SetElectionTimer("long"))
-        if len(self.votes) >= self._quorum():
+        if self._has_quorum(self.votes):
             self._become_leader()
             return
         rpc = m.RequestVoteRpc(self.current_term, self.id, self.log.last_index, self.log.last_term)
@@ -348,7 +365,7 @@ class RaftServer:
             return
         if msg.from_id in self.voters():
             self.votes.add(msg.from_id)
-        if len(self.votes) >= self._quorum():
+        if self._has_quorum(self.votes):
             self._start_election()
 
     def _on_request_vote_rpc(self, msg: m.RequestVoteRpc) -> None:
@@ -387,7 +404,7 @@ class RaftServer:
             return
         if msg.from_id in self.voters():
             self.votes.add(msg.from_id)
-        if len(self.votes) >= self._quorum():
+        if self._has_quorum(self.votes):
             self._become_leader()
 
     def _on_election_timeout(self, _msg) -> None:
@@ -409,7 +426,7 @@ class RaftServer:
     def _on_timeout_now(self, msg: m.TimeoutNowRpc) -> None:
         if not self._check_term(msg):
             return
-        if self.role == FOLLOWER and self._is_voter():
+        if self.role == FOLLOWER and self._can_campaign():
             self._start_election()
 
     def _leader_lost(self) -> None:
@@ -418,7 +435,7 @@ class RaftServer:
             self.receiving = None
             self._set_role(FOLLOWER)
         self._set_leader(None)
-        if self.role == FOLLOWER and self._is_voter():
+        if self.role == FOLLOWER and self._can_campaign():
             # Randomised short delay so that followers do not all pre-vote at once.
             self._emit(fx.SetElectionTimer("short"))
 
