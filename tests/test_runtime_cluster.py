@@ -188,3 +188,50 @@ def test_idle_cluster_sends_nothing(kv3):
     for s in kv3.sids:
         for k in ("rpcs_in", "rpcs_out", "wal_writes"):
             assert after[s][k] == before[s][k], (s, k, before[s], after[s])
+
+
+def test_segments_and_recovery_with_small_wal_files(tmp_path):
+    """Small WAL files: rollovers move entries into segments while the cluster
+    runs (mem tables let go of them); restarts recover from segments + WAL."""
+    opts = {"log_options": {"wal_max_size_bytes": 64 * 1024}}
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "n"), **opts) as nodes:
+        c = nodes.client()
+        sids = [ra.ServerId("kv", n) for n in ("n1", "n2", "n3")]
+        c.start_cluster("kv", "machines.kv", sids)
+        _r, leader = c.process_command(sids[0], ("write", "a", 0))
+        pending = set()
+        for i in range(1500):
+            pending.add(i)
+            c.pipeline_command(leader, ("write", f"s{i}", "y" * 200), correlation=i)
+        deadline = time.time() + 30
+        while pending and time.time() < deadline:
+            for e in c.events(0.5):
+                for cr, _ in getattr(e, "results", ()):
+                    pending.discard(cr)
+        assert not pending
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            logs = [c.member_overview(s)["log"] for s in sids]
+            if all(lg["segments"] > 0 and lg["mem_table_entries"] < 1000 for lg in logs):
+                break
+            time.sleep(0.2)
+        assert all(lg["segments"] > 0 for lg in logs), logs
+        assert all(lg["mem_table_entries"] < 1000 for lg in logs), logs
+        follower = next(s for s in sids if s != leader)
+        os.kill(c.member_overview(follower)["pid"], signal.SIGKILL)
+        nodes.kill(leader.node)
+        survivor = next(s for s in sids if s not in (leader, follower))
+        reply, new_leader = c.process_command(survivor, ("write", "after", 1), timeout=20)
+        assert reply == "ok"
+        nodes.restart(leader.node)
+        for sid in sids:
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                try:
+                    if c.local_query(sid, "machines.kv:read", "after", timeout=2)[0][1] == 1:
+                        break
+                except errors.RaError:
+                    pass
+                time.sleep(0.1)
+            assert c.local_query(sid, "machines.kv:read", "s1499")[0][1] == "y" * 200
+            assert c.local_query(sid, "machines.kv:read", "after")[0][1] == 1

@@ -1,0 +1,286 @@
+"""Messages of the Thespian shell (pickled between actors and clients).
+
+The Raft core's own messages (``ra_actors.core.messages``) travel inside
+these envelopes.  Every class is defined at module level so that every node
+and client can unpickle it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+# ------------------------------------------------------------- node start
+@dataclass
+class SupervisorInit:
+    cfg: dict
+
+
+@dataclass
+class SupervisorReady:
+    node: str
+    incarnation: int
+    error: str | None = None
+
+
+# ------------------------------------------------------- node membership
+@dataclass
+class NodeInfo:
+    name: str
+    incarnation: int
+    sup: Any            # ActorAddress of the node's supervisor
+    admin: tuple        # (host, port) of the node's admin
+
+
+@dataclass
+class NodeHello:
+    """Supervisor -> supervisor: here I am (and the nodes I know)."""
+
+    info: NodeInfo
+    known: tuple = ()
+    reply: bool = True
+
+
+@dataclass
+class NodeHeartbeat:
+    node: str
+    incarnation: int
+
+
+# ------------------------------------------------------------ directory
+@dataclass
+class Lookup:
+    """Where is ``key`` (a ServerId, or a client handle string)?  The answer
+    (``LookupReply``) goes to ``reply_to`` (default: the sender)."""
+
+    key: Any
+    req: Any = None
+    reply_to: Any = None
+
+
+@dataclass
+class LookupReply:
+    key: Any
+    address: Any        # None: no such server / client on that node
+    incarnation: int
+    req: Any = None
+    status: str = "running"   # running | stopped | unknown | nodedown
+
+
+# ------------------------------------------------------------- monitors
+@dataclass
+class Watch:
+    """Monitor ``target`` (a ServerId or a client handle) for ``watcher``."""
+
+    target: Any
+    watcher: Any        # ActorAddress that gets WatchDown
+    ref: Any = None
+
+
+@dataclass
+class Unwatch:
+    target: Any
+    watcher: Any
+    ref: Any = None
+
+
+@dataclass
+class WatchDown:
+    target: Any
+    reason: Any
+    ref: Any = None
+
+
+@dataclass
+class ServiceAddresses:
+    """Supervisor -> server actors: the node's shared actors (after a restart)."""
+
+    wal: Any
+    segment_writer: Any
+    snapshot_writer: Any
+    wal_restarted: bool = False
+
+
+# ------------------------------------------------- requests to supervisors
+@dataclass
+class SupRequest:
+    """Client (or supervisor) -> supervisor: ``op(*args)``."""
+
+    req_id: Any
+    op: str
+    args: tuple = ()
+
+
+@dataclass
+class SupResponse:
+    req_id: Any
+    value: Any = None
+    error: tuple | None = None   # (exception class name, message, extra)
+
+
+# -------------------------------------------------------- server actors
+@dataclass
+class ServerInit:
+    config: Any            # ServerConfig
+    incarnation: int
+    node_incarnation: int
+    supervisor: Any
+    services: ServiceAddresses
+    data_dir: str
+    settings: dict
+    nodes_down: tuple = ()
+    new: bool = False
+
+
+@dataclass
+class ServerStarted:
+    name: str
+    incarnation: int
+    error: tuple | None = None
+
+
+@dataclass
+class Rpcs:
+    """Raft RPCs from one server to another, batched per round."""
+
+    to: Any          # ServerId
+    to_inc: int      # incarnation the sender believes the target has (0: unknown)
+    from_: Any       # ServerId
+    from_inc: int
+    rpcs: tuple
+
+
+@dataclass
+class ClientCall:
+    """Client -> server actor.  ``body`` is a tuple ``(op, *args)``."""
+
+    req_id: Any
+    handle: str
+    body: tuple
+    to: Any = None       # the ServerId meant (ports are reused after a restart)
+
+
+@dataclass
+class ClientReply:
+    req_id: Any
+    result: Any          # ("ok", value) | ("not_leader", leader) | ("error", reason)
+    leader: Any = None
+
+
+@dataclass
+class Pipeline:
+    """Client -> server: pipelined commands ``((correlation, data, priority, ts), ...)``."""
+
+    handle: str
+    commands: tuple
+    to: Any = None
+
+
+@dataclass
+class Forwarded:
+    """Server -> leader: fire-and-forget commands forwarded by a follower."""
+
+    commands: tuple
+
+
+@dataclass
+class ServerCrash:
+    """A server actor tells its supervisor it is about to exit abnormally."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class StopServer:
+    """Supervisor -> server actor: stop (``delete``: also remove its data)."""
+
+    delete: bool = False
+
+
+@dataclass
+class ClientInfo:
+    handle: str
+    address: Any
+    pid: int
+    host: str
+    create_time: float | None = None
+    registered_at: float = field(default=0.0)
+
+
+# ------------------------------------------------- node services (storage)
+@dataclass
+class ServiceInit:
+    node: str
+    data_dir: str
+    options: dict
+    services: ServiceAddresses
+
+
+@dataclass
+class ServiceReady:
+    kind: str
+
+
+@dataclass
+class WalWrite:
+    """Server -> WAL: the appends of one round, encoded by the server
+    (``ra_actors.log.wal.EncodedAppend``)."""
+
+    uid: str
+    appends: tuple
+
+
+@dataclass
+class WalResult:
+    """WAL -> server, once per sync: ``Written``/``ResendWrite`` core messages."""
+
+    uid: str
+    msgs: tuple
+
+
+@dataclass
+class SnapshotWrite:
+    """Server -> snapshot writer: make ``data`` (encoded state) the durable
+    snapshot ``meta`` of server ``uid``."""
+
+    uid: str
+    meta: Any
+    data: bytes
+
+
+@dataclass
+class SnapshotDone:
+    uid: str
+    meta: Any
+    error: str | None = None
+
+
+@dataclass
+class FlushWalFiles:
+    """WAL -> segment writer: move these closed WAL files into segments."""
+
+    paths: tuple
+
+
+@dataclass
+class ForgetServer:
+    """Supervisor -> WAL/segment writer: a server's data was deleted."""
+
+    uid: str
+
+
+@dataclass
+class SegmentsWritten:
+    """Segment writer -> supervisor -> each server: these segments are durable
+    (``{uid: (SegmentRef, ...)}``); the servers' mem tables let go of them."""
+
+    segments: dict
+
+
+@dataclass
+class Misdelivered:
+    """Server -> sender: an ``Rpcs`` for ``to`` reached another server (the
+    port was reused): drop the cached address of ``to``."""
+
+    to: Any

@@ -1,0 +1,309 @@
+"""The node's storage actors and each server's view of its files.
+
+* :class:`WalActor` — one per node, shared by every server on it.  It opens
+  the node's storage with :func:`ra_actors.log.recovery.recover_node` (data
+  dir lock, crash leftovers, old WAL files into segments), then queues the
+  appends servers send (pre-encoded in the servers' processes) while a
+  background thread does one ``write`` + one sync per batch (everything that
+  arrived during the previous sync goes into the next one) and wakes the
+  actor through a pipe watched with ``ThespianWatch``; the actor then answers
+  every writer once (``WalResult``) and hands closed WAL files to the segment
+  writer.
+* :class:`SegmentWriterActor` — moves closed WAL files into per-server
+  segments; the supervisor forwards what was written to each server (so its
+  mem table can let go of those entries).
+* :class:`SnapshotWriterActor` — writes snapshots durably, answers
+  ``SnapshotDone``.
+* :class:`ServerStore` — used inside a server actor, over
+  :class:`ra_actors.log.server_log.ServerLog`.
+
+All formats, paths and recovery rules belong to :mod:`ra_actors.log`.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+
+from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WatchMessage
+
+from ..core.server import Recovered
+from ..core.types import ServerConfig
+from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceInit,
+                       ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
+from .util import log, log_exc
+
+
+def _node_local(capabilities, requirements):
+    return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
+
+
+# ------------------------------------------------------------ config store
+def read_server_config(data_dir: str, uid: str) -> ServerConfig:
+    from ..log.config_store import load_config
+    return load_config(data_dir, uid)
+
+
+def create_server(data_dir: str, config: ServerConfig) -> None:
+    """Make a new server's directory and durable config (ServerAlreadyExists
+    if the uid has data)."""
+    from ..log.server_log import ServerLog
+    ServerLog.create(data_dir, config).close()
+
+
+def delete_server_data(data_dir: str, uid: str) -> None:
+    from ..log.server_log import delete_server_data as _delete
+    _delete(data_dir, uid)
+
+
+def _segments_report(flushes) -> dict:
+    out: dict = {}
+    for f in flushes:
+        for uid, refs in f.segments.items():
+            out.setdefault(uid, []).extend(refs)
+    return {uid: tuple(refs) for uid, refs in out.items()}
+
+
+# ================================================================== WAL
+class WalActor(Actor):
+    actorSystemCapabilityCheck = staticmethod(_node_local)
+
+    def __init__(self, capabilities=None, requirements=None):
+        super().__init__()
+        self.wal = None
+        self.rfd = None
+        self.writers = {}
+        self.segment_writer = None
+        self.pending_files = []
+
+    def _watch(self):
+        return ThespianWatch([self.rfd]) if self.rfd is not None else None
+
+    def receiveMessage(self, msg, sender):
+        try:
+            self._dispatch(msg, sender)
+        except Exception:  # noqa: BLE001 - the WAL is unusable: crash, servers resend
+            log_exc("wal", f"error handling {type(msg).__name__}")
+            os._exit(70)
+        return self._watch()   # re-armed on every message (Thespian clears it otherwise)
+
+    def _dispatch(self, msg, sender):
+        if isinstance(msg, WalWrite):
+            wal = self.wal
+            for enc in msg.appends:
+                wal.append_encoded(enc)
+            self.writers[msg.uid] = sender
+            self.work.set()
+        elif isinstance(msg, WatchMessage):
+            self._drain()
+        elif isinstance(msg, ServiceInit):
+            self._init(msg, sender)
+        elif isinstance(msg, ServiceAddresses):
+            if msg.segment_writer is not None:
+                self.segment_writer = msg.segment_writer
+                if self.pending_files:
+                    files, self.pending_files = self.pending_files, []
+                    self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in files)))
+        elif isinstance(msg, ForgetServer):
+            if self.wal is not None:
+                self.wal.forget_writer(msg.uid)
+            self.writers.pop(msg.uid, None)
+        elif isinstance(msg, ActorExitRequest):
+            if self.wal is not None:
+                self.stop = True
+                self.work.set()
+
+    def _init(self, msg: ServiceInit, sender):
+        from ..log.recovery import recover_node
+        from ..log.wal import DEFAULT_MAX_SIZE_BYTES
+        opts = msg.options or {}
+        node = recover_node(msg.data_dir, sync_method=opts.get("sync_method", "datasync"),
+                            wal_max_size_bytes=int(opts.get("wal_max_size_bytes", DEFAULT_MAX_SIZE_BYTES)))
+        for warning in node.warnings:
+            log("wal", warning)
+        self.node_storage = node   # keeps the data-dir lock
+        self.wal = node.wal
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
+        self.work = threading.Event()
+        self.done = queue.SimpleQueue()
+        self.stop = False
+        threading.Thread(target=self._syncer, name="wal-sync", daemon=True).start()
+        self.segment_writer = msg.services.segment_writer
+        report = _segments_report(node.recovered_flushes)
+        if report:
+            # old WAL files (a WAL that crashed) are in segments now
+            self.send(sender, SegmentsWritten(report))
+        self.send(sender, ServiceReady("wal"))
+
+    def _syncer(self):
+        wal = self.wal
+        while not self.stop:
+            self.work.wait()
+            self.work.clear()
+            try:
+                result = wal.flush()
+            except BaseException as exc:  # noqa: BLE001
+                self.done.put(exc)
+                os.write(self.wfd, b"x")
+                return
+            if result.written or result.resend or result.closed_files:
+                self.done.put(result)
+                os.write(self.wfd, b"x")
+
+    def _drain(self):
+        try:
+            os.read(self.rfd, 65536)
+        except BlockingIOError:
+            pass
+        closed = []
+        replies: dict = {}
+        while True:
+            try:
+                result = self.done.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(result, BaseException):
+                log("wal", f"WAL write failed: {result!r}; exiting (servers will resend)")
+                os._exit(71)
+            for uid in set(result.written) | set(result.resend):
+                replies.setdefault(uid, []).extend(result.messages(uid))
+            closed.extend(result.closed_files)
+        for uid, msgs in replies.items():
+            writer = self.writers.get(uid)
+            if writer is not None:
+                self.send(writer, WalResult(uid, tuple(msgs)))
+        if closed:
+            if self.segment_writer is not None:
+                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))
+            else:
+                self.pending_files.extend(closed)
+
+
+# ======================================================= segment writer
+class SegmentWriterActor(Actor):
+    actorSystemCapabilityCheck = staticmethod(_node_local)
+
+    def __init__(self, capabilities=None, requirements=None):
+        super().__init__()
+        self.sw = None
+        self.supervisor = None
+
+    def receiveMessage(self, msg, sender):
+        try:
+            if isinstance(msg, ServiceInit):
+                from ..log.segment_writer import SegmentWriter
+                opts = msg.options or {}
+                kw = {}
+                if "segment_max_entries" in opts:
+                    kw["max_count"] = int(opts["segment_max_entries"])
+                if "segment_max_size_bytes" in opts:
+                    kw["max_size_bytes"] = int(opts["segment_max_size_bytes"])
+                self.sw = SegmentWriter(msg.data_dir, **kw)
+                self.supervisor = sender
+                self.send(sender, ServiceReady("segment_writer"))
+            elif isinstance(msg, FlushWalFiles):
+                flushes = [self.sw.flush_wal_file(p) for p in msg.paths if os.path.exists(p)]
+                report = _segments_report(flushes)
+                if report and self.supervisor is not None:
+                    self.send(self.supervisor, SegmentsWritten(report))
+        except Exception:  # noqa: BLE001
+            log_exc("segment writer", f"error handling {type(msg).__name__}")
+            os._exit(70)
+
+
+# ====================================================== snapshot writer
+class SnapshotWriterActor(Actor):
+    actorSystemCapabilityCheck = staticmethod(_node_local)
+
+    def __init__(self, capabilities=None, requirements=None):
+        super().__init__()
+        self.data_dir = None
+
+    def receiveMessage(self, msg, sender):
+        if isinstance(msg, ServiceInit):
+            self.data_dir = msg.data_dir
+            self.send(sender, ServiceReady("snapshot_writer"))
+        elif isinstance(msg, SnapshotWrite):
+            try:
+                write_snapshot(self.data_dir, msg.uid, msg.meta, msg.data)
+                self.send(sender, SnapshotDone(msg.uid, msg.meta))
+            except Exception as exc:  # noqa: BLE001
+                log_exc("snapshot writer", f"snapshot of {msg.uid} at {msg.meta.index} failed")
+                self.send(sender, SnapshotDone(msg.uid, msg.meta, f"{type(exc).__name__}: {exc}"))
+
+
+def write_snapshot(data_dir, uid, meta, state_bytes: bytes) -> None:
+    """Durably store the snapshot ``meta`` whose machine state is ``state_bytes``
+    (encoded, as the core hands it over)."""
+    from ..log import common as lc
+    from ..log.snapshot import SnapshotStore, encode_snapshot
+    SnapshotStore(lc.snapshots_dir(data_dir, uid)).write_image(meta, encode_snapshot(meta, state_bytes))
+
+
+# ========================================================= server store
+class ServerStore:
+    """One server's durable state, as its server actor sees it: a thin layer
+    over :class:`ra_actors.log.server_log.ServerLog` (recovery, mem table,
+    appends, durability tracking, meta), plus the two things the actor does
+    differently: snapshots are written by the node's snapshot writer, and the
+    core sends snapshots as chunks of the encoded machine state."""
+
+    def __init__(self, data_dir: str, uid: str):
+        from ..log.server_log import ServerLog
+        self.data_dir = data_dir
+        self.uid = uid
+        self.slog = ServerLog.open(data_dir, uid)
+
+    def recover(self) -> Recovered:
+        return self.slog.recovered()
+
+    def close(self):
+        self.slog.close()
+
+    # -- the log ---------------------------------------------------------------------
+    def append(self, entries):
+        """Entries into the mem table; returns the pre-encoded WAL append."""
+        return self.slog.append(entries).encode()
+
+    def written(self, msg):
+        """A WAL report: the part still in the log (a core message), or None."""
+        from ..core.messages import Written
+        if isinstance(msg, Written):
+            return self.slog.handle_written(msg.term, msg.from_index, msg.to_index)
+        return msg
+
+    def segments_written(self, refs):
+        self.slog.handle_segments(refs)
+
+    def truncate_below(self, index: int):
+        self.slog.truncate_below(min(index, self.slog.snapshot_index))
+
+    # -- meta -------------------------------------------------------------------------
+    def persist_meta(self, term, voted_for):
+        return self.slog.persist_meta(term, voted_for)
+
+    def persist_last_applied(self, index):
+        self.slog.persist_last_applied(index)
+
+    # -- snapshots ----------------------------------------------------------------------
+    def write_snapshot(self, meta, data: bytes):
+        """Write it here (when the node's snapshot writer is restarting)."""
+        from ..log.snapshot import encode_snapshot
+        self.slog.write_snapshot_image(meta, encode_snapshot(meta, data))
+
+    def snapshot_written(self, meta):
+        """The snapshot writer made ``meta`` durable: the log now starts after it
+        (or restarts after it, when it replaced a log that does not hold it)."""
+        self.slog._installed(meta)   # the bookkeeping of ServerLog.write_snapshot_image
+
+    def snapshot_bytes(self, meta) -> bytes:
+        """The encoded machine state of the durable snapshot ``meta`` (what the
+        core sends in chunks and decodes on the other side)."""
+        from ..log.snapshot import HEADER, decode_snapshot
+        path = self.slog.snapshots.path_for(meta.index, meta.term)
+        image = Path(path).read_bytes()
+        decode_snapshot(image, str(path), with_state=False)   # verifies the checksum
+        _magic, _v, _crc, meta_len = HEADER.unpack_from(image, 0)
+        return image[HEADER.size + meta_len:]

@@ -1,0 +1,99 @@
+"""``ra-actors node start|stop|status``: run nodes from separate shells or hosts.
+
+Usage::
+
+    ra-actors node start NAME --data-dir DIR --port PORT [--host ADDR]
+                         [--convention HOST:PORT] [--allowed-host ADDR ...]
+                         [--seed HOST:PORT ...] [--sync-method datasync|sync|none]
+    ra-actors node stop --data-dir DIR [--timeout SECONDS]
+    ra-actors node status --data-dir DIR [--json]
+
+``start`` returns once the node is up; the node keeps running in its own
+session (its own process group) until ``stop``.  Without ``--convention``
+the node leads its own convention; other nodes name it as theirs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["add_parser"]
+
+
+def _hostport(text: str) -> tuple:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+
+
+def _start(args) -> int:
+    from .nodes import start_node
+    log_options = {"sync_method": args.sync_method} if args.sync_method else {}
+    node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
+                      allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
+                      log_options=log_options, detach=True, timeout=args.timeout)
+    print(f"node {node.name} started on {node.host}:{node.port} "
+          f"(process group {node.pgid}, data {node.data_dir})")
+    return 0
+
+
+def _stop(args) -> int:
+    from .nodes import node_status, stop_node
+    before = node_status(args.data_dir)
+    if before["state"] == "absent" and not before["pids"]:
+        print(f"no node runs in {args.data_dir}")
+        return 1
+    stop_node(args.data_dir, timeout=args.timeout)
+    print(f"node {before.get('node') or '?'} stopped")
+    return 0
+
+
+def _status(args) -> int:
+    from .nodes import node_status
+    st = node_status(args.data_dir)
+    if args.json:
+        print(json.dumps(st, indent=2, default=str))
+    else:
+        where = f"{st['host']}:{st['port']}" if st.get("port") else "-"
+        print(f"node {st.get('node') or '?'}: {st['state']} at {where}, "
+              f"process group {st.get('pgid')}, {len(st['pids'])} processes")
+        if st.get("error"):
+            print(f"last error: {st['error']}")
+    return 0 if st["running"] else 3
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("node", help="start, stop or inspect a node",
+                              description="Run an ra_actors node as background processes.")
+    sub = p.add_subparsers(dest="node_command", metavar="COMMAND")
+    sub.required = True
+
+    start = sub.add_parser("start", help="start a node and return once it is up")
+    start.add_argument("name", metavar="NAME", help="node name (ServerId(..., NAME))")
+    start.add_argument("--data-dir", required=True, help="the node's data directory")
+    start.add_argument("--port", required=True, type=int, help="the node's admin port")
+    start.add_argument("--host", default="127.0.0.1",
+                       help="address to bind and advertise (default 127.0.0.1)")
+    start.add_argument("--convention", type=_hostport, default=None, metavar="HOST:PORT",
+                       help="the convention leader's admin (default: this node)")
+    start.add_argument("--allowed-host", action="append", metavar="ADDR",
+                       help="hosts allowed to connect when --host is not loopback (repeatable)")
+    start.add_argument("--seed", action="append", type=_hostport, metavar="HOST:PORT",
+                       help="other nodes' admins to contact (repeatable)")
+    start.add_argument("--sync-method", choices=("datasync", "sync", "none"), default=None)
+    start.add_argument("--timeout", type=float, default=30.0)
+    start.set_defaults(func=_start)
+
+    stop = sub.add_parser("stop", help="stop the node of a data directory")
+    stop.add_argument("--data-dir", required=True)
+    stop.add_argument("--timeout", type=float, default=15.0)
+    stop.set_defaults(func=_stop)
+
+    status = sub.add_parser("status", help="show whether the node of a data directory runs")
+    status.add_argument("--data-dir", required=True)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)

@@ -1,0 +1,49 @@
+"""Events a client receives asynchronously (``client.events(timeout)``).
+
+* ``Applied(leader, results)``: pipelined commands were applied; ``results``
+  is a list of ``(correlation, reply)`` in apply order (one event per apply
+  batch of the leader).
+* ``Rejected(server, reason)``: a pipelined command reached a server that is
+  not the leader; ``reason`` is ``NotLeader(leader, correlation)`` (``leader``
+  may be None).  Resend the command to ``leader``.
+* ``Message(msg)``: a machine sent ``msg`` to this client's handle
+  (``SendMsg(client.handle, msg)``).
+
+They are plain frozen dataclasses: compare them, match on them::
+
+    for ev in client.events(timeout=1.0):
+        match ev:
+            case Applied(leader, results): ...
+            case Rejected(server, NotLeader(leader, corr)): ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Applied", "Rejected", "NotLeader", "Message"]
+
+
+@dataclass(frozen=True)
+class NotLeader:
+    """Reason of a ``Rejected`` event (Ra's ``{not_leader, Leader, Correlation}``)."""
+
+    leader: Any
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class Applied:
+    leader: Any
+    results: list
+
+
+@dataclass(frozen=True)
+class Rejected:
+    server: Any
+    reason: Any
+
+
+@dataclass(frozen=True)
+class Message:
+    msg: Any

@@ -1,0 +1,477 @@
+"""Starting, stopping and handling ra_actors nodes (``start_node``,
+``stop_node``, ``local_nodes``).
+
+A node is one Thespian ``multiprocTCPBase`` admin with capability
+``ra_node=<name>`` and its own data directory, joined to a convention.  All
+of its processes form one process group, so killing the node (SIGKILL to the
+group) kills all of its actors at once, as killing an Erlang VM does.  A
+small *keeper* process outside the group starts it, reaps it and stops it
+(see :mod:`ra_actors.actors.node_main`).
+
+Nodes bind 127.0.0.1 unless ``host`` names another address; then they
+refuse connections from hosts that are not members (``allowed_hosts``, by
+default the convention host and their own).
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterable
+
+from .errors import DataDirLocked, NodeError
+
+__all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
+
+
+def _node_main():
+    from .actors import node_main
+    return node_main
+
+
+# ------------------------------------------------------------------ ports
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    """A port that is free now and outside the kernel's ephemeral range (so an
+    actor socket cannot take it before a node (re)starts on it)."""
+    lo, _hi = _ephemeral_range()
+    low, high = (10000, lo - 1) if lo > 12000 else (20000, 29999)
+    exclude = set(exclude)
+    for _ in range(500):
+        port = random.randint(low, high)
+        if port in exclude:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise NodeError("no free port found")
+
+
+# ------------------------------------------------------------------ nodes
+class Node:
+    """A started node: its name, address and processes."""
+
+    def __init__(self, name, host, port, data_dir, convention, keeper_pid, pgid, popen=None, cfg=None):
+        self.name = name
+        self.host = host
+        self.port = port
+        self.data_dir = data_dir
+        self.convention = convention
+        self.keeper_pid = keeper_pid
+        self.pgid = pgid
+        self._popen = popen
+        self.cfg = cfg or {}
+
+    @property
+    def address(self) -> tuple:
+        return (self.host, self.port)
+
+    def __repr__(self):
+        return f"Node({self.name!r}, {self.host}:{self.port}, pgid={self.pgid})"
+
+    # -- processes ------------------------------------------------------------
+    def pids(self) -> list[int]:
+        """Every live process of the node (its process group)."""
+        return _node_main().group_members(self.pgid)
+
+    def alive(self) -> bool:
+        return _node_main().group_alive(self.pgid)
+
+    def kill(self, wait: float = 10.0) -> None:
+        """SIGKILL the node's process group (every actor at once)."""
+        nm = _node_main()
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+            os.killpg(self.pgid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        self._wait_keeper(wait)
+        deadline = time.time() + wait
+        while nm.group_alive(self.pgid) and time.time() < deadline:
+            time.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the node."""
+        os.killpg(self.pgid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.pgid, signal.SIGCONT)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_node(self, timeout=timeout)
+
+    def _wait_keeper(self, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        if self._popen is not None:
+            try:
+                self._popen.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        while time.time() < deadline:
+            if not _pid_alive(self.keeper_pid):
+                return True
+            time.sleep(0.02)
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if not pid:
+        return False
+    try:
+        import psutil
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
+               allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
+               log_options: dict | None = None, seeds=None, python_path: list | None = None,
+               detach: bool = False, timeout: float = 30.0) -> Node:
+    """Start node ``name`` as separate processes and wait until it is up.
+
+    ``convention`` is the ``(host, port)`` of the convention leader's admin
+    (default: this node leads its own convention).  ``host`` is the address
+    the node binds and advertises (127.0.0.1 by default); with another
+    address, only ``allowed_hosts`` (default: the convention host and
+    ``host``) may connect.  ``settings`` tune the supervisor (e.g.
+    ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
+    server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
+    ``log_options`` the WAL (e.g. ``sync_method``).
+
+    By default the node belongs to the calling process: it stops when that
+    process exits (even by a crash).  ``detach=True`` puts it in its own
+    session instead (what ``ra-actors node start`` does): it keeps running
+    until ``stop_node``.
+
+    Raises ``DataDirLocked`` if a live node uses ``data_dir`` and
+    ``NodeError`` if the node does not come up within ``timeout``.
+    """
+    nm = _node_main()
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    port = int(port)
+    convention = tuple(convention) if convention else (host, port)
+    if nm.live_node_info(data_dir) is not None:
+        raise DataDirLocked(f"{data_dir} is used by a running node")
+    cfg = {
+        "name": name,
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "convention": [convention[0], int(convention[1])],
+        "incarnation": time.time_ns() // 1000,
+        "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
+        "settings": dict(settings or {}),
+        "server_settings": dict(server_settings or {}),
+        "log": dict(log_options or {}),
+        "seeds": [list(s) for s in (seeds or ())],
+        "start_timeout": timeout,
+        # not detached: the node stops when this process dies
+        "owner_pid": None if detach else os.getpid(),
+    }
+    cfg_path = os.path.join(data_dir, "node.json")
+    nm.write_json(cfg_path, cfg)
+    try:
+        os.unlink(os.path.join(data_dir, "node.status"))
+    except FileNotFoundError:
+        pass
+    env = dict(os.environ)
+    paths = [p for p in (python_path or []) if p]
+    paths += [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    seen, ordered = set(), []
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            ordered.append(p)
+    env["PYTHONPATH"] = os.pathsep.join(ordered)
+    log_path = os.path.join(data_dir, "node.log")
+    with open(log_path, "ab") as logf:
+        # Never a pipe: the node outlives this call and would hold it open.
+        popen = subprocess.Popen([sys.executable, "-m", "ra_actors.actors.node_main", cfg_path],
+                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                 start_new_session=detach, close_fds=True, env=env, cwd=os.getcwd())
+    deadline = time.time() + timeout
+    status = {}
+    while time.time() < deadline:
+        status = nm.read_json(os.path.join(data_dir, "node.status")) or {}
+        if status.get("state") == "ready":
+            break
+        if status.get("state") == "error" or popen.poll() is not None:
+            popen.wait(5)
+            status = nm.read_json(os.path.join(data_dir, "node.status")) or status
+            kind = status.get("kind")
+            err = status.get("error") or f"node {name} exited during start-up (see {log_path})"
+            if kind == "DataDirLocked":
+                raise DataDirLocked(err)
+            raise NodeError(f"node {name} did not start: {err}")
+        time.sleep(0.02)
+    else:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(10)
+        except subprocess.TimeoutExpired:
+            info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+            if info.get("pgid"):
+                nm._kill_group(info["pgid"])
+            popen.kill()
+            popen.wait(5)
+        raise NodeError(f"node {name} did not start within {timeout}s (see {log_path})")
+    info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+    return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
+                None if detach else popen, cfg)
+
+
+def node_status(data_dir: str) -> dict:
+    """What the files of ``data_dir`` say about its node (for ``node status``)."""
+    nm = _node_main()
+    data_dir = os.path.abspath(data_dir)
+    info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+    status = nm.read_json(os.path.join(data_dir, "node.status")) or {}
+    live = nm.live_node_info(data_dir) is not None
+    pgid = info.get("pgid")
+    pids = nm.group_members(pgid) if pgid and nm.group_alive(pgid) else []
+    return {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
+            ("stale" if pids else (status.get("state") or "absent")),
+            "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
+            "host": info.get("host"), "port": info.get("port"), "error": status.get("error")}
+
+
+def stop_node(node, timeout: float = 15.0) -> None:
+    """Stop a node gracefully (``node``: a :class:`Node` or its data dir);
+    whatever is left after ``timeout`` seconds is killed."""
+    nm = _node_main()
+    if isinstance(node, Node):
+        keeper, pgid, popen, data_dir = node.keeper_pid, node.pgid, node._popen, node.data_dir
+    else:
+        data_dir = os.path.abspath(str(node))
+        info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+        keeper, pgid, popen = info.get("keeper"), info.get("pgid"), None
+        if keeper and not nm._same_process(keeper, info.get("keeper_ct")):
+            keeper = None
+    if keeper and (popen is None or popen.poll() is None):
+        try:
+            os.kill(keeper, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGCONT)  # a paused node must be able to stop
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        keeper_gone = (popen.poll() is not None) if popen is not None else not _pid_alive(keeper)
+        if keeper_gone and not (pgid and nm.group_alive(pgid)):
+            break
+        time.sleep(0.02)
+    else:
+        if pgid:
+            nm._kill_group(pgid)
+        if keeper:
+            try:
+                os.kill(keeper, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if popen is not None:
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+    if pgid:
+        end = time.time() + 5
+        while nm.group_alive(pgid) and time.time() < end:
+            time.sleep(0.02)
+
+
+# ----------------------------------------------------------- local nodes
+class LocalNodes:
+    """Handle returned by :func:`local_nodes`."""
+
+    def __init__(self, names, data_root, host, ports, own_root, options):
+        self.names = list(names)
+        self.data_root = data_root
+        self.host = host
+        self.ports = dict(ports)
+        self._own_root = own_root
+        self._options = options
+        self.nodes: dict[str, Node] = {}
+        self._clients = []
+        self.convention = (host, self.ports[self.names[0]])
+
+    def __getitem__(self, name) -> Node:
+        return self.nodes[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def data_dir(self, name) -> str:
+        return os.path.join(self.data_root, name)
+
+    def addresses(self) -> dict:
+        return {n: (self.host, self.ports[n]) for n in self.names}
+
+    def _start(self, name, timeout=30.0) -> Node:
+        node = start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
+                          host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
+                          timeout=timeout, **self._options)
+        self.nodes[name] = node
+        return node
+
+    # -- clients -------------------------------------------------------------
+    def client(self, **kw):
+        """A new client connected to these nodes (closed on exit)."""
+        from .api import connect
+        c = connect([self.addresses()[n] for n in self.names], **kw)
+        self._clients.append(c)
+        return c
+
+    # -- fault injection -------------------------------------------------------
+    def kill(self, name) -> None:
+        """SIGKILL node ``name``'s process group."""
+        self.nodes[name].kill()
+
+    def restart(self, name, timeout: float = 30.0) -> Node:
+        """Start ``name`` again on the same data directory and port."""
+        old = self.nodes.get(name)
+        if old is not None and old.alive():
+            old.stop()
+        return self._start(name, timeout)
+
+    def stop(self, name, timeout: float = 15.0) -> None:
+        self.nodes[name].stop(timeout)
+
+    def pause(self, name) -> None:
+        self.nodes[name].pause()
+
+    def resume(self, name) -> None:
+        self.nodes[name].resume()
+
+    def pids(self, name) -> list[int]:
+        return self.nodes[name].pids()
+
+    def all_pids(self) -> list[int]:
+        out = []
+        for n in self.nodes.values():
+            out.extend(n.pids())
+            if _pid_alive(n.keeper_pid):
+                out.append(n.keeper_pid)
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # pragma: no cover
+                pass
+        self._clients = []
+        for n in list(self.nodes.values()):
+            try:
+                os.killpg(n.pgid, signal.SIGCONT)
+            except (ProcessLookupError, TypeError):
+                pass
+        # stop all nodes in parallel: SIGTERM every keeper, then wait
+        for n in self.nodes.values():
+            if n._popen is not None and n._popen.poll() is None:
+                try:
+                    n._popen.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for n in self.nodes.values():
+            try:
+                stop_node(n, timeout=10.0)
+            except Exception:  # pragma: no cover
+                n.kill()
+        if self._own_root:
+            shutil.rmtree(self.data_root, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *, ports=None,
+                timeout: float = 30.0, **options) -> LocalNodes:
+    """Start nodes ``names`` on free ports of ``host`` (a context manager).
+
+    Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a
+    temporary directory removed on exit).  The first node leads the
+    convention.  On exit (also on errors) every node is stopped, and killed
+    if it does not stop in time.  Extra keyword arguments go to
+    :func:`start_node` (``settings``, ``server_settings``, ``log_options``).
+    """
+    names = list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError("local_nodes needs distinct node names")
+    own_root = data_root is None
+    data_root = os.path.abspath(data_root or tempfile.mkdtemp(prefix="ra_actors_"))
+    used: set = set()
+    chosen = {}
+    for n in names:
+        chosen[n] = int((ports or {}).get(n) or free_port(host, used))
+        used.add(chosen[n])
+    handle = LocalNodes(names, data_root, host, chosen, own_root, options)
+    try:
+        for n in names:
+            os.makedirs(handle.data_dir(n), exist_ok=True)
+        # start the convention leader first, the others in parallel
+        handle._start(names[0], timeout)
+        pending = {}
+        for n in names[1:]:
+            pending[n] = _spawn_async(handle, n, timeout)
+        for n, fut in pending.items():
+            handle.nodes[n] = fut()
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _spawn_async(handle: LocalNodes, name: str, timeout: float):
+    import threading
+    result = {}
+
+    def run():
+        try:
+            result["node"] = handle._start(name, timeout)
+        except BaseException as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def wait():
+        t.join(timeout + 30)
+        if "error" in result:
+            raise result["error"]
+        if "node" not in result:
+            raise NodeError(f"node {name} did not start")
+        return result["node"]
+    return wait
