@@ -36,13 +36,19 @@ def test_leader_deletes_cluster_once_every_follower_has_the_commit():
 
 
 def test_follower_applying_delete_stops_and_deletes_its_data():
-    """Ra delete_cluster on a follower: eol, terminating_follower, stop."""
+    """Ra delete_cluster on a follower: eol, terminating_follower, and once
+    the DeleteCluster entry is durable it acknowledges it (the terminating
+    leader waits for every member) and stops."""
     srv = make_follower(N2, machine=KvMachine(enter_effects={"eol": [fx.Aux("bye")]}))
     entry = Entry(2, 1, DeleteCluster("d"))
-    assert srv.handle(aer(1, N1, 1, 1, (entry,), commit=2)) == ("stopped", [
+    assert srv.handle(aer(1, N1, 1, 1, (entry,), commit=2)) == ("terminating_follower", [
         fx.LogAppend((entry,)),
         fx.MachineEffects((fx.Aux("bye"),), leader_only=False),
         fx.RoleChanged("terminating_follower"),
+        fx.PersistLastApplied(1),
+    ])
+    assert srv.handle(m.Written(1, 2, 2)) == ("stopped", [
+        send(N1, ae_ok(1, N2, 2, 1)),
         fx.CancelElectionTimer(),
         fx.RoleChanged("stopped"),
         fx.DeleteData(),

@@ -220,11 +220,20 @@ def test_follower_resend_write_reemits_log_append():
     assert srv.handle(m.ResendWrite(2)) == ("follower", [fx.LogAppend(log[1:])])
 
 
-def test_empty_append_entries_from_same_leader_gets_immediate_ack():
-    """Raft §5.3: an AppendEntries with no entries (commit update / probe)
-    is answered at once with the durable match."""
+def test_empty_append_entries_carrying_only_the_commit_index_is_not_answered():
+    """Ra's message budget: an AppendEntries with no entries that only moves
+    the commit index is not answered when the follower has nothing new to
+    acknowledge (it already acked its match); one that resends entries is."""
     srv = make_follower(N2)
-    assert srv.handle(aer(1, N1, 1, 1, (), commit=1)) == ("follower", [send(N1, ae_ok(1, N2, 1, 1))])
+    assert srv.handle(aer(1, N1, 1, 1, (), commit=1)) == ("follower", [])
+    assert srv.handle(aer(1, N1, 0, 0, log_of(1), commit=1)) == ("follower", [send(N1, ae_ok(1, N2, 1, 1))])
+
+
+def test_first_empty_append_entries_from_a_new_leader_is_answered():
+    """Raft §5.3: a new leader learns the follower's durable match from the
+    first contact, even an empty AppendEntries."""
+    srv = make_follower(N2, entries=log_of(1, 1))
+    assert srv.handle(aer(2, N3, 2, 1, (), commit=2))[1][-1] == send(N3, ae_ok(2, N2, 2, 1))
 
 
 def test_follower_acks_new_leader_after_leader_change_by_heartbeat():

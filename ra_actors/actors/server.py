@@ -67,6 +67,17 @@ SERVER_DEFAULTS = {
 _TRACE = bool(os.environ.get("RA_ACTORS_TRACE"))
 
 
+UNSAFE_BUGS_ENV = "RA_ACTORS_UNSAFE_BUGS"
+
+
+def unsafe_bugs() -> frozenset:
+    """Deliberate core bugs named in ``$RA_ACTORS_UNSAFE_BUGS`` (comma
+    separated).  Only the Jepsen harness sets it, to prove it catches them;
+    an unknown name makes the server refuse to start."""
+    raw = os.environ.get(UNSAFE_BUGS_ENV, "")
+    return frozenset(b.strip() for b in raw.split(",") if b.strip())
+
+
 def _brief(msg):
     if isinstance(msg, Rpcs):
         return " ".join(type(r).__name__ for r in msg.rpcs)
@@ -218,7 +229,7 @@ class ServerActor(Actor):
             self.machine_impl = impl
             self.store = storage.ServerStore(self.data_dir, self.uid)
             recovered = self.store.recover()
-            self.core = RaftServer(self.config, machine, recovered)
+            self.core = RaftServer(self.config, machine, recovered, bugs=unsafe_bugs())
         except Exception as exc:  # noqa: BLE001
             log_exc(self.who, "start failed")
             from ..errors import RaError
@@ -743,6 +754,12 @@ class ServerActor(Actor):
         self.exiting = True
         self.send(self.myAddress, ActorExitRequest())
 
+    def _e_stop_server(self, e: fx.StopServer):
+        log(self.who, f"stopping: {e.reason}")
+        self.send(self.supervisor, SupRequest(None, "server_removed", (self.id.name,)))
+        self.exiting = True
+        self.send(self.myAddress, ActorExitRequest())
+
     def _e_machine_effects(self, e: fx.MachineEffects):
         if e.leader_only and self.role != LEADER:
             return
@@ -846,6 +863,7 @@ class ServerActor(Actor):
         fx.LeaderChanged: _e_leader_changed,
         fx.RoleChanged: _e_role_changed,
         fx.DeleteData: _e_delete_data,
+        fx.StopServer: _e_stop_server,
         fx.MachineEffects: _e_machine_effects,
     }
 

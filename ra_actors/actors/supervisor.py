@@ -744,6 +744,18 @@ class NodeSupervisor(Actor):
                 self._save_registry()
         return ("ok", None)
 
+    def _op_server_removed(self, sender, req, name):
+        """A leader's own removal committed (core effect ``StopServer``): it
+        exits and stays stopped, keeping its data, as Ra's removed leader."""
+        child = self.servers.get(name)
+        if child is not None and child.matches(sender):
+            child.status = "stopping"
+            rec = self.registry.get(name)
+            if rec is not None:
+                rec["stopped"] = True
+                self._save_registry()
+        return ("ok", None)
+
     def _delete_server_data(self, name):
         rec = self.registry.pop(name, None)
         self._save_registry()

@@ -85,9 +85,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import socket
+
 import psutil
-import pysyncobj
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+# pysyncobj's import replaces socket.inet_ntop/inet_pton with pure-Python
+# Windows fallbacks, which breaks psutil in the same process: restore them.
+_INET_NTOP, _INET_PTON = socket.inet_ntop, socket.inet_pton
+import pysyncobj  # noqa: E402
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated  # noqa: E402
+
+socket.inet_ntop, socket.inet_pton = _INET_NTOP, _INET_PTON
 
 from ra_actors.bench.stats import format_table, median, summarize_latencies
 

@@ -654,11 +654,15 @@ class RaftServer:
         # Nothing new to write: answer now.  Otherwise answer only if the
         # durable, verified prefix grew (first contact with a new leader); the
         # Written for the new entries triggers the next acknowledgement.
-        self._reply_append(force=new_from is None)
+        # An AppendEntriesRpc that only carries the commit index needs no
+        # answer unless our acknowledged index moved: halves the messages per
+        # command.  Resent entries (all matching) are always answered, so a
+        # leader that lost our reply learns our match index on its next tick.
+        self._reply_append(force=new_from is None and bool(msg.entries))
 
     def _reply_append(self, force: bool = False) -> None:
         """Acknowledge what is durable and verified against the leader."""
-        if self.role != FOLLOWER or self.leader_id is None:
+        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id is None:
             return
         idx = min(self.log.last_written, self.verified_index)
         idx = max(idx, self.log.snapshot_index) if self.verified_index >= self.log.snapshot_index else idx
@@ -677,6 +681,8 @@ class RaftServer:
             self._maybe_transfer()
         elif self.role == FOLLOWER:
             self._reply_append()
+        elif self.role == TERMINATING_FOLLOWER:
+            self._maybe_finish_follower_delete()
 
     def _on_resend_write(self, msg: m.ResendWrite) -> None:
         entries = self.log.slice(msg.from_index, self.log.last_index)
@@ -752,8 +758,16 @@ class RaftServer:
                 self._replicate_all(force=True)
                 self._maybe_finish_delete()
             else:
+                # Acknowledge the DeleteCluster entry durably before going, or
+                # the terminating leader would wait for us in vain.
+                self.deleting_index = entry.index
                 self._set_role(TERMINATING_FOLLOWER)
-                self._stop_and_delete()
+                self._maybe_finish_follower_delete()
+
+    def _maybe_finish_follower_delete(self) -> None:
+        if self.role == TERMINATING_FOLLOWER and self.log.last_written >= (self.deleting_index or 0):
+            self._reply_append(force=True)
+            self._stop_and_delete()
 
     def _stop_and_delete(self) -> None:
         self._emit(fx.CancelElectionTimer())
