@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core_helpers import (
     N1, N2, N3, KvMachine, aer, ae_fail, ae_ok, kv_state, log_of, make_follower, make_leader,
-    new_server, noop, send, sync_cmd, usr,
+    new_server, noop, of_type, send, sync_cmd, usr,
 )
 from ra_actors import codec
 from ra_actors.core import effects as fx
@@ -274,3 +274,21 @@ def test_leader_restarts_a_snapshot_transfer_when_it_takes_a_newer_snapshot():
         fx.TruncateLogBelow(7),
         fx.SendSnapshotChunk(N3, meta7, 2, 1, 10),
     ])
+
+
+def test_snapshot_overtaken_by_entries_while_being_written_is_not_installed():
+    """Raft §7 with Ra's asynchronous snapshot write: if replicated entries
+    commit past the snapshot's index while it is being written, installing
+    it would move last_applied backwards (simulator seed 60372).  The
+    follower keeps its log and only acknowledges."""
+    srv = new_server(N3)
+    srv.handle(_chunk(2, META5, 1, True, DATA5))          # the whole snapshot in one chunk
+    # The leader meanwhile replicates entries 1..7 and commits them.
+    entries = log_of(1, 1, 1, 1, 1) + (noop(6, 2), noop(7, 2))
+    srv.handle(aer(2, N1, 0, 0, entries, commit=7))
+    assert srv.last_applied == 7
+    srv.handle(m.Written(1, 1, 5))
+    role, effects = srv.handle(m.SnapshotWritten(META5))
+    assert (role, srv.last_applied, srv.log.snapshot_index) == ("follower", 7, 0)
+    assert effects[-1] == send(N1, m.InstallSnapshotResult(2, N3, -1, 5, 1))
+    assert not of_type(effects, fx.TruncateLogBelow)

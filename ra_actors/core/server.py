@@ -939,6 +939,17 @@ class RaftServer:
     def _finish_install(self) -> None:
         meta, state = self.installing
         self.installing = None
+        if meta.index <= self.last_applied:
+            # Replicated entries overtook the snapshot while it was being
+            # written: installing it now would move last_applied backwards.
+            # Keep the log; the durable snapshot is still a valid recovery point.
+            if self.role == RECEIVE_SNAPSHOT:
+                self._set_role(FOLLOWER)
+            if self.leader_id is not None:
+                idx = min(meta.index, max(self.log.last_written, self.log.snapshot_index))
+                self._send(self.leader_id, m.InstallSnapshotResult(self.current_term, self.id, -1, idx,
+                                                                   self.log.term_at(idx) or 0))
+            return
         keep = self.log.term_at(meta.index) == meta.term
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
