@@ -32,10 +32,12 @@ def _hostport(text: str) -> tuple:
 
 def _start(args) -> int:
     from .nodes import start_node
+    from .cli_ui import LiveStatus
     log_options = {"sync_method": args.sync_method} if args.sync_method else {}
-    node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
-                      allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
-                      log_options=log_options, detach=True, timeout=args.timeout)
+    with LiveStatus(f"starting node {args.name} on {args.host}:{args.port}"):
+        node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
+                          allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
+                          log_options=log_options, detach=True, timeout=args.timeout)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
     return 0
@@ -44,10 +46,13 @@ def _start(args) -> int:
 def _stop(args) -> int:
     from .nodes import node_status, stop_node
     before = node_status(args.data_dir)
-    if before["state"] == "absent" and not before["pids"]:
-        print(f"no node runs in {args.data_dir}")
-        return 1
-    stop_node(args.data_dir, timeout=args.timeout)
+    if not before["running"] and not before["pids"]:
+        print(f"no node runs in {args.data_dir}" + (f" (node {before['node']} is {before['state']})"
+                                                     if before.get("node") else ""))
+        return 3
+    from .cli_ui import LiveStatus
+    with LiveStatus(f"stopping node {before.get('node') or args.data_dir}"):
+        stop_node(args.data_dir, timeout=args.timeout)
     print(f"node {before.get('node') or '?'} stopped")
     return 0
 

@@ -30,8 +30,9 @@ from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WatchMessage
 
 from ..core.server import Recovered
 from ..core.types import ServerConfig
+from ..errors import RaError
 from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceInit,
-                       ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
+                       ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
 from .util import log, log_exc
 
 
@@ -98,7 +99,13 @@ class WalActor(Actor):
         elif isinstance(msg, WatchMessage):
             self._drain()
         elif isinstance(msg, ServiceInit):
-            self._init(msg, sender)
+            try:
+                self._init(msg, sender)
+            except RaError as exc:
+                # Corrupt log or locked data dir: restarting cannot help.
+                # Tell the supervisor (the node start fails with this error).
+                log_exc("wal", "cannot open the node's log")
+                self.send(sender, ServiceFailed("wal", str(exc)))
         elif isinstance(msg, ServiceAddresses):
             if msg.segment_writer is not None:
                 self.segment_writer = msg.segment_writer

@@ -36,7 +36,7 @@ from .. import errors
 from .admin import RaRegisterSupervisor, RaSupervisorInfo, RaWhereIsSupervisor
 from .protocol import (ClientInfo, Lookup, LookupReply, NodeHeartbeat, NodeHello, NodeInfo,
                        ServerCrash, ServerInit, ServerStarted, ServiceAddresses, ServiceInit,
-                       ServiceReady, SegmentsWritten, StopServer,
+                       ServiceFailed, ServiceReady, SegmentsWritten, StopServer,
                        SupervisorInit, SupervisorReady, SupRequest, SupResponse, Unwatch, Watch,
                        WatchDown)
 from .util import admin_address, encode_error, is_client_handle, log, log_exc, target_node
@@ -96,6 +96,7 @@ class NodeSupervisor(Actor):
         self.cfg = None
         self.started = False
         self.exiting = False
+        self.fatal: str | None = None   # a service could not open the data
         self.children: list[_Child] = []
         self.servers: dict[str, _Child] = {}
         self.services: dict[str, _Child] = {}
@@ -108,9 +109,12 @@ class NodeSupervisor(Actor):
         self.init_reply = None
         self.hostname = socket.gethostname()
         self.last_client_check = 0.0
+        self.msgs_in = 0                 # Thespian messages received (not wakeups): bench's idle check
 
     # ================================================================= entry
     def receiveMessage(self, msg, sender):
+        if not isinstance(msg, WakeupMessage):
+            self.msgs_in += 1
         try:
             self._dispatch(msg, sender)
         except Exception:  # never let one bad message kill the node's root
@@ -289,6 +293,15 @@ class NodeSupervisor(Actor):
                     self.send(s.addr, addrs)
         self._maybe_ready()
 
+    def _on_service_failed(self, msg, sender):
+        """A storage service cannot open the data: fail the node's start with
+        its error (e.g. ``corrupt: ...``) instead of restarting it in a loop."""
+        log(self.who, f"{msg.kind} failed: {msg.error}")
+        self.fatal = msg.error
+        if self.init_reply is not None:
+            self.send(self.init_reply, SupervisorReady(self.node, self.incarnation, error=msg.error))
+            self.init_reply = None
+
     def _start_server(self, config: ServerConfig, new: bool, waiter=None):
         from .server import ServerActor
         name = config.server_id.name
@@ -338,6 +351,8 @@ class NodeSupervisor(Actor):
         if self.exiting:
             return
         if child.kind != "server":
+            if self.fatal is not None:
+                return  # the node is failing to start; do not loop
             if self.services.get(child.kind) is child:
                 log(self.who, f"{child.kind} exited: restarting it")
                 if child.kind == "wal":
@@ -792,6 +807,7 @@ class NodeSupervisor(Actor):
             "nodes": {n: ("up" if st.up else "down") for n, st in self.nodes.items()},
             "clients": len(self.clients),
             "services": {k: c.status for k, c in self.services.items()},
+            "msgs_in": self.msgs_in,
         }
 
     def _op_servers(self, sender, req):
@@ -808,6 +824,7 @@ class NodeSupervisor(Actor):
         ServerStarted: _on_server_started,
         ServerCrash: _on_server_crash,
         ServiceReady: _on_service_ready,
+        ServiceFailed: _on_service_failed,
         SegmentsWritten: _on_segments_written,
         ChildActorExited: _on_child_exited,
         DeadEnvelope: _on_dead_letter,
