@@ -238,7 +238,45 @@ class Client:
                 return True
             except (errors.Timeout, errors.NodeDown):
                 entry[2] = False
-        return False
+        # Every supervisor we knew is gone (e.g. all nodes restarted while we
+        # were idle): ask the admins again, whose addresses do not change.
+        return self._rediscover(deadline)
+
+    def _rediscover(self, deadline) -> bool:
+        from .actors.admin import RaWhereIsSupervisor
+        from .actors.util import admin_address
+        admins = {tuple(e[1]) for e in self._nodes.values() if e[1]} | {tuple(s) for s in self._seeds}
+        nonces = []
+        for admin in sorted(admins):
+            nonce = ("c", self._next())
+            nonces.append(nonce)
+            self._send(admin_address(*admin), RaWhereIsSupervisor(nonce), ("where", nonce), 2.0)
+        end = min(deadline, time.monotonic() + 1.0)
+        found = False
+        while time.monotonic() < end and not found:
+            for n in nonces:
+                r = self._replies.pop(("where", n), None)
+                if r is not None and r.address is not None:
+                    self._nodes[r.node] = [r.address, tuple(r.admin), True]
+                    self._servers = {sid: v for sid, v in self._servers.items() if sid.node != r.node}
+                    found = True
+            if not found:
+                self._pump(0.05)
+        if found:
+            try:
+                self._refresh_any_known(deadline)
+            except errors.RaError:
+                pass
+        return found
+
+    def _refresh_any_known(self, deadline):
+        for name, entry in list(self._nodes.items()):
+            if entry[2]:
+                try:
+                    self._refresh_nodes(name, min(deadline, time.monotonic() + 1.0))
+                    return
+                except (errors.Timeout, errors.NodeDown):
+                    entry[2] = False
 
     def _sup_address(self, node, deadline):
         entry = self._nodes.get(node)
