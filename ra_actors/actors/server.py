@@ -129,9 +129,12 @@ class ServerActor(Actor):
         self.exiting = False
         self._queue = deque()
         self._busy = False
+        self.msgs_in = 0        # Thespian messages received (not wakeups): bench's idle check
 
     # ================================================================ entry
     def receiveMessage(self, msg, sender):
+        if type(msg) is not WakeupMessage:
+            self.msgs_in += 1
         if _TRACE:
             log(self.who, f"<- {type(msg).__name__} {_brief(msg)}")
         try:
@@ -571,7 +574,8 @@ class ServerActor(Actor):
             ov = self.core.overview()
             ov.update({"incarnation": self.incarnation, "pid": os.getpid(), "uid": self.uid,
                        "log": self.store.slog.overview(),
-                       "machine_module": self.config.machine, "stats": dict(self.stats),
+                       "machine_module": self.config.machine,
+                       "stats": dict(self.stats, msgs_in=self.msgs_in),
                        "peers_shell": {str(s): {"unanswered": p.unanswered, "dropped": p.dropped}
                                        for s, p in self.peers.items()}})
             self.send(sender, ClientReply(req_id, ("ok", ov), self.leader))

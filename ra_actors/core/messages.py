@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import ServerId, SnapshotMeta
+from .types import ServerId, SnapshotMeta, fast_pickle
 
 
 # ------------------------------------------------------------------ RPCs
@@ -283,3 +283,6 @@ class Members:
     """Ask for the membership and leader."""
 
     from_: Any
+
+
+fast_pickle(globals())   # see ra_actors.core.types.fast_pickle

@@ -184,3 +184,40 @@ class ServerConfig:
     low_priority_flush_size: int = 16
     snapshot_chunk_size: int = 1_000_000
     min_snapshot_interval: int = 0
+
+
+# ------------------------------------------------------------ fast pickling
+def fast_pickle(namespace: dict) -> None:
+    """Give every slotted dataclass defined in ``namespace`` (a module's
+    ``globals()``) a ``__reduce__`` that pickles it as ``(cls, field values)``.
+
+    Why: these records cross Thespian hops pickled, and a frozen slotted
+    dataclass otherwise pickles through the Python-level
+    ``_dataclass_getstate``/``_dataclass_setstate`` (``fields()`` and one
+    ``object.__setattr__`` per field, per record).  Measured on an
+    ``Rpcs`` carrying 256 entries: dumps 2.2 -> 0.6 ms, loads 1.6 -> 0.7 ms,
+    16.2 -> 13.1 kB.  The unpickled value is equal to the original (it is
+    rebuilt through ``__init__``; no class here has ``__post_init__``).
+    """
+    import dataclasses
+    import operator
+
+    module = namespace.get("__name__")
+    for obj in list(namespace.values()):
+        if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)
+                and obj.__module__ == module and "__slots__" in obj.__dict__):
+            continue
+        names = tuple(f.name for f in dataclasses.fields(obj) if f.init)
+        if len(names) != len(dataclasses.fields(obj)):
+            continue  # a field outside __init__: keep the default protocol
+        if not names:
+            obj.__reduce__ = lambda self: (type(self), ())
+        elif len(names) == 1:
+            get = operator.attrgetter(names[0])
+            obj.__reduce__ = lambda self, _g=get: (type(self), (_g(self),))
+        else:
+            get = operator.attrgetter(*names)
+            obj.__reduce__ = lambda self, _g=get: (type(self), _g(self))
+
+
+fast_pickle(globals())

@@ -1,0 +1,521 @@
+"""The ra_actors side of the benchmark (``scripts/bench.py``).
+
+Shape (the same as :mod:`ra_actors.bench.pysyncobj_bench`):
+
+* **Topology.** Three local nodes (``local_nodes(["n1", "n2", "n3"])``), WAL
+  ``sync_method="datasync"``: every WAL batch is ``fdatasync``-ed before any
+  server counts its entries as written.
+* **Commands.** 16 bytes: an 8-byte little-endian sequence number plus 8
+  fixed bytes.  To :mod:`ra_actors.bench.null_machine` (counts and chains a
+  CRC-32 over the payloads) the command is the 16-byte ``bytes`` itself; to
+  ``machines.kv`` it is ``("write", seq % 1024, payload)``.
+* **Pipelined throughput.** Each client is a separate OS process
+  (``python -m ra_actors.bench.ra_bench --worker``) using the public client
+  API: ``pipeline_command(leader, cmd, correlation)`` with at most ``W``
+  commands not yet acknowledged by an ``Applied`` event.  Clients connect
+  first, then start together; each submits for ``duration`` seconds, then
+  stops submitting and waits for what is in flight.  ops/s = acknowledged
+  commands / (last acknowledgement - start), summed over clients.
+* **Sync latency.** One client (in the driver process), ``process_command``
+  to the leader, one after another; p50/p99/max nearest-rank.
+* **Durability check.** At the end every member of every cluster is asked
+  (``local_query``) for its machine state: for the null machine all members
+  must hold ``count == acknowledged commands`` and the same digest; for kv all
+  members must hold the same digest of the store and the same last index.
+* **Scale.** ``C`` clusters of three servers (one per node) of the null
+  machine: time to start them all, memory (RSS and USS summed over every
+  process of the three nodes), CPU used by those processes during an idle
+  window, Thespian messages received per second by servers and supervisors
+  in that window (their ``msgs_in`` counters), then the aggregate pipelined
+  throughput with every cluster busy.
+
+Benchmarks report speed, they never assert it.  Every process this module
+starts is stopped by its PID (worker clients) or through ``local_nodes``
+(nodes, by process group); nothing is killed by name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import psutil
+
+from .stats import summarize_latencies
+
+__all__ = ["payload", "command_for", "RaBench", "NULL_MACHINE", "KV_MACHINE"]
+
+NULL_MACHINE = "ra_actors.bench.null_machine"
+KV_MACHINE = "machines.kv"
+MACHINES = {"null": NULL_MACHINE, "kv": KV_MACHINE}
+PAYLOAD_BYTES = 16
+_TAIL = b"ra_actor"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+NODES = ("n1", "n2", "n3")
+
+
+def payload(seq: int) -> bytes:
+    return struct.pack("<Q8s", seq, _TAIL)
+
+
+def command_for(kind: str, seq: int):
+    p = payload(seq)
+    if kind == "null":
+        return p
+    return ("write", seq % 1024, p)
+
+
+def kv_digest(state: dict) -> tuple:
+    """Query (runs on a node): ``(number of keys, CRC-32 over the sorted items)``."""
+    kv = state["kv"]
+    digest = 0
+    for k in sorted(kv, key=repr):
+        digest = zlib.crc32(repr((k, kv[k])).encode(), digest)
+    return (len(kv), digest)
+
+
+def null_state(state: tuple) -> tuple:
+    return state
+
+
+# ------------------------------------------------------------------ worker
+def _worker_run(spec: dict) -> dict:
+    """Body of one client process: pipeline to ``spec["targets"]``."""
+    import ra_actors as ra
+    from ra_actors import events as ev
+    # pipeline_batch: a client flush carries up to the whole window (one
+    # Pipeline message per leader per flush)
+    client = ra.connect([tuple(a) for a in spec["addrs"]], timeout=30.0,
+                        pipeline_batch=int(spec.get("pipeline_batch") or 256))
+    try:
+        targets = [ra.ServerId(*t["leader"]) for t in spec["targets"]]
+        kinds = [t["kind"] for t in spec["targets"]]
+        seqs = [t["start_seq"] for t in spec["targets"]]
+        window = int(spec["window"])
+        duration = float(spec["duration"])
+        inflight = [0] * len(targets)
+        acked = [0] * len(targets)
+        submitted = [0] * len(targets)
+        rejected = 0
+        # correlation = seq * 1024 + target index: an Applied or Rejected
+        # event is attributed to its cluster whoever leads it now
+        if len(targets) >= 1024:
+            raise ValueError("at most 1023 clusters per client")
+
+        def owner(corr):
+            return corr % 1024
+        print("ready", flush=True)
+        line = sys.stdin.readline()
+        if line.strip() != "go":
+            return {"error": "no go"}
+        t0 = time.perf_counter()
+        t_last = t0
+        stop_at = t0 + duration
+        deadline = stop_at + 60.0
+        while True:
+            now = time.perf_counter()
+            submitting = now < stop_at
+            if submitting:
+                for i, sid in enumerate(targets):
+                    free = window - inflight[i]
+                    if free > 0:
+                        kind = kinds[i]
+                        s = seqs[i]
+                        for _ in range(free):
+                            client.pipeline_command(sid, command_for(kind, s), s * 1024 + i)
+                            s += 1
+                        seqs[i] = s
+                        submitted[i] += free
+                        inflight[i] = window
+            elif not any(inflight) or now > deadline:
+                break
+            for e in client.events(timeout=1.0):
+                if isinstance(e, ev.Applied):
+                    # attributed by correlation (= sequence number): every
+                    # target has its own range, whoever leads it now
+                    for corr, _reply in e.results:
+                        i = owner(corr)
+                        acked[i] += 1
+                        inflight[i] -= 1
+                    t_last = time.perf_counter()
+                elif isinstance(e, ev.Rejected):
+                    # not the leader (any more): the command was not applied;
+                    # send the next ones to the leader it names
+                    rejected += 1
+                    reason = e.reason
+                    i = owner(reason.correlation)
+                    inflight[i] -= 1
+                    if reason.leader is not None:
+                        targets[i] = ra.ServerId(*reason.leader)
+        elapsed = t_last - t0
+        return {"acked": acked, "submitted": submitted, "rejected": rejected,
+                "inflight_left": inflight, "elapsed_s": elapsed,
+                "ops_per_s": sum(acked) / elapsed if elapsed > 0 else 0.0}
+    finally:
+        client.close()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def worker_main(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    threading.Thread(target=_watch_parent, args=(spec["parent_pid"],), daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = _worker_run(spec)
+    except Exception as exc:  # noqa: BLE001 - reported to the driver
+        import traceback
+        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    print("result " + json.dumps(result), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------ driver
+class BenchError(RuntimeError):
+    pass
+
+
+class _Workers:
+    """Client processes started (and always reaped) by this object."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, specs: list[dict]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT)] + (
+            [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        for spec in specs:
+            spec = dict(spec, parent_pid=os.getpid())
+            p = subprocess.Popen([sys.executable, "-m", "ra_actors.bench.ra_bench", "--worker",
+                                  json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, env=env, cwd=str(_REPO_ROOT))
+            self.procs.append(p)
+
+    def _readline(self, p, timeout):
+        box: list = []
+        t = threading.Thread(target=lambda: box.append(p.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        if not box:
+            raise BenchError(f"client process {p.pid} did not answer within {timeout:.0f} s")
+        return box[0]
+
+    def run(self, timeout: float) -> list[dict]:
+        for p in self.procs:
+            line = self._readline(p, 60.0)
+            if line.strip() != "ready":
+                raise BenchError(f"client process {p.pid} failed to start: {line!r}")
+        for p in self.procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        out = []
+        for p in self.procs:
+            line = self._readline(p, timeout)
+            if not line.startswith("result "):
+                raise BenchError(f"client process {p.pid}: {line!r}")
+            out.append(json.loads(line[len("result "):]))
+        return out
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5.0)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            for f in (p.stdin, p.stdout):
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.procs = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class RaBench:
+    """Three local nodes and the clusters started on them (a context manager)."""
+
+    def __init__(self, progress: Callable[[str], None] = lambda s: None,
+                 data_root: Optional[str] = None, sync_method: str = "datasync"):
+        self.progress = progress
+        self.data_root = data_root
+        self.sync_method = sync_method
+        self.nodes = None
+        self.client = None
+        self.clusters: dict[str, dict] = {}   # name -> {kind, members, leader, acked, seq}
+        self.pipeline_batch = 256             # client flush size (Client's default)
+        self.server_config: dict = {}         # extra ServerConfig fields for start_cluster
+
+    def __enter__(self):
+        import ra_actors as ra
+        t0 = time.monotonic()
+        self.nodes = ra.local_nodes(list(NODES), data_root=self.data_root,
+                                    log_options={"sync_method": self.sync_method})
+        self.node_start_s = time.monotonic() - t0
+        self.client = self.nodes.client()
+        return self
+
+    def __exit__(self, *exc):
+        if self.nodes is not None:
+            self.nodes.close()
+        return False
+
+    @property
+    def addrs(self):
+        return [list(self.nodes.addresses()[n]) for n in NODES]
+
+    # -- clusters ----------------------------------------------------------
+    def start_cluster(self, name: str, kind: str) -> dict:
+        import ra_actors as ra
+        sids = [ra.ServerId(name, n) for n in NODES]
+        started, not_started = self.client.start_cluster(name, MACHINES[kind], sids, timeout=60.0,
+                                                         **self.server_config)
+        if not_started:
+            raise BenchError(f"cluster {name}: servers not started: {not_started}")
+        rec = {"kind": kind, "members": sids, "leader": self.leader_of(sids), "acked": 0,
+               "seq": 0, "submitted": 0}
+        self.clusters[name] = rec
+        return rec
+
+    def leader_of(self, sids, timeout: float = 30.0):
+        import ra_actors as ra
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for sid in sids:
+                try:
+                    _m, leader = self.client.members(sid, timeout=2.0)
+                except ra.errors.RaError:
+                    continue
+                if leader is not None:
+                    return leader
+            time.sleep(0.05)
+        raise BenchError(f"no leader for {sids}")
+
+    # -- pipelined ------------------------------------------------------------
+    def pipelined(self, names: list[str], window: int, clients: int, duration: float) -> dict:
+        """``clients`` client processes share ``names`` (each cluster driven by
+        exactly one client); ``window`` commands in flight per cluster per client."""
+        groups: list[list[str]] = [[] for _ in range(clients)]
+        if len(names) >= clients:
+            for i, n in enumerate(names):
+                groups[i % clients].append(n)
+        else:   # more clients than clusters: several clients per cluster
+            for i in range(clients):
+                groups[i].append(names[i % len(names)])
+        specs = []
+        owners = []
+        for g in groups:
+            targets = []
+            for n in g:
+                rec = self.clusters[n]
+                leader = self.leader_of(rec["members"])
+                rec["leader"] = leader
+                # disjoint sequence ranges: 10^9 per client slot
+                start = rec["seq"]
+                rec["seq"] += 1_000_000_000
+                targets.append({"leader": [leader.name, leader.node], "kind": rec["kind"],
+                                "start_seq": start})
+            specs.append({"addrs": self.addrs, "targets": targets, "window": window,
+                          "duration": duration, "pipeline_batch": self.pipeline_batch})
+            owners.append(g)
+        pids = self.node_pids()
+        with _Workers() as w:
+            w.start(specs)
+            cpu0 = self.cpu_seconds(pids)
+            results = w.run(timeout=duration + 120.0)
+            cpu1 = self.cpu_seconds(pids)
+        total_acked = 0
+        rejected = 0
+        uncertain = 0
+        elapsed = []
+        for g, r in zip(owners, results):
+            if "error" in r:
+                raise BenchError(f"client failed: {r['error']}\n{r.get('traceback', '')}")
+            for n, a, s, left in zip(g, r["acked"], r["submitted"], r["inflight_left"]):
+                self.clusters[n]["acked"] += a
+                self.clusters[n]["submitted"] += s
+                uncertain += left
+            total_acked += sum(r["acked"])
+            rejected += r["rejected"]
+            elapsed.append(r["elapsed_s"])
+        ops = sum(r["ops_per_s"] for r in results)
+        return {"window": window, "clients": clients, "clusters": len(names), "duration_s": duration,
+                "acked": total_acked, "rejected": rejected, "unacknowledged": uncertain,
+                "elapsed_s": max(elapsed), "ops_per_s": ops,
+                # CPU of the node processes per command (less sensitive to a
+                # busy machine than ops/s; includes clients' connect/close)
+                "node_cpu_ms_per_cmd": 1000.0 * (cpu1 - cpu0) / total_acked if total_acked else None}
+
+    # -- sync -----------------------------------------------------------------
+    def sync_latency(self, name: str, n: int) -> dict:
+        rec = self.clusters[name]
+        leader = self.leader_of(rec["members"])
+        lat = []
+        failed = 0
+        base = rec["seq"]
+        rec["seq"] += 1_000_000_000
+        pc = self.client.process_command
+        kind = rec["kind"]
+        t_start = time.perf_counter()
+        for i in range(n):
+            cmd = command_for(kind, base + i)
+            t0 = time.perf_counter()
+            try:
+                pc(leader, cmd, timeout=10.0)
+            except Exception:  # noqa: BLE001 - counted, the run goes on
+                failed += 1
+                rec["submitted"] += 1
+                continue
+            lat.append(time.perf_counter() - t0)
+        rec["acked"] += len(lat)
+        rec["submitted"] += len(lat)
+        out = {"n": n, "acked": len(lat), "failed": failed, "elapsed_s": time.perf_counter() - t_start}
+        if lat:
+            out.update(summarize_latencies(lat))
+        return out
+
+    # -- durability -------------------------------------------------------------
+    def durability(self, names: Optional[list[str]] = None, timeout: float = 30.0) -> dict:
+        """Every acknowledged command is applied on every member (waits up to
+        ``timeout`` for followers to catch up)."""
+        names = list(self.clusters) if names is None else names
+        bad = {}
+        checked = 0
+        for name in names:
+            # per cluster: a member that lags (e.g. its node was briefly
+            # declared down) gets ``timeout`` seconds to catch up
+            deadline = time.monotonic() + timeout
+            rec = self.clusters[name]
+            fun = "ra_actors.bench.ra_bench:null_state" if rec["kind"] == "null" else \
+                "ra_actors.bench.ra_bench:kv_digest"
+            while True:
+                states = []
+                for sid in rec["members"]:
+                    try:
+                        (idx_term, value), _l = self.client.local_query(sid, fun, timeout=5.0)
+                        states.append((tuple(value), idx_term[0]))
+                    except Exception as exc:  # noqa: BLE001
+                        states.append((repr(exc), None))
+                values = {s[0] for s in states}
+                # same machine state on every member (last indexes may differ
+                # by entries that do not change it, e.g. a new leader's noop)
+                ok = len(values) == 1
+                if ok and rec["kind"] == "null":
+                    count = next(iter(values))[0]
+                    # every acknowledged command applied (and nothing else,
+                    # unless a command's outcome was unknown)
+                    ok = count >= rec["acked"] and (count == rec["acked"] or
+                                                    rec["submitted"] > rec["acked"])
+                if ok or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            checked += 1
+            if not ok:
+                bad[name] = {"acked": rec["acked"], "states": [list(map(str, s)) for s in states]}
+        return {"clusters_checked": checked, "ok": not bad, "bad": bad,
+                "acked_total": sum(self.clusters[n]["acked"] for n in names)}
+
+    # -- resources --------------------------------------------------------------
+    def node_pids(self) -> list[int]:
+        return sorted(set(self.nodes.all_pids()))
+
+    def memory(self) -> dict:
+        rss = uss = 0
+        n = 0
+        for pid in self.node_pids():
+            try:
+                mi = psutil.Process(pid).memory_full_info()
+            except psutil.Error:
+                continue
+            rss += mi.rss
+            uss += mi.uss
+            n += 1
+        return {"processes": n, "rss_mb": rss / 2**20, "uss_mb": uss / 2**20}
+
+    def cpu_seconds(self, pids) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def supervisor_messages(self) -> int:
+        """Thespian messages received so far by the three supervisors."""
+        return sum(int(self.client.overview(node, timeout=10.0).get("msgs_in", 0)) for node in NODES)
+
+    def server_messages(self) -> tuple[int, int]:
+        """``(messages, servers asked)``: Thespian messages received so far by
+        every server (``msgs_in`` in ``member_overview``)."""
+        total = 0
+        asked = 0
+        for rec in self.clusters.values():
+            for sid in rec["members"]:
+                ov = self.client.member_overview(sid, timeout=10.0)
+                total += int(ov.get("stats", {}).get("msgs_in", 0))
+                asked += 1
+        return total, asked
+
+    def idle(self, seconds: float) -> dict:
+        """CPU and messages of the nodes over ``seconds`` of idleness.
+
+        Supervisors are read right at both ends of the window.  Servers are
+        read before and after that (reading 900 servers takes minutes on a
+        busy machine), so their count covers a longer span: the figure is an
+        upper bound.  Each actor counts the reading request itself, which is
+        subtracted."""
+        pids = self.node_pids()
+        s0, _ = self.server_messages()
+        m0 = self.supervisor_messages()
+        c0 = self.cpu_seconds(pids)
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        c1 = self.cpu_seconds(pids)
+        t1 = time.monotonic()
+        m1 = self.supervisor_messages()
+        s1, asked = self.server_messages()
+        sup = max(0, m1 - m0 - len(NODES))
+        srv = max(0, s1 - s0 - asked)
+        return {"seconds": t1 - t0, "cpu_pct": 100.0 * (c1 - c0) / (t1 - t0),
+                "msgs": sup + srv, "supervisor_msgs": sup, "server_msgs": srv,
+                "msgs_per_s": (sup + srv) / (t1 - t0)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ra_actors.bench.ra_bench")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker)
+    ap.error("use scripts/bench.py")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
