@@ -1,0 +1,724 @@
+"""Jepsen-style runs against real ra_actors nodes (``scripts/jepsen.py``).
+
+Usage::
+
+    python scripts/jepsen.py --short --nemesis kill,partition --out OUT
+    python scripts/jepsen.py --time 1200 --nemesis combined --out OUT
+    python scripts/jepsen.py --short --nemesis partition-leader --unsafe stale_reads --out OUT
+
+What a run does:
+
+1. As root with ``ip`` and ``iptables``, create a network namespace
+   ``ra_jepsen_<pid>`` and re-run itself inside it (``ip netns exec``);
+   the namespace is deleted at the end, also on errors and Ctrl-C, after
+   killing anything of the run still inside it.  Otherwise run in place and
+   report the partition nemesis as unavailable.
+2. Start ``--nodes`` real nodes (own process group, data dir
+   ``OUT/nodes/<name>`` and loopback address each; see :mod:`.cluster`), a
+   ``machines.kv`` cluster on them, and ``--clients`` client processes
+   (:mod:`.clients`) for ``--time`` seconds.
+3. Meanwhile the nemesis (:mod:`.nemesis`) injects the ``--nemesis`` faults
+   and logs them to ``OUT/nemesis.jsonl``.
+4. Heal everything, wait for the cluster to converge, read every key once
+   more (recorded in the history as process ``--clients``), stop every
+   process and check that none is left (``RA_JEPSEN_RUN`` marker).
+5. Merge the histories into ``OUT/history.jsonl``, check linearizability
+   per key and durability of every acknowledged write, write
+   ``OUT/summary.json`` and print the summary (``--json``: print the JSON).
+
+Exit status: 0 linearizable and nothing acknowledged lost; 1 not
+linearizable or an acknowledged write lost; 2 usage error; 3 inconclusive
+(checker budget exceeded, no recovery, final reads incomplete, processes
+left over, harness error or interrupted).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import Optional
+
+import psutil
+
+from ..history import FAIL, OK, HistoryRecorder
+from . import report
+from .cluster import (CLUSTER, MACHINE, RUN_MARKER, JepsenCluster, connect_any, install_shim,
+                      leader_by_metrics, wait_until)
+from .clients import READ_FUNCTION
+from .nemesis import NAMES, Nemesis, NemesisLog, Timing, parse_nemesis
+from .partition import IptablesPartitioner, Netns, PartitionError, UnavailablePartitioner, netns_unavailable
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+SHORT = {"time": 45.0, "nodes": 5, "clients": 10, "keys": 5, "key_period": 30.0}
+LONG = {"time": 300.0, "nodes": 5, "clients": 10, "keys": 5, "key_period": 30.0}
+
+
+# ------------------------------------------------------------------ options
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time", type=float, default=None,
+                   help="seconds of workload (default 300; 45 with --short)")
+    p.add_argument("--nodes", type=int, default=None, help="number of nodes (default 5)")
+    p.add_argument("--clients", type=int, default=None, help="client processes (default 10)")
+    p.add_argument("--keys", type=int, default=None, help="keys in use at any time (default 5)")
+    p.add_argument("--key-period", type=float, default=None,
+                   help="seconds before each key slot moves to a fresh key (default 30; 0 = never)")
+    p.add_argument("--nemesis", default="kill,partition",
+                   help=f"comma-separated faults: {', '.join(NAMES)} (default kill,partition)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    p.add_argument("--out", default=None, help="output directory (default jepsen-out/<time>)")
+    p.add_argument("--short", action="store_true",
+                   help="CI mode: 45 s of workload and short faults")
+    p.add_argument("--op-timeout", type=float, default=3.0, help="timeout of each operation (s)")
+    p.add_argument("--snapshot-every", type=int, default=500,
+                   help="kv machine release_cursor_every (snapshot every N commands; 0 = never)")
+    p.add_argument("--check-time-limit", type=float, default=60.0,
+                   help="linearizability search budget per key (s); exceeded = inconclusive")
+    p.add_argument("--unsafe", default="",
+                   help="deliberate core bugs to switch on in the nodes (e.g. stale_reads): "
+                        "the run is then expected to FAIL")
+    p.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment variable for the node processes (repeatable), e.g. "
+                        "THESPIAN_MAX_PENDING_TRANSMITS=100000")
+    p.add_argument("--partition-mode", choices=("drop", "reject"), default="drop",
+                   help="partitions drop packets silently (default, as Jepsen does) or reject "
+                        "TCP with a reset")
+    p.add_argument("--no-netns", action="store_true",
+                   help="do not create a network namespace (partitions become unavailable)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--inside-netns", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--args-file", default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jepsen.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return p
+
+
+def add_parser(subparsers) -> None:
+    """Hook for ``ra-actors jepsen`` (the CLI's group convention)."""
+    p = subparsers.add_parser("jepsen", help="Jepsen-style run: real nodes, faults, linearizability",
+                              description="Jepsen-style run against real nodes (see docs/testing.rst).")
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    base = SHORT if args.short else LONG
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 2**31)
+    if args.out is None:
+        args.out = os.path.join("jepsen-out", time.strftime("%Y%m%d-%H%M%S"))
+    args.out = os.path.abspath(args.out)
+    if os.path.isdir(args.out) and os.listdir(args.out) and not any(
+            os.path.exists(os.path.join(args.out, f)) for f in ("args.json", "harness.log", "summary.json")):
+        # A run clears OUT/nodes, OUT/clients, ...: never in someone else's directory.
+        raise ValueError(f"--out {args.out} is a non-empty directory that holds no earlier run")
+    if args.nodes < 1 or args.clients < 1 or args.keys < 1 or args.time <= 0:
+        raise ValueError("--nodes, --clients, --keys and --time must be positive")
+    if args.nodes > 250:
+        raise ValueError("at most 250 nodes")
+    args.faults = parse_nemesis(args.nemesis)
+    env = {}
+    for item in args.node_env or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--node-env wants NAME=VALUE, got {item!r}")
+        env[name.strip()] = value
+    args.node_env_vars = env
+    args.unsafe_bugs = sorted({b.strip() for b in (args.unsafe or "").split(",") if b.strip()})
+    if args.unsafe_bugs:
+        from ...core.server import KNOWN_BUGS
+        unknown = set(args.unsafe_bugs) - KNOWN_BUGS
+        if unknown:
+            raise ValueError(f"unknown deliberate bugs {sorted(unknown)} (known: {sorted(KNOWN_BUGS)})")
+    return args
+
+
+# ------------------------------------------------------------------ entry
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    if args.args_file:
+        with open(args.args_file, "r", encoding="utf-8") as handle:
+            saved = json.load(handle)
+        inside = args.inside_netns
+        args = argparse.Namespace(**saved)
+        args.inside_netns = inside
+    else:
+        try:
+            args = _resolve(args)
+        except ValueError as exc:
+            print(f"jepsen: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.inside_netns:
+        return run(args, netns=args.inside_netns)
+    reason = "--no-netns given" if args.no_netns else netns_unavailable()
+    if reason:
+        return run(args, netns=None, partition_reason=reason)
+    return _run_in_netns(args)
+
+
+def _run_in_netns(args: argparse.Namespace) -> int:
+    ns = Netns(f"ra_jepsen_{os.getpid()}")
+    try:
+        ns.create()
+    except (PartitionError, OSError, subprocess.SubprocessError) as exc:
+        return run(args, netns=None, partition_reason=f"network namespace not available: {exc}")
+    os.makedirs(args.out, exist_ok=True)
+    args_file = os.path.join(args.out, "args.json")
+    saved = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    saved["args_file"] = None
+    with open(args_file, "w", encoding="utf-8") as handle:
+        json.dump(saved, handle, indent=1)
+    env = dict(os.environ)
+    env["RA_JEPSEN_NETNS"] = ns.name
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    cmd = ["ip", "netns", "exec", ns.name, sys.executable, "-m", "ra_actors.testing.jepsen",
+           "--inside-netns", ns.name, "--args-file", args_file]
+    child = None
+    previous = {}
+
+    def forward(signum, _frame):
+        # The child runs in a session of its own (a Ctrl-C in the terminal
+        # reaches only us), so each signal is passed on exactly once.
+        if child is not None and child.poll() is None:
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    rc = EXIT_INCONCLUSIVE
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, forward)
+        child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, cwd=os.getcwd(),
+                                 start_new_session=True)
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except KeyboardInterrupt:  # pragma: no cover - handler forwards instead
+                forward(signal.SIGINT, None)
+    finally:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+        leftover = [p for p in ns.pids()]
+        ns.kill_all()
+        deleted = ns.delete()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _amend_summary(args.out, ns.name, deleted, leftover)
+        note = (f"network namespace {ns.name} deleted: {deleted}; processes left inside it: "
+                f"{len(leftover)}" + (f" (killed: {leftover})" if leftover else ""))
+        print(note, file=sys.stderr)
+    if (leftover or not deleted) and rc == EXIT_PASS:
+        rc = EXIT_INCONCLUSIVE
+    return rc
+
+
+def _amend_summary(out: str, netns: str, deleted: bool, leftover: list) -> None:
+    path = os.path.join(out, "summary.json")
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, ValueError):
+        return
+    hyg = summary.setdefault("processes", {})
+    hyg["netns"] = netns
+    hyg["netns_deleted"] = deleted
+    hyg["left_in_netns"] = leftover
+    if leftover or not deleted:
+        summary["passed"] = False
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=1, default=str)
+
+
+# ------------------------------------------------------------------ the run
+class _Interrupted(BaseException):
+    pass
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Live processes carrying this run's marker (except this one)."""
+    me = os.getpid()
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == me:
+            continue
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get(RUN_MARKER) == run_id:
+                out.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, netns: Optional[str], partition_reason: Optional[str]):
+        self.args = args
+        self.netns = netns
+        self.out = args.out
+        self.run_id = uuid.uuid4().hex
+        self.rng = random.Random(args.seed)
+        self.connect_rng = random.Random(f"{args.seed}-connect")
+        self.partition_reason = partition_reason
+        self.cluster: Optional[JepsenCluster] = None
+        self.admin = None
+        self.nemesis: Optional[Nemesis] = None
+        self.nlog: Optional[NemesisLog] = None
+        self.partitioner = None
+        self.clients: list[subprocess.Popen] = []
+        self.client_logs = []
+        self.stop_file = os.path.join(self.out, "clients", "STOP")
+        self.t0_ns = 0
+        self.end_ns = 0
+        self.failure: Optional[str] = None
+        self.recovery = {"state": "not reached", "seconds": None}
+        self.final = {"keys": 0, "read": 0}
+        self.hygiene: dict = {}
+        self._cleaned = False
+        self.machine_config = {"release_cursor_every": args.snapshot_every}
+        # Set by the first SIGINT/SIGTERM: every phase stops at its next safe
+        # point (a second signal interrupts at once).
+        self.stop = threading.Event()
+        self.interrupted: Optional[str] = None
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise _Interrupted(self.interrupted or "stop")
+
+    # -- setup ------------------------------------------------------------
+    def prepare(self) -> None:
+        os.makedirs(self.out, exist_ok=True)
+        for name in ("nodes", "clients", "shim"):
+            shutil.rmtree(os.path.join(self.out, name), ignore_errors=True)
+        for name in ("history.jsonl", "nemesis.jsonl", "summary.json", "final.jsonl", "harness.log"):
+            try:
+                os.unlink(os.path.join(self.out, name))
+            except FileNotFoundError:
+                pass
+        os.makedirs(os.path.join(self.out, "clients"), exist_ok=True)
+        # Inherited by every node and client: how we find them all at the end.
+        os.environ[RUN_MARKER] = self.run_id
+        os.environ["RA_JEPSEN_BIND_SOURCE"] = "1"
+        for name, value in self.args.node_env_vars.items():
+            os.environ[name] = value
+        if self.args.unsafe_bugs:
+            os.environ["RA_ACTORS_UNSAFE_BUGS"] = ",".join(self.args.unsafe_bugs)
+        else:
+            os.environ.pop("RA_ACTORS_UNSAFE_BUGS", None)
+        paths = [REPO_ROOT] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+    def log(self, msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        with open(os.path.join(self.out, "harness.log"), "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        if not self.args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    # -- the run ------------------------------------------------------------
+    def execute(self) -> None:
+        args = self.args
+        self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out))
+        if self.netns:
+            self.partitioner = IptablesPartitioner(self.cluster.hosts, self.netns,
+                                                   self.args.partition_mode)
+        else:
+            self.partitioner = UnavailablePartitioner(self.partition_reason or "no network namespace")
+        self.partitioner.setup()
+        self.log(f"starting {args.nodes} nodes ({', '.join(f'{n}@{h}' for n, h in self.cluster.hosts.items())})"
+                 f"; partitions: {self.partitioner.name}")
+        self.cluster.start_all()
+        self.admin = self.connect_admin()
+        self.admin.start_cluster(CLUSTER, MACHINE, self.cluster.sids, config=self.machine_config,
+                                 timeout=60.0)
+        self.log(f"cluster {CLUSTER} started; {args.clients} clients for {args.time:g}s, "
+                 f"nemesis {','.join(args.faults) or 'none'}, seed {args.seed}")
+        self.t0_ns = time.monotonic_ns()
+        self.end_ns = self.t0_ns + int(args.time * 1e9)
+        self.nlog = NemesisLog(os.path.join(self.out, "nemesis.jsonl"), self.t0_ns)
+        self.start_clients()
+        timing = Timing.short() if args.short else Timing()
+        combined = "combined" in [n.strip() for n in args.nemesis.split(",")]
+        self.nemesis = Nemesis(self.cluster, self.connect_admin, self.partitioner, args.faults,
+                               self.rng, self.nlog, timing, self.machine_config, combined=combined)
+        tail = max(timing.quiet[1], 5.0)
+        self.nemesis.run(self.end_ns - int(tail * 1e9), self.stop)
+        self.check_stop()
+        actions = self.nemesis.heal_all("end of schedule")
+        if actions:
+            self.log("healed: " + "; ".join(actions))
+        self.nemesis.close()
+        self.wait_clients()
+        self.check_stop()
+        self.new_admin()
+        self.wait_recovery()
+        self.check_stop()
+        self.new_admin()
+        self.final_reads()
+
+    def connect_admin(self):
+        return connect_any(self.cluster.addresses(), timeout=20.0, rng=self.connect_rng,
+                           stop=self.stop.is_set)
+
+    def new_admin(self) -> None:
+        """A fresh Client for the harness (see Nemesis.reconnect for why)."""
+        if self.admin is not None:
+            try:
+                self.admin.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.admin = None
+        deadline = time.monotonic() + 120.0
+        while self.admin is None:
+            try:
+                self.admin = self.connect_admin()
+            except Exception:  # noqa: BLE001
+                if time.monotonic() > deadline or self.stop.is_set():
+                    raise
+
+    def start_clients(self) -> None:
+        args = self.args
+        env = dict(os.environ)
+        env.pop("RA_ACTORS_UNSAFE_BUGS", None)
+        env.pop("RA_JEPSEN_BIND_SOURCE", None)
+        for name in self.args.node_env_vars:
+            env.pop(name, None)
+        for i in range(args.clients):
+            cfg = {
+                "process": i, "seed": args.seed,
+                "sids": [[s.name, s.node] for s in self.cluster.sids],
+                "addresses": [list(a) for a in self.cluster.addresses()],
+                "op_timeout": args.op_timeout, "t0_ns": self.t0_ns, "end_ns": self.end_ns,
+                "key_period": args.key_period, "keys": args.keys, "stop_file": self.stop_file,
+                "history": os.path.join(self.out, "clients", f"p{i}.jsonl"),
+                "stats": os.path.join(self.out, "clients", f"p{i}.stats.json"),
+                "reconnect_after": 10.0,
+            }
+            cfg_path = os.path.join(self.out, "clients", f"p{i}.json")
+            with open(cfg_path, "w", encoding="utf-8") as handle:
+                json.dump(cfg, handle)
+            logf = open(os.path.join(self.out, "clients", f"p{i}.log"), "ab")
+            self.client_logs.append(logf)
+            self.clients.append(subprocess.Popen(
+                [sys.executable, "-m", "ra_actors.testing.jepsen.clients", cfg_path],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env, close_fds=True))
+
+    def wait_clients(self) -> None:
+        deadline = self.end_ns / 1e9 + self.args.op_timeout + 15
+        for proc in self.clients:
+            while proc.poll() is None and time.monotonic() < deadline and not self.stop.is_set():
+                time.sleep(0.1)
+        self.stop_clients()
+
+    def stop_clients(self) -> None:
+        try:
+            with open(self.stop_file, "w"):
+                pass
+        except OSError:
+            pass
+        for proc in self.clients:
+            if proc.poll() is None:
+                try:
+                    proc.wait(self.args.op_timeout + 5)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+        for proc in self.clients:
+            if proc.poll() is None:
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        for f in self.client_logs:
+            f.close()
+        self.client_logs = []
+
+    def wait_recovery(self, timeout: float = 120.0) -> None:
+        """Wait until a leader exists and every member applied its commit index."""
+        started = time.monotonic()
+        state = {"state": "no leader", "renewed": time.monotonic()}
+
+        def converged():
+            if self.stop.is_set():
+                return True
+            if time.monotonic() - state["renewed"] > 15.0:
+                self.new_admin()            # never trust a Client that stopped answering
+                state["renewed"] = time.monotonic()
+            leader = leader_by_metrics(self.admin, self.cluster.sids, timeout=2.0)
+            if leader is None:
+                state["state"] = "no leader"
+                return False
+            try:
+                members, _ = self.admin.members(leader, timeout=2.0)
+                commit = self.admin.key_metrics(leader, timeout=2.0)["commit_index"]
+                lagging = [str(m) for m in members
+                           if self.admin.key_metrics(m, timeout=2.0)["last_applied"] < commit]
+            except Exception as exc:  # noqa: BLE001
+                state["state"] = f"leader {leader}, members not answering ({type(exc).__name__})"
+                return False
+            if lagging:
+                state["state"] = f"leader {leader}, lagging {lagging}"
+                return False
+            state["state"] = f"converged: leader {leader}, {len(members)} members at commit {commit}"
+            return True
+
+        ok = wait_until(converged, timeout, interval=0.5)
+        self.recovery = {"state": state["state"], "seconds": round(time.monotonic() - started, 2),
+                         "converged": bool(ok)}
+        self.log(f"recovery: {self.recovery['state']} after {self.recovery['seconds']}s")
+
+    def used_keys(self) -> list:
+        keys = set()
+        for i in range(self.args.clients):
+            path = os.path.join(self.out, "clients", f"p{i}.jsonl")
+            if not os.path.exists(path):
+                continue
+            with open(path, "r", encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        keys.add(json.loads(line).get("key"))
+                    except ValueError:
+                        continue
+        keys.discard(None)
+        return sorted(keys)
+
+    def final_reads(self, timeout: float = 90.0) -> None:
+        keys = self.used_keys()
+        self.final = {"keys": len(keys), "read": 0}
+        process = self.args.clients
+        deadline = time.monotonic() + timeout
+        leader = leader_by_metrics(self.admin, self.cluster.sids) or self.cluster.sids[0]
+        failures = 0
+        with HistoryRecorder(os.path.join(self.out, "final.jsonl")) as rec:
+            for key in keys:
+                while time.monotonic() < deadline and not self.stop.is_set():
+                    op = rec.invoke(process, "read", key)
+                    try:
+                        value, found = self.admin.consistent_query(leader, READ_FUNCTION, key, timeout=5.0)
+                    except Exception:  # noqa: BLE001
+                        rec.complete(op, FAIL)
+                        failures += 1
+                        if failures % 5 == 0:
+                            self.new_admin()
+                        leader = leader_by_metrics(self.admin, self.cluster.sids) or leader
+                        time.sleep(0.2)
+                        continue
+                    rec.complete(op, OK, value)
+                    self.final["read"] += 1
+                    if found is not None:
+                        leader = found
+                    break
+        self.log(f"final reads: {self.final['read']} of {len(keys)} keys")
+
+    # -- cleanup --------------------------------------------------------------
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except ValueError:  # pragma: no cover - not the main thread
+                pass
+        try:
+            self.stop_clients()
+        except Exception:  # noqa: BLE001
+            self.log("stopping clients failed:\n" + traceback.format_exc())
+        if self.admin is not None:
+            try:
+                self.admin.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.nemesis is not None:
+            self.nemesis.close()
+        if self.partitioner is not None:
+            try:
+                self.partitioner.heal()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.cluster is not None:
+            try:
+                self.cluster.stop_all()
+            except Exception:  # noqa: BLE001
+                self.log("stopping nodes failed:\n" + traceback.format_exc())
+        if self.nlog is not None:
+            self.nlog.close()
+        # Everything this run started carries its marker: nothing may be left.
+        found = run_processes(self.run_id)
+        killed = []
+        for p in found:
+            try:
+                killed.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+                p.kill()
+            except psutil.Error:
+                pass
+        wait_until(lambda: not run_processes(self.run_id), 10.0, interval=0.1)
+        left = run_processes(self.run_id)
+        self.hygiene = {"left": len(left), "killed": killed, "left_pids": [p.pid for p in left]}
+        self.log(f"processes left running: {len(left)}" + (f" (had to kill {len(killed)})" if killed else ""))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except ValueError:  # pragma: no cover
+                pass
+
+    # -- results ----------------------------------------------------------------
+    def results(self) -> tuple[int, dict]:
+        args = self.args
+        paths = [os.path.join(self.out, "clients", f"p{i}.jsonl") for i in range(args.clients)]
+        paths.append(os.path.join(self.out, "final.jsonl"))
+        history_path = os.path.join(self.out, "history.jsonl")
+        events = report.merge_histories(paths, history_path)
+        nemesis_events = self.nlog.events if self.nlog is not None else []
+        end_ns = self.end_ns or time.monotonic_ns()
+        windows = report.fault_windows(events, nemesis_events, self.t0_ns, end_ns)
+        self.log(f"checking {len(events)} events for linearizability")
+        verdict = report.check(events, args.check_time_limit) if events else \
+            {"verdict": "unknown", "explanation": "empty history"}
+        durability = report.lost_writes(events, args.clients)
+        counts = report.op_counts(events)
+        client_stats = []
+        for i in range(args.clients):
+            try:
+                with open(os.path.join(self.out, "clients", f"p{i}.stats.json"), encoding="utf-8") as h:
+                    client_stats.append(json.load(h))
+            except (OSError, ValueError):
+                client_stats.append(None)
+        reconnects = sum(s.get("reconnects", 0) for s in client_stats if s)
+        error_kinds: dict = {}
+        for s in client_stats:
+            for k, v in (s or {}).get("errors", {}).items():
+                error_kinds[k] = error_kinds.get(k, 0) + v
+        summary = {
+            "config": {"nodes": args.nodes, "clients": args.clients, "keys": args.keys,
+                       "key_period": args.key_period, "time": args.time, "nemesis": args.nemesis,
+                       "faults": args.faults, "seed": args.seed, "short": args.short,
+                       "op_timeout": args.op_timeout, "unsafe": ",".join(args.unsafe_bugs) or None,
+                       "snapshot_every": args.snapshot_every, "node_env": args.node_env_vars,
+                       "partition_mode": args.partition_mode},
+            "out": self.out,
+            "partition_backend": self.partitioner.name if self.partitioner else
+            f"unavailable ({self.partition_reason})",
+            "skipped_faults": self.nemesis.skipped if self.nemesis else {},
+            "operations": counts,
+            "throughput_ops_s": round(sum(counts.get("total", {}).values()) / max(args.time, 1e-9), 1),
+            "client_errors": error_kinds, "client_reconnects": reconnects,
+            "faults": report.fault_summary(windows, nemesis_events),
+            "fault_windows": windows,
+            "recovery": self.recovery,
+            "final_reads": self.final,
+            "verdict": verdict,
+            "durability": durability,
+            "processes": self.hygiene,
+            "failure": self.failure,
+        }
+        linearizable = verdict.get("verdict") == "linearizable"
+        lost = bool(durability["lost"])
+        if verdict.get("verdict") == "not linearizable" or lost:
+            code = EXIT_FAIL
+            summary["failure"] = summary["failure"] or (
+                "not linearizable" if not linearizable else "acknowledged writes lost")
+        elif (not linearizable or self.failure or durability["unread_keys"]
+              or self.final["read"] < self.final["keys"] or self.hygiene.get("left")):
+            code = EXIT_INCONCLUSIVE
+            summary["failure"] = summary["failure"] or (
+                "checker budget exceeded" if not linearizable else
+                "final reads incomplete" if self.final["read"] < self.final["keys"] else
+                "processes left running" if self.hygiene.get("left") else "inconclusive")
+        else:
+            code = EXIT_PASS
+        summary["passed"] = code == EXIT_PASS
+        summary["exit_code"] = code
+        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=1, default=str)
+        return code, summary
+
+
+def run(args: argparse.Namespace, netns: Optional[str], partition_reason: Optional[str] = None) -> int:
+    """One run in this process (inside the namespace, or without one)."""
+    r = Run(args, netns, partition_reason)
+    r.prepare()
+    atexit.register(r.cleanup)
+
+    def interrupt(signum, _frame):
+        name = signal.Signals(signum).name
+        if r.stop.is_set():
+            raise _Interrupted(name)
+        r.interrupted = name
+        r.stop.set()
+        r.log(f"{name}: stopping at the next safe point (again to stop at once)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+    parent = os.getppid()
+
+    def watch_parent():
+        # Inside a namespace our parent is the outer harness: if it dies,
+        # stop the run in order rather than run on unattended.
+        while not r.stop.is_set():
+            if os.getppid() != parent:
+                r.interrupted = "parent process died"
+                r.stop.set()
+                return
+            time.sleep(1.0)
+
+    if netns:
+        threading.Thread(target=watch_parent, daemon=True).start()
+    try:
+        r.execute()
+    except _Interrupted as exc:
+        r.failure = f"interrupted ({exc})"
+        r.log(r.failure)
+    except KeyboardInterrupt:
+        r.failure = "interrupted"
+        r.log(r.failure)
+    except Exception as exc:  # noqa: BLE001
+        if r.interrupted:
+            r.failure = f"interrupted ({r.interrupted})"
+            r.log(r.failure + "; while stopping: " + traceback.format_exc())
+        else:
+            r.failure = f"harness error: {type(exc).__name__}: {exc}"
+            r.log(r.failure + "\n" + traceback.format_exc())
+    finally:
+        r.cleanup()
+    try:
+        code, summary = r.results()
+    except Exception as exc:  # noqa: BLE001
+        r.log("could not produce results:\n" + traceback.format_exc())
+        print(f"jepsen: no results: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print(report.render(summary), flush=True)
+    return code

@@ -1,0 +1,226 @@
+"""The Jepsen-style harness (scripts/jepsen.py): its parts, a short real run,
+and proof that it catches a deliberately broken system.
+
+The two end-to-end tests start real nodes and take about a minute each.
+Partitions need root, ``ip`` and ``iptables`` (a private network namespace
+per run); without them the broken-mode test is skipped and the short run
+checks only kill faults.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ra_actors.testing.history import HistoryRecorder, read_history
+from ra_actors.testing.jepsen import partition as part
+from ra_actors.testing.jepsen import report
+from ra_actors.testing.jepsen.clients import all_keys, current_generation, key_name
+from ra_actors.testing.jepsen.cluster import install_shim, node_host
+from ra_actors.testing.jepsen.nemesis import FAULTS, parse_nemesis
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "jepsen.py")
+NETNS = part.netns_unavailable() is None
+
+
+# ------------------------------------------------------------------ parts
+def test_parse_nemesis():
+    assert parse_nemesis("kill,partition") == ["kill", "partition"]
+    assert parse_nemesis("combined") == list(FAULTS)
+    assert parse_nemesis("kill, kill,none") == ["kill"]
+    assert parse_nemesis("partition-leader") == ["partition-leader"]
+    with pytest.raises(ValueError):
+        parse_nemesis("kill,flood")
+
+
+def test_partition_grudges():
+    nodes = [f"n{i}" for i in range(1, 6)]
+    rng = random.Random(1)
+    a, b = part.halves(nodes, rng)
+    assert sorted(a + b) == nodes and len(a) == 2
+    cuts = part.components_to_cuts([a, b])
+    assert len(cuts) == 6 and all(len(c) == 2 for c in cuts)
+    assert part.components_to_cuts(part.isolate("n3", nodes)) == {frozenset(("n3", n)) for n in nodes if n != "n3"}
+    for seed in range(20):
+        ring = part.majorities_ring(nodes, random.Random(seed))
+        hears = part.describe_cuts(ring, nodes)
+        # everyone sees a majority (itself and two others), nobody the same one
+        assert all(len(v) == 2 for v in hears.values())
+        assert len({frozenset(v + [k]) for k, v in hears.items()}) == 5
+
+
+def test_key_rotation():
+    t0 = 10**12
+    assert key_name(3, 7, 0) == "k3"
+    assert key_name(3, 7, 30) == "k3@7"
+    assert current_generation(t0 + int(65e9), t0, 30) == 2
+    assert all_keys(2, t0, t0 + int(65e9), 30) == ["k0@0", "k1@0", "k0@1", "k1@1", "k0@2", "k1@2"]
+    assert all_keys(2, t0, t0 + int(65e9), 0) == ["k0", "k1"]
+
+
+def _history(tmp_path, steps):
+    """Build a history from (process, f, key, value, outcome[, read value])."""
+    clock = iter(range(1, 10**6))
+    rec = HistoryRecorder(tmp_path / "h.jsonl", clock=lambda: next(clock))
+    for step in steps:
+        proc, f, key, value, outcome = step[:5]
+        op = rec.invoke(proc, f, key, value)
+        if outcome == "ok" and f == "read":
+            rec.complete(op, "ok", step[5])
+        else:
+            rec.complete(op, outcome)
+    rec.close()
+    return read_history(tmp_path / "h.jsonl")
+
+
+def test_lost_write_detection(tmp_path):
+    final = 9
+    good = _history(tmp_path, [(0, "write", "a", 1, "ok"), (1, "write", "a", 2, "ok"),
+                               (0, "write", "a", 3, "info"), (final, "read", "a", None, "ok", 3)])
+    assert report.lost_writes(good, final)["lost"] == []
+    lost = _history(tmp_path, [(0, "write", "a", 1, "ok"), (1, "write", "a", 2, "ok"),
+                               (final, "read", "a", None, "ok", 1)])
+    out = report.lost_writes(lost, final)
+    assert len(out["lost"]) == 1 and out["lost"][0]["lost"] == 2
+    gone = _history(tmp_path, [(0, "cas", "a", [None, 5], "ok"), (final, "read", "a", None, "ok", None)])
+    assert len(report.lost_writes(gone, final)["lost"]) == 1
+    unread = _history(tmp_path, [(0, "write", "b", 1, "ok"), (final, "read", "b", None, "fail")])
+    assert report.lost_writes(unread, final)["unread_keys"] == ["b"]
+
+
+def test_merge_orders_by_time_and_keeps_process_order(tmp_path):
+    files = []
+    for proc, times in ((0, [5, 9]), (1, [1, 7])):
+        clock = iter(times)
+        path = tmp_path / f"p{proc}.jsonl"
+        rec = HistoryRecorder(path, clock=lambda: next(clock))
+        rec.complete(rec.invoke(proc, "write", "k", proc), "ok")
+        rec.close()
+        files.append(str(path))
+    with open(files[1], "a") as torn:
+        torn.write('{"process": 1, "type": "inv')        # a client killed mid-line
+    merged = report.merge_histories(files, str(tmp_path / "history.jsonl"))
+    assert [e["time"] for e in merged] == [1, 5, 7, 9]
+    assert read_history(tmp_path / "history.jsonl") == merged
+
+
+def test_fault_windows():
+    s = 10**9
+    events = []
+    for i, t in enumerate([1, 2, 3, 9, 10]):     # acknowledged writes complete at t+0.1
+        events.append({"process": i, "type": "invoke", "f": "write", "key": "k", "value": i, "time": t * s})
+        events.append({"process": i, "type": "ok", "f": "write", "key": "k", "value": i,
+                       "time": t * s + s // 10})
+    events.sort(key=lambda e: e["time"])
+    nemesis = [{"event": "start", "id": 1, "fault": "pause", "time": 4 * s},
+               {"event": "end", "id": 1, "fault": "pause", "time": 8 * s}]
+    (w,) = report.fault_windows(events, nemesis, 0, 12 * s)
+    assert w["fault"] == "pause" and w["duration_s"] == 4.0
+    assert w["max_gap_s"] == 6.0          # from the ack at 3.1 to the one at 9.1
+    assert w["recovery_s"] == 1.1         # first write invoked after 8 s completes at 9.1
+
+
+def test_node_shim_binds_the_node_address(tmp_path):
+    """Outgoing loopback connections of a node carry its own address."""
+    shim = install_shim(str(tmp_path))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    code = textwrap.dedent(f"""
+        import socket
+        s = socket.socket(); s.connect(("127.0.0.1", {port})); print(s.getsockname()[0])
+    """)
+    env = dict(os.environ, PYTHONPATH=shim, RA_JEPSEN_BIND_SOURCE="1",
+               THESPIAN_BASE_IPADDR=node_host(1))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    server.close()
+    assert out.stdout.strip() == "127.0.0.3", out.stderr
+    env.pop("RA_JEPSEN_BIND_SOURCE")
+    server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    server.close()
+    assert out.stdout.strip() == "127.0.0.1", out.stderr
+
+
+def test_usage_errors(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "precious.txt").write_text("not a jepsen run")
+    for bad in (["--nemesis", "flood"], ["--unsafe", "no_such_bug"], ["--node-env", "X"],
+                ["--out", str(busy)]):
+        proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *bad],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert proc.returncode == 2, (bad, proc.stderr)
+    assert (busy / "precious.txt").exists()
+
+
+# ------------------------------------------------------------------ real runs
+def _run(tmp_path, *args, timeout=420):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, SCRIPT, "--json", "--out", str(out), *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, cwd=str(tmp_path))
+    summary_path = out / "summary.json"
+    assert summary_path.exists(), proc.stderr[-3000:]
+    with open(summary_path) as f:
+        summary = json.load(f)
+    return proc, summary, out
+
+
+def _faults(out):
+    with open(out / "nemesis.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.mark.slow
+def test_short_run_is_linearizable(tmp_path):
+    proc, summary, out = _run(tmp_path, "--short", "--nemesis", "kill,partition", "--seed", "11")
+    assert proc.returncode == 0, (summary.get("failure"), summary.get("verdict"), proc.stderr[-3000:])
+    assert summary["passed"] and summary["verdict"]["verdict"] == "linearizable"
+    assert summary["durability"]["lost"] == [] and summary["durability"]["acknowledged_writes"] > 20
+    assert summary["final_reads"]["read"] == summary["final_reads"]["keys"] > 0
+    assert summary["processes"]["left"] == 0
+    history = read_history(out / "history.jsonl")
+    assert len(history) > 500
+    started = {e["fault"] for e in _faults(out) if e["event"] == "start"}
+    assert "kill" in started
+    if NETNS:
+        assert summary["partition_backend"].startswith("iptables")
+        assert "partition" in started
+        assert summary["processes"]["netns_deleted"] is True
+        assert summary["processes"]["left_in_netns"] == []
+    else:
+        assert summary["partition_backend"].startswith("unavailable")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NETNS, reason=f"partitions need a network namespace: {part.netns_unavailable()}")
+def test_broken_mode_is_caught(tmp_path):
+    """Leaders that answer consistent queries from local state (the core's
+    deliberate bug ``stale_reads``), isolated from their cluster while
+    clients keep reading from them and writing through the majority: the
+    checker must find the stale reads.
+
+    THESPIAN_MAX_PENDING_TRANSMITS is raised for the nodes because, with
+    Thespian's default of 20 transmits in flight per actor, an isolated
+    leader stops answering clients within about a second (its sends to the
+    unreachable peers block everything else), which hides the bug.
+    """
+    proc, summary, out = _run(tmp_path, "--short", "--time", "40", "--nemesis", "partition-leader",
+                              "--unsafe", "stale_reads", "--seed", "3",
+                              "--node-env", "THESPIAN_MAX_PENDING_TRANSMITS=100000")
+    assert summary["verdict"]["verdict"] == "not linearizable", (summary["verdict"], proc.stderr[-3000:])
+    assert proc.returncode == 1
+    assert not summary["passed"]
+    assert any(e["event"] == "start" and e["fault"] == "partition" for e in _faults(out))
+    assert summary["processes"]["left"] == 0
