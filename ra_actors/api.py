@@ -230,6 +230,13 @@ class Client:
         return {n: ("up" if e[2] else "down") for n, e in self._nodes.items()}
 
     def _refresh_any(self, deadline):
+        if self._refresh_known(deadline):
+            return True
+        # Every supervisor we knew is gone (e.g. all nodes restarted while we
+        # were idle): ask the admins again, whose addresses do not change.
+        return self._rediscover(deadline)
+
+    def _refresh_known(self, deadline) -> bool:
         for name, entry in list(self._nodes.items()):
             if not entry[2]:
                 continue
@@ -238,9 +245,7 @@ class Client:
                 return True
             except (errors.Timeout, errors.NodeDown):
                 entry[2] = False
-        # Every supervisor we knew is gone (e.g. all nodes restarted while we
-        # were idle): ask the admins again, whose addresses do not change.
-        return self._rediscover(deadline)
+        return False
 
     def _rediscover(self, deadline) -> bool:
         from .actors.admin import RaWhereIsSupervisor
@@ -264,19 +269,10 @@ class Client:
                 self._pump(0.05)
         if found:
             try:
-                self._refresh_any_known(deadline)
+                self._refresh_known(deadline)
             except errors.RaError:
                 pass
         return found
-
-    def _refresh_any_known(self, deadline):
-        for name, entry in list(self._nodes.items()):
-            if entry[2]:
-                try:
-                    self._refresh_nodes(name, min(deadline, time.monotonic() + 1.0))
-                    return
-                except (errors.Timeout, errors.NodeDown):
-                    entry[2] = False
 
     def _sup_address(self, node, deadline):
         entry = self._nodes.get(node)
