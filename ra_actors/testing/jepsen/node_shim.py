@@ -16,8 +16,8 @@ client processes.  It does two things, each only when asked to:
   stands in until then.)
 * **Deliberate bugs.**  With ``RA_ACTORS_UNSAFE_BUGS=a,b`` the core's
   ``RaftServer`` gets ``bugs={"a", "b"}`` added to whatever the runtime
-  passes.  (The runtime is meant to read that variable itself; adding the
-  same names twice is harmless.)
+  passes.  (The server actor now reads that variable itself; the shim
+  keeps older runtimes covered, and naming a bug twice is harmless.)
 
 Everything is best effort: a failure here must never stop a node.
 """
