@@ -363,8 +363,7 @@ class RaftServer:
             return
         if self.role != PRE_VOTE or msg.token != self.pre_vote_token or not msg.vote_granted:
             return
-        if msg.from_id in self.voters():
-            self.votes.add(msg.from_id)
+        self.votes.add(msg.from_id)  # _has_quorum counts voters only
         if self._has_quorum(self.votes):
             self._start_election()
 
@@ -402,8 +401,7 @@ class RaftServer:
             return
         if self.role != CANDIDATE or msg.term != self.current_term or not msg.vote_granted:
             return
-        if msg.from_id in self.voters():
-            self.votes.add(msg.from_id)
+        self.votes.add(msg.from_id)  # _has_quorum counts voters only
         if self._has_quorum(self.votes):
             self._become_leader()
 
