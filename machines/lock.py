@@ -3,7 +3,7 @@ so a holder that dies releases its locks (``Down``) instead of a lease
 running out.
 
 An owner is any hashable msgpack value naming a process the runtime can
-monitor (a client handle id, a ``ServerId``); a lock name is any hashable
+monitor (a client handle id, a ``ServerId``, an ``ActorRef``); a lock name is any hashable
 msgpack value.
 
 Commands (tuples; clients normalise them through msgpack):

@@ -11,7 +11,7 @@ Quick start::
         reply, leader = client.process_command(sids[0], ("write", "k", 1))
         value, leader = client.consistent_query(leader, "machines.kv:read", "k")
 """
-from .core.types import ServerId  # noqa: F401
+from .core.types import ActorRef, ServerId  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -27,9 +27,10 @@ _LAZY = {
     "Applied": ("events", "Applied"),
     "Rejected": ("events", "Rejected"),
     "Message": ("events", "Message"),
+    "ActorInit": ("actors.protocol", "ActorInit"),
 }
 
-__all__ = ["ServerId", "__version__", "errors", "events", *_LAZY]
+__all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", *_LAZY]
 
 
 def __getattr__(name):

@@ -6,6 +6,9 @@ admin).  It registers a *client handle* (``client.handle``, a string) on the
 node it first reached; machines may monitor that handle
 (``Monitor("process", handle)``): when the client process dies its node's
 supervisor notices and the machine receives ``Down(handle, reason)``.
+``client.start_actor`` starts any Thespian actor class under a node's
+supervisor and returns an ``ActorRef`` that machines may monitor and send
+to in the same way.
 
 Every call takes a ``timeout`` (seconds) and raises
 :class:`ra_actors.errors.Timeout` when it expires, never hangs.  Bad input
@@ -25,7 +28,7 @@ from datetime import timedelta
 
 from . import codec, errors
 from . import events as ev
-from .core.types import NON_VOTER, PROMOTABLE, VOTER, ServerConfig, ServerId
+from .core.types import NON_VOTER, PROMOTABLE, VOTER, ActorRef, ServerConfig, ServerId
 from .actors.protocol import (ClientCall, ClientReply, Lookup, LookupReply, Misdelivered, Pipeline,
                               SupRequest, SupResponse)
 from .actors.util import decode_error, make_client_handle
@@ -737,6 +740,59 @@ class Client:
                 self._pump(0.05)
         return leader
 
+    # =============================================================== actors
+    def start_actor(self, node: str, actor_class: str, name: str | None = None, init=None,
+                    restart: str = "temporary", timeout: float = DEFAULT_TIMEOUT) -> ActorRef:
+        """Start an instance of the Thespian ``Actor`` class ``actor_class``
+        (``"pkg.module:Class"``, importable on ``node``) as a child of
+        ``node``'s supervisor; return its ``ActorRef``.
+
+        Its first message is ``ActorInit(ref, init, restarts)``.  Machines
+        can monitor the ref (``Monitor("process", ref)`` -> ``Down(ref,
+        reason)``) and send to it (``SendMsg(ref, msg)``).  ``restart``:
+        ``"temporary"`` (never restarted) or ``"permanent"`` (restarted by
+        the supervisor within its restart intensity; every exit still fires
+        ``Down``).  ``name`` defaults to a unique one.
+
+        Raises ``ActorAlreadyExists`` (``name`` is alive on ``node``),
+        ``ActorClassError`` (the class does not import on the node or is not
+        an Actor; nothing is started), ``NoSuchServer`` (unknown node),
+        ``InvalidCommand`` (``init`` is not a msgpack value), ``ValueError``
+        (bad ``restart`` or ``name``), ``Timeout``."""
+        if restart not in ("temporary", "permanent"):
+            raise ValueError(f"restart is 'temporary' or 'permanent', not {restart!r}")
+        if name is None:
+            name = f"actor-{uuid.uuid4().hex[:12]}"
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"an actor name is a non-empty string, not {name!r}")
+        if not isinstance(actor_class, str):
+            raise errors.ActorClassError(f"actor_class must be 'pkg.module:Class', not {actor_class!r}")
+        init = codec.normalise(init)
+        return self._sup_call(node, "start_actor", (actor_class, name, init, restart), timeout)
+
+    def stop_actor(self, ref, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop the actor and return once it has exited (its watchers see
+        ``Down(ref, "normal")``; a permanent actor is not restarted).
+        Raises ``NoSuchActor`` (no such live actor), ``NoSuchServer``
+        (unknown node), ``Timeout``."""
+        ref = _aref(ref)
+        self._sup_call(ref.node, "stop_actor", (ref.name,), timeout)
+
+    def send_actor(self, ref, msg, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Deliver ``msg`` (a msgpack value, normalised like a command) to the
+        actor; returns once its node's supervisor has handed it on (the
+        actor sees the supervisor as the sender).  Raises ``NoSuchActor``,
+        ``InvalidCommand``, ``NoSuchServer`` (unknown node), ``Timeout``."""
+        ref = _aref(ref)
+        msg = codec.normalise(msg)
+        self._sup_call(ref.node, "send_actor", (ref.name, msg), timeout)
+
+    def actors(self, node: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """``{name: status}`` of the actors started on ``node``: ``"running"``,
+        ``"stopping"`` or ``"restarting"`` (a permanent actor between two
+        incarnations).  Actors that are gone for good are not listed."""
+        return self._sup_call(node, "actors", (), timeout)
+
     def close(self):
         if self._closed:
             return
@@ -778,6 +834,14 @@ def _sid(value) -> ServerId:
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return ServerId(str(value[0]), str(value[1]))
     raise ValueError(f"not a server id: {value!r} (use ServerId(name, node))")
+
+
+def _aref(value) -> ActorRef:
+    if isinstance(value, ActorRef):
+        return value
+    if type(value) in (tuple, list) and len(value) == 2:
+        return ActorRef(str(value[0]), str(value[1]))
+    raise ValueError(f"not an actor ref: {value!r} (use the ActorRef start_actor returned)")
 
 
 def _sid_or_none(value):

@@ -5,6 +5,7 @@ Usage::
     ra-actors node start NAME --data-dir DIR --port PORT [--host ADDR]
                          [--convention HOST:PORT] [--allowed-host ADDR ...]
                          [--seed HOST:PORT ...] [--sync-method datasync|sync|none]
+                         [--placement process|shared]
     ra-actors node stop --data-dir DIR [--timeout SECONDS]
     ra-actors node status --data-dir DIR [--json]
 
@@ -37,7 +38,8 @@ def _start(args) -> int:
     with LiveStatus(f"starting node {args.name} on {args.host}:{args.port}"):
         node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
-                          log_options=log_options, detach=True, timeout=args.timeout)
+                          log_options=log_options, placement=args.placement, detach=True,
+                          timeout=args.timeout)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
     return 0
@@ -90,6 +92,9 @@ def add_parser(subparsers) -> None:
     start.add_argument("--seed", action="append", type=_hostport, metavar="HOST:PORT",
                        help="other nodes' admins to contact (repeatable)")
     start.add_argument("--sync-method", choices=("datasync", "sync", "none"), default=None)
+    start.add_argument("--placement", choices=("process", "shared"), default="process",
+                       help="process: one actor process per Raft server (default); shared: one "
+                            "host actor carries every server of the node and its WAL")
     start.add_argument("--timeout", type=float, default=30.0)
     start.set_defaults(func=_start)
 

@@ -7,7 +7,7 @@ Rules:
   normalise commands through :func:`normalise` before sending them, so the
   leader applies exactly the value a recovering follower will read back
   from disk (``apply`` must see the same value on every member).
-* ``ServerId`` and the dataclasses of :mod:`ra_actors.core.types` and
+* ``ServerId``, ``ActorRef`` and the dataclasses of :mod:`ra_actors.core.types` and
   :mod:`ra_actors.core.effects` travel as msgpack extension types, looked up
   in a fixed registry (never by importing a name found in the data).
 * Anything else that msgpack cannot encode raises ``InvalidCommand``.
@@ -21,11 +21,12 @@ import msgpack
 
 from .core import effects as _effects
 from .core import types as _types
-from .core.types import ServerId
+from .core.types import ActorRef, ServerId
 from .errors import InvalidCommand
 
 EXT_SERVER_ID = 1
 EXT_RECORD = 2
+EXT_ACTOR_REF = 3
 
 _REGISTRY: dict[str, type] = {}
 
@@ -46,6 +47,8 @@ for _mod in (_types, _effects):
 def _default(obj: Any):
     if isinstance(obj, ServerId):
         return msgpack.ExtType(EXT_SERVER_ID, msgpack.packb((obj.name, obj.node), use_bin_type=True))
+    if type(obj) is ActorRef:
+        return msgpack.ExtType(EXT_ACTOR_REF, msgpack.packb((obj.name, obj.node), use_bin_type=True))
     cls = type(obj)
     if dataclasses.is_dataclass(obj) and _REGISTRY.get(cls.__name__) is cls:
         fields = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
@@ -64,6 +67,9 @@ def _ext_hook(code: int, data: bytes):
     if code == EXT_SERVER_ID:
         name, node = msgpack.unpackb(data, use_list=False, raw=False)
         return ServerId(name, node)
+    if code == EXT_ACTOR_REF:
+        name, node = msgpack.unpackb(data, use_list=False, raw=False)
+        return ActorRef(name, node)
     if code == EXT_RECORD:
         name, fields = msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False,
                                        strict_map_key=False)

@@ -93,3 +93,19 @@ class DataDirLocked(RaError):
 
 class NodeError(RaError):
     """A node could not be started or stopped."""
+
+
+class NoSuchActor(NoSuchServer):
+    """An ``ActorRef`` names no live actor on its node (Ra's ``noproc``).
+
+    A subclass of :class:`NoSuchServer`, so code that handles "no such
+    process" for servers handles actors too."""
+
+
+class ActorAlreadyExists(RaError):
+    """``start_actor`` named an actor that is already alive on its node."""
+
+
+class ActorClassError(RaError):
+    """``start_actor``'s class cannot be imported on its node, or is not a
+    Thespian ``Actor`` (the message names the node and the import error)."""

@@ -148,7 +148,7 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               detach: bool = False, timeout: float = 30.0) -> Node:
+               placement: str = "process", detach: bool = False, timeout: float = 30.0) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
@@ -159,6 +159,13 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
     server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
     ``log_options`` the WAL (e.g. ``sync_method``).
+
+    ``placement`` says where the node's Raft servers run: ``"process"``
+    (default) gives each server its own actor process, as Ra gives each
+    server its own Erlang process; ``"shared"`` runs one host actor that
+    carries every server of the node and the node's WAL — each server still
+    addressed, monitored and restarted as its own ``ServerId`` — for many
+    clusters per node and lower latency (``docs/internals.rst``).
 
     By default the node belongs to the calling process: it stops when that
     process exits (even by a crash).  ``detach=True`` puts it in its own
@@ -173,6 +180,8 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     os.makedirs(data_dir, exist_ok=True)
     port = int(port)
     convention = tuple(convention) if convention else (host, port)
+    if placement not in ("process", "shared"):
+        raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
     cfg = {
@@ -186,6 +195,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "settings": dict(settings or {}),
         "server_settings": dict(server_settings or {}),
         "log": dict(log_options or {}),
+        "placement": placement,
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies
@@ -425,7 +435,8 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
     temporary directory removed on exit).  The first node leads the
     convention.  On exit (also on errors) every node is stopped, and killed
     if it does not stop in time.  Extra keyword arguments go to
-    :func:`start_node` (``settings``, ``server_settings``, ``log_options``).
+    :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
+    ``placement``).
     """
     names = list(names)
     if not names or len(set(names)) != len(names):

@@ -11,6 +11,8 @@ Modules:
   connections from non-member hosts.
 * :mod:`.supervisor` — ``NodeSupervisor``: children, directory, monitors,
   node-pair heartbeats, node-level client operations.
+* :mod:`.user_actors` — the supervisor's actors started by clients
+  (``client.start_actor``): start, stop, restart, monitors, delivery.
 * :mod:`.server` — ``ServerActor``: hosts one Raft core and runs its effects.
 * :mod:`.storage` — WAL, segment-writer and snapshot-writer actors, and a
   server's view of its files (recovery).

@@ -321,11 +321,70 @@ def _port_free(host: str, port: int) -> bool:
         s.close()
 
 
+#: Thespian's transmit limits for every process of a node (see
+#: :func:`thespian_transmit_env`); Thespian's defaults are 20 / 950 / 780 /
+#: 1050.  Operators can override each one in the node's environment.
+MAX_PENDING_TRANSMITS = 4096
+MAX_QUEUED_TRANSMITS = 1024
+
+
+def thespian_transmit_env(cfg: dict, environ=os.environ) -> None:
+    """Set Thespian's transmit limits; must run before Thespian is imported
+    (``asyncTransportBase`` and ``transport`` read them at import time).
+
+    How Thespian 4.0.1 sends (``system/transport/asyncTransportBase.py`` and
+    ``TCPTransport.py``), per actor process:
+
+    * every ``send`` becomes a *transmit intent* whose timeout
+      (``THESPIAN_TRANSMIT_TIMEOUT_PERIOD``, 5 min by default, 20 s here)
+      starts when ``send`` is called;
+    * at most ``MAX_PENDING_TRANSMITS`` intents (default **20**) are handed to
+      the TCP layer.  That count covers every intent not yet completed:
+      the one being sent to a target *and* those waiting behind it, because
+      the TCP layer sends to one target at a time (stop-and-wait on the
+      target's ACK; a second intent to that target waits for the slot);
+    * further intents wait in one FIFO queue for the whole process.  At
+      ``MAX_QUEUED_TRANSMITS`` (950) queued, ``send`` itself blocks in
+      "tx-only mode" (the actor receives nothing) until the queue drains to
+      ``QUEUED_TRANSMIT_UNBLOCK_THRESHOLD`` (780) or the intent's timeout;
+      at ``DROP_TRANSMITS_LEVEL`` (1050) new intents fail at once (silently:
+      the actor is told only of dead targets).
+
+    A send to a silent peer (SIGSTOPped, or its packets dropped) completes
+    only when its timeout expires.  With the default 20 pending slots, the
+    heartbeats, probes and Rpcs to one silent node fill them within seconds,
+    and then *every* other send of the process waits behind them in the FIFO
+    queue: the supervisors of the healthy nodes stopped hearing each other
+    about 7 s into a partition, and declared each other down.
+
+    So the pending limit is raised far above what one silent target can
+    hold (the supervisor keeps one heartbeat and one probe in flight per
+    target; a server at most ``max_unanswered`` Rpcs per peer): intents to a
+    silent target then wait in that target's own line and never delay sends
+    to others.  The queue limits keep Thespian's shape (block, then drop)
+    for a process that really has thousands of unacknowledged sends, and
+    bound its memory: at most 4096 + 2048 intents per process, none older
+    than the transmit timeout.  Each waiting intent costs a little on every
+    pass of the process's select loop, which is why the application keeps
+    its own per-target bounds as well.
+    """
+    environ.setdefault("THESPIAN_TRANSMIT_TIMEOUT_PERIOD", cfg.get("transmit_timeout", "0:20"))
+    environ.setdefault("THESPIAN_MAX_PENDING_TRANSMITS", str(MAX_PENDING_TRANSMITS))
+    queued = environ.setdefault("THESPIAN_MAX_QUEUED_TRANSMITS", str(MAX_QUEUED_TRANSMITS))
+    try:
+        queued = max(1, int(queued))
+    except ValueError:
+        queued = MAX_QUEUED_TRANSMITS
+    # keep unblock < queued < drop, also when only the queue limit is overridden
+    environ.setdefault("THESPIAN_QUEUED_TRANSMIT_UNBLOCK_THRESHOLD", str(queued * 3 // 4))
+    environ.setdefault("THESPIAN_DROP_TRANSMITS_LEVEL", str(queued * 2))
+
+
 def node_main(cfg: dict) -> int:
     data_dir = cfg["data_dir"]
     host = cfg["host"]
     os.environ["THESPIAN_BASE_IPADDR"] = host
-    os.environ.setdefault("THESPIAN_TRANSMIT_TIMEOUT_PERIOD", cfg.get("transmit_timeout", "0:20"))
+    thespian_transmit_env(cfg)
     os.environ["THESPLOG_FILE"] = _path(data_dir, "thespian.log")
     os.environ.setdefault("THESPLOG_FILE_MAXSIZE", str(1024 * 1024))
     os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")

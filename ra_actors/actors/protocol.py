@@ -205,9 +205,31 @@ class Forwarded:
     """Server -> leader: fire-and-forget commands forwarded by a follower."""
 
     commands: tuple
+    to: Any = None       # the leader meant (placement ``shared``: many servers per actor)
 
     def __repr__(self):
-        return _short_repr(self, self.commands)
+        return _short_repr(self, self.commands, to=self.to)
+
+
+@dataclass(repr=False)
+class Bundle:
+    """Host -> host (placement ``shared``): the ``Rpcs`` and ``Forwarded``
+    that the servers of one host produced for the same destination actor
+    while the host handled one message, sent as one Thespian message (the
+    transport charges per message, not per byte)."""
+
+    msgs: tuple
+
+    def __repr__(self):
+        return _short_repr(self, self.msgs)
+
+
+@dataclass
+class StreamOffer:
+    """Host -> host (placement ``shared``): connect to my replication
+    stream at ``endpoint`` (``(ip, port)``); see :mod:`.stream`."""
+
+    endpoint: tuple
 
 
 @dataclass
@@ -223,6 +245,20 @@ class StopServer:
     """Supervisor -> server actor: stop (``delete``: also remove its data)."""
 
     delete: bool = False
+    name: str | None = None   # the server meant (a host actor carries many)
+
+
+@dataclass
+class ServerExited:
+    """Host actor -> supervisor (placement ``shared``): server ``name`` of
+    ``incarnation`` is gone from the host (stopped, failed to start, or
+    crashed with ``reason``).  Stands in for the ``ChildActorExited`` a
+    server that is its own actor produces."""
+
+    name: str
+    incarnation: int
+    reason: str
+    crashed: bool = False
 
 
 @dataclass
@@ -329,3 +365,25 @@ class Misdelivered:
     port was reused): drop the cached address of ``to``."""
 
     to: Any
+
+
+# ------------------------------------------------ actors started by clients
+@dataclass
+class ActorInit:
+    """The first message an actor started through ``client.start_actor``
+    receives: its own ``ref`` (an ``ActorRef``) and the ``init`` value the
+    client gave.  ``restarts`` counts the restarts of a ``permanent`` actor
+    (0 for the first incarnation)."""
+
+    ref: Any
+    init: Any = None
+    restarts: int = 0
+
+
+@dataclass
+class ActorSend:
+    """Server actor -> its supervisor (-> the target node's supervisor):
+    deliver ``msg`` to the actor ``ref`` (a machine's ``SendMsg``)."""
+
+    ref: Any
+    msg: Any

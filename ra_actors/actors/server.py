@@ -46,10 +46,10 @@ from ..core import messages as m
 from ..core.machine import Machine
 from ..core.server import RaftServer
 from ..core.types import LEADER, AfterLogAppend, AwaitConsensus, NoReply, NotifyReply, ServerId
-from .protocol import (ClientCall, ClientReply, Forwarded, Lookup, LookupReply, Misdelivered,
+from .protocol import (Bundle, ClientCall, ClientReply, Forwarded, Lookup, LookupReply, Misdelivered,
                        Pipeline, Rpcs, SegmentsWritten,
                        ServerCrash, ServerInit, ServerStarted, ServiceAddresses, SnapshotDone,
-                       SnapshotWrite, StopServer, SupRequest, SupResponse, Unwatch, WalResult,
+                       SnapshotWrite, StopServer, StreamOffer, SupRequest, SupResponse, Unwatch, WalResult,
                        WalWrite, Watch, WatchDown)
 from .util import encode_error, is_client_handle, log, log_exc, now_ms
 
@@ -116,23 +116,44 @@ class _Peer:
         self.dropped = 0
 
 
-class ServerActor(Actor):
-    @staticmethod
-    def actorSystemCapabilityCheck(capabilities, requirements):
-        return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
+class ServerShell:
+    """One Raft server's runtime: the core, its store, peers, timers and the
+    interpretation of effects.  It is not an actor itself: a *port* (the
+    actor that hosts it) gives it ``send``, ``wakeup``, its address, and what
+    to do on exit and on a crash.  :class:`ServerActor` hosts one shell per
+    OS process; :class:`ra_actors.actors.host.HostActor` hosts many
+    (placement mode ``shared``), each still its own ``ServerId``."""
 
-    def __init__(self, capabilities=None, requirements=None):
-        super().__init__()
+    def __init__(self, port):
+        self.port = port
         self.core = None
         self.id = None
+        self.uid = None
+        self.incarnation = 0
         self.supervisor = None
         self.exiting = False
+        self.closed = False
         self._queue = deque()
         self._busy = False
         self.msgs_in = 0        # Thespian messages received (not wakeups): bench's idle check
 
+    # ------------------------------------------------------------ port glue
+    def send(self, addr, msg):
+        self.port.send(addr, msg)
+
+    def wakeupAfter(self, delay, payload):
+        self.port.shell_wakeup(self, delay, payload)
+
+    @property
+    def myAddress(self):
+        return self.port.myAddress
+
+    def _exit_self(self, reason="normal"):
+        """Stop this server (the port removes it; the supervisor is told)."""
+        self.port.shell_exit(self, reason)
+
     # ================================================================ entry
-    def receiveMessage(self, msg, sender):
+    def receive(self, msg, sender):
         if type(msg) is not WakeupMessage:
             self.msgs_in += 1
         if _TRACE:
@@ -150,12 +171,7 @@ class ServerActor(Actor):
         return f"server {self.id.name if self.id else '?'}"
 
     def _crash(self, reason):
-        try:
-            if self.supervisor is not None:
-                self.send(self.supervisor, ServerCrash(self.id.name if self.id else "?", reason))
-        except Exception:  # pragma: no cover
-            pass
-        os._exit(70)
+        self.port.shell_crash(self, reason)
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, ServerInit):
@@ -238,8 +254,8 @@ class ServerActor(Actor):
             from ..errors import RaError
             err = exc if isinstance(exc, RaError) else _machine_error(self.config.machine, exc)
             self.send(sender, ServerStarted(self.id.name, self.incarnation, encode_error(err)))
-            self.send(self.myAddress, ActorExitRequest())
             self.core = None
+            self._exit_self(f"start failed: {err}")
             return
         self.last_applied_written = self.core.last_applied
         if self.core.snapshot_meta is not None:
@@ -298,7 +314,7 @@ class ServerActor(Actor):
         if self.forwards:
             forwards, self.forwards = self.forwards, {}
             for to, cmds in forwards.items():
-                self._send_to_server(to, Forwarded(tuple(cmds)))
+                self._send_to_server(to, Forwarded(tuple(cmds), to))
 
     def _send_peer(self, to, rpcs):
         peer = self.peers.get(to)
@@ -331,7 +347,7 @@ class ServerActor(Actor):
         last = self.lookups.get(key)
         if last is None or time.time() - last > 1.0:
             self.lookups[key] = time.time()
-            self.send(self.supervisor, Lookup(key, None))
+            self.send(self.supervisor, Lookup(key, self.id.name))
 
     def _send_client(self, handle, msg):
         addr = self.clients.get(handle)
@@ -604,10 +620,11 @@ class ServerActor(Actor):
     def _on_stop(self, msg: StopServer, sender):
         self._write_last_applied(force=True)
         self.exiting = True
-        self.send(self.myAddress, ActorExitRequest())
+        self._exit_self("normal")
 
     def _on_exit(self):
-        if self.core is not None:
+        if self.core is not None and not self.closed:
+            self.closed = True
             self._write_last_applied(force=True)
             try:
                 self.store.close()
@@ -616,6 +633,14 @@ class ServerActor(Actor):
 
     def _on_sup_response(self, msg: SupResponse, sender):
         pass
+
+    def _on_stream_offer(self, msg, sender):
+        pass   # a host offering its replication stream: server processes do not take it
+
+    def _on_bundle(self, msg: Bundle, sender):
+        # from a host (placement "shared") to this server actor
+        for inner in msg.msgs:
+            self._dispatch(inner, sender)
 
     # ============================================================== effects
     def _e_send_rpc(self, e: fx.SendRpc):
@@ -756,13 +781,13 @@ class ServerActor(Actor):
         log(self.who, "cluster deleted: removing this server")
         self.send(self.supervisor, SupRequest(None, "server_deleted", (self.id.name,)))
         self.exiting = True
-        self.send(self.myAddress, ActorExitRequest())
+        self._exit_self("normal")
 
     def _e_stop_server(self, e: fx.StopServer):
         log(self.who, f"stopping: {e.reason}")
         self.send(self.supervisor, SupRequest(None, "server_removed", (self.id.name,)))
         self.exiting = True
-        self.send(self.myAddress, ActorExitRequest())
+        self._exit_self("normal")
 
     def _e_machine_effects(self, e: fx.MachineEffects):
         if e.leader_only and self.role != LEADER:
@@ -779,9 +804,15 @@ class ServerActor(Actor):
 
     # ------------------------------------------------------ machine effects
     def _me_send_msg(self, e: fx.SendMsg):
+        from ..core.types import ActorRef   # (local: keeps this edit out of the import block)
         to = e.to
         if isinstance(to, ActorAddress):
             self.send(to, e.msg)
+        elif isinstance(to, ActorRef):
+            # an actor started by a client: the supervisors know where its
+            # current incarnation is (see user_actors)
+            from .protocol import ActorSend
+            self.send(self.supervisor, ActorSend(to, e.msg))
         elif is_client_handle(to):
             self._send_client(to, ev.Message(e.msg))
         elif isinstance(to, tuple) and len(to) == 2:
@@ -897,9 +928,44 @@ class ServerActor(Actor):
         StopServer: _on_stop,
         DeadEnvelope: _on_dead_envelope,
         SupResponse: _on_sup_response,
+        Bundle: _on_bundle,
+        StreamOffer: _on_stream_offer,
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+class ServerActor(Actor):
+    """Placement mode ``process``: one OS process (Thespian actor) per Raft
+    server, as Ra's one Erlang process per server.  A crash ends the
+    process; its supervisor (parent) sees ``ChildActorExited`` and
+    restarts it."""
+
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities, requirements):
+        return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
+
+    def __init__(self, capabilities=None, requirements=None):
+        super().__init__()
+        self.shell = ServerShell(self)
+
+    def receiveMessage(self, msg, sender):
+        self.shell.receive(msg, sender)
+
+    # ------------------------------------------------------------ the port
+    def shell_wakeup(self, shell, delay, payload):
+        self.wakeupAfter(delay, payload)
+
+    def shell_exit(self, shell, reason):
+        self.send(self.myAddress, ActorExitRequest())
+
+    def shell_crash(self, shell, reason):
+        try:
+            if shell.supervisor is not None:
+                self.send(shell.supervisor, ServerCrash(shell.id.name if shell.id else "?", reason))
+        except Exception:  # pragma: no cover
+            pass
+        os._exit(70)
 
 
 def load_machine(path: str):

@@ -67,19 +67,97 @@ def _segments_report(flushes) -> dict:
 
 
 # ================================================================== WAL
+class WalService:
+    """The node's WAL inside whichever actor hosts it: the :class:`WalActor`
+    (placement ``process``) or the host actor that also carries the node's
+    servers (placement ``shared``, where a write costs no Thespian hop).
+
+    ``write`` queues pre-encoded appends; a background thread does one
+    ``write`` + one sync per batch (everything that arrived during the
+    previous sync goes into the next one) and wakes the hosting actor
+    through the pipe ``rfd`` (watch it with ``ThespianWatch``); ``drain``
+    then returns what became durable, per writer."""
+
+    def __init__(self, data_dir: str, options: dict | None):
+        from ..log.recovery import recover_node
+        from ..log.wal import DEFAULT_MAX_SIZE_BYTES
+        opts = options or {}
+        node = recover_node(data_dir, sync_method=opts.get("sync_method", "datasync"),
+                            wal_max_size_bytes=int(opts.get("wal_max_size_bytes", DEFAULT_MAX_SIZE_BYTES)))
+        self.warnings = list(node.warnings)
+        self.node_storage = node   # keeps the data-dir lock
+        self.wal = node.wal
+        self.recovered_segments = _segments_report(node.recovered_flushes)
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
+        self.work = threading.Event()
+        self.done = queue.SimpleQueue()
+        self.stop = False
+        threading.Thread(target=self._syncer, name="wal-sync", daemon=True).start()
+
+    def write(self, appends) -> None:
+        wal = self.wal
+        for enc in appends:
+            wal.append_encoded(enc)
+        self.work.set()
+
+    def forget(self, uid: str) -> None:
+        self.wal.forget_writer(uid)
+
+    def close(self) -> None:
+        self.stop = True
+        self.work.set()
+
+    def _syncer(self):
+        wal = self.wal
+        while not self.stop:
+            self.work.wait()
+            self.work.clear()
+            try:
+                result = wal.flush()
+            except BaseException as exc:  # noqa: BLE001
+                self.done.put(exc)
+                os.write(self.wfd, b"x")
+                return
+            if result.written or result.resend or result.closed_files:
+                self.done.put(result)
+                os.write(self.wfd, b"x")
+
+    def drain(self):
+        """``({uid: (core messages)}, [closed WAL files])`` since the last
+        drain.  A failed write raises: the WAL is unusable, its host must
+        exit (writers resend to the restarted one)."""
+        try:
+            os.read(self.rfd, 65536)
+        except BlockingIOError:
+            pass
+        closed = []
+        replies: dict = {}
+        while True:
+            try:
+                result = self.done.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(result, BaseException):
+                raise result
+            for uid in set(result.written) | set(result.resend):
+                replies.setdefault(uid, []).extend(result.messages(uid))
+            closed.extend(result.closed_files)
+        return replies, closed
+
+
 class WalActor(Actor):
     actorSystemCapabilityCheck = staticmethod(_node_local)
 
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
-        self.wal = None
-        self.rfd = None
+        self.svc = None
         self.writers = {}
         self.segment_writer = None
         self.pending_files = []
 
     def _watch(self):
-        return ThespianWatch([self.rfd]) if self.rfd is not None else None
+        return ThespianWatch([self.svc.rfd]) if self.svc is not None else None
 
     def receiveMessage(self, msg, sender):
         try:
@@ -91,11 +169,8 @@ class WalActor(Actor):
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, WalWrite):
-            wal = self.wal
-            for enc in msg.appends:
-                wal.append_encoded(enc)
+            self.svc.write(msg.appends)
             self.writers[msg.uid] = sender
-            self.work.set()
         elif isinstance(msg, WatchMessage):
             self._drain()
         elif isinstance(msg, ServiceInit):
@@ -113,74 +188,36 @@ class WalActor(Actor):
                     files, self.pending_files = self.pending_files, []
                     self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in files)))
         elif isinstance(msg, ForgetServer):
-            if self.wal is not None:
-                self.wal.forget_writer(msg.uid)
+            if self.svc is not None:
+                self.svc.forget(msg.uid)
             self.writers.pop(msg.uid, None)
         elif isinstance(msg, ActorExitRequest):
-            if self.wal is not None:
-                self.stop = True
-                self.work.set()
+            if self.svc is not None:
+                self.svc.close()
 
     def _init(self, msg: ServiceInit, sender):
-        from ..log.recovery import recover_node
-        from ..log.wal import DEFAULT_MAX_SIZE_BYTES
-        opts = msg.options or {}
-        node = recover_node(msg.data_dir, sync_method=opts.get("sync_method", "datasync"),
-                            wal_max_size_bytes=int(opts.get("wal_max_size_bytes", DEFAULT_MAX_SIZE_BYTES)))
-        for warning in node.warnings:
+        self.svc = WalService(msg.data_dir, msg.options)
+        for warning in self.svc.warnings:
             log("wal", warning)
-        self.node_storage = node   # keeps the data-dir lock
-        self.wal = node.wal
-        self.rfd, self.wfd = os.pipe()
-        os.set_blocking(self.rfd, False)
-        self.work = threading.Event()
-        self.done = queue.SimpleQueue()
-        self.stop = False
-        threading.Thread(target=self._syncer, name="wal-sync", daemon=True).start()
         self.segment_writer = msg.services.segment_writer
-        report = _segments_report(node.recovered_flushes)
-        if report:
+        if self.svc.recovered_segments:
             # old WAL files (a WAL that crashed) are in segments now
-            self.send(sender, SegmentsWritten(report))
+            self.send(sender, SegmentsWritten(self.svc.recovered_segments))
         self.send(sender, ServiceReady("wal"))
-
-    def _syncer(self):
-        wal = self.wal
-        while not self.stop:
-            self.work.wait()
-            self.work.clear()
-            try:
-                result = wal.flush()
-            except BaseException as exc:  # noqa: BLE001
-                self.done.put(exc)
-                os.write(self.wfd, b"x")
-                return
-            if result.written or result.resend or result.closed_files:
-                self.done.put(result)
-                os.write(self.wfd, b"x")
 
     def _drain(self):
         try:
-            os.read(self.rfd, 65536)
-        except BlockingIOError:
-            pass
-        closed = []
-        replies: dict = {}
-        while True:
-            try:
-                result = self.done.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(result, BaseException):
-                log("wal", f"WAL write failed: {result!r}; exiting (servers will resend)")
-                os._exit(71)
-            for uid in set(result.written) | set(result.resend):
-                replies.setdefault(uid, []).extend(result.messages(uid))
-            closed.extend(result.closed_files)
+            replies, closed = self.svc.drain()
+        except BaseException as exc:  # noqa: BLE001
+            log("wal", f"WAL write failed: {exc!r}; exiting (servers will resend)")
+            os._exit(71)
         for uid, msgs in replies.items():
             writer = self.writers.get(uid)
             if writer is not None:
                 self.send(writer, WalResult(uid, tuple(msgs)))
+        self.hand_over(closed)
+
+    def hand_over(self, closed):
         if closed:
             if self.segment_writer is not None:
                 self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))

@@ -16,7 +16,9 @@ Responsibilities:
 * failure detection: one heartbeat stream per node pair; ``NodeEvent`` up or
   down to every local server within ``node_down_after`` seconds;
 * the client API's node-level operations (start/stop/restart/delete a
-  server, check that a machine module imports, overview).
+  server, check that a machine module imports, overview);
+* parent of the actors clients start (``client.start_actor``), which
+  machines can monitor and send to: :mod:`.user_actors` (a mixin).
 """
 from __future__ import annotations
 
@@ -29,16 +31,18 @@ from collections import deque
 
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnvelope,
                              PoisonMessage, WakeupMessage)
+from thespian.system.transport import TransmitIntent
 
 from ..core import messages as m
 from ..core.types import ServerConfig, ServerId
 from .. import errors
 from .admin import RaRegisterSupervisor, RaSupervisorInfo, RaWhereIsSupervisor
 from .protocol import (ClientInfo, Lookup, LookupReply, NodeHeartbeat, NodeHello, NodeInfo,
-                       ServerCrash, ServerInit, ServerStarted, ServiceAddresses, ServiceInit,
+                       ServerCrash, ServerExited, ServerInit, ServerStarted, ServiceAddresses, ServiceInit,
                        ServiceFailed, ServiceReady, SegmentsWritten, StopServer,
                        SupervisorInit, SupervisorReady, SupRequest, SupResponse, Unwatch, Watch,
                        WatchDown)
+from .user_actors import ActorRef, ActorSend, UserActorsMixin
 from .util import admin_address, encode_error, is_client_handle, log, log_exc, target_node
 
 DEFAULTS = {
@@ -49,6 +53,17 @@ DEFAULTS = {
     "max_restarts": 10,           # restart intensity: at most this many ...
     "restart_period": 10.0,       # ... within this many seconds
 }
+
+# _send_once: how long a heartbeat or probe may stay in flight before the next
+# one to the same target goes anyway, in heartbeat / probe intervals.
+HEARTBEAT_PATIENCE = 2   # a node believed up is declared down after 1.2 s anyway
+PROBE_PATIENCE = 5       # down nodes, seeds: one probe per target per 5 s at most
+
+
+PLACEMENTS = ("process", "shared")
+"""``process``: one actor process per server (Ra's one Erlang process per
+server).  ``shared``: one host actor per node carries every server of the
+node and the node's WAL (:mod:`ra_actors.actors.host`)."""
 
 
 class _Child:
@@ -85,7 +100,7 @@ class _Node:
         self.last_hb = 0.0
 
 
-class NodeSupervisor(Actor):
+class NodeSupervisor(UserActorsMixin, Actor):
     @staticmethod
     def actorSystemCapabilityCheck(capabilities, requirements):
         return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
@@ -110,6 +125,9 @@ class NodeSupervisor(Actor):
         self.hostname = socket.gethostname()
         self.last_client_check = 0.0
         self.msgs_in = 0                 # Thespian messages received (not wakeups): bench's idle check
+        self.in_flight: dict[str, float] = {}   # str(target) -> when its periodic send left
+        self.in_flight_skips = 0         # periodic sends skipped: the previous one was in flight
+        self.actors: dict = {}           # client-started actors: name -> _Child (user_actors)
 
     # ================================================================= entry
     def receiveMessage(self, msg, sender):
@@ -127,6 +145,8 @@ class NodeSupervisor(Actor):
                 self.wakeupAfter(self.settings["heartbeat_interval"], "tick")
             elif isinstance(msg.payload, tuple) and msg.payload[0] == "restart":
                 self._restart_child(msg.payload[1], msg.payload[2])
+            elif isinstance(msg.payload, tuple) and msg.payload[0] == "restart_actor":
+                self._restart_actor(msg.payload[1], msg.payload[2])
             return
         if isinstance(msg, NodeHeartbeat):
             self._heard(msg.node, msg.incarnation, sender)
@@ -157,6 +177,9 @@ class NodeSupervisor(Actor):
         self.settings = dict(DEFAULTS)
         self.settings.update({k: v for k, v in (cfg.get("settings") or {}).items() if k in DEFAULTS})
         self.server_settings = dict(cfg.get("server_settings") or {})
+        self.placement = cfg.get("placement") or "process"
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
         self.admin_hostport = (cfg["host"], int(cfg["port"]))
         self.my_info = NodeInfo(self.node, self.incarnation, self.myAddress, self.admin_hostport)
         self.started = True
@@ -259,6 +282,9 @@ class NodeSupervisor(Actor):
         from . import storage
         cls = {"wal": storage.WalActor, "segment_writer": storage.SegmentWriterActor,
                "snapshot_writer": storage.SnapshotWriterActor}[kind]
+        if kind == "wal" and self.placement == "shared":
+            from .host import HostActor
+            cls = HostActor   # the host is the node's WAL and carries its servers
         old = self.services.get(kind)
         child = self._new_child(kind, kind, cls)
         if old is not None:
@@ -287,10 +313,8 @@ class NodeSupervisor(Actor):
         for c in self.services.values():
             if c.status == "running":
                 self.send(c.addr, addrs)
-        if restarted:
-            for s in self.servers.values():
-                if s.status == "running":
-                    self.send(s.addr, addrs)
+        if restarted and not (self.placement == "shared" and msg.kind == "wal"):
+            self._to_servers(addrs)
         self._maybe_ready()
 
     def _on_service_failed(self, msg, sender):
@@ -303,27 +327,36 @@ class NodeSupervisor(Actor):
             self.init_reply = None
 
     def _start_server(self, config: ServerConfig, new: bool, waiter=None):
-        from .server import ServerActor
         name = config.server_id.name
         old = self.servers.get(name)
-        child = self._new_child("server", name, ServerActor)
+        if self.placement == "shared":
+            # not a Thespian child of ours: a shell inside the node's host actor
+            host = self.services["wal"]
+            child = _Child("server", name, host.local)
+            child.addr = host.addr
+        else:
+            from .server import ServerActor
+            child = self._new_child("server", name, ServerActor)
         if old is not None:
             child.restarts = old.restarts
             child.watchers = old.watchers if old.status != "exited" else []
         child.config = config
         child.new = new
-        child.incarnation = time.time_ns() // 1000
+        # unique and increasing: in placement "shared" monitor refs and
+        # timers are routed by it
+        self.last_incarnation = max(time.time_ns() // 1000, getattr(self, "last_incarnation", 0) + 1)
+        child.incarnation = self.last_incarnation
         if waiter:
             child.waiters.append(waiter)
         self.servers[name] = child
-        self.send(child.local, ServerInit(config, child.incarnation, self.incarnation, self.myAddress,
+        self.send(child.addr or child.local, ServerInit(config, child.incarnation, self.incarnation, self.myAddress,
                                           self._service_addresses(), self.data_dir,
                                           dict(self.server_settings),
                                           tuple(n for n, st in self.nodes.items() if not st.up), new))
 
     def _on_server_started(self, msg: ServerStarted, sender):
         child = self.servers.get(msg.name)
-        if child is None or not child.matches(sender):
+        if child is None or not child.matches(sender) or msg.incarnation != child.incarnation:
             return
         if msg.error:
             child.exit_reason = msg.error
@@ -350,19 +383,59 @@ class NodeSupervisor(Actor):
         child.status = "exited"
         if self.exiting:
             return
+        if child.kind == "actor":        # started by a client (user_actors)
+            self._actor_exited(child, prev)
+            return
         if child.kind != "server":
             if self.fatal is not None:
                 return  # the node is failing to start; do not loop
             if self.services.get(child.kind) is child:
                 log(self.who, f"{child.kind} exited: restarting it")
+                if child.kind == "wal" and self.placement == "shared":
+                    # the host died with every server in it: restart the
+                    # host, then each server (monitors see Down first)
+                    self._start_service(child.kind)
+                    for s in list(self.servers.values()):
+                        if s.status != "exited":
+                            s_prev, s.status = s.status, "exited"
+                            self._server_gone(s, s_prev)
+                    return
                 if child.kind == "wal":
-                    for s in self.servers.values():
-                        if s.status == "running":
-                            self.send(s.addr, ServiceAddresses(None, None, None, False))
+                    self._to_servers(ServiceAddresses(None, None, None, False))
                 self._start_service(child.kind)
             return
         if self.servers.get(child.name) is not child:
             return
+        self._server_gone(child, prev)
+
+    def _on_server_exited(self, msg, sender):
+        """Placement ``shared``: a server left the host (stopped, failed to
+        start, or crashed): the same as a server process's exit."""
+        child = self.servers.get(msg.name)
+        if child is None or child.status == "exited":
+            return
+        if msg.incarnation and msg.incarnation != child.incarnation:
+            return
+        if msg.crashed:
+            child.exit_reason = msg.reason
+        prev, child.status = child.status, "exited"
+        if self.exiting:
+            return
+        self._server_gone(child, prev)
+
+    def _to_servers(self, msg):
+        """``msg`` to every running server: once to the host in placement
+        ``shared`` (it hands it to each of its servers)."""
+        if self.placement == "shared":
+            host = self.services.get("wal")
+            if host is not None and host.status == "running":
+                self.send(host.addr, msg)
+            return
+        for s in self.servers.values():
+            if s.status == "running":
+                self.send(s.addr, msg)
+
+    def _server_gone(self, child, prev):
         reason = child.exit_reason or ("normal" if prev in ("stopping", "deleting") else "killed")
         self._fire_down(ServerId(child.name, self.node), child.watchers, reason)
         child.watchers = []
@@ -404,6 +477,9 @@ class NodeSupervisor(Actor):
         self._start_server(child.config, new=False)
 
     def _on_segments_written(self, msg, sender):
+        if self.placement == "shared":
+            self._to_servers(msg)    # the host routes each uid's refs
+            return
         by_uid = {rec["uid"]: name for name, rec in self.registry.items()}
         for uid, refs in msg.segments.items():
             child = self.servers.get(by_uid.get(uid))
@@ -425,19 +501,23 @@ class NodeSupervisor(Actor):
     def _tick(self):
         now = time.time()
         hb = NodeHeartbeat(self.node, self.incarnation)
+        hb_patience = HEARTBEAT_PATIENCE * self.settings["heartbeat_interval"]
+        probe_patience = PROBE_PATIENCE * self.settings["probe_interval"]
         changed = False
         for name, st in list(self.nodes.items()):
             if st.up and now - st.last_heard > self.settings["node_down_after"]:
                 st.up = False
                 changed = True
                 self._node_down(name, "timeout")
+            # at most one heartbeat / probe in flight per target (_send_once)
             if st.up:
-                self.send(st.info.sup, hb)
-                st.last_hb = now
+                if self._send_once(st.info.sup, hb, hb_patience):
+                    st.last_hb = now
             elif now - st.last_probe >= self.settings["probe_interval"]:
                 st.last_probe = now
-                self.send(st.info.sup, hb)
-                self.send(admin_address(*st.info.admin), RaWhereIsSupervisor(self.node))
+                self._send_once(st.info.sup, hb, probe_patience)
+                self._send_once(admin_address(*st.info.admin), RaWhereIsSupervisor(self.node),
+                                probe_patience)
         self._probe_seeds()
         if now - self.last_client_check >= self.settings["client_check_interval"]:
             self.last_client_check = now
@@ -453,7 +533,65 @@ class NodeSupervisor(Actor):
         self._last_seed_probe = now
         for seed in self.seeds:
             if seed not in known and seed != self.admin_hostport:
-                self.send(admin_address(*seed), RaWhereIsSupervisor(self.node))
+                self._send_once(admin_address(*seed), RaWhereIsSupervisor(self.node),
+                                PROBE_PATIENCE * self.settings["probe_interval"])
+
+    def _send_once(self, addr, msg, patience: float) -> bool:
+        """Send a periodic message (heartbeat, probe) to ``addr`` unless the
+        previous one to that target is still in flight and was sent less than
+        ``patience`` seconds ago; return whether it sent.
+
+        Thespian sends to one target at a time, and a transmit to a silent
+        node (SIGSTOPped, partitioned) completes only when it times out
+        (``THESPIAN_TRANSMIT_TIMEOUT_PERIOD``, 20 s): heartbeats every 0.2 s
+        and probes every second would pile up behind it, about 50 intents per
+        silent node, each costing memory and work in every pass of the
+        process's select loop (and, with Thespian's default of 20 pending
+        transmits, blocking every other send: see ``node_main``).  A skipped
+        message loses nothing: it would only have waited behind the one in
+        flight.  A transmit to a live node completes in about a millisecond
+        and one to a dead port (connection refused) at once, so failure
+        detection and NodeUp keep their timing.
+
+        ``patience`` bounds the wait because Thespian can also leave a
+        transmit to a *live* node pending until its timeout: when the
+        connection breaks under it, it retries only after 35 s, while new
+        transmits to that target go out on a fresh connection.  Heartbeats to
+        a node believed up therefore wait at most ``HEARTBEAT_PATIENCE``
+        intervals (the node is declared down after 1.2 s anyway), probes
+        ``PROBE_PATIENCE`` probe intervals: a silent node gets a few
+        messages per transmit timeout instead of about fifty.
+
+        In flight means "Thespian has not completed the transmit".
+        ``Actor.send`` takes no completion callbacks, so this goes one level
+        down, to the actor manager's ``_send_intent`` with a
+        ``TransmitIntent`` (the client endpoint in ``api.py`` builds its own
+        intents too), keeping ``actor_send_fail`` as the error callback so
+        dead letters work as for ``self.send``."""
+        key = str(addr)
+        now = time.time()
+        since = self.in_flight.get(key)
+        if since is not None and now - since < patience:
+            self.in_flight_skips += 1
+            return False
+        mgr = getattr(self, "_myRef", None)
+        send_intent = getattr(mgr, "_send_intent", None)
+        send_fail = getattr(mgr, "actor_send_fail", None)
+        if send_intent is None or send_fail is None:  # another Thespian: no callbacks
+            self.send(addr, msg)
+            return True
+        self.in_flight[key] = now
+
+        def done(result, intent):
+            if self.in_flight.get(key) == now:
+                del self.in_flight[key]
+
+        def failed(result, intent):
+            done(result, intent)
+            send_fail(result, intent)
+
+        send_intent(TransmitIntent(addr, msg, onSuccess=done, onError=failed))
+        return True
 
     def _on_supervisor_info(self, msg: RaSupervisorInfo, sender):
         if msg.node is None or msg.node == self.node or msg.address is None:
@@ -480,7 +618,8 @@ class NodeSupervisor(Actor):
             self.send(sender, NodeHello(self.my_info, self._known(), reply=False))
         for other in msg.known:
             if other.name != self.node and other.name not in self.nodes:
-                self.send(admin_address(*other.admin), RaWhereIsSupervisor(self.node))
+                self._send_once(admin_address(*other.admin), RaWhereIsSupervisor(self.node),
+                                PROBE_PATIENCE * self.settings["probe_interval"])
 
     def _register_node(self, info: NodeInfo):
         st = self.nodes.get(info.name)
@@ -514,9 +653,7 @@ class NodeSupervisor(Actor):
             self._fire_down(target, self.remote_watches.pop(target), "noconnection")
 
     def _publish(self, event):
-        for s in self.servers.values():
-            if s.status == "running":
-                self.send(s.addr, event)
+        self._to_servers(event)
 
     # ============================================================ directory
     def _on_lookup(self, msg: Lookup, sender):
@@ -533,6 +670,8 @@ class NodeSupervisor(Actor):
         self.send(st.info.sup, Lookup(key, msg.req, reply_to))
 
     def _local_lookup(self, key, req):
+        if isinstance(key, ActorRef):
+            return self._lookup_actor(key, req)
         if is_client_handle(key):
             c = self.clients.get(key)
             return LookupReply(key, c.address if c else None, 0, req, "running" if c else "unknown")
@@ -559,6 +698,9 @@ class NodeSupervisor(Actor):
                 else:
                     self.send(msg.watcher, WatchDown(target, "noproc", msg.ref))
                 return
+            if isinstance(target, ActorRef):
+                self._watch_actor(msg)
+                return
             child = self.servers.get(target[0])
             if child is None or child.status not in ("running", "starting"):
                 self.send(msg.watcher, WatchDown(ServerId(*target), "noproc", msg.ref))
@@ -584,6 +726,8 @@ class NodeSupervisor(Actor):
             if is_client_handle(target):
                 if target in self.client_watchers:
                     self.client_watchers[target] = _drop(self.client_watchers[target])
+            elif isinstance(target, ActorRef):
+                self._unwatch_actor(msg)
             else:
                 child = self.servers.get(target[0])
                 if child is not None:
@@ -733,7 +877,7 @@ class NodeSupervisor(Actor):
         if child.status != "deleting":
             child.status = "stopping"
         child.waiters.append((sender, req))
-        self.send(child.local if child.addr is None else child.addr, StopServer(delete=False))
+        self.send(child.local if child.addr is None else child.addr, StopServer(delete=False, name=name))
         return _DEFER
 
     def _op_force_delete_server(self, sender, req, name):
@@ -741,7 +885,7 @@ class NodeSupervisor(Actor):
         if child is not None and child.status != "exited":
             child.status = "deleting"
             child.waiters.append((sender, req))
-            self.send(child.local if child.addr is None else child.addr, StopServer(delete=True))
+            self.send(child.local if child.addr is None else child.addr, StopServer(delete=True, name=name))
             return _DEFER
         if name not in self.registry:
             raise errors.NoSuchServer(f"no server {name} on node {self.node}")
@@ -807,6 +951,7 @@ class NodeSupervisor(Actor):
             "nodes": {n: ("up" if st.up else "down") for n, st in self.nodes.items()},
             "clients": len(self.clients),
             "services": {k: c.status for k, c in self.services.items()},
+            "actors": self._actors_overview(),
             "msgs_in": self.msgs_in,
         }
 
@@ -827,7 +972,9 @@ class NodeSupervisor(Actor):
         ServiceFailed: _on_service_failed,
         SegmentsWritten: _on_segments_written,
         ChildActorExited: _on_child_exited,
+        ServerExited: _on_server_exited,
         DeadEnvelope: _on_dead_letter,
+        ActorSend: UserActorsMixin._on_actor_send,
     }
 
 

@@ -7,6 +7,7 @@ import time
 import traceback
 
 from .. import errors as _errors
+from ..core.types import ActorRef
 
 CLIENT_PREFIX = "client:"
 
@@ -49,9 +50,12 @@ def handle_node(handle: str) -> str:
 
 
 def target_node(target):
-    """Node of a monitor/lookup target (ServerId, (name, node) or client handle)."""
+    """Node of a monitor/lookup target (ServerId, (name, node), ActorRef or
+    client handle)."""
     if is_client_handle(target):
         return handle_node(target)
+    if isinstance(target, ActorRef):
+        return target.node
     if isinstance(target, tuple) and len(target) == 2:
         return target[1]
     return None

@@ -22,12 +22,20 @@ Shape (the same as :mod:`ra_actors.bench.pysyncobj_bench`):
   (``local_query``) for its machine state: for the null machine all members
   must hold ``count == acknowledged commands`` and the same digest; for kv all
   members must hold the same digest of the store and the same last index.
+* **Placement.** ``RaBench(placement=...)`` is passed to ``local_nodes``:
+  ``"process"`` (one OS process per Raft server) or ``"shared"`` (one host
+  actor per node carries every server of the node and the node's WAL).
 * **Scale.** ``C`` clusters of three servers (one per node) of the null
-  machine: time to start them all, memory (RSS and USS summed over every
-  process of the three nodes), CPU used by those processes during an idle
-  window, Thespian messages received per second by servers and supervisors
-  in that window (their ``msgs_in`` counters), then the aggregate pipelined
-  throughput with every cluster busy.
+  machine: time to start them all (``start_clusters``: several client
+  threads in parallel, each with its own ``Client``, which is not
+  thread-safe), memory (RSS and USS summed over every process of the three
+  nodes), CPU used by those processes during an idle window, Thespian
+  messages received per second by servers and supervisors in that window
+  (their ``msgs_in`` counters; for many servers a fixed random sample of
+  the servers, extrapolated), then the aggregate pipelined throughput with
+  every cluster (or a given subset) busy.  The reading helpers
+  (``durability``, ``liveness``, ``server_messages``, leader lookups) take
+  ``workers``: that many client threads share the requests.
 
 Benchmarks report speed, they never assert it.  Every process this module
 starts is stopped by its PID (worker clients) or through ``local_nodes``
@@ -38,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import struct
 import subprocess
@@ -257,15 +266,22 @@ class _Workers:
 
 
 class RaBench:
-    """Three local nodes and the clusters started on them (a context manager)."""
+    """Three local nodes and the clusters started on them (a context manager).
+
+    ``placement`` (``"process"`` or ``"shared"``) goes to ``local_nodes``."""
 
     def __init__(self, progress: Callable[[str], None] = lambda s: None,
-                 data_root: Optional[str] = None, sync_method: str = "datasync"):
+                 data_root: Optional[str] = None, sync_method: str = "datasync",
+                 placement: str = "process"):
+        if placement not in ("process", "shared"):
+            raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
         self.progress = progress
         self.data_root = data_root
         self.sync_method = sync_method
+        self.placement = placement
         self.nodes = None
         self.client = None
+        self._pool: list = []                 # extra clients for worker threads (one each)
         self.clusters: dict[str, dict] = {}   # name -> {kind, members, leader, acked, seq}
         self.pipeline_batch = 256             # client flush size (Client's default)
         self.server_config: dict = {}         # extra ServerConfig fields for start_cluster
@@ -274,7 +290,8 @@ class RaBench:
         import ra_actors as ra
         t0 = time.monotonic()
         self.nodes = ra.local_nodes(list(NODES), data_root=self.data_root,
-                                    log_options={"sync_method": self.sync_method})
+                                    log_options={"sync_method": self.sync_method},
+                                    placement=self.placement)
         self.node_start_s = time.monotonic() - t0
         self.client = self.nodes.client()
         return self
@@ -288,26 +305,97 @@ class RaBench:
     def addrs(self):
         return [list(self.nodes.addresses()[n]) for n in NODES]
 
+    # -- client threads -------------------------------------------------------
+    def clients(self, n: int) -> list:
+        """``n`` clients, one per thread (``self.client`` first; the others
+        are created once and closed with the nodes)."""
+        n = max(1, int(n))
+        while len(self._pool) < n - 1:
+            self._pool.append(self.nodes.client())
+        return [self.client] + self._pool[:n - 1]
+
+    def parallel(self, items: list, fn: Callable[[Any, Any], Any], workers: int = 1,
+                 every: int = 0, label: str = "") -> list:
+        """``[fn(client, item) for item in items]`` with ``workers`` threads,
+        each with its own client.  The first exception stops every thread and
+        is raised.  ``every``: progress line every that many items."""
+        items = list(items)
+        out: list = [None] * len(items)
+        if not items:
+            return out
+        clients = self.clients(min(workers, len(items)))
+        if len(clients) == 1:
+            t0 = time.monotonic()
+            for i, item in enumerate(items):
+                out[i] = fn(clients[0], item)
+                if every and (i + 1) % every == 0:
+                    self.progress(f"{label}{i + 1} of {len(items)} ({time.monotonic() - t0:.0f} s)")
+            return out
+        lock = threading.Lock()
+        state = {"next": 0, "done": 0, "error": None}
+        t0 = time.monotonic()
+
+        def run(client):
+            while True:
+                with lock:
+                    if state["error"] is not None or state["next"] >= len(items):
+                        return
+                    i = state["next"]
+                    state["next"] += 1
+                try:
+                    out[i] = fn(client, items[i])
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
+                    with lock:
+                        if state["error"] is None:
+                            state["error"] = exc
+                    return
+                with lock:
+                    state["done"] += 1
+                    done = state["done"]
+                if every and done % every == 0:
+                    self.progress(f"{label}{done} of {len(items)} ({time.monotonic() - t0:.0f} s)")
+
+        threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if state["error"] is not None:
+            raise state["error"]
+        return out
+
     # -- clusters ----------------------------------------------------------
-    def start_cluster(self, name: str, kind: str) -> dict:
+    def start_cluster(self, name: str, kind: str, client=None, find_leader: bool = True) -> dict:
         import ra_actors as ra
+        client = client or self.client
         sids = [ra.ServerId(name, n) for n in NODES]
-        started, not_started = self.client.start_cluster(name, MACHINES[kind], sids, timeout=60.0,
-                                                         **self.server_config)
+        started, not_started = client.start_cluster(name, MACHINES[kind], sids, timeout=60.0,
+                                                    **self.server_config)
         if not_started:
             raise BenchError(f"cluster {name}: servers not started: {not_started}")
-        rec = {"kind": kind, "members": sids, "leader": self.leader_of(sids), "acked": 0,
-               "seq": 0, "submitted": 0}
+        rec = {"kind": kind, "members": sids,
+               "leader": self.leader_of(sids, client=client) if find_leader else None,
+               "acked": 0, "seq": 0, "submitted": 0}
         self.clusters[name] = rec
         return rec
 
-    def leader_of(self, sids, timeout: float = 30.0):
+    def start_clusters(self, names: list[str], kind: str, starters: int = 1, every: int = 100,
+                       label: str = "") -> float:
+        """Start ``names`` with ``starters`` client threads in parallel;
+        returns the wall time it took.  Progress line every ``every`` clusters."""
+        t0 = time.monotonic()
+        self.parallel(names, lambda c, n: self.start_cluster(n, kind, client=c, find_leader=False),
+                      workers=starters, every=every, label=f"{label}started ")
+        return time.monotonic() - t0
+
+    def leader_of(self, sids, timeout: float = 30.0, client=None):
         import ra_actors as ra
+        client = client or self.client
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for sid in sids:
                 try:
-                    _m, leader = self.client.members(sid, timeout=2.0)
+                    _m, leader = client.members(sid, timeout=2.0)
                 except ra.errors.RaError:
                     continue
                 if leader is not None:
@@ -315,10 +403,25 @@ class RaBench:
             time.sleep(0.05)
         raise BenchError(f"no leader for {sids}")
 
+    def liveness(self, names: list[str], workers: int = 1, timeout: float = 10.0) -> dict:
+        """Cheap check that ``names`` are alive: ``members`` of one member
+        answers with a leader (within ``timeout`` per cluster)."""
+        def one(client, name):
+            try:
+                self.leader_of(self.clusters[name]["members"], timeout=timeout, client=client)
+                return None
+            except Exception as exc:  # noqa: BLE001 - recorded
+                return f"{type(exc).__name__}: {exc}"
+        res = self.parallel(names, one, workers=workers)
+        bad = {n: r for n, r in zip(names, res) if r is not None}
+        return {"checked": len(names), "ok": not bad, "bad": bad}
+
     # -- pipelined ------------------------------------------------------------
-    def pipelined(self, names: list[str], window: int, clients: int, duration: float) -> dict:
+    def pipelined(self, names: list[str], window: int, clients: int, duration: float,
+                  workers: int = 1) -> dict:
         """``clients`` client processes share ``names`` (each cluster driven by
-        exactly one client); ``window`` commands in flight per cluster per client."""
+        exactly one client); ``window`` commands in flight per cluster per client.
+        ``workers``: client threads looking up the leaders first."""
         groups: list[list[str]] = [[] for _ in range(clients)]
         if len(names) >= clients:
             for i, n in enumerate(names):
@@ -326,14 +429,18 @@ class RaBench:
         else:   # more clients than clusters: several clients per cluster
             for i in range(clients):
                 groups[i].append(names[i % len(names)])
+        uniq = sorted(set(names), key=names.index)
+        leaders = self.parallel(uniq, lambda c, n: self.leader_of(self.clusters[n]["members"], client=c),
+                                workers=workers)
+        for n, leader in zip(uniq, leaders):
+            self.clusters[n]["leader"] = leader
         specs = []
         owners = []
         for g in groups:
             targets = []
             for n in g:
                 rec = self.clusters[n]
-                leader = self.leader_of(rec["members"])
-                rec["leader"] = leader
+                leader = rec["leader"]
                 # disjoint sequence ranges: 10^9 per client slot
                 start = rec["seq"]
                 rec["seq"] += 1_000_000_000
@@ -399,45 +506,49 @@ class RaBench:
         return out
 
     # -- durability -------------------------------------------------------------
-    def durability(self, names: Optional[list[str]] = None, timeout: float = 30.0) -> dict:
+    def durability(self, names: Optional[list[str]] = None, timeout: float = 30.0,
+                   workers: int = 1) -> dict:
         """Every acknowledged command is applied on every member (waits up to
-        ``timeout`` for followers to catch up)."""
-        names = list(self.clusters) if names is None else names
-        bad = {}
-        checked = 0
-        for name in names:
-            # per cluster: a member that lags (e.g. its node was briefly
-            # declared down) gets ``timeout`` seconds to catch up
-            deadline = time.monotonic() + timeout
-            rec = self.clusters[name]
-            fun = "ra_actors.bench.ra_bench:null_state" if rec["kind"] == "null" else \
-                "ra_actors.bench.ra_bench:kv_digest"
-            while True:
-                states = []
-                for sid in rec["members"]:
-                    try:
-                        (idx_term, value), _l = self.client.local_query(sid, fun, timeout=5.0)
-                        states.append((tuple(value), idx_term[0]))
-                    except Exception as exc:  # noqa: BLE001
-                        states.append((repr(exc), None))
-                values = {s[0] for s in states}
-                # same machine state on every member (last indexes may differ
-                # by entries that do not change it, e.g. a new leader's noop)
-                ok = len(values) == 1
-                if ok and rec["kind"] == "null":
-                    count = next(iter(values))[0]
-                    # every acknowledged command applied (and nothing else,
-                    # unless a command's outcome was unknown)
-                    ok = count >= rec["acked"] and (count == rec["acked"] or
-                                                    rec["submitted"] > rec["acked"])
-                if ok or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-            checked += 1
-            if not ok:
-                bad[name] = {"acked": rec["acked"], "states": [list(map(str, s)) for s in states]}
-        return {"clusters_checked": checked, "ok": not bad, "bad": bad,
+        ``timeout`` per cluster for followers to catch up); ``workers``
+        client threads share the clusters."""
+        names = list(self.clusters) if names is None else list(names)
+        results = self.parallel(names, lambda c, n: self._durable(c, n, timeout), workers=workers)
+        bad = {n: r for n, r in zip(names, results) if r is not None}
+        return {"clusters_checked": len(names), "ok": not bad, "bad": bad,
                 "acked_total": sum(self.clusters[n]["acked"] for n in names)}
+
+    def _durable(self, client, name: str, timeout: float):
+        """None if cluster ``name`` passes the check, else what was seen."""
+        # per cluster: a member that lags (e.g. its node was briefly declared
+        # down) gets ``timeout`` seconds to catch up
+        deadline = time.monotonic() + timeout
+        rec = self.clusters[name]
+        fun = "ra_actors.bench.ra_bench:null_state" if rec["kind"] == "null" else \
+            "ra_actors.bench.ra_bench:kv_digest"
+        while True:
+            states = []
+            for sid in rec["members"]:
+                try:
+                    (idx_term, value), _l = client.local_query(sid, fun, timeout=5.0)
+                    states.append((tuple(value), idx_term[0]))
+                except Exception as exc:  # noqa: BLE001
+                    states.append((repr(exc), None))
+            values = {s[0] for s in states}
+            # same machine state on every member (last indexes may differ by
+            # entries that do not change it, e.g. a new leader's noop)
+            ok = len(values) == 1 and all(s[1] is not None for s in states)
+            if ok and rec["kind"] == "null":
+                count = next(iter(values))[0]
+                # every acknowledged command applied (and nothing else, unless
+                # a command's outcome was unknown)
+                ok = count >= rec["acked"] and (count == rec["acked"] or
+                                                rec["submitted"] > rec["acked"])
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not ok:
+            return {"acked": rec["acked"], "states": [list(map(str, s)) for s in states]}
+        return None
 
     # -- resources --------------------------------------------------------------
     def node_pids(self) -> list[int]:
@@ -470,28 +581,38 @@ class RaBench:
         """Thespian messages received so far by the three supervisors."""
         return sum(int(self.client.overview(node, timeout=10.0).get("msgs_in", 0)) for node in NODES)
 
-    def server_messages(self) -> tuple[int, int]:
-        """``(messages, servers asked)``: Thespian messages received so far by
-        every server (``msgs_in`` in ``member_overview``)."""
-        total = 0
-        asked = 0
-        for rec in self.clusters.values():
-            for sid in rec["members"]:
-                ov = self.client.member_overview(sid, timeout=10.0)
-                total += int(ov.get("stats", {}).get("msgs_in", 0))
-                asked += 1
-        return total, asked
+    def all_servers(self) -> list:
+        return [sid for rec in self.clusters.values() for sid in rec["members"]]
 
-    def idle(self, seconds: float) -> dict:
+    def server_messages(self, sids: Optional[list] = None, workers: int = 1) -> tuple[int, int]:
+        """``(messages, servers asked)``: Thespian messages received so far by
+        ``sids`` (default: every server; ``msgs_in`` in ``member_overview``)."""
+        sids = self.all_servers() if sids is None else list(sids)
+        counts = self.parallel(
+            sids, lambda c, sid: int(c.member_overview(sid, timeout=10.0).get("stats", {}).get("msgs_in", 0)),
+            workers=workers)
+        return sum(counts), len(sids)
+
+    def idle(self, seconds: float, server_sample: Optional[int] = None, workers: int = 1,
+             seed: int = 7) -> dict:
         """CPU and messages of the nodes over ``seconds`` of idleness.
 
         Supervisors are read right at both ends of the window.  Servers are
         read before and after that (reading 900 servers takes minutes on a
         busy machine), so their count covers a longer span: the figure is an
         upper bound.  Each actor counts the reading request itself, which is
-        subtracted."""
+        subtracted.  With ``server_sample`` (and more servers than that) only
+        a fixed random sample of that many servers is read (``seed``) and
+        their count is extrapolated to every server (``server_msgs``;
+        ``server_msgs_sampled`` is what the sample received)."""
         pids = self.node_pids()
-        s0, _ = self.server_messages()
+        every = self.all_servers()
+        sids = every
+        if server_sample and len(every) > server_sample:
+            sids = random.Random(seed).sample(every, int(server_sample))
+        r0 = time.monotonic()
+        s0, _ = self.server_messages(sids, workers)
+        read_s = time.monotonic() - r0
         m0 = self.supervisor_messages()
         c0 = self.cpu_seconds(pids)
         t0 = time.monotonic()
@@ -499,11 +620,16 @@ class RaBench:
         c1 = self.cpu_seconds(pids)
         t1 = time.monotonic()
         m1 = self.supervisor_messages()
-        s1, asked = self.server_messages()
+        s1, asked = self.server_messages(sids, workers)
         sup = max(0, m1 - m0 - len(NODES))
-        srv = max(0, s1 - s0 - asked)
+        sampled = max(0, s1 - s0 - asked)
+        srv = sampled * len(every) / asked if asked else 0
+        if asked == len(every):
+            srv = sampled
         return {"seconds": t1 - t0, "cpu_pct": 100.0 * (c1 - c0) / (t1 - t0),
                 "msgs": sup + srv, "supervisor_msgs": sup, "server_msgs": srv,
+                "servers": len(every), "servers_read": asked, "server_msgs_sampled": sampled,
+                "server_read_s": read_s, "sampled": asked < len(every),
                 "msgs_per_s": (sup + srv) / (t1 - t0)}
 
 

@@ -28,6 +28,26 @@ class ServerId(NamedTuple):
         return f"{self.name}@{self.node}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ActorRef:
+    """An actor started through ``client.start_actor``: ``name`` on ``node``.
+
+    Not a tuple, on purpose: ``ActorRef("a", "n1")`` never equals
+    ``ServerId("a", "n1")`` (so both can key the same dict), and code that
+    treats any 2-tuple as a server id leaves it alone.  It unpacks like one
+    (``name, node = ref``) and round-trips through :mod:`ra_actors.codec`.
+    """
+
+    name: str
+    node: str
+
+    def __iter__(self):
+        return iter((self.name, self.node))
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return f"actor {self.name}@{self.node}"
+
+
 # Membership kinds (Ra: voter | promotable | non_voter).  Only voters count
 # towards quorums and may become leader.
 VOTER = "voter"

@@ -1,0 +1,426 @@
+"""The host actor: placement mode ``shared`` (many servers per process).
+
+One OS process per Raft server (placement ``process``, Ra's one Erlang
+process per server) costs a Thespian loop, ~8 MB of private memory and a
+scheduler slot each, which limits a 2-vCPU machine to a few hundred
+servers.  In placement mode ``shared`` a node runs **one** host actor that
+carries every server of the node *and* the node's WAL:
+
+* each server is still its own :class:`~ra_actors.actors.server.ServerShell`
+  addressed as ``ServerId(name, node)``: the node directory maps it to the
+  host's address and the server's own incarnation; every message meant for
+  a server names it (``Rpcs.to``, ``ClientCall.to``, ``Pipeline.to``,
+  ``Forwarded.to``, ``StopServer.name``, ``WalResult.uid``, a Lookup's
+  ``req``, a monitor ref's incarnation) and the host routes it; messages
+  for the node as a whole (``NodeEvent``, ``ServiceAddresses``, dead
+  letters) go to every server;
+* a server that crashes (an exception out of its core or its effects) is
+  removed from the host alone; the host tells the supervisor
+  (``ServerExited``), which fires ``Down`` to the server's monitors and
+  restarts it in the host, recovered from disk, exactly as it restarts a
+  server process.  If the host process itself dies, every server in it is
+  down (as when an Erlang VM loses a scheduler, or a node dies) and they
+  are all restarted with the host;
+* the node's WAL (:class:`~ra_actors.actors.storage.WalService`) lives in
+  the host: still one WAL per node, shared by all its servers and synced
+  once per batch, but a server's write and the WAL's answer cost a function
+  call instead of two Thespian hops (each ~0.7 ms, ten times an fsync
+  here);
+* timers: servers' wakeups are kept in one heap and the host asks Thespian
+  for at most one wakeup per 10 ms slot, so a thousand idle leaders'
+  ticks cost a few wakeups, not a thousand.
+
+Idle servers cost nothing but memory: no message, no wakeup beyond a
+leader's tick.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import os
+import time
+
+from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnvelope,
+                             PoisonMessage, ThespianWatch, WakeupMessage, WatchMessage)
+
+from .. import events as ev
+from ..core import messages as m
+from ..core.types import ServerId
+from ..errors import RaError
+from .protocol import (Bundle, ClientCall, ClientReply, FlushWalFiles, ForgetServer, Forwarded, LookupReply,
+                       Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
+                       ServiceAddresses, ServiceFailed, ServiceInit, ServiceReady, SnapshotDone,
+                       StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
+from .server import ServerShell
+from .util import log, log_exc
+
+TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
+OFFER_EVERY = 1.0      # seconds between stream offers to a host we have no stream with
+
+# RA_ACTORS_STREAM=0 in a node's environment turns the direct replication
+# stream off (everything goes through Thespian): for A/B measurements.
+STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
+
+
+class HostActor(Actor):
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities, requirements):
+        return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
+
+    def __init__(self, capabilities=None, requirements=None):
+        super().__init__()
+        self.shells: dict[str, ServerShell] = {}        # server name -> shell
+        self.by_uid: dict[str, ServerShell] = {}
+        self.by_incarnation: dict[int, ServerShell] = {}
+        self.wal = None                                 # WalService
+        self.supervisor = None
+        self.segment_writer = None
+        self.pending_files: list = []
+        self.timers: list = []                          # heap of (due, seq, name, incarnation, payload)
+        self.seq = itertools.count()
+        self.armed = None                               # slot of the earliest wakeup asked for
+        self.msgs_in = 0
+        self.exiting = False
+        self.outbox: list = []                          # [(address, [Rpcs|Forwarded])] this turn
+        self.batching = False
+        self.stream = None                              # StreamHub (direct replication stream)
+        self.offered: dict = {}                         # address key -> when we last offered
+
+    # ================================================================ entry
+    def receiveMessage(self, msg, sender):
+        if type(msg) is not WakeupMessage:
+            self.msgs_in += 1
+        self.batching = True
+        try:
+            self._dispatch(msg, sender)
+            self.batching = False
+            self._flush_outbox()
+        except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
+            log_exc("host", f"error handling {type(msg).__name__}")
+            os._exit(70)
+        return self._watch()
+
+    def _watch(self):
+        fds = []
+        if self.wal is not None:
+            fds.append(self.wal.rfd)
+        if self.stream is not None:
+            fds.extend(self.stream.fds())
+        return ThespianWatch(fds) if fds else None
+
+    def _dispatch(self, msg, sender):
+        handler = self._HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg, sender)
+        elif isinstance(msg, m.NodeEvent):
+            self._broadcast(msg, sender)
+        elif isinstance(msg, ActorExitRequest):
+            self._on_exit()
+        elif isinstance(msg, PoisonMessage):
+            log("host", f"poison message returned: {str(msg.poisonMessage)[:200]}")
+        elif isinstance(msg, (ChildActorExited, SupResponse)):
+            pass
+        else:
+            log("host", f"unexpected message {type(msg).__name__}")
+
+    def _on_bundle(self, msg: Bundle, sender):
+        for inner in msg.msgs:
+            self._dispatch(inner, sender)
+
+    def _flush_outbox(self):
+        outbox, self.outbox = self.outbox, []
+        stream = self.stream
+        for addr, msgs in outbox:
+            msg = msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs))
+            if stream is not None:
+                if stream.send(addr, msg):
+                    continue
+                self._offer(addr)
+            super().send(addr, msg)
+
+    def _offer(self, addr):
+        """Ask the host at ``addr`` to open a stream to us (rate-limited)."""
+        from .stream import addr_key
+        key = addr_key(addr)
+        now = time.monotonic()
+        if now - self.offered.get(key, 0.0) >= OFFER_EVERY:
+            self.offered[key] = now
+            super().send(addr, StreamOffer(self.stream.endpoint))
+
+    def _on_stream_offer(self, msg: StreamOffer, sender):
+        if self.stream is not None and not self.stream.has_link(sender):
+            self.stream.dial(sender, msg.endpoint)
+
+    def _on_dead_envelope(self, msg: DeadEnvelope, sender):
+        if self.stream is not None:
+            self.stream.forget(msg.deadAddress)
+        self._broadcast(msg, sender)
+
+    def _broadcast(self, msg, sender):
+        for shell in list(self.shells.values()):
+            shell.receive(msg, sender)
+
+    def _shell(self, to) -> ServerShell | None:
+        if to is None:
+            return None
+        try:
+            return self.shells.get(ServerId(*to).name)
+        except TypeError:
+            return None
+
+    # ============================================================ the WAL
+    def _on_service_init(self, msg: ServiceInit, sender):
+        from .storage import WalService
+        self.supervisor = sender
+        self.segment_writer = msg.services.segment_writer
+        try:
+            self.wal = WalService(msg.data_dir, msg.options)
+        except RaError as exc:
+            # Corrupt log or locked data dir: restarting cannot help.
+            log_exc("host", "cannot open the node's log")
+            self.send(sender, ServiceFailed("wal", str(exc)))
+            return
+        for warning in self.wal.warnings:
+            log("host", warning)
+        if STREAM_ENABLED:
+            from . import netpatch
+            from .stream import StreamHub
+            try:
+                self.stream = StreamHub(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1", self.myAddress,
+                                        netpatch.allowed_hosts())
+            except OSError as exc:   # no stream: everything goes through Thespian
+                log("host", f"replication stream unavailable: {exc!r}")
+        if self.wal.recovered_segments:
+            self.send(sender, SegmentsWritten(self.wal.recovered_segments))
+        self.send(sender, ServiceReady("wal"))
+
+    def _on_watch(self, msg: WatchMessage, sender):
+        if self.stream is not None:
+            for peer, inner in self.stream.on_ready(msg.ready):
+                self._dispatch(inner, peer)
+        if self.wal is not None and self.wal.rfd in msg.ready:
+            self._drain_wal()
+
+    def _drain_wal(self):
+        try:
+            replies, closed = self.wal.drain()
+        except BaseException as exc:  # noqa: BLE001
+            log("host", f"WAL write failed: {exc!r}; exiting (all servers restart and resend)")
+            os._exit(71)
+        me = self.myAddress
+        for uid, msgs in replies.items():
+            shell = self.by_uid.get(uid)
+            if shell is not None:
+                shell.receive(WalResult(uid, tuple(msgs)), me)
+        if closed:
+            if self.segment_writer is not None:
+                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))
+            else:
+                self.pending_files.extend(closed)
+
+    def _on_services(self, msg: ServiceAddresses, sender):
+        if msg.segment_writer is not None:
+            self.segment_writer = msg.segment_writer
+            if self.pending_files:
+                files, self.pending_files = self.pending_files, []
+                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in files)))
+        if msg.wal is None:
+            return   # only the host itself is the WAL: it never goes away under its servers
+        self._broadcast(msg, sender)
+
+    def _on_forget(self, msg: ForgetServer, sender):
+        if self.wal is not None:
+            self.wal.forget(msg.uid)
+
+    def _on_wal_write(self, msg: WalWrite, sender):
+        if self.wal is not None:
+            self.wal.write(msg.appends)
+
+    # ============================================================ servers
+    def _on_server_init(self, msg: ServerInit, sender):
+        name = msg.config.server_id[0]
+        old = self.shells.get(name)
+        if old is not None:
+            self._remove(old)
+            old._on_exit()
+        shell = ServerShell(self)
+        shell.id = ServerId(*msg.config.server_id)
+        shell.uid = msg.config.uid
+        shell.incarnation = msg.incarnation
+        self.shells[name] = shell
+        self.by_uid[shell.uid] = shell
+        self.by_incarnation[shell.incarnation] = shell
+        services = msg.services
+        if self.wal is not None and services.wal is None:
+            services = ServiceAddresses(self.myAddress, services.segment_writer, services.snapshot_writer)
+            msg = ServerInit(msg.config, msg.incarnation, msg.node_incarnation, msg.supervisor, services,
+                             msg.data_dir, msg.settings, msg.nodes_down, msg.new)
+        shell.receive(msg, sender)
+
+    def _remove(self, shell):
+        if self.shells.get(shell.id.name) is shell:
+            del self.shells[shell.id.name]
+        if self.by_uid.get(shell.uid) is shell:
+            del self.by_uid[shell.uid]
+        if self.by_incarnation.get(shell.incarnation) is shell:
+            del self.by_incarnation[shell.incarnation]
+
+    def _on_rpcs(self, msg: Rpcs, sender):
+        shell = self._shell(msg.to)
+        if shell is None:
+            self.send(sender, Misdelivered(msg.to))
+        else:
+            shell.receive(msg, sender)
+
+    def _on_client_call(self, msg: ClientCall, sender):
+        shell = self._shell(msg.to)
+        if shell is None:
+            self.send(sender, ClientReply(msg.req_id, ("error", "misdelivered"), None))
+        else:
+            shell.receive(msg, sender)
+
+    def _on_pipeline(self, msg: Pipeline, sender):
+        shell = self._shell(msg.to)
+        if shell is None:
+            self.send(sender, Misdelivered(msg.to))
+            to = ServerId(*msg.to) if msg.to is not None else None
+            for corr, _data, _prio in msg.commands:
+                self.send(sender, ev.Rejected(to, ev.NotLeader(None, corr)))
+        else:
+            shell.receive(msg, sender)
+
+    def _on_forwarded(self, msg: Forwarded, sender):
+        shell = self._shell(msg.to)
+        if shell is not None:
+            shell.receive(msg, sender)
+
+    def _by_uid(self, msg, sender):
+        shell = self.by_uid.get(msg.uid)
+        if shell is not None:
+            shell.receive(msg, sender)
+
+    def _on_segments_written(self, msg: SegmentsWritten, sender):
+        for uid, refs in msg.segments.items():
+            shell = self.by_uid.get(uid)
+            if shell is not None:
+                shell.receive(SegmentsWritten({uid: refs}), sender)
+
+    def _on_watch_down(self, msg: WatchDown, sender):
+        ref = msg.ref
+        if isinstance(ref, tuple) and ref:
+            shell = self.by_incarnation.get(ref[0])
+            if shell is not None:
+                shell.receive(msg, sender)
+
+    def _on_lookup_reply(self, msg: LookupReply, sender):
+        shell = self.shells.get(msg.req) if isinstance(msg.req, str) else None
+        if shell is not None:
+            shell.receive(msg, sender)
+
+    def _on_stop(self, msg: StopServer, sender):
+        shell = self.shells.get(msg.name)
+        if shell is not None:
+            shell.receive(msg, sender)
+        elif self.supervisor is not None and msg.name is not None:
+            # already gone: say so, the supervisor is waiting for the exit
+            self.send(self.supervisor, ServerExited(msg.name, 0, "normal"))
+
+    def _on_exit(self):
+        self.exiting = True
+        for shell in list(self.shells.values()):
+            try:
+                shell._on_exit()
+            except Exception:  # noqa: BLE001
+                log_exc("host", f"closing {shell.who}")
+        if self.wal is not None:
+            self.wal.close()
+        if self.stream is not None:
+            self.stream.close()
+
+    # ============================================== the port of every shell
+    def send(self, addr, msg):
+        kind = type(msg)
+        if kind is WalWrite and self.wal is not None:
+            self.wal.write(msg.appends)     # the node's WAL is here: no hop
+            return
+        if self.batching and (kind is Rpcs or kind is Forwarded):
+            # one message per destination for everything this turn produced
+            for dest, msgs in self.outbox:
+                if dest == addr:
+                    msgs.append(msg)
+                    return
+            self.outbox.append((addr, [msg]))
+            return
+        super().send(addr, msg)
+
+    def shell_wakeup(self, shell, delay, payload):
+        due = time.monotonic() + max(0.0, delay)
+        heapq.heappush(self.timers, (due, next(self.seq), shell.id.name, shell.incarnation, payload))
+        self._arm()
+
+    def _arm(self):
+        if not self.timers:
+            return
+        slot = math.ceil(self.timers[0][0] / TIMER_SLOT) * TIMER_SLOT
+        if self.armed is not None and self.armed <= slot:
+            return   # a wakeup at or before that slot is already asked for
+        self.armed = slot
+        super().wakeupAfter(max(0.0, slot - time.monotonic()), ("host-timers", slot))
+
+    def _on_wakeup(self, msg: WakeupMessage, sender):
+        p = msg.payload
+        if not (isinstance(p, tuple) and p and p[0] == "host-timers"):
+            return
+        if p[1] == self.armed:
+            self.armed = None   # (an older, later wakeup may still come: harmless)
+        now = time.monotonic() + TIMER_SLOT / 10
+        me = self.myAddress
+        while self.timers and self.timers[0][0] <= now:
+            _due, _seq, name, incarnation, payload = heapq.heappop(self.timers)
+            shell = self.shells.get(name)
+            if shell is not None and shell.incarnation == incarnation:
+                shell.receive(WakeupMessage(0, payload), me)
+        self._arm()
+
+    def shell_exit(self, shell, reason):
+        self._remove(shell)
+        try:
+            shell._on_exit()
+        finally:
+            if self.supervisor is not None and not self.exiting:
+                self.send(self.supervisor, ServerExited(shell.id.name, shell.incarnation, str(reason)))
+
+    def shell_crash(self, shell, reason):
+        self._remove(shell)
+        try:
+            if shell.core is not None:
+                shell.store.close()    # release its files; the restart recovers from disk
+        except Exception:  # noqa: BLE001
+            pass
+        if self.supervisor is not None:
+            self.send(self.supervisor, ServerExited(shell.id.name, shell.incarnation, str(reason), True))
+
+    _HANDLERS = {
+        Bundle: _on_bundle,
+        ServiceInit: _on_service_init,
+        WatchMessage: _on_watch,
+        ServiceAddresses: _on_services,
+        ForgetServer: _on_forget,
+        WalWrite: _on_wal_write,
+        ServerInit: _on_server_init,
+        Rpcs: _on_rpcs,
+        ClientCall: _on_client_call,
+        Pipeline: _on_pipeline,
+        Forwarded: _on_forwarded,
+        WalResult: _by_uid,
+        SnapshotDone: _by_uid,
+        SegmentsWritten: _on_segments_written,
+        WatchDown: _on_watch_down,
+        LookupReply: _on_lookup_reply,
+        StopServer: _on_stop,
+        WakeupMessage: _on_wakeup,
+        DeadEnvelope: _on_dead_envelope,
+        StreamOffer: _on_stream_offer,
+        Misdelivered: _broadcast,
+    }

@@ -1,0 +1,191 @@
+"""Placement mode ``shared``: one host actor per node carries every server of
+the node and the node's WAL, each server still its own ServerId: addressed,
+monitored, crashed and restarted alone."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+import ra_actors as ra
+from ra_actors import errors
+
+
+@pytest.fixture
+def shared3(tmp_path):
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement="shared") as nodes:
+        yield nodes
+
+
+def _sids(name):
+    return [ra.ServerId(name, n) for n in ("n1", "n2", "n3")]
+
+
+def _start(c, name, machine="machines.kv"):
+    sids = _sids(name)
+    started, failed = c.start_cluster(name, machine, sids)
+    assert sorted(started) == sorted(sids) and not failed
+    return sids
+
+
+def _wait(pred, timeout=15.0, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except errors.RaError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
+
+
+def _incarnation(c, sid):
+    return c.overview(sid.node)["servers"][sid.name]["incarnation"]
+
+
+def test_servers_of_a_node_share_one_process_and_replicate(shared3):
+    c = shared3.client()
+    a, b = _start(c, "a"), _start(c, "b")
+    for i in range(20):
+        assert c.process_command(a[i % 3], ("write", f"k{i}", i))[0] == "ok"
+        assert c.process_command(b[i % 3], ("write", f"k{i}", -i))[0] == "ok"
+    for node in ("n1", "n2", "n3"):
+        pa = c.member_overview(ra.ServerId("a", node))["pid"]
+        pb = c.member_overview(ra.ServerId("b", node))["pid"]
+        assert pa == pb, "both servers of a node live in its host process"
+        assert pa in shared3.pids(node)
+        assert c.overview(node)["pid"] != pa, "the host is not the supervisor"
+    for sids, sign in ((a, 1), (b, -1)):
+        leader = c.members(sids[0])[1]
+        commit = c.key_metrics(leader)["commit_index"]
+        for sid in sids:
+            _wait(lambda: c.key_metrics(sid)["last_applied"] >= commit, what=f"{sid} applied")
+            assert c.local_query(sid, "machines.kv:read", "k19")[0][1] == 19 * sign
+    # each server is still its own member, with its own incarnation
+    incs = {_incarnation(c, s) for s in a + b}
+    assert len(incs) == 6
+
+
+def test_a_crashing_server_restarts_alone_inside_the_host(shared3, tmp_path):
+    c = shared3.client()
+    crashy = _start(c, "crashy", "ra_actors.testing.crash_machine")
+    calm = _start(c, "calm")
+    c.process_command(calm[0], ("write", "x", 1))
+    calm_incs = {s: _incarnation(c, s) for s in calm}
+    crashy_incs = {s: _incarnation(c, s) for s in crashy}
+    host_pids = {n: c.member_overview(ra.ServerId("calm", n))["pid"] for n in ("n1", "n2", "n3")}
+    # a monitor on one crashy server, from the calm cluster's machine
+    watcher = ra.ServerId("calm", "n1")
+    flag = tmp_path / "crash-now"
+    flag.write_text("1")
+    with pytest.raises(errors.RaError):
+        c.process_command(crashy[0], ("crash_if", str(flag)), timeout=2.0)
+    # every crashy server crashed (and keeps crashing on replay) ...
+    _wait(lambda: all(_incarnation(c, s) != crashy_incs[s] for s in crashy), what="crashy restarted")
+    flag.unlink()
+    # ... and comes back once the entry no longer raises
+    _wait(lambda: c.process_command(crashy[0], ("add", 5), timeout=2.0)[0] == 5, what="crashy back")
+    # the other cluster in the same hosts never noticed
+    for s in calm:
+        assert _incarnation(c, s) == calm_incs[s]
+        assert c.member_overview(s)["pid"] == host_pids[s.node]
+    assert c.process_command(watcher, ("write", "x", 2))[0] == "ok"
+    assert any(c.overview(s.node)["servers"]["crashy"]["restarts"] >= 1 for s in crashy)
+
+
+def test_killing_the_host_restarts_every_server_without_losing_writes(shared3):
+    c = shared3.client()
+    a, b = _start(c, "a"), _start(c, "b")
+    acked = {}
+    for i in range(60):
+        sids = a if i % 2 else b
+        reply, _ = c.process_command(sids[0], ("write", f"w{i}", i))
+        assert reply == "ok"
+        acked[f"w{i}"] = (sids, i)
+    leader_a = c.members(a[0])[1]
+    victim = leader_a.node
+    host = c.member_overview(leader_a)["pid"]
+    t0 = time.monotonic()
+    os.kill(host, signal.SIGKILL)
+    # the node (supervisor) survives; its host comes back with every server
+    new_pid = _wait(lambda: (p := c.member_overview(leader_a, timeout=1.0)["pid"]) != host and p,
+                    what="host restarted")
+    print(f"\nservers back {time.monotonic() - t0:.2f}s after SIGKILL of the host")
+    assert psutil.pid_exists(new_pid) and new_pid in shared3.pids(victim)
+    assert c.member_overview(ra.ServerId("b", victim))["pid"] == new_pid
+    for i in range(60, 80):
+        sids = a if i % 2 else b
+        reply, _ = c.process_command(sids[0], ("write", f"w{i}", i), timeout=15)
+        assert reply == "ok"
+        acked[f"w{i}"] = (sids, i)
+    for k, (sids, v) in acked.items():
+        assert c.consistent_query(sids[0], "machines.kv:read", k)[0] == v
+    for sids in (a, b):
+        commit = c.key_metrics(c.members(sids[0])[1])["commit_index"]
+        for s in sids:
+            _wait(lambda: c.key_metrics(s)["last_applied"] >= commit, what=f"{s} caught up")
+
+
+def test_stop_restart_delete_and_monitors_in_a_host(shared3):
+    c = shared3.client()
+    a = _start(c, "a")
+    c.process_command(a[0], ("write", "k", 1))
+    victim = a[2]
+    c.stop_server(victim)
+    assert c.overview(victim.node)["servers"]["a"]["status"] == "exited"
+    with pytest.raises(errors.RaError):
+        c.key_metrics(victim, timeout=1.0)
+    # the two others still commit
+    assert c.process_command(a[0], ("write", "k", 2))[0] == "ok"
+    c.restart_server(victim)
+    commit = c.key_metrics(c.members(a[0])[1])["commit_index"]
+    _wait(lambda: c.key_metrics(victim)["last_applied"] >= commit, what="restarted member caught up")
+    assert c.local_query(victim, "machines.kv:read", "k")[0][1] == 2
+    # a second cluster in the same hosts is untouched by deleting the first
+    b = _start(c, "b")
+    c.delete_cluster(a)
+    _wait(lambda: all("a" not in c.overview(n)["servers"] for n in ("n1", "n2", "n3")), what="a deleted")
+    assert c.process_command(b[1], ("write", "z", 3))[0] == "ok"
+    with pytest.raises(errors.NoSuchServer):
+        c.restart_server(a[0])
+
+
+def test_node_kill_and_restart_recovers_every_server_of_the_host(shared3):
+    c = shared3.client()
+    clusters = [_start(c, f"c{i}") for i in range(4)]
+    for i, sids in enumerate(clusters):
+        for j in range(10):
+            c.process_command(sids[0], ("write", j, i))
+    victim = "n3"
+    shared3.kill(victim)
+    for sids in clusters:
+        assert c.process_command(sids[0], ("write", "during", 1), timeout=15)[0] == "ok"
+    shared3.restart(victim)
+    for sids in clusters:
+        commit = c.key_metrics(c.members(sids[0])[1])["commit_index"]
+        sid = ra.ServerId(sids[0].name, victim)
+        _wait(lambda: c.key_metrics(sid, timeout=1.0)["last_applied"] >= commit, timeout=30,
+              what=f"{sid} recovered")
+        assert c.local_query(sid, "machines.kv:read", "during")[0][1] == 1
+
+
+def test_idle_clusters_in_a_host_receive_nothing(shared3):
+    c = shared3.client()
+    clusters = [_start(c, f"i{i}") for i in range(10)]
+    for sids in clusters:
+        c.process_command(sids[0], ("write", "k", 1))
+    time.sleep(1.0)   # let commit-index updates settle
+
+    def received():
+        return {s: c.member_overview(s)["stats"]["msgs_in"] for sids in clusters for s in sids}
+    before = received()
+    time.sleep(3.0)
+    after = received()
+    # reading the counters is itself one message per server
+    assert all(after[s] - before[s] <= 1 for s in before), {s: after[s] - before[s] for s in before}

@@ -1,0 +1,134 @@
+"""The direct host-to-host replication stream (ra_actors.actors.stream),
+without Thespian: two hubs in one process, driven like the host actor
+drives them (select on their fds, then on_ready)."""
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from ra_actors.actors.stream import StreamHub, addr_key
+
+
+class Addr:
+    """Stands in for a Thespian address: compared and keyed by str()."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return f"Addr({self.name})"
+
+    def __reduce__(self):
+        return (Addr, (self.name,))
+
+
+def _closed(sock) -> bool:
+    try:
+        return sock.recv(10) == b""
+    except ConnectionResetError:
+        return True
+
+
+def pump(hubs, until, timeout=5.0):
+    """Run every hub's reads until ``until(received)`` holds."""
+    received = {id(h): [] for h in hubs}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        fds = {fd: h for h in hubs for fd in h.fds()}
+        ready, _, _ = select.select(list(fds), [], [], 0.05)
+        for h in hubs:
+            mine = [fd for fd in ready if fds[fd] is h]
+            if mine:
+                received[id(h)].extend(h.on_ready(mine))
+        if until(received):
+            return received
+    raise AssertionError(f"not reached: {received}")
+
+
+def test_offer_dial_hello_then_frames_both_ways():
+    a_addr, b_addr = Addr("a"), Addr("b")
+    a, b = StreamHub("127.0.0.1", a_addr), StreamHub("127.0.0.1", b_addr)
+    try:
+        assert not a.send(b_addr, "too early"), "no stream yet: the caller uses Thespian"
+        # a offered its endpoint to b (through Thespian); b dials it
+        b.dial(a_addr, a.endpoint)
+        pump([a, b], lambda r: b.has_link(a_addr))
+        assert b.send(a_addr, ("rpcs", 1))
+        got = pump([a, b], lambda r: r[id(a)])
+        assert [(str(p), m) for p, m in got[id(a)]] == [("Addr(b)", ("rpcs", 1))]
+        # the hello taught a who is on the other end: it answers on the same connection
+        assert a.has_link(b_addr)
+        for i in range(100):
+            assert a.send(b_addr, ("reply", i, b"x" * 1000))
+        got = pump([a, b], lambda r: len(r[id(b)]) == 100)
+        assert [m[1] for _p, m in got[id(b)]] == list(range(100)), "frames arrive in order"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_lost_connection_falls_back_and_can_be_dialled_again():
+    a_addr, b_addr = Addr("a"), Addr("b")
+    a, b = StreamHub("127.0.0.1", a_addr, retry_s=0.0), StreamHub("127.0.0.1", b_addr)
+    try:
+        b.dial(a_addr, a.endpoint)
+        pump([a, b], lambda r: b.has_link(a_addr))
+        b.send(a_addr, "one")
+        pump([a, b], lambda r: r[id(a)])
+        a.close()                     # the peer host dies
+        pump([b], lambda r: not b.has_link(a_addr))
+        assert not b.send(a_addr, "two"), "no stream: Thespian carries it"
+        a2 = StreamHub("127.0.0.1", a_addr)
+        try:
+            b.dial(a_addr, a2.endpoint)
+            pump([a2, b], lambda r: b.has_link(a_addr))
+            assert b.send(a_addr, "three")
+            got = pump([a2, b], lambda r: r[id(a2)])
+            assert [m for _p, m in got[id(a2)]] == ["three"]
+        finally:
+            a2.close()
+    finally:
+        b.close()
+
+
+def test_connections_from_hosts_outside_the_allowed_set_are_closed_unread():
+    a = StreamHub("127.0.0.1", Addr("a"), allowed=frozenset({"10.9.9.9"}))
+    try:
+        with socket.create_connection(a.endpoint, timeout=2) as s:
+            s.sendall(b"\x00\x00\x00\x05hello")
+            pump([a], lambda r: a.refused == 1)
+            s.settimeout(2)
+            assert _closed(s), "closed by the hub"
+        assert a.by_fd == {}
+    finally:
+        a.close()
+
+
+def test_garbage_or_a_missing_hello_drops_the_connection():
+    a = StreamHub("127.0.0.1", Addr("a"))
+    try:
+        with socket.create_connection(a.endpoint, timeout=2) as s:
+            frame = StreamHub._frame(("not hello", 1))
+            s.sendall(frame)
+            pump([a], lambda r: not a.by_fd and not a.pending)
+            s.settimeout(2)
+            assert _closed(s)
+    finally:
+        a.close()
+
+
+def test_an_unreachable_peer_never_blocks_the_caller():
+    a = StreamHub("127.0.0.1", Addr("a"), connect_timeout=0.5)
+    try:
+        # nobody listens on this port: dialling returns at once, the link dies in its thread
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()
+        t0 = time.monotonic()
+        a.dial(Addr("z"), dead)
+        assert time.monotonic() - t0 < 0.1
+        pump([a], lambda r: addr_key(Addr("z")) not in a.links)
+        assert not a.send(Addr("z"), "x")
+    finally:
+        a.close()
