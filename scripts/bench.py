@@ -58,16 +58,16 @@ PLACEMENTS = ("shared", "process")
 FULL = {"duration": 5.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1, 64, 1024],
         "sync": 2000, "clusters": [10, 100, 300], "shared_clusters": [10, 100, 300, 1000, 3000],
         "idle_s": 30.0, "busy_s": 8.0, "busy_window": 16, "busy_clusters": 1000, "starters": 4,
-        "idle_server_sample": 300, "liveness_sample": 300,
+        "idle_server_sample": 3000, "liveness_sample": 300,
         "pysyncobj_commands": 20000, "pysyncobj_sync": 500, "pysyncobj_repeats": 1}
 QUICK = {"duration": 1.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1024],
          "sync": 200, "clusters": [10], "shared_clusters": [10, 100], "idle_s": 3.0, "busy_s": 2.0,
-         "busy_window": 16, "busy_clusters": 1000, "starters": 4, "idle_server_sample": 300,
+         "busy_window": 16, "busy_clusters": 1000, "starters": 4, "idle_server_sample": 3000,
          "liveness_sample": 300,
          "pysyncobj_commands": 2000, "pysyncobj_sync": 20, "pysyncobj_repeats": 1}
 TINY = {"duration": 0.5, "windows": [1, 64], "client_counts": [1, 2], "kv_windows": [64],
         "sync": 20, "clusters": [2], "shared_clusters": [2], "idle_s": 1.0, "busy_s": 0.5, "busy_window": 8,
-        "busy_clusters": 1000, "starters": 2, "idle_server_sample": 300, "liveness_sample": 300,
+        "busy_clusters": 1000, "starters": 2, "idle_server_sample": 3000, "liveness_sample": 300,
         "pysyncobj_commands": 50, "pysyncobj_sync": 3, "pysyncobj_repeats": 1}
 PLACEMENT_TEXT = {"process": "one OS process per Raft server",
                   "shared": "one host actor per node carries every server of the node and its WAL"}
@@ -127,7 +127,8 @@ def _truncate(d: dict, n: int = 20) -> dict:
 
 def scale_row(plan: dict, placement: str, c: int) -> dict:
     starters = max(1, int(plan["starters"]))
-    row: dict = {"placement": placement, "clusters": c, "servers": 3 * c, "starters": starters}
+    row: dict = {"placement": placement, "clusters": c, "servers": 3 * c, "starters": starters,
+                 "leaders": "spread (cluster i elected from node i % 3)"}
     tag = f"scale [{placement}] C={c}"
     try:
         with RaBench(progress=progress, placement=placement) as b:
@@ -166,7 +167,8 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
                        busy_rejected=busy["rejected"], busy_elapsed_s=busy["elapsed_s"])
             progress(f"{tag}: durability check of the {len(driven)} driven clusters")
             t0 = time.monotonic()
-            d = b.durability(driven, workers=starters)
+            # 30 s per cluster to catch up, at most 180 s in all (then one look each)
+            d = b.durability(driven, workers=starters, total_timeout=180.0)
             row["durability_check_s"] = time.monotonic() - t0
             row["durable"] = d["ok"]
             row["durability"] = _truncate(d)
@@ -364,7 +366,7 @@ def main(argv=None) -> int:
                          "others get a liveness check on a sample")
     ap.add_argument("--idle-sample", type=int,
                     help="scale: read the idle message counters of at most this many servers, a fixed "
-                         "random sample, extrapolated (default 300; 0: every server)")
+                         "random sample, extrapolated (default 3000: every server up to C = 1000; 0: every server)")
     ap.add_argument("--idle", type=float, help="idle window in seconds")
     ap.add_argument("--busy", type=float, help="seconds of the scale phase's busy window")
     ap.add_argument("--duration", type=float, help="seconds per pipelined run")

@@ -39,6 +39,7 @@ import heapq
 import itertools
 import math
 import os
+import sys
 import time
 
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnvelope,
@@ -56,11 +57,18 @@ from .server import ServerShell
 from .util import log, log_exc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
+SWITCH_INTERVAL = 0.0005  # seconds (see HostActor.__init__)
+INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
 OFFER_EVERY = 1.0      # seconds between stream offers to a host we have no stream with
 
 # RA_ACTORS_STREAM=0 in a node's environment turns the direct replication
 # stream off (everything goes through Thespian): for A/B measurements.
 STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
+
+# Messages collected per destination while the host handles one message,
+# then sent as one (a Bundle) on the stream or through Thespian: Raft's
+# RPCs between hosts, and what servers send their clients.
+_BATCHED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message})
 
 
 class HostActor(Actor):
@@ -70,6 +78,10 @@ class HostActor(Actor):
 
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
+        # The WAL's sync thread and the stream writers wait for the GIL while
+        # this thread works; CPython hands it over only every switch interval
+        # (5 ms by default).  A shorter interval bounds that wait.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.shells: dict[str, ServerShell] = {}        # server name -> shell
         self.by_uid: dict[str, ServerShell] = {}
         self.by_incarnation: dict[int, ServerShell] = {}
@@ -95,7 +107,9 @@ class HostActor(Actor):
         try:
             self._dispatch(msg, sender)
             self.batching = False
-            self._flush_outbox()
+            self._flush_outbox()          # RPCs leave before our own WAL sync
+            if self.wal is not None:
+                self._sync_wal()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
             log_exc("host", f"error handling {type(msg).__name__}")
             os._exit(70)
@@ -147,6 +161,11 @@ class HostActor(Actor):
         if now - self.offered.get(key, 0.0) >= OFFER_EVERY:
             self.offered[key] = now
             super().send(addr, StreamOffer(self.stream.endpoint))
+
+    def _offer_client(self, sender):
+        """A client called through Thespian: offer it our stream."""
+        if self.stream is not None and not self.stream.has_link(sender):
+            self._offer(sender)
 
     def _on_stream_offer(self, msg: StreamOffer, sender):
         if self.stream is not None and not self.stream.has_link(sender):
@@ -202,12 +221,33 @@ class HostActor(Actor):
         if self.wal is not None and self.wal.rfd in msg.ready:
             self._drain_wal()
 
+    def _sync_wal(self):
+        """End of a turn: sync what the servers appended (inline when it is
+        small and the sync thread is idle), and hand the results over."""
+        for _ in range(4):   # results may append more (bounded: then the thread takes over)
+            try:
+                done = self.wal.sync_small_inline(INLINE_SYNC_RECORDS)
+            except BaseException as exc:  # noqa: BLE001
+                log("host", f"WAL write failed: {exc!r}; exiting (all servers restart and resend)")
+                os._exit(71)
+            if done is None:
+                return
+            self.batching = True
+            self._deliver_wal(*done)
+            self.batching = False
+            self._flush_outbox()
+        if self.wal.pending_records:
+            self.wal.kick()
+
     def _drain_wal(self):
         try:
             replies, closed = self.wal.drain()
         except BaseException as exc:  # noqa: BLE001
             log("host", f"WAL write failed: {exc!r}; exiting (all servers restart and resend)")
             os._exit(71)
+        self._deliver_wal(replies, closed)
+
+    def _deliver_wal(self, replies, closed):
         me = self.myAddress
         for uid, msgs in replies.items():
             shell = self.by_uid.get(uid)
@@ -235,7 +275,7 @@ class HostActor(Actor):
 
     def _on_wal_write(self, msg: WalWrite, sender):
         if self.wal is not None:
-            self.wal.write(msg.appends)
+            self.wal.write(msg.appends, kick=False)
 
     # ============================================================ servers
     def _on_server_init(self, msg: ServerInit, sender):
@@ -274,6 +314,7 @@ class HostActor(Actor):
             shell.receive(msg, sender)
 
     def _on_client_call(self, msg: ClientCall, sender):
+        self._offer_client(sender)
         shell = self._shell(msg.to)
         if shell is None:
             self.send(sender, ClientReply(msg.req_id, ("error", "misdelivered"), None))
@@ -281,6 +322,7 @@ class HostActor(Actor):
             shell.receive(msg, sender)
 
     def _on_pipeline(self, msg: Pipeline, sender):
+        self._offer_client(sender)
         shell = self._shell(msg.to)
         if shell is None:
             self.send(sender, Misdelivered(msg.to))
@@ -342,9 +384,9 @@ class HostActor(Actor):
     def send(self, addr, msg):
         kind = type(msg)
         if kind is WalWrite and self.wal is not None:
-            self.wal.write(msg.appends)     # the node's WAL is here: no hop
+            self.wal.write(msg.appends, kick=False)   # the node's WAL is here: no hop
             return
-        if self.batching and (kind is Rpcs or kind is Forwarded):
+        if self.batching and kind in _BATCHED:
             # one message per destination for everything this turn produced
             for dest, msgs in self.outbox:
                 if dest == addr:

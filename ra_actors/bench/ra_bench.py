@@ -365,10 +365,15 @@ class RaBench:
         return out
 
     # -- clusters ----------------------------------------------------------
-    def start_cluster(self, name: str, kind: str, client=None, find_leader: bool = True) -> dict:
+    def start_cluster(self, name: str, kind: str, client=None, find_leader: bool = True,
+                      first: int = 0) -> dict:
+        """Start cluster ``name`` (one server per node).  The election is
+        triggered on the member of node ``NODES[first]``, which usually
+        becomes the leader."""
         import ra_actors as ra
         client = client or self.client
-        sids = [ra.ServerId(name, n) for n in NODES]
+        order = NODES[first % len(NODES):] + NODES[:first % len(NODES)]
+        sids = [ra.ServerId(name, n) for n in order]
         started, not_started = client.start_cluster(name, MACHINES[kind], sids, timeout=60.0,
                                                     **self.server_config)
         if not_started:
@@ -382,9 +387,13 @@ class RaBench:
     def start_clusters(self, names: list[str], kind: str, starters: int = 1, every: int = 100,
                        label: str = "") -> float:
         """Start ``names`` with ``starters`` client threads in parallel;
-        returns the wall time it took.  Progress line every ``every`` clusters."""
+        returns the wall time it took.  Progress line every ``every`` clusters.
+        The leaders are spread over the nodes (cluster ``i`` of ``names`` is
+        elected from node ``i % 3``), as in a real deployment."""
         t0 = time.monotonic()
-        self.parallel(names, lambda c, n: self.start_cluster(n, kind, client=c, find_leader=False),
+        index = {n: i for i, n in enumerate(names)}
+        self.parallel(names, lambda c, n: self.start_cluster(n, kind, client=c, find_leader=False,
+                                                             first=index[n]),
                       workers=starters, every=every, label=f"{label}started ")
         return time.monotonic() - t0
 
@@ -507,12 +516,18 @@ class RaBench:
 
     # -- durability -------------------------------------------------------------
     def durability(self, names: Optional[list[str]] = None, timeout: float = 30.0,
-                   workers: int = 1) -> dict:
+                   workers: int = 1, total_timeout: Optional[float] = None) -> dict:
         """Every acknowledged command is applied on every member (waits up to
         ``timeout`` per cluster for followers to catch up); ``workers``
-        client threads share the clusters."""
+        client threads share the clusters.  After ``total_timeout`` (if
+        given) the remaining clusters are checked once, without waiting."""
         names = list(self.clusters) if names is None else list(names)
-        results = self.parallel(names, lambda c, n: self._durable(c, n, timeout), workers=workers)
+        end = None if total_timeout is None else time.monotonic() + total_timeout
+
+        def one(client, name):
+            t = timeout if end is None else max(0.0, min(timeout, end - time.monotonic()))
+            return self._durable(client, name, t)
+        results = self.parallel(names, one, workers=workers)
         bad = {n: r for n, r in zip(names, results) if r is not None}
         return {"clusters_checked": len(names), "ok": not bad, "bad": bad,
                 "acked_total": sum(self.clusters[n]["acked"] for n in names)}
