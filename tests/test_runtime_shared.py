@@ -12,6 +12,7 @@ import pytest
 
 import ra_actors as ra
 from ra_actors import errors
+from ra_actors.nodes import free_port
 
 
 @pytest.fixture
@@ -189,3 +190,60 @@ def test_idle_clusters_in_a_host_receive_nothing(shared3):
     after = received()
     # reading the counters is itself one message per server
     assert all(after[s] - before[s] <= 1 for s in before), {s: after[s] - before[s] for s in before}
+
+
+def _listening(pids):
+    out = []
+    for pid in pids:
+        try:
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    out.append(conn.laddr.ip)
+        except psutil.Error:
+            continue
+    return out
+
+
+def test_nodes_of_either_placement_share_a_cluster_and_a_node_can_switch(tmp_path):
+    """n1 and n3 host their servers, n2 runs one process per server; then
+    n2 restarts on the same data directory with placement ``shared``."""
+    ports = {}
+    for n in ("n1", "n2", "n3"):
+        ports[n] = free_port(exclude=ports.values())
+    conv = ("127.0.0.1", ports["n1"])
+    placement = {"n1": "shared", "n2": "process", "n3": "shared"}
+    nodes = {}
+    try:
+        for n in ("n1", "n2", "n3"):
+            nodes[n] = ra.start_node(n, str(tmp_path / n), ports[n], convention=conv,
+                                     placement=placement[n])
+        with ra.connect([conv]) as c:
+            sids = _start(c, "mixed")
+            for i in range(30):
+                assert c.process_command(sids[i % 3], ("write", i, i))[0] == "ok"
+            leader = c.members(sids[0])[1]
+            commit = c.key_metrics(leader)["commit_index"]
+            for s in sids:
+                _wait(lambda: c.key_metrics(s)["last_applied"] >= commit, what=f"{s} applied")
+            # the stream listens on the node's address only
+            assert set(_listening(nodes["n1"].pids())) == {"127.0.0.1"}
+            n2 = ra.ServerId("mixed", "n2")
+            pid_before = c.member_overview(n2)["pid"]
+            ra.stop_node(nodes["n2"])
+            assert c.process_command(sids[0], ("write", "while-down", 1), timeout=15)[0] == "ok"
+            nodes["n2"] = ra.start_node("n2", str(tmp_path / "n2"), ports["n2"], convention=conv,
+                                        placement="shared")
+            commit = c.key_metrics(c.members(sids[0])[1])["commit_index"]
+            _wait(lambda: c.key_metrics(n2, timeout=1.0)["last_applied"] >= commit, timeout=30,
+                  what="n2 recovered in its host")
+            assert c.local_query(n2, "machines.kv:read", "while-down")[0][1] == 1
+            assert c.local_query(n2, "machines.kv:read", 29)[0][1] == 29
+            assert c.member_overview(n2)["pid"] != pid_before
+    finally:
+        for node in nodes.values():
+            ra.stop_node(node)
+
+
+def test_start_node_rejects_an_unknown_placement(tmp_path):
+    with pytest.raises(ValueError, match="placement"):
+        ra.start_node("n1", str(tmp_path / "n1"), free_port(), placement="everywhere")

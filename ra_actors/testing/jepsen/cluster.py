@@ -58,7 +58,8 @@ def install_shim(out_dir: str) -> str:
 
 class JepsenCluster:
     def __init__(self, count: int, out_dir: str, *, shim_dir: str, settings=None,
-                 server_settings=None, log_options=None, start_timeout: float = 60.0):
+                 server_settings=None, log_options=None, start_timeout: float = 60.0,
+                 placement: str = "process"):
         self.names = node_names(count)
         self.hosts = {n: node_host(i) for i, n in enumerate(self.names)}
         self.ports = {n: free_port(self.hosts[n]) for n in self.names}
@@ -68,6 +69,7 @@ class JepsenCluster:
         self.server_settings = dict(server_settings or {})
         self.log_options = dict(log_options or {})
         self.start_timeout = start_timeout
+        self.placement = placement
         self.nodes: dict[str, Node] = {}
         self.pgids: set[int] = set()      # every process group this run created
         self.keepers: set[int] = set()
@@ -93,7 +95,8 @@ class JepsenCluster:
                           settings=self.settings, server_settings=self.server_settings,
                           log_options=self.log_options,
                           seeds=[self.address(n) for n in self.names if n != name],
-                          python_path=[self.shim_dir], timeout=self.start_timeout)
+                          python_path=[self.shim_dir], placement=self.placement,
+                          timeout=self.start_timeout)
         with self._lock:
             self.nodes[name] = node
             if node.pgid:

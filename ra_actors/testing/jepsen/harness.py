@@ -97,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-netns", action="store_true",
                    help="do not create a network namespace (partitions become unavailable)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--placement", choices=("process", "shared"), default="process",
+                   help="where the nodes run their servers (start_node placement); with "
+                        "'shared', kill-wal kills the host actor that carries the node's servers")
     p.add_argument("--inside-netns", default=None, help=argparse.SUPPRESS)
     p.add_argument("--args-file", default=None, help=argparse.SUPPRESS)
 
@@ -348,7 +351,8 @@ class Run:
     # -- the run ------------------------------------------------------------
     def execute(self) -> None:
         args = self.args
-        self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out))
+        self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out),
+                                     placement=args.placement)
         if self.netns:
             self.partitioner = IptablesPartitioner(self.cluster.hosts, self.netns,
                                                    self.args.partition_mode)
