@@ -60,12 +60,25 @@ def _local_ip_for(host: str) -> str:
         s.close()
 
 
+def _raise_transmit_limits() -> None:
+    """The node's Thespian transmit limits (``node_main.thespian_transmit_env``)
+    for this process too, unless its environment sets them: with Thespian's
+    default of 20 pending sends, a client pipelining to a silent node would
+    make every other send wait behind them.  (The module reads them into
+    globals at import, which may already have happened.)"""
+    from thespian.system.transport import asyncTransportBase as atb
+    from .actors.node_main import MAX_PENDING_TRANSMITS
+    if "THESPIAN_MAX_PENDING_TRANSMITS" not in os.environ:
+        atb.MAX_PENDING_TRANSMITS = max(atb.MAX_PENDING_TRANSMITS, MAX_PENDING_TRANSMITS)
+
+
 class _Endpoint:
     """A Thespian TCP endpoint in this process (no admin)."""
 
     def __init__(self, local_ip: str):
         from .actors import netpatch
         netpatch.apply()
+        _raise_transmit_limits()
         old = os.environ.get("THESPIAN_BASE_IPADDR")
         os.environ["THESPIAN_BASE_IPADDR"] = local_ip
         try:
