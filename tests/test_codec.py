@@ -1,0 +1,54 @@
+"""ra_actors.codec: what goes to disk and to the network as msgpack."""
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from ra_actors import codec, errors
+from ra_actors.core import types as t
+from ra_actors.core.types import ActorRef, ServerId
+
+
+def test_records_round_trip_as_the_same_records():
+    values = [
+        t.Usr(("write", 1, b"x"), t.AwaitConsensus(("client:n1:c", 3)), 5),
+        t.Usr(b"y" * 16, t.NotifyReply(7, "client:n1:c"), 1700000000000),
+        t.Usr(t.ClusterChange(((ServerId("a", "n1"), "voter"),)), t.NoReply(), 1),
+        {"a": (1, 2, ServerId("s", "n")), 3: (ActorRef("x", "n"),), "nested": ((), ((1,),))},
+    ]
+    for v in values:
+        assert codec.unpack(codec.pack(v)) == v
+    # a ServerId stays a ServerId, not a plain tuple
+    assert type(codec.unpack(codec.pack(ServerId("a", "b")))) is ServerId
+
+
+def test_sequences_come_back_as_tuples_and_sets_as_sorted_tuples():
+    assert codec.normalise([1, [2, 3]]) == (1, (2, 3))
+    assert codec.normalise({3, 1, 2}) == (1, 2, 3)
+
+
+def test_documents_of_the_first_record_encoding_still_decode():
+    # each record its own extension document (EXT_RECORD / EXT_SERVER_ID)
+    sid = msgpack.ExtType(codec.EXT_SERVER_ID, msgpack.packb(("s", "n")))
+    reply = msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["NotifyReply", [7, "client:n1:c"]]))
+    usr = msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["Usr", [b"data", reply, 5]]))
+    old = msgpack.packb({"cmd": usr, "who": sid})
+    assert codec.unpack(old) == {"cmd": t.Usr(b"data", t.NotifyReply(7, "client:n1:c"), 5),
+                                 "who": ServerId("s", "n")}
+
+
+def test_user_tuples_and_foreign_extension_values_are_left_alone():
+    ext = msgpack.ExtType(42, b"raw")
+    v = (("Usr", 1), ext, ("tag-like", b"Usr"))
+    assert codec.unpack(codec.pack(v)) == v
+
+
+def test_an_unknown_record_name_is_an_error_not_an_import():
+    forged = msgpack.packb([msgpack.ExtType(codec.EXT_TAG, b"os.system"), "echo hi"])
+    with pytest.raises(ValueError, match="unknown record type"):
+        codec.unpack(forged)
+
+
+def test_values_msgpack_cannot_encode_are_invalid_commands():
+    with pytest.raises(errors.InvalidCommand):
+        codec.pack(object())
