@@ -199,7 +199,11 @@ class Client:
             self._replies[("lookup", msg.req)] = msg
         elif isinstance(msg, RaSupervisorInfo):
             self._replies[("where", msg.nonce)] = msg
-        elif isinstance(msg, (ev.Applied, ev.Rejected, ev.Message)):
+        elif isinstance(msg, ev.Applied):
+            if not isinstance(msg.results, list):   # (msgpack on a stream gives tuples)
+                msg = ev.Applied(msg.leader, list(msg.results))
+            self._events.append(msg)
+        elif isinstance(msg, (ev.Rejected, ev.Message)):
             self._events.append(msg)
         elif isinstance(msg, Misdelivered):
             self._servers.pop(_sid(msg.to), None)
@@ -496,7 +500,8 @@ class Client:
             raise ValueError("priority is 'normal' or 'low'")
         data = codec.normalise(command)
         if correlation is not None:
-            codec.pack(correlation)
+            # the form every leader will answer with (also one that read it from disk)
+            correlation = codec.normalise(correlation)
         sid = _sid(server_id)
         buf = self._pipe.setdefault(sid, [])
         buf.append((correlation, data, priority))

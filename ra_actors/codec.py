@@ -128,3 +128,45 @@ def unpack(data: bytes) -> Any:
 def normalise(value: Any) -> Any:
     """``unpack(pack(value))``: the canonical form every member will see."""
     return unpack(pack(value))
+
+
+class Codec:
+    """The same encoding over a larger registry: the base records plus
+    ``classes`` (dataclasses or NamedTuples).  The replication stream
+    (:mod:`ra_actors.actors.stream`) uses one that also knows the runtime's
+    messages; what goes to disk uses the module functions above."""
+
+    def __init__(self, classes=()):
+        fields = dict(_FIELDS)
+        tags = dict(_TAGS)
+        for cls in classes:
+            names = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
+                     else cls._fields)
+            fields[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+            tags[cls.__name__.encode()] = _Tag(cls)
+
+        def default(obj):
+            spec = fields.get(type(obj))
+            if spec is not None:
+                tag, names = spec
+                return [tag, *[getattr(obj, n) for n in names]]
+            return _default(obj)
+
+        def ext_hook(code, data):
+            if code == EXT_TAG:
+                tag = tags.get(data)
+                if tag is None:
+                    raise ValueError(f"unknown record type {data!r}")
+                return tag
+            return _ext_hook(code, data)
+
+        self._default = default
+        self._ext_hook = ext_hook
+
+    def pack(self, value: Any) -> bytes:
+        """Raises ``TypeError``/``ValueError`` for what it cannot encode."""
+        return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, list_hook=_list_hook, use_list=False,
+                               raw=False, strict_map_key=False)

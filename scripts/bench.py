@@ -78,6 +78,17 @@ def progress(line: str) -> None:
 
 
 # ------------------------------------------------------------------ phases
+def _data_root(plan: dict, tag: str):
+    """``--data-root DIR``: the nodes' directories (logs included) are kept
+    under ``DIR/<tag>``; by default a temporary directory, removed."""
+    if not plan.get("data_root"):
+        return None
+    path = Path(plan["data_root"]) / f"{tag}-{time.strftime('%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    progress(f"{tag}: node directories in {path}")
+    return str(path)
+
+
 def _tune(b: RaBench, plan: dict) -> None:
     # Thespian costs per message, not per entry: let a client flush carry a
     # whole window and an AppendEntries carry up to 1024 entries (Client and
@@ -90,7 +101,7 @@ def _tune(b: RaBench, plan: dict) -> None:
 def run_ra(plan: dict, placement: str) -> dict:
     out: dict = {"placement": placement, "runs": [], "errors": []}
     tag = f"ra_actors [{placement}]"
-    with RaBench(progress=progress, placement=placement) as b:
+    with RaBench(progress=progress, placement=placement, data_root=_data_root(plan, f"main-{placement}")) as b:
         _tune(b, plan)
         out["nodes_start_s"] = b.node_start_s
         progress(f"{tag}: starting clusters null0 (null machine) and kv0 (machines.kv)")
@@ -131,7 +142,8 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
                  "leaders": "spread (cluster i elected from node i % 3)"}
     tag = f"scale [{placement}] C={c}"
     try:
-        with RaBench(progress=progress, placement=placement) as b:
+        with RaBench(progress=progress, placement=placement,
+                     data_root=_data_root(plan, f"scale-{placement}-{c}")) as b:
             _tune(b, plan)
             names = [f"s{i}" for i in range(c)]
             progress(f"{tag}: starting {c} clusters ({starters} client threads)")
@@ -367,6 +379,8 @@ def main(argv=None) -> int:
     ap.add_argument("--idle-sample", type=int,
                     help="scale: read the idle message counters of at most this many servers, a fixed "
                          "random sample, extrapolated (default 3000: every server up to C = 1000; 0: every server)")
+    ap.add_argument("--data-root", metavar="DIR",
+                    help="keep the nodes' directories (and logs) under DIR (default: temporary, removed)")
     ap.add_argument("--idle", type=float, help="idle window in seconds")
     ap.add_argument("--busy", type=float, help="seconds of the scale phase's busy window")
     ap.add_argument("--duration", type=float, help="seconds per pipelined run")
@@ -396,6 +410,7 @@ def main(argv=None) -> int:
         if val is not None:
             plan[key] = val
     plan["mode"] = "tiny" if args.tiny else "quick" if args.quick else "full"
+    plan["data_root"] = os.path.abspath(args.data_root) if args.data_root else None
     plan["pipeline_batch"] = args.pipeline_batch
     plan["max_append_entries_batch"] = args.max_append_entries_batch
     signal.signal(signal.SIGTERM, _raise_system_exit)

@@ -7,7 +7,10 @@ import select
 import socket
 import time
 
-from ra_actors.actors.stream import StreamHub, addr_key
+from ra_actors.actors import stream as stream_mod
+from ra_actors.actors.protocol import ClientCall, Rpcs
+from ra_actors.actors.stream import addr_key
+from ra_actors.core.types import ServerId
 
 
 class Addr:
@@ -19,8 +22,9 @@ class Addr:
     def __str__(self):
         return f"Addr({self.name})"
 
-    def __reduce__(self):
-        return (Addr, (self.name,))
+
+def StreamHub(ip, addr, **kw):
+    return stream_mod.StreamHub(ip, addr, to_wire=lambda a: a.name, from_wire=Addr, **kw)
 
 
 def _closed(sock) -> bool:
@@ -54,9 +58,10 @@ def test_offer_dial_hello_then_frames_both_ways():
         # a offered its endpoint to b (through Thespian); b dials it
         b.dial(a_addr, a.endpoint)
         pump([a, b], lambda r: b.has_link(a_addr))
-        assert b.send(a_addr, ("rpcs", 1))
+        rpcs = Rpcs(ServerId("s", "a"), 1, ServerId("s", "b"), 2, ())
+        assert b.send(a_addr, rpcs)
         got = pump([a, b], lambda r: r[id(a)])
-        assert [(str(p), m) for p, m in got[id(a)]] == [("Addr(b)", ("rpcs", 1))]
+        assert [(str(p), m) for p, m in got[id(a)]] == [("Addr(b)", rpcs)]
         # the hello taught a who is on the other end: it answers on the same connection
         assert a.has_link(b_addr)
         for i in range(100):
@@ -109,7 +114,7 @@ def test_garbage_or_a_missing_hello_drops_the_connection():
     a = StreamHub("127.0.0.1", Addr("a"))
     try:
         with socket.create_connection(a.endpoint, timeout=2) as s:
-            frame = StreamHub._frame(("not hello", 1))
+            frame = a._frame(("not hello", 1))
             s.sendall(frame)
             pump([a], lambda r: not a.by_fd and not a.pending)
             s.settimeout(2)
@@ -132,3 +137,26 @@ def test_an_unreachable_peer_never_blocks_the_caller():
         assert not a.send(Addr("z"), "x")
     finally:
         a.close()
+
+
+def test_messages_msgpack_cannot_carry_are_left_to_thespian():
+    a_addr, b_addr = Addr("a"), Addr("b")
+    a, b = StreamHub("127.0.0.1", a_addr), StreamHub("127.0.0.1", b_addr)
+    try:
+        b.dial(a_addr, a.endpoint)
+        pump([a, b], lambda r: b.has_link(a_addr))
+        assert not b.send(a_addr, ClientCall(1, "client:x:y", ("query", object()))), "falls back"
+        assert b.send(a_addr, ClientCall(2, "client:x:y", ("command", ("write", 1, 2), "noreply", "normal")))
+        got = pump([a, b], lambda r: r[id(a)])
+        assert [m.req_id for _p, m in got[id(a)]] == [2]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_thespian_address_survives_the_wire():
+    from ra_actors.actors.util import admin_address
+    addr = admin_address("127.0.0.3", 4321)
+    back = stream_mod._thespian_from_wire(stream_mod._thespian_to_wire(addr))
+    assert back == addr and addr_key(back) == ("127.0.0.3", 4321)
+    assert addr_key(admin_address("127.0.0.4", 4321)) != addr_key(addr), "the IP is part of the key"
