@@ -27,8 +27,8 @@ carries every server of the node *and* the node's WAL:
   call instead of two Thespian hops (each ~0.7 ms, ten times an fsync
   here);
 * timers: servers' wakeups are kept in one heap and the host asks Thespian
-  for at most one wakeup per 10 ms slot, so a thousand idle leaders'
-  ticks cost a few wakeups, not a thousand.
+  for at most one wakeup per 10 ms slot (leader ticks: 100 ms slots), so a
+  thousand idle leaders' ticks cost ten wakeups a second, not a thousand.
 
 Idle servers cost nothing but memory: no message, no wakeup beyond a
 leader's tick.
@@ -57,6 +57,7 @@ from .server import ServerShell
 from .util import log, log_exc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
+TICK_SLOT = 0.100      # ... and leader ticks into slots this long
 SWITCH_INTERVAL = 0.0005  # seconds (see HostActor.__init__)
 INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
 OFFER_EVERY = 1.0      # seconds between stream offers to a host we have no stream with
@@ -397,14 +398,17 @@ class HostActor(Actor):
         super().send(addr, msg)
 
     def shell_wakeup(self, shell, delay, payload):
-        due = time.monotonic() + max(0.0, delay)
+        # due times are rounded up to their slot, so that many servers' timers
+        # share one Thespian wakeup; leader ticks need no precision
+        step = TICK_SLOT if type(payload) is tuple and payload and payload[0] == "tick" else TIMER_SLOT
+        due = math.ceil((time.monotonic() + max(0.0, delay)) / step) * step
         heapq.heappush(self.timers, (due, next(self.seq), shell.id.name, shell.incarnation, payload))
         self._arm()
 
     def _arm(self):
         if not self.timers:
             return
-        slot = math.ceil(self.timers[0][0] / TIMER_SLOT) * TIMER_SLOT
+        slot = self.timers[0][0]
         if self.armed is not None and self.armed <= slot:
             return   # a wakeup at or before that slot is already asked for
         self.armed = slot

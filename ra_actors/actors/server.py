@@ -56,7 +56,7 @@ from .util import encode_error, is_client_handle, log, log_exc, now_ms
 SERVER_DEFAULTS = {
     "election_timeout_ms": (1000, 2000),     # "long": no leader known
     "election_short_ms": (80, 300),          # "short": the leader is known to be gone
-    "tick_ms": 500,                          # leader tick (resends, machine tick)
+    "tick_ms": 1000,                         # leader tick (resends, machine tick): Ra's tick_timeout
     "max_unanswered": 256,                   # messages queued to a silent peer
     "peer_silence_s": 5.0,                   # re-resolve a peer silent this long
     "last_applied_every_ms": 200,

@@ -46,7 +46,7 @@ from .user_actors import ActorRef, ActorSend, UserActorsMixin
 from .util import admin_address, encode_error, is_client_handle, log, log_exc, target_node
 
 DEFAULTS = {
-    "heartbeat_interval": 0.2,    # seconds between heartbeats to each live node
+    "heartbeat_interval": 0.4,    # seconds between heartbeats to each live node (3 per down verdict)
     "node_down_after": 1.2,       # silence before a node is declared down
     "probe_interval": 1.0,        # how often down/unknown nodes are probed
     "client_check_interval": 0.5,
