@@ -128,12 +128,12 @@ def run_ra(plan: dict, placement: str) -> dict:
 
 
 def _truncate(d: dict, n: int = 20) -> dict:
-    """At most ``n`` entries of a per-cluster failure dict (the rest counted)."""
+    """At most ``n`` entries of a per-cluster failure dict (the others: names only)."""
     bad = d.get("bad") or {}
     if len(bad) <= n:
         return d
     keep = dict(list(bad.items())[:n])
-    return dict(d, bad=keep, bad_count=len(bad), bad_truncated=True)
+    return dict(d, bad=keep, bad_count=len(bad), bad_truncated=True, bad_names=list(bad))
 
 
 def scale_row(plan: dict, placement: str, c: int) -> dict:

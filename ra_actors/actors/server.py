@@ -246,7 +246,7 @@ class ServerShell:
             impl = load_machine(self.config.machine)
             machine = Machine(impl)
             self.machine_impl = impl
-            self.store = storage.ServerStore(self.data_dir, self.uid)
+            self.store = storage.ServerStore(self.data_dir, self.uid, new=bool(msg.new))
             recovered = self.store.recover()
             self.core = RaftServer(self.config, machine, recovered, bugs=unsafe_bugs())
         except Exception as exc:  # noqa: BLE001

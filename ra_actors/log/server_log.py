@@ -144,7 +144,7 @@ class ServerLog:
         servers_dir(data_dir).mkdir(parents=True, exist_ok=True)
         save_config(data_dir, config)
         fsync_dir(servers_dir(data_dir))
-        return cls.open(data_dir, config.uid)
+        return cls.open(data_dir, config.uid, read_wal=False)   # new: nothing of it in the WAL
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike, uid: str, *, read_wal: bool = True) -> "ServerLog":
