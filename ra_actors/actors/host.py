@@ -49,7 +49,8 @@ from .. import events as ev
 from ..core import messages as m
 from ..core.types import ServerId
 from ..errors import RaError
-from .protocol import (Bundle, ClientCall, ClientReply, FlushWalFiles, ForgetServer, Forwarded, LookupReply,
+from .protocol import (Bundle, ClientCall, ClientReply, FlushWalFiles, ForgetServer, Forwarded, Lookup,
+                       LookupReply,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceInit, ServiceReady, SnapshotDone,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
@@ -60,6 +61,7 @@ TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slot
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
 SWITCH_INTERVAL = 0.0005  # seconds (see HostActor.__init__)
 INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
+LOOKUP_PATIENCE = 2.0  # seconds before a node lookup in flight is asked again
 OFFER_EVERY = 1.0      # seconds between stream offers to a host we have no stream with
 
 # RA_ACTORS_STREAM=0 in a node's environment turns the direct replication
@@ -98,6 +100,9 @@ class HostActor(Actor):
         self.outbox: list = []                          # [(address, [Rpcs|Forwarded])] this turn
         self.batching = False
         self.stream = None                              # StreamHub (direct replication stream)
+        self.node_hosts: dict = {}                      # node -> its host actor's address
+        self.lookups: dict = {}                         # node -> [(server name, key)] waiting
+        self.local_inbox: list = []                     # replies for our servers, this turn
         self.offered: dict = {}                         # address key -> when we last offered
 
     # ================================================================ entry
@@ -107,10 +112,16 @@ class HostActor(Actor):
         self.batching = True
         try:
             self._dispatch(msg, sender)
+            self._run_local_inbox()
             self.batching = False
             self._flush_outbox()          # RPCs leave before our own WAL sync
             if self.wal is not None:
                 self._sync_wal()
+            if self.local_inbox:
+                self.batching = True
+                self._run_local_inbox()
+                self.batching = False
+                self._flush_outbox()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
             log_exc("host", f"error handling {type(msg).__name__}")
             os._exit(70)
@@ -129,7 +140,7 @@ class HostActor(Actor):
         if handler is not None:
             handler(self, msg, sender)
         elif isinstance(msg, m.NodeEvent):
-            self._broadcast(msg, sender)
+            self._on_node_event(msg, sender)
         elif isinstance(msg, ActorExitRequest):
             self._on_exit()
         elif isinstance(msg, PoisonMessage):
@@ -175,6 +186,9 @@ class HostActor(Actor):
     def _on_dead_envelope(self, msg: DeadEnvelope, sender):
         if self.stream is not None:
             self.stream.forget(msg.deadAddress)
+        for node, addr in list(self.node_hosts.items()):
+            if addr == msg.deadAddress:
+                del self.node_hosts[node]
         self._broadcast(msg, sender)
 
     def _broadcast(self, msg, sender):
@@ -235,6 +249,7 @@ class HostActor(Actor):
                 return
             self.batching = True
             self._deliver_wal(*done)
+            self._run_local_inbox()
             self.batching = False
             self._flush_outbox()
         if self.wal.pending_records:
@@ -356,10 +371,65 @@ class HostActor(Actor):
             if shell is not None:
                 shell.receive(msg, sender)
 
+    # -- where are other nodes' servers?  One lookup per node with a host --------
+    # A LookupReply that says the address is a node's host actor holds for
+    # every server of that node: later lookups of our servers for that node
+    # are answered here (incarnation 0: the first reply teaches the real
+    # one), and concurrent ones wait for the one in flight.  At a thousand
+    # clusters this is the difference between thousands of lookups through
+    # the supervisors (which then time out) and two.  The cache entry goes
+    # when that node goes down or up, or its address is dead.
+
+    def _lookup(self, msg: Lookup) -> bool:
+        """A server's Lookup: answered or queued here (True), or to be sent."""
+        key = msg.key
+        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(msg.req, str)):
+            return False
+        node = key[1]
+        addr = self.node_hosts.get(node)
+        if addr is not None:
+            self.local_inbox.append(LookupReply(key, addr, 0, msg.req, "running", True))
+            return True
+        pending = self.lookups.get(node)
+        if pending is not None and time.monotonic() - pending[0] < LOOKUP_PATIENCE:
+            pending[1].append((msg.req, key))
+            return True
+        # (a lookup unanswered for that long is asked again; its waiters stay)
+        self.lookups[node] = (time.monotonic(), pending[1] if pending else [])
+        return False
+
     def _on_lookup_reply(self, msg: LookupReply, sender):
+        key = msg.key
+        node = key[1] if isinstance(key, tuple) and len(key) == 2 else None
+        pending = self.lookups.pop(node, None) if node is not None else None
+        waiting = pending[1] if pending else ()
+        if msg.host and msg.address is not None:
+            self.node_hosts[node] = msg.address
         shell = self.shells.get(msg.req) if isinstance(msg.req, str) else None
         if shell is not None:
             shell.receive(msg, sender)
+        for req, wkey in waiting:
+            if msg.host and msg.address is not None:
+                self.local_inbox.append(LookupReply(wkey, msg.address, 0, req, "running", True))
+            else:
+                # not a host (or not running): each asks for itself
+                super().send(self.supervisor, Lookup(wkey, req))
+
+    def _run_local_inbox(self):
+        me = self.myAddress
+        while self.local_inbox:
+            inbox, self.local_inbox = self.local_inbox, []
+            for reply in inbox:
+                shell = self.shells.get(reply.req)
+                if shell is not None:
+                    shell.receive(reply, me)
+
+    def _forget_node(self, node):
+        self.node_hosts.pop(node, None)
+
+    def _on_node_event(self, msg, sender):
+        self._forget_node(msg.node)     # down, or up again (maybe a new host)
+        self._broadcast(msg, sender)
 
     def _on_stop(self, msg: StopServer, sender):
         shell = self.shells.get(msg.name)
@@ -386,6 +456,8 @@ class HostActor(Actor):
         kind = type(msg)
         if kind is WalWrite and self.wal is not None:
             self.wal.write(msg.appends, kick=False)   # the node's WAL is here: no hop
+            return
+        if kind is Lookup and self._lookup(msg):
             return
         if self.batching and kind in _BATCHED:
             # one message per destination for everything this turn produced

@@ -83,6 +83,8 @@ class LookupReply:
     incarnation: int
     req: Any = None
     status: str = "running"   # running | stopped | unknown | nodedown
+    host: bool = False        # ``address`` is the node's host actor (placement "shared"):
+                              # it carries every server of that node
 
 
 # ------------------------------------------------------------- monitors

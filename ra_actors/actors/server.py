@@ -375,6 +375,11 @@ class ServerShell:
         peer = self.peers.get(sid)
         if peer is None or msg.incarnation >= peer.incarnation:
             peer = self.peers[sid] = _Peer(msg.address, msg.incarnation)
+        elif msg.incarnation == 0:
+            # (a host's answer for a whole node carries no incarnation: the
+            # peer's first reply teaches it, or refuses an older one)
+            peer.address = msg.address
+            peer.unanswered = 0
         for kind, item in pending:
             if kind == "rpcs":
                 self._send_peer(sid, item)

@@ -677,7 +677,8 @@ class NodeSupervisor(UserActorsMixin, Actor):
             return LookupReply(key, c.address if c else None, 0, req, "running" if c else "unknown")
         child = self.servers.get(key[0])
         if child is not None and child.status == "running":
-            return LookupReply(key, child.addr, child.incarnation, req, "running")
+            return LookupReply(key, child.addr, child.incarnation, req, "running",
+                               host=self.placement == "shared")
         rec = self.registry.get(key[0])
         if rec is None:
             status = "unknown"
