@@ -597,6 +597,11 @@ class ServerShell:
                        "log": self.store.slog.overview(),
                        "machine_module": self.config.machine,
                        "stats": dict(self.stats, msgs_in=self.msgs_in),
+                       # placement "shared": the host actor's own count (a
+                       # message for the whole node reaches every server)
+                       "host": ({"msgs_in": self.port.msgs_in, "servers": len(self.port.shells),
+                                 "stream": self.port.stream.stats() if self.port.stream else None}
+                                if isinstance(getattr(self.port, "shells", None), dict) else None),
                        "peers_shell": {str(s): {"unanswered": p.unanswered, "dropped": p.dropped}
                                        for s, p in self.peers.items()}})
             self.send(sender, ClientReply(req_id, ("ok", ov), self.leader))
