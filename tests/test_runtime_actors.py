@@ -133,10 +133,14 @@ def wait_report(path, pred, timeout=10.0):
     raise AssertionError(f"nothing matching in {path}: {recs}")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+@pytest.fixture(scope="module", params=["process", "shared"])
+def env(request, tmp_path_factory):
+    """Four nodes running an ``amon`` cluster on n1-n3, in each placement
+    (the machine's monitors and messages leave from a server process or
+    from a host actor)."""
     tmp = tmp_path_factory.mktemp("actors")
-    with ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp / "nodes")) as nodes:
+    with ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp / "nodes"),
+                        placement=request.param) as nodes:
         c = nodes.client()
         sids = [ra.ServerId("amon", n) for n in ("n1", "n2", "n3")]
         started, not_started = c.start_cluster("amon", MACHINE, sids)

@@ -160,3 +160,25 @@ def test_a_thespian_address_survives_the_wire():
     back = stream_mod._thespian_from_wire(stream_mod._thespian_to_wire(addr))
     assert back == addr and addr_key(back) == ("127.0.0.3", 4321)
     assert addr_key(admin_address("127.0.0.4", 4321)) != addr_key(addr), "the IP is part of the key"
+
+
+def test_both_hosts_dialling_each_other_at_once_keep_reading_both_connections():
+    """Each side dials the other; each hello replaces the dialled link in
+    ``links`` by the accepted one.  Both sockets must still be read, or the
+    side that sends on the other's dialled connection talks into the void."""
+    a_addr, b_addr = Addr("a"), Addr("b")
+    a, b = StreamHub("127.0.0.1", a_addr), StreamHub("127.0.0.1", b_addr)
+    try:
+        a.dial(b_addr, b.endpoint)
+        b.dial(a_addr, a.endpoint)
+        pump([a, b], lambda r: a.has_link(b_addr) and b.has_link(a_addr)
+             and len(a.by_fd) == 2 and len(b.by_fd) == 2)
+        for i in range(20):
+            assert a.send(b_addr, ("a->b", i))
+            assert b.send(a_addr, ("b->a", i))
+        got = pump([a, b], lambda r: len(r[id(a)]) == 20 and len(r[id(b)]) == 20)
+        assert sorted(m[1] for _p, m in got[id(b)]) == list(range(20))
+        assert sorted(m[1] for _p, m in got[id(a)]) == list(range(20))
+    finally:
+        a.close()
+        b.close()

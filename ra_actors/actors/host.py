@@ -29,6 +29,11 @@ carries every server of the node *and* the node's WAL:
 * timers: servers' wakeups are kept in one heap and the host asks Thespian
   for at most one wakeup per 10 ms slot (leader ticks: 100 ms slots), so a
   thousand idle leaders' ticks cost ten wakeups a second, not a thousand.
+  Thespian drops a wakeup that falls due while the process drains an
+  overfull send queue ("tx-only mode"); a wakeup overdue by 0.5 s is
+  therefore asked for again at the end of the next turn, and a watchdog
+  thread pokes the actor through a pipe if timers are overdue and no
+  message came.
 
 Idle servers cost nothing but memory: no message, no wakeup beyond a
 leader's tick.
@@ -40,6 +45,7 @@ import itertools
 import math
 import os
 import sys
+import threading
 import time
 
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnvelope,
@@ -59,6 +65,8 @@ from .util import log, log_exc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
+LOST_WAKEUP_S = 0.5    # a wakeup overdue this long is presumed lost
+WATCHDOG_S = 1.0       # how often the timer watchdog thread looks
 SWITCH_INTERVAL = 0.0005  # seconds (see HostActor.__init__)
 INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
 LOOKUP_PATIENCE = 2.0  # seconds before a node lookup in flight is asked again
@@ -97,6 +105,10 @@ class HostActor(Actor):
         self.armed = None                               # slot of the earliest wakeup asked for
         self.msgs_in = 0
         self.exiting = False
+        self.poke_r, self.poke_w = os.pipe()           # the timer watchdog's wake-up
+        os.set_blocking(self.poke_r, False)
+        os.set_blocking(self.poke_w, False)
+        threading.Thread(target=self._timer_watchdog, name="host-timers", daemon=True).start()
         self.outbox: list = []                          # [(address, [Rpcs|Forwarded])] this turn
         self.batching = False
         self.stream = None                              # StreamHub (direct replication stream)
@@ -122,13 +134,14 @@ class HostActor(Actor):
                 self._run_local_inbox()
                 self.batching = False
                 self._flush_outbox()
+            self._arm()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
             log_exc("host", f"error handling {type(msg).__name__}")
             os._exit(70)
         return self._watch()
 
     def _watch(self):
-        fds = []
+        fds = [self.poke_r]
         if self.wal is not None:
             fds.append(self.wal.rfd)
         if self.stream is not None:
@@ -230,6 +243,12 @@ class HostActor(Actor):
         self.send(sender, ServiceReady("wal"))
 
     def _on_watch(self, msg: WatchMessage, sender):
+        if self.poke_r in msg.ready:
+            try:
+                os.read(self.poke_r, 4096)
+            except BlockingIOError:
+                pass
+            self._fire_due()
         if self.stream is not None:
             for peer, inner in self.stream.on_ready(msg.ready):
                 self._dispatch(inner, peer)
@@ -481,10 +500,26 @@ class HostActor(Actor):
         if not self.timers:
             return
         slot = self.timers[0][0]
-        if self.armed is not None and self.armed <= slot:
+        now = time.monotonic()
+        if self.armed is not None and self.armed <= slot and self.armed > now - LOST_WAKEUP_S:
             return   # a wakeup at or before that slot is already asked for
+        # (a wakeup overdue by LOST_WAKEUP_S is presumed lost: Thespian drops
+        # wakeups that fall due while a process drains an overfull send
+        # queue in "tx-only mode")
         self.armed = slot
-        super().wakeupAfter(max(0.0, slot - time.monotonic()), ("host-timers", slot))
+        super().wakeupAfter(max(0.0, slot - now), ("host-timers", slot))
+
+    def _timer_watchdog(self):
+        """Thread: if timers are overdue (their wakeup was lost and no
+        message came to re-arm it), poke the actor through its watch pipe."""
+        while not self.exiting:
+            time.sleep(WATCHDOG_S)
+            timers = self.timers
+            if timers and timers[0][0] < time.monotonic() - LOST_WAKEUP_S:
+                try:
+                    os.write(self.poke_w, b"t")
+                except OSError:
+                    pass
 
     def _on_wakeup(self, msg: WakeupMessage, sender):
         p = msg.payload
@@ -492,6 +527,9 @@ class HostActor(Actor):
             return
         if p[1] == self.armed:
             self.armed = None   # (an older, later wakeup may still come: harmless)
+        self._fire_due()
+
+    def _fire_due(self):
         now = time.monotonic() + TIMER_SLOT / 10
         me = self.myAddress
         while self.timers and self.timers[0][0] <= now:

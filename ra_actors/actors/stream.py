@@ -253,6 +253,7 @@ class StreamHub:
         self.links: dict[str, _Link] = {}     # peer key -> link used to send
         self.by_fd: dict[int, _Link] = {}     # every readable link
         self.pending: list = []               # accepted links before their hello
+        self.dialed: list = []                # our outgoing links (read once connected)
         self.dialing: dict = {}               # (peer key, endpoint) -> when we last tried
         self.dropped = 0
         self.refused = 0
@@ -311,6 +312,7 @@ class StreamHub:
         link = _Link(self, None, addr)
         link.ready = False
         self.links[key] = link
+        self.dialed.append(link)
         link.start_writer(tuple(endpoint), self.hello)
 
     def on_ready(self, ready) -> list:
@@ -351,11 +353,18 @@ class StreamHub:
         return out
 
     def _adopt_connected(self):
-        for key, link in list(self.links.items()):
+        # Every connection we dialled is read once it is up, whether or not
+        # it is the one we send on: the peer may have chosen it for its
+        # replies (both sides can dial each other at once; the hello of the
+        # other connection then replaces ours in ``links``).
+        for link in list(self.dialed):
             if not link.alive:
                 self._drop(link)
             elif link.ready and link.sock is not None and link.sock.fileno() not in self.by_fd:
                 self.by_fd[link.sock.fileno()] = link
+        for link in list(self.links.values()):
+            if not link.alive:
+                self._drop(link)
 
     def _accept(self):
         while True:
@@ -385,6 +394,8 @@ class StreamHub:
                 del self.by_fd[fd]
         if link in self.pending:
             self.pending.remove(link)
+        if link in self.dialed:
+            self.dialed.remove(link)
         link.close()
 
     def forget(self, addr) -> None:
@@ -400,7 +411,7 @@ class StreamHub:
                 "frames_in": sum(link.recv_frames for link in self.by_fd.values())}
 
     def close(self):
-        for link in list(self.by_fd.values()) + list(self.links.values()):
+        for link in list(self.by_fd.values()) + list(self.links.values()) + list(self.dialed):
             link.close()
         if self.listener is not None:
             self.listener.close()
