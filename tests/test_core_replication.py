@@ -260,3 +260,36 @@ def test_leader_replicates_at_once_to_members_on_a_node_that_comes_back_up():
     assert srv.handle(m.NodeEvent("n3", up=True)) == ("leader", [send(N3, aer(1, N1, 1, 1, (), commit=1))])
     follower = make_follower(N2)
     assert follower.handle(m.NodeEvent("n3", up=True)) == ("follower", [])
+
+
+class _NoTickMachine:
+    """A machine without ``tick``: an idle leader of it has nothing to tick for."""
+
+    def init(self, config):
+        return 0
+
+    def apply(self, meta, command, state):
+        return state + 1, "ok"
+
+
+def test_a_leader_wants_ticks_only_while_a_follower_is_behind():
+    """Ra sends no idle heartbeats; the shell also arms no tick timer for an
+    idle leader (``wants_tick``): a tick would only resend to followers
+    that are behind (Raft §5.3 retries), run the machine's ``tick``, or
+    repeat a query's heartbeat round."""
+    srv = make_leader(N1, machine=_NoTickMachine())
+    assert srv.wants_tick() is False, "noop committed, acknowledged and its commit index sent"
+    srv.handle(m.Commands(_cmds(1)))
+    assert srv.wants_tick() is True, "an entry no follower has acknowledged"
+    srv.handle(m.Written(1, 2, 2))
+    srv.handle(ae_ok(1, N2, 2))          # commits 2; N3 has not acknowledged it
+    assert srv.wants_tick() is True
+    srv.handle(ae_ok(1, N3, 2))
+    assert srv.wants_tick() is False, "everything acknowledged, the commit index sent to both"
+    srv.handle(m.Query("consistent", lambda state: state, "q1"))
+    assert srv.wants_tick() is True, "a consistent query waits for its heartbeat round"
+
+
+def test_a_machine_with_tick_keeps_its_leader_ticking_and_followers_never_tick():
+    assert make_leader(N1).wants_tick() is True      # KvMachine has tick()
+    assert make_follower(N2).wants_tick() is False

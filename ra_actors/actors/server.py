@@ -70,6 +70,9 @@ _TRACE = bool(os.environ.get("RA_ACTORS_TRACE"))
 UNSAFE_BUGS_ENV = "RA_ACTORS_UNSAFE_BUGS"
 
 
+_LEADING = ("leader", "await_condition", "terminating_leader")
+
+
 def unsafe_bugs() -> frozenset:
     """Deliberate core bugs named in ``$RA_ACTORS_UNSAFE_BUGS`` (comma
     separated).  Only the Jepsen harness sets it, to prove it catches them;
@@ -288,6 +291,8 @@ class ServerShell:
                 self._run(effects)
         finally:
             self._busy = False
+        if not self.ticking and self.role in _LEADING and self.core.wants_tick():
+            self._start_ticking()
         self._flush()
 
     def _run(self, effects):
@@ -478,9 +483,13 @@ class ServerShell:
                 self._feed(m.AwaitConditionTimeout())
         elif kind == "tick":
             if p[1] == self.epochs["tick"] and self.ticking:
-                self.wakeupAfter(self._tick_interval(), ("tick", self.epochs["tick"]))
                 self._check_peers()
                 self._feed(m.Tick(now_ms()))
+                if self.ticking and p[1] == self.epochs["tick"]:
+                    if self.core.wants_tick():
+                        self.wakeupAfter(self._tick_interval(), ("tick", self.epochs["tick"]))
+                    else:
+                        self.ticking = False   # idle: no timer until there is work
         elif kind == "mtimer":
             name, epoch = p[1], p[2]
             if self.machine_timers.get(name) == epoch:
@@ -761,16 +770,19 @@ class ServerShell:
     def _e_role_changed(self, e: fx.RoleChanged):
         was_leader = self.role == LEADER
         self.role = e.role
-        if e.role in ("leader", "await_condition", "terminating_leader"):
+        if e.role in _LEADING:
             if not self.ticking:
-                self.ticking = True
-                self.epochs["tick"] += 1
-                self.wakeupAfter(self._tick_interval(), ("tick", self.epochs["tick"]))
+                self._start_ticking()
         elif self.ticking:
             self.ticking = False
             self.epochs["tick"] += 1
         if was_leader and e.role != LEADER:
             self._drop_machine_monitors()
+
+    def _start_ticking(self):
+        self.ticking = True
+        self.epochs["tick"] += 1
+        self.wakeupAfter(self._tick_interval(), ("tick", self.epochs["tick"]))
 
     def _tick_interval(self) -> float:
         ms = self.settings["tick_ms"]

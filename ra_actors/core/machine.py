@@ -62,6 +62,9 @@ class Machine:
         fn = getattr(self.module_for(version), "state_enter", None)
         return _as_list(fn(role, state)) if callable(fn) else []
 
+    def has_tick(self, version: int) -> bool:
+        return callable(getattr(self.module_for(version), "tick", None))
+
     def tick(self, version: int, time_ms: int, state: Any) -> list:
         fn = getattr(self.module_for(version), "tick", None)
         return _as_list(fn(time_ms, state)) if callable(fn) else []

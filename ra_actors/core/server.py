@@ -1235,6 +1235,26 @@ class RaftServer:
             self._become_follower(None)
 
     # =================================================================== tick
+    def wants_tick(self) -> bool:
+        """Whether a ``Tick`` now would do anything: the shell ticks only
+        then, so an idle leader costs no timer at all (Ra ticks every leader;
+        here an idle cluster with thousands of siblings on a node would pay
+        for it).  True while leading and: the machine has a ``tick``, the
+        role is transitional (leadership transfer, deletion), a query waits
+        for its heartbeat round, or a follower is behind (entries not
+        acknowledged, commit index not sent, a snapshot in flight)."""
+        if not self._leading():
+            return False
+        if self.role != LEADER or self.pending_queries:
+            return True
+        if self.machine.has_tick(self.machine_version):
+            return True
+        last, commit = self.log.last_index, self.commit_index
+        for p in self.peers.values():
+            if p.snapshot is not None or p.match_index < last or p.commit_index_sent < commit:
+                return True
+        return False
+
     def _on_tick(self, msg: m.Tick) -> None:
         if not self._leading():
             return
