@@ -115,6 +115,8 @@ def _worker_run(spec: dict) -> dict:
         acked = [0] * len(targets)
         submitted = [0] * len(targets)
         rejected = 0
+        duplicates = 0
+        seen: set = set()
         # correlation = seq * 1024 + target index: an Applied or Rejected
         # event is attributed to its cluster whoever leads it now
         if len(targets) >= 1024:
@@ -152,6 +154,13 @@ def _worker_run(spec: dict) -> dict:
                     # attributed by correlation (= sequence number): every
                     # target has its own range, whoever leads it now
                     for corr, _reply in e.results:
+                        if corr in seen:
+                            # one entry, two Applied events: the leader that
+                            # applied it and a new leader that applied it again
+                            # after taking over (Ra does the same) -- one command
+                            duplicates += 1
+                            continue
+                        seen.add(corr)
                         i = owner(corr)
                         acked[i] += 1
                         inflight[i] -= 1
@@ -167,6 +176,7 @@ def _worker_run(spec: dict) -> dict:
                         targets[i] = ra.ServerId(*reason.leader)
         elapsed = t_last - t0
         return {"acked": acked, "submitted": submitted, "rejected": rejected,
+                "duplicate_acks": duplicates,
                 "inflight_left": inflight, "elapsed_s": elapsed,
                 "ops_per_s": sum(acked) / elapsed if elapsed > 0 else 0.0}
     finally:
@@ -466,6 +476,7 @@ class RaBench:
             cpu1 = self.cpu_seconds(pids)
         total_acked = 0
         rejected = 0
+        duplicates = 0
         uncertain = 0
         elapsed = []
         for g, r in zip(owners, results):
@@ -477,10 +488,12 @@ class RaBench:
                 uncertain += left
             total_acked += sum(r["acked"])
             rejected += r["rejected"]
+            duplicates += r.get("duplicate_acks", 0)
             elapsed.append(r["elapsed_s"])
         ops = sum(r["ops_per_s"] for r in results)
         return {"window": window, "clients": clients, "clusters": len(names), "duration_s": duration,
                 "acked": total_acked, "rejected": rejected, "unacknowledged": uncertain,
+                "duplicate_acks": duplicates,
                 "elapsed_s": max(elapsed), "ops_per_s": ops,
                 # CPU of the node processes per command (less sensitive to a
                 # busy machine than ops/s; includes clients' connect/close)
