@@ -233,9 +233,17 @@ def test_nodes_of_either_placement_share_a_cluster_and_a_node_can_switch(tmp_pat
             assert c.process_command(sids[0], ("write", "while-down", 1), timeout=15)[0] == "ok"
             nodes["n2"] = ra.start_node("n2", str(tmp_path / "n2"), ports["n2"], convention=conv,
                                         placement="shared")
-            commit = c.key_metrics(c.members(sids[0])[1])["commit_index"]
-            _wait(lambda: c.key_metrics(n2, timeout=1.0)["last_applied"] >= commit, timeout=30,
-                  what="n2 recovered in its host")
+            leader = c.members(sids[0])[1]
+            commit = c.key_metrics(leader)["commit_index"]
+            try:
+                _wait(lambda: c.key_metrics(n2, timeout=1.0)["last_applied"] >= commit, timeout=30,
+                      what="n2 recovered in its host")
+            except AssertionError as exc:
+                lo, no = c.member_overview(leader), c.member_overview(n2)
+                raise AssertionError(f"{exc}; leader {leader}: peers {lo.get('peers')} shell {lo.get('peers_shell')} "
+                                     f"last {lo['last_index']} commit {lo['commit_index']}; n2: "
+                                     f"{ {k: no.get(k) for k in ('state', 'term', 'last_index', 'commit_index', 'leader_id')} } "
+                                     f"shell {no.get('peers_shell')} stats {no.get('stats')}") from None
             assert c.local_query(n2, "machines.kv:read", "while-down")[0][1] == 1
             assert c.local_query(n2, "machines.kv:read", 29)[0][1] == 29
             assert c.member_overview(n2)["pid"] != pid_before

@@ -303,6 +303,12 @@ class WalWrite:
 
     uid: str
     appends: tuple
+    # (incarnation, n): increasing per writer.  Under load Thespian may
+    # deliver a message twice (it retries a send whose ACK it missed); a
+    # stale duplicate of an earlier write would land after later ones and
+    # the WAL would take it for a truncating overwrite.  The WAL drops
+    # anything not newer than what it took from that writer.
+    seq: tuple = (0, 0)
 
     def __repr__(self):
         return _short_repr(self, self.appends, uid=self.uid)

@@ -308,7 +308,7 @@ class ServerShell:
         if self.wal_appends:
             appends, self.wal_appends = self.wal_appends, []
             if self.wal is not None and not self.unsent_wal:
-                self.send(self.wal, WalWrite(self.uid, tuple(appends)))
+                self.send(self.wal, WalWrite(self.uid, tuple(appends), self._wal_seq()))
                 self.stats["wal_writes"] += 1
             else:
                 self.unsent_wal.extend(appends)
@@ -337,6 +337,10 @@ class ServerShell:
             self.send(peer.address, Rpcs(to, peer.incarnation, self.id, self.incarnation, tuple(rpcs)))
             return
         self._defer(to, ("rpcs", tuple(rpcs)))
+
+    def _wal_seq(self):
+        self.wal_seq = getattr(self, "wal_seq", 0) + 1
+        return (self.incarnation, self.wal_seq)
 
     def _send_to_server(self, to, msg):
         peer = self.peers.get(to)
@@ -456,7 +460,7 @@ class ServerShell:
                 self._feed(m.ResendWrite(self.core.log.last_written + 1))
         elif self.unsent_wal:
             appends, self.unsent_wal = self.unsent_wal, []
-            self.send(self.wal, WalWrite(self.uid, tuple(appends)))
+            self.send(self.wal, WalWrite(self.uid, tuple(appends), self._wal_seq()))
 
     def _on_snapshot_done(self, msg: SnapshotDone, sender):
         data = self.pending_snapshots.pop(msg.meta, None)

@@ -184,6 +184,7 @@ class WalActor(Actor):
         super().__init__()
         self.svc = None
         self.writers = {}
+        self.seqs = {}      # uid -> seq of the last WalWrite taken from it
         self.segment_writer = None
         self.pending_files = []
 
@@ -200,6 +201,11 @@ class WalActor(Actor):
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, WalWrite):
+            last = self.seqs.get(msg.uid)
+            if last is not None and msg.seq <= last:
+                log("wal", f"dropped a duplicate or stale write of {msg.uid} ({msg.seq} <= {last})")
+                return
+            self.seqs[msg.uid] = msg.seq
             self.svc.write(msg.appends)
             self.writers[msg.uid] = sender
         elif isinstance(msg, WatchMessage):
