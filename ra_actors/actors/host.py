@@ -55,7 +55,7 @@ from .. import events as ev
 from ..core import messages as m
 from ..core.types import ServerId
 from ..errors import RaError
-from .protocol import (Bundle, ClientCall, ClientReply, FlushWalFiles, ForgetServer, Forwarded, Lookup,
+from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, Lookup,
                        LookupReply,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceInit, ServiceReady, SnapshotDone,
@@ -98,8 +98,7 @@ class HostActor(Actor):
         self.by_incarnation: dict[int, ServerShell] = {}
         self.wal = None                                 # WalService
         self.supervisor = None
-        self.segment_writer = None
-        self.pending_files: list = []
+        self.closed_files = None                        # ClosedWalFiles
         self.timers: list = []                          # heap of (due, seq, name, incarnation, payload)
         self.seq = itertools.count()
         self.armed = None                               # slot of the earliest wakeup asked for
@@ -218,9 +217,10 @@ class HostActor(Actor):
 
     # ============================================================ the WAL
     def _on_service_init(self, msg: ServiceInit, sender):
-        from .storage import WalService
+        from .storage import ClosedWalFiles, WalService
         self.supervisor = sender
-        self.segment_writer = msg.services.segment_writer
+        self.closed_files = ClosedWalFiles()
+        self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
         try:
             self.wal = WalService(msg.data_dir, msg.options)
         except RaError as exc:
@@ -288,18 +288,11 @@ class HostActor(Actor):
             shell = self.by_uid.get(uid)
             if shell is not None:
                 shell.receive(WalResult(uid, tuple(msgs)), me)
-        if closed:
-            if self.segment_writer is not None:
-                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))
-            else:
-                self.pending_files.extend(closed)
+        self.closed_files.hand_over(self.send, closed)
 
     def _on_services(self, msg: ServiceAddresses, sender):
-        if msg.segment_writer is not None:
-            self.segment_writer = msg.segment_writer
-            if self.pending_files:
-                files, self.pending_files = self.pending_files, []
-                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in files)))
+        if self.closed_files is not None:
+            self.closed_files.set_segment_writer(self.send, msg.segment_writer)
         if msg.wal is None:
             return   # only the host itself is the WAL: it never goes away under its servers
         self._broadcast(msg, sender)

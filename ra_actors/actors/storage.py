@@ -177,6 +177,31 @@ class WalService:
         return replies, closed
 
 
+class ClosedWalFiles:
+    """Closed WAL files on their way to the node's segment writer: sent at
+    once when its address is known, kept until it is (shared by the
+    :class:`WalActor` and the host actor, whichever runs the WAL)."""
+
+    def __init__(self):
+        self.segment_writer = None
+        self.pending: list = []
+
+    def hand_over(self, send, closed) -> None:
+        if not closed:
+            return
+        if self.segment_writer is None:
+            self.pending.extend(closed)
+        else:
+            send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))
+
+    def set_segment_writer(self, send, addr) -> None:
+        if addr is None:
+            return
+        self.segment_writer = addr
+        files, self.pending = self.pending, []
+        self.hand_over(send, files)
+
+
 class WalActor(Actor):
     actorSystemCapabilityCheck = staticmethod(_node_local)
 
@@ -185,8 +210,7 @@ class WalActor(Actor):
         self.svc = None
         self.writers = {}
         self.seqs = {}      # uid -> seq of the last WalWrite taken from it
-        self.segment_writer = None
-        self.pending_files = []
+        self.closed_files = ClosedWalFiles()
 
     def _watch(self):
         return ThespianWatch([self.svc.rfd]) if self.svc is not None else None
@@ -219,11 +243,7 @@ class WalActor(Actor):
                 log_exc("wal", "cannot open the node's log")
                 self.send(sender, ServiceFailed("wal", str(exc)))
         elif isinstance(msg, ServiceAddresses):
-            if msg.segment_writer is not None:
-                self.segment_writer = msg.segment_writer
-                if self.pending_files:
-                    files, self.pending_files = self.pending_files, []
-                    self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in files)))
+            self.closed_files.set_segment_writer(self.send, msg.segment_writer)
         elif isinstance(msg, ForgetServer):
             if self.svc is not None:
                 self.svc.forget(msg.uid)
@@ -236,7 +256,7 @@ class WalActor(Actor):
         self.svc = WalService(msg.data_dir, msg.options)
         for warning in self.svc.warnings:
             log("wal", warning)
-        self.segment_writer = msg.services.segment_writer
+        self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
         if self.svc.recovered_segments:
             # old WAL files (a WAL that crashed) are in segments now
             self.send(sender, SegmentsWritten(self.svc.recovered_segments))
@@ -252,14 +272,7 @@ class WalActor(Actor):
             writer = self.writers.get(uid)
             if writer is not None:
                 self.send(writer, WalResult(uid, tuple(msgs)))
-        self.hand_over(closed)
-
-    def hand_over(self, closed):
-        if closed:
-            if self.segment_writer is not None:
-                self.send(self.segment_writer, FlushWalFiles(tuple(str(p) for p in closed)))
-            else:
-                self.pending_files.extend(closed)
+        self.closed_files.hand_over(self.send, closed)
 
 
 # ======================================================= segment writer
