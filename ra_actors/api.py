@@ -717,10 +717,11 @@ class Client:
             raise errors.ClusterNotFormed(f"cluster {cluster_name} elected no leader within {timeout}s") from None
         return started, not_started
 
-    def _server_config(self, cluster_name, machine, sid, members, config, extra):
+    def _server_config(self, cluster_name, machine, sid, members, config, extra, joining=False):
         uid = f"{_SAFE.sub('_', cluster_name)[:60]}_{_SAFE.sub('_', sid.name)[:60]}_{uuid.uuid4().hex[:12]}"
         return ServerConfig(server_id=sid, uid=uid, cluster_name=cluster_name, machine=machine,
-                            initial_members=tuple(members), machine_config=dict(config), **extra)
+                            initial_members=tuple(members), machine_config=dict(config),
+                            joining=joining, **extra)
 
     def _elect(self, started, deadline):
         self._call(started[0], ("trigger_election",), max(0.5, deadline - time.monotonic()), redirect=False)
@@ -751,15 +752,21 @@ class Client:
 
     def start_server(self, cluster_name: str, machine: str, server_id, members, config: dict | None = None,
                      timeout: float = 10.0, **server_config):
-        """Start one server (e.g. before ``add_member``); ``members`` is the
-        cluster as this server should first know it."""
+        """Start one server to join a running cluster (then ``add_member``).
+
+        ``members`` names the cluster's current members.  The new server
+        takes its configuration from the leader's log or snapshot only: until
+        the leader has replicated the change that adds it, it neither
+        campaigns nor counts votes (a member list given here was never in
+        any log, so trusting it could elect a leader without committed
+        entries)."""
         sid = _sid(server_id)
         config = dict(config or {})
         codec.pack(config)
         members = [_sid(m) for m in members]
         if sid not in members:
             members = members + [sid]
-        cfg = self._server_config(cluster_name, machine, sid, members, config, server_config)
+        cfg = self._server_config(cluster_name, machine, sid, members, config, server_config, joining=True)
         self._sup_call(sid.node, "start_server", (cfg,), timeout)
         return sid
 

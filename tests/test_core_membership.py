@@ -355,3 +355,93 @@ def test_removed_server_whose_removal_committed_does_not_campaign():
     role, effects = srv.init()
     assert not of_type(effects, fx.SetElectionTimer)
     assert srv.handle(m.ElectionTimeout()) == ("follower", [])
+
+
+# ============================================================ joining servers
+FOUR = (N1, N2, N3, N4)
+
+
+def _joiner_holding_a_prefix(recovered=None):
+    """N4, started to join {N1, N2, N3} (``joining``: its member list is not a
+    configuration), has received entries 1..4 from the leader N1 and made
+    them durable, but not yet the entry that adds it."""
+    from core_helpers import log_of
+    srv = new_server(N4, FOUR, joining=True)
+    srv.handle(aer(1, N1, 0, 0, log_of(1, 1, 1, 1), commit=4))
+    srv.handle(m.Written(1, 1, 4))
+    return srv
+
+
+def test_joining_server_has_no_configuration_until_the_log_gives_it_one():
+    """Raft thesis §4.1: a server uses the latest configuration in its log.
+    A server started to join a running cluster has none yet: the member
+    list it was started with was never in any log (it may count a
+    promotable member as a voter, or miss one), so the server reports no
+    members and counts nobody as a voter."""
+    srv = _joiner_holding_a_prefix()
+    assert srv.cluster == {} and srv.voters() == []
+    assert srv.handle(m.Members("cl")) == ("follower", [fx.Reply("cl", ("ok", ((), N1)), N1)])
+
+
+def test_joining_server_does_not_campaign_when_its_leader_dies():
+    """Regression (sim seeds 877187950, 209396330): a joiner holding only a
+    prefix of the log was elected with the vote of another joiner, both
+    believing in the member list they were started with, and truncated
+    committed entries everywhere.  Without a configuration from the log it
+    does not stand: not on the leader's death, an election timeout, or
+    TriggerElection."""
+    srv = _joiner_holding_a_prefix()
+    assert srv.handle(m.ServerDown(N1, "noconnection")) == ("follower", [fx.LeaderChanged(None, 1)])
+    assert srv.handle(m.ElectionTimeout()) == ("follower", [])
+    assert srv.handle(m.TriggerElection()) == ("follower", [])
+    assert srv.role == "follower" and srv.current_term == 1
+
+
+def test_joining_server_restarted_from_disk_still_does_not_campaign():
+    """The same after a restart: the recovered log holds no configuration
+    entry, so the joiner arms no election timer and ignores timeouts."""
+    from core_helpers import KvMachine, config, log_of
+    from ra_actors.core.machine import Machine
+    from ra_actors.core.server import RaftServer, Recovered
+    srv = RaftServer(config(N4, FOUR, joining=True), Machine(KvMachine()),
+                     Recovered(current_term=1, last_applied=4, entries=log_of(1, 1, 1, 1)))
+    role, effects = srv.init()
+    assert role == "follower" and not [e for e in effects if isinstance(e, fx.SetElectionTimer)]
+    assert srv.handle(m.ElectionTimeout()) == ("follower", [])
+
+
+def test_joining_server_campaigns_once_the_change_adding_it_is_in_its_log():
+    """Once the entry that makes it a voter is in its log (committed or not,
+    thesis §4.1), the joiner uses that configuration like everyone else:
+    it stands when its leader dies and asks the voters of that
+    configuration."""
+    from core_helpers import rpcs
+    srv = _joiner_holding_a_prefix()
+    srv.handle(aer(1, N1, 4, 1, (_cc_entry(5, 1, None, n1=VOTER, n2=VOTER, n3=VOTER, n4=VOTER),), commit=4))
+    assert srv.voters() == [N1, N2, N3, N4]
+    assert srv.handle(m.ServerDown(N1, "noconnection")) == (
+        "follower", [fx.LeaderChanged(None, 1), fx.SetElectionTimer("short")])
+    role, effects = srv.handle(m.ElectionTimeout())
+    assert role == "pre_vote"
+    assert sorted(to for to, _ in rpcs(effects, m.PreVoteRpc)) == [N1, N2, N3]
+
+
+def test_joining_server_added_as_promotable_does_not_campaign():
+    """A promotable member (Ra) holds a copy but is no voter until the leader
+    promotes it: the configuration in its log says so."""
+    srv = _joiner_holding_a_prefix()
+    srv.handle(aer(1, N1, 4, 1, (_cc_entry(5, 1, None, n1=VOTER, n2=VOTER, n3=VOTER, n4=PROMOTABLE),),
+                   commit=4))
+    srv.handle(m.ServerDown(N1, "noconnection"))
+    assert srv.handle(m.ElectionTimeout()) == ("follower", [])
+
+
+def test_joining_server_takes_no_snapshot_where_it_does_not_know_the_configuration():
+    """A snapshot records the configuration at its index; a joiner that has
+    not seen one there takes no snapshot (it would record an empty
+    configuration, and a follower installing it would lose its own)."""
+    from core_helpers import usr
+    srv = _joiner_holding_a_prefix()
+    e5 = usr(5, 1, ("release",))
+    role, effects = srv.handle(aer(1, N1, 4, 1, (e5,), commit=5))
+    assert srv.last_applied == 5 and not [e for e in effects if isinstance(e, fx.WriteSnapshot)]

@@ -292,3 +292,66 @@ def test_snapshot_overtaken_by_entries_while_being_written_is_not_installed():
     assert (role, srv.last_applied, srv.log.snapshot_index) == ("follower", 7, 0)
     assert effects[-1] == send(N1, m.InstallSnapshotResult(2, N3, -1, 5, 1))
     assert not of_type(effects, fx.TruncateLogBelow)
+
+
+# ==================================== transfers that stall, snapshots that race
+def test_snapshot_transfer_ends_when_the_follower_acknowledges_the_leaders_first_index():
+    """Regression (sim seeds 874408424, 867606193, 777336805, 855337442): an
+    AppendEntriesRpc that overtook a chunk turned the receiving follower
+    back into a follower holding the entries, and it dropped the chunks it
+    had.  The leader ignored its successful replies while sending, and the
+    follower ignored the later chunks: the transfer never ended.  A
+    successful reply that reaches the leader's first index ends the
+    transfer; replication continues from the log."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))
+    assert srv.peers[N3].snapshot is not None
+    assert srv.handle(ae_ok(2, N3, 6, 2)) == ("leader", [send(N3, aer(2, N1, 6, 2, (), commit=6))])
+    p = srv.peers[N3]
+    assert (p.snapshot, p.match_index, p.next_index) == (None, 6, 7)
+
+
+def test_snapshot_transfer_goes_on_for_a_reply_below_the_leaders_first_index():
+    """A reply below the snapshot (or with a term the leader's log does not
+    have there) cannot be served from the log: the transfer goes on."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))
+    assert srv.handle(ae_ok(2, N3, 4, 1)) == ("leader", [])
+    assert srv.handle(ae_ok(2, N3, 6, 1)) == ("leader", [])   # index 6 has term 2 here
+    assert srv.peers[N3].snapshot == (META5, 1)
+
+
+def test_stalled_snapshot_transfer_restarts_from_the_first_chunk():
+    """A chunk unacknowledged for a tick is sent again; unacknowledged for a
+    second tick, the transfer starts over from chunk 1 (the follower may
+    have dropped the chunks before it, and it ignores a chunk it cannot
+    place)."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))
+    srv.handle(m.InstallSnapshotResult(2, N3, 1, 0, 0))               # chunk 2 is out
+    assert srv.handle(m.Tick(1000)) == ("leader", [])
+    assert srv.handle(m.Tick(2000)) == ("leader", [fx.SendSnapshotChunk(N3, META5, 2, 2, 10)])
+    assert srv.handle(m.Tick(3000)) == ("leader", [fx.SendSnapshotChunk(N3, META5, 2, 1, 10)])
+    assert srv.handle(m.InstallSnapshotResult(2, N3, 1, 0, 0)) == (
+        "leader", [fx.SendSnapshotChunk(N3, META5, 2, 2, 10)])
+
+
+def test_no_release_cursor_while_a_received_snapshot_is_being_written():
+    """Regression (sim seed 496897026): a follower writing a received
+    snapshot (at 6) applied entries and released a cursor (at 4).  Its own,
+    older snapshot landed last, replaced the received one on disk, and the
+    log truncated below 6 then had a hole at 5..6 -- yet the follower
+    acknowledged entries after it.  One snapshot write at a time: the
+    release is skipped while the install is being written."""
+    srv = make_follower(N3, entries=log_of(1, 1, 1), commit=2)
+    meta6 = SnapshotMeta(6, 1, THREE, 0)
+    data6 = codec.pack(kv_state({"z": 1}))
+    role, effects = srv.handle(_chunk(1, meta6, 1, True, data6))
+    assert role == "receive_snapshot" and of_type(effects, fx.WriteSnapshot) == [fx.WriteSnapshot(meta6, data=data6)]
+    e4 = usr(4, 1, ("release",))
+    assert srv.handle(aer(1, N1, 3, 1, (e4,), commit=4)) == ("follower", [
+        fx.RoleChanged("follower"), fx.CancelElectionTimer(), fx.LogAppend((e4,)),
+        fx.PersistLastApplied(3),                     # applied 4; no WriteSnapshot(4)
+    ])
+    role, effects = srv.handle(m.SnapshotWritten(meta6))
+    assert srv.log.snapshot_index == 6 and fx.TruncateLogBelow(6, keep_above=False) in effects

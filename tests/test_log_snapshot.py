@@ -122,3 +122,33 @@ def test_truncate_below_snapshot_deletes_whole_segments_only(tmp_path):
         slog.truncate_below(35)
         assert len(list_numbered(segments_dir(tmp_path, "s1"), ".segment")) == 1
         assert slog.last_index == 35 and slog.read(36, 40) == []
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(tmp_path):
+    """Two snapshot writes of one server can finish out of order (a received
+    snapshot and the server's own, older one).  The older one, finishing
+    last, is discarded: the log below the newer one may already be gone."""
+    store = SnapshotStore(tmp_path / "snaps")
+    newer = store.write(meta(20, 2), {"k": 20})
+    assert store.write(meta(10), {"k": 10}) == newer
+    assert sorted(os.listdir(tmp_path / "snaps")) == [newer.name]
+    assert store.latest() == (meta(20, 2), {"k": 20})
+
+
+def test_server_log_keeps_its_newest_snapshot_when_an_older_one_lands_later(tmp_path):
+    """The same rule one level up: ``ServerLog`` keeps the newer snapshot as
+    its snapshot point, whichever order the two writes report in."""
+    from ra_actors.log.snapshot import encode_snapshot
+    from ra_actors import codec
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(ServerConfig(A, "s1", "c", "machines.kv", (A,)))
+        for i in range(1, 9):
+            req = slog.append([Entry(i, 1, ("v", i))])
+            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+        node.flush()
+        slog.write_snapshot_image(meta(6), encode_snapshot(meta(6), codec.pack({"at": 6})))
+        slog.write_snapshot(meta(4), {"at": 4})
+        slog.write_snapshot_image(meta(3), encode_snapshot(meta(3), codec.pack({"at": 3})))
+        assert slog.snapshot_index == 6
+        assert slog.latest_snapshot() == (meta(6), {"at": 6})
+        assert slog.recovered().snapshot == (meta(6), {"at": 6})

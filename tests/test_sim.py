@@ -79,6 +79,40 @@ def test_seed(seed, members, clusters, faults):
     assert result.stats["ops_ok"] > 0 and result.stats["committed"] > 0
 
 
+# Seeds that once found a violation, with the parameters that found it
+# (``scripts/soak.py`` picked them).  Each must pass for good; the core unit
+# test named beside it checks the rule that was broken.
+REGRESSIONS = (
+    # A joiner elected from a member list that was never in any log
+    # (test_core_membership.py::test_joining_server_does_not_campaign_when_its_leader_dies).
+    (877187950, 20000, 3, 1, "crash,membership,partition,torn-write"),
+    (209396330, 20000, 3, 1, "crash,membership,partition,torn-write"),
+    # An older snapshot landed after a received one and replaced it
+    # (test_core_snapshot.py::test_no_release_cursor_while_a_received_snapshot_is_being_written,
+    # test_log_snapshot.py::test_an_older_snapshot_never_replaces_a_newer_one).
+    (496897026, 20000, 5, 1, "crash,drop,duplicate,false-suspicion,partition,reorder,snapshot,torn-write,"
+                             "transfer"),
+    # A snapshot transfer that never ended (test_core_snapshot.py::
+    # test_snapshot_transfer_ends_when_the_follower_acknowledges_the_leaders_first_index).
+    (855337442, 12000, 5, 1, "crash,duplicate,membership,partition,reorder,snapshot,transfer"),
+    (867606193, 6000, 3, 1, "crash,membership,reorder,snapshot,torn-write"),
+    (777336805, 6000, 5, 1, "crash,drop,false-suspicion,membership,partition,reorder,snapshot,torn-write,transfer"),
+    (874408424, 12000, 5, 2, "drop,partition,reorder,snapshot,torn-write,transfer"),
+)
+
+
+@pytest.mark.parametrize("seed,steps,members,clusters,faults", REGRESSIONS,
+                         ids=[str(r[0]) for r in REGRESSIONS])
+def test_regression_seed(seed, steps, members, clusters, faults):
+    result = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=steps).run()
+    replay_cmd = (f"python scripts/sim.py --seed {seed} --steps {steps} --members {members} "
+                  f"--clusters {clusters} --faults {faults}")
+    if not result.ok:
+        pytest.fail("\n".join([result.summary()] + result.violations[1:4] + [f"replay: {replay_cmd}"]),
+                    pytrace=False)
+    assert "not linearizable" not in set(result.lincheck.values())
+
+
 # The first violation of a run with a deliberate bug must be one of these.
 BUG_SIGNS = {
     "commit_undurable": ("commit not durable",),
@@ -337,6 +371,21 @@ def test_meta_and_snapshot_writes_complete_in_order():
     assert disk.read_snapshot_chunk("u", meta, 3, 5) == (b"abc", True)
     assert disk.read_snapshot_chunk("u", meta, 4, 5) is None
     assert disk.durable_covers("u", 10, 99)   # covered by the snapshot
+
+
+def test_an_older_snapshot_landing_last_does_not_replace_a_newer_one():
+    """As the real store: snapshot writes finish in order, and one older than
+    the durable snapshot is discarded (the log below the newer one may be
+    gone already)."""
+    disk = NodeDisk("n1", random.Random(1))
+    sid = ServerId("s", "n1")
+    newer, older = SnapshotMeta(10, 2, ((sid, "voter"),)), SnapshotMeta(7, 2, ((sid, "voter"),))
+    disk.write_snapshot("u", "w", newer, b"new", 0)
+    disk.write_snapshot("u", "w", older, b"old", 0)
+    disk.finish_snapshot()
+    disk.finish_snapshot()
+    assert disk.durable_snapshot_index("u") == 10
+    assert disk.recover("u").snapshot == (newer, b"new")
 
 
 def test_recovery_after_snapshot_and_truncation():

@@ -77,7 +77,7 @@ class Peer:
     """Leader-side replication state of one follower."""
 
     __slots__ = ("next_index", "match_index", "commit_index_sent", "query_index",
-                 "snapshot", "progress_mark", "snapshot_mark")
+                 "snapshot", "progress_mark", "snapshot_mark", "snapshot_stalls")
 
     def __init__(self, next_index: int):
         self.next_index = next_index
@@ -89,7 +89,15 @@ class Peer:
         # match_index seen at the previous tick: no progress over a whole tick
         # means messages were lost, so replication restarts from match_index.
         self.progress_mark = -1
+        # The snapshot position seen at the previous tick, and how many ticks
+        # in a row it did not move.
         self.snapshot_mark: tuple | None = None
+        self.snapshot_stalls = 0
+
+    def start_snapshot(self, meta: SnapshotMeta) -> None:
+        self.snapshot = (meta, 1)
+        self.snapshot_mark = None
+        self.snapshot_stalls = 0
 
 
 def _ok(value: Any) -> tuple:
@@ -143,7 +151,10 @@ class RaftServer:
             self.machine_version = 0
             self.machine_state = machine.init(dict(config.machine_config, name=config.cluster_name))
             self.snapshot_meta = None
-            base_cluster = {ServerId(*s): VOTER for s in config.initial_members}
+            # A joining server knows no configuration until the leader's log
+            # or snapshot carries one: an empty one (no voters) until then.
+            base_cluster = ({} if config.joining
+                            else {ServerId(*s): VOTER for s in config.initial_members})
             base_index = 0
         # (index, cluster) of every configuration still in the log: the last is
         # in force; popping reverts a truncated change.
@@ -507,7 +518,7 @@ class RaftServer:
                 self._send_snapshot_chunk(sid, p)
             return
         if p.next_index <= self.log.snapshot_index:
-            p.snapshot = (self.snapshot_meta, 1)
+            p.start_snapshot(self.snapshot_meta)
             self._send_snapshot_chunk(sid, p)
             return
         last = self.log.last_index
@@ -522,7 +533,7 @@ class RaftServer:
         prev = p.next_index - 1
         prev_term = self.log.term_at(prev)
         if prev_term is None:  # prev fell below the snapshot: send the snapshot instead
-            p.snapshot = (self.snapshot_meta, 1)
+            p.start_snapshot(self.snapshot_meta)
             self._send_snapshot_chunk(sid, p)
             return
         self._send(sid, m.AppendEntriesRpc(self.current_term, self.id, self.commit_index, prev,
@@ -543,8 +554,18 @@ class RaftServer:
         if not self._leading() or msg.term != self.current_term:
             return
         p = self.peers.get(msg.from_id)
-        if p is None or p.snapshot is not None:
+        if p is None:
             return
+        if p.snapshot is not None:
+            # A follower being sent a snapshot may still acknowledge entries
+            # (a reply that crossed the decision, or an AppendEntriesRpc that
+            # overtook a chunk and made it drop the chunks it had).  Once it
+            # holds our first index, the log can serve it: stop the transfer.
+            if not (msg.success and msg.last_index >= self.log.snapshot_index
+                    and msg.last_index <= self.log.last_index
+                    and self.log.term_at(msg.last_index) == msg.last_term):
+                return
+            p.snapshot = None
         if msg.success:
             if (msg.last_index > p.match_index and msg.last_index <= self.log.last_index
                     and self.log.term_at(msg.last_index) in (msg.last_term, None)):
@@ -852,14 +873,22 @@ class RaftServer:
 
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any) -> None:
-        if (self.pending_snapshot is not None or index <= self.log.snapshot_index
+        # One snapshot write at a time: a received snapshot being written
+        # (``installing``) is newer than anything applied here, and an older
+        # write landing after it would replace it on disk below a log that
+        # the install already truncated.
+        if (self.pending_snapshot is not None or self.installing is not None
+                or index <= self.log.snapshot_index
                 or index > self.last_applied
                 or index < self.log.snapshot_index + self.config.min_snapshot_interval):
             return
         term = self.log.term_at(index)
         if term is None:
             return
-        meta = SnapshotMeta(index, term, cluster_tuple(self._cluster_at(index)), self.machine_version)
+        cluster = self._cluster_at(index)
+        if not cluster:
+            return  # a joining server does not know the configuration at that index
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
         self.pending_snapshot = meta
         # Encode now: a machine that mutates its state in place would otherwise
         # change the snapshot before the shell gets to write it.
@@ -883,7 +912,7 @@ class RaftServer:
         for sid in sorted(self.peers):
             p = self.peers[sid]
             if p.snapshot is not None and p.snapshot[0] != meta:
-                p.snapshot = (meta, 1)
+                p.start_snapshot(meta)
                 self._send_snapshot_chunk(sid, p)
 
     def _compact_cluster_history(self, index: int) -> None:
@@ -1266,7 +1295,16 @@ class RaftServer:
             p = self.peers[sid]
             if p.snapshot is not None:
                 if p.snapshot_mark == p.snapshot:
-                    self._send_snapshot_chunk(sid, p)  # no progress for a whole tick: resend
+                    # No chunk acknowledged for a whole tick: resend it.  A
+                    # second such tick restarts the transfer from chunk 1:
+                    # the follower may have dropped the chunks it held (it
+                    # ignores a chunk it cannot place).
+                    p.snapshot_stalls += 1
+                    if p.snapshot_stalls >= 2:
+                        p.start_snapshot(p.snapshot[0])
+                    self._send_snapshot_chunk(sid, p)
+                else:
+                    p.snapshot_stalls = 0
                 p.snapshot_mark = p.snapshot
                 continue
             lagging = p.match_index < self.log.last_index or p.commit_index_sent < self.commit_index

@@ -190,6 +190,18 @@ class ServerConfig:
     """Everything needed to (re)start a server; persisted by the shell.
 
     ``machine`` is an import path (``"machines.kv"`` or ``"pkg.mod:Class"``).
+
+    ``initial_members`` means one of two things, chosen by ``joining``:
+
+    * ``joining=False`` (the servers ``start_cluster`` creates): the
+      configuration in force before the first log entry, every member a
+      voter -- the same list on every server the cluster starts with.
+    * ``joining=True`` (a server started to join a running cluster, before
+      ``add_member``): only the peers to know of.  Such a server has *no*
+      configuration until the leader's log or snapshot gives it one, so it
+      neither campaigns nor counts votes on the strength of a member list
+      that was never in any log (Raft thesis section 4.1: a server uses the
+      latest configuration in its log).
     """
 
     server_id: ServerId
@@ -204,6 +216,7 @@ class ServerConfig:
     low_priority_flush_size: int = 16
     snapshot_chunk_size: int = 1_000_000
     min_snapshot_interval: int = 0
+    joining: bool = False
 
 
 # ------------------------------------------------------------ fast pickling

@@ -542,7 +542,8 @@ class ServerLog:
         if meta.index > self.last_index:
             raise LogUsageError(f"snapshot at {meta.index} is beyond the last index {self.last_index}")
         self.snapshots.write(meta, state)
-        self.snapshot_meta = meta
+        if self.snapshot_meta is None or meta.index > self.snapshot_meta.index:
+            self.snapshot_meta = meta   # (an older one is superseded: the store dropped it)
         return SnapshotWritten(meta)
 
     def write_snapshot_image(self, meta: SnapshotMeta, data: bytes) -> SnapshotWritten:
@@ -570,6 +571,8 @@ class ServerLog:
         return SnapshotWritten(meta)
 
     def _installed(self, meta: SnapshotMeta) -> None:
+        if self.snapshot_meta is not None and meta.index <= self.snapshot_meta.index:
+            return  # superseded: the store kept the newer snapshot
         keep = meta.index <= self.last_index and self.fetch_term(meta.index) == meta.term
         self.snapshot_meta = meta
         if not keep:

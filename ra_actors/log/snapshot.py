@@ -10,9 +10,12 @@ File ``<server>/snapshots/<index:016x>_<term:016x>.snapshot``::
 Rules:
 
 * Written as a temp file, fsynced, renamed to its final name, directory
-  fsynced; only then is it durable, and only then are all other snapshots of
-  the server deleted (so at most one survives, plus one more during a crash
+  fsynced; only then is it durable, and only then are the server's older
+  snapshots deleted (so at most one survives, plus one more during a crash
   window, in which case the highest index wins at open).
+* A snapshot never replaces a newer one: one that arrives after a snapshot
+  with a higher index is durable (superseded) and discarded at once; the
+  log below the newer one may already be gone.
 * The whole file image is what travels: :meth:`SnapshotStore.read_chunk`
   returns slices of at most 1 MiB, the receiving side feeds them to a
   :class:`SnapshotAcceptor` (or hands the concatenation to
@@ -149,9 +152,16 @@ class SnapshotStore:
         return self._publish(tmp, final)
 
     def _publish(self, tmp: Path, final: Path) -> Path:
+        """Make ``tmp`` the snapshot ``final``; returns the newest snapshot's
+        path afterwards (``final`` unless a newer one was already there)."""
+        index = int(_NAME_RE.match(final.name).group(1), 16)
+        newer = [path for i, _t, path in self._files() if i > index]
+        if newer:
+            tmp.unlink(missing_ok=True)
+            return newer[-1]
         os.replace(tmp, final)
         fsync_dir(self.dir)
-        # The new snapshot is durable: every other one is now garbage.
+        # The new snapshot is durable: every older one is now garbage.
         removed = False
         for _i, _t, path in self._files():
             if path != final:

@@ -21,7 +21,8 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   it wrote in that batch that are still durable at its end.
 * **Meta** (``PersistMeta``) and **snapshots** (``WriteSnapshot``) are
   separate files with their own write+fsync, completed in FIFO order per
-  node.  ``PersistLastApplied`` is only a recovery hint and takes effect at
+  node.  A snapshot that lands after one with a higher index is discarded
+  (never replaces it), as in the real snapshot store.  ``PersistLastApplied`` is only a recovery hint and takes effect at
   once (a killed process leaves it in the page cache).
 * **Crash** (whole node): pending WAL records are lost; the in-flight batch
   is lost, or made durable whole without notification ("crash after fsync,
@@ -109,6 +110,8 @@ class ServerStore:
 
     def add_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         key = (meta.index, meta.term)
+        if self.current is not None and meta.index < self.current[0]:
+            return  # superseded by a newer snapshot: discarded, as the real store does
         self.snapshots[key] = (meta, data)
         self.current = key
         # Keep the latest few: a follower may still be fetching chunks of the

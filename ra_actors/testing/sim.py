@@ -449,7 +449,7 @@ class Simulation:
             self._after(0, "local", sid, self.slots[sid].incarnation, msgs.TriggerElection())
         self._after(1000, "form", cluster)
 
-    def _new_slot(self, info: ClusterInfo, sid: ServerId, members: tuple) -> Slot:
+    def _new_slot(self, info: ClusterInfo, sid: ServerId, members: tuple, joining: bool = False) -> Slot:
         info.generation += 1
         uid = f"{sid.name}_{sid.node}_{info.generation}"
         cfg = ServerConfig(
@@ -457,7 +457,7 @@ class Simulation:
             initial_members=members,
             machine_config={"release_cursor_every": self.release_every},
             max_append_entries_batch=self.batch, max_pipeline_count=self.pipeline,
-            snapshot_chunk_size=self.chunk_size)
+            snapshot_chunk_size=self.chunk_size, joining=joining)
         slot = Slot(sid, info.name, uid, cfg)
         self.slots[sid] = slot
         info.sids.append(sid)
@@ -1229,7 +1229,7 @@ class Simulation:
                 gen = info.generation + 1
                 new_sid = ServerId(f"{info.name}_{gen}", node)
                 members = tuple(sorted(list(cluster) + [new_sid], key=lambda s: (s.name, s.node)))
-                slot = self._new_slot(info, new_sid, members)
+                slot = self._new_slot(info, new_sid, members, joining=True)
                 self._start(slot, fresh=True)
                 self.note(f"{info.name}: started new server {_sid(new_sid)}")
             membership = rng.choice([VOTER, VOTER, "promotable"])
