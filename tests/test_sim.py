@@ -1,11 +1,13 @@
 """Deterministic simulation tests (``ra_actors.testing``).
 
-* ``test_seed``: a fixed list of 240 seeds mixing 3- and 5-member clusters,
-  one or two clusters per node set, and fault mixes (partitions, crashes
-  with torn writes, message loss / duplication / reordering, membership
-  changes, leadership transfers, snapshots, false suspicions).  Every
-  invariant runs online; each seed's KV history must be linearizable.  A
+* ``test_seed``: a fixed list of 1,200 seeds (:data:`SEEDS`) mixing 3- and
+  5-member clusters, one or two clusters per node set, and fault mixes
+  weighted towards the ones that found bugs (``crash,membership``,
+  ``snapshot,torn-write``); 200 of them run longer.  Every invariant runs
+  online; each seed's KV history must be linearizable.  The seeds run in a
+  process pool over every core once per session (:func:`sim_results`); a
   failure message carries the ``scripts/sim.py`` command that replays it.
+* ``test_regression_seed``: every seed a soak ever found, with its rule test.
 * ``test_deliberate_bug_is_caught``: each deliberate core bug is reported by
   at least one seed of the list.
 * Determinism: a seed prints the same transcript twice, also across
@@ -16,6 +18,7 @@
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import subprocess
@@ -34,49 +37,77 @@ from ra_actors.testing.sim import FAULTS, Simulation, parse_faults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 5000
+LONG_STEPS = 12000
 
+# (fault mix, weight): membership changes with crashes and snapshots with
+# torn writes are where the soaks found bugs, so they get more seeds.
 MIXES = (
-    "partition,crash",
-    "partition,crash,torn-write",
-    "partition,drop,duplicate,reorder",
-    "crash,torn-write,snapshot",
-    "partition,crash,membership",
-    "partition,transfer,false-suspicion",
-    "crash,torn-write,drop,duplicate,reorder,snapshot",
-    "all",
+    ("crash,membership", 3),
+    ("partition,crash,membership", 2),
+    ("crash,membership,snapshot,torn-write", 2),
+    ("crash,snapshot,torn-write", 3),
+    ("partition,crash", 1),
+    ("partition,crash,torn-write", 1),
+    ("partition,drop,duplicate,reorder", 1),
+    ("partition,transfer,false-suspicion", 1),
+    ("crash,torn-write,drop,duplicate,reorder,snapshot", 1),
+    ("crash,membership,reorder,snapshot,transfer", 1),
+    ("all", 2),
 )
 
 
-def _seed_list() -> list[tuple[int, int, int, str]]:
-    """(seed, members, clusters, faults) for 240 seeds: every mix with 3 and
-    5 members, some with two clusters sharing the nodes."""
+def _seed_list() -> list[tuple[int, int, int, str, int]]:
+    """(seed, members, clusters, faults, steps): 1,000 seeds of STEPS and 200
+    of LONG_STEPS, cycling through the weighted mixes with 3 and 5 members,
+    some with two clusters sharing the nodes."""
+    weighted = [mix for mix, weight in MIXES for _ in range(weight)]
     out = []
-    for i in range(240):
-        mix = MIXES[i % len(MIXES)]
-        members = 5 if (i // len(MIXES)) % 2 else 3
+    for i in range(1200):
+        mix = weighted[i % len(weighted)]
+        members = 5 if (i // len(weighted)) % 2 else 3
         clusters = 2 if i % 7 == 3 else 1
-        out.append((1000 + i, members, clusters, mix))
+        out.append((1000 + i, members, clusters, mix, STEPS if i < 1000 else LONG_STEPS))
     return out
 
 
 SEEDS = _seed_list()
 
 
-def replay(seed: int, members: int, clusters: int, faults: str, bugs: str = "") -> str:
-    cmd = (f"python scripts/sim.py --seed {seed} --steps {STEPS} --members {members} "
+def replay(seed: int, members: int, clusters: int, faults: str, steps: int = STEPS, bugs: str = "") -> str:
+    cmd = (f"python scripts/sim.py --seed {seed} --steps {steps} --members {members} "
            f"--clusters {clusters} --faults {faults}")
     return cmd + (f" --bugs {bugs}" if bugs else "")
 
 
-@pytest.mark.parametrize("seed,members,clusters,faults", SEEDS,
-                         ids=[f"{s}-{m}x{c}-{f}" for s, m, c, f in SEEDS])
-def test_seed(seed, members, clusters, faults):
-    result = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=STEPS).run()
-    if not result.ok:
-        pytest.fail("\n".join([result.summary()] + result.violations[1:4] +
-                               [f"replay: {replay(seed, members, clusters, faults)}"]), pytrace=False)
-    assert result.lincheck and set(result.lincheck.values()) == {"linearizable"}
-    assert result.stats["ops_ok"] > 0 and result.stats["committed"] > 0
+def _run_seed(params: tuple) -> tuple:
+    seed, members, clusters, faults, steps = params
+    r = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=steps).run()
+    return (r.ok, r.summary(), r.violations[1:4], sorted(set(r.lincheck.values())),
+            r.stats["ops_ok"], r.stats["committed"])
+
+
+@pytest.fixture(scope="session")
+def sim_results(request) -> dict:
+    """Run every ``test_seed`` case selected in this session, once, in a
+    process pool over all cores (the simulator is pure Python: one seed per
+    core at a time)."""
+    selected = [tuple(item.callspec.params[k] for k in ("seed", "members", "clusters", "faults", "steps"))
+                for item in request.session.items
+                if getattr(item, "originalname", None) == "test_seed"]
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+        results = pool.map(_run_seed, selected, chunksize=4)
+    return dict(zip(selected, results))
+
+
+@pytest.mark.parametrize("seed,members,clusters,faults,steps", SEEDS,
+                         ids=[f"{s}-{m}x{c}-{f}-{n}" for s, m, c, f, n in SEEDS])
+def test_seed(seed, members, clusters, faults, steps, sim_results):
+    ok, summary, more, lincheck, ops_ok, committed = sim_results[(seed, members, clusters, faults, steps)]
+    if not ok:
+        pytest.fail("\n".join([summary] + more + [f"replay: {replay(seed, members, clusters, faults, steps)}"]),
+                    pytrace=False)
+    assert lincheck == ["linearizable"]
+    assert ops_ok > 0 and committed > 0
 
 
 # Seeds that once found a violation, with the parameters that found it
@@ -124,8 +155,8 @@ BUG_SIGNS = {
 
 @pytest.mark.parametrize("bug", sorted(BUG_SIGNS))
 def test_deliberate_bug_is_caught(bug):
-    for seed, members, clusters, faults in SEEDS:
-        result = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=STEPS,
+    for seed, members, clusters, faults, steps in SEEDS:
+        result = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=steps,
                             bugs={bug}).run()
         if not result.ok and any(sign in result.violations[0] for sign in BUG_SIGNS[bug]):
             return
@@ -163,12 +194,16 @@ def test_stale_reads_are_caught_by_the_history_check():
 
 def test_the_seed_list_covers_every_fault_and_both_sizes():
     used = set()
-    for _, _, _, faults in SEEDS:
+    for _, _, _, faults, _ in SEEDS:
         used |= parse_faults(faults)
     assert used == set(FAULTS)
-    assert {m for _, m, _, _ in SEEDS} == {3, 5}
-    assert {c for _, _, c, _ in SEEDS} == {1, 2}
-    assert len(SEEDS) >= 200
+    assert {m for _, m, _, _, _ in SEEDS} == {3, 5}
+    assert {c for _, _, c, _, _ in SEEDS} == {1, 2}
+    assert {n for _, _, _, _, n in SEEDS} == {STEPS, LONG_STEPS}
+    assert len(SEEDS) >= 1000
+    heavy = sum(1 for _, _, _, f, _ in SEEDS if {"crash", "membership"} <= parse_faults(f)
+                or {"snapshot", "torn-write"} <= parse_faults(f))
+    assert heavy >= len(SEEDS) // 2
 
 
 def test_faults_actually_happen():

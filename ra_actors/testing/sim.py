@@ -243,7 +243,7 @@ class Simulation:
                  duration_ms: int | None = None, bugs: Iterable[str] = frozenset(),
                  trace: bool = False, echo: Callable[[str], None] | None = None,
                  timing: Timing | None = None,
-                 liveness_ms: int = 30_000, lincheck_steps: int = 2_000_000,
+                 liveness_ms: int = 30_000, lincheck_steps: int = 50_000_000,
                  workload: WorkloadConfig | None = None) -> None:
         if members < 1:
             raise ValueError("members must be >= 1")
