@@ -13,7 +13,12 @@ Modules:
   node-pair heartbeats, node-level client operations.
 * :mod:`.user_actors` — the supervisor's actors started by clients
   (``client.start_actor``): start, stop, restart, monitors, delivery.
-* :mod:`.server` — ``ServerActor``: hosts one Raft core and runs its effects.
+* :mod:`.server` — ``ActorServerPort`` (a server's port on Thespian, both
+  placements) and ``ServerActor`` (placement ``process``); the interpreter
+  itself is :mod:`ra_actors.shell`.
+* :mod:`.host` — ``HostActor`` (placement ``shared``): many servers and the
+  node's WAL in one process.
+* :mod:`.peers` — ``PeerRouter``: peers' and clients' addresses.
 * :mod:`.storage` — WAL, segment-writer and snapshot-writer actors, and a
   server's view of its files (recovery).
 * :mod:`.protocol` — the messages between them and clients.

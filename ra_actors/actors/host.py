@@ -6,8 +6,8 @@ scheduler slot each, which limits a 2-vCPU machine to a few hundred
 servers.  In placement mode ``shared`` a node runs **one** host actor that
 carries every server of the node *and* the node's WAL:
 
-* each server is still its own :class:`~ra_actors.actors.server.ServerShell`
-  addressed as ``ServerId(name, node)``: the node directory maps it to the
+* each server is still its own :class:`~ra_actors.shell.server.ServerShell`
+  (behind a :class:`HostedPort`) addressed as ``ServerId(name, node)``: the node directory maps it to the
   host's address and the server's own incarnation; every message meant for
   a server names it (``Rpcs.to``, ``ClientCall.to``, ``Pipeline.to``,
   ``Forwarded.to``, ``StopServer.name``, ``WalResult.uid``, a Lookup's
@@ -60,7 +60,8 @@ from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceInit, ServiceReady, SnapshotDone,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
-from .server import ServerShell
+from ..shell.server import TickWakeup
+from .server import ActorServerPort
 from .util import log, log_exc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
@@ -93,9 +94,9 @@ class HostActor(Actor):
         # this thread works; CPython hands it over only every switch interval
         # (5 ms by default).  A shorter interval bounds that wait.
         sys.setswitchinterval(SWITCH_INTERVAL)
-        self.shells: dict[str, ServerShell] = {}        # server name -> shell
-        self.by_uid: dict[str, ServerShell] = {}
-        self.by_incarnation: dict[int, ServerShell] = {}
+        self.shells: dict[str, HostedPort] = {}         # server name -> its port (and shell)
+        self.by_uid: dict[str, HostedPort] = {}
+        self.by_incarnation: dict[int, HostedPort] = {}
         self.wal = None                                 # WalService
         self.supervisor = None
         self.closed_files = None                        # ClosedWalFiles
@@ -207,7 +208,7 @@ class HostActor(Actor):
         for shell in list(self.shells.values()):
             shell.receive(msg, sender)
 
-    def _shell(self, to) -> ServerShell | None:
+    def _shell(self, to) -> "HostedPort | None":
         if to is None:
             return None
         try:
@@ -311,11 +312,8 @@ class HostActor(Actor):
         old = self.shells.get(name)
         if old is not None:
             self._remove(old)
-            old._on_exit()
-        shell = ServerShell(self)
-        shell.id = ServerId(*msg.config.server_id)
-        shell.uid = msg.config.uid
-        shell.incarnation = msg.incarnation
+            old.shell.close()
+        shell = HostedPort(self, name, msg.config.uid, msg.incarnation)
         self.shells[name] = shell
         self.by_uid[shell.uid] = shell
         self.by_incarnation[shell.incarnation] = shell
@@ -327,8 +325,8 @@ class HostActor(Actor):
         shell.receive(msg, sender)
 
     def _remove(self, shell):
-        if self.shells.get(shell.id.name) is shell:
-            del self.shells[shell.id.name]
+        if self.shells.get(shell.name) is shell:
+            del self.shells[shell.name]
         if self.by_uid.get(shell.uid) is shell:
             del self.by_uid[shell.uid]
         if self.by_incarnation.get(shell.incarnation) is shell:
@@ -455,7 +453,7 @@ class HostActor(Actor):
         self.exiting = True
         for shell in list(self.shells.values()):
             try:
-                shell._on_exit()
+                shell.shell.close()
             except Exception:  # noqa: BLE001
                 log_exc("host", f"closing {shell.who}")
         if self.wal is not None:
@@ -484,9 +482,9 @@ class HostActor(Actor):
     def shell_wakeup(self, shell, delay, payload):
         # due times are rounded up to their slot, so that many servers' timers
         # share one Thespian wakeup; leader ticks need no precision
-        step = TICK_SLOT if type(payload) is tuple and payload and payload[0] == "tick" else TIMER_SLOT
+        step = TICK_SLOT if type(payload) is TickWakeup else TIMER_SLOT
         due = math.ceil((time.monotonic() + max(0.0, delay)) / step) * step
-        heapq.heappush(self.timers, (due, next(self.seq), shell.id.name, shell.incarnation, payload))
+        heapq.heappush(self.timers, (due, next(self.seq), shell.name, shell.incarnation, payload))
         self._arm()
 
     def _arm(self):
@@ -534,21 +532,18 @@ class HostActor(Actor):
 
     def shell_exit(self, shell, reason):
         self._remove(shell)
-        try:
-            shell._on_exit()
-        finally:
-            if self.supervisor is not None and not self.exiting:
-                self.send(self.supervisor, ServerExited(shell.id.name, shell.incarnation, str(reason)))
+        if self.supervisor is not None and not self.exiting:
+            self.send(self.supervisor, ServerExited(shell.name, shell.incarnation, str(reason)))
 
     def shell_crash(self, shell, reason):
         self._remove(shell)
         try:
-            if shell.core is not None:
-                shell.store.close()    # release its files; the restart recovers from disk
+            if shell.shell.store is not None:
+                shell.shell.store.close()    # release its files; the restart recovers from disk
         except Exception:  # noqa: BLE001
             pass
         if self.supervisor is not None:
-            self.send(self.supervisor, ServerExited(shell.id.name, shell.incarnation, str(reason), True))
+            self.send(self.supervisor, ServerExited(shell.name, shell.incarnation, str(reason), True))
 
     _HANDLERS = {
         Bundle: _on_bundle,
@@ -573,3 +568,41 @@ class HostActor(Actor):
         StreamOffer: _on_stream_offer,
         Misdelivered: _broadcast,
     }
+
+
+class HostedPort(ActorServerPort):
+    """The port of one server inside a :class:`HostActor`: sends go through
+    the host (batched per destination, on the stream when there is one, WAL
+    writes straight into the node's WAL), timers into the host's heap, and
+    an exit or crash removes just this server."""
+
+    def __init__(self, host: HostActor, name: str, uid: str, incarnation: int) -> None:
+        super().__init__()
+        self.host = host
+        self.name = name
+        self.uid = uid
+        self.incarnation = incarnation
+
+    @property
+    def my_address(self):
+        return self.host.myAddress
+
+    def _send(self, addr, msg) -> None:
+        self.host.send(addr, msg)
+
+    def _wakeup_after(self, seconds: float, payload) -> None:
+        self.host.shell_wakeup(self, seconds, payload)
+
+    def _leave(self, reason: str) -> None:
+        self.shell.close()
+        self.host.shell_exit(self, reason)
+
+    def _die(self, reason: str) -> None:
+        self.host.shell_crash(self, reason)
+
+    def overview(self) -> dict:
+        ov = super().overview()
+        # the host's own count: a message for the whole node reaches every server
+        ov["host"] = {"msgs_in": self.host.msgs_in, "servers": len(self.host.shells),
+                      "stream": self.host.stream.stats() if self.host.stream else None}
+        return ov

@@ -14,7 +14,8 @@
   mem table can let go of those entries).
 * :class:`SnapshotWriterActor` — writes snapshots durably, answers
   ``SnapshotDone``.
-* :class:`ServerStore` — used inside a server actor, over
+* :class:`ServerStore` — a server's files as its shell sees them (the
+  :class:`ra_actors.shell.port.ServerStore` seam), over
   :class:`ra_actors.log.server_log.ServerLog`.
 
 All formats, paths and recovery rules belong to :mod:`ra_actors.log`.
@@ -374,7 +375,9 @@ class ServerStore:
     def segments_written(self, refs):
         self.slog.handle_segments(refs)
 
-    def truncate_below(self, index: int):
+    def truncate_below(self, index: int, keep_above: bool = True):
+        # (``keep_above`` is already known to the log: when an installed
+        # snapshot replaced it, the next append carries the WAL's truncate flag)
         self.slog.truncate_below(min(index, self.slog.snapshot_index))
 
     # -- meta -------------------------------------------------------------------------
@@ -390,17 +393,24 @@ class ServerStore:
         from ..log.snapshot import encode_snapshot
         self.slog.write_snapshot_image(meta, encode_snapshot(meta, data))
 
+    def overview(self) -> dict:
+        return self.slog.overview()
+
     def snapshot_written(self, meta):
         """The snapshot writer made ``meta`` durable: the log now starts after it
         (or restarts after it, when it replaced a log that does not hold it)."""
         self.slog._installed(meta)   # the bookkeeping of ServerLog.write_snapshot_image
 
-    def snapshot_bytes(self, meta) -> bytes:
+    def snapshot_bytes(self, meta) -> bytes | None:
         """The encoded machine state of the durable snapshot ``meta`` (what the
-        core sends in chunks and decodes on the other side)."""
+        core sends in chunks and decodes on the other side); None if it is
+        gone (a newer one replaced it)."""
         from ..log.snapshot import HEADER, decode_snapshot
         path = self.slog.snapshots.path_for(meta.index, meta.term)
-        image = Path(path).read_bytes()
+        try:
+            image = Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
         decode_snapshot(image, str(path), with_state=False)   # verifies the checksum
         _magic, _v, _crc, meta_len = HEADER.unpack_from(image, 0)
         return image[HEADER.size + meta_len:]

@@ -10,12 +10,13 @@ Two families live here:
   ``Monitor``, ``Demonitor``, ``Timer``, ``ReleaseCursor``, ``Checkpoint``,
   ``Append``, ``Aux``.  The core handles ``ReleaseCursor``/``Checkpoint``/
   ``Append`` itself and hands the rest to the shell inside
-  ``MachineEffects(effects, leader_only)``; the shell drops leader-only ones
-  unless it is the leader.
+  ``MachineEffects(effects, leader_only)``, only those that are to run:
+  leader-only ones only while it holds leadership (``LEADING_ROLES``).
 
 Built-in machine commands (``Down``, ``NodeUp``, ``NodeDown``, ``TimerFired``,
-``MachineVersion``) are defined here too: the shell feeds them to the leader
-as commands and the machine receives them in ``apply``.
+``MachineVersion``) are defined here too: the shell reports them to the core
+(``MachineEvent``), the leader appends them and the machine receives them in
+``apply``.
 """
 from __future__ import annotations
 
@@ -195,7 +196,8 @@ class DeleteData:
 
 @dataclass(frozen=True, slots=True)
 class MachineEffects:
-    """Machine effects for the shell; leader-only ones run only on the leader."""
+    """Machine effects for the shell to run, in the machine's order.  The core
+    emits leader-only ones (``leader_only``) only while it holds leadership."""
 
     effects: tuple
     leader_only: bool
@@ -274,6 +276,12 @@ class Aux:
     command: Any
 
 
+# The closed vocabularies: every effect the core emits is one of SERVER_EFFECTS
+# (a MachineEffects carries MACHINE_EFFECTS); a shell handles exactly these.
+SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Applied, Rejected,
+                  ForwardCommand, SetElectionTimer, CancelElectionTimer, SetAwaitConditionTimer,
+                  WriteSnapshot, SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
+                  RoleChanged, StopServer, DeleteData, MachineEffects)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
                    Checkpoint, Append, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)

@@ -216,6 +216,18 @@ class NodeEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineEvent:
+    """Something the machine asked to hear of: ``event`` is a ``Down`` (a
+    monitored process exited), ``NodeUp``/``NodeDown`` (a monitored node) or
+    ``TimerFired`` (a machine timer).  The core appends it as a command only
+    while it is the leader (Ra: monitors and timers are the leader's); other
+    roles drop it.  ``ts`` is the shell's clock, as for commands."""
+
+    event: Any
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StepDownIfLeader:
     """Shell-initiated step down (e.g. WAL failure on the leader's node)."""
 

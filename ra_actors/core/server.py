@@ -46,7 +46,7 @@ from . import effects as fx
 from . import messages as m
 from .log import RaftLog
 from .machine import NO_REPLY, Machine
-from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LOW, NON_VOTER, PRE_VOTE,
+from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES, LOW, NON_VOTER, PRE_VOTE,
                     PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, NoReply, Noop, NotifyReply, ServerConfig,
@@ -215,7 +215,7 @@ class RaftServer:
         self._effects.append(fx.SendRpc(to, rpc))
 
     def _leading(self) -> bool:
-        return self.role in (LEADER, AWAIT_CONDITION, TERMINATING_LEADER)
+        return self.role in LEADING_ROLES
 
     def _set_role(self, role: str) -> None:
         if role == self.role:
@@ -854,7 +854,11 @@ class RaftServer:
                 self._emit(fx.MachineEffects(allowed, leader_only=False))
             return
         # Keep the machine's order (Demonitor then Monitor must stay so): emit
-        # consecutive runs that share the same tag.  Followers drop leader-only runs.
+        # consecutive runs that share the same tag.  Leader-only runs are kept
+        # while this server holds leadership of its term (LEADING_ROLES): a
+        # leader handing over still commits and answers, and no other member
+        # will ever run the effects of what it applies.  The shell runs
+        # whatever it is given.
         leading = self._leading()
         run: list = []
         run_tag = None
@@ -1259,6 +1263,13 @@ class RaftServer:
         self._append_local([DeleteCluster(msg.from_)])
         self._replicate_all()
 
+    def _on_machine_event(self, msg: m.MachineEvent) -> None:
+        # Only a leader taking commands appends it (not one handing over or
+        # deleting); the machine re-establishes monitors and timers in
+        # state_enter on the next leader, which then hears of a Down at once.
+        if self.role == LEADER:
+            self._append_commands([m.Command(msg.event, NoReply(), "normal", msg.ts)])
+
     def _on_step_down(self, _msg) -> None:
         if self._leading():
             self._become_follower(None)
@@ -1374,6 +1385,7 @@ class RaftServer:
         m.ServerDown: _on_server_down,
         m.NodeEvent: _on_node_event,
         m.StepDownIfLeader: _on_step_down,
+        m.MachineEvent: _on_machine_event,
         m.Command: _on_command,
         m.Commands: _on_commands,
         m.Query: _on_query,

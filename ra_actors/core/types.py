@@ -67,6 +67,11 @@ TERMINATING_FOLLOWER = "terminating_follower"
 STOPPED = "stopped"  # deleted: the shell stops the server and removes its data
 ROLES = (FOLLOWER, PRE_VOTE, CANDIDATE, LEADER, AWAIT_CONDITION, RECEIVE_SNAPSHOT,
          TERMINATING_LEADER, TERMINATING_FOLLOWER, STOPPED)
+# The roles of a server that holds leadership of its term: the leader, one
+# handing over (await_condition) and one deleting its cluster.  They keep
+# followers' replication state and tick; only LEADER takes commands and runs
+# the machine's leader-only effects (as Ra).
+LEADING_ROLES = frozenset({LEADER, AWAIT_CONDITION, TERMINATING_LEADER})
 
 # Priorities of client commands.
 NORMAL = "normal"

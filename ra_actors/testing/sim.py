@@ -8,10 +8,13 @@ Rules:
   ``(time, sequence number)``, so ties break in scheduling order.  Nothing
   reads the wall clock and nothing iterates a set of server ids unsorted:
   the same seed prints the same transcript.
-* **The simulator is a shell** (like ``ra_actors/actors``): it feeds each
-  :class:`~ra_actors.core.server.RaftServer` one message at a time and
-  carries out the returned effects in order.  An effect type it does not
-  know raises, so new effects are never silently ignored.
+* **Production's interpreter.**  Every simulated server is a real
+  :class:`~ra_actors.shell.server.ServerShell` (the class the actors run in
+  both placements) whose port and store are the simulator's
+  (:mod:`.sim_port`): the shell feeds the core and carries out its effects;
+  the simulator only moves messages, disk writes and timers on virtual
+  time.  A seed therefore exercises production's effect handling, timers,
+  lazy leader ticks and batching, not a cousin of them.
 * **World model.**  Nodes ``n1..nK`` each have a :class:`~.disk.NodeDisk`
   (one WAL shared by all servers of the node, of every cluster); the
   :class:`~.network.Network` links the nodes and a ``clients`` node.
@@ -58,17 +61,17 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .. import codec
 from ..core import effects as fx
 from ..core import messages as msgs
-from ..core.machine import Machine
-from ..core.server import RaftServer, Recovered
-from ..core.types import (AWAIT_CONDITION, LEADER, TERMINATING_LEADER, VOTER, AwaitConsensus,
-                          NoReply, NotifyReply, ServerConfig, ServerId, SnapshotMeta)
+from ..core.server import RaftServer
+from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyReply, ServerConfig, ServerId,
+                          SnapshotMeta)
+from ..shell.server import ServerShell
 from . import lincheck
 from .disk import DiskConfig, NodeDisk
 from .invariants import Invariants
 from .network import Network, NetworkConfig
+from .sim_port import RpcBatch, SimPort, SimStore
 from .workload import Workload, WorkloadConfig
 
 import machines.kv as kv_machine
@@ -76,7 +79,6 @@ import machines.kv as kv_machine
 FAULTS = ("partition", "crash", "torn-write", "drop", "duplicate", "reorder", "membership",
           "transfer", "snapshot", "false-suspicion")
 DEFAULT_FAULTS = frozenset({"partition", "crash"})
-LEADING = (LEADER, AWAIT_CONDITION, TERMINATING_LEADER)
 CLIENT_NODE = "clients"
 
 DEFAULT_ELECTION_TIMERS = {"really_short": (20, 100), "short": (100, 300), "medium": (200, 600),
@@ -88,9 +90,11 @@ class Timing:
     """Virtual-time knobs (integer ms; ranges are inclusive and drawn
     uniformly from the seeded RNG)."""
 
-    # SetElectionTimer(kind) -> ElectionTimeout after a draw from elections[kind].
+    # Election delays: "long" (no leader known) and "short" (the leader is
+    # gone) are the shells' election_timeout_ms / election_short_ms.
     elections: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_ELECTION_TIMERS))
-    tick_ms: int = 100                                # Tick(now_ms) to every live server
+    tick_ms: int = 100                                # a leader's tick, while it wants one
+    last_applied_ms: int = 50                         # how often the last-applied hint is written
     detector_down_ms: tuple[int, int] = (80, 400)     # node unreachable -> NodeEvent(up=False)
     detector_up_ms: tuple[int, int] = (20, 200)       # reachable again -> NodeEvent(up=True)
     monitor_ms: tuple[int, int] = (5, 60)             # process exit -> ServerDown to its watchers
@@ -153,12 +157,10 @@ class Slot:
     uid: str
     config: ServerConfig
     incarnation: int = 0
-    srv: RaftServer | None = None
+    shell: ServerShell | None = None   # the running incarnation (None: not running)
     deleted: bool = False
-    election_epoch: int = 0
-    await_epoch: int = 0
-    machine_timers: dict = field(default_factory=dict)
     # Per-incarnation bookkeeping for the invariants.
+    commit_before: int = 0             # commit index before the message being handled
     prev_role: str = ""
     prev_commit: int = 0
     prev_applied: int = 0
@@ -168,6 +170,11 @@ class Slot:
     @property
     def token(self) -> tuple[ServerId, int]:
         return (self.sid, self.incarnation)
+
+    @property
+    def srv(self) -> RaftServer | None:
+        """The running incarnation's core."""
+        return self.shell.core if self.shell is not None else None
 
 
 @dataclass
@@ -275,7 +282,7 @@ class Simulation:
         self.stats: dict[str, Any] = {
             "elections": 0, "crashes": 0, "node_crashes": 0, "process_crashes": 0,
             "partitions": 0, "heals": 0, "suspicions": 0, "membership_changes": 0,
-            "transfers": 0, "snapshots": 0, "machine_effects": 0, "chunks_unavailable": 0,
+            "transfers": 0, "snapshots": 0, "machine_messages_dropped": 0, "chunks_unavailable": 0,
         }
 
         # -- per-seed parameters, drawn in a fixed order ---------------------
@@ -309,8 +316,8 @@ class Simulation:
         self.partition_active = False
         self.partition_id = 0
         self.crash_armed: set[str] = set()
-        # (watched server, incarnation) -> [(watcher, incarnation)]
-        self.monitors: dict[tuple[ServerId, int], list[tuple[ServerId, int]]] = {}
+        # (watched server, incarnation) -> [((watcher, incarnation), ref)]
+        self.monitors: dict[tuple[ServerId, int], list[tuple[tuple[ServerId, int], Any]]] = {}
         self._sender: tuple[ServerId, int] | None = None
         self.admin_owners: dict[str, str] = {}
         self.client_owners: dict[str, Any] = {}
@@ -319,18 +326,11 @@ class Simulation:
         self._workload_cfg = workload
         self._admin_purpose: dict[str, tuple] = {}
 
-        self._handlers = {
-            fx.SendRpc: self._fx_send_rpc, fx.LogAppend: self._fx_log_append,
-            fx.PersistMeta: self._fx_persist_meta, fx.PersistLastApplied: self._fx_last_applied,
-            fx.Reply: self._fx_reply, fx.Applied: self._fx_applied, fx.Rejected: self._fx_rejected,
-            fx.ForwardCommand: self._fx_forward, fx.SetElectionTimer: self._fx_set_election,
-            fx.CancelElectionTimer: self._fx_cancel_election,
-            fx.SetAwaitConditionTimer: self._fx_await_timer, fx.WriteSnapshot: self._fx_write_snapshot,
-            fx.SendSnapshotChunk: self._fx_send_chunk, fx.TruncateLogBelow: self._fx_truncate,
-            fx.MonitorServer: self._fx_monitor, fx.LeaderChanged: self._fx_info,
-            fx.RoleChanged: self._fx_role_changed, fx.DeleteData: self._fx_delete_data,
-            fx.StopServer: self._fx_stop_server,
-            fx.MachineEffects: self._fx_machine_effects,
+        # Every shell runs with the simulator's timing (production defaults otherwise).
+        self.shell_settings = {
+            "election_timeout_ms": self.timers["long"], "election_short_ms": self.timers["short"],
+            "tick_ms": self.tick_ms, "terminating_tick_ms": min(100, self.tick_ms),
+            "last_applied_every_ms": self.timing.last_applied_ms,
         }
 
     # ================================================================= output
@@ -470,46 +470,73 @@ class Simulation:
 
     # ======================================================= server lifecycle
     def _start(self, slot: Slot, fresh: bool) -> None:
-        disk = self.disks[slot.sid.node]
-        recovered = None
-        if not fresh:
-            data = disk.recover(slot.uid)
-            snapshot = None
-            if data.snapshot is not None:
-                meta, blob = data.snapshot
-                snapshot = (meta, codec.unpack(blob))
-            # Round-trip the entries through msgpack, as a real log reader would.
-            entries = tuple(codec.normalise(e) for e in data.entries)
-            recovered = Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
+        """Start the next incarnation of ``slot``: a real ``ServerShell`` on a
+        simulated port and store (``fresh``: a brand-new server)."""
         slot.incarnation += 1
-        slot.election_epoch += 1
-        slot.await_epoch += 1
-        slot.machine_timers = {}
         slot.prev_role = ""
         slot.commit_checked = 0
         slot.hook_last_applied = None
         inc = slot.incarnation
-        machine = Machine(_RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd)))
+        machine = _RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
+        shell = ServerShell(SimPort(self, slot, inc), self._core_factory)
         try:
-            srv = RaftServer(slot.config, machine, recovered, bugs=self.bugs)
-            slot.srv = srv
-            slot.prev_commit = srv.commit_index
-            slot.prev_applied = srv.last_applied
-            _, effects = srv.init()
+            shell.recover(slot.config, inc, SimStore(self, slot, inc), machine, self.shell_settings)
         except Exception as exc:  # a core crash is a finding, not a harness error
             self._core_exception(slot, "start", exc)
             return
+        slot.shell = shell
+        self._instrument(slot, shell.core)
+        srv = shell.core
+        slot.prev_commit = srv.commit_index
+        slot.prev_applied = srv.last_applied
         if not fresh:
             self.note(f"{_sid(slot.sid)} restarted (incarnation {inc}): term {srv.current_term}, "
                       f"log {srv.log.snapshot_index}+{len(srv.log.entries)}, applied {srv.last_applied}")
-        self._run_effects(slot, effects, srv.commit_index)
-        self._observe(slot)
-        self._after(self.rng.randint(1, self.tick_ms), "tick", slot.sid, inc)
+        shell.start()
+        if slot.shell is shell:
+            self._observe(slot)
 
-    def _core_exception(self, slot: Slot, what: str, exc: BaseException) -> None:
+    def _core_factory(self, config: ServerConfig, machine: Any, recovered: Any) -> RaftServer:
+        return RaftServer(config, machine, recovered, bugs=self.bugs)
+
+    def _instrument(self, slot: Slot, core: RaftServer) -> None:
+        """Watch every step of this incarnation's core: the commit index
+        before it (for the log-rewrite check), the trace, and the invariants
+        after it.  (Testing code wraps the instance; the shell has no hooks.)"""
+        handle = core.handle
+
+        def observed(msg: Any):
+            slot.commit_before = core.commit_index
+            if self.trace:
+                self.note(f"  -> {_sid(slot.sid)} {describe(msg)}")
+            role, effects = handle(msg)
+            if self.trace:
+                for eff in effects:
+                    if not isinstance(eff, (fx.LeaderChanged, fx.MonitorServer)):
+                        self.note(f"     {_sid(slot.sid)} {describe(eff)}")
+            if slot.srv is core:
+                self._observe(slot)
+            return role, effects
+
+        core.handle = observed
+
+    def _core_exception(self, slot: Slot, what: str, exc: BaseException | None) -> None:
+        if exc is None:
+            self.inv.fail(f"core exception in {_sid(slot.sid)} ({what})")
+            return
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         where = "".join(tb[-3:]).strip().replace("\n", " | ")
         self.inv.fail(f"core exception in {_sid(slot.sid)} ({what}): {type(exc).__name__}: {exc} [{where}]")
+
+    def server_crashed(self, slot: Slot, reason: str, exc: BaseException | None) -> None:
+        """The shell crashed (an exception out of the core or an effect)."""
+        self._core_exception(slot, reason, exc)
+
+    def server_exited(self, slot: Slot, why: str) -> None:
+        """The shell left: removed from its cluster, or its cluster deleted."""
+        self.note(f"{_sid(slot.sid)} " + ("deleted its data and stopped" if why == "deleted" else f"stopped ({why})"))
+        slot.shell.close()
+        self._stop_slot(slot)
 
     def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any) -> None:
         if inc != slot.incarnation:
@@ -523,30 +550,6 @@ class Simulation:
         elif isinstance(mode, NotifyReply):
             info.applied_index.setdefault((mode.client, mode.correlation), meta.index)
 
-    def _step(self, slot: Slot, msg: Any) -> None:
-        srv = slot.srv
-        if srv is None:
-            return
-        if self.trace:
-            self.note(f"  -> {_sid(slot.sid)} {describe(msg)}")
-        commit_before = srv.commit_index
-        try:
-            _, effects = srv.handle(msg)
-        except Exception as exc:
-            self._core_exception(slot, describe(msg), exc)
-            return
-        self._run_effects(slot, effects, commit_before)
-        self._observe(slot)
-
-    def _run_effects(self, slot: Slot, effects: list, commit_before: int) -> None:
-        for eff in effects:
-            handler = self._handlers.get(type(eff))
-            if handler is None:
-                raise TypeError(f"the simulator cannot carry out effect {eff!r}")
-            if self.trace and not isinstance(eff, (fx.LeaderChanged, fx.MonitorServer)):
-                self.note(f"     {_sid(slot.sid)} {describe(eff)}")
-            handler(slot, eff, commit_before)
-
     def _observe(self, slot: Slot) -> None:
         """After a step: monotonicity, role changes, commit advance."""
         srv = slot.srv
@@ -558,7 +561,7 @@ class Simulation:
         if srv.last_applied < slot.prev_applied:
             inv.on_progress(slot.sid, "last applied", slot.prev_applied, srv.last_applied)
         role = srv.role
-        if role == LEADER and slot.prev_role not in LEADING:
+        if role == LEADER and slot.prev_role not in LEADING_ROLES:
             self.stats["elections"] += 1
             self.note(f"{_sid(slot.sid)} is leader of term {srv.current_term} "
                       f"(last index {srv.log.last_index}, commit {srv.commit_index})")
@@ -571,7 +574,7 @@ class Simulation:
             if after // 100 > before // 100:
                 self.note(f"{slot.cluster} committed up to {after} "
                           f"(seen by {_sid(slot.sid)}, term {srv.current_term})")
-        if srv.commit_index > slot.prev_commit and role in LEADING:
+        if srv.commit_index > slot.prev_commit and role in LEADING_ROLES:
             c = srv.commit_index
             term = srv.log.term_at(c)
             voters = [s for s, mem in srv.cluster.items() if mem == VOTER]
@@ -587,153 +590,75 @@ class Simulation:
             return False
         return self.disks[sid.node].durable_covers(slot.uid, index, term)
 
-    # ============================================================== effects
-    def _fx_send_rpc(self, slot: Slot, eff: fx.SendRpc, _c: int) -> None:
-        rpc = eff.rpc
-        disk = self.disks[slot.sid.node]
-        if isinstance(rpc, msgs.AppendEntriesReply) and rpc.success:
-            self.inv.on_append_ack(slot.sid, eff.to, rpc.last_index, rpc.last_term,
-                                   disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term))
-        elif isinstance(rpc, msgs.RequestVoteResult) and rpc.vote_granted:
-            self.inv.on_vote_granted(slot.sid, ServerId(*eff.to), rpc.term, disk.durable_meta(slot.uid))
-        elif isinstance(rpc, msgs.InstallSnapshotResult) and rpc.chunk_no == -1:
-            self.inv.on_append_ack(slot.sid, eff.to, rpc.last_index, rpc.last_term,
-                                   disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term),
-                                   what="InstallSnapshotResult")
-        self._send_server(slot.sid.node, ServerId(*eff.to), rpc, slot.token)
+    # ============================================== the world, for SimPort
+    def schedule_at(self, time: int, kind: str, *args: Any) -> None:
+        self._at(time, kind, *args)
 
-    def _send_server(self, src_node: str, to: ServerId, msg: Any,
-                     sender: tuple[ServerId, int] | None = None) -> None:
-        dst = self.slots.get(to)
-        if dst is None or dst.srv is None:
+    def wal_wakeup(self, node: str, delay: int | None) -> None:
+        """The node's WAL was idle and has work: start a batch after ``delay``."""
+        if delay is not None:
+            self._after(delay, "wal_start", node, self.disks[node].epoch)
+
+    def rpcs_sent(self, slot: Slot, to: ServerId, rpcs: tuple) -> None:
+        """Check acknowledgements and votes against the sender's disk."""
+        disk = self.disks[slot.sid.node]
+        for rpc in rpcs:
+            if isinstance(rpc, msgs.AppendEntriesReply) and rpc.success:
+                self.inv.on_append_ack(slot.sid, to, rpc.last_index, rpc.last_term,
+                                       disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term))
+            elif isinstance(rpc, msgs.RequestVoteResult) and rpc.vote_granted:
+                self.inv.on_vote_granted(slot.sid, ServerId(*to), rpc.term, disk.durable_meta(slot.uid))
+            elif isinstance(rpc, msgs.InstallSnapshotResult) and rpc.chunk_no == -1:
+                self.inv.on_append_ack(slot.sid, to, rpc.last_index, rpc.last_term,
+                                       disk.durable_covers(slot.uid, rpc.last_index, rpc.last_term),
+                                       what="InstallSnapshotResult")
+
+    def send_server(self, src_node: str, to: ServerId, msg: Any,
+                    sender: tuple[ServerId, int] | None = None) -> None:
+        dst = self.slots.get(ServerId(*to))
+        if dst is None or dst.shell is None:
             # No live process under that name: the node directory has no
             # address, so the message goes nowhere.
             self.network.sent += 1
             self.network.dropped += 1
             return
-        for at in self.network.plan(src_node, to.node, self.now):
-            self._at(at, "deliver", src_node, to, dst.incarnation, msg, sender)
+        for at in self.network.plan(src_node, dst.sid.node, self.now):
+            self._at(at, "deliver", src_node, dst.sid, dst.incarnation, msg, sender)
 
-    def _fx_log_append(self, slot: Slot, eff: fx.LogAppend, commit_before: int) -> None:
-        self.inv.on_log_append(slot.cluster, slot.sid, eff.entries, commit_before)
-        disk = self.disks[slot.sid.node]
-        delay = disk.log_append(slot.uid, slot.token, eff.entries)
-        if delay is not None:
-            self._after(delay, "wal_start", slot.sid.node, disk.epoch)
-
-    def _fx_persist_meta(self, slot: Slot, eff: fx.PersistMeta, _c: int) -> None:
-        disk = self.disks[slot.sid.node]
-        due = disk.persist_meta(slot.uid, slot.token, eff.term, eff.voted_for, self.now)
-        self._at(due, "meta_done", slot.sid.node, disk.epoch)
-
-    def _fx_last_applied(self, slot: Slot, eff: fx.PersistLastApplied, _c: int) -> None:
-        self.disks[slot.sid.node].persist_last_applied(slot.uid, eff.index)
-
-    def _fx_reply(self, slot: Slot, eff: fx.Reply, _c: int) -> None:
-        self._send_client(slot.sid.node, eff.to, "reply", (eff.to, eff.reply, eff.leader))
-
-    def _fx_applied(self, slot: Slot, eff: fx.Applied, _c: int) -> None:
-        self._send_client(slot.sid.node, eff.client, "applied", (eff.leader, eff.results))
-
-    def _fx_rejected(self, slot: Slot, eff: fx.Rejected, _c: int) -> None:
-        self._send_client(slot.sid.node, eff.client, "rejected", (eff.from_id, eff.leader, eff.correlation))
-
-    def _send_client(self, src_node: str, to: Any, kind: str, payload: tuple) -> None:
+    def send_client(self, src_node: str, to: Any, kind: str, payload: tuple) -> None:
         owner = to.rsplit("#", 1)[0] if isinstance(to, str) and "#" in to else to
         for at in self.network.plan(src_node, CLIENT_NODE, self.now):
             self._at(at, "client", owner, kind, payload)
 
-    def _fx_forward(self, slot: Slot, eff: fx.ForwardCommand, _c: int) -> None:
-        self._send_server(slot.sid.node, ServerId(*eff.leader), eff.command)
-
-    def _fx_set_election(self, slot: Slot, eff: fx.SetElectionTimer, _c: int) -> None:
-        if eff.kind not in self.timers:
-            raise ValueError(f"unknown election timer kind {eff.kind!r}")
-        slot.election_epoch += 1
-        self._after(self.rng.randint(*self.timers[eff.kind]), "election", slot.sid, slot.incarnation,
-                    slot.election_epoch)
-
-    def _fx_cancel_election(self, slot: Slot, _eff: fx.CancelElectionTimer, _c: int) -> None:
-        slot.election_epoch += 1
-
-    def _fx_await_timer(self, slot: Slot, eff: fx.SetAwaitConditionTimer, _c: int) -> None:
-        slot.await_epoch += 1
-        self._after(eff.timeout_ms, "await_timeout", slot.sid, slot.incarnation, slot.await_epoch)
-
-    def _fx_write_snapshot(self, slot: Slot, eff: fx.WriteSnapshot, _c: int) -> None:
-        data = eff.data if eff.data is not None else codec.pack(eff.state)
-        disk = self.disks[slot.sid.node]
-        due = disk.write_snapshot(slot.uid, slot.token, eff.meta, data, self.now)
-        self._at(due, "snap_done", slot.sid.node, disk.epoch)
-
-    def _fx_send_chunk(self, slot: Slot, eff: fx.SendSnapshotChunk, _c: int) -> None:
-        chunk = self.disks[slot.sid.node].read_snapshot_chunk(slot.uid, eff.meta, eff.chunk_no, eff.chunk_size)
-        if chunk is None:
-            # The snapshot is gone (superseded): the core retries on its tick.
-            self.stats["chunks_unavailable"] += 1
-            self.note(f"{_sid(slot.sid)} snapshot {eff.meta.index}/{eff.meta.term} chunk "
-                      f"{eff.chunk_no} unavailable", always=False)
+    def watch(self, slot: Slot, target: Any, ref: Any) -> None:
+        """Monitor the incarnation of ``target`` this server talks to: the one
+        that sent the message being handled, else the running one.  Only Raft
+        servers are watched (simulated clients never die)."""
+        if not (isinstance(target, ServerId) or (isinstance(target, tuple) and len(target) == 2)):
             return
-        data, last = chunk
-        rpc = msgs.InstallSnapshotRpc(eff.term, slot.sid, eff.meta, eff.chunk_no, last, data)
-        self._send_server(slot.sid.node, ServerId(*eff.to), rpc, slot.token)
-
-    def _fx_truncate(self, slot: Slot, eff: fx.TruncateLogBelow, _c: int) -> None:
-        disk = self.disks[slot.sid.node]
-        durable = disk.durable_snapshot_index(slot.uid)
-        if durable < eff.index:
-            self.inv.fail(f"truncation below an undurable snapshot: {_sid(slot.sid)} emitted "
-                          f"TruncateLogBelow({eff.index}) but its durable snapshot is at {durable}")
-        delay = disk.truncate_below(slot.uid, slot.token, eff.index, getattr(eff, "keep_above", True))
-        if delay is not None:
-            self._after(delay, "wal_start", slot.sid.node, disk.epoch)
-
-    def _fx_info(self, slot: Slot, eff: Any, _c: int) -> None:
-        return None
-
-    def _fx_monitor(self, slot: Slot, eff: fx.MonitorServer, _c: int) -> None:
-        """Watch the incarnation of ``eff.server_id`` this server talks to:
-        the one that sent the message being handled, else the running one."""
-        target = ServerId(*eff.server_id)
+        target = ServerId(*target)
         other = self.slots.get(target)
         if self._sender is not None and self._sender[0] == target:
             inc = self._sender[1]
         else:
-            inc = other.incarnation if other is not None and other.srv is not None else None
-        if other is None or other.srv is None or other.incarnation != inc:
+            inc = other.incarnation if other is not None and other.shell is not None else None
+        if other is None or other.shell is None or other.incarnation != inc:
             # Monitoring a process that is already gone: DOWN at once (Erlang's noproc).
-            self._after(self.rng.randint(1, 5), "server_down", slot.sid, slot.incarnation, target,
-                        "noproc")
+            self._after(self.rng.randint(1, 5), "server_down", slot.sid, slot.incarnation, target, ref, "noproc")
             return
-        self.monitors.setdefault((target, inc), []).append(slot.token)
+        self.monitors.setdefault((target, inc), []).append((slot.token, ref))
 
-    def _fx_role_changed(self, slot: Slot, eff: fx.RoleChanged, _c: int) -> None:
-        return None
-
-    def _fx_delete_data(self, slot: Slot, eff: fx.DeleteData, _c: int) -> None:
-        self.note(f"{_sid(slot.sid)} deleted its data and stopped")
-        self._stop_slot(slot)
-
-    def _fx_stop_server(self, slot: Slot, eff: fx.StopServer, _c: int) -> None:
-        self.note(f"{_sid(slot.sid)} stopped ({eff.reason})")
-        self._stop_slot(slot)
-
-    def _fx_machine_effects(self, slot: Slot, eff: fx.MachineEffects, _c: int) -> None:
-        self.stats["machine_effects"] += len(eff.effects)
-        srv = slot.srv
-        if eff.leader_only and (srv is None or srv.role not in LEADING):
+    def unwatch(self, slot: Slot, target: Any, ref: Any) -> None:
+        if not (isinstance(target, ServerId) or (isinstance(target, tuple) and len(target) == 2)):
             return
-        for e in eff.effects:
-            if isinstance(e, fx.Timer) and eff.leader_only:
-                epoch = slot.machine_timers.get(e.name, 0) + 1
-                slot.machine_timers[e.name] = epoch
-                if e.ms is not None:
-                    self._after(max(0, int(e.ms)), "machine_timer", slot.sid, slot.incarnation, e.name, epoch)
+        target = ServerId(*target)
+        for key in [k for k in self.monitors if k[0] == target]:
+            self.monitors[key] = [w for w in self.monitors[key] if w != (slot.token, ref)]
 
     # =========================================================== event kinds
     def _alive(self, sid: ServerId, inc: int) -> Slot | None:
         slot = self.slots.get(sid)
-        if slot is None or slot.srv is None or slot.incarnation != inc:
+        if slot is None or slot.shell is None or slot.incarnation != inc:
             return None
         return slot
 
@@ -746,39 +671,36 @@ class Simulation:
             self.network.dropped += 1
             return
         self._sender = sender
-        self._step(slot, msg)
+        if isinstance(msg, RpcBatch):
+            slot.shell.deliver_rpcs(msg.rpcs)
+        else:
+            slot.shell.deliver(msg)
         self._sender = None
 
     def _ev_local(self, sid: ServerId, inc: int, msg: Any) -> None:
         slot = self._alive(sid, inc)
         if slot is not None:
-            self._step(slot, msg)
+            slot.shell.deliver(msg)
 
-    def _ev_election(self, sid: ServerId, inc: int, epoch: int) -> None:
+    def _ev_wakeup(self, sid: ServerId, inc: int, payload: Any) -> None:
         slot = self._alive(sid, inc)
-        if slot is not None and slot.election_epoch == epoch:
-            self._step(slot, msgs.ElectionTimeout())
+        if slot is not None:
+            slot.shell.on_wakeup(payload)
 
-    def _ev_await_timeout(self, sid: ServerId, inc: int, epoch: int) -> None:
+    def _ev_wal_result(self, sid: ServerId, inc: int, written: tuple) -> None:
         slot = self._alive(sid, inc)
-        if slot is not None and slot.await_epoch == epoch:
-            self._step(slot, msgs.AwaitConditionTimeout())
+        if slot is not None:
+            slot.shell.on_wal_result(written)
 
-    def _ev_tick(self, sid: ServerId, inc: int) -> None:
+    def _ev_snapshot_written(self, sid: ServerId, inc: int, meta: SnapshotMeta) -> None:
         slot = self._alive(sid, inc)
-        if slot is None:
-            return
-        self._step(slot, msgs.Tick(self.now))
-        self._after(self.tick_ms, "tick", sid, inc)
+        if slot is not None:
+            slot.shell.on_snapshot_written(meta)
 
-    def _ev_machine_timer(self, sid: ServerId, inc: int, name: Any, epoch: int) -> None:
+    def _ev_node_event(self, sid: ServerId, inc: int, node: str, up: bool) -> None:
         slot = self._alive(sid, inc)
-        if slot is None or slot.machine_timers.get(name) != epoch or slot.srv.role not in LEADING:
-            return
-        self._step(slot, msgs.Command(fx.TimerFired(name), NoReply()))
-
-    def _notify(self, token: tuple[ServerId, int], msg: Any) -> None:
-        self._after(0, "local", token[0], token[1], msg)
+        if slot is not None:
+            slot.shell.on_node_event(node, up)
 
     def _ev_wal_start(self, node: str, epoch: int) -> None:
         disk = self.disks[node]
@@ -800,8 +722,12 @@ class Simulation:
         if disk.epoch != epoch or not self.node_up[node]:
             return
         notes, duration = disk.finish_batch()
+        # One answer per writer and batch, as the WAL actor sends WalResult.
+        per_writer: dict = {}
         for token, written in notes:
-            self._notify(token, written)
+            per_writer.setdefault(token, []).append(written)
+        for (sid, inc), written in per_writer.items():
+            self._after(0, "wal_result", sid, inc, tuple(written))
         if duration is not None:
             if node in self.crash_armed and self.faulting:
                 self.crash_armed.discard(node)
@@ -814,7 +740,8 @@ class Simulation:
             return
         done = disk.finish_meta()
         if done is not None:
-            self._notify(*done)
+            (sid, inc), written = done
+            self._after(0, "local", sid, inc, written)
 
     def _ev_snap_done(self, node: str, epoch: int) -> None:
         disk = self.disks[node]
@@ -823,7 +750,8 @@ class Simulation:
         done = disk.finish_snapshot()
         if done is not None:
             self.stats["snapshots"] += 1
-            self._notify(*done)
+            (sid, inc), written = done
+            self._after(0, "snapshot_written", sid, inc, written.meta)
 
     def _ev_client(self, owner: Any, kind: str, payload: tuple) -> None:
         if isinstance(owner, str) and owner in self.admin_owners:
@@ -856,7 +784,7 @@ class Simulation:
             # (NoSuchServer / NodeDown): nothing was appended.
             self._after(self.rng.randint(1, 5), "client", owner, "unreachable", (msg,))
             return
-        self._send_server(CLIENT_NODE, sid, msg)
+        self.send_server(CLIENT_NODE, sid, msg)
 
     def wake(self, owner: str, delay_ms: int, token: Any) -> None:
         self._after(delay_ms, "client_wake", owner, token)
@@ -913,22 +841,22 @@ class Simulation:
         self.note(f"detector on {obs}: {tgt} is {'up' if up else 'down'}", always=False)
         for sid in self._sids_on(obs):
             slot = self.slots[sid]
-            if slot.srv is not None:
-                self._after(0, "local", sid, slot.incarnation, msgs.NodeEvent(tgt, up))
+            if slot.shell is not None:
+                self._after(0, "node_event", sid, slot.incarnation, tgt, up)
 
     def _sids_on(self, node: str) -> list[ServerId]:
         return sorted((s for s in self.slots if s.node == node), key=lambda s: (s.name, s.node))
 
-    def _ev_server_down(self, watcher: ServerId, inc: int, dead: ServerId, reason: str) -> None:
+    def _ev_server_down(self, watcher: ServerId, inc: int, dead: ServerId, ref: Any, reason: str) -> None:
         slot = self._alive(watcher, inc)
         if slot is None:
             return
         if not self.network.reachable(dead.node, watcher.node):
             # The DOWN cannot cross a cut; it arrives once the nodes talk again
             # (meanwhile the node failure detector may already have spoken).
-            self._after(100, "server_down", watcher, inc, dead, "noconnection")
+            self._after(100, "server_down", watcher, inc, dead, ref, "noconnection")
             return
-        self._step(slot, msgs.ServerDown(dead, reason))
+        slot.shell.on_watch_down(ref, reason)
 
     # ============================================================ nemesis
     def _ev_nemesis(self) -> None:
@@ -1061,9 +989,9 @@ class Simulation:
         report = self.disks[node].crash()
         for sid in self._sids_on(node):
             slot = self.slots[sid]
-            if slot.srv is not None:
+            if slot.shell is not None:
                 self._report_down(slot, "noconnection")
-            slot.srv = None
+            slot.shell = None
         self.note(f"node {node} crashed (lost {report['pending_lost']} pending WAL records, "
                   f"{report['in_flight']} in flight"
                   + (f", {report['in_flight_durable']} of them durable" if "in_flight_durable" in report else "")
@@ -1088,7 +1016,7 @@ class Simulation:
         for sid in self._sids_on(node):
             slot = self.slots[sid]
             if not slot.deleted:
-                slot.srv = None
+                slot.shell = None
                 self._start(slot, fresh=False)
                 if self.inv.violations:
                     return
@@ -1098,7 +1026,7 @@ class Simulation:
         self.stats["crashes"] += 1
         self.stats["process_crashes"] += 1
         inc = slot.incarnation
-        slot.srv = None
+        slot.shell = None
         self.note(f"process {_sid(slot.sid)} crashed")
         self._report_down(slot, "noproc")
         self._after(self.rng.randint(*self.timing.process_restart_ms), "server_restart", slot.sid, inc)
@@ -1106,9 +1034,9 @@ class Simulation:
     def _report_down(self, slot: Slot, reason: str) -> None:
         """The running incarnation of ``slot`` died: fire every monitor on it
         (``MonitorServer`` watches), after a short delay."""
-        for watcher, winc in self.monitors.pop(slot.token, []):
+        for (watcher, winc), ref in self.monitors.pop(slot.token, []):
             self._after(self.rng.randint(*self.timing.monitor_ms), "server_down", watcher, winc,
-                        slot.sid, reason)
+                        slot.sid, ref, reason)
 
     def _ev_server_restart(self, sid: ServerId, inc: int) -> None:
         slot = self.slots[sid]
@@ -1122,9 +1050,9 @@ class Simulation:
         self._start(slot, fresh=False)
 
     def _stop_slot(self, slot: Slot) -> None:
-        if slot.srv is not None:
+        if slot.shell is not None:
             self._report_down(slot, "shutdown")
-        slot.srv = None
+        slot.shell = None
         slot.deleted = True
         self.disks[slot.sid.node].delete(slot.uid)
 
@@ -1150,7 +1078,7 @@ class Simulation:
         from_ = f"{owner}#1"
         self.admin_owners[owner] = info.name
         self._admin_purpose[owner] = purpose
-        self._send_server(CLIENT_NODE, leader.sid, msg_factory(from_))
+        self.send_server(CLIENT_NODE, leader.sid, msg_factory(from_))
         self._after(3000, "admin_deadline", owner)
 
     def _ev_admin_deadline(self, owner: str) -> None:

@@ -1,0 +1,185 @@
+"""The simulator's side of a :class:`~ra_actors.shell.server.ServerShell`.
+
+The simulator runs production's interpreter: every simulated server is a
+real ``ServerShell`` whose port and store are these two classes, one pair
+per incarnation.  Rules:
+
+* **Everything goes through the world.**  RPCs, forwarded commands and
+  client replies travel on the simulated :class:`~.network.Network` (one
+  message per round and destination, as the actors batch them); the WAL,
+  meta and snapshot writes go to the node's :class:`~.disk.NodeDisk`, which
+  answers later on virtual time; timers are events on the simulator's heap.
+* **The invariants watch the seams.**  An acknowledgement or vote is checked
+  against what the disk could recover when it is *sent*; a log append
+  against the commit index the server had before the message that caused
+  it; a truncation against the durable snapshot.
+* **What the simulator does not model** it refuses loudly or counts: a
+  machine ``SendMsg`` to something that is not a Raft server is counted and
+  dropped (simulated clients get replies, not messages); monitors of
+  anything but Raft servers never fire (simulated clients never die).
+* A port belongs to one incarnation: after a crash its calls are ignored
+  (the world has already forgotten that process).
+"""
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from ..core import messages as msgs
+from ..core.server import Recovered
+from ..core.types import ServerId, SnapshotMeta
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sim import Simulation, Slot
+
+
+class SimStore:
+    """A server's durable state, kept by its node's simulated disk."""
+
+    def __init__(self, sim: "Simulation", slot: "Slot", incarnation: int) -> None:
+        self.sim = sim
+        self.slot = slot
+        self.incarnation = incarnation
+        self.disk = sim.disks[slot.sid.node]
+
+    @property
+    def _token(self) -> tuple[ServerId, int]:
+        return (self.slot.sid, self.incarnation)
+
+    def recover(self) -> Recovered:
+        data = self.disk.recover(self.slot.uid)
+        snapshot = None
+        if data.snapshot is not None:
+            meta, blob = data.snapshot
+            snapshot = (meta, codec.unpack(blob))
+        # Round-trip the entries through msgpack, as a real log reader would.
+        entries = tuple(codec.normalise(e) for e in data.entries)
+        return Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
+
+    def append(self, entries: tuple) -> tuple:
+        self.sim.inv.on_log_append(self.slot.cluster, self.slot.sid, entries, self.slot.commit_before)
+        return entries
+
+    def written(self, msg: Any) -> Any:
+        return msg
+
+    def segments_written(self, refs: Any) -> None:
+        return None
+
+    def truncate_below(self, index: int, keep_above: bool) -> None:
+        durable = self.disk.durable_snapshot_index(self.slot.uid)
+        if durable < index:
+            self.sim.inv.fail(f"truncation below an undurable snapshot: {self.slot.sid.name}@{self.slot.sid.node} "
+                              f"truncated below {index} but its durable snapshot is at {durable}")
+        delay = self.disk.truncate_below(self.slot.uid, self._token, index, keep_above)
+        self.sim.wal_wakeup(self.slot.sid.node, delay)
+
+    def persist_meta(self, term: int, voted_for: ServerId | None) -> None:
+        due = self.disk.persist_meta(self.slot.uid, self._token, term, voted_for, self.sim.now)
+        self.sim.schedule_at(due, "meta_done", self.slot.sid.node, self.disk.epoch)
+        return None   # MetaWritten comes when the (virtual) fsync ends
+
+    def persist_last_applied(self, index: int) -> None:
+        self.disk.persist_last_applied(self.slot.uid, index)
+
+    def snapshot_written(self, meta: SnapshotMeta) -> None:
+        return None
+
+    def snapshot_bytes(self, meta: SnapshotMeta) -> bytes | None:
+        store = self.disk.stores.get(self.slot.uid)
+        found = store.snapshots.get((meta.index, meta.term)) if store is not None else None
+        if found is None:
+            self.sim.stats["chunks_unavailable"] += 1
+            return None
+        return found[1]
+
+    def overview(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+class SimPort:
+    """A server's runtime in the simulated world (see the module rules)."""
+
+    def __init__(self, sim: "Simulation", slot: "Slot", incarnation: int) -> None:
+        self.sim = sim
+        self.slot = slot
+        self.incarnation = incarnation
+        self.rng: random.Random = sim.rng
+
+    @property
+    def _current(self) -> bool:
+        return self.slot.incarnation == self.incarnation and self.slot.shell is not None
+
+    @property
+    def _token(self) -> tuple[ServerId, int]:
+        return (self.slot.sid, self.incarnation)
+
+    # -- peers and clients --------------------------------------------------
+    def send_rpcs(self, to: ServerId, rpcs: tuple) -> None:
+        self.sim.rpcs_sent(self.slot, to, rpcs)
+        self.sim.send_server(self.slot.sid.node, to, RpcBatch(rpcs), self._token)
+
+    def forward_commands(self, to: ServerId, commands: tuple) -> None:
+        self.sim.send_server(self.slot.sid.node, to, msgs.Commands(commands))
+
+    def reply(self, to: Any, reply: Any, leader: ServerId | None) -> None:
+        self.sim.send_client(self.slot.sid.node, to, "reply", (to, reply, leader))
+
+    def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
+        self.sim.send_client(self.slot.sid.node, client, "applied", (leader, results))
+
+    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any) -> None:
+        self.sim.send_client(self.slot.sid.node, client, "rejected", (server, leader, correlation))
+
+    def send_message(self, to: Any, msg: Any) -> None:
+        self.sim.stats["machine_messages_dropped"] += 1
+
+    # -- storage services ---------------------------------------------------------
+    def wal_write(self, appends: tuple) -> None:
+        disk = self.sim.disks[self.slot.sid.node]
+        for entries in appends:
+            self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(self.slot.uid, self._token, entries))
+
+    def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        disk = self.sim.disks[self.slot.sid.node]
+        due = disk.write_snapshot(self.slot.uid, self._token, meta, data, self.sim.now)
+        self.sim.schedule_at(due, "snap_done", self.slot.sid.node, disk.epoch)
+
+    # -- monitors, timers, clock -----------------------------------------------
+    def watch(self, target: Any, ref: Any) -> None:
+        self.sim.watch(self.slot, target, ref)
+
+    def unwatch(self, target: Any, ref: Any) -> None:
+        self.sim.unwatch(self.slot, target, ref)
+
+    def wakeup(self, delay_ms: int, payload: Any) -> None:
+        self.sim.schedule_at(self.sim.now + max(0, int(delay_ms)), "wakeup", self.slot.sid, self.incarnation,
+                             payload)
+
+    def now_ms(self) -> int:
+        return self.sim.now
+
+    def log(self, text: str) -> None:
+        self.sim.note(f"{self.slot.sid.name}@{self.slot.sid.node}: {text}", always=False)
+
+    # -- leaving --------------------------------------------------------------------
+    def exit(self, why: str) -> None:
+        if self._current:
+            self.sim.server_exited(self.slot, why)
+
+    def crash(self, reason: str, exc: BaseException | None) -> None:
+        if self._current:
+            self.sim.server_crashed(self.slot, reason, exc)
+
+
+class RpcBatch:
+    """One round's RPCs from one server to another (one network message)."""
+
+    __slots__ = ("rpcs",)
+
+    def __init__(self, rpcs: tuple) -> None:
+        self.rpcs = rpcs
