@@ -43,11 +43,12 @@ Rules of this module:
   ``MetaWritten`` and ``SnapshotWritten``.  ``crash`` loses whatever is
   pending; ``restart`` rebuilds the server from what is durable through
   :class:`ra_actors.core.server.Recovered`, as the simulator does.
-* The Thespian shell writes meta synchronously, before any RPC of the same
-  round leaves; the core relies on it for a candidate's own vote.  A
-  transcript that is to show what the runtime does persists a candidate's
-  meta before its RequestVoteRpc is read (``stabilize`` does: each round
-  persists, then delivers).
+* The core counts a candidate's own vote without waiting for its
+  ``MetaWritten``: it relies on the shell making meta durable before any
+  RPC of the same round leaves (the Thespian store writes it
+  synchronously).  A transcript that is to show what such a runtime does
+  persists a candidate's meta before its RequestVoteRpc is read
+  (``stabilize`` does: each round persists, then delivers).
 * Output: every message a server handles is a step: a header ``SERVER <-
   [SENDER] MESSAGE``, then, indented, ``role: ROLE`` (the role after the
   message) and the effects, one per line, in the order the core returned
