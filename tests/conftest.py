@@ -124,3 +124,12 @@ def kv3(nodes3):
     started, not_started = client.start_cluster("kv", "machines.kv", sids)
     assert sorted(started) == sorted(sids) and not not_started
     yield KvCluster(nodes3, client, sids)
+
+
+# ------------------------------------------------------ transcript tests
+def pytest_addoption(parser):
+    """``--rewrite-transcripts``: tests/test_transcripts.py stores the actual
+    outputs in tests/testdata/*.txt instead of comparing them (the same as
+    ``RA_REWRITE_TRANSCRIPTS=1``)."""
+    parser.addoption("--rewrite-transcripts", action="store_true", default=False,
+                     help="regenerate the expected outputs of tests/testdata/*.txt in place")
