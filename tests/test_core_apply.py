@@ -153,6 +153,7 @@ def test_state_enter_called_on_every_role_change_with_its_effects():
     srv = new_server(N1, machine=machine)
     srv.handle(m.TriggerElection())
     srv.handle(m.PreVoteResult(0, N2, 1, True))
+    srv.handle(m.MetaWritten(1, N1))
     a = aer(1, N1, 0, 0, (noop(1, 1),), commit=0)
     assert srv.handle(m.RequestVoteResult(1, N2, True)) == ("leader", [
         fx.RoleChanged("leader"),

@@ -263,6 +263,7 @@ def test_candidate_with_majority_of_votes_becomes_leader():
     """Raft §5.2: a candidate that receives votes from a majority wins, and
     (§5.4.2, Ra) appends a noop of its term and replicates it at once."""
     srv = _candidate(N1)
+    srv.handle(m.MetaWritten(1, N1))
     assert srv.handle(m.RequestVoteResult(1, N3, False)) == ("candidate", [])
     a = aer(1, N1, 0, 0, (noop(1, 1),), commit=0)
     assert srv.handle(m.RequestVoteResult(1, N2, True)) == ("leader", [
@@ -275,6 +276,37 @@ def test_candidate_with_majority_of_votes_becomes_leader():
     ])
 
 
+def test_candidate_counts_its_own_vote_only_once_it_is_durable():
+    """Raft §5.2 with durable votes (Figure 2: votedFor is persisted before
+    responding): a candidate's vote for itself is a vote like any other.
+    Counted before MetaWritten, a candidate could win, crash before its vote
+    reached the disk, restart in the old term without it and vote for a
+    second candidate of the same term: two leaders in one term.  (Found by
+    the transcript tests; the actors write meta before a round's RPCs leave,
+    the simulator's disk does not.)"""
+    srv = _candidate(N1)
+    assert srv.handle(m.RequestVoteResult(1, N2, True)) == ("candidate", [])
+    assert srv.votes == {N2}
+    a = aer(1, N1, 0, 0, (noop(1, 1),), commit=0)
+    assert srv.handle(m.MetaWritten(1, N1)) == ("leader", [
+        fx.RoleChanged("leader"),
+        fx.LeaderChanged(N1, 1),
+        fx.CancelElectionTimer(),
+        fx.LogAppend((noop(1, 1),)),
+        send(N2, a),
+        send(N3, a),
+    ])
+
+
+def test_a_stale_meta_written_does_not_count_as_the_candidates_vote():
+    """Only the durable record of *this* term's vote for itself counts."""
+    srv = _candidate(N1)
+    srv.handle(m.RequestVoteResult(1, N2, True))
+    assert srv.handle(m.MetaWritten(0, None)) == ("candidate", [])
+    assert srv.handle(m.MetaWritten(1, N2)) == ("candidate", [])
+    assert srv.votes == {N2}
+
+
 def test_vote_from_stale_term_does_not_count():
     """Raft §5.1: replies from an older term are ignored."""
     srv = _candidate(N1)
@@ -285,14 +317,17 @@ def test_vote_from_stale_term_does_not_count():
 
 
 def test_single_member_cluster_elects_itself():
-    """Raft §5.2: with one voter, the candidate's own vote is a majority."""
+    """Raft §5.2: with one voter, the candidate's own vote is a majority --
+    once it is durable."""
     srv = new_server(N1, members=(N1,))
-    assert srv.handle(m.TriggerElection()) == ("leader", [
+    assert srv.handle(m.TriggerElection()) == ("candidate", [
         fx.RoleChanged("pre_vote"),
         fx.SetElectionTimer("long"),
         fx.RoleChanged("candidate"),
         fx.PersistMeta(1, N1),
         fx.SetElectionTimer("long"),
+    ])
+    assert srv.handle(m.MetaWritten(1, N1)) == ("leader", [
         fx.RoleChanged("leader"),
         fx.LeaderChanged(N1, 1),
         fx.CancelElectionTimer(),

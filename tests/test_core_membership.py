@@ -69,6 +69,7 @@ def test_last_voter_cannot_be_removed():
     """Raft §6: a configuration needs at least one voter to make progress."""
     srv = new_server(N1, members=(N1,))
     srv.handle(m.TriggerElection())
+    srv.handle(m.MetaWritten(1, N1))
     srv.handle(m.Written(1, 1, 1))
     assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [_err("r", "cannot_remove_last_voter")])
 

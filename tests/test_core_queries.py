@@ -109,6 +109,7 @@ def test_single_member_cluster_answers_consistent_query_at_once():
     """Raft §8: with one voter the leader is its own majority."""
     srv = new_server(N1, members=(N1,))
     srv.handle(m.TriggerElection())
+    srv.handle(m.MetaWritten(1, N1))
     srv.handle(m.Written(1, 1, 1))
     assert srv.handle(_q("consistent")) == ("leader", [fx.Reply("q", ("ok", None), N1)])
 

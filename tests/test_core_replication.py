@@ -32,6 +32,7 @@ def test_new_leader_appends_noop_with_its_machine_version_and_replicates_it():
     srv = new_server(N1, machine=VersionedKv(), recovered=rec)
     srv.handle(m.TriggerElection())
     srv.handle(m.PreVoteResult(1, N2, srv.pre_vote_token, True))
+    srv.handle(m.MetaWritten(2, N1))
     the_noop = noop(3, 2, version=1)
     a = aer(2, N1, 2, 1, (the_noop,), commit=0)
     assert srv.handle(m.RequestVoteResult(2, N3, True)) == ("leader", [

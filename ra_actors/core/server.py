@@ -341,11 +341,15 @@ class RaftServer:
         self.current_term += 1
         self.voted_for = self.id
         self._emit(fx.PersistMeta(self.current_term, self.id))
-        self.votes = {self.id}
+        # Our own vote counts once it is durable (MetaWritten), like a vote
+        # granted to anyone else: a candidate that crashed before that could
+        # restart without it and vote for another candidate of this term.
+        self.votes = set()
         self._emit(fx.SetElectionTimer("long"))
-        if self._has_quorum(self.votes):
-            self._become_leader()
-            return
+        if "vote_before_durable" in self.bugs:
+            self._count_own_vote()
+            if self.role != CANDIDATE:
+                return
         rpc = m.RequestVoteRpc(self.current_term, self.id, self.log.last_index, self.log.last_term)
         for peer in self.voters():
             if peer != self.id:
@@ -399,8 +403,16 @@ class RaftServer:
             # Granted only once MetaWritten says the vote is durable.
             self.pending_vote_reply = (msg.from_id, self.current_term)
 
+    def _count_own_vote(self) -> None:
+        self.votes.add(self.id)  # _has_quorum counts voters only
+        if self._has_quorum(self.votes):
+            self._become_leader()
+
     def _on_meta_written(self, msg: m.MetaWritten) -> None:
         self.durable_meta = (msg.term, msg.voted_for)
+        if self.role == CANDIDATE and self.durable_meta == (self.current_term, self.id):
+            self._count_own_vote()
+            return
         pending = self.pending_vote_reply
         if pending and pending == (msg.voted_for, msg.term) and msg.term == self.current_term:
             self.pending_vote_reply = None
