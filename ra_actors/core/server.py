@@ -759,7 +759,7 @@ class RaftServer:
             if replay:
                 return
             self._handle_apply_effects(effs, entry.index)
-            if self.role == LEADER or self.role in (AWAIT_CONDITION, TERMINATING_LEADER):
+            if self._leading():
                 self._reply_applied(cmd.reply_mode, reply)
         elif isinstance(cmd, Noop):
             if cmd.machine_version > self.machine_version:
