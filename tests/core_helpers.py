@@ -27,6 +27,7 @@ from ra_actors.core import effects as fx  # noqa: E402
 from ra_actors.core import messages as m  # noqa: E402
 from ra_actors.core.machine import NO_REPLY, Machine  # noqa: E402
 from ra_actors.core.server import RaftServer, Recovered  # noqa: E402
+from ra_actors.testing.bugs import core_class  # noqa: E402
 from ra_actors.core.types import (  # noqa: E402
     AwaitConsensus, Entry, NoReply, Noop, ServerConfig, ServerId, Usr,
 )
@@ -143,8 +144,7 @@ def config(sid: ServerId = N1, members: Iterable = MEMBERS3, **tunables) -> Serv
 def new_server(sid: ServerId = N1, members: Iterable = MEMBERS3, machine: Any = None,
                recovered: Recovered | None = None, bugs: Iterable = (), **tunables) -> RaftServer:
     """A server built and ``init``-ed (its init effects are discarded)."""
-    srv = RaftServer(config(sid, members, **tunables), Machine(machine or KvMachine()), recovered,
-                     bugs=frozenset(bugs))
+    srv = core_class(bugs)(config(sid, members, **tunables), Machine(machine or KvMachine()), recovered)
     srv.init()
     return srv
 

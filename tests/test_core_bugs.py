@@ -1,6 +1,7 @@
-"""The deliberate-bug switch (``bugs=...``) changes exactly the transition it
-names; each test asserts the correct and the buggy result side by side, so
-the simulator's ability to catch the bugs rests on a real difference."""
+"""The deliberate bugs (``ra_actors.testing.bugs``) change exactly the
+transition they name; each test asserts the correct and the buggy result
+side by side, so the simulator's ability to catch the bugs rests on a real
+difference."""
 from __future__ import annotations
 
 import pytest
@@ -11,13 +12,27 @@ from core_helpers import (
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.machine import Machine
-from ra_actors.core.server import KNOWN_BUGS, RaftServer
+from ra_actors.core.server import RaftServer
+from ra_actors.testing.bugs import KNOWN_BUGS, core_class
 
 
 def test_known_bugs_and_unknown_names_are_refused():
-    assert KNOWN_BUGS == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads"}
-    with pytest.raises(ValueError):
-        RaftServer(config(N1), Machine(KvMachine()), bugs=frozenset({"no_such_bug"}))
+    assert set(KNOWN_BUGS) == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads"}
+    with pytest.raises(ValueError, match="no_such_bug"):
+        core_class({"no_such_bug"})
+    assert core_class() is RaftServer
+    both = core_class({"stale_reads", "commit_undurable"})
+    assert issubclass(both, KNOWN_BUGS["stale_reads"]) and issubclass(both, KNOWN_BUGS["commit_undurable"])
+
+
+def test_production_code_has_no_deliberate_bug_switch():
+    """The core states each rule in one method; only the testing package
+    overrides them."""
+    import inspect
+    import ra_actors.core.server as core
+    source = inspect.getsource(core)
+    for name in KNOWN_BUGS:
+        assert name not in source
 
 
 def test_commit_undurable_counts_the_leaders_unwritten_entries():

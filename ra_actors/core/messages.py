@@ -146,6 +146,13 @@ class TimeoutNowRpc:
 RPC_TYPES = (AppendEntriesRpc, AppendEntriesReply, PreVoteRpc, PreVoteResult,
              RequestVoteRpc, RequestVoteResult, HeartbeatRpc, HeartbeatReply,
              InstallSnapshotRpc, InstallSnapshotResult, TimeoutNowRpc)
+# Every RPC carries its sender's term (Raft §5.1).  A request is handled in
+# the newer term it brings; a result belongs to an exchange of its term and
+# is dropped once the term moved on (see RaftServer._step_term).
+RPC_REQUESTS = frozenset({AppendEntriesRpc, PreVoteRpc, RequestVoteRpc, HeartbeatRpc,
+                          InstallSnapshotRpc, TimeoutNowRpc})
+RPC_RESULTS = frozenset({AppendEntriesReply, PreVoteResult, RequestVoteResult, HeartbeatReply,
+                         InstallSnapshotResult})
 
 
 # --------------------------------------------------- from the shell: storage

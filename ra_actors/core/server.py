@@ -33,6 +33,13 @@ Rules this module keeps (each has tests citing the Raft paper):
 * Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
   followers behind the leader's first index receive it in chunks.
 
+Dispatch (as etcd's ``Step``, with Ra's one clause per message per role):
+``handle`` first applies the term rules once for every RPC
+(:meth:`RaftServer._step_term`: adopt a newer term, answer or drop an older
+one), then calls the handler that the current role's table in :data:`STEP`
+has for the message type; a role whose table lacks the type ignores it.
+"What does a candidate accept?" is one look at ``STEP[CANDIDATE]``.
+
 The object is mutable for speed, but all change happens inside ``handle``:
 it is a function of (state, message) with no I/O, clock or randomness.
 """
@@ -41,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
+from . import codec
 from . import effects as fx
 from . import messages as m
 from .log import RaftLog
@@ -51,12 +58,6 @@ from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, NoReply, Noop, NotifyReply, ServerConfig,
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
-
-# Deliberate bugs the simulator must catch (tests switch them on).
-KNOWN_BUGS = frozenset({"commit_undurable", "vote_before_durable", "truncate_matching",
-                        # consistent queries answered from local state without the
-                        # ReadIndex round: a deposed leader serves stale reads.
-                        "stale_reads"})
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
 TERMINATING_LEADER_MAX_TICKS = 50
@@ -105,12 +106,13 @@ def _ok(value: Any) -> tuple:
 
 
 class RaftServer:
-    def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None,
-                 *, bugs: frozenset = frozenset()):
-        unknown = set(bugs) - KNOWN_BUGS
-        if unknown:
-            raise ValueError(f"unknown deliberate bugs {sorted(unknown)}")
-        self.bugs = frozenset(bugs)
+    """See the module rules.  Four methods state a safety rule each and are
+    the only ones :mod:`ra_actors.testing.bugs` overrides, to prove the
+    simulator and the Jepsen harness catch their violation:
+    :meth:`_self_match`, :meth:`_vote_is_durable`, :meth:`_first_new_entry`,
+    :meth:`_answer_consistent_query`."""
+
+    def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None):
         self.config = config
         self.id: ServerId = ServerId(*config.server_id)
         self.machine = machine
@@ -264,33 +266,80 @@ class RaftServer:
         return effects
 
     def handle(self, msg) -> tuple[str, list]:
+        """One step: term handling (:meth:`_step_term`), then the handler that
+        the current role's table (:data:`STEP`) has for the message's type;
+        a role without one ignores the message."""
         self._effects = []
+        kind = type(msg)
+        if kind not in KNOWN_MESSAGES:
+            raise TypeError(f"unknown message {kind.__name__}")
         if self.role == STOPPED:
             return self.role, []
-        handler = self._HANDLERS.get(type(msg))
-        if handler is None:
-            raise TypeError(f"unknown message {type(msg).__name__}")
-        handler(self, msg)
+        if self._step_term(msg):
+            handler = STEP[self.role].get(kind)
+            if handler is not None:
+                handler(self, msg)
         if self.role == LEADER and self.low_queue:
             self._flush_low_priority()
         self._flush_applied()
         return self.role, self._take()
 
     # ============================================================ term logic
-    def _check_term(self, msg) -> bool:
-        """Common term handling for RPCs.  Returns False if ``msg`` is stale."""
-        if msg.term > self.current_term:
-            was_leading = self._leading()
-            self._update_term(msg.term)
-            if self.role != FOLLOWER or was_leading:
-                self._become_follower(None)
-            else:
-                self._set_leader(None)
-                if self._can_campaign():
-                    # Whoever bumped the term may never win: do not wait for ever.
-                    self._emit(fx.SetElectionTimer("long"))
+    def _step_term(self, msg) -> bool:
+        """Raft §5.1, in one place: whether ``msg`` goes on to its handler.
+
+        * A term newer than ours is adopted (we become a follower with no
+          leader known); a request is then handled in that term, a result of
+          an older exchange is dropped.
+        * A request of an older term gets its stale answer (so the sender
+          learns our term) or nothing; an older result is dropped.
+        * Pre-votes never change anyone's term (thesis §9.6): a PreVoteRpc is
+          judged by its handler whatever its term, and a PreVoteResult carries
+          the responder's term, which may be below ours.
+        """
+        kind = type(msg)
+        if kind not in m.RPC_REQUESTS and kind not in m.RPC_RESULTS:
             return True
-        return msg.term == self.current_term
+        if kind is m.PreVoteRpc:
+            return True
+        if msg.term > self.current_term:
+            self._adopt_term(msg.term)
+            return kind in m.RPC_REQUESTS
+        if msg.term < self.current_term and kind is not m.PreVoteResult:
+            answer = STALE_ANSWERS.get(kind)
+            if answer is not None:
+                answer(self, msg)
+            return False
+        return True
+
+    def _adopt_term(self, term: int) -> None:
+        was_leading = self._leading()
+        self._update_term(term)
+        if self.role != FOLLOWER or was_leading:
+            self._become_follower(None)
+        else:
+            self._set_leader(None)
+            if self._can_campaign():
+                # Whoever bumped the term may never win: do not wait for ever.
+                self._emit(fx.SetElectionTimer("long"))
+
+    # -- stale requests: tell the sender our term --------------------------------
+    def _stale_append_entries(self, msg: m.AppendEntriesRpc) -> None:
+        self._reject_append(msg.from_id, self.log.last_index + 1)
+
+    def _stale_request_vote(self, msg: m.RequestVoteRpc) -> None:
+        self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, False))
+
+    def _stale_heartbeat(self, msg: m.HeartbeatRpc) -> None:
+        self._send(msg.from_id, m.HeartbeatReply(self.current_term, self.id, msg.query_index))
+
+    def _stale_install_snapshot(self, msg: m.InstallSnapshotRpc) -> None:
+        self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no,
+                                                        self.log.last_index, self.log.last_term))
+
+    def _reject_append(self, to: ServerId, next_index: int) -> None:
+        self._send(to, m.AppendEntriesReply(self.current_term, self.id, False, next_index,
+                                            self.log.last_written, self.log.term_at(self.log.last_written) or 0))
 
     def _become_follower(self, leader: ServerId | None) -> None:
         if self._leading():
@@ -346,7 +395,7 @@ class RaftServer:
         # restart without it and vote for another candidate of this term.
         self.votes = set()
         self._emit(fx.SetElectionTimer("long"))
-        if "vote_before_durable" in self.bugs:
+        if self._vote_is_durable(self.id):
             self._count_own_vote()
             if self.role != CANDIDATE:
                 return
@@ -372,20 +421,13 @@ class RaftServer:
             self._replicate(msg.from_id, force=True)
 
     def _on_pre_vote_result(self, msg: m.PreVoteResult) -> None:
-        if msg.term > self.current_term:
-            self._update_term(msg.term)
-            self._become_follower(None)
-            return
-        if self.role != PRE_VOTE or msg.token != self.pre_vote_token or not msg.vote_granted:
+        if msg.token != self.pre_vote_token or not msg.vote_granted:
             return
         self.votes.add(msg.from_id)  # _has_quorum counts voters only
         if self._has_quorum(self.votes):
             self._start_election()
 
     def _on_request_vote_rpc(self, msg: m.RequestVoteRpc) -> None:
-        if not self._check_term(msg):
-            self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, False))
-            return
         grant = (self.voted_for in (None, msg.from_id) and not self._leading()
                  and self.log.is_up_to_date(msg.last_log_index, msg.last_log_term))
         if not grant:
@@ -397,11 +439,16 @@ class RaftServer:
             self.voted_for = msg.from_id
             self._emit(fx.PersistMeta(self.current_term, msg.from_id))
             self._emit(fx.SetElectionTimer("long"))
-        if self.durable_meta == (self.current_term, msg.from_id) or "vote_before_durable" in self.bugs:
+        if self._vote_is_durable(msg.from_id):
             self._send(msg.from_id, m.RequestVoteResult(self.current_term, self.id, True))
         else:
             # Granted only once MetaWritten says the vote is durable.
             self.pending_vote_reply = (msg.from_id, self.current_term)
+
+    def _vote_is_durable(self, candidate: ServerId) -> bool:
+        """Raft Figure 2: a vote -- granted, or a candidate's own -- counts only
+        once it is on disk (the shell answers PersistMeta with MetaWritten)."""
+        return self.durable_meta == (self.current_term, candidate)
 
     def _count_own_vote(self) -> None:
         self.votes.add(self.id)  # _has_quorum counts voters only
@@ -419,35 +466,31 @@ class RaftServer:
             self._send(pending[0], m.RequestVoteResult(self.current_term, self.id, True))
 
     def _on_request_vote_result(self, msg: m.RequestVoteResult) -> None:
-        if msg.term > self.current_term:
-            self._check_term(msg)
-            return
-        if self.role != CANDIDATE or msg.term != self.current_term or not msg.vote_granted:
+        if not msg.vote_granted:
             return
         self.votes.add(msg.from_id)  # _has_quorum counts voters only
         if self._has_quorum(self.votes):
             self._become_leader()
 
-    def _on_election_timeout(self, _msg) -> None:
-        if self.role == FOLLOWER and self.leader_id is None:
+    def _on_follower_election_timeout(self, _msg) -> None:
+        if self.leader_id is None:
             self._start_pre_vote()
-        elif self.role in (PRE_VOTE, CANDIDATE):
-            # A failed pre-vote or a split vote: try again (via pre-vote, as Ra).
-            self._start_pre_vote()
-        elif self.role == RECEIVE_SNAPSHOT:
-            # No chunk for a whole election timeout: give up on this transfer.
-            self.receiving = None
-            self._set_role(FOLLOWER)
-            self._leader_lost()
+
+    def _on_campaign_timeout(self, _msg) -> None:
+        # A failed pre-vote or a split vote: try again (via pre-vote, as Ra).
+        self._start_pre_vote()
+
+    def _on_receive_snapshot_timeout(self, _msg) -> None:
+        # No chunk for a whole election timeout: give up on this transfer.
+        self.receiving = None
+        self._set_role(FOLLOWER)
+        self._leader_lost()
 
     def _on_trigger_election(self, _msg) -> None:
-        if self.role in (FOLLOWER, PRE_VOTE, CANDIDATE):
-            self._start_pre_vote()
+        self._start_pre_vote()
 
     def _on_timeout_now(self, msg: m.TimeoutNowRpc) -> None:
-        if not self._check_term(msg):
-            return
-        if self.role == FOLLOWER and self._can_campaign():
+        if self._can_campaign():
             self._start_election()
 
     def _leader_lost(self) -> None:
@@ -461,15 +504,15 @@ class RaftServer:
             self._emit(fx.SetElectionTimer("short"))
 
     def _on_server_down(self, msg: m.ServerDown) -> None:
-        if self.role in (FOLLOWER, RECEIVE_SNAPSHOT) and msg.server_id == self.leader_id:
+        if msg.server_id == self.leader_id:
             self._leader_lost()
 
-    def _on_node_event(self, msg: m.NodeEvent) -> None:
-        if not msg.up:
-            if (self.role in (FOLLOWER, RECEIVE_SNAPSHOT) and self.leader_id is not None
-                    and self.leader_id.node == msg.node):
-                self._leader_lost()
-        elif self._leading():
+    def _on_follower_node_event(self, msg: m.NodeEvent) -> None:
+        if not msg.up and self.leader_id is not None and self.leader_id.node == msg.node:
+            self._leader_lost()
+
+    def _on_leader_node_event(self, msg: m.NodeEvent) -> None:
+        if msg.up:
             for peer in sorted(self.peers):
                 if peer.node == msg.node:
                     self._replicate(peer, force=True)
@@ -560,11 +603,6 @@ class RaftServer:
                                         min(self.config.snapshot_chunk_size, 1 << 20)))
 
     def _on_append_entries_reply(self, msg: m.AppendEntriesReply) -> None:
-        if msg.term > self.current_term:
-            self._check_term(msg)
-            return
-        if not self._leading() or msg.term != self.current_term:
-            return
         p = self.peers.get(msg.from_id)
         if p is None:
             return
@@ -594,8 +632,8 @@ class RaftServer:
             self._maybe_finish_delete()
 
     def _self_match(self) -> int:
-        if "commit_undurable" in self.bugs:
-            return self.log.last_index
+        """§5.4.2 with durability: the leader counts only entries on its own
+        disk towards a quorum."""
         return self.log.last_written
 
     def _maybe_commit(self) -> None:
@@ -624,14 +662,6 @@ class RaftServer:
 
     # ============================================================ followers
     def _on_append_entries_rpc(self, msg: m.AppendEntriesRpc) -> None:
-        if not self._check_term(msg):
-            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False,
-                                                         self.log.last_index + 1, self.log.last_written,
-                                                         self.log.term_at(self.log.last_written) or 0))
-            return
-        if self._leading():
-            # Two leaders in one term cannot exist; ignore defensively.
-            return
         if self.role != FOLLOWER or self.leader_id != msg.from_id:
             self._become_follower(msg.from_id)
         prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
@@ -641,9 +671,7 @@ class RaftServer:
             entries = entries[skip:]
             prev, prev_term = self.log.snapshot_index, self.log.snapshot_term
         if prev > self.log.last_index:
-            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False,
-                                                         self.log.last_index + 1, self.log.last_written,
-                                                         self.log.term_at(self.log.last_written) or 0))
+            self._reject_append(msg.from_id, self.log.last_index + 1)
             return
         if self.log.term_at(prev) != prev_term:
             hint = prev
@@ -651,20 +679,9 @@ class RaftServer:
             while hint - 1 > max(self.commit_index, self.log.snapshot_index) and self.log.term_at(hint - 1) == ours:
                 hint -= 1
             hint = max(hint, self.commit_index + 1)
-            self._send(msg.from_id, m.AppendEntriesReply(self.current_term, self.id, False, hint,
-                                                         self.log.last_written,
-                                                         self.log.term_at(self.log.last_written) or 0))
+            self._reject_append(msg.from_id, hint)
             return
-        # Find the first entry we do not already hold (§5.3: keep matching ones).
-        new_from = None
-        if "truncate_matching" in self.bugs and entries:
-            new_from = 0
-        else:
-            for i, e in enumerate(entries):
-                ours = self.log.term_at(e.index)
-                if ours is None or ours != e.term:
-                    new_from = i
-                    break
+        new_from = self._first_new_entry(entries)
         if new_from is not None:
             first = entries[new_from]
             if first.index <= self.log.last_index:
@@ -691,6 +708,16 @@ class RaftServer:
         # leader that lost our reply learns our match index on its next tick.
         self._reply_append(force=new_from is None and bool(msg.entries))
 
+    def _first_new_entry(self, entries: tuple) -> int | None:
+        """§5.3: the position in ``entries`` of the first one we do not hold
+        (None: we hold them all).  Matching entries are never rewritten: a
+        reordered, older AppendEntriesRpc must not truncate newer entries."""
+        for i, e in enumerate(entries):
+            ours = self.log.term_at(e.index)
+            if ours is None or ours != e.term:
+                return i
+        return None
+
     def _reply_append(self, force: bool = False) -> None:
         """Acknowledge what is durable and verified against the leader."""
         if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id is None:
@@ -704,15 +731,21 @@ class RaftServer:
                                                         self.log.last_index + 1, idx,
                                                         self.log.term_at(idx) or 0))
 
-    def _on_written(self, msg: m.Written) -> None:
-        if not self.log.written(msg.term, msg.from_index, msg.to_index):
-            return
-        if self._leading():
+    def _on_written(self, msg: m.Written) -> bool:
+        """The log's durable prefix grew (True) or the report was stale."""
+        return self.log.written(msg.term, msg.from_index, msg.to_index)
+
+    def _on_leader_written(self, msg: m.Written) -> None:
+        if self._on_written(msg):
             self._maybe_commit()
             self._maybe_transfer()
-        elif self.role == FOLLOWER:
+
+    def _on_follower_written(self, msg: m.Written) -> None:
+        if self._on_written(msg):
             self._reply_append()
-        elif self.role == TERMINATING_FOLLOWER:
+
+    def _on_terminating_follower_written(self, msg: m.Written) -> None:
+        if self._on_written(msg):
             self._maybe_finish_follower_delete()
 
     def _on_resend_write(self, msg: m.ResendWrite) -> None:
@@ -721,11 +754,6 @@ class RaftServer:
             self._emit(fx.LogAppend(tuple(entries)))
 
     def _on_heartbeat_rpc(self, msg: m.HeartbeatRpc) -> None:
-        if not self._check_term(msg):
-            self._send(msg.from_id, m.HeartbeatReply(self.current_term, self.id, msg.query_index))
-            return
-        if self._leading():
-            return
         if self.role != FOLLOWER or self.leader_id != msg.from_id:
             if self.role == RECEIVE_SNAPSHOT and self.leader_id == msg.from_id:
                 pass
@@ -936,12 +964,6 @@ class RaftServer:
         self.cluster_history = [(index, base)] + [(i, c) for i, c in self.cluster_history if i > index]
 
     def _on_install_snapshot_rpc(self, msg: m.InstallSnapshotRpc) -> None:
-        if not self._check_term(msg):
-            self._send(msg.from_id, m.InstallSnapshotResult(self.current_term, self.id, msg.chunk_no,
-                                                            self.log.last_index, self.log.last_term))
-            return
-        if self._leading():
-            return
         meta = msg.meta
         if self.leader_id != msg.from_id:
             self._set_leader(msg.from_id)
@@ -1018,11 +1040,6 @@ class RaftServer:
                                                                meta.index, meta.term))
 
     def _on_install_snapshot_result(self, msg: m.InstallSnapshotResult) -> None:
-        if msg.term > self.current_term:
-            self._check_term(msg)
-            return
-        if not self._leading() or msg.term != self.current_term:
-            return
         p = self.peers.get(msg.from_id)
         if p is None:
             return
@@ -1057,9 +1074,6 @@ class RaftServer:
             self._emit(fx.ForwardCommand(leader, cmd))
 
     def _on_command(self, cmd: m.Command) -> None:
-        if self.role != LEADER:
-            self._reject(cmd, self.leader_id if self.leader_id != self.id else None)
-            return
         if cmd.priority == LOW:
             self.low_queue.append(cmd)
             return
@@ -1068,14 +1082,23 @@ class RaftServer:
     def _on_commands(self, msg: m.Commands) -> None:
         normal = []
         for cmd in msg.commands:
-            if self.role != LEADER:
-                self._reject(cmd, self.leader_id if self.leader_id != self.id else None)
-            elif cmd.priority == LOW:
+            if cmd.priority == LOW:
                 self.low_queue.append(cmd)
             else:
                 normal.append(cmd)
         if normal:
             self._append_commands(normal)
+
+    def _reject_command(self, cmd: m.Command) -> None:
+        self._reject(cmd, self.leader_id if self.leader_id != self.id else None)
+
+    def _reject_commands(self, msg: m.Commands) -> None:
+        for cmd in msg.commands:
+            self._reject_command(cmd)
+
+    def _not_leader(self, msg) -> None:
+        """A cluster operation reached a server that does not lead."""
+        self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
 
     def _append_commands(self, cmds: list) -> None:
         entries = self._append_local([Usr(c.data, c.reply_mode, c.ts) for c in cmds])
@@ -1112,15 +1135,17 @@ class RaftServer:
                 self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id if self.leader_id != self.id else None),
                                     self.leader_id))
                 return
-            if "stale_reads" in self.bugs:
-                self._run_query(q.fun, q.from_, with_index=False)
-                return
-            if self.log.term_at(self.commit_index) != self.current_term:
-                self.waiting_queries.append((q.fun, q.from_))
-                return
-            self._start_read(q.fun, q.from_)
+            self._answer_consistent_query(q.fun, q.from_)
         else:
             self._emit(fx.Reply(q.from_, ("error", f"unknown query kind {q.kind!r}"), self.leader_id))
+
+    def _answer_consistent_query(self, fun, frm) -> None:
+        """§8 (ReadIndex): a leader answers a consistent query only after its
+        term's noop committed and a heartbeat round confirmed its leadership."""
+        if self.log.term_at(self.commit_index) != self.current_term:
+            self.waiting_queries.append((fun, frm))
+            return
+        self._start_read(fun, frm)
 
     def _start_read(self, fun, frm) -> None:
         """ReadIndex: remember the commit index, confirm leadership with one
@@ -1162,11 +1187,6 @@ class RaftServer:
         self.pending_queries = keep
 
     def _on_heartbeat_reply(self, msg: m.HeartbeatReply) -> None:
-        if msg.term > self.current_term:
-            self._check_term(msg)
-            return
-        if self.role != LEADER or msg.term != self.current_term:
-            return
         p = self.peers.get(msg.from_id)
         if p is not None and msg.query_index > p.query_index:
             p.query_index = msg.query_index
@@ -1189,9 +1209,6 @@ class RaftServer:
         self._replicate_all()
 
     def _on_add_member(self, msg: m.AddMember) -> None:
-        if self.role != LEADER:
-            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
-            return
         sid = ServerId(*msg.server_id)
         if sid in self.cluster:
             self._emit(fx.Reply(msg.from_, ("error", "already_member"), self.id))
@@ -1207,9 +1224,6 @@ class RaftServer:
         self._change_cluster(new, msg.from_)
 
     def _on_remove_member(self, msg: m.RemoveMember) -> None:
-        if self.role != LEADER:
-            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
-            return
         sid = ServerId(*msg.server_id)
         if sid not in self.cluster:
             self._emit(fx.Reply(msg.from_, ("error", "not_member"), self.id))
@@ -1234,9 +1248,7 @@ class RaftServer:
 
     def _on_transfer_leadership(self, msg: m.TransferLeadership) -> None:
         target = ServerId(*msg.target)
-        if self.role != LEADER:
-            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
-        elif target == self.id:
+        if target == self.id:
             self._emit(fx.Reply(msg.from_, _ok("already_leader"), self.id))
         elif target not in self.cluster:
             self._emit(fx.Reply(msg.from_, ("error", "unknown_member"), self.id))
@@ -1261,30 +1273,25 @@ class RaftServer:
             self.transfer_target = None
 
     def _on_await_condition_timeout(self, _msg) -> None:
-        if self.role == AWAIT_CONDITION:
-            # The transfer did not happen in time: lead again (same term, so
-            # no other leader can exist).
-            self.transfer_target = None
-            self._set_role(LEADER)
-            self._replicate_all(force=True)
+        # The transfer did not happen in time: lead again (same term, so
+        # no other leader can exist).
+        self.transfer_target = None
+        self._set_role(LEADER)
+        self._replicate_all(force=True)
 
     def _on_delete_cluster(self, msg: m.DeleteClusterCmd) -> None:
-        if self.role != LEADER:
-            self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
-            return
         self._append_local([DeleteCluster(msg.from_)])
         self._replicate_all()
 
     def _on_machine_event(self, msg: m.MachineEvent) -> None:
         # Only a leader taking commands appends it (not one handing over or
-        # deleting); the machine re-establishes monitors and timers in
-        # state_enter on the next leader, which then hears of a Down at once.
-        if self.role == LEADER:
-            self._append_commands([m.Command(msg.event, NoReply(), "normal", msg.ts)])
+        # deleting: their tables drop it); the machine re-establishes monitors
+        # and timers in state_enter on the next leader, which then hears of a
+        # Down at once.
+        self._append_commands([m.Command(msg.event, NoReply(), "normal", msg.ts)])
 
     def _on_step_down(self, _msg) -> None:
-        if self._leading():
-            self._become_follower(None)
+        self._become_follower(None)
 
     # =================================================================== tick
     def wants_tick(self) -> bool:
@@ -1308,8 +1315,6 @@ class RaftServer:
         return False
 
     def _on_tick(self, msg: m.Tick) -> None:
-        if not self._leading():
-            return
         if self.role == LEADER:
             effs = self.machine.tick(self.machine_version, msg.now_ms, self.machine_state)
             if effs:
@@ -1375,36 +1380,119 @@ class RaftServer:
                            for s, p in self.peers.items()}
         return ov
 
-    _HANDLERS = {
-        m.AppendEntriesRpc: _on_append_entries_rpc,
-        m.AppendEntriesReply: _on_append_entries_reply,
-        m.PreVoteRpc: _on_pre_vote_rpc,
-        m.PreVoteResult: _on_pre_vote_result,
-        m.RequestVoteRpc: _on_request_vote_rpc,
-        m.RequestVoteResult: _on_request_vote_result,
-        m.HeartbeatRpc: _on_heartbeat_rpc,
-        m.HeartbeatReply: _on_heartbeat_reply,
-        m.InstallSnapshotRpc: _on_install_snapshot_rpc,
-        m.InstallSnapshotResult: _on_install_snapshot_result,
-        m.TimeoutNowRpc: _on_timeout_now,
-        m.Written: _on_written,
-        m.ResendWrite: _on_resend_write,
-        m.MetaWritten: _on_meta_written,
-        m.SnapshotWritten: _on_snapshot_written,
-        m.ElectionTimeout: _on_election_timeout,
-        m.Tick: _on_tick,
-        m.AwaitConditionTimeout: _on_await_condition_timeout,
-        m.ServerDown: _on_server_down,
-        m.NodeEvent: _on_node_event,
-        m.StepDownIfLeader: _on_step_down,
-        m.MachineEvent: _on_machine_event,
-        m.Command: _on_command,
-        m.Commands: _on_commands,
-        m.Query: _on_query,
-        m.AddMember: _on_add_member,
-        m.RemoveMember: _on_remove_member,
-        m.TransferLeadership: _on_transfer_leadership,
-        m.TriggerElection: _on_trigger_election,
-        m.DeleteClusterCmd: _on_delete_cluster,
-        m.Members: _on_members,
-    }
+
+# ================================================================ the step table
+# What each role does with each message (after _step_term).  A message type
+# missing from a role's table is ignored in that role.
+S = RaftServer
+
+# Every role: durability reports, pre-vote and vote requests (judged by
+# their own rules), reads of the server's state.
+_EVERY_ROLE = {
+    m.ResendWrite: S._on_resend_write,
+    m.MetaWritten: S._on_meta_written,
+    m.SnapshotWritten: S._on_snapshot_written,
+    m.PreVoteRpc: S._on_pre_vote_rpc,
+    m.RequestVoteRpc: S._on_request_vote_rpc,
+    m.Query: S._on_query,
+    m.Members: S._on_members,
+}
+# Roles that do not lead: entries, heartbeats and snapshots come in;
+# commands and cluster operations are turned away.
+_FOLLOWING = {
+    **_EVERY_ROLE,
+    m.AppendEntriesRpc: S._on_append_entries_rpc,
+    m.HeartbeatRpc: S._on_heartbeat_rpc,
+    m.InstallSnapshotRpc: S._on_install_snapshot_rpc,
+    m.Written: S._on_written,
+    m.Command: S._reject_command,
+    m.Commands: S._reject_commands,
+    m.AddMember: S._not_leader,
+    m.RemoveMember: S._not_leader,
+    m.TransferLeadership: S._not_leader,
+    m.DeleteClusterCmd: S._not_leader,
+}
+# Roles that hold leadership of their term: followers' answers come in, the
+# tick drives resends.  (Two leaders of one term cannot exist, so entries,
+# heartbeats and snapshots from another server are ignored.)
+_LEADING = {
+    **_EVERY_ROLE,
+    m.AppendEntriesReply: S._on_append_entries_reply,
+    m.InstallSnapshotResult: S._on_install_snapshot_result,
+    m.Written: S._on_leader_written,
+    m.Tick: S._on_tick,
+    m.NodeEvent: S._on_leader_node_event,
+    m.StepDownIfLeader: S._on_step_down,
+    m.Command: S._reject_command,
+    m.Commands: S._reject_commands,
+    m.AddMember: S._not_leader,
+    m.RemoveMember: S._not_leader,
+    m.TransferLeadership: S._not_leader,
+    m.DeleteClusterCmd: S._not_leader,
+}
+
+STEP: dict[str, dict] = {
+    FOLLOWER: {
+        **_FOLLOWING,
+        m.Written: S._on_follower_written,
+        m.TimeoutNowRpc: S._on_timeout_now,
+        m.ElectionTimeout: S._on_follower_election_timeout,
+        m.TriggerElection: S._on_trigger_election,
+        m.ServerDown: S._on_server_down,
+        m.NodeEvent: S._on_follower_node_event,
+    },
+    PRE_VOTE: {
+        **_FOLLOWING,
+        m.PreVoteResult: S._on_pre_vote_result,
+        m.ElectionTimeout: S._on_campaign_timeout,
+        m.TriggerElection: S._on_trigger_election,
+    },
+    CANDIDATE: {
+        **_FOLLOWING,
+        m.RequestVoteResult: S._on_request_vote_result,
+        m.ElectionTimeout: S._on_campaign_timeout,
+        m.TriggerElection: S._on_trigger_election,
+    },
+    RECEIVE_SNAPSHOT: {
+        **_FOLLOWING,
+        m.ElectionTimeout: S._on_receive_snapshot_timeout,
+        m.ServerDown: S._on_server_down,
+        m.NodeEvent: S._on_follower_node_event,
+    },
+    TERMINATING_FOLLOWER: {
+        **_FOLLOWING,
+        m.Written: S._on_terminating_follower_written,
+    },
+    LEADER: {
+        **_LEADING,
+        m.HeartbeatReply: S._on_heartbeat_reply,
+        m.Command: S._on_command,
+        m.Commands: S._on_commands,
+        m.AddMember: S._on_add_member,
+        m.RemoveMember: S._on_remove_member,
+        m.TransferLeadership: S._on_transfer_leadership,
+        m.DeleteClusterCmd: S._on_delete_cluster,
+        m.MachineEvent: S._on_machine_event,
+    },
+    AWAIT_CONDITION: {
+        **_LEADING,
+        m.AwaitConditionTimeout: S._on_await_condition_timeout,
+    },
+    TERMINATING_LEADER: {
+        **_LEADING,
+    },
+    STOPPED: {},
+}
+
+# The answer to a request of an older term: it tells the sender our term.
+STALE_ANSWERS = {
+    m.AppendEntriesRpc: S._stale_append_entries,
+    m.RequestVoteRpc: S._stale_request_vote,
+    m.HeartbeatRpc: S._stale_heartbeat,
+    m.InstallSnapshotRpc: S._stale_install_snapshot,
+}
+
+KNOWN_MESSAGES = frozenset(t for table in STEP.values() for t in table) | m.RPC_REQUESTS | m.RPC_RESULTS \
+    | frozenset({m.ElectionTimeout, m.TriggerElection, m.AwaitConditionTimeout, m.ServerDown, m.NodeEvent,
+                 m.StepDownIfLeader, m.MachineEvent, m.Tick, m.Written})
+del S

@@ -14,6 +14,7 @@ Rules:
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -55,22 +56,35 @@ NON_VOTER = "non_voter"
 PROMOTABLE = "promotable"
 MEMBERSHIPS = (VOTER, NON_VOTER, PROMOTABLE)
 
-# Roles (Ra's gen_statem states).
-FOLLOWER = "follower"
-PRE_VOTE = "pre_vote"
-CANDIDATE = "candidate"
-LEADER = "leader"
-AWAIT_CONDITION = "await_condition"
-RECEIVE_SNAPSHOT = "receive_snapshot"
-TERMINATING_LEADER = "terminating_leader"
-TERMINATING_FOLLOWER = "terminating_follower"
-STOPPED = "stopped"  # deleted: the shell stops the server and removes its data
-ROLES = (FOLLOWER, PRE_VOTE, CANDIDATE, LEADER, AWAIT_CONDITION, RECEIVE_SNAPSHOT,
-         TERMINATING_LEADER, TERMINATING_FOLLOWER, STOPPED)
+
+class Role(enum.StrEnum):
+    """A server's role (Ra's gen_statem states).  Members are strings, so
+    ``role == "leader"`` holds and machines receive plain names."""
+
+    FOLLOWER = "follower"
+    PRE_VOTE = "pre_vote"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+    AWAIT_CONDITION = "await_condition"       # a leader handing over (transfer_leadership)
+    RECEIVE_SNAPSHOT = "receive_snapshot"     # a follower receiving a snapshot's chunks
+    TERMINATING_LEADER = "terminating_leader"   # a leader deleting its cluster
+    TERMINATING_FOLLOWER = "terminating_follower"
+    STOPPED = "stopped"  # deleted: the shell stops the server and removes its data
+
+
+FOLLOWER = Role.FOLLOWER
+PRE_VOTE = Role.PRE_VOTE
+CANDIDATE = Role.CANDIDATE
+LEADER = Role.LEADER
+AWAIT_CONDITION = Role.AWAIT_CONDITION
+RECEIVE_SNAPSHOT = Role.RECEIVE_SNAPSHOT
+TERMINATING_LEADER = Role.TERMINATING_LEADER
+TERMINATING_FOLLOWER = Role.TERMINATING_FOLLOWER
+STOPPED = Role.STOPPED
+ROLES = tuple(Role)
 # The roles of a server that holds leadership of its term: the leader, one
 # handing over (await_condition) and one deleting its cluster.  They keep
-# followers' replication state and tick; only LEADER takes commands and runs
-# the machine's leader-only effects (as Ra).
+# followers' replication state and tick; only LEADER takes commands.
 LEADING_ROLES = frozenset({LEADER, AWAIT_CONDITION, TERMINATING_LEADER})
 
 # Priorities of client commands.

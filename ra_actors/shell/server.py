@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import codec
+from ..core import codec
 from ..core import effects as fx
 from ..core import messages as m
 from ..core.machine import Machine
@@ -53,6 +53,10 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "max_unanswered": 256,                   # (ports) messages queued to a silent peer
     "peer_silence_s": 5.0,                   # (ports) re-resolve a peer silent this long
 }
+
+
+# The core every shell builds unless told otherwise.
+DEFAULT_CORE: Callable[..., RaftServer] = RaftServer
 
 
 def validate_settings(settings: dict | None) -> dict:
@@ -102,9 +106,11 @@ class ServerShell:
     ``core_factory`` builds the core (``RaftServer``; the simulator and the
     Jepsen harness pass variants with deliberate bugs to prove they catch them)."""
 
-    def __init__(self, port: ServerPort, core_factory: Callable[..., RaftServer] = RaftServer) -> None:
+    def __init__(self, port: ServerPort, core_factory: Callable[..., RaftServer] | None = None) -> None:
         self.port = port
-        self.core_factory = core_factory
+        # (looked up now, not at definition: the Jepsen harness's node shim
+        # puts a core with deliberate bugs here to prove it catches them)
+        self.core_factory = core_factory or DEFAULT_CORE
         self.core: RaftServer | None = None
         self.store: ServerStore | None = None
         self.config: ServerConfig | None = None

@@ -68,6 +68,7 @@ from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyRe
                           SnapshotMeta)
 from ..shell.server import ServerShell
 from . import lincheck
+from .bugs import core_class
 from .disk import DiskConfig, NodeDisk
 from .invariants import Invariants
 from .network import Network, NetworkConfig
@@ -263,6 +264,7 @@ class Simulation:
         self.steps = steps
         self.duration_ms = duration_ms
         self.bugs = frozenset(bugs)
+        self._core_class = core_class(self.bugs)   # (an unknown bug is a ValueError here)
         self.trace = trace
         self.echo = echo
         self.timing = timing or Timing()
@@ -497,7 +499,7 @@ class Simulation:
             self._observe(slot)
 
     def _core_factory(self, config: ServerConfig, machine: Any, recovered: Any) -> RaftServer:
-        return RaftServer(config, machine, recovered, bugs=self.bugs)
+        return self._core_class(config, machine, recovered)
 
     def _instrument(self, slot: Slot, core: RaftServer) -> None:
         """Watch every step of this incarnation's core: the commit index

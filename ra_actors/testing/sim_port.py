@@ -23,21 +23,52 @@ per incarnation.  Rules:
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import codec
 from ..core import messages as msgs
 from ..core.server import Recovered
 from ..core.types import ServerId, SnapshotMeta
+from .disk import NodeDisk
+from .invariants import Invariants
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .sim import Simulation, Slot
+
+class Slot(Protocol):
+    """What a port needs of the simulator's record of one server."""
+
+    sid: ServerId
+    uid: str
+    cluster: str
+    incarnation: int
+    shell: Any
+    commit_before: int
+
+
+class World(Protocol):
+    """What a port needs of the simulator (:class:`~.sim.Simulation`)."""
+
+    rng: random.Random
+    now: int
+    disks: dict[str, NodeDisk]
+    inv: Invariants
+    stats: dict[str, Any]
+
+    def note(self, text: str, always: bool = True) -> None: ...
+    def schedule_at(self, time: int, kind: str, *args: Any) -> None: ...
+    def wal_wakeup(self, node: str, delay: int | None) -> None: ...
+    def rpcs_sent(self, slot: Slot, to: ServerId, rpcs: tuple) -> None: ...
+    def send_server(self, src_node: str, to: ServerId, msg: Any, sender: Any = None) -> None: ...
+    def send_client(self, src_node: str, to: Any, kind: str, payload: tuple) -> None: ...
+    def watch(self, slot: Slot, target: Any, ref: Any) -> None: ...
+    def unwatch(self, slot: Slot, target: Any, ref: Any) -> None: ...
+    def server_exited(self, slot: Slot, why: str) -> None: ...
+    def server_crashed(self, slot: Slot, reason: str, exc: BaseException | None) -> None: ...
 
 
 class SimStore:
     """A server's durable state, kept by its node's simulated disk."""
 
-    def __init__(self, sim: "Simulation", slot: "Slot", incarnation: int) -> None:
+    def __init__(self, sim: World, slot: Slot, incarnation: int) -> None:
         self.sim = sim
         self.slot = slot
         self.incarnation = incarnation
@@ -104,7 +135,7 @@ class SimStore:
 class SimPort:
     """A server's runtime in the simulated world (see the module rules)."""
 
-    def __init__(self, sim: "Simulation", slot: "Slot", incarnation: int) -> None:
+    def __init__(self, sim: World, slot: Slot, incarnation: int) -> None:
         self.sim = sim
         self.slot = slot
         self.incarnation = incarnation

@@ -147,8 +147,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.node_env_vars = env
     args.unsafe_bugs = sorted({b.strip() for b in (args.unsafe or "").split(",") if b.strip()})
     if args.unsafe_bugs:
-        from ...core.server import KNOWN_BUGS
-        unknown = set(args.unsafe_bugs) - KNOWN_BUGS
+        from ..bugs import KNOWN_BUGS
+        unknown = set(args.unsafe_bugs) - set(KNOWN_BUGS)
         if unknown:
             raise ValueError(f"unknown deliberate bugs {sorted(unknown)} (known: {sorted(KNOWN_BUGS)})")
     return args

@@ -14,10 +14,10 @@ client processes.  It does two things, each only when asked to:
   so packet filters could not tell node n1's traffic from node n2's or a
   client's.  (Requested from the runtime as a netpatch option; this shim
   stands in until then.)
-* **Deliberate bugs.**  With ``RA_ACTORS_UNSAFE_BUGS=a,b`` the core's
-  ``RaftServer`` gets ``bugs={"a", "b"}`` added to whatever the runtime
-  passes.  (The server actor now reads that variable itself; the shim
-  keeps older runtimes covered, and naming a bug twice is harmless.)
+* **Deliberate bugs.**  With ``RA_ACTORS_UNSAFE_BUGS=a,b`` every server
+  shell of the node builds its core from
+  ``ra_actors.testing.bugs.core_class({"a", "b"})`` instead of the correct
+  ``RaftServer`` (the runtime itself has no switch for them).
 
 Everything is best effort: a failure here must never stop a node.
 """
@@ -74,18 +74,10 @@ def _unsafe_bugs() -> None:
                       if n.strip())
     if not names:
         return
-    from ra_actors.core import server as core_server
+    from ra_actors.shell import server as shell_server
+    from ra_actors.testing.bugs import core_class
 
-    cls = core_server.RaftServer
-    if getattr(cls, "_ra_jepsen_bugs", None) is not None:
-        return
-    original_init = cls.__init__
-
-    def __init__(self, *args, bugs=frozenset(), **kw):
-        original_init(self, *args, bugs=frozenset(bugs) | names, **kw)
-
-    cls.__init__ = __init__
-    cls._ra_jepsen_bugs = names
+    shell_server.DEFAULT_CORE = core_class(names)
 
 
 def install() -> None:

@@ -1,0 +1,183 @@
+"""msgpack encoding of everything ra_actors stores or validates.
+
+This is the implementation, inside the core so that the core imports
+nothing outside itself; :mod:`ra_actors.codec` is the public face (it turns
+an encoding failure into ``errors.InvalidCommand``).
+
+Rules:
+
+* On disk everything is msgpack; nothing read from disk is ever unpickled.
+* Decoding uses ``use_list=False``: sequences come back as tuples.  Clients
+  normalise commands through :func:`normalise` before sending them, so the
+  leader applies exactly the value a recovering follower will read back
+  from disk (``apply`` must see the same value on every member).
+* ``ServerId``, ``ActorRef`` and the dataclasses of :mod:`ra_actors.core.types` and
+  :mod:`ra_actors.core.effects` travel as msgpack extension types, looked up
+  in a fixed registry (never by importing a name found in the data).
+* Anything else that msgpack cannot encode raises :class:`EncodeError`.
+* Enum members travel as their values (roles are ``StrEnum`` members).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import msgpack
+
+from . import effects as _effects
+from . import types as _types
+from .types import ActorRef, ServerId
+
+
+class EncodeError(ValueError):
+    """A value msgpack cannot encode (the message says which)."""
+
+EXT_SERVER_ID = 1      # (read only) ServerId as its own msgpack document
+EXT_RECORD = 2         # (read only) a record as its own msgpack document
+EXT_ACTOR_REF = 3      # (read only) ActorRef as its own msgpack document
+EXT_TAG = 4            # a record's tag: the first element of the array holding its fields
+
+# Encoding (written since the placement-"shared" work; both forms decode):
+# a record is an array ``[tag, field, field, ...]`` whose first element is
+# ``ExtType(EXT_TAG, b"ClassName")``, packed in place by the same packer.
+# The first form packed each record into its own ExtType document (a nested
+# ``packb`` per record: ~26 us per WAL entry, half of a follower's time in a
+# profile); the tag form costs a list per record.  ``ServerId`` and
+# ``ActorRef`` are tagged records too.
+
+_REGISTRY: dict[str, type] = {}
+_FIELDS: dict[type, tuple] = {}       # class -> (tag, field names)
+_TAGS: dict[bytes, "_Tag"] = {}
+
+
+class _Tag:
+    """A decoded tag (only ever the first element of a record's array)."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls):
+        self.cls = cls
+
+
+def register(cls: type) -> type:
+    """Allow dataclass ``cls`` to be encoded (by name) and decoded."""
+    _REGISTRY[cls.__name__] = cls
+    names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else cls._fields
+    _FIELDS[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+    _TAGS[cls.__name__.encode()] = _Tag(cls)
+    return cls
+
+
+for _mod in (_types, _effects):
+    for _name in dir(_mod):
+        _obj = getattr(_mod, _name)
+        if isinstance(_obj, type) and dataclasses.is_dataclass(_obj) and _obj.__module__ == _mod.__name__:
+            register(_obj)
+register(ServerId)
+register(ActorRef)
+
+
+def _default(obj: Any):
+    spec = _FIELDS.get(type(obj))
+    if spec is not None:
+        tag, names = spec
+        return [tag, *[getattr(obj, n) for n in names]]
+    if type(obj) is tuple:
+        # strict_types sends plain tuples here so that NamedTuples (ServerId)
+        # are not silently flattened into arrays.
+        return list(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    raise TypeError(f"cannot serialise {type(obj).__name__} value {obj!r}")
+
+
+def _list_hook(seq):
+    if seq and type(seq[0]) is _Tag:
+        return seq[0].cls(*seq[1:])
+    return seq
+
+
+def _ext_hook(code: int, data: bytes):
+    if code == EXT_TAG:
+        tag = _TAGS.get(data)
+        if tag is None:
+            raise ValueError(f"unknown record type {data!r}")
+        return tag
+    if code == EXT_SERVER_ID:
+        name, node = msgpack.unpackb(data, use_list=False, raw=False)
+        return ServerId(name, node)
+    if code == EXT_ACTOR_REF:
+        name, node = msgpack.unpackb(data, use_list=False, raw=False)
+        return ActorRef(name, node)
+    if code == EXT_RECORD:
+        name, fields = msgpack.unpackb(data, ext_hook=_ext_hook, list_hook=_list_hook, use_list=False,
+                                       raw=False, strict_map_key=False)
+        cls = _REGISTRY.get(name)
+        if cls is None:
+            raise ValueError(f"unknown record type {name!r}")
+        return cls(*fields)
+    return msgpack.ExtType(code, data)
+
+
+def pack(value: Any) -> bytes:
+    """Encode ``value``; raise :class:`EncodeError` if it is not serialisable."""
+    try:
+        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"value is not msgpack-serialisable: {exc}") from None
+
+
+def unpack(data: bytes) -> Any:
+    """Decode bytes produced by :func:`pack` (sequences become tuples)."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, list_hook=_list_hook, use_list=False, raw=False,
+                           strict_map_key=False)
+
+
+def normalise(value: Any) -> Any:
+    """``unpack(pack(value))``: the canonical form every member will see."""
+    return unpack(pack(value))
+
+
+class Codec:
+    """The same encoding over a larger registry: the base records plus
+    ``classes`` (dataclasses or NamedTuples).  The replication stream
+    (:mod:`ra_actors.actors.stream`) uses one that also knows the runtime's
+    messages; what goes to disk uses the module functions above."""
+
+    def __init__(self, classes=()):
+        fields = dict(_FIELDS)
+        tags = dict(_TAGS)
+        for cls in classes:
+            names = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
+                     else cls._fields)
+            fields[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+            tags[cls.__name__.encode()] = _Tag(cls)
+
+        def default(obj):
+            spec = fields.get(type(obj))
+            if spec is not None:
+                tag, names = spec
+                return [tag, *[getattr(obj, n) for n in names]]
+            return _default(obj)
+
+        def ext_hook(code, data):
+            if code == EXT_TAG:
+                tag = tags.get(data)
+                if tag is None:
+                    raise ValueError(f"unknown record type {data!r}")
+                return tag
+            return _ext_hook(code, data)
+
+        self._default = default
+        self._ext_hook = ext_hook
+
+    def pack(self, value: Any) -> bytes:
+        """Raises ``TypeError``/``ValueError`` for what it cannot encode."""
+        return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, list_hook=_list_hook, use_list=False,
+                               raw=False, strict_map_key=False)
