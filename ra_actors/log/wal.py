@@ -4,7 +4,10 @@ API (what the runtime's WAL actor calls)::
 
     wal = Wal(data_dir, sync_method="datasync", max_size_bytes=256_000_000)
     wal.pending_files           # WAL files left by an earlier life: flush them
-                                # to segments (SegmentWriter) before servers start
+                                # to segments (SegmentWriter) before servers start;
+                                # recover_node does it before the Wal opens, so the
+                                # newest old file (the only one that may be torn)
+                                # is still the newest when it is read
     wal.append(uid, [(index, term, payload_bytes), ...], truncate=False)
     wal.append_entries(uid, [Entry, ...], truncate=False)   # packs commands
     wal.append_run(uid, first_index, terms, payloads)  # columns: terms an int or a sequence
