@@ -180,15 +180,10 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
-    Raises ``ValueError`` for an unknown log option (valid: ``sync_method``,
-    ``wal_max_size_bytes``, ``segment_max_entries``,
-    ``segment_max_size_bytes``) or a bad value, before anything starts;
-    ``DataDirLocked`` if a live node uses ``data_dir`` and ``NodeError`` if
-    the node does not come up within ``timeout``.
+    Raises ``ValueError`` for a bad log option (nothing starts), ``DataDirLocked``
+    if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
     """
-    # Refuse unknown or bad log options (ValueError naming the valid ones)
-    # before anything is created or started.
-    log_options = _check_log_options(log_options)
+    log_options = _check_log_options(log_options)   # before anything is created
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)

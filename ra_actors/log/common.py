@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import LogCorruption, RaError
-from . import fileio
+import ra_actors.log.fileio as fileio
 
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..codec import pack, unpack
 from ..core.types import ServerConfig
 from ..errors import LogCorruption
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, atomic_write, encode_checked_file, iter_server_uids,
                      read_checked_file, server_dir)
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataDirLocked
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import lock_path
 
 __all__ = ["DataDirLock"]

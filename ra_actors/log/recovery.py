@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.types import ServerConfig
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import list_numbered, remove_hidden_leftovers, servers_dir, wal_dir
 from .config_store import list_configs
 from .integrity import check_contiguous

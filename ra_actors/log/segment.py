@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LogCorruption
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import crc32
 
 __all__ = ["SEGMENT_SUFFIX", "SegmentRef", "Segment", "encode_segment", "write_segment",

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LogCorruption, StorageError
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import (check_uid, list_numbered, numbered_name, remove_hidden_leftovers, segments_dir,
                      server_dir, snapshots_dir)
 from .segment import SEGMENT_SUFFIX, Segment, SegmentRef, segment_range, write_segment

@@ -70,7 +70,7 @@ from ..core.messages import MetaWritten, SnapshotWritten, Written
 from ..core.server import Recovered
 from ..core.types import Entry, ServerConfig, ServerId, SnapshotMeta
 from ..errors import LogCorruption, ServerAlreadyExists
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, check_uid, fsync_dir, list_numbered, remove_tree_durably,
                      segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir)
 from .config_store import config_path, load_config, save_config

@@ -41,7 +41,7 @@ from typing import Any
 from ..codec import pack, unpack
 from ..core.types import SnapshotMeta
 from ..errors import LogCorruption
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import LogUsageError, SnapshotNotFound, crc32, remove_hidden_leftovers
 
 __all__ = ["SnapshotStore", "SnapshotAcceptor", "MAX_CHUNK_SIZE", "encode_snapshot",

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import LogCorruption
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import (iter_server_uids, list_numbered, read_checked_file, segments_dir, server_dir,
                      snapshots_dir, wal_dir)
 from .config_store import MAGIC as CONFIG_MAGIC, VERSION as CONFIG_VERSION

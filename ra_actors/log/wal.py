@@ -73,7 +73,7 @@ from typing import Iterable, Sequence
 from ..codec import pack
 from ..core.messages import ResendWrite, Written
 from ..errors import StorageError
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbered, numbered_name, wal_dir
 from .lock import DataDirLock
 from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
@@ -446,18 +446,7 @@ class Wal:
                 self.stats["dropped"] += sum(dropped.values())
             if not parts:
                 return FlushResult(resend=resend, dropped=dropped)
-            try:
-                fileio.writev_all(self._fd, parts, size)
-                fileio.sync_fd(self._fd, self.sync_method)
-            except StorageError as exc:
-                # Never retried, never reported written (module rules).
-                self._failed = exc
-                raise
-            except BaseException as exc:
-                # Interrupted mid-write: the file's tail is unknown, so it is dead too.
-                self._failed = StorageError(f"write of {self._path} interrupted: {exc!r}",
-                                            str(self._path), None, "write")
-                raise
+            self._write_and_sync(parts, size)
             if new_refs:
                 refs.update(new_refs)
             self._batch = batch
@@ -473,6 +462,21 @@ class Wal:
                 closed = (self.roll_over(),)
             return FlushResult({u: tuple(r) for u, r in written.items()}, resend, dropped, closed,
                                records, size, True)
+
+    def _write_and_sync(self, parts: list, size: int) -> None:
+        """One gather write + one sync; any failure kills the WAL (module rules)."""
+        try:
+            fileio.writev_all(self._fd, parts, size)
+            fileio.sync_fd(self._fd, self.sync_method)
+        except StorageError as exc:
+            # Never retried, never reported written.
+            self._failed = exc
+            raise
+        except BaseException as exc:
+            # Interrupted mid-write: the file's tail is unknown, so it is dead too.
+            self._failed = StorageError(f"write of {self._path} interrupted: {exc!r}",
+                                        str(self._path), None, "write")
+            raise
 
     def write_batch(self, batch: Iterable[tuple]) -> FlushResult:
         """``append_entries`` for each ``(uid, entries[, truncate])``, then one ``flush``."""

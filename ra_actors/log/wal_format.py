@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LogCorruption
-from . import fileio
+import ra_actors.log.fileio as fileio
 from .common import LogUsageError, crc32
 
 __all__ = [
@@ -337,70 +337,83 @@ def _scan(data, path: Path, only_uid: str | None, tail_ok: bool):
     last_batch = 0
     while pos < size:
         try:
-            kind, flags, ref, batch, count, uid_bytes, rows, p = _parse_header(data, pos, size)
-            first, last = rows[0][0], rows[-1][0]
-            if batch < last_batch:
-                raise _Bad(f"batch number {batch} after batch {last_batch}", pos, pos + 1)
-            # From here on the header is verified, so its batch number is trusted.
-            if kind == KIND_UID:
-                try:
-                    uid = uid_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _Bad("writer uid is not utf-8", pos, pos + 1, batch) from None
-                if ref in refs and refs[ref] != uid:
-                    raise _Bad(f"writer reference {ref} rebound", pos, pos + 1, batch)
-                refs[ref] = uid
-            else:
-                uid = refs.get(ref)
-                if uid is None:
-                    raise _Bad(f"unknown writer reference {ref}", pos, pos + 1, batch,
-                               ref=ref, first=first, last=last)
-            end = p + sum(r[2] for r in rows)
-            if end > size:
-                raise _Bad("incomplete block payload", pos, pos + 1, batch, uid=uid,
-                           first=first, last=last)
-            records = []
-            if only_uid is None or uid == only_uid:
-                prev = None
-                for index, term, length, crc in rows:
-                    if prev is not None and index != prev + 1:
-                        raise _Bad(f"record index {index} after {prev} in one block", pos, end,
-                                   batch, uid=uid, first=first, last=last)
-                    prev = index
-                    payload = bytes(data[p:p + length])
-                    if crc32(payload) != crc:
-                        raise _Bad(f"payload checksum mismatch (index {index})", p, end, batch,
-                                   uid=uid, first=first, last=last)
-                    records.append(WalRecord(uid, index, term, payload, crc, p))
-                    p += length
-            blocks.append(WalBlock(pos, uid, bool(flags & FLAG_TRUNCATE), batch, tuple(records)))
-            last_batch = batch
-            pos = end
+            block, pos = _read_block(data, pos, size, refs, last_batch, only_uid)
         except _Bad as bad:
-            # Without a trustworthy header the failing block's batch is unknown:
-            # it may be the rest of the last good block's batch, so valid data of
-            # any later batch after it proves damage (the safe side: a power
-            # loss that tore the first block of the last batch but kept a later
-            # block of it then stops with LogCorruption instead of a guess).
-            failed_batch = bad.batch if bad.batch is not None else last_batch
-            where = _where(bad, refs, blocks[-1] if blocks else None)
-            damaged = (_uid_text(bad.uid) or (refs.get(bad.ref) if bad.ref is not None else None),
-                       bad.first, bad.last)
-            later = _later_batch_follows(data, bad.resume, size, failed_batch)
-            if later is not None:
-                return blocks, pos, None, LogCorruption(
-                    f"{bad.reason}{where}; valid data of a later batch follows at byte "
-                    f"{later[0]}{_later_where(later[1], refs)}", str(path), bad.offset), damaged
-            if not tail_ok:
-                # Only the newest file can end in a batch that was being written
-                # when the node died: every batch of an older file was synced
-                # (and acknowledged) before the file was closed.
-                return blocks, pos, None, LogCorruption(
-                    f"{bad.reason}{where} in a WAL file that is not the newest: its batches "
-                    "were all synced and acknowledged, so this is damage, not a torn tail",
-                    str(path), bad.offset), damaged
-            return blocks, pos, TornTail(pos, size - pos, bad.reason), None, None
+            return _failure(data, path, bad, refs, blocks, pos, last_batch, tail_ok)
+        blocks.append(block)
+        last_batch = block.batch
     return blocks, pos, None, None, None
+
+
+def _read_block(data, pos: int, size: int, refs: dict, last_batch: int,
+                only_uid: str | None) -> tuple[WalBlock, int]:
+    """Validate the block at ``pos``: ``(block, end)``; raises _Bad.  Binds its
+    writer reference in ``refs``."""
+    kind, flags, ref, batch, count, uid_bytes, rows, p = _parse_header(data, pos, size)
+    first, last = rows[0][0], rows[-1][0]
+    if batch < last_batch:
+        raise _Bad(f"batch number {batch} after batch {last_batch}", pos, pos + 1)
+    # From here on the header is verified, so its batch number is trusted.
+    if kind == KIND_UID:
+        try:
+            uid = uid_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Bad("writer uid is not utf-8", pos, pos + 1, batch) from None
+        if ref in refs and refs[ref] != uid:
+            raise _Bad(f"writer reference {ref} rebound", pos, pos + 1, batch)
+        refs[ref] = uid
+    else:
+        uid = refs.get(ref)
+        if uid is None:
+            raise _Bad(f"unknown writer reference {ref}", pos, pos + 1, batch,
+                       ref=ref, first=first, last=last)
+    end = p + sum(r[2] for r in rows)
+    if end > size:
+        raise _Bad("incomplete block payload", pos, pos + 1, batch, uid=uid, first=first, last=last)
+    records = []
+    if only_uid is None or uid == only_uid:
+        prev = None
+        for index, term, length, crc in rows:
+            if prev is not None and index != prev + 1:
+                raise _Bad(f"record index {index} after {prev} in one block", pos, end,
+                           batch, uid=uid, first=first, last=last)
+            prev = index
+            payload = bytes(data[p:p + length])
+            if crc32(payload) != crc:
+                raise _Bad(f"payload checksum mismatch (index {index})", p, end, batch,
+                           uid=uid, first=first, last=last)
+            records.append(WalRecord(uid, index, term, payload, crc, p))
+            p += length
+    return WalBlock(pos, uid, bool(flags & FLAG_TRUNCATE), batch, tuple(records)), end
+
+
+def _failure(data, path: Path, bad: _Bad, refs: dict, blocks: list, pos: int,
+             last_batch: int, tail_ok: bool):
+    """What a failed block at ``pos`` means: a torn tail or damage (module rules)."""
+    # Without a trustworthy header the failing block's batch is unknown:
+    # it may be the rest of the last good block's batch, so valid data of
+    # any later batch after it proves damage (the safe side: a power
+    # loss that tore the first block of the last batch but kept a later
+    # block of it then stops with LogCorruption instead of a guess).
+    failed_batch = bad.batch if bad.batch is not None else last_batch
+    where = _where(bad, refs, blocks[-1] if blocks else None)
+    damaged = (_uid_text(bad.uid) or (refs.get(bad.ref) if bad.ref is not None else None),
+               bad.first, bad.last)
+    size = len(data)
+    later = _later_batch_follows(data, bad.resume, size, failed_batch)
+    if later is not None:
+        return blocks, pos, None, LogCorruption(
+            f"{bad.reason}{where}; valid data of a later batch follows at byte "
+            f"{later[0]}{_later_where(later[1], refs)}", str(path), bad.offset), damaged
+    if not tail_ok:
+        # Only the newest file can end in a batch that was being written
+        # when the node died: every batch of an older file was synced
+        # (and acknowledged) before the file was closed.
+        return blocks, pos, None, LogCorruption(
+            f"{bad.reason}{where} in a WAL file that is not the newest: its batches "
+            "were all synced and acknowledged, so this is damage, not a torn tail",
+            str(path), bad.offset), damaged
+    return blocks, pos, TornTail(pos, size - pos, bad.reason), None, None
 
 
 def scan_wal_bytes(data, path: Path, *, only_uid: str | None = None,
