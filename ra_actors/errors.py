@@ -109,3 +109,25 @@ class ActorAlreadyExists(RaError):
 class ActorClassError(RaError):
     """``start_actor``'s class cannot be imported on its node, or is not a
     Thespian ``Actor`` (the message names the node and the import error)."""
+
+
+class StorageError(RaError):
+    """A file operation of the node's storage failed: the disk said no (``EIO``,
+    ``ENOSPC``, ``EROFS``, ``EACCES``, ...), as opposed to bad bytes on disk
+    (:class:`LogCorruption`).
+
+    ``path`` names the file or directory, ``errno`` is the OS error number
+    and ``op`` the operation (``write``, ``fdatasync``, ``rename``...).  After a
+    failed write or sync the file is never trusted again: the WAL refuses
+    further work (nothing of the failed batch was reported durable) and the
+    node's log must be reopened, which runs recovery.  The message names the
+    operation, the path and the error, so it survives a trip to a client
+    (where only the class and the message travel).
+    """
+
+    def __init__(self, message: str, path: str | None = None, errno: int | None = None,
+                 op: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+        self.op = op

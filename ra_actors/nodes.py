@@ -66,6 +66,14 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
     raise NodeError("no free port found")
 
 
+def _check_log_options(log_options) -> dict:
+    """The node's log options, checked (unknown keys and bad values are a
+    ``ValueError`` naming the valid options; see :mod:`ra_actors.log.options`)."""
+    from .log.options import check_log_options
+    check_log_options(log_options)
+    return dict(log_options or {})
+
+
 # ------------------------------------------------------------------ nodes
 class Node:
     """A started node: its name, address and processes."""
@@ -172,9 +180,10 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
-    Raises ``DataDirLocked`` if a live node uses ``data_dir`` and
-    ``NodeError`` if the node does not come up within ``timeout``.
+    Raises ``ValueError`` for a bad log option (nothing starts), ``DataDirLocked``
+    if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
     """
+    log_options = _check_log_options(log_options)   # before anything is created
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
@@ -194,7 +203,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
         "settings": dict(settings or {}),
         "server_settings": dict(server_settings or {}),
-        "log": dict(log_options or {}),
+        "log": log_options,
         "placement": placement,
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
@@ -441,6 +450,8 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
     names = list(names)
     if not names or len(set(names)) != len(names):
         raise ValueError("local_nodes needs distinct node names")
+    if "log_options" in options:
+        _check_log_options(options["log_options"])   # before any directory or node
     own_root = data_root is None
     data_root = os.path.abspath(data_root or tempfile.mkdtemp(prefix="ra_actors_"))
     used: set = set()

@@ -81,10 +81,11 @@ class WalService:
 
     def __init__(self, data_dir: str, options: dict | None):
         from ..log.recovery import recover_node
-        from ..log.wal import DEFAULT_MAX_SIZE_BYTES
-        opts = options or {}
-        node = recover_node(data_dir, sync_method=opts.get("sync_method", "datasync"),
-                            wal_max_size_bytes=int(opts.get("wal_max_size_bytes", DEFAULT_MAX_SIZE_BYTES)))
+        from ..log.options import check_log_options
+        # Unknown keys are refused (LogUsageError, a RaError: the node start
+        # fails with it) instead of being dropped.  Recovery may also raise
+        # StorageError (the disk refused a file operation): the same path.
+        node = recover_node(data_dir, **check_log_options(options))
         self.warnings = list(node.warnings)
         self.node_storage = node   # keeps the data-dir lock
         self.wal = node.wal

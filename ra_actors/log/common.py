@@ -18,19 +18,23 @@ Rules:
 * Files whose name starts with ``.`` or ends in ``.tmp`` are leftovers of a
   crash mid-write: readers ignore them and owners delete them at open.
 * Errors a caller can provoke with bad arguments are :class:`LogUsageError`;
-  bad bytes on disk are :class:`ra_actors.errors.LogCorruption`.
+  bad bytes on disk are :class:`ra_actors.errors.LogCorruption`; a file
+  operation the disk refused (EIO, ENOSPC, EROFS, EACCES...) is
+  :class:`ra_actors.errors.StorageError`.
+* All file I/O goes through :mod:`.fileio` (the one seam where tests inject
+  disk faults); the durable helpers here are built on it.
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import zlib
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import LogCorruption, RaError
+import ra_actors.log.fileio as fileio
 
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
@@ -41,7 +45,7 @@ __all__ = [
 
 crc32 = zlib.crc32
 
-SYNC_METHODS = ("datasync", "sync", "none")
+SYNC_METHODS = fileio.SYNC_METHODS
 
 # A uid names a directory: keep it to a portable, shell-safe alphabet.
 _UID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
@@ -97,7 +101,7 @@ def list_numbered(directory: Path, suffix: str) -> list[tuple[int, Path]]:
     """``[(number, path), ...]`` of ``<16 digits><suffix>`` files, ascending."""
     out = []
     try:
-        names = os.listdir(directory)
+        names = fileio.listdir(directory)
     except FileNotFoundError:
         return []
     for name in names:
@@ -109,51 +113,12 @@ def list_numbered(directory: Path, suffix: str) -> list[tuple[int, Path]]:
 
 
 # ------------------------------------------------------------ durable I/O
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """Make creates/renames/deletes inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """``os.write`` until everything is written (a regular file may take a short write)."""
-    n = os.write(fd, data)
-    if n == len(data):
-        return
-    view = memoryview(data)[n:]
-    while view:
-        view = view[os.write(fd, view):]
-
-
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
-
-
-def writev_all(fd: int, parts: list, total: int | None = None) -> int:
-    """Write ``parts`` in order without joining them (gather write); return bytes
-    written.  ``total`` (their summed length) may be passed when known."""
-    if total is None:
-        total = sum(len(p) for p in parts)
-    if len(parts) <= _IOV_MAX:
-        got = os.writev(fd, parts)
-        if got != total:  # a short write: finish the simple way
-            write_all(fd, b"".join(parts)[got:])
-        return total
-    for i in range(0, len(parts), _IOV_MAX):
-        writev_all(fd, parts[i:i + _IOV_MAX])
-    return total
-
-
-def sync_fd(fd: int, method: str) -> None:
-    """Flush ``fd`` to stable storage according to ``method`` (datasync | sync | none)."""
-    if method == "datasync":
-        os.fdatasync(fd)
-    elif method == "sync":
-        os.fsync(fd)
-    elif method != "none":
-        raise LogUsageError(f"sync_method must be one of {SYNC_METHODS}, not {method!r}")
+# The primitives live in the I/O seam (:mod:`.fileio`); these names stay here
+# for the modules and tests that import them from ``common``.
+fsync_dir = fileio.fsync_dir
+write_all = fileio.write_all
+writev_all = fileio.writev_all
+sync_fd = fileio.sync_fd
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -161,19 +126,35 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
     With ``durable=False`` the rename still makes the replacement atomic for
     readers, but a crash may leave the old file, the new one, or (on some
-    file systems) an empty one: use it only for hints.
+    file systems) an empty one: use it only for hints.  A failure raises
+    :class:`~ra_actors.errors.StorageError` and leaves ``path`` as it was
+    (the tmp file is removed); nothing is retried on the failed descriptor,
+    a later call writes a fresh tmp file.
     """
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            fileio.write_all(fd, data)
+            if durable:
+                fileio.fsync(fd)
+        finally:
+            fileio.close(fd)
+        fileio.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
     if durable:
-        fsync_dir(path.parent)
+        fileio.fsync_dir(path.parent)
+
+
+def _discard(path: Path) -> None:
+    """Best-effort removal of a tmp file after a failed write (a leftover is
+    removed at the next open anyway)."""
+    try:
+        fileio.unlink(path, missing_ok=True)
+    except (OSError, RaError):
+        pass
 
 
 def remove_tree_durably(path: Path) -> None:
@@ -186,32 +167,32 @@ def remove_tree_durably(path: Path) -> None:
     if not path.exists():
         return
     hidden = path.with_name(f".deleted-{path.name}-{os.getpid()}-{id(path):x}")
-    os.replace(path, hidden)
-    fsync_dir(path.parent)
-    shutil.rmtree(hidden, ignore_errors=True)
+    fileio.replace(path, hidden)
+    fileio.fsync_dir(path.parent)
+    fileio.rmtree(hidden)
 
 
 def remove_hidden_leftovers(directory: Path) -> None:
     """Delete ``*.tmp`` files and ``.deleted-*`` trees left in ``directory`` by a crash."""
     try:
-        names = os.listdir(directory)
+        names = fileio.listdir(directory)
     except FileNotFoundError:
         return
     removed = False
     for name in names:
         p = directory / name
         if name.startswith(".deleted-"):
-            shutil.rmtree(p, ignore_errors=True)
+            fileio.rmtree(p)
             removed = True
         elif name.endswith(".tmp") or name.startswith(".partial-"):
             try:
-                p.unlink()
+                fileio.unlink(p, missing_ok=True)
                 removed = True
             except IsADirectoryError:
-                shutil.rmtree(p, ignore_errors=True)
+                fileio.rmtree(p)
                 removed = True
     if removed:
-        fsync_dir(directory)
+        fileio.fsync_dir(directory)
 
 
 # --------------------------------------------------- small checked files
@@ -226,7 +207,7 @@ def encode_checked_file(magic: bytes, version: int, body: bytes) -> bytes:
 
 def read_checked_file(path: Path, magic: bytes, version: int) -> bytes:
     """Return the body of a small checked file; raise LogCorruption on any mismatch."""
-    data = path.read_bytes()
+    data = fileio.read_file(path)
     if len(data) < _SMALL.size:
         raise LogCorruption(f"file too short ({len(data)} bytes)", str(path), 0)
     got_magic, got_version, crc, length = _SMALL.unpack_from(data, 0)
@@ -245,7 +226,7 @@ def read_checked_file(path: Path, magic: bytes, version: int) -> bytes:
 def iter_server_uids(data_dir: str | os.PathLike) -> Iterable[str]:
     """Uids of every server directory on the node (hidden leftovers excluded), sorted."""
     try:
-        names = sorted(os.listdir(servers_dir(data_dir)))
+        names = sorted(fileio.listdir(servers_dir(data_dir)))
     except FileNotFoundError:
         return []
     return [n for n in names if not n.startswith(".") and _UID_RE.match(n)]

@@ -12,6 +12,7 @@ Rules:
 * ``list_configs`` returns every server configured on the node (to restart
   them all after a node restart); a corrupt config is LogCorruption, never
   skipped.
+* File I/O goes through :mod:`.fileio`; a refused write is StorageError.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..codec import pack, unpack
 from ..core.types import ServerConfig
 from ..errors import LogCorruption
+import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, atomic_write, encode_checked_file, iter_server_uids,
                      read_checked_file, server_dir)
 
@@ -39,7 +41,7 @@ def save_config(data_dir: str | os.PathLike, config: ServerConfig) -> Path:
     if not isinstance(config, ServerConfig):
         raise LogUsageError(f"expected a ServerConfig, not {type(config).__name__}")
     path = config_path(data_dir, config.uid)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fileio.mkdir(path.parent)
     atomic_write(path, encode_checked_file(MAGIC, VERSION, pack(config)))
     return path
 

@@ -11,6 +11,8 @@ Rules:
   crashed node never needs manual cleanup; the pid in the file is only for
   the error message.
 * Readers (``ra-actors log check``/``dump``) do not take the lock.
+* A data directory the node may not write (``EACCES``, ``EROFS``) fails
+  here with :class:`ra_actors.errors.StorageError` naming ``LOCK``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataDirLocked
+import ra_actors.log.fileio as fileio
 from .common import lock_path
 
 __all__ = ["DataDirLock"]
@@ -33,21 +36,26 @@ class DataDirLock:
 
     def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fileio.mkdir(self.data_dir)
         self.path = lock_path(self.data_dir)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # A read-only or inaccessible data dir fails here, as StorageError naming LOCK.
+        fd = fileio.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
+            holder = fileio.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            fileio.close(fd)
             raise DataDirLocked(f"data directory {self.data_dir} is locked by another ra_actors "
                                 f"node (pid {holder}); stop it first or use another directory") from None
         except BaseException:
-            os.close(fd)
+            fileio.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            fileio.ftruncate(fd, 0)
+            fileio.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            fileio.close(fd)
+            raise
         self._fd: int | None = fd
 
     @property
@@ -58,7 +66,7 @@ class DataDirLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             # Closing the descriptor drops the flock; the file itself stays.
-            os.close(fd)
+            fileio.close(fd)
 
     def __enter__(self) -> "DataDirLock":
         return self

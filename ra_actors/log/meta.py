@@ -16,6 +16,11 @@ Rules:
   0 with a warning: re-applying less is always safe.
 * A corrupt ``meta`` file is LogCorruption: the term and vote must never be
   guessed.
+* A failed write, sync or rename raises :class:`ra_actors.errors.StorageError`
+  and leaves the stored term and vote as they were, in memory and in the
+  file (the core never gets ``MetaWritten``, so it grants no vote).  Each
+  store writes a fresh tmp file, so nothing is ever synced again on a
+  descriptor whose sync failed.  File I/O goes through :mod:`.fileio`.
 """
 from __future__ import annotations
 

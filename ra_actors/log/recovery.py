@@ -1,4 +1,4 @@
-"""Node start: take the lock, repair, move old WAL files into segments, open the WAL.
+"""Node start: take the lock, move old WAL files into segments, check, open the WAL.
 
 API::
 
@@ -13,10 +13,26 @@ API::
 
 Rules:
 
-* Order matters and is fixed here: lock, remove crash leftovers, open the WAL
-  (which never appends to an old file), flush every old WAL file to segments
-  in file order (each is validated: a torn tail is truncated with a warning,
-  corruption stops the start with LogCorruption), then servers open.
+* Order matters and is fixed here: lock, remove crash leftovers, flush every
+  old WAL file to segments in file order, check the result, and only then
+  open the WAL (which starts a new file, numbered after the old ones, and
+  never appends to an old file); then servers open.
+* Only the newest old WAL file may have a torn tail (the batch being written
+  when the node died, never acknowledged): its bytes are set aside in
+  ``<name>.torn-<n>`` and truncated, with a warning.  Damage anywhere else
+  (an older WAL file, a bad checksum with valid data after it) stops the
+  start with LogCorruption naming the file and offset; nothing is truncated
+  or deleted on a guess.
+* Never a hole: a WAL run that would start above the end of a server's log
+  is refused before anything is written (:mod:`.segment_writer`), and every
+  server the flushes touched is checked to hold every index from its
+  snapshot to its end (:func:`.integrity.check_contiguous`).
+* A file operation the disk refuses (EIO, ENOSPC, EROFS, EACCES) raises
+  StorageError and leaves every WAL file in place: recovery can run again
+  once the disk is fixed, and it trusts only what it reads back and verifies
+  (every checksum; runs re-written into fresh, freshly synced segments).
+* Options: :func:`recover_node_with_options` takes a node's ``log_options``
+  dict and refuses unknown keys (:mod:`.options`).
 * After that, every durable entry of a server is in its segments or in the
   current WAL file, and ``ServerLog.open`` finds it.
 """
@@ -28,15 +44,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.types import ServerConfig
-from .common import remove_hidden_leftovers, servers_dir
+import ra_actors.log.fileio as fileio
+from .common import list_numbered, remove_hidden_leftovers, servers_dir, wal_dir
 from .config_store import list_configs
+from .integrity import check_contiguous
 from .lock import DataDirLock
+from .options import check_log_options
 from .segment_writer import (DEFAULT_SEGMENT_MAX_COUNT, DEFAULT_SEGMENT_MAX_SIZE_BYTES, SegmentFlush,
                              SegmentWriter)
 from .server_log import ServerLog
-from .wal import DEFAULT_MAX_SIZE_BYTES, FlushResult, Wal
+from .wal import DEFAULT_MAX_SIZE_BYTES, WAL_SUFFIX, FlushResult, Wal
 
-__all__ = ["recover_node", "NodeStorage"]
+__all__ = ["recover_node", "recover_node_with_options", "NodeStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -107,30 +126,53 @@ def recover_node(data_dir: str | os.PathLike, *, sync_method: str = "datasync",
                  wal_max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES,
                  segment_max_count: int = DEFAULT_SEGMENT_MAX_COUNT,
                  segment_max_size_bytes: int = DEFAULT_SEGMENT_MAX_SIZE_BYTES) -> NodeStorage:
+    """Open a node's storage (see the module rules); LogCorruption or StorageError
+    if it cannot be opened without guessing."""
+    check_log_options({"sync_method": sync_method, "wal_max_size_bytes": wal_max_size_bytes,
+                       "segment_max_entries": segment_max_count,
+                       "segment_max_size_bytes": segment_max_size_bytes})
     data_dir = Path(data_dir)
     lock = DataDirLock(data_dir)
     try:
-        servers_dir(data_dir).mkdir(parents=True, exist_ok=True)
+        fileio.mkdir(servers_dir(data_dir))
         remove_hidden_leftovers(servers_dir(data_dir))
-        wal = Wal(data_dir, sync_method=sync_method, max_size_bytes=wal_max_size_bytes, lock=lock)
-        try:
-            writer = SegmentWriter(data_dir, max_count=segment_max_count,
-                                   max_size_bytes=segment_max_size_bytes)
-            warnings = []
-            flushes = []
-            for path in wal.pending_files:
-                flushed = writer.flush_wal_file(path)
-                flushes.append(flushed)
-                if flushed.torn is not None:
-                    msg = (f"WAL {path}: torn tail at byte offset {flushed.torn.offset} "
-                           f"({flushed.torn.dropped_bytes} bytes, {flushed.torn.reason}) truncated")
-                    warnings.append(msg)
-                    log.warning(msg)
-            wal.pending_files = ()
-        except BaseException:
-            wal.close()
-            raise
+        wdir = wal_dir(data_dir)
+        fileio.mkdir(wdir)
+        remove_hidden_leftovers(wdir)
+        writer = SegmentWriter(data_dir, max_count=segment_max_count,
+                               max_size_bytes=segment_max_size_bytes)
+        files = list_numbered(wdir, WAL_SUFFIX)
+        warnings = []
+        flushes = []
+        touched: set[str] = set()
+        # Every old WAL file goes to segments *before* a new one is created, so
+        # the newest file on disk is still the one the last life was writing:
+        # the only one whose tail may be torn.  (Creating the new file first
+        # would make it the newest, and a crash then would leave the torn file
+        # looking like a damaged closed one.)
+        for k, (_n, path) in enumerate(files):
+            flushed = writer.flush_wal_file(path, newest=k == len(files) - 1)
+            flushes.append(flushed)
+            touched.update(flushed.segments)
+            if flushed.torn is not None:
+                msg = (f"WAL {path}: torn tail at byte offset {flushed.torn.offset} "
+                       f"({flushed.torn.dropped_bytes} bytes, {flushed.torn.reason}) truncated; it "
+                       "was never acknowledged" + (f"; its bytes are kept in {flushed.aside}"
+                                                   if flushed.aside else ""))
+                warnings.append(msg)
+                log.warning(msg)
+        # Never a hole: what the flushes produced must be contiguous.
+        for uid in sorted(touched):
+            check_contiguous(data_dir, uid)
+        wal = Wal(data_dir, sync_method=sync_method, max_size_bytes=wal_max_size_bytes, lock=lock,
+                  number_after=files[-1][0] if files else 0)
     except BaseException:
         lock.release()
         raise
     return NodeStorage(data_dir, wal, writer, lock, tuple(flushes), warnings)
+
+
+def recover_node_with_options(data_dir: str | os.PathLike, options: dict | None) -> NodeStorage:
+    """:func:`recover_node` from a node's ``log_options`` dict (unknown keys are
+    refused, see :mod:`.options`)."""
+    return recover_node(data_dir, **check_log_options(options))

@@ -19,6 +19,10 @@ Rules:
   name.  A crash therefore never leaves a torn segment, only an ignorable
   ``.tmp`` leftover, and a reader holding the old version keeps valid data.
 * Inside a segment indexes are consecutive and terms never decrease.
+* A failed write or fsync of the tmp file raises
+  :class:`ra_actors.errors.StorageError`; the tmp file is removed, never
+  renamed, and the next attempt writes a fresh one.  All I/O goes through
+  :mod:`.fileio`.
 * Segments are ordered by their number (the file name).  A segment starting
   at index ``s`` supersedes every entry ``>= s`` of all older segments (a
   rewrite after a leader change, or a log restarting after a snapshot);
@@ -33,10 +37,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import LogCorruption
+import ra_actors.log.fileio as fileio
 from .common import crc32
 
 __all__ = ["SEGMENT_SUFFIX", "SegmentRef", "Segment", "encode_segment", "write_segment",
-           "effective_ranges"]
+           "effective_ranges", "segment_range"]
 
 MAGIC = b"RASG"
 VERSION = 1
@@ -83,15 +88,21 @@ def write_segment(path: Path, entries: Sequence[tuple[int, int, bytes, int]]) ->
     which the caller does once for everything it wrote."""
     tmp = path.with_name(path.name + ".tmp")
     data = encode_segment(entries)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            fileio.write_all(fd, data)
+            fileio.fsync(fd)
+        finally:
+            fileio.close(fd)
+        fileio.replace(tmp, path)
+    except BaseException:
+        # A tmp file whose write or fsync failed is never renamed or reused.
+        try:
+            fileio.unlink(tmp, missing_ok=True)
+        except Exception:  # noqa: BLE001 - best effort: leftovers go at the next open
+            pass
+        raise
 
 
 class Segment:
@@ -104,10 +115,10 @@ class Segment:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.number = int(self.path.name[:16])
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = fileio.open(self.path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            header = os.pread(fd, HEADER.size, 0)
+            size = fileio.fstat_size(fd)
+            header = fileio.pread(fd, HEADER.size, 0)
             if len(header) < HEADER.size:
                 raise LogCorruption("segment header incomplete", str(self.path), 0)
             magic, version, _reserved, count, index_crc = HEADER.unpack(header)
@@ -118,11 +129,11 @@ class Segment:
             if count < 1:
                 raise LogCorruption("segment holds no entries", str(self.path), 8)
             index_len = count * ROW.size
-            index_bytes = os.pread(fd, index_len, HEADER.size) if HEADER.size + index_len <= size else b""
+            index_bytes = fileio.pread(fd, index_len, HEADER.size) if HEADER.size + index_len <= size else b""
             if len(index_bytes) != index_len or crc32(index_bytes) != index_crc:
                 raise LogCorruption("segment index checksum mismatch", str(self.path), HEADER.size)
         except BaseException:
-            os.close(fd)
+            fileio.close(fd)
             raise
         self._fd: int | None = fd
         rows = list(ROW.iter_unpack(index_bytes))
@@ -133,14 +144,14 @@ class Segment:
             # The index crc matched, so a mismatch here is a writer bug or a
             # collision; either way the file cannot be trusted.
             if index != first + k or offset != expect_offset or term < prev_term:
-                os.close(fd)
+                fileio.close(fd)
                 self._fd = None
                 raise LogCorruption(f"segment index row {k} is inconsistent", str(self.path),
                                     HEADER.size + k * ROW.size)
             prev_term = term
             expect_offset += length
         if expect_offset != size:
-            os.close(fd)
+            fileio.close(fd)
             self._fd = None
             raise LogCorruption(f"segment data ends at byte {expect_offset} but the file has "
                                 f"{size} bytes", str(self.path), min(expect_offset, size))
@@ -169,7 +180,7 @@ class Segment:
         r0 = self.rows[lo - self.first]
         r1 = self.rows[hi - self.first]
         start = r0[2]
-        blob = os.pread(self._fd, r1[2] + r1[3] - start, start)
+        blob = fileio.pread(self._fd, r1[2] + r1[3] - start, start)
         out = []
         for index, term, offset, length, crc in self.rows[lo - self.first: hi - self.first + 1]:
             payload = blob[offset - start: offset - start + length]
@@ -189,7 +200,7 @@ class Segment:
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)
+            fileio.close(fd)
 
     def __enter__(self) -> "Segment":
         return self
@@ -202,6 +213,24 @@ class Segment:
             self.close()
         except Exception:
             pass
+
+
+def segment_range(path: str | os.PathLike) -> tuple[int, int]:
+    """``(first, last)`` of a segment from its header and first index row only
+    (cheap: no checksum is verified; :class:`Segment` verifies at open)."""
+    path = Path(path)
+    fd = fileio.open(path, os.O_RDONLY)
+    try:
+        head = fileio.pread(fd, HEADER.size + ROW.size, 0)
+    finally:
+        fileio.close(fd)
+    if len(head) < HEADER.size + ROW.size:
+        raise LogCorruption("segment header incomplete", str(path), 0)
+    magic, _version, _reserved, count, _crc = HEADER.unpack_from(head, 0)
+    if magic != MAGIC or count < 1:
+        raise LogCorruption(f"not a segment file (magic {magic!r}, {count} entries)", str(path), 0)
+    first = ROW.unpack_from(head, HEADER.size)[0]
+    return first, first + count - 1
 
 
 def effective_ranges(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int] | None]:

@@ -45,7 +45,13 @@ Rules:
   snapshot whose term is below the snapshot's, or that break term order,
   are dropped with a warning.
 * Recovery refuses to invent data: a hole between the snapshot and the last
-  entry, or any checksum failure, is LogCorruption.
+  entry, or any checksum failure, is LogCorruption.  WAL files are read
+  without modifying them; only the newest may end in a torn (in-flight)
+  tail, damage in an older one is LogCorruption.  A ``last_applied`` hint
+  above the recovered log is logged as a warning (applied entries missing).
+* A snapshot transfer whose write fails (StorageError) is dropped with its
+  partial file; the sender starts over from chunk 1.  File I/O goes through
+  :mod:`.fileio`.
 * Only the newest segment is never deleted by ``truncate_below`` (the segment
   writer may be extending it); older ones go once every entry they still
   hold is covered by the snapshot, oldest first.
@@ -64,6 +70,7 @@ from ..core.messages import MetaWritten, SnapshotWritten, Written
 from ..core.server import Recovered
 from ..core.types import Entry, ServerConfig, ServerId, SnapshotMeta
 from ..errors import LogCorruption, ServerAlreadyExists
+import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, check_uid, fsync_dir, list_numbered, remove_tree_durably,
                      segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir)
 from .config_store import config_path, load_config, save_config
@@ -141,7 +148,7 @@ class ServerLog:
         check_uid(config.uid)
         if cls.exists(data_dir, config.uid):
             raise ServerAlreadyExists(f"server uid {config.uid} already has data in {data_dir}")
-        servers_dir(data_dir).mkdir(parents=True, exist_ok=True)
+        fileio.mkdir(servers_dir(data_dir))
         save_config(data_dir, config)
         fsync_dir(servers_dir(data_dir))
         return cls.open(data_dir, config.uid, read_wal=False)   # new: nothing of it in the WAL
@@ -187,9 +194,12 @@ class ServerLog:
         self._closed = False
 
     def _load_wal_entries(self) -> None:
-        for _n, path in list_numbered(wal_dir(self.data_dir), WAL_SUFFIX):
+        files = list_numbered(wal_dir(self.data_dir), WAL_SUFFIX)
+        for k, (_n, path) in enumerate(files):
             try:
-                scan = scan_wal_file(path, only_uid=self.uid)
+                # Only the newest file (the live one) may end in an in-flight or
+                # torn tail; in an older, closed file that is damage.
+                scan = scan_wal_file(path, only_uid=self.uid, tail_ok=k == len(files) - 1)
             except FileNotFoundError:
                 continue  # flushed to segments meanwhile
             for block in scan.blocks:
@@ -529,6 +539,13 @@ class ServerLog:
         if snapshot is None and self.snapshot_meta is not None:
             snapshot = self.snapshots.latest()
         entries = tuple(self.read(self.first_index, self.last_index))
+        if self.meta.last_applied > self.last_index:
+            # The hint is written only for entries already durable here, so a log
+            # ending below it lost applied entries: never pass that in silence.
+            log.warning("server %s: the last_applied hint (%d) is above the last recoverable "
+                        "index (%d): entries %d..%d were applied before but are not in the log "
+                        "(see `ra-actors log check`)", self.uid, self.meta.last_applied,
+                        self.last_index, self.last_index + 1, self.meta.last_applied)
         last_applied = min(self.meta.last_applied, self.last_index)
         return Recovered(self.meta.current_term, self.meta.voted_for, last_applied, snapshot, entries)
 
@@ -564,7 +581,14 @@ class ServerLog:
             if chunk_no != 1:
                 raise LogUsageError(f"snapshot chunk {chunk_no} without chunk 1 first")
             acc = self._acceptor = self.snapshots.begin_accept(meta)
-        if not acc.accept_chunk(chunk_no, data, last):
+        try:
+            done = acc.accept_chunk(chunk_no, data, last)
+        except BaseException:
+            # The acceptor aborted (partial file removed): the transfer starts
+            # over from chunk 1 with a fresh one.
+            self._acceptor = None
+            raise
+        if not done:
             return None
         self._acceptor = None
         self._installed(meta)
@@ -598,7 +622,7 @@ class ServerLog:
             seg = self._open.pop(s.number, None)
             if seg is not None:
                 seg.close()
-            s.path.unlink(missing_ok=True)
+            fileio.unlink(s.path, missing_ok=True)
             deleted.append(SegmentRef(self.uid, s.number, s.path, s.first, s.last))
         if deleted:
             fsync_dir(segments_dir(self.data_dir, self.uid))

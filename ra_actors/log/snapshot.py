@@ -25,6 +25,10 @@ Rules:
   naming the file and offset (never a silent fallback: the log below it may
   be gone).
 * Leftover ``*.tmp`` / ``.partial-*`` files are crash debris, removed at open.
+* A failed write or fsync raises :class:`ra_actors.errors.StorageError`
+  and leaves no file that counts as a snapshot: the tmp (or partial) file is
+  removed, never renamed, and a chunked transfer must start over from
+  chunk 1.  All I/O goes through :mod:`.fileio`.
 """
 from __future__ import annotations
 
@@ -37,11 +41,11 @@ from typing import Any
 from ..codec import pack, unpack
 from ..core.types import SnapshotMeta
 from ..errors import LogCorruption
-from .common import (LogUsageError, SnapshotNotFound, crc32, fsync_dir, remove_hidden_leftovers,
-                     write_all)
+import ra_actors.log.fileio as fileio
+from .common import LogUsageError, SnapshotNotFound, crc32, remove_hidden_leftovers
 
 __all__ = ["SnapshotStore", "SnapshotAcceptor", "MAX_CHUNK_SIZE", "encode_snapshot",
-           "decode_snapshot", "snapshot_name"]
+           "decode_snapshot", "snapshot_name", "snapshot_files", "snapshot_index_on_disk"]
 
 MAGIC = b"RASN"
 VERSION = 1
@@ -53,6 +57,29 @@ _NAME_RE = re.compile(r"^([0-9a-f]{16})_([0-9a-f]{16})\.snapshot$")
 
 def snapshot_name(index: int, term: int) -> str:
     return f"{index:016x}_{term:016x}{SUFFIX}"
+
+
+def snapshot_files(directory: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """``[(index, term, path), ...]`` of the snapshot files in ``directory``,
+    ascending, from their names alone (nothing is read or verified)."""
+    directory = Path(directory)
+    try:
+        names = fileio.listdir(directory)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        m = _NAME_RE.match(name)
+        if m:
+            out.append((int(m.group(1), 16), int(m.group(2), 16), directory / name))
+    out.sort()
+    return out
+
+
+def snapshot_index_on_disk(directory: str | os.PathLike) -> int:
+    """Index of the newest snapshot file in ``directory`` by name (0 if none)."""
+    files = snapshot_files(directory)
+    return files[-1][0] if files else 0
 
 
 def _meta_tuple(meta: SnapshotMeta) -> tuple:
@@ -94,18 +121,12 @@ class SnapshotStore:
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        fileio.mkdir(self.dir)
         remove_hidden_leftovers(self.dir)
 
     # ----------------------------------------------------------- listing
     def _files(self) -> list[tuple[int, int, Path]]:
-        out = []
-        for name in os.listdir(self.dir):
-            m = _NAME_RE.match(name)
-            if m:
-                out.append((int(m.group(1), 16), int(m.group(2), 16), self.dir / name))
-        out.sort()
-        return out
+        return snapshot_files(self.dir)
 
     def path_for(self, index: int, term: int) -> Path:
         return self.dir / snapshot_name(index, term)
@@ -119,13 +140,13 @@ class SnapshotStore:
         path = self.latest_path()
         if path is None:
             return None
-        return decode_snapshot(path.read_bytes(), str(path))
+        return decode_snapshot(fileio.read_file(path), str(path))
 
     def latest_meta(self) -> SnapshotMeta | None:
         path = self.latest_path()
         if path is None:
             return None
-        return decode_snapshot(path.read_bytes(), str(path), with_state=False)[0]
+        return decode_snapshot(fileio.read_file(path), str(path), with_state=False)[0]
 
     # ----------------------------------------------------------- writing
     def write(self, meta: SnapshotMeta, state: Any) -> Path:
@@ -143,12 +164,17 @@ class SnapshotStore:
     def _install(self, meta: SnapshotMeta, image: bytes) -> Path:
         final = self.path_for(meta.index, meta.term)
         tmp = final.with_name(final.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            write_all(fd, image)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                fileio.write_all(fd, image)
+                fileio.fsync(fd)
+            finally:
+                fileio.close(fd)
+        except BaseException:
+            # Never renamed, never retried: a failed write leaves no snapshot.
+            _discard(tmp)
+            raise
         return self._publish(tmp, final)
 
     def _publish(self, tmp: Path, final: Path) -> Path:
@@ -157,18 +183,25 @@ class SnapshotStore:
         index = int(_NAME_RE.match(final.name).group(1), 16)
         newer = [path for i, _t, path in self._files() if i > index]
         if newer:
-            tmp.unlink(missing_ok=True)
+            fileio.unlink(tmp, missing_ok=True)
             return newer[-1]
-        os.replace(tmp, final)
-        fsync_dir(self.dir)
+        try:
+            fileio.replace(tmp, final)
+        except BaseException:
+            _discard(tmp)
+            raise
+        # If this directory fsync fails the caller gets StorageError and the
+        # snapshot is not reported written; the older snapshots stay, so the
+        # log below the new one is still covered whatever the disk kept.
+        fileio.fsync_dir(self.dir)
         # The new snapshot is durable: every older one is now garbage.
         removed = False
         for _i, _t, path in self._files():
             if path != final:
-                path.unlink(missing_ok=True)
+                fileio.unlink(path, missing_ok=True)
                 removed = True
         if removed:
-            fsync_dir(self.dir)
+            fileio.fsync_dir(self.dir)
         return final
 
     def begin_accept(self, meta: SnapshotMeta) -> "SnapshotAcceptor":
@@ -185,19 +218,19 @@ class SnapshotStore:
             raise LogUsageError(f"chunk_no counts from 1, not {chunk_no!r}")
         path = self.path_for(meta.index, meta.term)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = fileio.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise SnapshotNotFound(f"no snapshot at index {meta.index} term {meta.term} "
                                    f"in {self.dir}") from None
         try:
-            size = os.fstat(fd).st_size
+            size = fileio.fstat_size(fd)
             start = (chunk_no - 1) * chunk_size
             if start >= size:
                 raise LogUsageError(f"chunk {chunk_no} of {chunk_size} bytes is past the end of "
                                     f"the {size}-byte snapshot")
-            data = os.pread(fd, chunk_size, start)
+            data = fileio.pread(fd, chunk_size, start)
         finally:
-            os.close(fd)
+            fileio.close(fd)
         return data, start + len(data) >= size
 
     def chunk_count(self, meta: SnapshotMeta, chunk_size: int = MAX_CHUNK_SIZE) -> int:
@@ -219,7 +252,9 @@ class SnapshotAcceptor:
         self.next_chunk = 1
         self.done = False
         self.partial = store.dir / f".partial-{snapshot_name(meta.index, meta.term)}"
-        self._fd: int | None = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.failed = False
+        self._fd: int | None = fileio.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                           0o644)
 
     def accept_chunk(self, chunk_no: int, data: bytes, last: bool) -> bool:
         if self.done:
@@ -230,14 +265,22 @@ class SnapshotAcceptor:
             raise LogUsageError(f"snapshot chunk {chunk_no} arrived, expected {self.next_chunk}")
         if self._fd is None:
             raise LogUsageError("snapshot transfer was aborted")
-        write_all(self._fd, data)
+        try:
+            fileio.write_all(self._fd, data)
+            if last:
+                fileio.fsync(self._fd)
+        except BaseException:
+            # The partial file's content is unknown now: never retried or
+            # synced again, the transfer must start over from chunk 1.
+            self.failed = True
+            self.abort()
+            raise
         self.next_chunk += 1
         if not last:
             return False
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
-        image = self.partial.read_bytes()
+        fd, self._fd = self._fd, None
+        fileio.close(fd)
+        image = fileio.read_file(self.partial)
         try:
             got, _ = decode_snapshot(image, str(self.partial), with_state=False)
             if (got.index, got.term) != (self.meta.index, self.meta.term):
@@ -253,7 +296,18 @@ class SnapshotAcceptor:
 
     def abort(self) -> None:
         """Forget a transfer (the partial file is deleted)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self.partial.unlink(missing_ok=True)
+        fd, self._fd = self._fd, None
+        try:
+            if fd is not None:
+                fileio.close(fd)
+        finally:
+            _discard(self.partial)
+
+
+def _discard(path: Path) -> None:
+    """Best-effort removal of a partial or tmp file after a failure (leftovers
+    are removed at the next open anyway)."""
+    try:
+        fileio.unlink(path, missing_ok=True)
+    except Exception:  # noqa: BLE001
+        pass

@@ -4,7 +4,10 @@ API (what the runtime's WAL actor calls)::
 
     wal = Wal(data_dir, sync_method="datasync", max_size_bytes=256_000_000)
     wal.pending_files           # WAL files left by an earlier life: flush them
-                                # to segments (SegmentWriter) before servers start
+                                # to segments (SegmentWriter) before servers start;
+                                # recover_node does it before the Wal opens, so the
+                                # newest old file (the only one that may be torn)
+                                # is still the newest when it is read
     wal.append(uid, [(index, term, payload_bytes), ...], truncate=False)
     wal.append_entries(uid, [Entry, ...], truncate=False)   # packs commands
     wal.append_run(uid, first_index, terms, payloads)  # columns: terms an int or a sequence
@@ -46,9 +49,16 @@ Rules:
   long; the closed file is complete and synced.  The segment writer deletes
   it once its entries are durable in segments.
 * The WAL holds the data directory's exclusive lock (:mod:`.lock`).
-* An I/O error leaves the WAL unusable (every later call raises): nothing
-  from the failed batch was reported durable, and writers resend after the
-  runtime reopens the WAL.
+* A failed write or sync raises :class:`ra_actors.errors.StorageError`
+  (path and errno) and the WAL is dead from then on: every later
+  ``append*``/``flush``/``roll_over`` raises StorageError too, nothing of the
+  failed batch is ever reported written, and the sync is never retried on
+  that descriptor (after a failed ``fsync`` Linux may have dropped the dirty
+  pages, so a second ``fsync`` could succeed with the data lost: the
+  "fsyncgate" lesson).  The runtime reopens the node's log, which runs
+  recovery (:mod:`.recovery`): it trusts only what it reads back and
+  verifies, and writers resend the rest.
+* File I/O goes through :mod:`.fileio` (where tests inject faults).
 """
 from __future__ import annotations
 
@@ -62,8 +72,9 @@ from typing import Iterable, Sequence
 
 from ..codec import pack
 from ..core.messages import ResendWrite, Written
-from .common import (SYNC_METHODS, LogUsageError, check_uid, crc32, fsync_dir, list_numbered,
-                     numbered_name, sync_fd, wal_dir, write_all, writev_all)
+from ..errors import StorageError
+import ra_actors.log.fileio as fileio
+from .common import SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbered, numbered_name, wal_dir
 from .lock import DataDirLock
 from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
                          encode_table, file_header, table_columns)
@@ -219,7 +230,12 @@ class Wal:
     """The node's shared write-ahead log (see the module docstring)."""
 
     def __init__(self, data_dir: str | os.PathLike, *, sync_method: str = "datasync",
-                 max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, lock: DataDirLock | None = None):
+                 max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, lock: DataDirLock | None = None,
+                 number_after: int = 0):
+        """``number_after``: number new files above this one even if no older file is
+        left (recovery deletes the files it flushed before the WAL opens, and a
+        file number is never reused: a stale hand-over of an old file's path
+        must not name a live file)."""
         if sync_method not in SYNC_METHODS:
             raise LogUsageError(f"sync_method must be one of {SYNC_METHODS}, not {sync_method!r}")
         if not isinstance(max_size_bytes, int) or max_size_bytes < MIN_MAX_SIZE_BYTES:
@@ -229,22 +245,27 @@ class Wal:
         self.max_size_bytes = max_size_bytes
         self._own_lock = lock is None
         self._lock_obj = lock if lock is not None else DataDirLock(self.data_dir)
-        self.dir = wal_dir(self.data_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        existing = list_numbered(self.dir, WAL_SUFFIX)
-        # Files of an earlier life: never appended to again; the segment writer
-        # moves them to segments (in this order) and deletes them.
-        self.pending_files: tuple[Path, ...] = tuple(p for _, p in existing)
-        self._number = existing[-1][0] if existing else 0
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
         self._pending: list[tuple[EncodedAppend, tuple]] = []  # (append, term runs)
         self._writers: dict[str, tuple[int, bool]] = {}  # uid -> (last index, out_of_seq)
         self._fd: int | None = None
-        self._failed: BaseException | None = None
+        self._failed: StorageError | None = None
         self.stats = {"files": 0, "batches": 0, "records": 0, "bytes_written": 0, "syncs": 0,
                       "dropped": 0}
-        self._open_next()
+        try:
+            self.dir = wal_dir(self.data_dir)
+            fileio.mkdir(self.dir)
+            existing = list_numbered(self.dir, WAL_SUFFIX)
+            # Files of an earlier life: never appended to again; the segment writer
+            # moves them to segments (in this order) and deletes them.
+            self.pending_files: tuple[Path, ...] = tuple(p for _, p in existing)
+            self._number = max(existing[-1][0] if existing else 0, number_after)
+            self._open_next()
+        except BaseException:
+            if self._own_lock:
+                self._lock_obj.release()
+            raise
 
     # ----------------------------------------------------------- files
     @property
@@ -259,16 +280,22 @@ class Wal:
     def _open_next(self) -> None:
         self._number += 1
         self._path = self.dir / numbered_name(self._number, WAL_SUFFIX)
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            header = file_header()
-            write_all(fd, header)
-            sync_fd(fd, "sync" if self.sync_method != "none" else "none")
-        except BaseException:
-            os.close(fd)
+            fd = fileio.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                header = file_header()
+                fileio.write_all(fd, header)
+                fileio.sync_fd(fd, "sync" if self.sync_method != "none" else "none")
+                if self.sync_method != "none":
+                    fileio.fsync_dir(self.dir)
+            except BaseException:
+                fileio.close(fd)
+                raise
+        except StorageError as exc:
+            # A file whose header or directory entry may not be durable is never
+            # written to: the WAL is dead (see the module rules).
+            self._failed = exc
             raise
-        if self.sync_method != "none":
-            fsync_dir(self.dir)
         self._fd = fd
         self._size = len(header)
         self._refs: dict[str, int] = {}
@@ -286,14 +313,29 @@ class Wal:
             if self._batch == 0:
                 return None
             closed = self._path
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                fileio.close(fd)
+            except StorageError as exc:
+                self._failed = exc
+                raise
             self._open_next()
             return closed
 
+    @property
+    def failed(self) -> StorageError | None:
+        """The StorageError that killed this WAL, or None."""
+        return self._failed
+
+    def _raise_failed(self) -> None:
+        f = self._failed
+        raise StorageError(f"the WAL failed earlier and refuses further work ({f}); nothing "
+                           "of the failed batch was reported written: reopen the node's log "
+                           "(recovery keeps only what it can verify)", f.path, f.errno, f.op)
+
     def _check_usable(self) -> None:
         if self._failed is not None:
-            raise LogUsageError(f"the WAL failed earlier and must be reopened: {self._failed!r}")
+            self._raise_failed()
         if self._fd is None:
             raise LogUsageError("the WAL is closed")
 
@@ -340,10 +382,11 @@ class Wal:
         bad producer cannot make the file unparseable; payload crcs are the
         producer's and are checked at recovery."""
         runs = _verify(encoded)
-        with self._lock:
-            self._pending.append((encoded, runs))
+        self._queue(encoded, runs)
 
     def _queue(self, encoded: EncodedAppend, runs: tuple) -> None:
+        if self._failed is not None:
+            self._raise_failed()
         with self._lock:
             self._pending.append((encoded, runs))
 
@@ -403,12 +446,7 @@ class Wal:
                 self.stats["dropped"] += sum(dropped.values())
             if not parts:
                 return FlushResult(resend=resend, dropped=dropped)
-            try:
-                writev_all(self._fd, parts, size)
-                sync_fd(self._fd, self.sync_method)
-            except BaseException as exc:
-                self._failed = exc
-                raise
+            self._write_and_sync(parts, size)
             if new_refs:
                 refs.update(new_refs)
             self._batch = batch
@@ -424,6 +462,21 @@ class Wal:
                 closed = (self.roll_over(),)
             return FlushResult({u: tuple(r) for u, r in written.items()}, resend, dropped, closed,
                                records, size, True)
+
+    def _write_and_sync(self, parts: list, size: int) -> None:
+        """One gather write + one sync; any failure kills the WAL (module rules)."""
+        try:
+            fileio.writev_all(self._fd, parts, size)
+            fileio.sync_fd(self._fd, self.sync_method)
+        except StorageError as exc:
+            # Never retried, never reported written.
+            self._failed = exc
+            raise
+        except BaseException as exc:
+            # Interrupted mid-write: the file's tail is unknown, so it is dead too.
+            self._failed = StorageError(f"write of {self._path} interrupted: {exc!r}",
+                                        str(self._path), None, "write")
+            raise
 
     def write_batch(self, batch: Iterable[tuple]) -> FlushResult:
         """``append_entries`` for each ``(uid, entries[, truncate])``, then one ``flush``."""
@@ -451,13 +504,19 @@ class Wal:
         """Close the file and release the lock.  Queued, unflushed appends are
         discarded: they were never reported durable."""
         with self._flush_lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            fd, self._fd = self._fd, None
             with self._lock:
                 self._pending.clear()
-            if self._own_lock:
-                self._lock_obj.release()
+            try:
+                if fd is not None:
+                    try:
+                        fileio.close(fd)
+                    except StorageError:
+                        if self._failed is None:
+                            raise
+            finally:
+                if self._own_lock:
+                    self._lock_obj.release()
 
     def __enter__(self) -> "Wal":
         return self
