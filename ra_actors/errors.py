@@ -131,3 +131,19 @@ class StorageError(RaError):
         self.path = path
         self.errno = errno
         self.op = op
+
+
+class LastVoter(RaError):
+    """``remove_member`` would leave the cluster without a voter."""
+
+
+class InvalidMembership(RaError, ValueError):
+    """A membership other than ``voter``, ``non_voter`` or ``promotable``."""
+
+
+class QueryFailed(RaError):
+    """A query function raised on the server (the server carries on)."""
+
+
+class InvalidQuery(RaError, ValueError):
+    """A query names no function the server may call, or an unknown query kind."""

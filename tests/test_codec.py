@@ -52,3 +52,24 @@ def test_an_unknown_record_name_is_an_error_not_an_import():
 def test_values_msgpack_cannot_encode_are_invalid_commands():
     with pytest.raises(errors.InvalidCommand):
         codec.pack(object())
+
+
+def test_two_records_may_not_share_a_tag():
+    """Records travel under their class name: a second class with a name
+    already taken would be decoded as the first (it once silently turned the
+    core's ``Redirect`` reply into the public ``events.NotLeader`` on the
+    replication stream)."""
+    import dataclasses
+
+    from ra_actors import events
+    from ra_actors.core.codec import Codec, register
+
+    @dataclasses.dataclass(frozen=True)
+    class Entry:            # noqa: F811 - the point: a second "Entry"
+        index: int
+
+    with pytest.raises(ValueError, match="two records named Entry"):
+        register(Entry)
+    with pytest.raises(ValueError, match="two records named Entry"):
+        Codec([Entry])
+    Codec([events.Applied, events.Rejected, events.NotLeader])   # the stream's own records fit

@@ -7,6 +7,7 @@ from core_helpers import (
     config, N1, N2, N3, KvMachine, VersionedKv, aer, ae_ok, kv_state, make_follower, make_leader, mach,
     new_server, noop, send, sync_cmd, usr,
 )
+from ra_actors.core.types import Ok  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.machine import Machine
@@ -43,9 +44,9 @@ def test_committed_entries_are_applied_in_log_order_and_answered_in_order():
     srv.handle(m.Commands(cmds))
     srv.handle(m.Written(1, 2, 4))
     assert srv.handle(ae_ok(1, N2, 4)) == ("leader", [
-        fx.Reply("a", ("ok", None), N1),
-        fx.Reply("b", ("ok", 1), N1),
-        fx.Reply("c", ("ok", 2), N1),
+        fx.Reply("a", Ok(None), N1),
+        fx.Reply("b", Ok(1), N1),
+        fx.Reply("c", Ok(2), N1),
     ] + _commit_effects_tail(4))
     assert [a[0] for a in srv.machine_state["applied"]] == [2, 3, 4]
 
@@ -54,14 +55,14 @@ def test_apply_may_return_state_and_reply_or_also_effects():
     """Ra ra_machine:apply/3: ``(state, reply)`` or ``(state, reply, effects)``
     where effects is a list or a single effect."""
     srv = make_leader(N1)
-    assert _commit_one(srv, ("fx2", "two")) == ("leader", [fx.Reply("c1", ("ok", "two"), N1)] + _commit_effects_tail(2))
+    assert _commit_one(srv, ("fx2", "two")) == ("leader", [fx.Reply("c1", Ok("two"), N1)] + _commit_effects_tail(2))
     assert _commit_one(srv, ("fx", "three", [fx.Aux("x")])) == ("leader", [
         fx.MachineEffects((fx.Aux("x"),), leader_only=False),
-        fx.Reply("c1", ("ok", "three"), N1),
+        fx.Reply("c1", Ok("three"), N1),
     ] + _commit_effects_tail(3))
     assert _commit_one(srv, ("fx", "single", fx.Aux("y"))) == ("leader", [
         fx.MachineEffects((fx.Aux("y"),), leader_only=False),
-        fx.Reply("c1", ("ok", "single"), N1),
+        fx.Reply("c1", Ok("single"), N1),
     ] + _commit_effects_tail(4))
 
 
@@ -82,7 +83,7 @@ def test_leader_emits_leader_only_machine_effects_and_followers_only_the_rest():
     assert _commit_one(leader, data) == ("leader", [
         fx.MachineEffects(LEADER_ONLY, leader_only=True),
         fx.MachineEffects(ANYONE, leader_only=False),
-        fx.Reply("c1", ("ok", "r"), N1),
+        fx.Reply("c1", Ok("r"), N1),
     ] + _commit_effects_tail(2))
 
     follower = make_follower(N2)
@@ -104,7 +105,7 @@ def test_machine_effects_keep_the_machines_order():
     assert _commit_one(srv, ("fx", "r", effs)) == ("leader", [
         fx.MachineEffects((fx.Demonitor("process", "p"),), leader_only=False),
         fx.MachineEffects((fx.Monitor("process", "p"),), leader_only=True),
-        fx.Reply("c1", ("ok", "r"), N1),
+        fx.Reply("c1", Ok("r"), N1),
     ] + _commit_effects_tail(2))
 
 
@@ -117,7 +118,7 @@ def test_append_effect_appends_a_new_command_on_the_leader_only():
     e3 = Entry(3, 1, Usr(("put", "z", 9), NoReply(), 0))
     assert _commit_one(srv, data) == ("leader", [
         fx.LogAppend((e3,)),
-        fx.Reply("c1", ("ok", "r"), N1),
+        fx.Reply("c1", Ok("r"), N1),
         fx.PersistLastApplied(2),
         send(N2, aer(1, N1, 2, 1, (e3,), commit=2)),
         send(N3, aer(1, N1, 2, 1, (e3,), commit=2)),
@@ -142,7 +143,7 @@ def test_leader_only_effects_still_emitted_while_transferring_leadership():
     srv.handle(m.Written(1, 2, 2))
     assert srv.handle(ae_ok(1, N2, 2)) == ("await_condition", [
         fx.MachineEffects((fx.SendMsg("p", "hi"),), leader_only=True),
-        fx.Reply("c1", ("ok", "r"), N1),
+        fx.Reply("c1", Ok("r"), N1),
     ] + _commit_effects_tail(2))
 
 

@@ -9,6 +9,7 @@ import pytest
 from core_helpers import (
     KvMachine, N1, N2, N3, aer, ae_ok, config, log_of, make_follower, make_leader, send, sync_cmd,
 )
+from ra_actors.core.types import Ok  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.machine import Machine
@@ -46,7 +47,7 @@ def test_commit_undurable_counts_the_leaders_unwritten_entries():
         srv.handle(sync_cmd(("put", "a", 1), "c1"))
     assert correct.handle(ae_ok(1, N2, 2)) == ("leader", [])
     assert buggy.handle(ae_ok(1, N2, 2)) == ("leader", [
-        fx.Reply("c1", ("ok", None), N1),
+        fx.Reply("c1", Ok(None), N1),
         fx.PersistLastApplied(1),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -95,4 +96,4 @@ def test_stale_reads_skips_the_read_index_round():
     role, effects = correct.handle(q)
     assert role == "leader" and not any(isinstance(e, fx.Reply) for e in effects)
     assert any(isinstance(e, fx.SendRpc) and isinstance(e.rpc, m.HeartbeatRpc) for e in effects)
-    assert buggy.handle(q) == ("leader", [fx.Reply("q1", ("ok", None), N1)])
+    assert buggy.handle(q) == ("leader", [fx.Reply("q1", Ok(None), N1)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core_helpers import (
     N1, N2, N3, aer, ae_ok, make_follower, make_leader, new_server, send, sync_cmd,
 )
+from ra_actors.core.types import Ok, Redirect  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.types import AfterLogAppend, AwaitConsensus, Entry, NoReply, NotifyReply, Usr
@@ -31,7 +32,7 @@ def test_sync_command_answered_once_applied_on_leader():
     ])
     assert srv.handle(m.Written(1, 2, 2)) == ("leader", [])
     assert srv.handle(ae_ok(1, N3, 2)) == ("leader", [
-        fx.Reply("caller", ("ok", None), N1),
+        fx.Reply("caller", Ok(None), N1),
         fx.PersistLastApplied(2),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -79,11 +80,11 @@ def test_follower_that_knows_the_leader_rejects_or_redirects_every_reply_mode():
     notify = _notify(("put", "a", 1), 7, "cl")
     assert srv.handle(notify) == ("follower", [fx.Rejected("cl", N2, N1, 7)])
     assert srv.handle(sync_cmd(("put", "a", 1), "caller")) == (
-        "follower", [fx.Reply("caller", ("not_leader", N1), N1)])
+        "follower", [fx.Reply("caller", Redirect(N1), N1)])
     fire = m.Command(("put", "a", 1), NoReply())
     assert srv.handle(fire) == ("follower", [fx.ForwardCommand(N1, fire)])
     assert srv.handle(m.Command(("put", "a", 1), AfterLogAppend("ala"))) == (
-        "follower", [fx.Reply("ala", ("not_leader", N1), N1)])
+        "follower", [fx.Reply("ala", Redirect(N1), N1)])
     assert srv.log.last_index == 1
 
 
@@ -96,7 +97,7 @@ def test_follower_without_a_leader_drops_pipelined_and_no_reply_commands():
     assert srv.handle(_notify(("put", "a", 1), 7, "cl")) == ("follower", [])
     assert srv.handle(m.Command(("put", "a", 1), NoReply())) == ("follower", [])
     assert srv.handle(sync_cmd(("put", "a", 1), "caller")) == (
-        "follower", [fx.Reply("caller", ("not_leader", None), None)])
+        "follower", [fx.Reply("caller", Redirect(None), None)])
 
 
 def test_candidate_drops_pipelined_commands():
@@ -117,7 +118,7 @@ def test_after_log_append_is_answered_on_append_not_on_apply():
     e2 = _entry(2, cmd)
     assert srv.handle(cmd) == ("leader", [
         fx.LogAppend((e2,)),
-        fx.Reply("ala", ("ok", (2, 1)), N1),
+        fx.Reply("ala", Ok((2, 1)), N1),
         send(N2, aer(1, N1, 1, 1, (e2,), commit=1)),
         send(N3, aer(1, N1, 1, 1, (e2,), commit=1)),
     ])
@@ -153,7 +154,7 @@ def test_low_priority_commands_are_flushed_in_bounded_batches():
     l6 = _entry(7, lows[4])
     # Any message handled by the leader flushes the next batch.
     assert srv.handle(m.Members("who")) == ("leader", [
-        fx.Reply("who", ("ok", ((N1, N2, N3), N1)), N1),
+        fx.Reply("who", Ok(((N1, N2, N3), N1)), N1),
         fx.LogAppend((l6,)),
         send(N2, aer(1, N1, 6, 1, (l6,), commit=1)),
         send(N3, aer(1, N1, 6, 1, (l6,), commit=1)),
@@ -171,7 +172,7 @@ def test_queued_low_priority_commands_are_rejected_when_leader_steps_down():
     srv.handle(m.Commands(lows))                      # only the first is appended
     assert srv.handle(ae_ok(2, N2, 0, 0)) == ("follower", [
         fx.PersistMeta(2, None),
-        fx.Reply("y", ("not_leader", None), None),
+        fx.Reply("y", Redirect(None), None),
         fx.RoleChanged("follower"),
         fx.LeaderChanged(None, 2),
         fx.SetElectionTimer("long"),

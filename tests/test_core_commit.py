@@ -4,6 +4,7 @@ from __future__ import annotations
 from core_helpers import (
     N1, N2, N3, aer, ae_fail, ae_ok, log_of, make_follower, make_leader, mach, noop, send, sync_cmd, usr,
 )
+from ra_actors.core.types import Ok  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.server import Recovered
@@ -29,7 +30,7 @@ def test_leader_match_index_is_its_last_durable_index():
     assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [])       # leader copy not durable yet
     assert srv.commit_index == 1
     assert srv.handle(m.Written(1, 2, 2)) == ("leader", [
-        fx.Reply("c1", ("ok", None), N1),
+        fx.Reply("c1", Ok(None), N1),
         fx.PersistLastApplied(2),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -45,7 +46,7 @@ def test_majority_of_followers_commits_without_leaders_own_write():
     srv.handle(sync_cmd(("put", "a", 1), "c1"))
     assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [])
     assert srv.handle(ae_ok(1, N3, 2)) == ("leader", [
-        fx.Reply("c1", ("ok", None), N1),
+        fx.Reply("c1", Ok(None), N1),
         fx.PersistLastApplied(1),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -180,7 +181,7 @@ def test_leader_last_applied_hint_is_capped_at_its_durable_index():
     srv.handle(sync_cmd(("put", "a", 1), "c1"))
     srv.handle(ae_ok(1, N2, 2))
     assert srv.handle(ae_ok(1, N3, 2)) == ("leader", [
-        fx.Reply("c1", ("ok", None), N1),
+        fx.Reply("c1", Ok(None), N1),
         fx.PersistLastApplied(1),                                # 2 applied, not durable here
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -191,7 +192,7 @@ def test_leader_last_applied_hint_is_capped_at_its_durable_index():
     srv.handle(sync_cmd(("put", "b", 2), "c2"))
     srv.handle(m.Written(1, 3, 3))
     assert srv.handle(ae_ok(1, N2, 3)) == ("leader", [
-        fx.Reply("c2", ("ok", None), N1),
+        fx.Reply("c2", Ok(None), N1),
         fx.PersistLastApplied(3),
         send(N2, aer(1, N1, 3, 1, (), commit=3)),
         send(N3, aer(1, N1, 3, 1, (), commit=3)),

@@ -4,6 +4,7 @@ the machine sees state_enter(eol))."""
 from __future__ import annotations
 
 from core_helpers import N1, N2, N3, KvMachine, aer, ae_ok, make_follower, make_leader, mach, send
+from ra_actors.core.types import Ok, Redirect  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.types import DeleteCluster, Entry
@@ -23,7 +24,7 @@ def test_leader_deletes_cluster_once_every_follower_has_the_commit():
     srv.handle(m.Written(1, 2, 2))
     assert srv.handle(ae_ok(1, N2, 2)) == ("terminating_leader", [
         fx.MachineEffects((fx.Aux("bye"),), leader_only=False),
-        fx.Reply("d", ("ok", N1), N1),
+        fx.Reply("d", Ok(N1), N1),
         fx.RoleChanged("terminating_leader"),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),
@@ -70,4 +71,4 @@ def test_terminating_leader_gives_up_waiting_for_down_members():
 def test_delete_on_follower_is_redirected():
     """Raft §8: only the leader appends."""
     srv = make_follower(N2)
-    assert srv.handle(m.DeleteClusterCmd("d")) == ("follower", [fx.Reply("d", ("not_leader", N1), N1)])
+    assert srv.handle(m.DeleteClusterCmd("d")) == ("follower", [fx.Reply("d", Redirect(N1), N1)])

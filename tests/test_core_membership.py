@@ -2,9 +2,12 @@
 single-server changes, thesis §4.1-§4.3 and §3.10)."""
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 from core_helpers import (
     N1, N2, N3, N4, N5, aer, ae_fail, ae_ok, make_follower, make_leader, new_server, noop, send, sync_cmd,
 )
+from ra_actors.core.types import Error, Redirect, Ok  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.types import (
@@ -25,8 +28,9 @@ def _cc_entry(index, term, frm, **members):
     return Entry(index, term, ClusterChange(_cluster(**members), frm))
 
 
-def _err(frm, reason, leader=N1):
-    return fx.Reply(frm, ("error", reason), leader)
+def _err(frm, kind, leader=N1):
+    """The reply of a refused cluster operation (its wording aside)."""
+    return fx.Reply(frm, Error(kind, ANY), leader)
 
 
 # ======================================================= permission & errors
@@ -35,8 +39,8 @@ def test_cluster_change_not_permitted_before_the_noop_of_the_term_commits():
     leader may change the membership only once an entry of its term (its
     noop) is committed."""
     srv = make_leader(N1, commit_noop=False)
-    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("leader", [_err("a", "cluster_change_not_permitted")])
-    assert srv.handle(m.RemoveMember(N3, "r")) == ("leader", [_err("r", "cluster_change_not_permitted")])
+    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("leader", [_err("a", "ClusterChangeNotPermitted")])
+    assert srv.handle(m.RemoveMember(N3, "r")) == ("leader", [_err("r", "ClusterChangeNotPermitted")])
     assert srv.log.last_index == 1
 
 
@@ -45,24 +49,24 @@ def test_only_one_cluster_change_at_a_time():
     is committed."""
     srv = make_leader(N1)
     srv.handle(m.AddMember(N4, VOTER, "a"))
-    assert srv.handle(m.AddMember(N5, VOTER, "b")) == ("leader", [_err("b", "cluster_change_not_permitted")])
-    assert srv.handle(m.RemoveMember(N3, "c")) == ("leader", [_err("c", "cluster_change_not_permitted")])
+    assert srv.handle(m.AddMember(N5, VOTER, "b")) == ("leader", [_err("b", "ClusterChangeNotPermitted")])
+    assert srv.handle(m.RemoveMember(N3, "c")) == ("leader", [_err("c", "ClusterChangeNotPermitted")])
     assert srv.log.last_index == 2
 
 
 def test_already_member_and_not_member_errors():
     """Ra join/leave errors: adding a member twice or removing a stranger."""
     srv = make_leader(N1)
-    assert srv.handle(m.AddMember(N2, VOTER, "a")) == ("leader", [_err("a", "already_member")])
-    assert srv.handle(m.RemoveMember(N5, "r")) == ("leader", [_err("r", "not_member")])
+    assert srv.handle(m.AddMember(N2, VOTER, "a")) == ("leader", [_err("a", "AlreadyMember")])
+    assert srv.handle(m.RemoveMember(N5, "r")) == ("leader", [_err("r", "NotMember")])
 
 
 def test_membership_commands_on_follower_are_redirected():
     """Raft §6 (only the leader changes the configuration), §8 redirect."""
     srv = make_follower(N2)
-    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("follower", [fx.Reply("a", ("not_leader", N1), N1)])
-    assert srv.handle(m.RemoveMember(N3, "r")) == ("follower", [fx.Reply("r", ("not_leader", N1), N1)])
-    assert srv.handle(m.Members("who")) == ("follower", [fx.Reply("who", ("ok", ((N1, N2, N3), N1)), N1)])
+    assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("follower", [fx.Reply("a", Redirect(N1), N1)])
+    assert srv.handle(m.RemoveMember(N3, "r")) == ("follower", [fx.Reply("r", Redirect(N1), N1)])
+    assert srv.handle(m.Members("who")) == ("follower", [fx.Reply("who", Ok(((N1, N2, N3), N1)), N1)])
 
 
 def test_last_voter_cannot_be_removed():
@@ -71,7 +75,7 @@ def test_last_voter_cannot_be_removed():
     srv.handle(m.TriggerElection())
     srv.handle(m.MetaWritten(1, N1))
     srv.handle(m.Written(1, 1, 1))
-    assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [_err("r", "cannot_remove_last_voter")])
+    assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [_err("r", "LastVoter")])
 
 
 # ==================================================== effective when appended
@@ -83,7 +87,7 @@ def test_added_member_is_effective_when_appended_and_replicated_to_at_once():
     cc = _cc_entry(2, 1, "a", **THREE, n4=VOTER)
     assert srv.handle(m.AddMember(N4, VOTER, "a")) == ("leader", [
         fx.LogAppend((cc,)),
-        fx.Reply("a", ("ok", (2, 1)), N1),
+        fx.Reply("a", Ok((2, 1)), N1),
         send(N2, aer(1, N1, 1, 1, (cc,), commit=1)),
         send(N3, aer(1, N1, 1, 1, (cc,), commit=1)),
         send(N4, aer(1, N1, 2, 1, (), commit=1)),
@@ -153,7 +157,7 @@ def test_non_voter_acks_do_not_count_towards_commit():
     assert srv.handle(ae_ok(1, N4, 3)) == ("leader", [])
     assert srv.commit_index == 2                      # N1 + non-voter N4 is no majority
     role, effects = srv.handle(ae_ok(1, N3, 3))
-    assert srv.commit_index == 3 and fx.Reply("c", ("ok", None), N1) in effects
+    assert srv.commit_index == 3 and fx.Reply("c", Ok(None), N1) in effects
 
 
 def test_promotable_member_is_promoted_once_caught_up():
@@ -183,7 +187,7 @@ def test_removed_leader_steps_down_once_removal_commits_and_hands_over():
     cc = _cc_entry(2, 1, "r", n2=VOTER, n3=VOTER)
     assert srv.handle(m.RemoveMember(N1, "r")) == ("leader", [
         fx.LogAppend((cc,)),
-        fx.Reply("r", ("ok", (2, 1)), N1),
+        fx.Reply("r", Ok((2, 1)), N1),
         send(N2, aer(1, N1, 1, 1, (cc,), commit=1)),
         send(N3, aer(1, N1, 1, 1, (cc,), commit=1)),
     ])
@@ -212,7 +216,7 @@ def test_transfer_to_caught_up_voter_sends_timeout_now_at_once():
     assert srv.handle(m.TransferLeadership(N2, "t")) == ("await_condition", [
         fx.RoleChanged("await_condition"),
         fx.SetAwaitConditionTimer(3000),
-        fx.Reply("t", ("ok", "ok"), N1),
+        fx.Reply("t", Ok("ok"), N1),
         send(N2, aer(1, N1, 1, 1, (), commit=1)),
         send(N2, m.TimeoutNowRpc(1, N1)),
     ])
@@ -226,7 +230,7 @@ def test_transfer_waits_until_target_caught_up():
     assert srv.handle(m.TransferLeadership(N2, "t")) == ("await_condition", [
         fx.RoleChanged("await_condition"),
         fx.SetAwaitConditionTimer(3000),
-        fx.Reply("t", ("ok", "ok"), N1),
+        fx.Reply("t", Ok("ok"), N1),
         send(N2, aer(1, N1, 2, 1, (), commit=1)),
     ])
     assert srv.handle(ae_ok(1, N2, 2)) == ("await_condition", [send(N2, m.TimeoutNowRpc(1, N1))])
@@ -239,7 +243,7 @@ def test_commands_rejected_while_transferring_leadership():
     srv.handle(sync_cmd(("put", "a", 1), "c"))
     srv.handle(m.TransferLeadership(N2, "t"))
     assert srv.handle(sync_cmd(("put", "b", 2), "c2")) == (
-        "await_condition", [fx.Reply("c2", ("not_leader", None), None)])
+        "await_condition", [fx.Reply("c2", Redirect(None), None)])
     assert srv.handle(m.Command(("put", "b", 2), NotifyReply(5, "cl"))) == (
         "await_condition", [fx.Rejected("cl", N1, None, 5)])
     assert srv.log.last_index == 2
@@ -281,12 +285,12 @@ def test_transfer_errors():
     """Ra transfer_leadership: unknown_member, non_voter (only voters can
     lead, thesis §4.2.1), already_leader; followers redirect."""
     srv = make_leader(N1)
-    assert srv.handle(m.TransferLeadership(N5, "t")) == ("leader", [_err("t", "unknown_member")])
-    assert srv.handle(m.TransferLeadership(N1, "t")) == ("leader", [fx.Reply("t", ("ok", "already_leader"), N1)])
+    assert srv.handle(m.TransferLeadership(N5, "t")) == ("leader", [_err("t", "NotMember")])
+    assert srv.handle(m.TransferLeadership(N1, "t")) == ("leader", [fx.Reply("t", Ok("already_leader"), N1)])
     srv.handle(m.AddMember(N4, NON_VOTER, "a"))
-    assert srv.handle(m.TransferLeadership(N4, "t")) == ("leader", [_err("t", "non_voter")])
+    assert srv.handle(m.TransferLeadership(N4, "t")) == ("leader", [_err("t", "NonVoter")])
     follower = make_follower(N2)
-    assert follower.handle(m.TransferLeadership(N3, "t")) == ("follower", [fx.Reply("t", ("not_leader", N1), N1)])
+    assert follower.handle(m.TransferLeadership(N3, "t")) == ("follower", [fx.Reply("t", Redirect(N1), N1)])
 
 
 def test_removed_leader_stops_with_stop_server_removed():
@@ -381,7 +385,7 @@ def test_joining_server_has_no_configuration_until_the_log_gives_it_one():
     members and counts nobody as a voter."""
     srv = _joiner_holding_a_prefix()
     assert srv.cluster == {} and srv.voters() == []
-    assert srv.handle(m.Members("cl")) == ("follower", [fx.Reply("cl", ("ok", ((), N1)), N1)])
+    assert srv.handle(m.Members("cl")) == ("follower", [fx.Reply("cl", Ok(((), N1)), N1)])
 
 
 def test_joining_server_does_not_campaign_when_its_leader_dies():

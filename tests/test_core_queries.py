@@ -5,6 +5,7 @@ from __future__ import annotations
 from core_helpers import (
     N1, N2, N3, aer, ae_ok, make_follower, make_leader, new_server, send, sync_cmd,
 )
+from ra_actors.core.types import Ok, Redirect, Error  # noqa: E402
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 
@@ -34,28 +35,28 @@ def test_local_query_is_answered_by_any_role_with_its_applied_index():
     """Ra local_query (no guarantee, Raft §8 notes such reads may be stale):
     any member answers from its own state, with (last_applied, term)."""
     follower = make_follower(N2, entries=(), commit=0)
-    assert follower.handle(_q("local")) == ("follower", [fx.Reply("q", ("ok", ((0, 1), None)), N1)])
+    assert follower.handle(_q("local")) == ("follower", [fx.Reply("q", Ok(((0, 1), None)), N1)])
     leader = _leader_with_a(5)
-    assert leader.handle(_q("local")) == ("leader", [fx.Reply("q", ("ok", ((2, 1), 5)), N1)])
+    assert leader.handle(_q("local")) == ("leader", [fx.Reply("q", Ok(((2, 1), 5)), N1)])
     candidate = new_server(N3)
     candidate.handle(m.TriggerElection())
     candidate.handle(m.PreVoteResult(0, N1, 1, True))
-    assert candidate.handle(_q("local")) == ("candidate", [fx.Reply("q", ("ok", ((0, 1), None)), None)])
+    assert candidate.handle(_q("local")) == ("candidate", [fx.Reply("q", Ok(((0, 1), None)), None)])
 
 
 def test_leader_query_redirects_from_followers():
     """Ra leader_query: evaluated on the leader; a follower answers
     not_leader with the leader it knows (Raft §8 redirect)."""
     follower = make_follower(N2)
-    assert follower.handle(_q("leader")) == ("follower", [fx.Reply("q", ("not_leader", N1), N1)])
+    assert follower.handle(_q("leader")) == ("follower", [fx.Reply("q", Redirect(N1), N1)])
     leader = _leader_with_a(7)
-    assert leader.handle(_q("leader")) == ("leader", [fx.Reply("q", ("ok", ((2, 1), 7)), N1)])
+    assert leader.handle(_q("leader")) == ("leader", [fx.Reply("q", Ok(((2, 1), 7)), N1)])
 
 
 def test_consistent_query_on_follower_is_redirected():
     """Raft §8: only the leader serves linearizable reads."""
     follower = make_follower(N2)
-    assert follower.handle(_q("consistent")) == ("follower", [fx.Reply("q", ("not_leader", N1), N1)])
+    assert follower.handle(_q("consistent")) == ("follower", [fx.Reply("q", Redirect(N1), N1)])
 
 
 def test_consistent_query_waits_for_noop_of_the_term_then_a_heartbeat_quorum():
@@ -74,7 +75,7 @@ def test_consistent_query_waits_for_noop_of_the_term_then_a_heartbeat_quorum():
         send(N2, hb),
         send(N3, hb),
     ])
-    assert srv.handle(m.HeartbeatReply(1, N3, 1)) == ("leader", [fx.Reply("q1", ("ok", None), N1)])
+    assert srv.handle(m.HeartbeatReply(1, N3, 1)) == ("leader", [fx.Reply("q1", Ok(None), N1)])
     assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [])     # answered once
 
 
@@ -84,7 +85,7 @@ def test_consistent_query_sees_every_write_committed_before_it():
     srv = _leader_with_a(42)
     assert srv.handle(_q("consistent")) == ("leader", [
         send(N2, m.HeartbeatRpc(1, N1, 1)), send(N3, m.HeartbeatRpc(1, N1, 1))])
-    assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [fx.Reply("q", ("ok", 42), N1)])
+    assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [fx.Reply("q", Ok(42), N1)])
 
 
 def test_heartbeat_reply_confirms_only_queries_up_to_its_query_index():
@@ -93,9 +94,9 @@ def test_heartbeat_reply_confirms_only_queries_up_to_its_query_index():
     srv = _leader_with_a(1)
     srv.handle(_q("consistent", "first"))
     srv.handle(_q("consistent", "second"))
-    assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [fx.Reply("first", ("ok", 1), N1)])
+    assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [fx.Reply("first", Ok(1), N1)])
     assert srv.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [])
-    assert srv.handle(m.HeartbeatReply(1, N3, 2)) == ("leader", [fx.Reply("second", ("ok", 1), N1)])
+    assert srv.handle(m.HeartbeatReply(1, N3, 2)) == ("leader", [fx.Reply("second", Ok(1), N1)])
 
 
 def test_heartbeat_reply_from_another_term_confirms_nothing():
@@ -111,7 +112,7 @@ def test_single_member_cluster_answers_consistent_query_at_once():
     srv.handle(m.TriggerElection())
     srv.handle(m.MetaWritten(1, N1))
     srv.handle(m.Written(1, 1, 1))
-    assert srv.handle(_q("consistent")) == ("leader", [fx.Reply("q", ("ok", None), N1)])
+    assert srv.handle(_q("consistent")) == ("leader", [fx.Reply("q", Ok(None), N1)])
 
 
 def test_query_that_raises_returns_an_error_and_keeps_the_server_running():
@@ -119,11 +120,11 @@ def test_query_that_raises_returns_an_error_and_keeps_the_server_running():
     the server carries on."""
     follower = make_follower(N2)
     assert follower.handle(_q("local", fun=broken)) == ("follower", [
-        fx.Reply("q", ("error", "query failed: ValueError('boom')"), N1)])
+        fx.Reply("q", Error("QueryFailed", "the query raised ValueError('boom')"), N1)])
     leader = _leader_with_a(1)
     leader.handle(_q("consistent", fun=broken))
     assert leader.handle(m.HeartbeatReply(1, N2, 1)) == ("leader", [
-        fx.Reply("q", ("error", "query failed: ValueError('boom')"), N1)])
+        fx.Reply("q", Error("QueryFailed", "the query raised ValueError('boom')"), N1)])
     assert leader.role == "leader"
 
 
@@ -137,8 +138,8 @@ def test_pending_consistent_queries_get_not_leader_when_leader_steps_down():
     srv.handle(_q("consistent", "second"))
     assert srv.handle(m.RequestVoteRpc(2, N3, 1, 1)) == ("follower", [
         fx.PersistMeta(2, None),
-        fx.Reply("first", ("not_leader", None), None),
-        fx.Reply("second", ("not_leader", None), None),
+        fx.Reply("first", Redirect(None), None),
+        fx.Reply("second", Redirect(None), None),
         fx.RoleChanged("follower"),
         fx.LeaderChanged(None, 2),
         fx.SetElectionTimer("long"),
@@ -153,7 +154,7 @@ def test_query_waiting_for_the_noop_gets_not_leader_when_leader_steps_down():
     srv = make_leader(N1, commit_noop=False)
     srv.handle(_q("consistent", "waiting"))
     assert srv.handle(m.StepDownIfLeader()) == ("follower", [
-        fx.Reply("waiting", ("not_leader", None), None),
+        fx.Reply("waiting", Redirect(None), None),
         fx.RoleChanged("follower"),
         fx.LeaderChanged(None, 1),
         fx.SetElectionTimer("long"),
@@ -188,4 +189,4 @@ def test_follower_answers_heartbeat_and_follows_a_newer_leader():
 def test_unknown_query_kind_is_an_error():
     """Ra query API: only local, leader and consistent exist."""
     srv = make_follower(N2)
-    assert srv.handle(_q("eventual")) == ("follower", [fx.Reply("q", ("error", "unknown query kind 'eventual'"), N1)])
+    assert srv.handle(_q("eventual")) == ("follower", [fx.Reply("q", Error("InvalidQuery", "unknown query kind 'eventual'"), N1)])

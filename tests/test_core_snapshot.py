@@ -6,6 +6,7 @@ from core_helpers import (
     N1, N2, N3, KvMachine, aer, ae_fail, ae_ok, kv_state, log_of, make_follower, make_leader,
     new_server, noop, of_type, send, sync_cmd, usr,
 )
+from ra_actors.core.types import Ok  # noqa: E402
 from ra_actors import codec
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
@@ -34,7 +35,7 @@ def test_release_cursor_writes_snapshot_then_truncates_the_log():
     meta2 = SnapshotMeta(2, 1, THREE, 0)
     assert srv.handle(ae_ok(1, N2, 2)) == ("leader", [
         fx.WriteSnapshot(meta2, data=codec.pack(state2)),   # encoded at once
-        fx.Reply("c1", ("ok", "released"), N1),
+        fx.Reply("c1", Ok("released"), N1),
         fx.PersistLastApplied(2),
         send(N2, aer(1, N1, 2, 1, (), commit=2)),
         send(N3, aer(1, N1, 2, 1, (), commit=2)),

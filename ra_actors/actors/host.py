@@ -53,7 +53,7 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnve
 
 from .. import events as ev
 from ..core import messages as m
-from ..core.types import ServerId
+from ..core.types import ServerId, Unavailable
 from ..errors import RaError
 from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, Lookup,
                        LookupReply,
@@ -343,7 +343,7 @@ class HostActor(Actor):
         self._offer_client(sender)
         shell = self._shell(msg.to)
         if shell is None:
-            self.send(sender, ClientReply(msg.req_id, ("error", "misdelivered"), None))
+            self.send(sender, ClientReply(msg.req_id, Unavailable("misdelivered"), None))
         else:
             shell.receive(msg, sender)
 

@@ -186,7 +186,7 @@ class ClientCall:
 @dataclass
 class ClientReply:
     req_id: Any
-    result: Any          # ("ok", value) | ("not_leader", leader) | ("error", reason)
+    result: Any          # Ok | NotLeader | Error | Unavailable (ra_actors.core.types)
     leader: Any = None
 
 

@@ -13,7 +13,7 @@ Rules:
   :class:`~.peers.PeerRouter`'s.
 * Every message meant for one server names it (``Rpcs.to``, ``ClientCall.to``,
   ``Pipeline.to``); one that reaches the wrong server is answered
-  ``Misdelivered`` (or an ``("error", "misdelivered")`` reply) so the sender
+  ``Misdelivered`` (or an ``Unavailable("misdelivered")`` reply) so the sender
   looks the address up again.
 * WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
   per writer (incarnation, counter): the WAL drops a stale or duplicate one
@@ -35,7 +35,8 @@ from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorEx
                              PoisonMessage, WakeupMessage)
 
 from .. import events as ev
-from ..core.types import ActorRef, AfterLogAppend, AwaitConsensus, NoReply, NotifyReply, ServerId
+from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId,
+                          Unavailable)
 from ..core import messages as m
 from ..errors import MachineError, RaError
 from ..shell.functions import resolve_function
@@ -132,7 +133,7 @@ class ActorServerPort:
             return
         if self.shell.core is None:
             if isinstance(msg, ClientCall):
-                self._send(sender, ClientReply(msg.req_id, ("error", "starting"), None))
+                self._send(sender, ClientReply(msg.req_id, Unavailable("starting"), None))
             return
         handler = self._HANDLERS.get(type(msg))
         if handler is not None:
@@ -248,17 +249,18 @@ class ActorServerPort:
     def _on_client_call(self, msg: ClientCall, sender: Any) -> None:
         shell = self.shell
         if msg.to is not None and ServerId(*msg.to) != shell.id:
-            self._send(sender, ClientReply(msg.req_id, ("error", "misdelivered"), None))
+            self._send(sender, ClientReply(msg.req_id, Unavailable("misdelivered"), None))
             return
         self.router.client_called(msg.handle, sender)
         op, args = msg.body[0], msg.body[1:]
         try:
             request = self._client_request(op, args, (msg.handle, msg.req_id))
         except Exception as exc:  # noqa: BLE001 - a bad request is the caller's error
-            self._send(sender, ClientReply(msg.req_id, ("error", f"{type(exc).__name__}: {exc}"), shell.leader))
+            kind = "InvalidQuery" if op == "query" else "InvalidCommand"
+            self._send(sender, ClientReply(msg.req_id, Error(kind, f"{type(exc).__name__}: {exc}"), shell.leader))
             return
         if isinstance(request, _Immediate):
-            self._send(sender, ClientReply(msg.req_id, ("ok", request.value), shell.leader))
+            self._send(sender, ClientReply(msg.req_id, Ok(request.value), shell.leader))
             if request.then is not None:
                 shell.deliver(request.then)
         else:

@@ -11,9 +11,11 @@ Rules:
   normalise commands through :func:`normalise` before sending them, so the
   leader applies exactly the value a recovering follower will read back
   from disk (``apply`` must see the same value on every member).
-* ``ServerId``, ``ActorRef`` and the dataclasses of :mod:`ra_actors.core.types` and
-  :mod:`ra_actors.core.effects` travel as msgpack extension types, looked up
-  in a fixed registry (never by importing a name found in the data).
+* ``ServerId``, ``ActorRef``, the dataclasses of :mod:`ra_actors.core.types`
+  and the built-in commands and machine effects of
+  :mod:`ra_actors.core.effects` travel as tagged records, looked up in a
+  fixed registry (never by importing a name found in the data).  A tag is a
+  class name, so two registered classes never share a name.
 * Anything else that msgpack cannot encode raises :class:`EncodeError`.
 * Enum members travel as their values (roles are ``StrEnum`` members).
 """
@@ -61,7 +63,11 @@ class _Tag:
 
 
 def register(cls: type) -> type:
-    """Allow dataclass ``cls`` to be encoded (by name) and decoded."""
+    """Allow dataclass ``cls`` to be encoded (by name) and decoded.  A record
+    travels under its class name, so two classes may not share one."""
+    other = _REGISTRY.get(cls.__name__)
+    if other is not None and other is not cls:
+        raise ValueError(f"two records named {cls.__name__}: {other.__module__} and {cls.__module__}")
     _REGISTRY[cls.__name__] = cls
     names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else cls._fields
     _FIELDS[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
@@ -69,11 +75,15 @@ def register(cls: type) -> type:
     return cls
 
 
-for _mod in (_types, _effects):
-    for _name in dir(_mod):
-        _obj = getattr(_mod, _name)
-        if isinstance(_obj, type) and dataclasses.is_dataclass(_obj) and _obj.__module__ == _mod.__name__:
-            register(_obj)
+# What can reach a disk or a wire: the core's records, and the commands and
+# machine effects a log entry may hold.  Server effects (SendRpc, Applied,
+# ...) never leave the process that interprets them.
+for _name in dir(_types):
+    _obj = getattr(_types, _name)
+    if isinstance(_obj, type) and dataclasses.is_dataclass(_obj) and _obj.__module__ == _types.__name__:
+        register(_obj)
+for _obj in _effects.BUILTIN_COMMANDS + _effects.MACHINE_EFFECTS:
+    register(_obj)
 register(ServerId)
 register(ActorRef)
 
@@ -151,6 +161,9 @@ class Codec:
         fields = dict(_FIELDS)
         tags = dict(_TAGS)
         for cls in classes:
+            other = tags.get(cls.__name__.encode())
+            if other is not None and other.cls is not cls:
+                raise ValueError(f"two records named {cls.__name__}: {other.cls.__module__} and {cls.__module__}")
             names = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
                      else cls._fields)
             fields[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)

@@ -56,7 +56,8 @@ from .machine import NO_REPLY, Machine
 from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES, LOW, NON_VOTER, PRE_VOTE,
                     PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
-                    CommandMeta, DeleteCluster, Entry, NoReply, Noop, NotifyReply, ServerConfig,
+                    CommandMeta, DeleteCluster, Entry, Error, NoReply, Noop, NotifyReply, Redirect, Ok,
+                    ServerConfig,
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
@@ -101,8 +102,12 @@ class Peer:
         self.snapshot_stalls = 0
 
 
-def _ok(value: Any) -> tuple:
-    return ("ok", value)
+_CHANGE_NOT_PERMITTED = Error("ClusterChangeNotPermitted",
+                              "a cluster change is in progress, or this term's noop has not committed")
+
+
+def _ok(value: Any) -> Ok:
+    return Ok(value)
 
 
 class RaftServer:
@@ -355,9 +360,9 @@ class RaftServer:
 
     def _abandon_leadership(self) -> None:
         for _, _, _, frm in self.pending_queries:
-            self._emit(fx.Reply(frm, ("not_leader", None), None))
+            self._emit(fx.Reply(frm, Redirect(None), None))
         for _, frm in self.waiting_queries:
-            self._emit(fx.Reply(frm, ("not_leader", None), None))
+            self._emit(fx.Reply(frm, Redirect(None), None))
         for cmd in self.low_queue:
             self._reject(cmd, None)
         self.pending_queries = []
@@ -1065,7 +1070,7 @@ class RaftServer:
     def _reject(self, cmd: m.Command, leader: ServerId | None) -> None:
         mode = cmd.reply_mode
         if isinstance(mode, (AwaitConsensus, AfterLogAppend)):
-            self._emit(fx.Reply(mode.from_, ("not_leader", leader), leader))
+            self._emit(fx.Reply(mode.from_, Redirect(leader), leader))
         elif isinstance(mode, NotifyReply):
             # Ra rejects only when a leader is known; the client times out otherwise.
             if leader is not None or self.role == AWAIT_CONDITION:
@@ -1098,7 +1103,7 @@ class RaftServer:
 
     def _not_leader(self, msg) -> None:
         """A cluster operation reached a server that does not lead."""
-        self._emit(fx.Reply(msg.from_, ("not_leader", self.leader_id), self.leader_id))
+        self._emit(fx.Reply(msg.from_, Redirect(self.leader_id), self.leader_id))
 
     def _append_commands(self, cmds: list) -> None:
         entries = self._append_local([Usr(c.data, c.reply_mode, c.ts) for c in cmds])
@@ -1117,7 +1122,7 @@ class RaftServer:
         try:
             result = fun(self.machine_state)
         except Exception as exc:  # a query bug must not kill the server
-            self._emit(fx.Reply(frm, ("error", f"query failed: {exc!r}"), self.leader_id))
+            self._emit(fx.Reply(frm, Error("QueryFailed", f"the query raised {exc!r}"), self.leader_id))
             return
         value = ((self.last_applied, self.current_term), result) if with_index else result
         self._emit(fx.Reply(frm, _ok(value), self.leader_id))
@@ -1129,15 +1134,15 @@ class RaftServer:
             if self.role == LEADER:
                 self._run_query(q.fun, q.from_, with_index=True)
             else:
-                self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id), self.leader_id))
+                self._emit(fx.Reply(q.from_, Redirect(self.leader_id), self.leader_id))
         elif q.kind == "consistent":
             if self.role != LEADER:
-                self._emit(fx.Reply(q.from_, ("not_leader", self.leader_id if self.leader_id != self.id else None),
+                self._emit(fx.Reply(q.from_, Redirect(self.leader_id if self.leader_id != self.id else None),
                                     self.leader_id))
                 return
             self._answer_consistent_query(q.fun, q.from_)
         else:
-            self._emit(fx.Reply(q.from_, ("error", f"unknown query kind {q.kind!r}"), self.leader_id))
+            self._emit(fx.Reply(q.from_, Error("InvalidQuery", f"unknown query kind {q.kind!r}"), self.leader_id))
 
     def _answer_consistent_query(self, fun, frm) -> None:
         """§8 (ReadIndex): a leader answers a consistent query only after its
@@ -1211,13 +1216,14 @@ class RaftServer:
     def _on_add_member(self, msg: m.AddMember) -> None:
         sid = ServerId(*msg.server_id)
         if sid in self.cluster:
-            self._emit(fx.Reply(msg.from_, ("error", "already_member"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("AlreadyMember", f"{sid} is already a member"), self.id))
             return
         if msg.membership not in (VOTER, NON_VOTER, PROMOTABLE):
-            self._emit(fx.Reply(msg.from_, ("error", f"invalid membership {msg.membership!r}"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("InvalidMembership", f"membership is one of {VOTER}, "
+                                                 f"{NON_VOTER}, {PROMOTABLE}, not {msg.membership!r}"), self.id))
             return
         if not self._cluster_change_permitted():
-            self._emit(fx.Reply(msg.from_, ("error", "cluster_change_not_permitted"), self.id))
+            self._emit(fx.Reply(msg.from_, _CHANGE_NOT_PERMITTED, self.id))
             return
         new = dict(self.cluster)
         new[sid] = msg.membership
@@ -1226,15 +1232,15 @@ class RaftServer:
     def _on_remove_member(self, msg: m.RemoveMember) -> None:
         sid = ServerId(*msg.server_id)
         if sid not in self.cluster:
-            self._emit(fx.Reply(msg.from_, ("error", "not_member"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("NotMember", f"{sid} is not a member"), self.id))
             return
         if not self._cluster_change_permitted():
-            self._emit(fx.Reply(msg.from_, ("error", "cluster_change_not_permitted"), self.id))
+            self._emit(fx.Reply(msg.from_, _CHANGE_NOT_PERMITTED, self.id))
             return
         new = dict(self.cluster)
         del new[sid]
         if not any(mem == VOTER for mem in new.values()):
-            self._emit(fx.Reply(msg.from_, ("error", "cannot_remove_last_voter"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("LastVoter", f"{sid} is the last voter"), self.id))
             return
         self._change_cluster(new, msg.from_)
 
@@ -1251,9 +1257,9 @@ class RaftServer:
         if target == self.id:
             self._emit(fx.Reply(msg.from_, _ok("already_leader"), self.id))
         elif target not in self.cluster:
-            self._emit(fx.Reply(msg.from_, ("error", "unknown_member"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("NotMember", f"{target} is not a member"), self.id))
         elif self.cluster[target] != VOTER:
-            self._emit(fx.Reply(msg.from_, ("error", "non_voter"), self.id))
+            self._emit(fx.Reply(msg.from_, Error("NonVoter", f"{target} is not a voter"), self.id))
         else:
             # Stop taking commands, bring the target up to date, then tell it
             # to stand (await_condition, as Ra).

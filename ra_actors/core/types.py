@@ -92,6 +92,50 @@ NORMAL = "normal"
 LOW = "low"
 
 
+# -------------------------------------------------------------------- replies
+# What a server answers a synchronous request with (``fx.Reply.reply``): one
+# of these records, never a bare value.  The client API turns them
+# into results or into the ``ra_actors.errors`` class an Error's kind names.
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """The request succeeded; ``value`` is its result."""
+
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """This server does not lead; ``leader`` is where to ask (None: unknown).
+    (Not "NotLeader": that is the public event of a rejected pipelined
+    command, ``ra_actors.events.NotLeader``, and records travel by name.)"""
+
+    leader: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The request failed: ``kind`` is one of :data:`ERROR_KINDS`, the name of
+    the ``ra_actors.errors`` class the caller raises; ``detail`` says why."""
+
+    kind: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """The addressed server cannot take requests now (``reason``: it is
+    ``"starting"``, or the address is ``"misdelivered"``: it belongs to
+    another server now).  The caller asks again."""
+
+    reason: str
+
+
+ERROR_KINDS = frozenset({
+    "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
+    "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand",
+})
+
+
 # ---------------------------------------------------------------- reply modes
 @dataclass(frozen=True, slots=True)
 class AwaitConsensus:

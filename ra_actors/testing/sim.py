@@ -64,8 +64,8 @@ from typing import Any, Callable, Iterable
 from ..core import effects as fx
 from ..core import messages as msgs
 from ..core.server import RaftServer
-from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyReply, ServerConfig, ServerId,
-                          SnapshotMeta)
+from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyReply, Ok, ServerConfig,
+                          ServerId, SnapshotMeta)
 from ..shell.server import ServerShell
 from . import lincheck
 from .bugs import core_class
@@ -1097,11 +1097,11 @@ class Simulation:
         if purpose is None:
             return
         info = self.clusters[self.admin_owners[owner]]
-        ok = isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok"
+        ok = isinstance(reply, Ok)
         self.note(f"{info.name}: {purpose[0]} {_sid(purpose[1])} -> {reply!r}")
         if purpose[0] == "remove":
-            if ok and isinstance(reply[1], tuple):
-                info.membership = ("removed", purpose[1], reply[1][0], reply[1][1])
+            if ok and isinstance(reply.value, tuple):
+                info.membership = ("removed", purpose[1], reply.value[0], reply.value[1])
                 self._after(200, "reap", info.name)
             else:
                 info.membership = ("idle",)

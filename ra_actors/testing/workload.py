@@ -16,7 +16,7 @@ Rules:
 * Written values are unique per key (a per-key counter), so the checker can
   tell every write apart.
 * Retrying is safe only when the command was certainly *not* appended: a
-  ``("not_leader", hint)`` reply, a ``Rejected`` event, or a send that
+  ``Redirect(hint)`` reply, a ``Rejected`` event, or a send that
   failed at once because the server is not running, for the latest attempt.  The client then follows the hint (or, without one, waits
   a little and tries another member).  Every attempt has its own ``from_``
   (``"<owner>#<n>"``) so late replies of older attempts are recognised; an
@@ -24,7 +24,7 @@ Rules:
 * No answer before the operation's deadline: a write or cas is ``info``
   (it may still take effect) and the client continues as a *new* process
   number, as Jepsen does; a read is ``fail`` (reads have no effect).
-  ``("error", ...)`` replies are ``info`` for commands and ``fail`` for
+  ``Error(...)`` replies are ``info`` for commands and ``fail`` for
   reads.
 * The workload never sees the simulator: it talks to it through the small
   :class:`ClientEnv` protocol, and all its randomness comes from the
@@ -39,7 +39,7 @@ from typing import Any, Callable, Protocol
 
 from .. import codec
 from ..core.messages import Command, Query
-from ..core.types import AwaitConsensus, NotifyReply, ServerId
+from ..core.types import AwaitConsensus, NotifyReply, Redirect, Ok, ServerId
 from .history import FAIL, INFO, OK, HistoryRecorder, OpHandle
 
 import machines.kv as kv
@@ -225,12 +225,12 @@ class Client:
         op = self.op
         if op is None or attempt not in op.attempts:
             return  # a late answer to an operation already finished
-        if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok":
+        if isinstance(reply, Ok):
             if leader is not None:
                 self.leader_guess = ServerId(*leader)
-            self._machine_reply(reply[1], from_)
-        elif isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "not_leader":
-            self._redirect(attempt, reply[1])
+            self._machine_reply(reply.value, from_)
+        elif isinstance(reply, Redirect):
+            self._redirect(attempt, reply.leader)
         else:
             # An error: a command's fate is unknown, a read had no effect.
             self._finish(FAIL if op.f == "read" else INFO)
