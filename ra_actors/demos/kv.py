@@ -66,7 +66,7 @@ def _wait_new_leader(client, survivors, old, deadline):
 
 def run(args) -> int:
     import ra_actors as ra
-    from ..cli_ui import Narrator, fmt_secs
+    from ..cli.ui import Narrator, fmt_secs
     from ..errors import RaError
 
     keys = args.keys if args.keys else (20 if args.fast else 100)

@@ -118,7 +118,7 @@ class _Consumer:
 
 def run(args) -> int:
     import ra_actors as ra
-    from ..cli_ui import Narrator, fmt_secs
+    from ..cli.ui import Narrator, fmt_secs
     from ..errors import RaError
 
     total = args.messages if args.messages else (60 if args.fast else 200)
