@@ -393,14 +393,17 @@ def _common(p, timeout: float = 10.0) -> None:
 
 
 def add_parser(subparsers) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser("cluster", help="start, inspect and change clusters on running nodes",
                               description="Start, inspect and change clusters on running nodes.\n\n"
                                           + __doc__.split("\n\n")[2],
-                              formatter_class=fmt)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cluster_command", metavar="COMMAND")
     sub.required = True
+    for register in _COMMAND_REGISTRARS:
+        register(sub)
 
+
+def _register_start(sub) -> None:
     s = sub.add_parser("start", help="start a new cluster and elect a leader",
                        description="Start a server per MEMBER running MACHINE (an import path every node "
                                    "can import, e.g. machines.kv) and elect a leader.  MEMBER is NODE "
@@ -414,11 +417,15 @@ def add_parser(subparsers) -> None:
     _common(s, timeout=30.0)
     s.set_defaults(func=_start)
 
+
+def _register_members(sub) -> None:
     m = sub.add_parser("members", help="members of a cluster, its leader and every member's indexes")
     m.add_argument("server", type=_sid_arg, metavar="SERVER", help="any member, NAME@NODE")
     _common(m)
     m.set_defaults(func=_members)
 
+
+def _register_overview(sub) -> None:
     o = sub.add_parser("overview", help="every node's servers and view (or one server's overview)",
                        description="Without SERVER: one line per node (status, admin address, servers, the "
                                    "nodes it sees down); exit 1 if a node is down.  With SERVER: that "
@@ -427,6 +434,8 @@ def add_parser(subparsers) -> None:
     _common(o)
     o.set_defaults(func=_overview)
 
+
+def _register_transfer(sub) -> None:
     t = sub.add_parser("transfer", help="hand leadership to another member",
                        description="Ask the leader to hand over to TARGET (a caught-up voter); returns once "
                                    "TARGET leads.")
@@ -435,6 +444,8 @@ def add_parser(subparsers) -> None:
     _common(t)
     t.set_defaults(func=_transfer)
 
+
+def _register_add(sub) -> None:
     a = sub.add_parser("add", help="start a new server and add it to a cluster",
                        description="Start server NEW (same machine as SERVER unless --machine) and add it "
                                    "to SERVER's cluster; it catches up from the leader (entries or a "
@@ -449,6 +460,8 @@ def add_parser(subparsers) -> None:
     _common(a)
     a.set_defaults(func=_add)
 
+
+def _register_remove(sub) -> None:
     r = sub.add_parser("remove", help="remove a member from a cluster",
                        description="Remove OLD from SERVER's cluster and stop its server, keeping its "
                                    "data; with --delete, delete its data too.")
@@ -458,6 +471,8 @@ def add_parser(subparsers) -> None:
     _common(r)
     r.set_defaults(func=_remove)
 
+
+def _register_delete(sub) -> None:
     d = sub.add_parser("delete", help="delete a cluster and all its data",
                        description="Delete SERVER's whole cluster: every member stops and removes its "
                                    "data.  Asks for confirmation on a terminal; needs --yes otherwise.")
@@ -466,6 +481,8 @@ def add_parser(subparsers) -> None:
     _common(d)
     d.set_defaults(func=_delete)
 
+
+def _register_command(sub) -> None:
     c = sub.add_parser("command", help="apply one command through the leader and print the reply",
                        description="process_command(SERVER, COMMAND): COMMAND is JSON, arrays become "
                                    "tuples.  Prints the machine's reply as JSON.",
@@ -475,6 +492,8 @@ def add_parser(subparsers) -> None:
     _common(c)
     c.set_defaults(func=_command)
 
+
+def _register_query(sub) -> None:
     q = sub.add_parser("query", help="run a query function on the machine state and print its value",
                        description="Call MODULE:FUNCTION(state, *ARGS) (ARGS are JSON).  Consistent "
                                    "(linearizable) by default; --local reads SERVER's own state, --leader "
@@ -489,3 +508,9 @@ def add_parser(subparsers) -> None:
     q.set_defaults(kind="consistent")
     _common(q)
     q.set_defaults(func=_query)
+
+
+# One function per command adding its parser, in ``ra-actors cluster --help`` order.
+_COMMAND_REGISTRARS = (_register_start, _register_members, _register_overview, _register_transfer,
+                       _register_add, _register_remove, _register_delete, _register_command,
+                       _register_query)
