@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 from .errors import DataDirLocked, NodeError
 
@@ -212,10 +212,26 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     }
     cfg_path = os.path.join(data_dir, "node.json")
     nm.write_json(cfg_path, cfg)
+    _forget_previous_status(data_dir)
+    popen = _spawn_keeper(cfg_path, data_dir, _node_environment(python_path), detach)
+    status = _wait_until_ready(popen, name, data_dir, timeout)
+    info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+    return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
+                None if detach else popen, cfg)
+
+
+def _forget_previous_status(data_dir: str) -> None:
+    # start-up is followed through node.status: a previous run's "ready" or
+    # "error" must not be read as this one's
     try:
         os.unlink(os.path.join(data_dir, "node.status"))
     except FileNotFoundError:
         pass
+
+
+def _node_environment(python_path: list | None) -> dict:
+    """This process's environment, with a ``PYTHONPATH`` that lets the node
+    import what this process imports (``python_path`` first, no repeats)."""
     env = dict(os.environ)
     paths = [p for p in (python_path or []) if p]
     paths += [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
@@ -227,41 +243,60 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
             seen.add(p)
             ordered.append(p)
     env["PYTHONPATH"] = os.pathsep.join(ordered)
-    log_path = os.path.join(data_dir, "node.log")
-    with open(log_path, "ab") as logf:
+    return env
+
+
+def _spawn_keeper(cfg_path: str, data_dir: str, env: dict, detach: bool) -> subprocess.Popen:
+    """Start the node's keeper (:mod:`ra_actors.actors.node_main`), its
+    output appended to ``node.log``."""
+    with open(os.path.join(data_dir, "node.log"), "ab") as logf:
         # Never a pipe: the node outlives this call and would hold it open.
-        popen = subprocess.Popen([sys.executable, "-m", "ra_actors.actors.node_main", cfg_path],
-                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                 start_new_session=detach, close_fds=True, env=env, cwd=os.getcwd())
+        return subprocess.Popen([sys.executable, "-m", "ra_actors.actors.node_main", cfg_path],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=detach, close_fds=True, env=env, cwd=os.getcwd())
+
+
+def _wait_until_ready(popen: subprocess.Popen, name: str, data_dir: str, timeout: float) -> dict:
+    """The node's status once it says ``ready``.  Raises ``DataDirLocked``
+    or ``NodeError`` if start-up fails, ``NodeError`` after stopping what
+    was started if it takes longer than ``timeout``."""
+    nm = _node_main()
+    log_path = os.path.join(data_dir, "node.log")
     deadline = time.time() + timeout
-    status = {}
     while time.time() < deadline:
         status = nm.read_json(os.path.join(data_dir, "node.status")) or {}
         if status.get("state") == "ready":
-            break
+            return status
         if status.get("state") == "error" or popen.poll() is not None:
-            popen.wait(5)
-            status = nm.read_json(os.path.join(data_dir, "node.status")) or status
-            kind = status.get("kind")
-            err = status.get("error") or f"node {name} exited during start-up (see {log_path})"
-            if kind == "DataDirLocked":
-                raise DataDirLocked(err)
-            raise NodeError(f"node {name} did not start: {err}")
+            _raise_start_failure(popen, name, data_dir, status, log_path)
         time.sleep(0.02)
-    else:
-        popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(10)
-        except subprocess.TimeoutExpired:
-            info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
-            if info.get("pgid"):
-                nm._kill_group(info["pgid"])
-            popen.kill()
-            popen.wait(5)
-        raise NodeError(f"node {name} did not start within {timeout}s (see {log_path})")
-    info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
-    return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
-                None if detach else popen, cfg)
+    _stop_unstarted_node(popen, data_dir)
+    raise NodeError(f"node {name} did not start within {timeout}s (see {log_path})")
+
+
+def _raise_start_failure(popen: subprocess.Popen, name: str, data_dir: str, status: dict,
+                         log_path: str) -> NoReturn:
+    popen.wait(5)
+    status = _node_main().read_json(os.path.join(data_dir, "node.status")) or status
+    kind = status.get("kind")
+    err = status.get("error") or f"node {name} exited during start-up (see {log_path})"
+    if kind == "DataDirLocked":
+        raise DataDirLocked(err)
+    raise NodeError(f"node {name} did not start: {err}")
+
+
+def _stop_unstarted_node(popen: subprocess.Popen, data_dir: str) -> None:
+    """Ask the keeper to stop the node; kill its group if it does not."""
+    nm = _node_main()
+    popen.send_signal(signal.SIGTERM)
+    try:
+        popen.wait(10)
+    except subprocess.TimeoutExpired:
+        info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
+        if info.get("pgid"):
+            nm._kill_group(info["pgid"])
+        popen.kill()
+        popen.wait(5)
 
 
 def node_status(data_dir: str) -> dict:

@@ -64,6 +64,17 @@ def test_cluster_without_a_node_is_a_usage_error(capsys, monkeypatch):
     assert err.startswith("ra-actors: error: no node to talk to") and err.count("\n") == 1
 
 
+def test_python_m_reports_usage_errors_like_the_console_script():
+    # ``python -m ra_actors.cli`` runs the package's __main__, which must
+    # raise and catch the same UsageError class as the handlers.
+    env = {k: v for k, v in ENV.items() if k != "RA_ACTORS_CONNECT"}
+    proc = subprocess.run([sys.executable, "-m", "ra_actors.cli", "cluster", "members", "kv@n1"], env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().startswith("ra-actors: error: no node to talk to")
+    assert b"Traceback" not in proc.stderr
+
+
 def test_unreachable_node_is_one_line_and_exit_3(capsys, monkeypatch):
     from ra_actors.nodes import free_port
     monkeypatch.setenv("RA_ACTORS_CONNECT", f"127.0.0.1:{free_port()}")

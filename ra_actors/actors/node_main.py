@@ -37,6 +37,7 @@ import signal
 import socket
 import sys
 import time
+from typing import NoReturn
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -173,116 +174,191 @@ def cleanup_stale(data_dir: str, timeout: float = 10.0) -> None:
 
 # ------------------------------------------------------------------ keeper
 def keeper_main(cfg_path: str) -> int:
+    """Run the keeper of the node configured in ``cfg_path``: start
+    node-main in a process group of its own, then watch, stop and reap the
+    node until none of its processes is left.  Returns the keeper's exit
+    status: 0 once the node is down, 1 if it failed to start, 2 if its data
+    directory was refused."""
     cfg = read_json(cfg_path)
     data_dir = cfg["data_dir"]
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except Exception:  # pragma: no cover - non-Linux
-        pass
+    _become_child_subreaper()
     try:
         cleanup_stale(data_dir)
     except Exception as exc:
         set_status(data_dir, "error", error=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
         log(f"start refused: {exc}")
         return 2
+    _forget_previous_admin(data_dir)
+    set_status(data_dir, "starting")
+    child = _fork_node_main(cfg)
+    pgid = child
+    _write_pid_file(cfg, child, pgid)
+    log(f"node {cfg['name']} process group {pgid}")
+    return _KeeperWatch(cfg, child, pgid).run()
+
+
+def _become_child_subreaper() -> None:
+    """Orphans of the node (the admin, after Thespian's double fork) are
+    reparented to the keeper, which reaps them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except Exception:  # pragma: no cover - non-Linux
+        pass
+
+
+def _forget_previous_admin(data_dir: str) -> None:
+    # the watch loop learns the admin's pid from this file, so a previous
+    # incarnation's must not be read as the new one's
     for stale in ("node.admin_pid",):
         try:
             os.unlink(_path(data_dir, stale))
         except FileNotFoundError:
             pass
-    set_status(data_dir, "starting")
+
+
+def _fork_node_main(cfg: dict) -> int:
+    """Fork node-main as the leader of a new process group; its pid."""
     child = os.fork()
-    if child == 0:  # node-main: leader of the node's process group
-        code = 1
-        try:
-            os.setpgid(0, 0)
-            code = node_main(cfg)
-        except BaseException as exc:  # noqa: BLE001
-            import traceback
-            traceback.print_exc()
-            set_status(data_dir, "error", error=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
-        finally:
-            os._exit(code)
-    pgid = child
+    if child == 0:
+        _node_main_child(cfg)
+    # set in both processes, so that neither depends on which runs first
     try:
         os.setpgid(child, child)
     except OSError:
         pass
-    write_json(_path(data_dir, "node.pid"), {
+    return child
+
+
+def _node_main_child(cfg: dict) -> NoReturn:
+    """The forked child: node-main, the leader of the node's process group."""
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        code = node_main(cfg)
+    except BaseException as exc:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        set_status(cfg["data_dir"], "error", error=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
+    finally:
+        os._exit(code)
+
+
+def _write_pid_file(cfg: dict, child: int, pgid: int) -> None:
+    write_json(_path(cfg["data_dir"], "node.pid"), {
         "node": cfg["name"], "keeper": os.getpid(), "keeper_ct": proc_create_time(os.getpid()),
         "node_main": child, "node_main_ct": proc_create_time(child), "pgid": pgid,
         "host": cfg["host"], "port": cfg["port"]})
-    log(f"node {cfg['name']} process group {pgid}")
 
-    stop = {"flag": False}
 
-    def _on_term(signum, frame):
-        stop["flag"] = True
+class _KeeperWatch:
+    """The keeper's loop over a started node: every ``POLL_S`` it reaps what
+    died, follows start-up, stops the node on request (SIGTERM or SIGINT to
+    the keeper, or its owner's death), kills the group when the admin dies
+    alone or the stop grace runs out, and returns once the group is gone."""
 
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
+    POLL_S = 0.05
+    ADMIN_DIED = -1
 
-    # A node started without detach belongs to the process that started it:
-    # if that process dies, the node stops (no orphan nodes after a crash).
-    owner = cfg.get("owner_pid")
-    admin_pid = None
-    main_exited = False
-    ready = False
-    grace = float(cfg.get("stop_grace", 10.0))
-    stop_deadline = None
-    while True:
-        # reap everything that died (we are the sub-reaper of the node)
+    def __init__(self, cfg: dict, child: int, pgid: int) -> None:
+        self.data_dir: str = cfg["data_dir"]
+        self.child = child
+        self.pgid = pgid
+        # A node started without detach belongs to the process that started it:
+        # if that process dies, the node stops (no orphan nodes after a crash).
+        self.owner: int | None = cfg.get("owner_pid")
+        self.grace = float(cfg.get("stop_grace", 10.0))
+        self.stop_requested = False
+        self.admin_pid: int | None = None        # None until node-main records it
+        self.main_exited = False
+        self.ready = False
+        self.stop_deadline: float | None = None  # set once stopping has begun
+
+    def _on_term(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        while True:
+            self._reap_children()
+            self._learn_admin_pid()
+            if not self.ready and self._start_up_failed():
+                return self._give_up_start_up()
+            self._stop_if_owner_gone()
+            self._begin_stop_if_requested()
+            self._kill_group_if_admin_died()
+            self._kill_group_after_grace()
+            if not group_alive(self.pgid):
+                return self._node_is_down()
+            time.sleep(self.POLL_S)
+
+    def _reap_children(self) -> None:
+        """Reap everything that died (the keeper is the node's sub-reaper)."""
         while True:
             try:
                 pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 pid = 0
             if pid == 0:
-                break
-            if pid == child:
-                main_exited = True
-            if admin_pid is not None and pid == admin_pid:
-                admin_pid = -1
-        if admin_pid is None:
-            a = read_json(_path(data_dir, "node.admin_pid"))
+                return
+            if pid == self.child:
+                self.main_exited = True
+            if self.admin_pid is not None and pid == self.admin_pid:
+                self.admin_pid = self.ADMIN_DIED
+
+    def _learn_admin_pid(self) -> None:
+        if self.admin_pid is None:
+            a = read_json(_path(self.data_dir, "node.admin_pid"))
             if a:
-                admin_pid = int(a)
-        if not ready:
-            st = read_json(_path(data_dir, "node.status")) or {}
-            ready = st.get("state") == "ready"
-            if st.get("state") == "error" or (main_exited and not ready):
-                _kill_group(pgid)
-                _reap_all(pgid)
-                if (read_json(_path(data_dir, "node.status")) or {}).get("state") != "error":
-                    set_status(data_dir, "error", error="node process exited during start-up")
-                return 1
-        if owner and stop_deadline is None and os.getppid() != owner:
-            log(f"owner process {owner} is gone: stopping")
-            stop["flag"] = True
-        if stop["flag"] and stop_deadline is None:
-            stop_deadline = time.time() + grace
+                self.admin_pid = int(a)
+
+    def _start_up_failed(self) -> bool:
+        """Read node-main's status: notes ``ready``; True if start-up failed."""
+        st = read_json(_path(self.data_dir, "node.status")) or {}
+        self.ready = st.get("state") == "ready"
+        return st.get("state") == "error" or (self.main_exited and not self.ready)
+
+    def _give_up_start_up(self) -> int:
+        _kill_group(self.pgid)
+        _reap_all(self.pgid)
+        if (read_json(_path(self.data_dir, "node.status")) or {}).get("state") != "error":
+            set_status(self.data_dir, "error", error="node process exited during start-up")
+        return 1
+
+    def _stop_if_owner_gone(self) -> None:
+        if self.owner and self.stop_deadline is None and os.getppid() != self.owner:
+            log(f"owner process {self.owner} is gone: stopping")
+            self.stop_requested = True
+
+    def _begin_stop_if_requested(self) -> None:
+        """A graceful stop: SIGTERM to node-main, which shuts Thespian down."""
+        if self.stop_requested and self.stop_deadline is None:
+            self.stop_deadline = time.time() + self.grace
             log("stopping")
             try:
-                os.kill(child, signal.SIGTERM)
+                os.kill(self.child, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        if admin_pid == -1 and stop_deadline is None:
+
+    def _kill_group_if_admin_died(self) -> None:
+        # no orphan may keep serving (half-open) connections on the node's ports
+        if self.admin_pid == self.ADMIN_DIED and self.stop_deadline is None:
             log("admin process died: killing the node's process group")
-            _kill_group(pgid)
-        if stop_deadline is not None and time.time() > stop_deadline:
+            _kill_group(self.pgid)
+
+    def _kill_group_after_grace(self) -> None:
+        if self.stop_deadline is not None and time.time() > self.stop_deadline:
             log("stop grace period over: killing the node's process group")
-            _kill_group(pgid)
-            stop_deadline = time.time() + 3600
-        if not group_alive(pgid):
-            _reap_all(pgid)
-            if stop_deadline is not None:
-                set_status(data_dir, "stopped")
-            else:
-                set_status(data_dir, "dead")
-            log("node is down")
-            return 0
-        time.sleep(0.05)
+            _kill_group(self.pgid)
+            # still stopping (the status will say "stopped"), but killed only once
+            self.stop_deadline = time.time() + 3600
+
+    def _node_is_down(self) -> int:
+        _reap_all(self.pgid)
+        set_status(self.data_dir, "stopped" if self.stop_deadline is not None else "dead")
+        log("node is down")
+        return 0
 
 
 def _kill_group(pgid: int) -> None:

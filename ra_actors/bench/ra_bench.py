@@ -59,6 +59,7 @@ from typing import Any, Callable, Optional
 
 import psutil
 
+from ..core.types import ServerId
 from .stats import summarize_latencies
 
 __all__ = ["payload", "command_for", "RaBench", "NULL_MACHINE", "KV_MACHINE"]
@@ -100,87 +101,120 @@ def null_state(state: tuple) -> tuple:
 def _worker_run(spec: dict) -> dict:
     """Body of one client process: pipeline to ``spec["targets"]``."""
     import ra_actors as ra
-    from ra_actors import events as ev
     # pipeline_batch: a client flush carries up to the whole window (one
     # Pipeline message per leader per flush)
     client = ra.connect([tuple(a) for a in spec["addrs"]], timeout=30.0,
                         pipeline_batch=int(spec.get("pipeline_batch") or 256))
     try:
-        targets = [ra.ServerId(*t["leader"]) for t in spec["targets"]]
-        kinds = [t["kind"] for t in spec["targets"]]
-        seqs = [t["start_seq"] for t in spec["targets"]]
-        window = int(spec["window"])
-        duration = float(spec["duration"])
-        inflight = [0] * len(targets)
-        acked = [0] * len(targets)
-        submitted = [0] * len(targets)
-        rejected = 0
-        duplicates = 0
-        seen: set = set()
-        # correlation = seq * 1024 + target index: an Applied or Rejected
-        # event is attributed to its cluster whoever leads it now
-        if len(targets) >= 1024:
-            raise ValueError("at most 1023 clusters per client")
-
-        def owner(corr):
-            return corr % 1024
+        worker = _PipelineWorker(client, spec)
         print("ready", flush=True)
         line = sys.stdin.readline()
         if line.strip() != "go":
             return {"error": "no go"}
-        t0 = time.perf_counter()
-        t_last = t0
-        stop_at = t0 + duration
-        deadline = stop_at + 60.0
-        while True:
-            now = time.perf_counter()
-            submitting = now < stop_at
-            if submitting:
-                for i, sid in enumerate(targets):
-                    free = window - inflight[i]
-                    if free > 0:
-                        kind = kinds[i]
-                        s = seqs[i]
-                        for _ in range(free):
-                            client.pipeline_command(sid, command_for(kind, s), s * 1024 + i)
-                            s += 1
-                        seqs[i] = s
-                        submitted[i] += free
-                        inflight[i] = window
-            elif not any(inflight) or now > deadline:
-                break
-            for e in client.events(timeout=1.0):
-                if isinstance(e, ev.Applied):
-                    # attributed by correlation (= sequence number): every
-                    # target has its own range, whoever leads it now
-                    for corr, _reply in e.results:
-                        if corr in seen:
-                            # one entry, two Applied events: the leader that
-                            # applied it and a new leader that applied it again
-                            # after taking over (Ra does the same) -- one command
-                            duplicates += 1
-                            continue
-                        seen.add(corr)
-                        i = owner(corr)
-                        acked[i] += 1
-                        inflight[i] -= 1
-                    t_last = time.perf_counter()
-                elif isinstance(e, ev.Rejected):
-                    # not the leader (any more): the command was not applied;
-                    # send the next ones to the leader it names
-                    rejected += 1
-                    reason = e.reason
-                    i = owner(reason.correlation)
-                    inflight[i] -= 1
-                    if reason.leader is not None:
-                        targets[i] = ra.ServerId(*reason.leader)
-        elapsed = t_last - t0
-        return {"acked": acked, "submitted": submitted, "rejected": rejected,
-                "duplicate_acks": duplicates,
-                "inflight_left": inflight, "elapsed_s": elapsed,
-                "ops_per_s": sum(acked) / elapsed if elapsed > 0 else 0.0}
+        return worker.run()
     finally:
         client.close()
+
+
+class _PipelineWorker:
+    """What one client process keeps per target cluster while it pipelines:
+    the server it sends to, the next sequence number, and how many commands
+    are submitted, in flight and acknowledged.
+
+    A command's correlation is ``seq * 1024 + target index``, so an
+    ``Applied`` or ``Rejected`` event is attributed to its cluster whoever
+    leads it now.  ``run`` submits for ``duration`` seconds, keeping
+    ``window`` commands in flight per target, then waits for what is in
+    flight (at most ``DRAIN_S``)."""
+
+    CORRELATION_SPAN = 1024
+    DRAIN_S = 60.0
+
+    def __init__(self, client, spec: dict) -> None:
+        self.client = client
+        self.targets = [ServerId(*t["leader"]) for t in spec["targets"]]
+        self.kinds = [t["kind"] for t in spec["targets"]]
+        self.seqs = [t["start_seq"] for t in spec["targets"]]
+        self.window = int(spec["window"])
+        self.duration = float(spec["duration"])
+        self.inflight = [0] * len(self.targets)
+        self.acked = [0] * len(self.targets)
+        self.submitted = [0] * len(self.targets)
+        self.rejected = 0
+        self.duplicates = 0
+        self.seen: set = set()
+        if len(self.targets) >= self.CORRELATION_SPAN:
+            raise ValueError("at most 1023 clusters per client")
+
+    def _owner(self, corr: int) -> int:
+        return corr % self.CORRELATION_SPAN
+
+    def run(self) -> dict:
+        from ra_actors import events as ev
+        t0 = time.perf_counter()
+        t_last = t0
+        stop_at = t0 + self.duration
+        deadline = stop_at + self.DRAIN_S
+        while True:
+            now = time.perf_counter()
+            if now < stop_at:
+                self._fill_windows()
+            elif not any(self.inflight) or now > deadline:
+                break
+            for e in self.client.events(timeout=1.0):
+                if isinstance(e, ev.Applied):
+                    self._count_applied(e.results)
+                    t_last = time.perf_counter()
+                elif isinstance(e, ev.Rejected):
+                    self._follow_rejection(e.reason)
+        return self._result(t_last - t0)
+
+    def _fill_windows(self) -> None:
+        """Top every target up to ``window`` commands in flight."""
+        client, window, inflight, seqs = self.client, self.window, self.inflight, self.seqs
+        span = self.CORRELATION_SPAN
+        for i, sid in enumerate(self.targets):
+            free = window - inflight[i]
+            if free > 0:
+                kind = self.kinds[i]
+                s = seqs[i]
+                for _ in range(free):
+                    client.pipeline_command(sid, command_for(kind, s), s * span + i)
+                    s += 1
+                seqs[i] = s
+                self.submitted[i] += free
+                inflight[i] = window
+
+    def _count_applied(self, results) -> None:
+        """Attributed by correlation (= sequence number): every target has
+        its own range, whoever leads it now."""
+        seen, acked, inflight = self.seen, self.acked, self.inflight
+        for corr, _reply in results:
+            if corr in seen:
+                # one entry, two Applied events: the leader that
+                # applied it and a new leader that applied it again
+                # after taking over (Ra does the same) -- one command
+                self.duplicates += 1
+                continue
+            seen.add(corr)
+            i = self._owner(corr)
+            acked[i] += 1
+            inflight[i] -= 1
+
+    def _follow_rejection(self, reason) -> None:
+        """Not the leader (any more): the command was not applied; send the
+        next ones to the leader it names."""
+        self.rejected += 1
+        i = self._owner(reason.correlation)
+        self.inflight[i] -= 1
+        if reason.leader is not None:
+            self.targets[i] = ServerId(*reason.leader)
+
+    def _result(self, elapsed: float) -> dict:
+        return {"acked": self.acked, "submitted": self.submitted, "rejected": self.rejected,
+                "duplicate_acks": self.duplicates,
+                "inflight_left": self.inflight, "elapsed_s": elapsed,
+                "ops_per_s": sum(self.acked) / elapsed if elapsed > 0 else 0.0}
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -14,6 +14,12 @@ unsettled messages, which B receives (delivery count 1) and settles.  Checks:
 exactly the messages A held are redelivered, each to B once; nothing settled
 is delivered again; every message is settled exactly once; the queue ends
 empty.  Exit status 0 only if every check passed.
+
+Rules: each step is a method of ``_QueueDemo``, run in order by
+``run_steps``; a failed check is reported and the demo goes on unless the
+steps after it cannot run (``run_steps`` returns False); an exception ends
+it as a failed check; the consumers are stopped by their
+own pids and the nodes through ``local_nodes``, and all are checked gone.
 """
 from __future__ import annotations
 
@@ -26,6 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import ra_actors as ra
+
+from ..cli.ui import Narrator, fmt_secs
+from ..errors import RaError
+from .processes import alive_pids
 
 __all__ = ["add_arguments", "run", "main"]
 
@@ -117,60 +129,112 @@ class _Consumer:
 
 
 def run(args) -> int:
-    import ra_actors as ra
-    from ..cli_ui import Narrator, fmt_secs
-    from ..errors import RaError
-
-    total = args.messages if args.messages else (60 if args.fast else 200)
-    work_ms = args.work_ms if args.work_ms is not None else (20 if args.fast else 30)
-    prefetch = max(1, args.prefetch)
-    n = Narrator("ra_actors queue demo", steps=7)
-    n.banner("A fifo queue on three nodes, two consumer processes; one dies holding messages.")
-    own_root = args.data_dir is None
-    root = tempfile.mkdtemp(prefix="ra_demo_queue_") if own_root else os.path.abspath(args.data_dir)
-    os.makedirs(root, exist_ok=True)
-    nodes = None
-    consumers: list[_Consumer] = []
-    all_pids: list[int] = []
+    demo = _QueueDemo(args)
+    n = demo.n
     try:
-        # 1 ---------------------------------------------------------------
+        if not demo.run_steps():
+            return n.verdict()
+    except (RaError, OSError, ValueError) as exc:
+        n.check(False, f"step {n.step_no} raised {type(exc).__name__}: {exc}")
+    finally:
+        demo.clean_up()
+    if not demo.own_root and os.path.isdir(demo.root):
+        print(f"\nnode data and consumer logs kept under {demo.root}")
+    return n.verdict()
+
+
+class _QueueDemo:
+    """The demo's steps, in order, and what they hand each other (the nodes,
+    the client, the queue's leader, the consumers, what A held)."""
+
+    def __init__(self, args) -> None:
+        self.total = args.messages if args.messages else (60 if args.fast else 200)
+        self.work_ms = args.work_ms if args.work_ms is not None else (20 if args.fast else 30)
+        self.prefetch = max(1, args.prefetch)
+        self.n = Narrator("ra_actors queue demo", steps=7)
+        self.n.banner("A fifo queue on three nodes, two consumer processes; one dies holding messages.")
+        self.own_root = args.data_dir is None
+        self.root = tempfile.mkdtemp(prefix="ra_demo_queue_") if self.own_root else os.path.abspath(args.data_dir)
+        os.makedirs(self.root, exist_ok=True)
+        self.nodes = None
+        self.client = None
+        self.queue = None                     # the server every command goes to
+        self.consumers: list[_Consumer] = []
+        self.all_pids: list[int] = []
+
+    @property
+    def a(self) -> _Consumer:
+        return self.consumers[0]
+
+    @property
+    def b(self) -> _Consumer:
+        return self.consumers[1]
+
+    def run_steps(self) -> bool:
+        """Every step; False when the demo cannot go on (a consumer did not
+        check out)."""
+        self.start_nodes_and_cluster()
+        if not self.start_consumers():
+            return False
+        self.publish()
+        held, before = self.kill_consumer_a()
+        self.drain_through_b()
+        self.check_every_message(held, before)
+        self.stop_everything()
+        return True
+
+    def clean_up(self) -> None:
+        for c in self.consumers:
+            c.kill()
+        if self.nodes is not None:
+            self.nodes.close()
+        if self.own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _query(self, fun: str):
+        return self.client.consistent_query(self.queue, f"machines.fifo:{fun}", timeout=10)[0]
+
+    # 1 -------------------------------------------------------------------
+    def start_nodes_and_cluster(self) -> None:
+        n = self.n
         n.step("Starting three local nodes and a fifo cluster 'queue' (machines.fifo)")
         t = time.monotonic()
         with n.status("starting nodes and electing a leader"):
-            nodes = ra.local_nodes(list(NODES), data_root=os.path.join(root, "nodes"))
-            client = nodes.client()
+            self.nodes = ra.local_nodes(list(NODES), data_root=os.path.join(self.root, "nodes"))
+            self.client = self.nodes.client()
             sids = [ra.ServerId("queue", name) for name in NODES]
-            started, _not = client.start_cluster("queue", "machines.fifo", sids)
-        _m, leader = client.members(sids[0])
+            started, _not = self.client.start_cluster("queue", "machines.fifo", sids)
+        _m, leader = self.client.members(sids[0])
         n.check(len(started) == 3 and leader is not None,
                 f"nodes up and leader {leader} elected in {fmt_secs(time.monotonic() - t)}")
-        q = leader
+        self.queue = leader
 
-        def query(fun):
-            return client.consistent_query(q, f"machines.fifo:{fun}", timeout=10)[0]
-
-        # 2 ---------------------------------------------------------------
-        n.step(f"Starting consumers A and B: separate processes, own clients, prefetch {prefetch}, "
-               f"{work_ms} ms of work per message")
+    # 2 -------------------------------------------------------------------
+    def start_consumers(self) -> bool:
+        """Start A and B; False unless both checked out."""
+        n = self.n
+        n.step(f"Starting consumers A and B: separate processes, own clients, prefetch {self.prefetch}, "
+               f"{self.work_ms} ms of work per message")
         for label in ("A", "B"):
-            consumers.append(_Consumer(label, root, nodes, str(q), prefetch, work_ms))
-        a, b = consumers
-        ok = all(c.wait_ready(30) for c in consumers)
+            self.consumers.append(_Consumer(label, self.root, self.nodes, str(self.queue), self.prefetch,
+                                            self.work_ms))
+        ok = all(c.wait_ready(30) for c in self.consumers)
         n.say("each ran: client.process_command(queue, ('checkout', client.handle, prefetch))")
         n.say("the machine monitors every consumer: Monitor('process', handle)")
-        listed = query("consumers")
-        n.table([(c.label, c.proc.pid, c.handle) for c in consumers], ("consumer", "pid", "client handle"))
-        n.check(ok and {x[0] for x in listed} == {a.handle, b.handle}, "both consumers checked out")
-        if not ok:
-            return n.verdict()
+        listed = self._query("consumers")
+        n.table([(c.label, c.proc.pid, c.handle) for c in self.consumers], ("consumer", "pid", "client handle"))
+        n.check(ok and {x[0] for x in listed} == {self.a.handle, self.b.handle}, "both consumers checked out")
+        return ok
 
-        # 3 ---------------------------------------------------------------
+    # 3 -------------------------------------------------------------------
+    def publish(self) -> None:
+        n, client, total = self.n, self.client, self.total
         n.step(f"Publishing {total} messages (pipelined enqueue commands)")
         t = time.monotonic()
         pending = set()
         with n.status("publishing") as st:
             for i in range(1, total + 1):
-                client.pipeline_command(q, ("enqueue", f"msg-{i}"), correlation=i)
+                client.pipeline_command(self.queue, ("enqueue", f"msg-{i}"), correlation=i)
                 pending.add(i)
             client.flush()
             deadline = time.monotonic() + 30
@@ -181,32 +245,21 @@ def run(args) -> int:
                 st.progress(total - len(pending), total)
         n.check(not pending, f"{total} messages enqueued in {fmt_secs(time.monotonic() - t)}")
 
-        # 4 ---------------------------------------------------------------
+    # 4 -------------------------------------------------------------------
+    def kill_consumer_a(self) -> tuple[tuple, dict]:
+        """Freeze A mid-stream, note what it holds, SIGKILL it and wait for
+        the machine's ``Down``; what A held and the machine's overview
+        before the kill."""
+        n, a = self.n, self.a
         n.step("Killing consumer A mid-stream")
-        want = max(2, total // 6)
-        with n.status(f"waiting until A has settled {want} messages") as st:
-            deadline = time.monotonic() + 60
-            while len(a.settled_ok()) < want and time.monotonic() < deadline and a.proc.poll() is None:
-                st.progress(len(a.settled_ok()), want)
-                time.sleep(0.02)
+        self._wait_until_a_settled(max(2, self.total // 6))
         os.kill(a.proc.pid, signal.SIGSTOP)      # freeze A: what it holds can no longer change
-
-        def held_by_a():
-            return next((tuple(x[2]) for x in query("consumers") if x[0] == a.handle), ())
-
-        # once a settle A sent just before the freeze has landed, the picture is stable
-        held = held_by_a()
-        for _ in range(20):
-            time.sleep(0.2)
-            again = held_by_a()
-            if again == held:
-                break
-            held = again
+        held = self._held_by_a_once_stable()
         n.say(f"A settled {len(a.settled_ok())} messages; frozen with SIGSTOP it holds {len(held)} unsettled: "
               f"{list(held)}")
         n.check(len(held) > 0, "A holds unsettled messages when it dies")
-        before = query("overview_query")
-        all_pids.append(a.proc.pid)
+        before = self._query("overview_query")
+        self.all_pids.append(a.proc.pid)
         t = time.monotonic()
         a.kill()                                  # SIGKILL: a real process death
         n.say(f"SIGKILL to A (pid {a.proc.pid})")
@@ -214,28 +267,55 @@ def run(args) -> int:
             seen = None
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                if all(x[0] != a.handle for x in query("consumers")):
+                if all(x[0] != a.handle for x in self._query("consumers")):
                     seen = time.monotonic() - t
                     break
                 time.sleep(0.05)
         n.check(seen is not None, f"the machine applied Down(A) {fmt_secs(seen or 0)} after the kill "
                                   f"(A's node supervisor noticed its client process was gone)")
+        return held, before
 
-        # 5 ---------------------------------------------------------------
+    def _wait_until_a_settled(self, want: int) -> None:
+        a = self.a
+        with self.n.status(f"waiting until A has settled {want} messages") as st:
+            deadline = time.monotonic() + 60
+            while len(a.settled_ok()) < want and time.monotonic() < deadline and a.proc.poll() is None:
+                st.progress(len(a.settled_ok()), want)
+                time.sleep(0.02)
+
+    def _held_by_a(self) -> tuple:
+        return next((tuple(x[2]) for x in self._query("consumers") if x[0] == self.a.handle), ())
+
+    def _held_by_a_once_stable(self) -> tuple:
+        # once a settle A sent just before the freeze has landed, the picture is stable
+        held = self._held_by_a()
+        for _ in range(20):
+            time.sleep(0.2)
+            again = self._held_by_a()
+            if again == held:
+                break
+            held = again
+        return held
+
+    # 5 -------------------------------------------------------------------
+    def drain_through_b(self) -> None:
+        n, total = self.n, self.total
         n.step("B receives A's unsettled messages and drains the queue")
         t = time.monotonic()
         with n.status("draining") as st:
             deadline = time.monotonic() + 60
             depth = None
             while time.monotonic() < deadline:
-                depth = query("depth")
+                depth = self._query("depth")
                 st.progress(total - depth, total)
                 if depth == 0:
                     break
                 time.sleep(0.1)
         n.check(depth == 0, f"queue empty {fmt_secs(time.monotonic() - t)} later")
 
-        # 6 ---------------------------------------------------------------
+    # 6 -------------------------------------------------------------------
+    def check_every_message(self, held: tuple, before: dict) -> None:
+        n, a, b, total = self.n, self.a, self.b, self.total
         n.step("Checking what happened to every message")
         b_deliveries = b.deliveries()
         redelivered = sorted(i for i, count in b_deliveries if count >= 1)
@@ -243,7 +323,7 @@ def run(args) -> int:
         b_ok = b.settled_ok()
         a_recs = a.records()
         a_maybe = {i for r in a_recs if r["ev"] == "settling" for i in r["ids"]} - a_ok
-        after = query("overview_query")
+        after = self._query("overview_query")
         n.table([("A", len(a.deliveries()), len(a_ok), len(held), "killed"),
                  ("B", len(b_deliveries), len(b_ok), 0, "running")],
                 ("consumer", "delivered", "settled", "unsettled at death", "state"))
@@ -264,29 +344,18 @@ def run(args) -> int:
                 f"machine totals: enqueued {after['enqueued_total']}, settled {after['settled_total']}, "
                 f"ready {after['messages_ready']}, checked out {after['messages_checked_out']}")
 
-        # 7 ---------------------------------------------------------------
+    # 7 -------------------------------------------------------------------
+    def stop_everything(self) -> None:
+        n, b = self.n, self.b
         n.step("Stopping B, the nodes and everything else")
         b.stop()
         n.check(b.proc.returncode == 0, "consumer B cancelled its checkout and exited")
-        all_pids.extend(nodes.all_pids())
+        self.all_pids.extend(self.nodes.all_pids())
         with n.status("stopping nodes"):
-            nodes.close()
-            nodes = None
-        from .kv import _alive
-        left = _alive(all_pids + [c.proc.pid for c in consumers])
+            self.nodes.close()
+            self.nodes = None
+        left = alive_pids(self.all_pids + [c.proc.pid for c in self.consumers])
         n.check(not left, "every process has exited" if not left else f"processes left: {left}")
-    except (RaError, OSError, ValueError) as exc:
-        n.check(False, f"step {n.step_no} raised {type(exc).__name__}: {exc}")
-    finally:
-        for c in consumers:
-            c.kill()
-        if nodes is not None:
-            nodes.close()
-        if own_root:
-            shutil.rmtree(root, ignore_errors=True)
-    if not own_root and os.path.isdir(root):
-        print(f"\nnode data and consumer logs kept under {root}")
-    return n.verdict()
 
 
 def main(argv: list[str] | None = None) -> int:

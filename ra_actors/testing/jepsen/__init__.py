@@ -5,17 +5,14 @@ starts real nodes, a kv cluster, concurrent client processes and a
 nemesis, records a history and checks it; see :mod:`.harness` and
 ``docs/testing.rst``.
 
-Modules: :mod:`.harness` (the run, options, summary, exit status),
-:mod:`.cluster` (nodes with their own addresses), :mod:`.clients` (the
-workload processes), :mod:`.nemesis` (faults), :mod:`.partition` (network
-namespace and iptables), :mod:`.report` (merge, checks, figures) and
-:mod:`.node_shim` (start-up hook of the node processes).
+Modules: :mod:`.harness` (the run, options, summary, exit status; its
+``main`` is the entry point), :mod:`.cluster` (nodes with their own
+addresses), :mod:`.clients` (the workload processes), :mod:`.nemesis`
+(faults), :mod:`.partition` (network namespace and iptables),
+:mod:`.report` (merge, checks, figures) and :mod:`.node_shim` (start-up
+hook of the node processes).
+
+Rule: this ``__init__`` imports nothing, so the modules may import each
+other through the package (``from . import report``) without an import
+cycle.
 """
-from __future__ import annotations
-
-__all__ = ["main"]
-
-
-def main(argv=None) -> int:
-    from .harness import main as _main
-    return _main(argv)

@@ -1,3 +1,4 @@
+"""``python -m ra_actors.testing.jepsen ...``: the same as ``scripts/jepsen.py``."""
 import sys
 
 from .harness import main

@@ -71,122 +71,163 @@ class _Stop(BaseException):
 
 def run_client(cfg: dict) -> int:
     """Body of one client process; returns its exit status."""
-    from ...core.types import ServerId
-    from .cluster import connect_any
-
-    process = int(cfg["process"])
-    rng = random.Random(f"{cfg['seed']}-client-{process}")
-    sids = [ServerId(*s) for s in cfg["sids"]]
-    addresses = [tuple(a) for a in cfg["addresses"]]
-    timeout = float(cfg["op_timeout"])
-    end_ns = int(cfg["end_ns"])
-    t0_ns = int(cfg["t0_ns"])
-    key_period = float(cfg["key_period"])
-    stop_file = cfg["stop_file"]
-    parent = os.getppid()
-    stats = {"ops": 0, "ok": 0, "fail": 0, "info": 0, "reconnects": 0, "errors": {}}
-    last_seen: dict[str, Any] = {}
-    counter = 0
-
-    def should_stop() -> bool:
-        return (time.monotonic_ns() >= end_ns or os.path.exists(stop_file)
-                or os.getppid() != parent)
-
-    def note_error(exc: BaseException) -> None:
-        name = type(exc).__name__
-        stats["errors"][name] = stats["errors"].get(name, 0) + 1
-
-    def new_client():
-        while True:
-            if should_stop():
-                raise _Stop
-            try:
-                return connect_any(addresses, timeout=30.0, rng=rng, stop=should_stop)
-            except Exception as exc:  # noqa: BLE001 - nodes may be down right now
-                note_error(exc)
-                time.sleep(0.2)
-
-    recorder = HistoryRecorder(cfg["history"])
-    client = None
+    workload = _ClientWorkload(cfg)
     try:
-        client = new_client()
-        last_ok = time.monotonic()
-        while not should_stop():
-            if time.monotonic() - last_ok > float(cfg["reconnect_after"]):
-                try:
-                    client.close()
-                except Exception:  # noqa: BLE001
-                    pass
-                client = new_client()
-                stats["reconnects"] += 1
-                last_ok = time.monotonic()
-            slot = rng.randrange(int(cfg["keys"]))
-            key = key_name(slot, current_generation(time.monotonic_ns(), t0_ns, key_period), key_period)
-            sid = rng.choice(sids)
-            roll = rng.random()
-            stats["ops"] += 1
-            if roll < 0.5:
-                op = recorder.invoke(process, "read", key)
-                try:
-                    value, _leader = client.consistent_query(sid, READ_FUNCTION, key, timeout=timeout)
-                except Exception as exc:  # noqa: BLE001 - a read has no effect
-                    note_error(exc)
-                    recorder.complete(op, FAIL)
-                    stats["fail"] += 1
-                    continue
-                recorder.complete(op, OK, value)
-                last_seen[key] = value
-                stats["ok"] += 1
-                last_ok = time.monotonic()
-                continue
-            counter += 1
-            new = process * 1_000_000 + counter
-            if roll < 0.75:
-                op = recorder.invoke(process, "write", key, new)
-                command = ("write", key, new)
-            else:
-                old = last_seen.get(key)
-                op = recorder.invoke(process, "cas", key, (old, new))
-                command = ("cas", key, old, new)
-            try:
-                reply, _leader = client.process_command(sid, command, timeout=timeout)
-            except Exception as exc:  # noqa: BLE001 - unknown outcome
-                note_error(exc)
-                recorder.complete(op, INFO)
-                stats["info"] += 1
-                continue
-            if reply in ("ok", "cas_ok"):
-                recorder.complete(op, OK)
-                last_seen[key] = new
-                stats["ok"] += 1
-                last_ok = time.monotonic()
-            elif (command[0] == "cas" and isinstance(reply, (tuple, list)) and len(reply) == 2
-                  and reply[0] == "cas_failed"):
-                recorder.complete(op, FAIL)
-                last_seen[key] = reply[1]
-                stats["fail"] += 1
-                last_ok = time.monotonic()
-            else:
-                stats["errors"][f"reply {reply!r}"[:60]] = stats["errors"].get(f"reply {reply!r}"[:60], 0) + 1
-                recorder.complete(op, INFO)
-                stats["info"] += 1
+        workload.run()
     except _Stop:
         pass
     finally:
+        workload.finish()
+    return 0
+
+
+class _ClientWorkload:
+    """One client process's run (see the module's rules): its settings, its
+    Client, its history recorder and its stats.
+
+    Every random choice comes from one generator seeded by the run's seed
+    and the process id, drawn in the same order each operation (slot,
+    member, kind of operation), so a run's choices can be replayed."""
+
+    def __init__(self, cfg: dict) -> None:
+        from ...core.types import ServerId
+
+        self.process = int(cfg["process"])
+        self.rng = random.Random(f"{cfg['seed']}-client-{self.process}")
+        self.sids = [ServerId(*s) for s in cfg["sids"]]
+        self.addresses = [tuple(a) for a in cfg["addresses"]]
+        self.timeout = float(cfg["op_timeout"])
+        self.end_ns = int(cfg["end_ns"])
+        self.t0_ns = int(cfg["t0_ns"])
+        self.key_period = float(cfg["key_period"])
+        self.keys = int(cfg["keys"])
+        self.reconnect_after = float(cfg["reconnect_after"])
+        self.stop_file: str = cfg["stop_file"]
+        self.stats_path: str = cfg["stats"]
+        self.parent = os.getppid()
+        self.stats: dict[str, Any] = {"ops": 0, "ok": 0, "fail": 0, "info": 0, "reconnects": 0, "errors": {}}
+        self.last_seen: dict[str, Any] = {}
+        self.counter = 0
+        self.recorder = HistoryRecorder(cfg["history"])
+        self.client = None
+        self.last_ok = 0.0      # monotonic time of the last operation that succeeded
+
+    def should_stop(self) -> bool:
+        return (time.monotonic_ns() >= self.end_ns or os.path.exists(self.stop_file)
+                or os.getppid() != self.parent)
+
+    def run(self) -> None:
+        """Operations until it is time to stop (raises ``_Stop`` if that
+        happens while connecting)."""
+        self.client = self._connect()
+        self.last_ok = time.monotonic()
+        while not self.should_stop():
+            self._reconnect_if_silent()
+            slot = self.rng.randrange(self.keys)
+            key = key_name(slot, current_generation(time.monotonic_ns(), self.t0_ns, self.key_period),
+                           self.key_period)
+            sid = self.rng.choice(self.sids)
+            roll = self.rng.random()
+            self.stats["ops"] += 1
+            if roll < 0.5:
+                self._read(key, sid)
+            else:
+                self._update(key, sid, write=roll < 0.75)
+
+    def finish(self) -> None:
         # An operation still open here stays an invoke without completion,
         # which the checker reads as info.
-        recorder.close()
-        if client is not None:
+        self.recorder.close()
+        if self.client is not None:
             try:
-                client.close()
+                self.client.close()
             except Exception:  # noqa: BLE001
                 pass
         try:
-            with open(cfg["stats"], "w", encoding="utf-8") as handle:
-                json.dump(stats, handle)
+            with open(self.stats_path, "w", encoding="utf-8") as handle:
+                json.dump(self.stats, handle)
         except OSError:
             pass
-    return 0
+
+    def _note_error(self, what: str) -> None:
+        errors = self.stats["errors"]
+        errors[what] = errors.get(what, 0) + 1
+
+    def _connect(self):
+        from .cluster import connect_any
+
+        while True:
+            if self.should_stop():
+                raise _Stop
+            try:
+                return connect_any(self.addresses, timeout=30.0, rng=self.rng, stop=self.should_stop)
+            except Exception as exc:  # noqa: BLE001 - nodes may be down right now
+                self._note_error(type(exc).__name__)
+                time.sleep(0.2)
+
+    def _reconnect_if_silent(self) -> None:
+        """A Client that has seen nothing succeed for ``reconnect_after``
+        seconds is replaced."""
+        if time.monotonic() - self.last_ok > self.reconnect_after:
+            try:
+                self.client.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.client = self._connect()
+            self.stats["reconnects"] += 1
+            self.last_ok = time.monotonic()
+
+    def _answered(self, outcome: str) -> None:
+        """The cluster answered (whatever the answer): count ``outcome``;
+        the silence that triggers a reconnect starts again."""
+        self.stats[outcome] += 1
+        self.last_ok = time.monotonic()
+
+    def _read(self, key: str, sid) -> None:
+        op = self.recorder.invoke(self.process, "read", key)
+        try:
+            value, _leader = self.client.consistent_query(sid, READ_FUNCTION, key, timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - a read has no effect
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, FAIL)
+            self.stats["fail"] += 1
+            return
+        self.recorder.complete(op, OK, value)
+        self.last_seen[key] = value
+        self._answered("ok")
+
+    def _update(self, key: str, sid, write: bool) -> None:
+        """A write, or a cas from the value this client last saw."""
+        self.counter += 1
+        new = self.process * 1_000_000 + self.counter
+        if write:
+            op = self.recorder.invoke(self.process, "write", key, new)
+            command = ("write", key, new)
+        else:
+            old = self.last_seen.get(key)
+            op = self.recorder.invoke(self.process, "cas", key, (old, new))
+            command = ("cas", key, old, new)
+        try:
+            reply, _leader = self.client.process_command(sid, command, timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - unknown outcome
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, INFO)
+            self.stats["info"] += 1
+            return
+        if reply in ("ok", "cas_ok"):
+            self.recorder.complete(op, OK)
+            self.last_seen[key] = new
+            self._answered("ok")
+        elif (command[0] == "cas" and isinstance(reply, (tuple, list)) and len(reply) == 2
+              and reply[0] == "cas_failed"):
+            # the machine applied it and changed nothing: we learn the value
+            self.recorder.complete(op, FAIL)
+            self.last_seen[key] = reply[1]
+            self._answered("fail")
+        else:
+            self._note_error(f"reply {reply!r}"[:60])
+            self.recorder.complete(op, INFO)
+            self.stats["info"] += 1
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,12 @@ any node's admin address) or ``$RA_ACTORS_CONNECT`` (``HOST:PORT[,HOST:PORT]``).
 Servers are written ``NAME@NODE`` (``ServerId(NAME, NODE)``); in ``start``
 a bare ``NODE`` means ``NAME@NODE``.  Commands and query arguments are JSON
 (arrays become tuples, as the client's msgpack normalisation does).
+
+Rules: each command is a handler ``_<command>(args) -> int`` returning an
+exit status of :mod:`ra_actors.cli.exit_codes`; bad arguments found after
+parsing raise :class:`~ra_actors.cli.usage.UsageError`, client errors
+propagate to :func:`ra_actors.cli.program.main`, which prints them.  The
+client API (and so Thespian) is imported only when a command connects.
 """
 from __future__ import annotations
 
@@ -26,6 +32,12 @@ import os
 import sys
 import time
 
+from ..core.types import ServerId
+from ..errors import NodeDown, NoSuchServer, RaError, Timeout
+from .exit_codes import EXIT_FAILED, EXIT_OK
+from .ui import LiveStatus, table
+from .usage import UsageError
+
 __all__ = ["add_parser", "parse_server_id"]
 
 CONNECT_ENV = "RA_ACTORS_CONNECT"
@@ -33,7 +45,6 @@ CONNECT_ENV = "RA_ACTORS_CONNECT"
 
 # ------------------------------------------------------------------ parsing
 def parse_server_id(text: str, default_name: str | None = None):
-    from .core.types import ServerId
     name, sep, node = text.partition("@")
     if not sep:
         if default_name is None:
@@ -76,7 +87,6 @@ def _to_python(value):
 
 def jsonable(value):
     """ServerIds as ``NAME@NODE`` strings, tuples as lists, other keys as strings."""
-    from .core.types import ServerId
     if isinstance(value, ServerId):
         return str(value)
     if isinstance(value, dict):
@@ -104,31 +114,26 @@ def _addresses(args) -> list:
                 try:
                     addrs.append(_hostport(part))
                 except argparse.ArgumentTypeError as exc:
-                    from .cli import UsageError
                     raise UsageError(f"${CONNECT_ENV}: {exc}") from None
     if not addrs:
-        from .cli import UsageError
         raise UsageError(f"no node to talk to: give --connect HOST:PORT (a node's admin address) "
                          f"or set ${CONNECT_ENV}")
     return addrs
 
 
 def _client(args):
-    from . import errors
-    from .api import connect
-    from .cli_ui import LiveStatus
+    from ..api import connect
     addrs = _addresses(args)
     where = ", ".join(f"{h}:{p}" for h, p in addrs)
     with LiveStatus(f"connecting to {where}"):
         try:
             return connect(addrs, timeout=min(args.timeout, 10.0))
-        except errors.Timeout:
-            raise errors.NodeDown(f"no ra_actors node answered at {where}") from None
+        except Timeout:
+            raise NodeDown(f"no ra_actors node answered at {where}") from None
 
 
 # ------------------------------------------------------------------ helpers
 def _metrics_rows(client, sids, leader):
-    from .errors import RaError
     rows = []
     for sid in sids:
         try:
@@ -146,7 +151,6 @@ MEMBER_HEADERS = ("server", "role", "membership", "term", "last_index", "commit"
 
 
 def _member_table(rows) -> str:
-    from .cli_ui import table
     return table([(r["server"], r["state"], r.get("membership"), r.get("term"), r.get("last_index"),
                    r.get("commit_index"), r.get("last_applied"), r.get("snapshot_index"),
                    "<- leader" if r.get("leader") else "") for r in rows], MEMBER_HEADERS)
@@ -164,8 +168,6 @@ def _show_members(client, sid, as_json, timeout):
 
 def _wait_caught_up(client, server, new, timeout) -> bool:
     """Wait (with a live status) until ``new`` applied the leader's commit index."""
-    from .cli_ui import LiveStatus
-    from .errors import RaError
     deadline = time.monotonic() + timeout
     with LiveStatus(f"{new} catching up") as st:
         while time.monotonic() < deadline:
@@ -185,17 +187,14 @@ def _wait_caught_up(client, server, new, timeout) -> bool:
 
 # ----------------------------------------------------------------- commands
 def _start(args) -> int:
-    from .cli_ui import LiveStatus
     sids = []
     for m in args.members:
         try:
             sids.append(parse_server_id(m, default_name=args.name))
         except argparse.ArgumentTypeError as exc:
-            from .cli import UsageError
             raise UsageError(str(exc)) from None
     config = args.config or {}
     if not isinstance(config, dict):
-        from .cli import UsageError
         raise UsageError("--config must be a JSON object")
     with _client(args) as client:
         with LiveStatus(f"starting cluster {args.name} on {len(sids)} servers and electing a leader"):
@@ -211,24 +210,22 @@ def _start(args) -> int:
                 print(f"warning: not started (unreachable nodes): {', '.join(map(str, not_started))}",
                       file=sys.stderr)
             _show_members(client, started[0], False, args.timeout)
-    return 0
+    return EXIT_OK
 
 
 def _members(args) -> int:
     with _client(args) as client:
         _show_members(client, args.server, args.json, args.timeout)
-    return 0
+    return EXIT_OK
 
 
 def _overview(args) -> int:
-    from .cli_ui import table
-    from .errors import RaError
     with _client(args) as client:
         if args.server is not None:
             ov = client.member_overview(args.server, timeout=args.timeout)
             if args.json:
                 _print_json(ov)
-                return 0
+                return EXIT_OK
             keys = ("id", "state", "membership", "term", "leader_id", "voted_for", "last_index",
                     "last_written_index", "commit_index", "last_applied", "snapshot_index",
                     "machine_module", "machine_version", "pid", "incarnation", "uid")
@@ -241,7 +238,7 @@ def _overview(args) -> int:
                              for s, p in ov["peers"].items()], ("peer", "next_index", "match_index", "status")))
             print()
             print("machine overview: " + json.dumps(jsonable(ov.get("machine"))))
-            return 0
+            return EXIT_OK
         seen = client.nodes()
         nodes = {}
         for name in sorted(seen):
@@ -254,7 +251,7 @@ def _overview(args) -> int:
                 nodes[name] = None
         if args.json:
             _print_json({"nodes": {n: (ov if ov is not None else {"status": "down"}) for n, ov in nodes.items()}})
-            return 0
+            return EXIT_OK
         rows = []
         for name, ov in nodes.items():
             if ov is None:
@@ -267,11 +264,10 @@ def _overview(args) -> int:
                          ",".join(f"{k}:{v}" for k, v in sorted(ov["services"].items()) if v != "running") or "ok",
                          ",".join(down) or "-", servers))
         print(table(rows, ("node", "status", "admin", "clients", "services", "sees down", "servers")))
-    return 0 if all(ov is not None for ov in nodes.values()) else 1
+    return EXIT_OK if all(ov is not None for ov in nodes.values()) else EXIT_FAILED
 
 
 def _transfer(args) -> int:
-    from .cli_ui import LiveStatus
     with _client(args) as client:
         with LiveStatus(f"transferring leadership to {args.target}"):
             result, leader = client.transfer_leadership(args.server, args.target, timeout=args.timeout)
@@ -279,11 +275,10 @@ def _transfer(args) -> int:
             _print_json({"result": result, "leader": leader})
         else:
             print(f"{leader} is the leader" + (" (it already was)" if result == "already_leader" else ""))
-    return 0
+    return EXIT_OK
 
 
 def _add(args) -> int:
-    from .cli_ui import LiveStatus
     config = args.config or {}
     with _client(args) as client:
         members, _leader = client.members(args.server, timeout=args.timeout)
@@ -301,12 +296,10 @@ def _add(args) -> int:
         else:
             print(f"{args.new} added to the cluster of {args.server} as a {args.membership}")
             _show_members(client, args.server, False, args.timeout)
-    return 0
+    return EXIT_OK
 
 
 def _remove(args) -> int:
-    from .cli_ui import LiveStatus
-    from .errors import NodeDown, NoSuchServer, Timeout
     with _client(args) as client:
         with LiveStatus(f"removing {args.old}"):
             client.remove_member(args.server, args.old, timeout=args.timeout)
@@ -334,12 +327,10 @@ def _remove(args) -> int:
                                            " (its server is stopped; its data is kept)"))
             if via is not None:
                 _show_members(client, via, False, args.timeout)
-    return 0
+    return EXIT_OK
 
 
 def _delete(args) -> int:
-    from .cli import UsageError
-    from .cli_ui import LiveStatus
     with _client(args) as client:
         members, _leader = client.members(args.server, timeout=args.timeout)
         if not args.yes:
@@ -348,7 +339,7 @@ def _delete(args) -> int:
                 answer = input(f"{what}? [y/N] ").strip().lower()
                 if answer not in ("y", "yes"):
                     print("nothing deleted")
-                    return 1
+                    return EXIT_FAILED
             else:
                 raise UsageError(f"refusing to {what} without --yes")
         with LiveStatus(f"deleting the cluster of {args.server}"):
@@ -357,7 +348,7 @@ def _delete(args) -> int:
             _print_json({"deleted": members})
         else:
             print(f"cluster deleted: {', '.join(map(str, members))}")
-    return 0
+    return EXIT_OK
 
 
 def _command(args) -> int:
@@ -368,7 +359,7 @@ def _command(args) -> int:
         _print_json({"reply": reply, "leader": leader})
     else:
         print(json.dumps(jsonable(reply)))
-    return 0
+    return EXIT_OK
 
 
 def _query(args) -> int:
@@ -388,7 +379,7 @@ def _query(args) -> int:
         _print_json(out)
     else:
         print(json.dumps(jsonable(value)))
-    return 0
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------- parser
@@ -402,14 +393,17 @@ def _common(p, timeout: float = 10.0) -> None:
 
 
 def add_parser(subparsers) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser("cluster", help="start, inspect and change clusters on running nodes",
                               description="Start, inspect and change clusters on running nodes.\n\n"
                                           + __doc__.split("\n\n")[2],
-                              formatter_class=fmt)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cluster_command", metavar="COMMAND")
     sub.required = True
+    for register in _COMMAND_REGISTRARS:
+        register(sub)
 
+
+def _register_start(sub) -> None:
     s = sub.add_parser("start", help="start a new cluster and elect a leader",
                        description="Start a server per MEMBER running MACHINE (an import path every node "
                                    "can import, e.g. machines.kv) and elect a leader.  MEMBER is NODE "
@@ -423,11 +417,15 @@ def add_parser(subparsers) -> None:
     _common(s, timeout=30.0)
     s.set_defaults(func=_start)
 
+
+def _register_members(sub) -> None:
     m = sub.add_parser("members", help="members of a cluster, its leader and every member's indexes")
     m.add_argument("server", type=_sid_arg, metavar="SERVER", help="any member, NAME@NODE")
     _common(m)
     m.set_defaults(func=_members)
 
+
+def _register_overview(sub) -> None:
     o = sub.add_parser("overview", help="every node's servers and view (or one server's overview)",
                        description="Without SERVER: one line per node (status, admin address, servers, the "
                                    "nodes it sees down); exit 1 if a node is down.  With SERVER: that "
@@ -436,6 +434,8 @@ def add_parser(subparsers) -> None:
     _common(o)
     o.set_defaults(func=_overview)
 
+
+def _register_transfer(sub) -> None:
     t = sub.add_parser("transfer", help="hand leadership to another member",
                        description="Ask the leader to hand over to TARGET (a caught-up voter); returns once "
                                    "TARGET leads.")
@@ -444,6 +444,8 @@ def add_parser(subparsers) -> None:
     _common(t)
     t.set_defaults(func=_transfer)
 
+
+def _register_add(sub) -> None:
     a = sub.add_parser("add", help="start a new server and add it to a cluster",
                        description="Start server NEW (same machine as SERVER unless --machine) and add it "
                                    "to SERVER's cluster; it catches up from the leader (entries or a "
@@ -458,6 +460,8 @@ def add_parser(subparsers) -> None:
     _common(a)
     a.set_defaults(func=_add)
 
+
+def _register_remove(sub) -> None:
     r = sub.add_parser("remove", help="remove a member from a cluster",
                        description="Remove OLD from SERVER's cluster and stop its server, keeping its "
                                    "data; with --delete, delete its data too.")
@@ -467,6 +471,8 @@ def add_parser(subparsers) -> None:
     _common(r)
     r.set_defaults(func=_remove)
 
+
+def _register_delete(sub) -> None:
     d = sub.add_parser("delete", help="delete a cluster and all its data",
                        description="Delete SERVER's whole cluster: every member stops and removes its "
                                    "data.  Asks for confirmation on a terminal; needs --yes otherwise.")
@@ -475,6 +481,8 @@ def add_parser(subparsers) -> None:
     _common(d)
     d.set_defaults(func=_delete)
 
+
+def _register_command(sub) -> None:
     c = sub.add_parser("command", help="apply one command through the leader and print the reply",
                        description="process_command(SERVER, COMMAND): COMMAND is JSON, arrays become "
                                    "tuples.  Prints the machine's reply as JSON.",
@@ -484,6 +492,8 @@ def add_parser(subparsers) -> None:
     _common(c)
     c.set_defaults(func=_command)
 
+
+def _register_query(sub) -> None:
     q = sub.add_parser("query", help="run a query function on the machine state and print its value",
                        description="Call MODULE:FUNCTION(state, *ARGS) (ARGS are JSON).  Consistent "
                                    "(linearizable) by default; --local reads SERVER's own state, --leader "
@@ -498,3 +508,9 @@ def add_parser(subparsers) -> None:
     q.set_defaults(kind="consistent")
     _common(q)
     q.set_defaults(func=_query)
+
+
+# One function per command adding its parser, in ``ra-actors cluster --help`` order.
+_COMMAND_REGISTRARS = (_register_start, _register_members, _register_overview, _register_transfer,
+                       _register_add, _register_remove, _register_delete, _register_command,
+                       _register_query)

@@ -27,7 +27,7 @@ SCRIPTS = {
 
 def scripts_dir() -> str:
     """``scripts/`` next to the ``ra_actors`` package (the source tree)."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return os.environ.get("RA_ACTORS_SCRIPTS_DIR") or os.path.join(here, "scripts")
 
 
@@ -69,7 +69,7 @@ def _demo(module_name: str):
 
 
 def add_demo_parser(subparsers) -> None:
-    from .demos import kv, queue
+    from ..demos import kv, queue
     p = subparsers.add_parser("demo", help="narrated demos on three local nodes (kv, queue)",
                               description="Narrated, self-checking demos on three local nodes.  "
                                           "Exit 0 only if every check passed, 1 otherwise.")

@@ -12,11 +12,18 @@ Usage::
 ``start`` returns once the node is up; the node keeps running in its own
 session (its own process group) until ``stop``.  Without ``--convention``
 the node leads its own convention; other nodes name it as theirs.
+
+Rules: this module only parses and prints; :mod:`ra_actors.nodes` starts,
+stops and inspects the node.  Handlers return an exit status of
+:mod:`ra_actors.cli.exit_codes` (``EXIT_UNAVAILABLE`` when no node runs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+
+from .exit_codes import EXIT_OK, EXIT_UNAVAILABLE
+from .ui import LiveStatus
 
 __all__ = ["add_parser"]
 
@@ -32,8 +39,7 @@ def _hostport(text: str) -> tuple:
 
 
 def _start(args) -> int:
-    from .nodes import start_node
-    from .cli_ui import LiveStatus
+    from ..nodes import start_node
     log_options = {"sync_method": args.sync_method} if args.sync_method else {}
     with LiveStatus(f"starting node {args.name} on {args.host}:{args.port}"):
         node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
@@ -42,25 +48,24 @@ def _start(args) -> int:
                           timeout=args.timeout)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
-    return 0
+    return EXIT_OK
 
 
 def _stop(args) -> int:
-    from .nodes import node_status, stop_node
+    from ..nodes import node_status, stop_node
     before = node_status(args.data_dir)
     if not before["running"] and not before["pids"]:
         print(f"no node runs in {args.data_dir}" + (f" (node {before['node']} is {before['state']})"
                                                      if before.get("node") else ""))
-        return 3
-    from .cli_ui import LiveStatus
+        return EXIT_UNAVAILABLE
     with LiveStatus(f"stopping node {before.get('node') or args.data_dir}"):
         stop_node(args.data_dir, timeout=args.timeout)
     print(f"node {before.get('node') or '?'} stopped")
-    return 0
+    return EXIT_OK
 
 
 def _status(args) -> int:
-    from .nodes import node_status
+    from ..nodes import node_status
     st = node_status(args.data_dir)
     if args.json:
         print(json.dumps(st, indent=2, default=str))
@@ -70,7 +75,7 @@ def _status(args) -> int:
               f"process group {st.get('pgid')}, {len(st['pids'])} processes")
         if st.get("error"):
             print(f"last error: {st['error']}")
-    return 0 if st["running"] else 3
+    return EXIT_OK if st["running"] else EXIT_UNAVAILABLE
 
 
 def add_parser(subparsers) -> None:

@@ -8,6 +8,9 @@
   output and logs stay clean.
 * :class:`Narrator` prints numbered steps and ``[ok]``/``[FAIL]`` checks
   and counts failures (the demos' exit status).
+
+Rule: this module imports nothing of ``ra_actors``, so the demos can use it
+without pulling in the rest of the command.
 """
 from __future__ import annotations
 

@@ -1,0 +1,59 @@
+"""``ra-actors log check|dump``: read-only checks and dumps of a node's data
+directory.
+
+Usage::
+
+    ra-actors log check DATA_DIR [--json]
+    ra-actors log dump FILE
+
+Both only read files, so they are safe beside a running node.  ``check``
+exits 0 when the data is sound (a torn WAL tail is sound: recovery
+truncates it) and 1 when something is corrupt.  The work is done by
+:mod:`ra_actors.log.tools`; this module only parses and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .exit_codes import EXIT_FAILED, EXIT_OK
+
+__all__ = ["add_parser"]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..log.tools import check_data_dir, format_report
+
+    report = check_data_dir(args.data_dir)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.sound else EXIT_FAILED
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from ..log.tools import dump_file
+
+    for line in dump_file(args.file):
+        print(line)
+    return EXIT_OK
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("log", help="inspect a node's WAL, segments and snapshots",
+                              description="Read-only checks and dumps of a node's data directory "
+                                          "(safe beside a running node).")
+    sub = p.add_subparsers(dest="log_command", metavar="COMMAND")
+    sub.required = True
+    check = sub.add_parser("check", help="verify every WAL, segment, snapshot and meta file",
+                           description="Verify every file of a node's data directory.  Exit 0 when "
+                                       "the data is sound (a torn WAL tail is sound: recovery "
+                                       "truncates it), 1 when something is corrupt.")
+    check.add_argument("data_dir", metavar="DATA_DIR")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=_check)
+    dump = sub.add_parser("dump", help="print a WAL or segment file's records, one per line",
+                          description="Print server, index, term and size of every record.")
+    dump.add_argument("file", metavar="FILE")
+    dump.set_defaults(func=_dump)
