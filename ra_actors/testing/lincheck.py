@@ -158,72 +158,88 @@ def _check_key(key: Any, operations: Sequence[Operation], time_limit: Optional[f
                max_steps: Optional[int]) -> KeyResult:
     """Run the memoised Wing & Gong search over one key's operations."""
     started = time.monotonic()
-
     # Keep only operations that can matter: failed ones never happened and
     # an unresolved read neither changes nor observes anything we know.
     ops = [op for op in operations
            if op.type != FAIL and not (op.f == "read" and op.type != OK)]
-    count = len(ops)
-    kind = [_KINDS[op.f] for op in ops]
-    required = [1 if op.type == OK else 0 for op in ops]
-    arg_a: list[Any] = []
-    arg_b: list[Any] = []
-    for op in ops:
-        if op.f == "cas":
-            arg_a.append(freeze(op.value[0]))
-            arg_b.append(freeze(op.value[1]))
-        else:
-            arg_a.append(freeze(op.value))
-            arg_b.append(None)
+    links = _Links(ops)
+    budget = max_steps if max_steps is not None else sys.maxsize
+    deadline = started + time_limit if time_limit is not None else None
+    found = _search(links, budget, deadline)
+    return _key_result(key, ops, links, found, time.monotonic() - started, time_limit, max_steps)
 
-    # Entries: one call and one return per operation, in real-time order.
-    # Unresolved operations return at +infinity, i.e. after every event.
-    infinity = float("inf")
-    timeline: list[tuple[float, int, int]] = []  # (position, 0=call/1=return, op)
-    for i, op in enumerate(ops):
-        timeline.append((op.invoke_index, 0, i))
-        timeline.append((op.return_index if op.type == OK else infinity, 1, i))
-    timeline.sort()
 
-    # Doubly linked list over entry numbers 1..2n, 0 = head, 2n+1 = tail,
-    # so that lifting and restoring an operation are O(1) (dancing links).
-    size = 2 * count + 2
-    tail = size - 1
-    nxt = list(range(1, size + 1))
-    prv = list(range(-1, size - 1))
-    entry_op = [-1] * size
-    is_call = [False] * size
-    match = [0] * size  # call entry -> its return entry
-    call_entry = [0] * count
-    for number, (_, which, i) in enumerate(timeline, start=1):
-        entry_op[number] = i
-        if which == 0:
-            is_call[number] = True
-            call_entry[i] = number
-        else:
-            match[call_entry[i]] = number
+class _Links:
+    """One key's operations as the search sees them: each operation's kind and
+    arguments, and a doubly linked list of call and return entries in
+    real-time order (entries 1..2n; 0 is the head, 2n+1 the tail) in which
+    lifting and restoring an operation is O(1) (dancing links).  Unresolved
+    operations return at +infinity, i.e. after every event."""
 
+    def __init__(self, ops: Sequence[Operation]) -> None:
+        count = len(ops)
+        self.count = count
+        self.kind = [_KINDS[op.f] for op in ops]
+        self.required = [1 if op.type == OK else 0 for op in ops]
+        self.arg_a: list[Any] = []
+        self.arg_b: list[Any] = []
+        for op in ops:
+            if op.f == "cas":
+                self.arg_a.append(freeze(op.value[0]))
+                self.arg_b.append(freeze(op.value[1]))
+            else:
+                self.arg_a.append(freeze(op.value))
+                self.arg_b.append(None)
+        infinity = float("inf")
+        timeline: list[tuple[float, int, int]] = []  # (position, 0=call/1=return, op)
+        for i, op in enumerate(ops):
+            timeline.append((op.invoke_index, 0, i))
+            timeline.append((op.return_index if op.type == OK else infinity, 1, i))
+        timeline.sort()
+        size = 2 * count + 2
+        self.nxt = list(range(1, size + 1))
+        self.prv = list(range(-1, size - 1))
+        self.entry_op = [-1] * size
+        self.is_call = [False] * size
+        self.match = [0] * size  # call entry -> its return entry
+        call_entry = [0] * count
+        for number, (_, which, i) in enumerate(timeline, start=1):
+            self.entry_op[number] = i
+            if which == 0:
+                self.is_call[number] = True
+                call_entry[i] = number
+            else:
+                self.match[call_entry[i]] = number
+
+
+@dataclasses.dataclass
+class _Found:
+    verdict: str
+    steps: int
+    stack: list            # (call entry lifted, state before it), bottom first
+    best_depth: int        # the deepest dead end, to explain a failure
+    best_involved: tuple
+    best_state: Any
+
+
+def _search(links: _Links, budget: int, deadline: Optional[float]) -> _Found:
+    """The Wing & Gong search with Lowe's memo of (linearized set, state).
+    (One function on purpose: its locals are the hot path.)"""
+    nxt, prv, match, is_call, entry_op = links.nxt, links.prv, links.match, links.is_call, links.entry_op
+    kind, required, arg_a, arg_b = links.kind, links.required, links.arg_a, links.arg_b
     remaining = sum(required)
     state: Any = None
     linearized = 0
-    stack: list[tuple[int, Any]] = []  # (call entry lifted, state before it)
+    stack: list[tuple[int, Any]] = []
     seen: set[tuple[int, Any]] = set()
     steps = 0
-    budget = max_steps if max_steps is not None else sys.maxsize
-    deadline = started + time_limit if time_limit is not None else None
-
-    best_depth = -1
-    best_involved: tuple[int, ...] = ()
-    best_state: Any = None
-
+    best = _Found(LINEARIZABLE, 0, stack, -1, (), None)
     entry = nxt[0]
-    verdict = LINEARIZABLE
     try:
         while remaining:
             steps += 1
-            if steps > budget:
-                raise _BudgetExceeded
-            if deadline is not None and steps % _CLOCK_EVERY == 0 and time.monotonic() > deadline:
+            if steps > budget or (deadline is not None and steps % _CLOCK_EVERY == 0
+                                  and time.monotonic() > deadline):
                 raise _BudgetExceeded
             if is_call[entry]:
                 i = entry_op[entry]
@@ -253,20 +269,11 @@ def _check_key(key: Any, operations: Sequence[Operation], time_limit: Optional[f
                 entry = nxt[0]
             else:
                 # A return reached: that operation had to take effect already,
-                # so this prefix is a dead end.  Remember the deepest one, to
-                # explain a failure.
-                if len(stack) > best_depth:
-                    best_depth = len(stack)
-                    best_state = state
-                    pending = []
-                    scan = nxt[0]
-                    while scan != entry:
-                        if is_call[scan] and match[scan] != entry:
-                            pending.append(entry_op[scan])
-                        scan = nxt[scan]
-                    best_involved = (entry_op[entry], *pending)
+                # so this prefix is a dead end.
+                if len(stack) > best.best_depth:
+                    _remember_dead_end(links, best, entry, len(stack), state)
                 if not stack:
-                    verdict = NOT_LINEARIZABLE
+                    best.verdict = NOT_LINEARIZABLE
                     break
                 entry, state = stack.pop()
                 i = entry_op[entry]
@@ -280,33 +287,52 @@ def _check_key(key: Any, operations: Sequence[Operation], time_limit: Optional[f
                 nxt[prv[entry]] = entry
                 entry = nxt[entry]
     except _BudgetExceeded:
-        verdict = UNKNOWN
+        best.verdict = UNKNOWN
+    best.steps = steps
+    return best
 
-    elapsed = time.monotonic() - started
-    if verdict == LINEARIZABLE:
-        order = tuple(ops[entry_op[e]].index for e, _ in stack)
-        return KeyResult(key, verdict, count, steps, elapsed, linearization=order)
-    if verdict == UNKNOWN:
+
+def _remember_dead_end(links: _Links, best: _Found, entry: int, depth: int, state: Any) -> None:
+    """The deepest dead end so far: the operation whose return blocked it and
+    the operations still pending before that return."""
+    pending = []
+    scan = links.nxt[0]
+    while scan != entry:
+        if links.is_call[scan] and links.match[scan] != entry:
+            pending.append(links.entry_op[scan])
+        scan = links.nxt[scan]
+    best.best_depth = depth
+    best.best_state = state
+    best.best_involved = (links.entry_op[entry], *pending)
+
+
+def _key_result(key: Any, ops: Sequence[Operation], links: _Links, found: _Found, elapsed: float,
+                time_limit: Optional[float], max_steps: Optional[int]) -> KeyResult:
+    count, steps = links.count, found.steps
+    if found.verdict == LINEARIZABLE:
+        order = tuple(ops[links.entry_op[e]].index for e, _ in found.stack)
+        return KeyResult(key, LINEARIZABLE, count, steps, elapsed, linearization=order)
+    if found.verdict == UNKNOWN:
         limits = []
         if time_limit is not None:
             limits.append(f"{time_limit:g}s")
         if max_steps is not None:
             limits.append(f"{max_steps} steps")
-        return KeyResult(key, verdict, count, steps, elapsed,
+        return KeyResult(key, UNKNOWN, count, steps, elapsed,
                          explanation=f"key {key!r}: search budget ({' / '.join(limits)}) "
                                      f"exceeded after {steps} steps")
-    involved = tuple(ops[i] for i in best_involved)
+    involved = tuple(ops[i] for i in found.best_involved)
     blocked, pending_ops = involved[0], involved[1:]
     explanation = (
-        f"key {key!r}: the longest linearizable prefix has {best_depth} of {count} "
-        f"operations (register then {best_state!r}), and {blocked.describe()} cannot "
+        f"key {key!r}: the longest linearizable prefix has {found.best_depth} of {count} "
+        f"operations (register then {found.best_state!r}), and {blocked.describe()} cannot "
         f"take effect before it returns")
     if pending_ops:
         listed = ", ".join(op.describe() for op in pending_ops[:_EXPLAIN_PENDING])
         if len(pending_ops) > _EXPLAIN_PENDING:
             listed += f", ... ({len(pending_ops) - _EXPLAIN_PENDING} more)"
         explanation += f", whichever of the other pending operations go first ({listed})"
-    return KeyResult(key, verdict, count, steps, elapsed, explanation=explanation,
+    return KeyResult(key, NOT_LINEARIZABLE, count, steps, elapsed, explanation=explanation,
                      involved=involved)
 
 

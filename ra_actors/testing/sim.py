@@ -243,6 +243,34 @@ def _sid(s: ServerId) -> str:
     return f"{s.name}@{s.node}"
 
 
+@dataclass(frozen=True)
+class _SeedParameters:
+    network: NetworkConfig
+    disk: DiskConfig
+    release_every: int           # the KV machine's ReleaseCursor period (0: never)
+    chunk_size: int              # snapshot chunk size
+    batch: int                   # max_append_entries_batch
+    pipeline: int                # max_pipeline_count
+    nemesis_every: tuple[int, int]
+
+
+def _draw_parameters(rng: random.Random, faults: frozenset[str], timing: Timing) -> _SeedParameters:
+    """A seed's world, drawn in a fixed order (changing it changes every seed)."""
+    network = NetworkConfig(
+        remote_delay=(1, rng.choice([3, 6, 10])),
+        drop=rng.choice([0.01, 0.03, 0.08]) if "drop" in faults else 0.0,
+        duplicate=rng.choice([0.01, 0.03, 0.08]) if "duplicate" in faults else 0.0,
+        reorder=rng.choice([0.02, 0.05, 0.15]) if "reorder" in faults else 0.0,
+    )
+    release_every = rng.choice([3, 7, 15, 30]) if "snapshot" in faults else 0
+    chunk_size = rng.choice([16, 64, 256, 4096]) if "snapshot" in faults else 1_000_000
+    batch = rng.choice([4, 16, 128])
+    pipeline = rng.choice([16, 256, 4096])
+    nemesis_choice = (100, rng.choice([400, 800, 1600]))
+    return _SeedParameters(network, DiskConfig(torn_writes="torn-write" in faults), release_every, chunk_size,
+                           batch, pipeline, timing.nemesis_ms or nemesis_choice)
+
+
 class Simulation:
     """One seeded run (see the module rules).  ``run()`` returns a :class:`SimResult`."""
 
@@ -287,26 +315,17 @@ class Simulation:
             "transfers": 0, "snapshots": 0, "machine_messages_dropped": 0, "chunks_unavailable": 0,
         }
 
-        # -- per-seed parameters, drawn in a fixed order ---------------------
-        f = self.faults
-        net_cfg = NetworkConfig(
-            remote_delay=(1, rng.choice([3, 6, 10])),
-            drop=rng.choice([0.01, 0.03, 0.08]) if "drop" in f else 0.0,
-            duplicate=rng.choice([0.01, 0.03, 0.08]) if "duplicate" in f else 0.0,
-            reorder=rng.choice([0.02, 0.05, 0.15]) if "reorder" in f else 0.0,
-        )
+        drawn = _draw_parameters(rng, self.faults, self.timing)
         self.node_names = [f"n{i + 1}" for i in range(members)]
-        self.network = Network(rng, net_cfg, faulty_nodes=self.node_names)
-        disk_cfg = DiskConfig(torn_writes="torn-write" in f)
-        self.disks = {n: NodeDisk(n, rng, disk_cfg) for n in self.node_names}
+        self.network = Network(rng, drawn.network, faulty_nodes=self.node_names)
+        self.disks = {n: NodeDisk(n, rng, drawn.disk) for n in self.node_names}
         self.node_up = {n: True for n in self.node_names}
-        self.release_every = rng.choice([3, 7, 15, 30]) if "snapshot" in f else 0
-        self.chunk_size = rng.choice([16, 64, 256, 4096]) if "snapshot" in f else 1_000_000
-        self.batch = rng.choice([4, 16, 128])
-        self.pipeline = rng.choice([16, 256, 4096])
+        self.release_every = drawn.release_every
+        self.chunk_size = drawn.chunk_size
+        self.batch = drawn.batch
+        self.pipeline = drawn.pipeline
+        self.nemesis_every = drawn.nemesis_every
         self.tick_ms = self.timing.tick_ms
-        nemesis_choice = (100, rng.choice([400, 800, 1600]))
-        self.nemesis_every = self.timing.nemesis_ms or nemesis_choice
         self.fd_down_ms = self.timing.detector_down_ms
         self.fd_up_ms = self.timing.detector_up_ms
 
