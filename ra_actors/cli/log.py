@@ -7,8 +7,10 @@ Usage::
     ra-actors log dump FILE
 
 Both only read files, so they are safe beside a running node.  ``check``
-exits 0 when the data is sound (a torn WAL tail is sound: recovery
-truncates it) and 1 when something is corrupt.  The work is done by
+exits 0 when the data is sound (a torn tail of the newest WAL file is sound:
+recovery keeps its bytes aside and truncates it), 1 when something is
+corrupt (damage anywhere else, a hole in a server's log), 2 on a usage
+error.  The work is done by
 :mod:`ra_actors.log.tools`; this module only parses and prints.
 """
 from __future__ import annotations
@@ -46,10 +48,13 @@ def add_parser(subparsers) -> None:
                                           "(safe beside a running node).")
     sub = p.add_subparsers(dest="log_command", metavar="COMMAND")
     sub.required = True
-    check = sub.add_parser("check", help="verify every WAL, segment, snapshot and meta file",
-                           description="Verify every file of a node's data directory.  Exit 0 when "
-                                       "the data is sound (a torn WAL tail is sound: recovery "
-                                       "truncates it), 1 when something is corrupt.")
+    check = sub.add_parser("check", help="verify every file and every server's log",
+                           description="Verify every file of a node's data directory and every "
+                                       "server's log (recoverable range, holes, meta against the "
+                                       "log).  Exit 0 when the data is sound (a torn tail of the "
+                                       "newest WAL file is sound: recovery keeps its bytes aside "
+                                       "and truncates it), 1 when something is corrupt, 2 on a "
+                                       "usage error.")
     check.add_argument("data_dir", metavar="DATA_DIR")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_check)
