@@ -130,18 +130,18 @@ class PeerRouter:
         if ServerId(*msg.to) != self.me:
             self._send(sender, Misdelivered(msg.to))
             return False
-        frm = ServerId(*msg.from_)
-        peer = self.peers.get(frm)
+        sender_id = ServerId(*msg.from_)
+        peer = self.peers.get(sender_id)
         if peer is not None and msg.from_inc < peer.incarnation:
             return False   # from an older incarnation of that peer
         if peer is None or msg.from_inc > peer.incarnation or peer.address != sender:
-            peer = self.peers[frm] = Peer(sender, msg.from_inc)
-            self._release(frm, sender)
+            peer = self.peers[sender_id] = Peer(sender, msg.from_inc)
+            self._release(sender_id, sender)
         peer.unanswered = 0
         peer.last_heard = time.time()
         if msg.to_inc and msg.to_inc < self.incarnation:
             # meant for an earlier life of this server: tell the sender who we are now
-            self._send(sender, Rpcs(frm, msg.from_inc, self.me, self.incarnation, ()))
+            self._send(sender, Rpcs(sender_id, msg.from_inc, self.me, self.incarnation, ()))
             return False
         return True
 

@@ -266,28 +266,28 @@ class ActorServerPort:
         else:
             shell.deliver(request)
 
-    def _client_request(self, op: str, args: tuple, frm: tuple) -> Any:
+    def _client_request(self, op: str, args: tuple, caller: tuple) -> Any:
         """The core message for a client's request, or an :class:`_Immediate` answer."""
         shell = self.shell
         if op == "command":
             data, mode, priority = args
             shell.stats["commands"] += 1
-            reply_mode = NoReply() if mode == "noreply" else _REPLY_MODES[mode](frm)
+            reply_mode = NoReply() if mode == "noreply" else _REPLY_MODES[mode](caller)
             return m.Command(data, reply_mode, priority, now_ms())
         if op == "query":
             kind, fun_name, qargs = args
             fun = resolve_function(fun_name)
-            return m.Query(kind, lambda state, _f=fun, _a=tuple(qargs): _query(_f, _a, state), frm)
+            return m.Query(kind, lambda state, _f=fun, _a=tuple(qargs): _query(_f, _a, state), caller)
         if op == "members":
-            return m.Members(frm)
+            return m.Members(caller)
         if op == "add_member":
-            return m.AddMember(ServerId(*args[0]), args[1], frm)
+            return m.AddMember(ServerId(*args[0]), args[1], caller)
         if op == "remove_member":
-            return m.RemoveMember(ServerId(*args[0]), frm)
+            return m.RemoveMember(ServerId(*args[0]), caller)
         if op == "transfer_leadership":
-            return m.TransferLeadership(ServerId(*args[0]), frm)
+            return m.TransferLeadership(ServerId(*args[0]), caller)
         if op == "delete_cluster":
-            return m.DeleteClusterCmd(frm)
+            return m.DeleteClusterCmd(caller)
         if op == "trigger_election":
             return _Immediate(None, m.TriggerElection())
         if op == "key_metrics":

@@ -40,13 +40,13 @@ EXT_RECORD = 2         # (read only) a record as its own msgpack document
 EXT_ACTOR_REF = 3      # (read only) ActorRef as its own msgpack document
 EXT_TAG = 4            # a record's tag: the first element of the array holding its fields
 
-# Encoding (written since the placement-"shared" work; both forms decode):
-# a record is an array ``[tag, field, field, ...]`` whose first element is
-# ``ExtType(EXT_TAG, b"ClassName")``, packed in place by the same packer.
-# The first form packed each record into its own ExtType document (a nested
-# ``packb`` per record: ~26 us per WAL entry, half of a follower's time in a
-# profile); the tag form costs a list per record.  ``ServerId`` and
-# ``ActorRef`` are tagged records too.
+# Encoding: a record is an array ``[tag, field, field, ...]`` whose first
+# element is ``ExtType(EXT_TAG, b"ClassName")``, packed in place by the same
+# packer (a list per record; packing each record into a nested document of
+# its own costs ~10 times more per WAL entry).  ``ServerId`` and ``ActorRef``
+# are tagged records too.  Documents in the older nested form
+# (``EXT_RECORD``, ``EXT_SERVER_ID``, ``EXT_ACTOR_REF``) still decode: data
+# written by earlier versions must stay readable.
 
 _REGISTRY: dict[str, type] = {}
 _FIELDS: dict[type, tuple] = {}       # class -> (tag, field names)

@@ -359,10 +359,10 @@ class RaftServer:
             self._emit(fx.CancelElectionTimer())
 
     def _abandon_leadership(self) -> None:
-        for _, _, _, frm in self.pending_queries:
-            self._emit(fx.Reply(frm, Redirect(None), None))
-        for _, frm in self.waiting_queries:
-            self._emit(fx.Reply(frm, Redirect(None), None))
+        for _, _, _, caller in self.pending_queries:
+            self._emit(fx.Reply(caller, Redirect(None), None))
+        for _, caller in self.waiting_queries:
+            self._emit(fx.Reply(caller, Redirect(None), None))
         for cmd in self.low_queue:
             self._reject(cmd, None)
         self.pending_queries = []
@@ -1118,14 +1118,14 @@ class RaftServer:
         self._append_commands(batch)
 
     # ================================================================ queries
-    def _run_query(self, fun, frm, with_index: bool) -> None:
+    def _run_query(self, fun, caller, with_index: bool) -> None:
         try:
             result = fun(self.machine_state)
         except Exception as exc:  # a query bug must not kill the server
-            self._emit(fx.Reply(frm, Error("QueryFailed", f"the query raised {exc!r}"), self.leader_id))
+            self._emit(fx.Reply(caller, Error("QueryFailed", f"the query raised {exc!r}"), self.leader_id))
             return
         value = ((self.last_applied, self.current_term), result) if with_index else result
-        self._emit(fx.Reply(frm, _ok(value), self.leader_id))
+        self._emit(fx.Reply(caller, _ok(value), self.leader_id))
 
     def _on_query(self, q: m.Query) -> None:
         if q.kind == "local":
@@ -1144,19 +1144,19 @@ class RaftServer:
         else:
             self._emit(fx.Reply(q.from_, Error("InvalidQuery", f"unknown query kind {q.kind!r}"), self.leader_id))
 
-    def _answer_consistent_query(self, fun, frm) -> None:
+    def _answer_consistent_query(self, fun, caller) -> None:
         """§8 (ReadIndex): a leader answers a consistent query only after its
         term's noop committed and a heartbeat round confirmed its leadership."""
         if self.log.term_at(self.commit_index) != self.current_term:
-            self.waiting_queries.append((fun, frm))
+            self.waiting_queries.append((fun, caller))
             return
-        self._start_read(fun, frm)
+        self._start_read(fun, caller)
 
-    def _start_read(self, fun, frm) -> None:
+    def _start_read(self, fun, caller) -> None:
         """ReadIndex: remember the commit index, confirm leadership with one
         heartbeat round to a quorum, answer once applied that far."""
         self.query_index += 1
-        self.pending_queries.append((self.query_index, self.commit_index, fun, frm))
+        self.pending_queries.append((self.query_index, self.commit_index, fun, caller))
         for sid in self.voters():
             if sid != self.id:
                 self._send(sid, m.HeartbeatRpc(self.current_term, self.id, self.query_index))
@@ -1165,8 +1165,8 @@ class RaftServer:
     def _serve_waiting_queries(self) -> None:
         if self.waiting_queries and self.role == LEADER and self.log.term_at(self.commit_index) == self.current_term:
             waiting, self.waiting_queries = self.waiting_queries, []
-            for fun, frm in waiting:
-                self._start_read(fun, frm)
+            for fun, caller in waiting:
+                self._start_read(fun, caller)
 
     def _confirmed_query_index(self) -> int:
         idx = []
@@ -1184,11 +1184,11 @@ class RaftServer:
             return
         confirmed = self._confirmed_query_index()
         keep = []
-        for qi, read_index, fun, frm in self.pending_queries:
+        for qi, read_index, fun, caller in self.pending_queries:
             if qi <= confirmed and read_index <= self.last_applied:
-                self._run_query(fun, frm, with_index=False)
+                self._run_query(fun, caller, with_index=False)
             else:
-                keep.append((qi, read_index, fun, frm))
+                keep.append((qi, read_index, fun, caller))
         self.pending_queries = keep
 
     def _on_heartbeat_reply(self, msg: m.HeartbeatReply) -> None:
@@ -1207,10 +1207,10 @@ class RaftServer:
                 and self.log.term_at(self.commit_index) == self.current_term
                 and self.cluster_history[-1][0] <= self.commit_index)
 
-    def _change_cluster(self, new: dict, frm) -> None:
-        self._append_local([ClusterChange(cluster_tuple(new), frm)])
+    def _change_cluster(self, new: dict, caller) -> None:
+        self._append_local([ClusterChange(cluster_tuple(new), caller)])
         entry = self.log.get(self.log.last_index)
-        self._emit(fx.Reply(frm, _ok((entry.index, entry.term)), self.id))
+        self._emit(fx.Reply(caller, _ok((entry.index, entry.term)), self.id))
         self._replicate_all()
 
     def _on_add_member(self, msg: m.AddMember) -> None:

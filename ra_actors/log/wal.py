@@ -68,7 +68,7 @@ import threading
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from ..codec import pack
 from ..core.messages import ResendWrite, Written
@@ -84,6 +84,16 @@ __all__ = ["Wal", "FlushResult", "EncodedAppend", "DEFAULT_MAX_SIZE_BYTES", "MIN
 DEFAULT_MAX_SIZE_BYTES = 256_000_000  # Ra's WAL_DEFAULT_MAX_SIZE_BYTES
 MIN_MAX_SIZE_BYTES = 1024
 WAL_SUFFIX = ".wal"
+
+
+class _WriterState(NamedTuple):
+    """What the WAL knows of one writer (server uid): the last index it
+    wrote, and whether a resend from ``last_index + 1`` was already asked for
+    (a gap: an append that does not follow the last one)."""
+
+    last_index: int
+    resend_asked: bool
+
 
 @dataclass(frozen=True, slots=True)
 class EncodedAppend:
@@ -248,7 +258,7 @@ class Wal:
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
         self._pending: list[tuple[EncodedAppend, tuple]] = []  # (append, term runs)
-        self._writers: dict[str, tuple[int, bool]] = {}  # uid -> (last index, out_of_seq)
+        self._writers: dict[str, _WriterState] = {}   # uid -> what the WAL knows of that writer
         self._fd: int | None = None
         self._failed: StorageError | None = None
         self.stats = {"files": 0, "batches": 0, "records": 0, "bytes_written": 0, "syncs": 0,
@@ -414,16 +424,16 @@ class Wal:
                 first = w.first
                 state = writers.get(uid)
                 if state is not None and not w.truncate:
-                    if first > state[0] + 1:
-                        if not state[1]:
-                            resend[uid] = state[0] + 1
-                            writers[uid] = (state[0], True)
+                    if first > state.last_index + 1:
+                        if not state.resend_asked:
+                            resend[uid] = state.last_index + 1
+                            writers[uid] = _WriterState(state.last_index, True)
                         dropped[uid] = dropped.get(uid, 0) + w.count
                         continue
                     if resend:
                         resend.pop(uid, None)
                 count = w.count
-                writers[uid] = (first + count - 1, False)
+                writers[uid] = _WriterState(first + count - 1, False)
                 flags = FLAG_TRUNCATE if w.truncate else 0
                 ref = refs.get(uid) or new_refs.get(uid)
                 if ref is None:
@@ -497,7 +507,7 @@ class Wal:
 
     def last_writer_index(self, uid: str) -> int | None:
         state = self._writers.get(uid)
-        return None if state is None else state[0]
+        return None if state is None else state.last_index
 
     # ----------------------------------------------------------- lifecycle
     def close(self) -> None:

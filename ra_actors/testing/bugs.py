@@ -44,8 +44,8 @@ class StaleReads(RaftServer):
     """Consistent queries are answered from local state, without the
     ReadIndex round: a deposed leader serves stale reads."""
 
-    def _answer_consistent_query(self, fun, frm) -> None:
-        self._run_query(fun, frm, with_index=False)
+    def _answer_consistent_query(self, fun, caller) -> None:
+        self._run_query(fun, caller, with_index=False)
 
 
 KNOWN_BUGS: dict[str, type[RaftServer]] = {

@@ -731,7 +731,7 @@ class Harness:
         self._step(slot, self._local_message(d.args[1], d.args[2:], d.kwargs))
 
     def _local_message(self, name: str, args: tuple[str, ...], kw: dict) -> Any:
-        frm = kw.get("from", "client")
+        caller = kw.get("from", "client")
 
         def arg(i: int, default: str | None = None) -> str:
             if i < len(args):
@@ -744,8 +744,8 @@ class Harness:
             if not args:
                 raise TranscriptError("Command needs its words")
             mode = kw.get("mode", "sync")
-            modes = {"sync": lambda: AwaitConsensus(frm), "notify": lambda: NotifyReply(kw.get("corr", "1"), frm),
-                     "noreply": NoReply, "after_append": lambda: AfterLogAppend(frm)}
+            modes = {"sync": lambda: AwaitConsensus(caller), "notify": lambda: NotifyReply(kw.get("corr", "1"), caller),
+                     "noreply": NoReply, "after_append": lambda: AfterLogAppend(caller)}
             if mode not in modes:
                 raise TranscriptError(f"unknown reply mode {mode!r}")
             return m.Command(tuple(args), modes[mode](), kw.get("priority", "normal"))
@@ -757,12 +757,12 @@ class Harness:
             "Tick": lambda: m.Tick(int(arg(0))),
             "ServerDown": lambda: m.ServerDown(self.sid(arg(0)), arg(1, "noproc")),
             "NodeEvent": lambda: m.NodeEvent(arg(0), {"up": True, "down": False}[arg(1)]),
-            "AddMember": lambda: m.AddMember(self.sid(arg(0)), arg(1, VOTER), frm),
-            "RemoveMember": lambda: m.RemoveMember(self.sid(arg(0)), frm),
-            "TransferLeadership": lambda: m.TransferLeadership(self.sid(arg(0)), frm),
-            "DeleteClusterCmd": lambda: m.DeleteClusterCmd(frm),
-            "Members": lambda: m.Members(frm),
-            "Query": lambda: m.Query(arg(0), functools.partial(_read, key=arg(1)), frm),
+            "AddMember": lambda: m.AddMember(self.sid(arg(0)), arg(1, VOTER), caller),
+            "RemoveMember": lambda: m.RemoveMember(self.sid(arg(0)), caller),
+            "TransferLeadership": lambda: m.TransferLeadership(self.sid(arg(0)), caller),
+            "DeleteClusterCmd": lambda: m.DeleteClusterCmd(caller),
+            "Members": lambda: m.Members(caller),
+            "Query": lambda: m.Query(arg(0), functools.partial(_read, key=arg(1)), caller),
         }
         if name not in builders:
             raise TranscriptError(f"unknown message {name!r} (known: Command, "

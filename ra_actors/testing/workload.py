@@ -249,10 +249,10 @@ class Client:
         if isinstance(mode, NotifyReply):
             attempt = mode.correlation
         else:
-            frm = msg.from_ if isinstance(msg, Query) else getattr(mode, "from_", None)
-            if not isinstance(frm, str):
+            caller = msg.from_ if isinstance(msg, Query) else getattr(mode, "from_", None)
+            if not isinstance(caller, str):
                 return
-            attempt = int(frm.rsplit("#", 1)[1])
+            attempt = int(caller.rsplit("#", 1)[1])
         self._redirect(attempt, None)
 
     def on_rejected(self, from_id: ServerId, leader: ServerId | None, correlation: Any) -> None:
