@@ -43,12 +43,12 @@ from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServ
                        RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash,
                        ServerExited, ServerInit, ServerStarted, ServiceAddresses, ServiceReady,
                        StartServerRequest, StopServer, StopServerRequest)
-from .registry import ServerRegistry
+from .registry import RegisteredServer, ServerRegistry
 from .server import ServerActor, load_machine
 from .services import WAL, NodeServices
 from .util import log, log_exc
 
-SERVER = "server"
+SERVER_KIND = "server"
 _BUSY = (RUNNING, STARTING, STOPPING, DELETING)
 
 
@@ -79,11 +79,7 @@ class ServerSupervision:
 
     # ============================================================= requests
     def check_machine(self, request: CheckMachineRequest, sender: Any) -> tuple:
-        try:
-            Machine(load_machine(request.machine))
-        except Exception as exc:  # noqa: BLE001 - any import failure is the user's
-            raise errors.MachineError(f"node {self.ctx.node}: machine {request.machine!r} cannot be loaded: "
-                                      f"{type(exc).__name__}: {exc}") from None
+        self._check_machine(request.machine)
         return ("ok", None)
 
     def start_server(self, request: StartServerRequest, sender: Any) -> Any:
@@ -95,7 +91,7 @@ class ServerSupervision:
             raise errors.ServerAlreadyExists(f"server {name} already runs on node {node}")
         if name in self.registry:
             raise errors.ServerAlreadyExists(f"server {name} already has data on node {node}")
-        self.check_machine(CheckMachineRequest(config.machine), sender)
+        self._check_machine(config.machine)
         self.registry.write_config(config)
         self.registry.add(name, config.uid)
         self._start(config, new=True, waiter=(sender, request.req_id))
@@ -162,7 +158,14 @@ class ServerSupervision:
             }
         return out
 
-    def _registered(self, name: str):
+    def _check_machine(self, machine: str) -> None:
+        try:
+            Machine(load_machine(machine))
+        except Exception as exc:  # noqa: BLE001 - any import failure is the user's
+            raise errors.MachineError(f"node {self.ctx.node}: machine {machine!r} cannot be loaded: "
+                                      f"{type(exc).__name__}: {exc}") from None
+
+    def _registered(self, name: str) -> RegisteredServer:
         rec = self.registry.get(name)
         if rec is None:
             raise errors.NoSuchServer(f"no server {name} on node {self.ctx.node}")
@@ -191,10 +194,10 @@ class ServerSupervision:
         if self.ctx.shared:
             # not a Thespian child of ours: a shell inside the node's host actor
             host = self.services.host()
-            child = Child(SERVER, name, host.local)
+            child = Child(SERVER_KIND, name, host.local)
             child.addr = host.addr
         else:
-            child = self.children.spawn(SERVER, name, ServerActor)
+            child = self.children.spawn(SERVER_KIND, name, ServerActor)
         if old is not None:
             child.inherit(old)
         child.config = config

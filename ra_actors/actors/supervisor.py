@@ -57,9 +57,9 @@ from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest,
                        SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
 from .registry import ServerRegistry
 from .services import SERVICE_KINDS, NodeServices
-from .supervision import SERVER, ServerRestartDue, ServerSupervision
+from .supervision import SERVER_KIND, ServerRestartDue, ServerSupervision
 from .transmit import PeriodicSender
-from .user_actors import KIND as ACTOR, ActorRestartDue, UserActors
+from .user_actors import ACTOR_KIND, ActorRestartDue, UserActors
 from .util import admin_address, encode_error, log, log_exc
 
 Handler = Callable[[Any, Any], Any]
@@ -249,9 +249,9 @@ class NodeSupervisor(Actor):
         prev, child.status = child.status, EXITED
         if self.ctx.exiting:
             return
-        if child.kind == ACTOR:
+        if child.kind == ACTOR_KIND:
             self.actors.exited(child, prev)
-        elif child.kind == SERVER:
+        elif child.kind == SERVER_KIND:
             self.supervision.server_exited(child, prev)
         else:
             self.supervision.service_exited(child)

@@ -59,7 +59,7 @@ from .protocol import (ActorInit, ActorSend, ListActorsRequest, SendToActorReque
                        StopActorRequest)
 from .util import log, log_exc
 
-KIND = "actor"
+ACTOR_KIND = "actor"
 RESTART_POLICIES = ("temporary", "permanent")
 
 
@@ -170,7 +170,7 @@ class UserActors:
 
     # ------------------------------------------------------------ lifecycle
     def _spawn(self, name: str, actor_class: type, spec: ActorSpec, old: Child | None = None) -> Child:
-        child = self.children.spawn(KIND, name, actor_class)
+        child = self.children.spawn(ACTOR_KIND, name, actor_class)
         if old is not None:
             child.inherit(old)
         child.config = spec
