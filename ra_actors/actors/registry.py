@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..core.types import ServerConfig
 from . import storage
+from .util import log
 
 REGISTRY_FILE = "node.servers.json"
 
@@ -40,10 +41,14 @@ class ServerRegistry:
         try:
             with open(self._path(REGISTRY_FILE)) as f:
                 raw = json.load(f)
-            self.servers = {name: RegisteredServer(rec["uid"], bool(rec.get("stopped")))
-                            for name, rec in raw.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self.servers = {}
+        except (OSError, ValueError):
+            raw = {}
+        self.servers = {}
+        for name, rec in raw.items():
+            try:
+                self.servers[name] = RegisteredServer(rec["uid"], bool(rec.get("stopped")))
+            except (KeyError, TypeError, AttributeError):
+                log("registry", f"{REGISTRY_FILE}: ignoring the malformed entry {name!r}: {rec!r:.100}")
 
     def get(self, name: str) -> RegisteredServer | None:
         return self.servers.get(name)
