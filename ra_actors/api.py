@@ -17,6 +17,7 @@ encode).  A Client is not thread-safe: use one per thread.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -28,10 +29,13 @@ from datetime import timedelta
 
 from . import codec, errors
 from . import events as ev
-from .core.types import (ERROR_KINDS, NON_VOTER, PROMOTABLE, VOTER, ActorRef, Error, Redirect, Ok, ServerConfig,
+from .core.types import (ERROR_KINDS, NON_VOTER, PROMOTABLE, VOTER, ActorRef, Error, Ok, Redirect, ServerConfig,
                          ServerId, Unavailable)
-from .actors.protocol import (Bundle, ClientCall, ClientReply, Lookup, LookupReply, Misdelivered, Pipeline,
-                              SupRequest, SupResponse)
+from .actors.protocol import (Bundle, CheckMachineRequest, ClientCall, ClientReply, ForceDeleteServerRequest,
+                              ListActorsRequest, ListNodesRequest, Lookup, LookupReply, Misdelivered,
+                              OverviewRequest, Pipeline, RegisterClientRequest, RestartServerRequest,
+                              SendToActorRequest, StartActorRequest, StartServerRequest, StopActorRequest,
+                              StopServerRequest, SupervisorRequest, SupResponse, UnregisterClientRequest)
 from .actors.util import decode_error, make_client_handle
 
 __all__ = ["Client", "connect"]
@@ -271,8 +275,7 @@ class Client:
                     ct = psutil.Process(os.getpid()).create_time()
                 except Exception:  # pragma: no cover
                     ct = None
-                self._sup_call(info.node, "register_client",
-                               (handle, os.getpid(), socket.gethostname(), ct),
+                self._sup_call(info.node, RegisterClientRequest(handle, os.getpid(), socket.gethostname(), ct),
                                max(0.5, deadline - time.monotonic()))
                 self.handle = handle
                 self._home = info.node
@@ -280,7 +283,7 @@ class Client:
         raise errors.Timeout(f"no ra_actors node answered at {self._seeds} within {timeout}s")
 
     def _refresh_nodes(self, via: str, deadline: float):
-        table = self._sup_call(via, "nodes", (), max(0.2, deadline - time.monotonic()))
+        table = self._sup_call(via, ListNodesRequest(), max(0.2, deadline - time.monotonic()))
         for name, (sup, admin, up) in table.items():
             self._nodes[name] = [sup, tuple(admin), bool(up)]
 
@@ -345,7 +348,10 @@ class Client:
                 return None
         return entry[0]
 
-    def _sup_call(self, node, op, args=(), timeout=DEFAULT_TIMEOUT):
+    def _sup_call(self, node, request: SupervisorRequest, timeout=DEFAULT_TIMEOUT):
+        """Send ``request`` to ``node``'s supervisor (under a fresh request id)
+        and return the value it answers, raising the error it answers."""
+        op = type(request).__name__
         deadline = time.monotonic() + timeout
         while True:
             addr = self._sup_address(node, deadline)
@@ -356,7 +362,7 @@ class Client:
                 self._pump(min(0.2, remaining))
                 continue
             req = self._next()
-            self._send(addr, SupRequest(req, op, tuple(args)), req, remaining)
+            self._send(addr, dataclasses.replace(request, req_id=req), req, remaining)
             r = self._wait(req, deadline)
             if r is None or isinstance(r, _Undelivered):
                 if time.monotonic() >= deadline:
@@ -648,7 +654,7 @@ class Client:
 
     def overview(self, node: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """The node's view: its servers, the nodes it sees, its services."""
-        return self._sup_call(node, "overview", (), timeout)
+        return self._sup_call(node, OverviewRequest(), timeout)
 
     # ============================================================ lifecycle
     def start_cluster(self, cluster_name: str, machine: str, server_ids, config: dict | None = None,
@@ -675,7 +681,7 @@ class Client:
         reachable = []
         for node in nodes:
             try:
-                self._sup_call(node, "check_machine", (machine,),
+                self._sup_call(node, CheckMachineRequest(machine),
                                max(0.2, min(5.0, deadline - time.monotonic())))
                 reachable.append(node)
             except (errors.Timeout, errors.NodeDown):
@@ -692,7 +698,7 @@ class Client:
                 not_started.append(sid)
                 continue
             req = self._next()
-            self._send(addr, SupRequest(req, "start_server", (cfg,)), req, max(0.5, deadline - time.monotonic()))
+            self._send(addr, StartServerRequest(cfg, req_id=req), req, max(0.5, deadline - time.monotonic()))
             pending[req] = sid
         first_error = None
         for req, sid in pending.items():
@@ -767,23 +773,23 @@ class Client:
         if sid not in members:
             members = members + [sid]
         cfg = self._server_config(cluster_name, machine, sid, members, config, server_config, joining=True)
-        self._sup_call(sid.node, "start_server", (cfg,), timeout)
+        self._sup_call(sid.node, StartServerRequest(cfg), timeout)
         return sid
 
     def restart_server(self, server_id, timeout: float = 10.0):
         sid = _sid(server_id)
         self._servers.pop(sid, None)
-        self._sup_call(sid.node, "restart_server", (sid.name,), timeout)
+        self._sup_call(sid.node, RestartServerRequest(sid.name), timeout)
 
     def stop_server(self, server_id, timeout: float = 10.0):
         sid = _sid(server_id)
         self._servers.pop(sid, None)
-        self._sup_call(sid.node, "stop_server", (sid.name,), timeout)
+        self._sup_call(sid.node, StopServerRequest(sid.name), timeout)
 
     def force_delete_server(self, server_id, timeout: float = 10.0):
         sid = _sid(server_id)
         self._servers.pop(sid, None)
-        self._sup_call(sid.node, "force_delete_server", (sid.name,), timeout)
+        self._sup_call(sid.node, ForceDeleteServerRequest(sid.name), timeout)
 
     def delete_cluster(self, server_ids, timeout: float = 10.0):
         """Delete the cluster (replicated: every member removes its data once
@@ -832,7 +838,7 @@ class Client:
         if not isinstance(actor_class, str):
             raise errors.ActorClassError(f"actor_class must be 'pkg.module:Class', not {actor_class!r}")
         init = codec.normalise(init)
-        return self._sup_call(node, "start_actor", (actor_class, name, init, restart), timeout)
+        return self._sup_call(node, StartActorRequest(actor_class, name, init, restart), timeout)
 
     def stop_actor(self, ref, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Stop the actor and return once it has exited (its watchers see
@@ -840,7 +846,7 @@ class Client:
         Raises ``NoSuchActor`` (no such live actor), ``NoSuchServer``
         (unknown node), ``Timeout``."""
         ref = _aref(ref)
-        self._sup_call(ref.node, "stop_actor", (ref.name,), timeout)
+        self._sup_call(ref.node, StopActorRequest(ref.name), timeout)
 
     def send_actor(self, ref, msg, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Deliver ``msg`` (a msgpack value, normalised like a command) to the
@@ -849,13 +855,13 @@ class Client:
         ``InvalidCommand``, ``NoSuchServer`` (unknown node), ``Timeout``."""
         ref = _aref(ref)
         msg = codec.normalise(msg)
-        self._sup_call(ref.node, "send_actor", (ref.name, msg), timeout)
+        self._sup_call(ref.node, SendToActorRequest(ref.name, msg), timeout)
 
     def actors(self, node: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """``{name: status}`` of the actors started on ``node``: ``"running"``,
         ``"stopping"`` or ``"restarting"`` (a permanent actor between two
         incarnations).  Actors that are gone for good are not listed."""
-        return self._sup_call(node, "actors", (), timeout)
+        return self._sup_call(node, ListActorsRequest(), timeout)
 
     def close(self):
         if self._closed:
@@ -863,7 +869,7 @@ class Client:
         try:
             self.flush(timeout=1.0)
             if self.handle is not None and self._home is not None:
-                self._sup_call(self._home, "unregister_client", (self.handle,), 1.0)
+                self._sup_call(self._home, UnregisterClientRequest(self.handle), 1.0)
         except Exception:  # noqa: BLE001
             pass
         self._closed = True

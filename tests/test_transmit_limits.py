@@ -61,26 +61,26 @@ class _Addr:
 def test_one_periodic_send_in_flight_per_target():
     sup, mgr = _supervisor()
     a, b = _Addr("a"), _Addr("b")
-    assert sup._send_once(a, "hb", 5.0)
-    assert not sup._send_once(a, "hb", 5.0)       # previous one not completed
-    assert sup._send_once(b, "hb", 5.0)           # other targets are independent
+    assert sup.periodic.send_once(a, "hb", 5.0)
+    assert not sup.periodic.send_once(a, "hb", 5.0)       # previous one not completed
+    assert sup.periodic.send_once(b, "hb", 5.0)           # other targets are independent
     assert [str(i.targetAddr) for i in mgr.intents] == ["addr-a", "addr-b"]
-    assert sup.in_flight_skips == 1
+    assert sup.periodic.skips == 1
     mgr.intents[0].tx_done(SendStatus.Sent)       # acknowledged: the next may go
-    assert sup._send_once(a, "hb", 5.0)
+    assert sup.periodic.send_once(a, "hb", 5.0)
     mgr.intents[2].tx_done(SendStatus.DeadTarget)  # refused: the next may go ...
     assert mgr.failed and mgr.failed[0][0] == SendStatus.DeadTarget  # ... and dead letters still work
-    assert sup._send_once(a, "hb", 5.0)
+    assert sup.periodic.send_once(a, "hb", 5.0)
 
 
 def test_a_send_in_flight_longer_than_the_patience_does_not_block():
     sup, mgr = _supervisor()
     a = _Addr("a")
-    assert sup._send_once(a, "probe", 0.05)
-    assert not sup._send_once(a, "probe", 0.05)
+    assert sup.periodic.send_once(a, "probe", 0.05)
+    assert not sup.periodic.send_once(a, "probe", 0.05)
     time.sleep(0.06)
-    assert sup._send_once(a, "probe", 0.05)       # the first may be stuck in a Thespian retry
+    assert sup.periodic.send_once(a, "probe", 0.05)       # the first may be stuck in a Thespian retry
     mgr.intents[0].tx_done(SendStatus.Failed)     # its late completion does not clear the new one
-    assert not sup._send_once(a, "probe", 0.05)
+    assert not sup.periodic.send_once(a, "probe", 0.05)
     mgr.intents[1].tx_done(SendStatus.Sent)
-    assert sup._send_once(a, "probe", 0.05)
+    assert sup.periodic.send_once(a, "probe", 0.05)

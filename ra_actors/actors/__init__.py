@@ -9,10 +9,22 @@ Modules:
   Thespian 4.0.1, and only the admin has a fixed address).
 * :mod:`.netpatch` — bind to the advertised address, never 0.0.0.0; refuse
   connections from non-member hosts.
-* :mod:`.supervisor` — ``NodeSupervisor``: children, directory, monitors,
-  node-pair heartbeats, node-level client operations.
-* :mod:`.user_actors` — the supervisor's actors started by clients
-  (``client.start_actor``): start, stop, restart, monitors, delivery.
+* :mod:`.supervisor` — ``NodeSupervisor``, the node's root actor: a
+  composition that routes each message and request to one of its parts:
+
+  * :mod:`.supervision` — the node's servers: start, stop, restart, delete;
+  * :mod:`.services` — the WAL, segment writer and snapshot writer actors;
+  * :mod:`.registry` — the servers the node has data for
+    (``node.servers.json``);
+  * :mod:`.user_actors` — the actors clients start (``client.start_actor``);
+  * :mod:`.directory` — name -> address, incarnation, status; ``Lookup``;
+  * :mod:`.monitors` — ``Watch``/``Unwatch``/``WatchDown``, local and remote;
+  * :mod:`.clients` — client handles attached through the node, liveness;
+  * :mod:`.failure_detector` — node-pair heartbeats, nodes up and down;
+  * :mod:`.transmit` — one heartbeat or probe in flight per target
+    (Thespian internals);
+  * :mod:`.children`, :mod:`.restart_policy`, :mod:`.node_context` — the
+    child record, the one restart policy, what the parts share.
 * :mod:`.server` — ``ActorServerPort`` (a server's port on Thespian, both
   placements) and ``ServerActor`` (placement ``process``); the interpreter
   itself is :mod:`ra_actors.shell`.

@@ -122,13 +122,136 @@ class ServiceAddresses:
 
 
 # ------------------------------------------------- requests to supervisors
-@dataclass
-class SupRequest:
-    """Client (or supervisor) -> supervisor: ``op(*args)``."""
+@dataclass(frozen=True, slots=True)
+class SupervisorRequest:
+    """Base of the requests a node's supervisor answers, each with one
+    ``SupResponse(req_id, value, error)`` to its sender.
 
-    req_id: Any
-    op: str
-    args: tuple = ()
+    ``req_id`` is the sender's and keyword-only: a request's own fields come
+    first, and a client fills in the id when it sends
+    (``dataclasses.replace(request, req_id=...)``).  ``None``: nobody waits
+    for the answer."""
+
+    req_id: Any = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PingRequest(SupervisorRequest):
+    """Answered ``("pong", node, incarnation)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodesRequest(SupervisorRequest):
+    """Answered ``{node: (supervisor address, admin (host, port), up)}`` for
+    every node the supervisor knows, itself included."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewRequest(SupervisorRequest):
+    """Answered with the node's view (``client.overview(node)``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListServersRequest(SupervisorRequest):
+    """Answered ``{name: (address, incarnation, status)}`` of the node's servers."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterClientRequest(SupervisorRequest):
+    """A client attaches its handle to this node; the node watches the
+    client's process (``pid`` and ``create_time`` on ``host``)."""
+
+    handle: str
+    pid: int
+    host: str
+    create_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterClientRequest(SupervisorRequest):
+    """The client closes: its watchers get ``Down(handle, "normal")``."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckMachineRequest(SupervisorRequest):
+    """Does machine ``machine`` (an import path) load on this node?"""
+
+    machine: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartServerRequest(SupervisorRequest):
+    """Create server ``config.server_id`` (a ``ServerConfig``) on this node;
+    answered ``("ok", incarnation)`` once it runs."""
+
+    config: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RestartServerRequest(SupervisorRequest):
+    """Start the stopped (or given-up) server ``name`` again from its data."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopServerRequest(SupervisorRequest):
+    """Stop server ``name`` and keep it stopped (across node restarts);
+    answered once it has exited.  Not :class:`StopServer`, which is the
+    supervisor's order to the server itself."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForceDeleteServerRequest(SupervisorRequest):
+    """Stop server ``name`` and delete its data, without the cluster's consent."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetireServerRequest(SupervisorRequest):
+    """Server -> its supervisor, just before it exits for good: do not
+    restart it; ``delete_data``: it applied ``DeleteCluster`` and its data
+    goes once it is gone; otherwise its own removal committed and it stays
+    stopped with its data, as Ra's removed leader."""
+
+    name: str
+    delete_data: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartActorRequest(SupervisorRequest):
+    """Start an instance of Thespian actor class ``actor_class``
+    (``"pkg.module:Class"``) named ``name`` (``client.start_actor``)."""
+
+    actor_class: str
+    name: str
+    init: Any = None
+    restart: str = "temporary"
+
+
+@dataclass(frozen=True, slots=True)
+class StopActorRequest(SupervisorRequest):
+    """Stop actor ``name``; answered once it has exited."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendToActorRequest(SupervisorRequest):
+    """Hand ``msg`` to actor ``name`` (``client.send_actor``)."""
+
+    name: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ListActorsRequest(SupervisorRequest):
+    """Answered ``{name: status}`` of the node's client-started actors."""
 
 
 @dataclass

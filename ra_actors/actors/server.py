@@ -43,8 +43,8 @@ from ..shell.functions import resolve_function
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .peers import PeerRouter
 from .protocol import (ActorSend, Bundle, ClientCall, ClientReply, Forwarded, LookupReply, Misdelivered,
-                       Pipeline, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerStarted,
-                       ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer, SupRequest,
+                       Pipeline, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit,
+                       ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
                        SupResponse, Unwatch, WalResult, WalWrite, Watch, WatchDown)
 from .util import encode_error, is_client_handle, log, log_exc, now_ms
 
@@ -390,10 +390,9 @@ class ActorServerPort:
         self.exiting = True
         self.shell.close()
         name = self.shell.id.name
-        if why == "deleted":
-            self._send(self.supervisor, SupRequest(None, "server_deleted", (name,)))
-        elif why == "removed":
-            self._send(self.supervisor, SupRequest(None, "server_removed", (name,)))
+        if why in ("deleted", "removed"):
+            # not to be restarted; a deleted server's data goes once it is gone
+            self._send(self.supervisor, RetireServerRequest(name, delete_data=why == "deleted"))
         self._leave(why)
 
     def crash(self, reason: str, exc: BaseException | None) -> None:

@@ -9,6 +9,8 @@ supervisor turns that into ``WatchDown`` for every watcher, exactly as it
 does for servers, so a machine's ``Monitor("process", ref)`` works for
 actors too.
 
+Rules:
+
 * Identity: ``ActorRef(name, node)``.  A name is unique among the node's
   live actors (a permanent actor waiting for its restart is alive); it can
   be reused once the actor is gone for good.
@@ -28,29 +30,36 @@ actors too.
   actor) and ``client.send_actor`` go through the supervisors, which know
   the address of the current incarnation, so nothing is cached that could
   go stale after a restart.  ``msg`` arrives as is; its sender is the
-  actor's node supervisor.
-
-Actors are not persisted: they live as long as their node incarnation.
-
-Used by :class:`~ra_actors.actors.supervisor.NodeSupervisor` as a mixin; the
-supervisor calls the hooks ``_actor_exited``, ``_watch_actor``,
-``_unwatch_actor``, ``_lookup_actor``, ``_actors_overview`` and
-``_restart_actor``; the ``_op_*`` methods are client operations
-(``SupRequest``).
+  actor's node supervisor; a message for an actor on a node that is down
+  is dropped (and logged).
+* Actors are not persisted: they live as long as their node incarnation.
+* :class:`UserActors` owns their lifecycle; their table is the directory's
+  (``Directory.actors``: lookups answer from it), their watches are the
+  monitors', their restarts follow the node's
+  :class:`~.restart_policy.RestartPolicy`, the one servers follow.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from thespian.actors import Actor, ActorExitRequest
 
 from .. import errors
 from ..core.types import ActorRef
-from .protocol import ActorInit, ActorSend, LookupReply, SupResponse, WatchDown
+from .children import EXITED, RUNNING, STOPPING, Child, ChildActors
+from .directory import Directory
+from .failure_detector import FailureDetector
+from .monitors import Monitors
+from .node_context import DEFERRED, NodeContext
+from .protocol import (ActorInit, ActorSend, ListActorsRequest, SendToActorRequest, StartActorRequest,
+                       StopActorRequest)
 from .util import log, log_exc
 
-KIND = "actor"
+ACTOR_KIND = "actor"
 RESTART_POLICIES = ("temporary", "permanent")
 
 
@@ -78,151 +87,153 @@ def load_actor_class(path: str, node: str):
     return cls
 
 
-class UserActorsMixin:
-    """The supervisor's table of client-started actors (``self.actors``:
-    name -> ``_Child`` of kind ``"actor"``; ``child.config`` holds the spec:
-    ``cls``, ``init``, ``restart``, ``restarts``)."""
 
-    # ------------------------------------------------------------ lifecycle
-    def _spawn_actor(self, name, cls, spec, old=None):
-        child = self._new_child(KIND, name, cls)
-        if old is not None:
-            child.restarts = old.restarts
-        child.config = spec
-        child.incarnation = time.time_ns() // 1000
-        child.status = "running"
-        self.actors[name] = child
-        self.send(child.local, ActorInit(ActorRef(name, self.node), spec["init"], spec["restarts"]))
-        return child
 
-    def _op_start_actor(self, sender, req, cls_path, name, init, restart):
+@dataclass(frozen=True, slots=True)
+class ActorSpec:
+    """What a client asked for, and what a restart repeats."""
+
+    actor_class: str        # "pkg.module:Class"
+    init: Any
+    restart: str            # one of RESTART_POLICIES
+    restarts: int = 0       # restarts so far (ActorInit.restarts)
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRestartDue:
+    """Wakeup payload: restart actor ``name`` if ``child_id`` is still its
+    current, exited incarnation."""
+
+    name: str
+    child_id: int
+
+
+class UserActors:
+    """The actors clients started on this node (see the module rules)."""
+
+    def __init__(self, ctx: NodeContext, children: ChildActors, directory: Directory,
+                 monitors: Monitors, detector: FailureDetector) -> None:
+        self.ctx = ctx
+        self.children = children
+        self.monitors = monitors
+        self.detector = detector
+        self.actors = directory.actors      # name -> current incarnation (the directory's table)
+
+    # ------------------------------------------------------------- requests
+    def start(self, request: StartActorRequest, sender: Any) -> ActorRef:
+        node, name, restart = self.ctx.node, request.name, request.restart
         if restart not in RESTART_POLICIES:
             raise errors.RaError(f"restart must be one of {', '.join(RESTART_POLICIES)}, not {restart!r}")
         if not isinstance(name, str) or not name:
             raise errors.RaError(f"an actor name is a non-empty string, not {name!r}")
         if name in self.actors:
-            raise errors.ActorAlreadyExists(f"actor {name} already runs on node {self.node}")
-        cls = load_actor_class(cls_path, self.node)
-        spec = {"cls": cls_path, "init": init, "restart": restart, "restarts": 0}
+            raise errors.ActorAlreadyExists(f"actor {name} already runs on node {node}")
+        actor_class = load_actor_class(request.actor_class, node)
         try:
-            self._spawn_actor(name, cls, spec)
+            self._spawn(name, actor_class, ActorSpec(request.actor_class, request.init, restart))
         except Exception as exc:  # noqa: BLE001 - Thespian refused to create it
-            raise errors.ActorClassError(f"node {self.node}: actor {cls_path!r} cannot be created: "
+            raise errors.ActorClassError(f"node {node}: actor {request.actor_class!r} cannot be created: "
                                          f"{type(exc).__name__}: {exc}") from None
-        log(self.who, f"actor {name} ({cls_path}, {restart}) started")
-        return ActorRef(name, self.node)
+        log(self.ctx.who, f"actor {name} ({request.actor_class}, {restart}) started")
+        return ActorRef(name, node)
 
-    def _op_stop_actor(self, sender, req, name):
-        from .supervisor import _DEFER
+    def stop(self, request: StopActorRequest, sender: Any) -> Any:
+        name = request.name
         child = self.actors.get(name)
         if child is None:
-            raise errors.NoSuchActor(f"no actor {name} runs on node {self.node}")
-        if child.status == "exited":
+            raise errors.NoSuchActor(f"no actor {name} runs on node {self.ctx.node}")
+        if child.status == EXITED:
             # a permanent actor waiting for its restart: it stays down
             del self.actors[name]
-            log(self.who, f"actor {name} stopped (it was waiting for a restart)")
+            log(self.ctx.who, f"actor {name} stopped (it was waiting for a restart)")
             return ("ok", None)
-        child.waiters.append((sender, req))
-        if child.status != "stopping":
-            child.status = "stopping"
-            self.send(child.local, ActorExitRequest())
-        return _DEFER
+        child.waiters.append((sender, request.req_id))
+        if child.status != STOPPING:
+            child.status = STOPPING
+            self.ctx.send(child.local, ActorExitRequest())
+        return DEFERRED
 
-    def _op_send_actor(self, sender, req, name, msg):
-        child = self.actors.get(name)
-        if child is None or child.status != "running":
-            raise errors.NoSuchActor(f"no actor {name} runs on node {self.node}")
-        self.send(child.local, msg)
+    def send_to(self, request: SendToActorRequest, sender: Any) -> tuple:
+        child = self.actors.get(request.name)
+        if child is None or child.status != RUNNING:
+            raise errors.NoSuchActor(f"no actor {request.name} runs on node {self.ctx.node}")
+        self.ctx.send(child.local, request.msg)
         return ("ok", None)
 
-    def _op_actors(self, sender, req):
+    def list(self, request: ListActorsRequest, sender: Any) -> dict[str, str]:
         return {name: _status(c) for name, c in self.actors.items()}
 
-    def _actors_overview(self):
-        return {name: {"class": c.config["cls"], "status": _status(c), "restart": c.config["restart"],
-                       "restarts": c.config["restarts"], "incarnation": c.incarnation}
+    def overview(self) -> dict[str, dict[str, Any]]:
+        return {name: {"class": c.config.actor_class, "status": _status(c), "restart": c.config.restart,
+                       "restarts": c.config.restarts, "incarnation": c.incarnation}
                 for name, c in self.actors.items()}
 
-    def _actor_exited(self, child, prev):
-        """Hook: ``ChildActorExited`` of an actor child (``prev``: its status
-        before).  Fire Down, answer stop requests, restart a permanent actor."""
+    # ------------------------------------------------------------ lifecycle
+    def _spawn(self, name: str, actor_class: type, spec: ActorSpec, old: Child | None = None) -> Child:
+        child = self.children.spawn(ACTOR_KIND, name, actor_class)
+        if old is not None:
+            child.inherit(old)
+        child.config = spec
+        child.incarnation = time.time_ns() // 1000
+        child.status = RUNNING
+        self.actors[name] = child
+        self.ctx.send(child.local, ActorInit(ActorRef(name, self.ctx.node), spec.init, spec.restarts))
+        return child
+
+    def exited(self, child: Child, prev: str) -> None:
+        """``ChildActorExited`` of an actor (``prev``: its status before):
+        fire Down, answer stop requests, restart a permanent actor."""
         if self.actors.get(child.name) is not child:
             return
-        stopped = prev == "stopping"
+        stopped = prev == STOPPING
         reason = "normal" if stopped else "killed"
-        self._fire_down(ActorRef(child.name, self.node), child.watchers, reason)
-        child.watchers = []
-        for who, req in child.waiters:
-            self.send(who, SupResponse(req, ("ok", None)))
-        child.waiters = []
-        if stopped or child.config["restart"] != "permanent":
+        self.monitors.fire(ActorRef(child.name, self.ctx.node), reason)
+        child.answer_waiters(self.ctx, ("ok", None))
+        if stopped or child.config.restart != "permanent":
             del self.actors[child.name]
-            log(self.who, f"actor {child.name} exited ({reason})")
+            log(self.ctx.who, f"actor {child.name} exited ({reason})")
             return
-        now = time.time()
-        while child.restarts and now - child.restarts[0] > self.settings["restart_period"]:
-            child.restarts.popleft()
-        if len(child.restarts) >= self.settings["max_restarts"]:
+        delay = self.ctx.restart_policy.next_delay(child.restarts)
+        if delay is None:
             del self.actors[child.name]
-            log(self.who, f"actor {child.name} exited too often; not restarting it")
+            log(self.ctx.who, f"actor {child.name} exited too often; not restarting it")
             return
-        child.restarts.append(now)
-        delay = 0.0 if len(child.restarts) <= 1 else min(1.0, 0.05 * 2 ** len(child.restarts))
-        log(self.who, f"actor {child.name} exited ({reason}); restarting in {delay:.2f}s")
+        log(self.ctx.who, f"actor {child.name} exited ({reason}); restarting in {delay:.2f}s")
+        due = ActorRestartDue(child.name, id(child))
         if delay:
-            self.wakeupAfter(delay, ("restart_actor", child.name, id(child)))
+            self.ctx.wakeup_after(delay, due)
         else:
-            self._restart_actor(child.name, id(child))
+            self.restart_due(due)
 
-    def _restart_actor(self, name, child_id):
-        child = self.actors.get(name)
-        if child is None or id(child) != child_id or child.status != "exited":
+    def restart_due(self, due: ActorRestartDue) -> None:
+        child = self.actors.get(due.name)
+        if child is None or id(child) != due.child_id or child.status != EXITED:
             return
-        spec = dict(child.config)
-        spec["restarts"] += 1
+        spec = dataclasses.replace(child.config, restarts=child.config.restarts + 1)
         try:
-            cls = load_actor_class(spec["cls"], self.node)
-            self._spawn_actor(name, cls, spec, old=child)
-        except Exception:  # noqa: BLE001
-            log_exc(self.who, f"actor {name} cannot be restarted")
-            if self.actors.get(name) is child:
-                del self.actors[name]
+            self._spawn(due.name, load_actor_class(spec.actor_class, self.ctx.node), spec, old=child)
+        except Exception:  # noqa: BLE001 - the class may no longer import
+            log_exc(self.ctx.who, f"actor {due.name} cannot be restarted")
+            if self.actors.get(due.name) is child:
+                del self.actors[due.name]
 
     # ------------------------------------------------------------- delivery
-    def _on_actor_send(self, msg: ActorSend, sender):
+    def on_actor_send(self, msg: ActorSend, sender: Any) -> None:
         ref = msg.ref
-        if ref.node == self.node:
+        if ref.node == self.ctx.node:
             child = self.actors.get(ref.name)
-            if child is not None and child.status == "running":
-                self.send(child.local, msg.msg)
+            if child is not None and child.status == RUNNING:
+                self.ctx.send(child.local, msg.msg)
             else:
-                log(self.who, f"message for {ref} dropped: no such actor runs")
+                log(self.ctx.who, f"message for {ref} dropped: no such actor runs")
             return
-        st = self.nodes.get(ref.node)
-        if st is not None and st.up:
-            self.send(st.info.sup, msg)
+        sup = self.detector.supervisor_of(ref.node)
+        if sup is not None:
+            self.ctx.send(sup, msg)
         else:
-            log(self.who, f"message for {ref} dropped: node {ref.node} is {'down' if st else 'unknown'}")
-
-    # ------------------------------------------------ monitors and directory
-    def _watch_actor(self, msg):
-        child = self.actors.get(msg.target.name)
-        if child is None or child.status not in ("running", "stopping"):
-            self.send(msg.watcher, WatchDown(msg.target, "noproc", msg.ref))
-        else:
-            child.watchers.append((msg.watcher, msg.ref))
-
-    def _unwatch_actor(self, msg):
-        child = self.actors.get(msg.target.name)
-        if child is not None:
-            child.watchers = [w for w in child.watchers if not (w[0] == msg.watcher and w[1] == msg.ref)]
-
-    def _lookup_actor(self, key, req):
-        child = self.actors.get(key.name)
-        if child is not None and child.status == "running":
-            return LookupReply(key, child.local, child.incarnation, req, "running")
-        return LookupReply(key, None, 0, req, "starting" if child is not None else "unknown")
+            state = "down" if self.detector.knows(ref.node) else "unknown"
+            log(self.ctx.who, f"message for {ref} dropped: node {ref.node} is {state}")
 
 
-def _status(child) -> str:
-    return "restarting" if child.status == "exited" else child.status
+def _status(child: Child) -> str:
+    return "restarting" if child.status == EXITED else child.status

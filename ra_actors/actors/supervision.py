@@ -1,0 +1,364 @@
+"""Supervision of the node's servers (Ra's ``ra_server_sup``): start, stop,
+restart and delete them, alongside the storage services they need.
+
+Rules:
+
+* A server is registered (:mod:`.registry`) before it is started and
+  recovers from its files on every start; a restarted server is a new
+  incarnation (unique and increasing on the node: placement ``shared``
+  routes monitor refs and timers by it) and announces its new address.
+* A server that crashes is restarted within the node's
+  :class:`~.restart_policy.RestartPolicy`; one that was asked to stop, that
+  retired itself (``RetireServerRequest``) or that failed to start is not.
+  A server that failed on its very first start leaves nothing behind.
+* Every exit fires ``WatchDown`` to the server's watchers (reason: what the
+  server said before exiting, else ``normal`` for a requested stop and
+  ``killed`` otherwise) and answers whoever waits for its start or stop.
+* Data goes only once the server has exited (it holds its files until then).
+* A WAL restart: the servers first learn that there is no WAL (their appends
+  wait), then its new address with ``wal_restarted`` (they resend what it
+  had not confirmed).  In placement ``shared`` the host actor is the WAL and
+  carries the servers: when it dies every server is gone too (monitors see
+  ``Down`` first), and the new host gets each server started again.
+* A message for every server goes to each running server, or once to the
+  host in placement ``shared`` (it hands it to each of its servers).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from thespian.actors import DeadEnvelope
+
+from .. import errors
+from ..core.machine import Machine
+from ..core.types import ServerConfig, ServerId
+from .children import DELETING, EXITED, RUNNING, STARTING, STOPPING, Child, ChildActors
+from .directory import Directory
+from .failure_detector import FailureDetector
+from .monitors import Monitors
+from .node_context import DEFERRED, NodeContext, Waiter
+from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServer, ListServersRequest,
+                       RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash,
+                       ServerExited, ServerInit, ServerStarted, ServiceAddresses, ServiceReady,
+                       StartServerRequest, StopServer, StopServerRequest)
+from .registry import RegisteredServer, ServerRegistry
+from .server import ServerActor, load_machine
+from .services import WAL, NodeServices
+from .util import log, log_exc
+
+SERVER_KIND = "server"
+_BUSY = (RUNNING, STARTING, STOPPING, DELETING)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRestartDue:
+    """Wakeup payload: restart server ``name`` if ``child_id`` is still its
+    current, exited incarnation."""
+
+    name: str
+    child_id: int
+
+
+class ServerSupervision:
+    """The node's servers and their storage services (see the module rules)."""
+
+    def __init__(self, ctx: NodeContext, children: ChildActors, services: NodeServices,
+                 registry: ServerRegistry, directory: Directory, monitors: Monitors,
+                 detector: FailureDetector) -> None:
+        self.ctx = ctx
+        self.children = children
+        self.services = services
+        self.registry = registry
+        self.directory = directory
+        self.monitors = monitors
+        self.detector = detector
+        self.servers = directory.servers     # name -> current incarnation (the directory's table)
+        self.last_incarnation = 0
+
+    # ============================================================= requests
+    def check_machine(self, request: CheckMachineRequest, sender: Any) -> tuple:
+        self._check_machine(request.machine)
+        return ("ok", None)
+
+    def start_server(self, request: StartServerRequest, sender: Any) -> Any:
+        config: ServerConfig = request.config
+        name, node = config.server_id.name, self.ctx.node
+        if ServerId(*config.server_id).node != node:
+            raise errors.RaError(f"server {config.server_id} does not belong to node {node}")
+        if name in self.servers and self.servers[name].status in _BUSY:
+            raise errors.ServerAlreadyExists(f"server {name} already runs on node {node}")
+        if name in self.registry:
+            raise errors.ServerAlreadyExists(f"server {name} already has data on node {node}")
+        self._check_machine(config.machine)
+        self.registry.write_config(config)
+        self.registry.add(name, config.uid)
+        self._start(config, new=True, waiter=(sender, request.req_id))
+        return DEFERRED
+
+    def restart_server(self, request: RestartServerRequest, sender: Any) -> Any:
+        name = request.name
+        rec = self._registered(name)
+        child = self.servers.get(name)
+        if child is not None and child.status in (RUNNING, STARTING):
+            return ("ok", child.incarnation)
+        if child is not None and child.status in (STOPPING, DELETING):
+            raise errors.RaError(f"server {name} on node {self.ctx.node} is {child.status}")
+        self.registry.set_stopped(name, False)
+        config = child.config if child is not None else self.registry.read_config(rec.uid)
+        if child is not None:
+            child.restarts.clear()   # asked for: a fresh intensity budget
+        self._start(config, new=False, waiter=(sender, request.req_id))
+        return DEFERRED
+
+    def stop_server(self, request: StopServerRequest, sender: Any) -> Any:
+        self._registered(request.name)
+        self.registry.set_stopped(request.name, True)
+        child = self.servers.get(request.name)
+        if child is None or child.status == EXITED:
+            return ("ok", None)
+        if child.status != DELETING:
+            child.status = STOPPING
+        self._ask_to_stop(child, delete=False, waiter=(sender, request.req_id))
+        return DEFERRED
+
+    def force_delete_server(self, request: ForceDeleteServerRequest, sender: Any) -> Any:
+        name = request.name
+        child = self.servers.get(name)
+        if child is not None and child.status != EXITED:
+            child.status = DELETING
+            self._ask_to_stop(child, delete=True, waiter=(sender, request.req_id))
+            return DEFERRED
+        self._registered(name)
+        self._delete_data(name)
+        return ("ok", None)
+
+    def retire_server(self, request: RetireServerRequest, sender: Any) -> tuple:
+        """The server is about to exit for good (see ``RetireServerRequest``):
+        no restart, and its data goes after its exit if ``delete_data``."""
+        child = self.servers.get(request.name)
+        if child is not None and child.matches(sender):
+            child.status = DELETING if request.delete_data else STOPPING
+            self.registry.set_stopped(request.name, True)
+        return ("ok", None)
+
+    def list_servers(self, request: ListServersRequest, sender: Any) -> dict:
+        return {name: (c.addr, c.incarnation, c.status) for name, c in self.servers.items()}
+
+    def overview(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, rec in self.registry.servers.items():
+            child = self.servers.get(name)
+            out[name] = {
+                "uid": rec.uid,
+                "status": child.status if child is not None else ("stopped" if rec.stopped else "exited"),
+                "incarnation": child.incarnation if child is not None else 0,
+                "restarts": len(child.restarts) if child is not None else 0,
+            }
+        return out
+
+    def _check_machine(self, machine: str) -> None:
+        try:
+            Machine(load_machine(machine))
+        except Exception as exc:  # noqa: BLE001 - any import failure is the user's
+            raise errors.MachineError(f"node {self.ctx.node}: machine {machine!r} cannot be loaded: "
+                                      f"{type(exc).__name__}: {exc}") from None
+
+    def _registered(self, name: str) -> RegisteredServer:
+        rec = self.registry.get(name)
+        if rec is None:
+            raise errors.NoSuchServer(f"no server {name} on node {self.ctx.node}")
+        return rec
+
+    def _ask_to_stop(self, child: Child, delete: bool, waiter: Waiter) -> None:
+        child.waiters.append(waiter)
+        self.ctx.send(child.local if child.addr is None else child.addr, StopServer(delete=delete, name=child.name))
+
+    # ============================================================ lifecycle
+    def recover_registered(self) -> None:
+        """The node is up: the servers that ran before it stopped come back."""
+        for name, rec in sorted(self.registry.servers.items()):
+            if rec.stopped or name in self.servers:
+                continue
+            try:
+                config = self.registry.read_config(rec.uid)
+            except Exception as exc:  # noqa: BLE001 - one bad server must not stop the others
+                log(self.ctx.who, f"cannot recover server {name}: {exc!r}")
+                continue
+            self._start(config, new=False)
+
+    def _start(self, config: ServerConfig, new: bool, waiter: Waiter | None = None) -> None:
+        name = config.server_id.name
+        old = self.servers.get(name)
+        if self.ctx.shared:
+            # not a Thespian child of ours: a shell inside the node's host actor
+            host = self.services.host()
+            child = Child(SERVER_KIND, name, host.local)
+            child.addr = host.addr
+        else:
+            child = self.children.spawn(SERVER_KIND, name, ServerActor)
+        if old is not None:
+            child.inherit(old)
+        child.config = config
+        child.new = new
+        self.last_incarnation = max(time_us(), self.last_incarnation + 1)
+        child.incarnation = self.last_incarnation
+        if waiter:
+            child.waiters.append(waiter)
+        self.servers[name] = child
+        self.ctx.send(child.addr or child.local,
+                      ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
+                                 self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
+                                 self.detector.down_nodes(), new))
+
+    def on_server_started(self, msg: ServerStarted, sender: Any) -> None:
+        child = self.servers.get(msg.name)
+        if child is None or not child.matches(sender) or msg.incarnation != child.incarnation:
+            return
+        if msg.error:
+            child.exit_reason = msg.error
+            log(self.ctx.who, f"server {msg.name} failed to start: {msg.error}")
+            child.answer_waiters(self.ctx, error=msg.error)
+            # It exits by itself and is not restarted; one that never ran
+            # leaves nothing behind.
+            child.status = DELETING if child.new else STOPPING
+            return
+        child.addr = sender
+        child.status = RUNNING
+        child.answer_waiters(self.ctx, ("ok", msg.incarnation))
+
+    def server_exited(self, child: Child, prev: str) -> None:
+        """``ChildActorExited`` of a server actor (placement ``process``)."""
+        if self.servers.get(child.name) is child:
+            self._gone(child, prev)
+
+    def on_server_exited(self, msg: ServerExited, sender: Any) -> None:
+        """Placement ``shared``: a server left the host (stopped, failed to
+        start, or crashed): the same as a server process's exit."""
+        child = self.servers.get(msg.name)
+        if child is None or child.status == EXITED:
+            return
+        if msg.incarnation and msg.incarnation != child.incarnation:
+            return
+        if msg.crashed:
+            child.exit_reason = msg.reason
+        prev, child.status = child.status, EXITED
+        if not self.ctx.exiting:
+            self._gone(child, prev)
+
+    def on_server_crash(self, msg: ServerCrash, sender: Any) -> None:
+        child = self.servers.get(msg.name)
+        if child is not None and child.matches(sender):
+            child.exit_reason = msg.reason
+
+    def _gone(self, child: Child, prev: str) -> None:
+        asked = prev in (STOPPING, DELETING)
+        reason = child.exit_reason or ("normal" if asked else "killed")
+        self.monitors.fire(ServerId(child.name, self.ctx.node), reason)
+        if asked:
+            child.answer_waiters(self.ctx, ("ok", None))
+        else:
+            child.answer_waiters(self.ctx, error=("NoSuchServer", f"{child.name} exited during start", None))
+        if prev == DELETING:
+            self._delete_data(child.name)
+            return
+        if asked or (prev == STARTING and child.exit_reason):
+            return
+        delay = self.ctx.restart_policy.next_delay(child.restarts)
+        if delay is None:
+            log(self.ctx.who, f"server {child.name} crashed too often; not restarting it")
+            return
+        log(self.ctx.who, f"server {child.name} exited ({reason}); restarting in {delay:.2f}s")
+        due = ServerRestartDue(child.name, id(child))
+        if delay:
+            self.ctx.wakeup_after(delay, due)
+        else:
+            self.restart_due(due)
+
+    def restart_due(self, due: ServerRestartDue) -> None:
+        child = self.servers.get(due.name)
+        if child is None or id(child) != due.child_id or child.status != EXITED:
+            return
+        rec = self.registry.get(due.name)
+        if rec is None or rec.stopped:
+            return
+        self._start(child.config, new=False)
+
+    def _delete_data(self, name: str) -> None:
+        rec = self.registry.remove(name)
+        self.servers.pop(name, None)
+        if rec is not None:
+            wal = self.services.get(WAL)
+            if wal is not None and wal.status == RUNNING:
+                self.ctx.send(wal.addr, ForgetServer(rec.uid))
+            try:
+                self.registry.delete_data(rec.uid)
+            except Exception:  # noqa: BLE001 - the server is gone either way
+                log_exc(self.ctx.who, f"could not delete the data of {name}")
+        log(self.ctx.who, f"server {name} deleted")
+
+    def stopping_all(self) -> None:
+        """The node stops (``ActorExitRequest``): no server is restarted."""
+        for child in self.servers.values():
+            if child.status in (RUNNING, STARTING):
+                child.status = STOPPING
+
+    # ============================================================= services
+    def on_service_ready(self, msg: ServiceReady, sender: Any) -> None:
+        addresses = self.services.mark_ready(msg, sender)
+        if addresses is not None and not (self.ctx.shared and msg.kind == WAL):
+            self.to_servers(addresses)
+
+    def service_exited(self, child: Child) -> None:
+        """``ChildActorExited`` of a storage service: restart it."""
+        if self.services.fatal is not None or not self.services.is_current(child):
+            return   # the node is failing to start: do not loop
+        log(self.ctx.who, f"{child.kind} exited: restarting it")
+        if child.kind == WAL and self.ctx.shared:
+            # the host died with every server in it: restart the host, then
+            # each server (monitors see Down first)
+            self.services.start(child.kind)
+            for server in list(self.servers.values()):
+                if server.status != EXITED:
+                    prev, server.status = server.status, EXITED
+                    self._gone(server, prev)
+            return
+        if child.kind == WAL:
+            self.to_servers(ServiceAddresses(None, None, None, False))   # appends wait
+        self.services.start(child.kind)
+
+    def on_segments_written(self, msg: SegmentsWritten, sender: Any) -> None:
+        if self.ctx.shared:
+            self.to_servers(msg)    # the host routes each uid's refs
+            return
+        name_of = self.registry.name_of_uid()
+        for uid, refs in msg.segments.items():
+            child = self.servers.get(name_of.get(uid))
+            if child is not None and child.status == RUNNING:
+                self.ctx.send(child.addr, SegmentsWritten({uid: refs}))
+
+    def on_dead_letter(self, msg: DeadEnvelope) -> None:
+        """A server's ``Rpcs`` could not be delivered: the server drops the
+        stale address it sent to."""
+        inner = msg.deadMessage
+        if isinstance(inner, Rpcs):
+            child = self.servers.get(ServerId(*inner.from_).name)
+            if child is not None and child.status == RUNNING:
+                self.ctx.send(child.addr, DeadEnvelope(msg.deadAddress, None))
+
+    def to_servers(self, msg: Any) -> None:
+        """``msg`` to every running server (see the module rules)."""
+        if self.ctx.shared:
+            host = self.services.host()
+            if host is not None and host.status == RUNNING:
+                self.ctx.send(host.addr, msg)
+            return
+        for child in self.directory.running_servers():
+            self.ctx.send(child.addr, msg)
+
+
+def time_us() -> int:
+    """Wall-clock microseconds: a server incarnation stays unique across node restarts."""
+    return time.time_ns() // 1000
+
