@@ -68,9 +68,10 @@ def test_servers_of_a_node_share_one_process_and_replicate(shared3):
         for sid in sids:
             _wait(lambda: c.key_metrics(sid)["last_applied"] >= commit, what=f"{sid} applied")
             assert c.local_query(sid, "machines.kv:read", "k19")[0][1] == 19 * sign
-    # each server is still its own member, with its own incarnation
-    incs = {_incarnation(c, s) for s in a + b}
-    assert len(incs) == 6
+    # each server is still its own member, with its own incarnation (unique
+    # on its node; servers of different nodes may happen to share a value)
+    for sa, sb in zip(a, b):
+        assert _incarnation(c, sa) != _incarnation(c, sb)
 
 
 def test_a_crashing_server_restarts_alone_inside_the_host(shared3, tmp_path):

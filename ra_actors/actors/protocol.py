@@ -29,12 +29,12 @@ def _short_repr(obj, items, **fields) -> str:
 
 
 # ------------------------------------------------------------- node start
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SupervisorInit:
     cfg: dict
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SupervisorReady:
     node: str
     incarnation: int
@@ -42,7 +42,7 @@ class SupervisorReady:
 
 
 # ------------------------------------------------------- node membership
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     name: str
     incarnation: int
@@ -50,7 +50,7 @@ class NodeInfo:
     admin: tuple        # (host, port) of the node's admin
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NodeHello:
     """Supervisor -> supervisor: here I am (and the nodes I know)."""
 
@@ -59,14 +59,14 @@ class NodeHello:
     reply: bool = True
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NodeHeartbeat:
     node: str
     incarnation: int
 
 
 # ------------------------------------------------------------ directory
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """Where is ``key`` (a ServerId, or a client handle string)?  The answer
     (``LookupReply``) goes to ``reply_to`` (default: the sender)."""
@@ -76,7 +76,7 @@ class Lookup:
     reply_to: Any = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class LookupReply:
     key: Any
     address: Any        # None: no such server / client on that node
@@ -88,7 +88,7 @@ class LookupReply:
 
 
 # ------------------------------------------------------------- monitors
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Watch:
     """Monitor ``target`` (a ServerId or a client handle) for ``watcher``."""
 
@@ -97,21 +97,21 @@ class Watch:
     ref: Any = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Unwatch:
     target: Any
     watcher: Any
     ref: Any = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class WatchDown:
     target: Any
     reason: Any
     ref: Any = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServiceAddresses:
     """Supervisor -> server actors: the node's shared actors (after a restart)."""
 
@@ -254,7 +254,7 @@ class ListActorsRequest(SupervisorRequest):
     """Answered ``{name: status}`` of the node's client-started actors."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SupResponse:
     req_id: Any
     value: Any = None
@@ -262,7 +262,7 @@ class SupResponse:
 
 
 # -------------------------------------------------------- server actors
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerInit:
     config: Any            # ServerConfig
     incarnation: int
@@ -275,14 +275,14 @@ class ServerInit:
     new: bool = False
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerStarted:
     name: str
     incarnation: int
     error: tuple | None = None
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class Rpcs:
     """Raft RPCs from one server to another, batched per round."""
 
@@ -296,7 +296,7 @@ class Rpcs:
         return _short_repr(self, self.rpcs, to=self.to, from_=self.from_)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ClientCall:
     """Client -> server actor.  ``body`` is a tuple ``(op, *args)``."""
 
@@ -306,14 +306,14 @@ class ClientCall:
     to: Any = None       # the ServerId meant (ports are reused after a restart)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ClientReply:
     req_id: Any
     result: Any          # Ok | NotLeader | Error | Unavailable (ra_actors.core.types)
     leader: Any = None
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class Pipeline:
     """Client -> server: pipelined commands ``((correlation, data, priority, ts), ...)``."""
 
@@ -325,7 +325,7 @@ class Pipeline:
         return _short_repr(self, self.commands, to=self.to)
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class Forwarded:
     """Server -> leader: fire-and-forget commands forwarded by a follower."""
 
@@ -336,7 +336,7 @@ class Forwarded:
         return _short_repr(self, self.commands, to=self.to)
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class Bundle:
     """Host -> host (placement ``shared``): the ``Rpcs`` and ``Forwarded``
     that the servers of one host produced for the same destination actor
@@ -349,7 +349,7 @@ class Bundle:
         return _short_repr(self, self.msgs)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class StreamOffer:
     """Host -> host (placement ``shared``): connect to my replication
     stream at ``endpoint`` (``(ip, port)``); see :mod:`.stream`."""
@@ -357,7 +357,7 @@ class StreamOffer:
     endpoint: tuple
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerCrash:
     """A server actor tells its supervisor it is about to exit abnormally."""
 
@@ -365,7 +365,7 @@ class ServerCrash:
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class StopServer:
     """Supervisor -> server actor: stop (``delete``: also remove its data)."""
 
@@ -373,7 +373,7 @@ class StopServer:
     name: str | None = None   # the server meant (a host actor carries many)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerExited:
     """Host actor -> supervisor (placement ``shared``): server ``name`` of
     ``incarnation`` is gone from the host (stopped, failed to start, or
@@ -386,7 +386,7 @@ class ServerExited:
     crashed: bool = False
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ClientInfo:
     handle: str
     address: Any
@@ -397,7 +397,7 @@ class ClientInfo:
 
 
 # ------------------------------------------------- node services (storage)
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServiceInit:
     node: str
     data_dir: str
@@ -405,12 +405,12 @@ class ServiceInit:
     services: ServiceAddresses
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServiceReady:
     kind: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServiceFailed:
     """A storage service cannot open the node's data (corrupt log, locked
     data dir): the node must fail to start with this error, not crash-loop."""
@@ -419,7 +419,7 @@ class ServiceFailed:
     error: str
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class WalWrite:
     """Server -> WAL: the appends of one round, encoded by the server
     (``ra_actors.log.wal.EncodedAppend``)."""
@@ -437,7 +437,7 @@ class WalWrite:
         return _short_repr(self, self.appends, uid=self.uid)
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class WalResult:
     """WAL -> server, once per sync: ``Written``/``ResendWrite`` core messages."""
 
@@ -448,7 +448,7 @@ class WalResult:
         return _short_repr(self, self.msgs, uid=self.uid)
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, slots=True, repr=False)
 class SnapshotWrite:
     """Server -> snapshot writer: make ``data`` (encoded state) the durable
     snapshot ``meta`` of server ``uid``."""
@@ -461,28 +461,28 @@ class SnapshotWrite:
         return _short_repr(self, (), uid=self.uid, meta=self.meta, bytes=len(self.data))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SnapshotDone:
     uid: str
     meta: Any
     error: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class FlushWalFiles:
     """WAL -> segment writer: move these closed WAL files into segments."""
 
     paths: tuple
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ForgetServer:
     """Supervisor -> WAL/segment writer: a server's data was deleted."""
 
     uid: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SegmentsWritten:
     """Segment writer -> supervisor -> each server: these segments are durable
     (``{uid: (SegmentRef, ...)}``); the servers' mem tables let go of them."""
@@ -490,7 +490,7 @@ class SegmentsWritten:
     segments: dict
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Misdelivered:
     """Server -> sender: an ``Rpcs`` for ``to`` reached another server (the
     port was reused): drop the cached address of ``to``."""
@@ -499,7 +499,7 @@ class Misdelivered:
 
 
 # ------------------------------------------------ actors started by clients
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ActorInit:
     """The first message an actor started through ``client.start_actor``
     receives: its own ``ref`` (an ``ActorRef``) and the ``init`` value the
@@ -511,7 +511,7 @@ class ActorInit:
     restarts: int = 0
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ActorSend:
     """Server actor -> its supervisor (-> the target node's supervisor):
     deliver ``msg`` to the actor ``ref`` (a machine's ``SendMsg``)."""
