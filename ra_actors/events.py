@@ -35,7 +35,7 @@ class NotLeader:
 @dataclass(frozen=True)
 class Applied:
     leader: Any
-    results: list
+    results: list | tuple    # ((correlation, reply), ...); msgpack delivers tuples
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
 # then sent as one (a Bundle) on the stream or through Thespian: Raft's
 # RPCs between hosts, and what servers send their clients.
 _BATCHED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message})
+# What other hosts (Raft's RPCs, forwarded commands) and clients (calls,
+# pipelined commands) send a host on the replication stream.
+_FROM_STREAM = frozenset({Rpcs, Forwarded, ClientCall, Pipeline})
 
 
 class HostActor(Actor):
@@ -163,6 +166,24 @@ class HostActor(Actor):
         else:
             log("host", f"unexpected message {type(msg).__name__}")
 
+    def _from_stream(self, msg, peer) -> None:
+        """A message that arrived on the replication stream: only what peers
+        and clients send there is taken; anything else, or a message the
+        host cannot route, is a protocol error that closes that connection
+        (the host and its servers carry on)."""
+        items = msg.msgs if type(msg) is Bundle else (msg,)
+        if not all(type(item) in _FROM_STREAM for item in items):
+            kinds = sorted({type(item).__name__ for item in items if type(item) not in _FROM_STREAM})
+            self.stream.refuse(peer, f"{', '.join(kinds)} is not sent on a stream")
+            return
+        for item in items:
+            try:
+                self._dispatch(item, peer)
+            except Exception as exc:  # noqa: BLE001 - the peer's message, not the host, is at fault
+                log_exc("host", f"a {type(item).__name__} from the stream could not be routed")
+                self.stream.refuse(peer, f"{type(item).__name__}: {exc!r:.200}")
+                return
+
     def _on_bundle(self, msg: Bundle, sender):
         for inner in msg.msgs:
             self._dispatch(inner, sender)
@@ -236,7 +257,7 @@ class HostActor(Actor):
             from .stream import StreamHub
             try:
                 self.stream = StreamHub(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1", self.myAddress,
-                                        netpatch.allowed_hosts())
+                                        netpatch.allowed_hosts(), log=lambda text: log("host", text))
             except OSError as exc:   # no stream: everything goes through Thespian
                 log("host", f"replication stream unavailable: {exc!r}")
         if self.wal.recovered_segments:
@@ -252,7 +273,7 @@ class HostActor(Actor):
             self._fire_due()
         if self.stream is not None:
             for peer, inner in self.stream.on_ready(msg.ready):
-                self._dispatch(inner, peer)
+                self._from_stream(inner, peer)
         if self.wal is not None and self.wal.rfd in msg.ready:
             self._drain_wal()
 

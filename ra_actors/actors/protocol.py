@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.messages import Command, Rpc
+from ..core.types import ServerId
+
 
 def _short_repr(obj, items, **fields) -> str:
     """``repr`` of a batch message without its contents.
@@ -286,11 +289,11 @@ class ServerStarted:
 class Rpcs:
     """Raft RPCs from one server to another, batched per round."""
 
-    to: Any          # ServerId
+    to: ServerId
     to_inc: int      # incarnation the sender believes the target has (0: unknown)
-    from_: Any       # ServerId
+    from_: ServerId
     from_inc: int
-    rpcs: tuple
+    rpcs: tuple[Rpc, ...]
 
     def __repr__(self):  # short: see _short_repr
         return _short_repr(self, self.rpcs, to=self.to, from_=self.from_)
@@ -329,8 +332,8 @@ class Pipeline:
 class Forwarded:
     """Server -> leader: fire-and-forget commands forwarded by a follower."""
 
-    commands: tuple
-    to: Any = None       # the leader meant (placement ``shared``: many servers per actor)
+    commands: tuple[Command, ...]
+    to: ServerId | None = None   # the leader meant (placement ``shared``: many servers per actor)
 
     def __repr__(self):
         return _short_repr(self, self.commands, to=self.to)

@@ -33,9 +33,17 @@ Rules:
   either side sends on the connection.  The actor watches the listener,
   the connections and a wake pipe with ``ThespianWatch``.
 * **Writes** go through one thread per connection with a byte-bounded
-  queue: a paused or partitioned peer fills the queue, then frames are
-  dropped (Raft resends) and the connection is closed after
-  ``stall_s`` without progress.
+  queue: a paused or partitioned peer fills the queue, then whole frames
+  are dropped (Raft resends) and the connection is closed after ``stall_s``
+  without progress.  A frame is never split: once its first byte is on the
+  wire the rest follows whatever the queue holds, and a frame above
+  ``MAX_FRAME`` is refused to its sender (it goes through Thespian).
+* **Protocol errors.**  Bytes that do not decode to well-formed records (the
+  wire codec checks every record's field types and refuses the older nested
+  encodings), a frame above ``MAX_FRAME``, or a first frame that is not a
+  hello close that one connection; each is counted (``protocol_errors`` in
+  ``stats``) and logged once per peer address.  Nothing else happens: no
+  exception leaves ``on_ready``.
 """
 from __future__ import annotations
 
@@ -85,7 +93,7 @@ def wire_codec():
                    events.NotLeader, events.Message]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
-        _CODEC = codec.Codec(classes)
+        _CODEC = codec.Codec(classes, wire=True)
     return _CODEC
 
 
@@ -106,6 +114,7 @@ class _Link:
         self.last_progress = time.monotonic()
         self.sent_frames = 0
         self.recv_frames = 0
+        self.oversized = False                # the peer announced a frame above MAX_FRAME
 
     # ------------------------------------------------------------- writing
     def start_writer(self, connect_to=None, hello: bytes | None = None):
@@ -131,7 +140,13 @@ class _Link:
                 if n == len(frame):
                     self.last_progress = time.monotonic()
                     return True
-                frame = frame[n:]     # the writer sends the rest, in order
+                if n > 0:
+                    # Part of the frame is on the wire: the rest must follow
+                    # it, or every later frame would be read out of step.
+                    self.queue.append(frame[n:])
+                    self.queued += len(frame) - n
+                    self.cond.notify()
+                    return True
             if self.queued + len(frame) > self.hub.max_queue_bytes:
                 self.hub.dropped += 1
                 if time.monotonic() - self.last_progress > self.hub.stall_s:
@@ -197,6 +212,7 @@ class _Link:
         while len(buf) - pos >= 4:
             (n,) = _LEN.unpack_from(buf, pos)
             if n > MAX_FRAME:
+                self.oversized = True
                 return None
             if len(buf) - pos - 4 < n:
                 break
@@ -229,8 +245,10 @@ class StreamHub:
 
     def __init__(self, bind_ip: str, my_addr, allowed=None, *, max_queue_bytes: int = 32 << 20,
                  stall_s: float = 5.0, connect_timeout: float = 2.0, retry_s: float = 1.0,
-                 listen: bool = True, codec=None, to_wire=_thespian_to_wire, from_wire=_thespian_from_wire):
+                 listen: bool = True, codec=None, to_wire=_thespian_to_wire, from_wire=_thespian_from_wire,
+                 log=None):
         self.codec = codec or wire_codec()
+        self.log = log or (lambda _text: None)
         self.from_wire = from_wire
         self.my_addr = my_addr
         self.allowed = allowed                # None: anyone who can reach bind_ip
@@ -257,6 +275,8 @@ class StreamHub:
         self.dialing: dict = {}               # (peer key, endpoint) -> when we last tried
         self.dropped = 0
         self.refused = 0
+        self.protocol_errors = 0
+        self._reported: set = set()           # peer IPs whose protocol error was logged
         self.hello = self._frame(("hello", to_wire(my_addr)))
 
     def _frame(self, obj) -> bytes:
@@ -293,6 +313,8 @@ class StreamHub:
             frame = self._frame(msg)
         except (TypeError, ValueError, OverflowError):
             return False      # not a msgpack value somewhere inside: Thespian carries it
+        if len(frame) - _LEN.size > MAX_FRAME:
+            return False      # the receiver would refuse it: Thespian carries it
         if link.put(frame):
             link.sent_frames += 1
             return True
@@ -331,17 +353,20 @@ class StreamHub:
             link = self.by_fd[fd]
             frames = link.read()
             if frames is None:
-                self._drop(link)
+                if link.oversized:
+                    self.protocol_error(link, f"a frame above {MAX_FRAME} bytes")
+                else:
+                    self._drop(link)
                 continue
             for raw in frames:
                 try:
                     msg = self.codec.unpack(raw)
                     if link.peer_addr is None:
                         if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "hello"):
-                            raise ValueError("no hello")
+                            raise ValueError("the first frame is not a hello")
                         msg = ("hello", self.from_wire(msg[1]))
-                except Exception:  # noqa: BLE001 - a garbled stream: drop the link
-                    self._drop(link)
+                except Exception as exc:  # noqa: BLE001 - whatever the bytes were: that link is done
+                    self.protocol_error(link, f"{type(exc).__name__}: {exc}")
                     break
                 if link.peer_addr is None:
                     link.peer_addr = msg[1]
@@ -385,6 +410,23 @@ class StreamHub:
             self.by_fd[sock.fileno()] = link
             self.pending.append(link)
 
+    def protocol_error(self, link: _Link, why: str) -> None:
+        """``link``'s peer sent something that is not our protocol: close that
+        connection, count it, and log it once per peer address."""
+        self.protocol_errors += 1
+        peer = self._peer_ip(link)
+        if peer not in self._reported:
+            self._reported.add(peer)
+            self.log(f"closing a stream connection from {peer}: {why} (logged once per address)")
+        self._drop(link)
+
+    @staticmethod
+    def _peer_ip(link: _Link) -> str:
+        try:
+            return str(link.sock.getpeername()[0])
+        except (OSError, AttributeError, IndexError):
+            return "an unknown address"
+
     def _drop(self, link: _Link):
         for key, other in list(self.links.items()):
             if other is link:
@@ -398,6 +440,13 @@ class StreamHub:
             self.dialed.remove(link)
         link.close()
 
+    def refuse(self, addr, why: str) -> None:
+        """The receiver could not use what the peer at ``addr`` sent: a
+        protocol error on that peer's connection."""
+        link = self.links.get(addr_key(addr))
+        if link is not None:
+            self.protocol_error(link, why)
+
     def forget(self, addr) -> None:
         """The peer at ``addr`` is gone (dead letter, node down)."""
         link = self.links.get(addr_key(addr))
@@ -406,7 +455,7 @@ class StreamHub:
 
     def stats(self) -> dict:
         return {"endpoint": list(self.endpoint) if self.endpoint else None, "links": len(self.links), "dropped": self.dropped,
-                "refused": self.refused,
+                "refused": self.refused, "protocol_errors": self.protocol_errors,
                 "frames_out": sum(link.sent_frames for link in self.links.values()),
                 "frames_in": sum(link.recv_frames for link in self.by_fd.values())}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import ServerId, SnapshotMeta, fast_pickle
+from .types import Entry, ReplyMode, ServerId, SnapshotMeta, fast_pickle
 
 
 # ------------------------------------------------------------------ RPCs
@@ -31,7 +31,7 @@ class AppendEntriesRpc:
     leader_commit: int
     prev_log_index: int
     prev_log_term: int
-    entries: tuple
+    entries: tuple[Entry, ...]
     incarnation: int = 0
 
 
@@ -155,6 +155,11 @@ RPC_RESULTS = frozenset({AppendEntriesReply, PreVoteResult, RequestVoteResult, H
                          InstallSnapshotResult})
 
 
+# Any RPC (what ``Rpcs`` carries between servers).
+Rpc = (AppendEntriesRpc | AppendEntriesReply | PreVoteRpc | PreVoteResult | RequestVoteRpc | RequestVoteResult
+       | HeartbeatRpc | HeartbeatReply | InstallSnapshotRpc | InstallSnapshotResult | TimeoutNowRpc)
+
+
 # --------------------------------------------------- from the shell: storage
 @dataclass(frozen=True, slots=True)
 class Written:
@@ -246,7 +251,7 @@ class Command:
     :mod:`ra_actors.core.types`; ``ts`` is wall-clock ms stamped by the shell."""
 
     data: Any
-    reply_mode: Any
+    reply_mode: ReplyMode
     priority: str = "normal"
     ts: int = 0
 
@@ -255,7 +260,7 @@ class Command:
 class Commands:
     """Many pipelined commands coalesced into one message (one client flush)."""
 
-    commands: tuple
+    commands: tuple[Command, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,11 +203,15 @@ class DeleteCluster:
     from_: Any = None
 
 
+# What a log entry holds.
+EntryCommand = Usr | Noop | ClusterChange | DeleteCluster
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     index: int
     term: int
-    command: Any
+    command: EntryCommand
 
 
 @dataclass(frozen=True, slots=True)
