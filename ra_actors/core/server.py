@@ -48,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import codec
+from . import codec, readonly
 from . import effects as fx
 from . import messages as m
 from .log import RaftLog
@@ -1119,8 +1119,10 @@ class RaftServer:
 
     # ================================================================ queries
     def _run_query(self, fun, caller, with_index: bool) -> None:
+        # The query sees a read-only view: it runs outside Raft, so a change
+        # it made would fork this replica from the others.
         try:
-            result = fun(self.machine_state)
+            result = readonly.unwrap(fun(readonly.view(self.machine_state)))
         except Exception as exc:  # a query bug must not kill the server
             self._emit(fx.Reply(caller, Error("QueryFailed", f"the query raised {exc!r}"), self.leader_id))
             return
