@@ -41,7 +41,7 @@ from ..core import messages as m
 from ..core.machine import Machine
 from ..core.server import RaftServer
 from ..core.types import LEADER, LEADING_ROLES, NoReply, ServerConfig, ServerId, TERMINATING_LEADER
-from .functions import resolve_function
+from .names import ModulePolicy, query_function
 from .port import ServerPort, ServerStore
 
 SERVER_DEFAULTS: dict[str, Any] = {
@@ -119,6 +119,7 @@ class ServerShell:
         self.incarnation = 0
         self.settings: dict[str, Any] = dict(SERVER_DEFAULTS)
         self.machine_impl: Any = None
+        self.modules = ModulePolicy()                          # what names from the network may import
         self.closed = False
         self.crashed = False
         # What the core said last (kept from LeaderChanged / RoleChanged effects).
@@ -154,9 +155,11 @@ class ServerShell:
 
     # ============================================================ lifecycle
     def recover(self, config: ServerConfig, incarnation: int, store: ServerStore, machine_impl: Any,
-                settings: dict | None = None, nodes_down=()) -> None:
+                settings: dict | None = None, nodes_down=(), allowed_modules=None) -> None:
         """Build the core from what ``store`` recovers.  Raises what recovery
-        or the machine raise; then nothing has started."""
+        or the machine raise; then nothing has started.  ``allowed_modules``:
+        the node's (see :mod:`.names`)."""
+        self.modules = ModulePolicy(allowed_modules)
         self.config = config
         self.id = ServerId(*config.server_id)
         self.uid = config.uid
@@ -284,6 +287,11 @@ class ServerShell:
     # ------------------------------------------------------------- readings
     def key_metrics(self) -> dict:
         return self.core.key_metrics()
+
+    def query_function(self, name: Any):
+        """The function a client's query names (``names.NameRefused`` if it
+        may not be called)."""
+        return query_function(self.config.machine, name)
 
     def overview(self) -> dict:
         ov = self.core.overview()
@@ -507,7 +515,7 @@ class ServerShell:
             self.port.send_message(e.to, e.msg)
 
     def _mod_call(self, e: fx.ModCall) -> None:
-        resolve_function(e.fun)(*e.args)
+        self.modules.call(e.fun)(*e.args)
 
     def _monitor(self, e: fx.Monitor) -> None:
         if e.kind == "node":
