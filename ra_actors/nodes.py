@@ -186,7 +186,8 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     log_options = _check_log_options(log_options)   # before anything is created
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)     # (also one made before data dirs were private)
     port = int(port)
     convention = tuple(convention) if convention else (host, port)
     if placement not in ("process", "shared"):
@@ -249,7 +250,8 @@ def _node_environment(python_path: list | None) -> dict:
 def _spawn_keeper(cfg_path: str, data_dir: str, env: dict, detach: bool) -> subprocess.Popen:
     """Start the node's keeper (:mod:`ra_actors.actors.node_main`), its
     output appended to ``node.log``."""
-    with open(os.path.join(data_dir, "node.log"), "ab") as logf:
+    log_fd = os.open(os.path.join(data_dir, "node.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(log_fd, "ab") as logf:
         # Never a pipe: the node outlives this call and would hold it open.
         return subprocess.Popen([sys.executable, "-m", "ra_actors.actors.node_main", cfg_path],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,

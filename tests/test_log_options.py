@@ -62,3 +62,24 @@ def test_start_node_and_local_nodes_refuse_before_starting_anything(tmp_path):
         ra.local_nodes(["n1", "n2"], data_root=str(tmp_path / "root"),
                        log_options={"max_size_bytes": 65536})
     assert not (tmp_path / "root").exists()
+
+
+def test_the_log_creates_files_only_its_owner_can_read(tmp_path):
+    """A node's log holds every command of every cluster on it: files 0600,
+    directories 0700 (whatever the umask allows)."""
+    import stat
+    from ra_actors.core.types import Entry, ServerConfig, ServerId
+    from ra_actors.log.recovery import recover_node
+    a = ServerId("a", "n1")
+    with recover_node(tmp_path / "data") as node:
+        slog = node.create_server(ServerConfig(a, "s1", "c", "machines.kv", (a,)))
+        req = slog.append([Entry(1, 1, ("v", 1))])
+        node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+        node.flush()
+        slog.persist_meta(1, a)
+    for path in (tmp_path / "data").rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        else:
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"

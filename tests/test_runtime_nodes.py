@@ -230,3 +230,19 @@ def test_configured_address_binds_it_and_refuses_other_hosts(tmp_path):
             assert c.overview("pub")["admin"] == (ip, port)
     finally:
         ra.stop_node(node)
+
+
+def test_everything_a_node_writes_is_private_to_its_owner(tmp_path):
+    """Data directories 0700 and files 0600: the log holds every command of
+    every cluster on the node, and node.log what happened to them."""
+    import stat
+    root = tmp_path / "nodes"
+    with ra.local_nodes(["n1"], data_root=str(root)) as nodes:
+        c = nodes.client()
+        sid = ra.ServerId("p", "n1")
+        c.start_cluster("p", "machines.kv", [sid])
+        c.process_command(sid, ("write", "k", 1))
+        paths = [p for p in root.rglob("*") if not p.is_symlink() and not p.is_socket()]
+        assert len(paths) > 10
+        loose = [f"{p} {oct(stat.S_IMODE(p.stat().st_mode))}" for p in paths if stat.S_IMODE(p.stat().st_mode) & 0o077]
+        assert not loose, loose

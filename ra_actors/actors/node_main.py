@@ -48,8 +48,9 @@ def _path(data_dir: str, name: str) -> str:
 
 
 def write_json(path: str, value) -> None:
+    """Replace ``path`` with ``value`` as JSON, readable by its owner only."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump(value, f)
     os.replace(tmp, path)
 
@@ -179,6 +180,10 @@ def keeper_main(cfg_path: str) -> int:
     node until none of its processes is left.  Returns the keeper's exit
     status: 0 once the node is down, 1 if it failed to start, 2 if its data
     directory was refused."""
+    # Everything the node creates (its log, registries, WAL, segments,
+    # snapshots, node.log) is its owner's alone; every process of the node
+    # inherits this.
+    os.umask(0o077)
     cfg = read_json(cfg_path)
     data_dir = cfg["data_dir"]
     _become_child_subreaper()

@@ -132,7 +132,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     a later call writes a fresh tmp file.
     """
     tmp = path.with_name(path.name + ".tmp")
-    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         try:
             fileio.write_all(fd, data)

@@ -163,8 +163,14 @@ def path_of(fd: int) -> str:
     return _paths.get(fd, f"<fd {fd}>")
 
 
+# A node's data is its owner's alone: the log holds every command of every
+# cluster on the node.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
 # ------------------------------------------------------------------ files
-def open(path, flags: int, mode: int = 0o644) -> int:  # noqa: A001 - the seam's name for it
+def open(path, flags: int, mode: int = FILE_MODE) -> int:  # noqa: A001 - the seam's name for it
     """``os.open``; the descriptor is remembered with its path."""
     p = str(path)
     if _active and (f := _injected("open", p)) is not None:
@@ -367,7 +373,7 @@ def mkdir(path, *, parents: bool = True, exist_ok: bool = True) -> None:
     if _active and (f := _injected("mkdir", p)) is not None:
         _raise_injected(f, "mkdir", p)
     try:
-        Path(p).mkdir(parents=parents, exist_ok=exist_ok)
+        Path(p).mkdir(mode=DIR_MODE, parents=parents, exist_ok=exist_ok)
     except FileExistsError:
         raise
     except OSError as exc:

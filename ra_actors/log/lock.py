@@ -39,7 +39,7 @@ class DataDirLock:
         fileio.mkdir(self.data_dir)
         self.path = lock_path(self.data_dir)
         # A read-only or inaccessible data dir fails here, as StorageError naming LOCK.
-        fd = fileio.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = fileio.open(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -88,7 +88,7 @@ def write_segment(path: Path, entries: Sequence[tuple[int, int, bytes, int]]) ->
     which the caller does once for everything it wrote."""
     tmp = path.with_name(path.name + ".tmp")
     data = encode_segment(entries)
-    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         try:
             fileio.write_all(fd, data)

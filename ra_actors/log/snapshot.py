@@ -164,7 +164,7 @@ class SnapshotStore:
     def _install(self, meta: SnapshotMeta, image: bytes) -> Path:
         final = self.path_for(meta.index, meta.term)
         tmp = final.with_name(final.name + ".tmp")
-        fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             try:
                 fileio.write_all(fd, image)
@@ -253,8 +253,7 @@ class SnapshotAcceptor:
         self.done = False
         self.partial = store.dir / f".partial-{snapshot_name(meta.index, meta.term)}"
         self.failed = False
-        self._fd: int | None = fileio.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                                           0o644)
+        self._fd: int | None = fileio.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 
     def accept_chunk(self, chunk_no: int, data: bytes, last: bool) -> bool:
         if self.done:

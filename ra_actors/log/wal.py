@@ -291,7 +291,7 @@ class Wal:
         self._number += 1
         self._path = self.dir / numbered_name(self._number, WAL_SUFFIX)
         try:
-            fd = fileio.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = fileio.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             try:
                 header = file_header()
                 fileio.write_all(fd, header)

@@ -485,7 +485,7 @@ def _repair_tail(path: Path, data, valid: int) -> Path | None:
             n += 1
         aside = path.with_name(f"{path.name}.torn-{n}")
         tmp = aside.with_name(aside.name + ".tmp")
-        fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = fileio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             try:
                 fileio.write_all(fd, tail)
