@@ -147,3 +147,14 @@ class QueryFailed(RaError):
 
 class InvalidQuery(RaError, ValueError):
     """A query names no function the server may call, or an unknown query kind."""
+
+
+class SessionExpired(RaError):
+    """The client's session was forgotten by the cluster (idle longer than
+    its ``session_timeout_ms``): the command was not applied.  Start a new
+    session (a new client) to go on."""
+
+
+class SequenceGap(RaError):
+    """A session's command arrived before the ones it follows and they did
+    not come in time: it was not applied (the client sends them again)."""

@@ -3,9 +3,12 @@
 * ``Applied(leader, results)``: pipelined commands were applied; ``results``
   is a list of ``(correlation, reply)`` in apply order (one event per apply
   batch of the leader).
-* ``Rejected(server, reason)``: a pipelined command reached a server that is
-  not the leader; ``reason`` is ``NotLeader(leader, correlation)`` (``leader``
-  may be None).  Resend the command to ``leader``.
+* ``Rejected(server, reason)``: a pipelined command was not taken.
+  ``reason`` is ``NotLeader(leader, correlation)`` when it reached a server
+  that is not the leader (``leader`` may be None): resend it to ``leader``;
+  or ``SessionRefused(kind, correlation)`` when its session refused it
+  (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
+  ``ra_actors.errors`` class).
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "Message"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,14 @@ class NotLeader:
     """Reason of a ``Rejected`` event (Ra's ``{not_leader, Leader, Correlation}``)."""
 
     leader: Any
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class SessionRefused:
+    """Reason of a ``Rejected`` event: the command's session refused it."""
+
+    kind: str
     correlation: Any
 
 

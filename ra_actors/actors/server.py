@@ -335,8 +335,11 @@ class ActorServerPort:
     def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
         self.router.send_to_client(client, ev.Applied(leader, list(results)))
 
-    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any) -> None:
-        self.router.send_to_client(client, ev.Rejected(server, ev.NotLeader(leader, correlation)))
+    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any,
+                 reason: str = "not_leader") -> None:
+        why = (ev.NotLeader(leader, correlation) if reason == "not_leader"
+               else ev.SessionRefused(reason, correlation))
+        self.router.send_to_client(client, ev.Rejected(server, why))
 
     def send_message(self, to: Any, msg: Any) -> None:
         if isinstance(to, ActorAddress):

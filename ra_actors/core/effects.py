@@ -82,12 +82,15 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A pipelined command reached a non-leader: ``rejected not_leader``."""
+    """A pipelined command was not taken: ``reason`` is ``"not_leader"``
+    (``leader``: where to send it), or an error kind of its session
+    (``"SessionExpired"``, ``"SequenceGap"``)."""
 
     client: Any
     from_id: ServerId
     leader: ServerId | None
     correlation: Any
+    reason: str = "not_leader"
 
 
 @dataclass(frozen=True, slots=True)

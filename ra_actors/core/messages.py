@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Entry, ReplyMode, ServerId, SnapshotMeta, fast_pickle
+from .types import Entry, ReplyMode, ServerId, SessionSeq, SnapshotMeta, fast_pickle
 
 
 # ------------------------------------------------------------------ RPCs
@@ -254,6 +254,7 @@ class Command:
     reply_mode: ReplyMode
     priority: str = "normal"
     ts: int = 0
+    session: SessionSeq | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,11 +53,12 @@ from . import effects as fx
 from . import messages as m
 from .log import RaftLog
 from .machine import NO_REPLY, Machine
+from .sessions import APPLY, DUPLICATE, EXPIRED, NOT_CACHED, Resequencer, SessionTable
 from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES, LOW, NON_VOTER, PRE_VOTE,
                     PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, Error, NoReply, Noop, NotifyReply, Redirect, Ok,
-                    ServerConfig,
+                    ServerConfig, SnapshotState,
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
@@ -139,6 +140,8 @@ class RaftServer:
         self.verified_index = 0  # highest index known to match the current leader's log
         self.last_reply_index = -1
         self.applied_batch: dict[Any, list] = {}
+        self.sessions = SessionTable(config.session_timeout_ms)          # replicated (applied) state
+        self.resequencer = Resequencer(config.session_gap_timeout_ms, config.max_parked_per_session)
         self.deleting_index: int | None = None
         self.deleting_ticks = 0
         self._effects: list = []
@@ -146,6 +149,7 @@ class RaftServer:
         # -- durable state --------------------------------------------------------
         if rec.snapshot is not None:
             snap_meta, snap_state = rec.snapshot
+            snap_state = self._unwrap_snapshot_state(snap_state)
             self.log = RaftLog(snap_meta.index, snap_meta.term,
                                [e for e in rec.entries if e.index > snap_meta.index])
             self.machine_state = snap_state
@@ -363,7 +367,7 @@ class RaftServer:
             self._emit(fx.Reply(caller, Redirect(None), None))
         for _, caller in self.waiting_queries:
             self._emit(fx.Reply(caller, Redirect(None), None))
-        for cmd in self.low_queue:
+        for cmd in self.low_queue + self.resequencer.reset({}):
             self._reject(cmd, None)
         self.pending_queries = []
         self.waiting_queries = []
@@ -534,6 +538,7 @@ class RaftServer:
                 self.peers[sid] = Peer(self.log.last_index + 1)
         # The noop commits every earlier entry (§5.4.2) and gates cluster
         # changes and consistent queries.
+        self.resequencer.reset(self._session_tails())
         self._append_local([Noop(self.machine.version())])
         self._replicate_all()
 
@@ -786,9 +791,14 @@ class RaftServer:
     def _apply_entry(self, entry: Entry, replay: bool) -> None:
         cmd = entry.command
         if isinstance(cmd, Usr):
-            meta = CommandMeta(entry.index, entry.term, cmd.ts, self.machine_version, cmd.reply_mode)
+            if cmd.session is not None and not self._admit_session_command(cmd, replay):
+                return
+            meta = CommandMeta(entry.index, entry.term, cmd.ts, self.machine_version, cmd.reply_mode,
+                               cmd.session)
             self.machine_state, reply, effs = self.machine.apply(self.machine_version, meta, cmd.data,
                                                                  self.machine_state)
+            if cmd.session is not None:
+                self.sessions.applied(cmd.session, reply)
             if replay:
                 return
             self._handle_apply_effects(effs, entry.index)
@@ -941,6 +951,10 @@ class RaftServer:
         self.pending_snapshot = meta
         # Encode now: a machine that mutates its state in place would otherwise
         # change the snapshot before the shell gets to write it.
+        if len(self.sessions):
+            # (the session table is the one at ``index``: a release cursor
+            # names the entry being applied, see _apply_entry)
+            state = SnapshotState(state, self.sessions.records(), self.sessions.log_clock)
         self._emit(fx.WriteSnapshot(meta, data=codec.pack(state)))
 
     def _on_snapshot_written(self, msg: m.SnapshotWritten) -> None:
@@ -1023,7 +1037,7 @@ class RaftServer:
         keep = self.log.term_at(meta.index) == meta.term
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
-        self.machine_state = state
+        state = self.machine_state = self._unwrap_snapshot_state(state)
         self.machine_version = meta.machine_version
         self.commit_index = max(self.commit_index, meta.index)
         self.last_applied = meta.index
@@ -1106,7 +1120,11 @@ class RaftServer:
         self._emit(fx.Reply(msg.from_, Redirect(self.leader_id), self.leader_id))
 
     def _append_commands(self, cmds: list) -> None:
-        entries = self._append_local([Usr(c.data, c.reply_mode, c.ts) for c in cmds])
+        if any(c.session is not None for c in cmds):
+            cmds = self._resequence(cmds)
+            if not cmds:
+                return
+        entries = self._append_local([Usr(c.data, c.reply_mode, c.ts, c.session) for c in cmds])
         for c, e in zip(cmds, entries):
             if isinstance(c.reply_mode, AfterLogAppend):
                 self._emit(fx.Reply(c.reply_mode.from_, _ok((e.index, e.term)), self.id))
@@ -1116,6 +1134,64 @@ class RaftServer:
         batch = self.low_queue[:self.config.low_priority_flush_size]
         del self.low_queue[:len(batch)]
         self._append_commands(batch)
+
+    # =============================================================== sessions
+    def _resequence(self, cmds: list) -> list:
+        """The leader's hold (sessions.Resequencer): session commands leave in
+        their session's order; the others pass."""
+        out = []
+        for cmd in cmds:
+            if cmd.session is None:
+                out.append(cmd)
+                continue
+            ready, refused = self.resequencer.offer(cmd)
+            out.extend(ready)
+            if refused is not None:
+                self._refuse_session_command(refused, "SequenceGap", "too many commands held behind a gap")
+        return out
+
+    def _session_tails(self) -> dict:
+        """Per session, the highest number in this server's log (applied or not)."""
+        tails = {sid: s.next_seq - 1 for sid, s in self.sessions.sessions.items()}
+        for e in self.log.slice(self.last_applied + 1, self.log.last_index):
+            s = getattr(e.command, "session", None)
+            if s is not None and s.seq > tails.get(s.session, 0):
+                tails[s.session] = s.seq
+        return tails
+
+    def _admit_session_command(self, cmd: Usr, replay: bool) -> bool:
+        """Apply-time rules of sessions.SessionTable, on every member: True if
+        the machine applies ``cmd``; else it was answered here (leader only)."""
+        verdict, cached = self.sessions.admit(cmd.session, cmd.ts)
+        if verdict == APPLY:
+            return True
+        if replay or not self._leading():
+            return False
+        if verdict == DUPLICATE:
+            if cached is not NOT_CACHED:
+                self._reply_applied(cmd.reply_mode, cached)
+        elif verdict == EXPIRED:
+            self._refuse_session_command(cmd, "SessionExpired", f"session {cmd.session.session!r} expired")
+        else:
+            self._refuse_session_command(cmd, "SequenceGap", f"command {cmd.session.seq} of session "
+                                         f"{cmd.session.session!r} came before the ones it follows")
+        return False
+
+    def _refuse_session_command(self, cmd, kind: str, detail: str) -> None:
+        mode = cmd.reply_mode
+        if isinstance(mode, (AwaitConsensus, AfterLogAppend)):
+            self._emit(fx.Reply(mode.from_, Error(kind, detail), self.id))
+        elif isinstance(mode, NotifyReply):
+            self._emit(fx.Rejected(mode.client, self.id, self.id, mode.correlation, kind))
+
+    def _unwrap_snapshot_state(self, state: Any) -> Any:
+        """A snapshot's machine state; its session table, if it has one,
+        becomes ours."""
+        if isinstance(state, SnapshotState):
+            self.sessions.restore(state.sessions, state.log_clock)
+            return state.machine
+        self.sessions.restore((), self.sessions.log_clock)
+        return state
 
     # ================================================================ queries
     def _run_query(self, fun, caller, with_index: bool) -> None:
@@ -1312,7 +1388,7 @@ class RaftServer:
         acknowledged, commit index not sent, a snapshot in flight)."""
         if not self._leading():
             return False
-        if self.role != LEADER or self.pending_queries:
+        if self.role != LEADER or self.pending_queries or self.resequencer.holding():
             return True
         if self.machine.has_tick(self.machine_version):
             return True
@@ -1350,6 +1426,8 @@ class RaftServer:
                 self._replicate(sid, force=True)
             p.progress_mark = p.match_index if lagging else -1
             self._maybe_promote(sid, p)
+        for cmd in self.resequencer.expired(msg.now_ms):
+            self._refuse_session_command(cmd, "SequenceGap", "the commands before it in its session did not arrive")
         if self.pending_queries:
             for sid in self.voters():
                 if sid != self.id:

@@ -133,7 +133,47 @@ class Unavailable:
 ERROR_KINDS = frozenset({
     "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
     "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand",
+    "SessionExpired", "SequenceGap",
 })
+
+
+# ------------------------------------------------------------------ sessions
+@dataclass(frozen=True, slots=True)
+class SessionSeq:
+    """A command's place in its client's session (Raft thesis §6.3): the
+    session's id, the command's number in it (from 1), the lowest number the
+    client still waits for (everything below it is acknowledged or abandoned:
+    never applied from now on, its reply may be forgotten), and whether the
+    client has seen the session applied at least once (then a cluster that
+    does not know the session has expired it)."""
+
+    session: str
+    seq: int
+    low: int
+    known: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session in a snapshot: what apply needs to answer a repeated
+    command (``replies``: ``((seq, reply), ...)`` for seq >= low)."""
+
+    session: str
+    next_seq: int
+    low: int
+    last_active: int
+    replies: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotState:
+    """What a snapshot holds when the cluster has sessions: the machine's
+    state and the session table at the snapshot's index (a snapshot without
+    sessions holds the machine state alone)."""
+
+    machine: Any
+    sessions: tuple[SessionRecord, ...]
+    log_clock: int
 
 
 # ---------------------------------------------------------------- reply modes
@@ -170,11 +210,13 @@ ReplyMode = AwaitConsensus | NotifyReply | NoReply | AfterLogAppend
 # ------------------------------------------------------------ entry commands
 @dataclass(frozen=True, slots=True)
 class Usr:
-    """A user (or built-in machine) command; ``ts`` is the leader's wall clock (ms)."""
+    """A user (or built-in machine) command; ``ts`` is the clock (ms) of the
+    server that took it; ``session``: see :class:`SessionSeq`."""
 
     data: Any
     reply_mode: ReplyMode
     ts: int = 0
+    session: SessionSeq | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +275,7 @@ class CommandMeta:
     system_time: int = 0
     machine_version: int = 0
     reply_mode: Any = None
+    session: SessionSeq | None = None   # the command's session, if its client has one
 
     def __getitem__(self, key: str):
         # Ra's meta is a map; allow ``meta["index"]`` as well as ``meta.index``.
@@ -284,6 +327,12 @@ class ServerConfig:
     snapshot_chunk_size: int = 1_000_000
     min_snapshot_interval: int = 0
     joining: bool = False
+    # Sessions: idle this long (in log time) a session is forgotten; a
+    # command parked by the leader behind a gap waits this long for the
+    # missing one; a session parks at most this many.
+    session_timeout_ms: int = 30 * 60 * 1000
+    session_gap_timeout_ms: int = 5000
+    max_parked_per_session: int = 4096
 
 
 # ------------------------------------------------------------ fast pickling

@@ -49,8 +49,10 @@ class ServerPort(Protocol):
     def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
         """One ``applied`` event to a pipelining client: ``((correlation, reply), ...)``."""
 
-    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any) -> None:
-        """A pipelined command was not taken (``leader``: where to send it)."""
+    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any,
+                 reason: str) -> None:
+        """A pipelined command was not taken: ``reason`` is ``"not_leader"``
+        (``leader``: where to send it) or a session error kind."""
 
     def send_message(self, to: Any, msg: Any) -> None:
         """A machine's ``SendMsg`` to something that is not a Raft server: a

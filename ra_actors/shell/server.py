@@ -393,7 +393,7 @@ class ServerShell:
         self.port.applied(e.client, e.leader, e.results)
 
     def _rejected(self, e: fx.Rejected) -> None:
-        self.port.rejected(e.client, e.from_id, e.leader, e.correlation)
+        self.port.rejected(e.client, e.from_id, e.leader, e.correlation, e.reason)
 
     def _forward(self, e: fx.ForwardCommand) -> None:
         self._forwards.setdefault(ServerId(*e.leader), []).append(e.command)

@@ -45,8 +45,9 @@ class RecordingPort:
     def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
         self._record("applied", client, leader, results)
 
-    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any) -> None:
-        self._record("rejected", client, server, leader, correlation)
+    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any,
+                 reason: str = "not_leader") -> None:
+        self._record("rejected", client, server, leader, correlation, reason)
 
     def send_message(self, to: Any, msg: Any) -> None:
         self._record("send_message", to, msg)

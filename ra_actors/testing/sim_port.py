@@ -163,8 +163,9 @@ class SimPort:
     def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
         self.sim.send_client(self.slot.sid.node, client, "applied", (leader, results))
 
-    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any) -> None:
-        self.sim.send_client(self.slot.sid.node, client, "rejected", (server, leader, correlation))
+    def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any,
+                 reason: str) -> None:
+        self.sim.send_client(self.slot.sid.node, client, "rejected", (server, leader, correlation, reason))
 
     def send_message(self, to: Any, msg: Any) -> None:
         self.sim.stats["machine_messages_dropped"] += 1

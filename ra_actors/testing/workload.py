@@ -255,9 +255,13 @@ class Client:
             attempt = int(caller.rsplit("#", 1)[1])
         self._redirect(attempt, None)
 
-    def on_rejected(self, from_id: ServerId, leader: ServerId | None, correlation: Any) -> None:
+    def on_rejected(self, from_id: ServerId, leader: ServerId | None, correlation: Any,
+                    reason: str = "not_leader") -> None:
         if self.op is not None and correlation in self.op.attempts:
-            self._redirect(correlation, leader)
+            if reason == "not_leader":
+                self._redirect(correlation, leader)
+            else:
+                self._finish(INFO)   # a session refused it: its fate is known not to be "applied twice"
 
 
 class Workload:
