@@ -18,7 +18,8 @@ from ra_actors.testing.bugs import KNOWN_BUGS, core_class
 
 
 def test_known_bugs_and_unknown_names_are_refused():
-    assert set(KNOWN_BUGS) == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads"}
+    assert set(KNOWN_BUGS) == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads",
+                               "ignore_sessions"}
     with pytest.raises(ValueError, match="no_such_bug"):
         core_class({"no_such_bug"})
     assert core_class() is RaftServer
@@ -97,3 +98,20 @@ def test_stale_reads_skips_the_read_index_round():
     assert role == "leader" and not any(isinstance(e, fx.Reply) for e in effects)
     assert any(isinstance(e, fx.SendRpc) and isinstance(e.rpc, m.HeartbeatRpc) for e in effects)
     assert buggy.handle(q) == ("leader", [fx.Reply("q1", Ok(None), N1)])
+
+
+def test_ignore_sessions_applies_a_repeated_command_twice():
+    """Thesis §6.3: the correct core applies a session's repeated command
+    once; with ``ignore_sessions`` the repeat is applied again."""
+    from ra_actors.core.types import AwaitConsensus, SessionSeq
+    repeat = SessionSeq("s", 1, 1)
+    correct = make_leader(N1)
+    buggy = make_leader(N1, bugs={"ignore_sessions"})
+    for srv in (correct, buggy):
+        for caller in ("first", "retry"):
+            srv.handle(m.Command(("put", "k", 1), AwaitConsensus(caller), "normal", 0, repeat))
+        last = srv.log.last_index
+        srv.handle(m.Written(1, 1, last))
+        srv.handle(ae_ok(1, N2, last))
+    applied = lambda srv: sum(1 for (_i, _t, c) in srv.machine_state["applied"] if c == ("put", "k", 1))
+    assert (applied(correct), applied(buggy)) == (1, 2)

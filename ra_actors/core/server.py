@@ -112,11 +112,11 @@ def _ok(value: Any) -> Ok:
 
 
 class RaftServer:
-    """See the module rules.  Four methods state a safety rule each and are
+    """See the module rules.  Five methods state a safety rule each and are
     the only ones :mod:`ra_actors.testing.bugs` overrides, to prove the
     simulator and the Jepsen harness catch their violation:
     :meth:`_self_match`, :meth:`_vote_is_durable`, :meth:`_first_new_entry`,
-    :meth:`_answer_consistent_query`."""
+    :meth:`_answer_consistent_query`, :meth:`_admit_session_command`."""
 
     def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None):
         self.config = config

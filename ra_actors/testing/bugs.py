@@ -5,7 +5,8 @@ Rules:
 
 * Each bug is a subclass of :class:`~ra_actors.core.server.RaftServer` that
   overrides exactly one of the core's rule methods (``_self_match``,
-  ``_vote_is_durable``, ``_first_new_entry``, ``_answer_consistent_query``);
+  ``_vote_is_durable``, ``_first_new_entry``, ``_answer_consistent_query``,
+  ``_admit_session_command``);
   production code has no switch for them.
 * :func:`core_class` combines the named bugs into one class (``RaftServer``
   itself for none); an unknown name is a ``ValueError``.
@@ -48,7 +49,16 @@ class StaleReads(RaftServer):
         self._run_query(fun, caller, with_index=False)
 
 
+class IgnoreSessions(RaftServer):
+    """Every session command is applied, repeats included."""
+
+    def _admit_session_command(self, cmd, replay: bool) -> bool:
+        self.sessions.admit(cmd.session, cmd.ts)
+        return True
+
+
 KNOWN_BUGS: dict[str, type[RaftServer]] = {
+    "ignore_sessions": IgnoreSessions,
     "commit_undurable": CommitUndurable,
     "vote_before_durable": VoteBeforeDurable,
     "truncate_matching": TruncateMatching,

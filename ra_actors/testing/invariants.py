@@ -57,6 +57,8 @@ class Invariants:
         self.max_committed: dict[str, int] = {}
         self.applied: dict[str, dict[int, tuple[int, Any]]] = {}  # cluster -> index -> (term, command)
         self.entries: dict[str, dict[tuple[int, int], Any]] = {}  # cluster -> (index, term) -> command
+        # (cluster, session, number) -> the index it was applied at
+        self.session_applies: dict[tuple[str, str, int], int] = {}
         self.checks = 0
 
     # ---------------------------------------------------------------- utils
@@ -175,6 +177,26 @@ class Invariants:
             self.fail(f"state machine safety: {sid} applied {_short(command)} (term {term}) at "
                       f"{cluster} index {index}, but {_short(known[1])} (term {known[0]}) was "
                       f"applied there before")
+
+    def on_session_apply(self, cluster: str, sid: ServerId, index: int, session: Any,
+                         member_last: dict) -> None:
+        """``sid`` applied command ``session`` (a ``SessionSeq``) at
+        ``index``.  Exactly once: no (session, number) is applied at two
+        indexes anywhere in the cluster.  In order: on one member (one
+        incarnation, ``member_last`` its per-session record), a session's
+        numbers only grow."""
+        self.checks += 1
+        key = (cluster, session.session, session.seq)
+        first = self.session_applies.setdefault(key, index)
+        if first != index:
+            self.fail(f"exactly once: {cluster} command {session.seq} of session {session.session!r} "
+                      f"applied at index {index} by {sid}, and at index {first} before")
+            return
+        last = member_last.get(session.session)
+        if last is not None and session.seq <= last:
+            self.fail(f"session order: {sid} applied command {session.seq} of session "
+                      f"{session.session!r} after command {last}")
+        member_last[session.session] = session.seq
 
     # ----------------------------------------------------- durability acks
     def on_append_ack(self, sid: ServerId, leader: ServerId, last_index: int, last_term: int,

@@ -167,6 +167,7 @@ class Slot:
     prev_applied: int = 0
     commit_checked: int = 0
     hook_last_applied: int | None = None
+    session_last: dict = field(default_factory=dict)   # session -> last number applied (this incarnation)
 
     @property
     def token(self) -> tuple[ServerId, int]:
@@ -497,6 +498,7 @@ class Simulation:
         slot.prev_role = ""
         slot.commit_checked = 0
         slot.hook_last_applied = None
+        slot.session_last = {}
         inc = slot.incarnation
         machine = _RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
         shell = ServerShell(SimPort(self, slot, inc), self._core_factory)
@@ -564,6 +566,8 @@ class Simulation:
             return
         self.inv.on_apply(slot.cluster, slot.sid, meta.index, meta.term, command, slot.hook_last_applied)
         slot.hook_last_applied = meta.index
+        if meta.session is not None:
+            self.inv.on_session_apply(slot.cluster, slot.sid, meta.index, meta.session, slot.session_last)
         mode = getattr(meta, "reply_mode", None)
         info = self.clusters[slot.cluster]
         if isinstance(mode, AwaitConsensus):

@@ -26,6 +26,12 @@ Rules:
   number, as Jepsen does; a read is ``fail`` (reads have no effect).
   ``Error(...)`` replies are ``info`` for commands and ``fail`` for
   reads.
+* **Sessions** (``WorkloadConfig.sessions``): a client numbers its commands
+  in a session of its own (``SessionSeq``; ``low`` is the command's own
+  number, since a client has one operation outstanding and has given up on
+  every earlier one).  Such a client may also resend a command when an
+  attempt gets no answer for ``attempt_timeout_ms`` -- the session makes a
+  resend safe: the cluster applies the command at most once.
 * The workload never sees the simulator: it talks to it through the small
   :class:`ClientEnv` protocol, and all its randomness comes from the
   simulation's RNG.
@@ -39,7 +45,7 @@ from typing import Any, Callable, Protocol
 
 from .. import codec
 from ..core.messages import Command, Query
-from ..core.types import AwaitConsensus, NotifyReply, Redirect, Ok, ServerId
+from ..core.types import AwaitConsensus, Error, NotifyReply, Ok, Redirect, ServerId, SessionSeq
 from .history import FAIL, INFO, OK, HistoryRecorder, OpHandle
 
 import machines.kv as kv
@@ -72,6 +78,8 @@ class WorkloadConfig:
     read_via_log: float = 0.15     # share of reads sent as ("read", k) commands
     pipelined_clients: int = 1     # how many clients use NotifyReply
     redirects_before_backoff: int = 4
+    sessions: bool = True          # commands carry SessionSeq (exactly once)
+    attempt_timeout_ms: int = 400  # a session client resends after this much silence
 
 
 @dataclass
@@ -82,6 +90,7 @@ class _Op:
     value: Any
     message_data: Any          # the command data (None for query reads)
     serial: int
+    session: SessionSeq | None = None
     attempts: set[int] = field(default_factory=set)
     last_attempt: int = 0
     redirects: int = 0
@@ -101,6 +110,9 @@ class Client:
         self.serial = 0
         self.leader_guess: ServerId | None = None
         self.ops_started = 0
+        self.session_id = f"{self.owner}/session"
+        self.seq = 0
+        self.session_known = False    # the cluster has applied a command of this session
 
     # ------------------------------------------------------------- driving
     def schedule_next(self) -> None:
@@ -116,6 +128,12 @@ class Client:
                 self._timeout()
         elif kind == "retry":
             if self.op is not None and self.op.serial == token[1] and self.op.last_attempt == token[2]:
+                self._send_attempt()
+        elif kind == "silence":
+            # no answer to the latest attempt: with a session, sending the
+            # same command again (elsewhere) cannot apply it twice
+            if self.op is not None and self.op.serial == token[1] and self.op.last_attempt == token[2]:
+                self.leader_guess = None
                 self._send_attempt()
 
     def _start_op(self) -> None:
@@ -136,7 +154,12 @@ class Client:
             data = ("write", key, value)
         self.serial += 1
         handle = w.history.invoke(self.process, f, key, value)
-        self.op = _Op(handle, f, key, value, codec.normalise(data) if data is not None else None, self.serial)
+        session = None
+        if data is not None and cfg.sessions:
+            self.seq += 1
+            session = SessionSeq(self.session_id, self.seq, self.seq, self.session_known)
+        self.op = _Op(handle, f, key, value, codec.normalise(data) if data is not None else None, self.serial,
+                      session=session)
         self.ops_started += 1
         w.env.wake(self.owner, cfg.op_timeout_ms, ("deadline", self.serial))
         self._send_attempt()
@@ -156,10 +179,12 @@ class Client:
         if op.message_data is None:
             msg: Any = Query("consistent", functools.partial(kv.read, key=op.key), from_)
         elif self.pipelined:
-            msg = Command(op.message_data, NotifyReply(self.attempt, self.owner))
+            msg = Command(op.message_data, NotifyReply(self.attempt, self.owner), session=op.session)
         else:
-            msg = Command(op.message_data, AwaitConsensus(from_))
+            msg = Command(op.message_data, AwaitConsensus(from_), session=op.session)
         self.w.env.send_to_server(self.owner, self._target(), msg)
+        if op.session is not None:
+            self.w.env.wake(self.owner, self.w.config.attempt_timeout_ms, ("silence", op.serial, self.attempt))
 
     # ------------------------------------------------------------ outcomes
     def _finish(self, kind: str, value: Any = None, has_value: bool = False) -> None:
@@ -187,6 +212,8 @@ class Client:
     def _machine_reply(self, reply: Any, from_key: Any) -> None:
         op = self.op
         assert op is not None
+        if op.session is not None:
+            self.session_known = True
         if op.f != "read":
             self.w.env.acked(self.w.cluster, from_key)
         if op.f == "read":
@@ -231,6 +258,8 @@ class Client:
             self._machine_reply(reply.value, from_)
         elif isinstance(reply, Redirect):
             self._redirect(attempt, reply.leader)
+        elif isinstance(reply, Error) and reply.kind == "SequenceGap" and attempt == op.last_attempt:
+            self._send_attempt()          # not applied: send it again
         else:
             # An error: a command's fate is unknown, a read had no effect.
             self._finish(FAIL if op.f == "read" else INFO)
@@ -260,8 +289,11 @@ class Client:
         if self.op is not None and correlation in self.op.attempts:
             if reason == "not_leader":
                 self._redirect(correlation, leader)
+            elif reason == "SequenceGap":
+                if correlation == self.op.last_attempt:
+                    self._send_attempt()  # not applied: send it again
             else:
-                self._finish(INFO)   # a session refused it: its fate is known not to be "applied twice"
+                self._finish(INFO)        # the session expired: this command's fate is unknown
 
 
 class Workload:
