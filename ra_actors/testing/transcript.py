@@ -72,7 +72,7 @@ Directives (``N`` is a server, ``(a,b)`` a list; ``[...]`` optional):
     ``TriggerElection``, ``ElectionTimeout``, ``AwaitConditionTimeout``,
     ``StepDownIfLeader``, ``Tick NOW_MS``, ``ServerDown N2 [REASON]``,
     ``NodeEvent NODE up|down``, ``Command WORD... [mode=sync|notify|noreply|after_append]
-    [corr=C] [priority=low]``, ``AddMember N2 [voter|non_voter|promotable]``,
+    [corr=C] [priority=low] [session=ID:SEQ[:LOW[:known]]] [ts=MS]``, ``AddMember N2 [voter|non_voter|promotable]``,
     ``RemoveMember N2``, ``TransferLeadership N2``, ``DeleteClusterCmd``,
     ``Members``, ``Query local|leader|consistent KEY``.  Replies go to
     ``from=NAME`` (default ``client``).
@@ -115,7 +115,7 @@ from ..core.effects import ReleaseCursor
 from ..core.machine import Machine
 from ..core.server import RaftServer, Recovered
 from ..core.types import (VOTER, AfterLogAppend, AwaitConsensus, ClusterChange, DeleteCluster,
-                          Entry, NoReply, Noop, NotifyReply, ServerConfig, ServerId, SnapshotMeta,
+                          Entry, NoReply, Noop, NotifyReply, ServerConfig, ServerId, SessionSeq, SnapshotMeta,
                           Usr)
 
 CLUSTER = "c"
@@ -318,14 +318,27 @@ def _fmt_cluster(cluster: tuple) -> str:
     return "{" + " ".join(members) + "}"
 
 
+def _session(text: str) -> SessionSeq:
+    """``ID:SEQ[:LOW[:known]]`` -> a SessionSeq (LOW defaults to SEQ)."""
+    parts = text.split(":")
+    if len(parts) < 2:
+        raise TranscriptError(f"session={text!r}: write session=ID:SEQ[:LOW[:known]]")
+    seq = int(parts[1])
+    low = int(parts[2]) if len(parts) > 2 else seq
+    return SessionSeq(parts[0], seq, low, len(parts) > 3 and parts[3] == "known")
+
+
 def _fmt_command(cmd: Any) -> str:
     if isinstance(cmd, Noop):
         return "noop" + (f"(v{cmd.machine_version})" if cmd.machine_version else "")
     if isinstance(cmd, Usr):
         data = cmd.data
-        if isinstance(data, tuple) and all(isinstance(d, (str, int)) for d in data):
-            return " ".join(str(d) for d in data)
-        return fmt(data)
+        text = (" ".join(str(d) for d in data) if isinstance(data, tuple) and all(isinstance(d, (str, int)) for d in data)
+                else fmt(data))
+        if cmd.session is not None:
+            s = cmd.session
+            text += f" @{s.session}#{s.seq}" + (f"(low {s.low})" if s.low != s.seq else "") + ("+known" if s.known else "")
+        return text
     if isinstance(cmd, ClusterChange):
         return "cluster" + _fmt_cluster(cmd.cluster)
     if isinstance(cmd, DeleteCluster):
@@ -371,7 +384,7 @@ _RECORD_FORMATS: dict[type, Callable[[Any], str]] = {
                                      f"last={r.last} data={fmt(r.data)}"),
     m.InstallSnapshotResult: lambda r: (f"InstallSnapshotResult term={r.term} chunk={r.chunk_no} "
                                         f"last={_pos(r.last_index, r.last_term)}"),
-    m.Command: lambda r: (f"Command {_fmt_command(Usr(r.data, r.reply_mode))} mode={fmt(r.reply_mode)}"
+    m.Command: lambda r: (f"Command {_fmt_command(Usr(r.data, r.reply_mode, 0, r.session))} mode={fmt(r.reply_mode)}"
                           + ("" if r.priority == "normal" else f" priority={r.priority}")),
     m.Written: lambda r: f"Written term={r.term} {r.from_index}..{r.to_index}",
     fx.LogAppend: lambda r: f"LogAppend {_fmt_entries(r.entries)}",
@@ -748,7 +761,8 @@ class Harness:
                      "noreply": NoReply, "after_append": lambda: AfterLogAppend(caller)}
             if mode not in modes:
                 raise TranscriptError(f"unknown reply mode {mode!r}")
-            return m.Command(tuple(args), modes[mode](), kw.get("priority", "normal"))
+            return m.Command(tuple(args), modes[mode](), kw.get("priority", "normal"), int(kw.get("ts", "0")),
+                             _session(kw["session"]) if "session" in kw else None)
         simple = {"TriggerElection": m.TriggerElection, "ElectionTimeout": m.ElectionTimeout,
                   "AwaitConditionTimeout": m.AwaitConditionTimeout, "StepDownIfLeader": m.StepDownIfLeader}
         if name in simple:
@@ -874,7 +888,7 @@ class Harness:
     # directive -> (method, the keyword arguments it takes)
     _DIRECTIVES = {
         "add-servers": (_add_servers, frozenset({"members", "joining", "chunk", "batch", "pipeline"})),
-        "tell": (_tell, frozenset({"from", "mode", "corr", "priority"})),
+        "tell": (_tell, frozenset({"from", "mode", "corr", "priority", "session", "ts"})),
         "deliver": (_deliver_directive, _FILTERS),
         "drop": (_drop, _FILTERS),
         "persist": (_persist_directive, frozenset({"only"})),
