@@ -273,6 +273,16 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class TryAppend:
+    """Send ``command`` through this member as a client would (any role: a
+    leader appends it, a follower turns it away or forwards it, as it does
+    a client's command).  Ra's backwards-compatible ``try_append``."""
+
+    command: Any
+    reply_mode: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class Aux:
     """A command for the member-local aux handler (every member)."""
 
@@ -286,7 +296,7 @@ SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Ap
                   WriteSnapshot, SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
                   RoleChanged, StopServer, DeleteData, MachineEffects)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
-                   Checkpoint, Append, Aux)
+                   Checkpoint, Append, TryAppend, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
 
 

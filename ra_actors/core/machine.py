@@ -7,16 +7,23 @@ A machine is any object (usually a module) with::
 
 and optionally ``state_enter(role, state) -> effects``, ``tick(time_ms,
 state) -> effects``, ``overview(state) -> dict``, ``version() -> int``,
-``which_module(version) -> machine``, ``snapshot_installed(meta, state) ->
-effects``.  ``apply`` must be deterministic: same meta, command and state,
-same result, on every member.  ``effects`` may be a single effect or a list.
+``which_module(version) -> machine``, ``snapshot_installed(meta, state,
+old_meta, old_state) -> effects`` (or Ra's older two-argument form
+``snapshot_installed(meta, state)``).  ``apply`` must be deterministic: same
+meta, command and state, same result, on every member.  ``effects`` may be
+a single effect or a list.
+
+:class:`SimpleMachine` is Ra's simple form (``{simple, Fun, Init}``): a
+function of (command, state) returning the next state, which is also the
+reply.
 
 Rule: the core never imports machines; the shell loads the module (by import
 path) and hands it to :class:`Machine`.
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 NO_REPLY = "$ra_no_reply"
 
@@ -73,6 +80,37 @@ class Machine:
         fn = getattr(self.module_for(version), "overview", None)
         return fn(state) if callable(fn) else {}
 
-    def snapshot_installed(self, version: int, meta: Any, state: Any) -> list:
+    def snapshot_installed(self, version: int, meta: Any, state: Any, old_meta: Any = None,
+                           old_state: Any = None) -> list:
         fn = getattr(self.module_for(version), "snapshot_installed", None)
-        return _as_list(fn(meta, state)) if callable(fn) else []
+        if not callable(fn):
+            return []
+        if _positional_arity(fn) >= 4:
+            return _as_list(fn(meta, state, old_meta, old_state))
+        return _as_list(fn(meta, state))
+
+
+def _positional_arity(fn: Callable) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 4
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+class SimpleMachine:
+    """Ra's simple machine: ``fun(command, state) -> next state``; the next
+    state is the reply too.  ``init`` returns the cluster config's
+    ``initial_state`` (None if absent)."""
+
+    def __init__(self, fun: Callable[[Any, Any], Any]) -> None:
+        self.fun = fun
+
+    def init(self, config: dict) -> Any:
+        return config.get("initial_state")
+
+    def apply(self, meta: Any, command: Any, state: Any) -> tuple[Any, Any]:
+        nxt = self.fun(command, state)
+        return nxt, nxt

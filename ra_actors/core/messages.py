@@ -267,10 +267,34 @@ class Commands:
 @dataclass(frozen=True, slots=True)
 class Query:
     """``kind`` is ``local``, ``leader`` or ``consistent``; ``fun(state)`` is a
-    callable resolved by the shell (queries name ``"module:function"``)."""
+    callable resolved by the shell (queries name ``"module:function"``).
+    ``condition``: ``(index, term)`` -- a local or leader query waits until
+    this member has applied ``index`` and its entry there has ``term``
+    (read-your-writes on any member; Ra's ``{applied, {Idx, Term}}``).
+    ``with_context``: call ``fun(state, context)`` with a
+    :class:`~ra_actors.core.types.QueryContext`."""
 
     kind: str
     fun: Any
+    from_: Any
+    condition: tuple | None = None
+    with_context: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MembersInfo:
+    """Ask the leader for every member and its replication state (Ra's
+    ``members_info``)."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ForceShrink:
+    """Disaster recovery when a majority is lost for good (Ra's
+    ``force_shrink_members_to_current_member``): this server makes itself
+    the only voter and stands for election.  Operators only."""
+
     from_: Any
 
 

@@ -45,6 +45,7 @@ it is a function of (state, message) with no I/O, clock or randomness.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +59,11 @@ from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES,
                     PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, Error, NoReply, Noop, NotifyReply, Redirect, Ok,
-                    ServerConfig, SnapshotState,
+                    QueryContext, ServerConfig, SnapshotState,
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
+MAX_CONDITIONAL_QUERIES = 4096
 TERMINATING_LEADER_MAX_TICKS = 50
 
 
@@ -140,6 +142,7 @@ class RaftServer:
         self.verified_index = 0  # highest index known to match the current leader's log
         self.last_reply_index = -1
         self.applied_batch: dict[Any, list] = {}
+        self.conditional_queries: list[m.Query] = []   # waiting for an (index, term) to be applied here
         self.sessions = SessionTable(config.session_timeout_ms)          # replicated (applied) state
         self.resequencer = Resequencer(config.session_gap_timeout_ms, config.max_parked_per_session)
         self.deleting_index: int | None = None
@@ -787,6 +790,7 @@ class RaftServer:
             hint = max(min(self.last_applied, self.log.last_written), self.log.snapshot_index)
             self._emit(fx.PersistLastApplied(hint))
             self._serve_pending_queries()
+            self._serve_conditional_queries()
 
     def _apply_entry(self, entry: Entry, replay: bool) -> None:
         cmd = entry.command
@@ -896,6 +900,11 @@ class RaftServer:
             elif isinstance(e, fx.Append):
                 if self._leading():
                     self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
+            elif isinstance(e, fx.TryAppend):
+                # as if a client had sent it here, in whatever role this member is
+                handler = STEP[self.role].get(m.Command)
+                if handler is not None:
+                    handler(self, m.Command(e.command, e.reply_mode or NoReply(), "normal", 0))
             else:
                 rest.append(e)
         if rest:
@@ -904,7 +913,8 @@ class RaftServer:
     def _emit_machine_effects(self, effs: list, from_apply: bool) -> None:
         if not from_apply:
             # state_enter/tick/snapshot_installed effects are meant for this member.
-            allowed = tuple(e for e in effs if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append)))
+            allowed = tuple(e for e in effs
+                            if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append, fx.TryAppend)))
             if allowed:
                 self._emit(fx.MachineEffects(allowed, leader_only=False))
             return
@@ -1035,6 +1045,7 @@ class RaftServer:
                                                                    self.log.term_at(idx) or 0))
             return
         keep = self.log.term_at(meta.index) == meta.term
+        old_meta, old_state = self.snapshot_meta, self.machine_state
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
         state = self.machine_state = self._unwrap_snapshot_state(state)
@@ -1048,7 +1059,7 @@ class RaftServer:
         self.verified_index = max(self.verified_index, meta.index)
         self._emit(fx.TruncateLogBelow(meta.index, keep_above=keep))
         self._emit(fx.PersistLastApplied(meta.index))
-        effs = self.machine.snapshot_installed(self.machine_version, meta, state)
+        effs = self.machine.snapshot_installed(self.machine_version, meta, state, old_meta, old_state)
         if effs:
             self._emit_machine_effects(effs, from_apply=False)
         self._set_role(FOLLOWER)
@@ -1206,6 +1217,16 @@ class RaftServer:
         self._emit(fx.Reply(caller, _ok(value), self.leader_id))
 
     def _on_query(self, q: m.Query) -> None:
+        if q.with_context:
+            user_fun = q.fun
+            q = dataclasses.replace(q, fun=lambda state: user_fun(state, self._query_context()), with_context=False)
+        if q.condition is not None and q.kind in ("local", "leader") and not self._condition_met(q.condition):
+            if len(self.conditional_queries) >= MAX_CONDITIONAL_QUERIES:
+                self._emit(fx.Reply(q.from_, Error("InvalidQuery", "too many queries wait for a condition"),
+                                    self.leader_id))
+            else:
+                self.conditional_queries.append(q)
+            return
         if q.kind == "local":
             self._run_query(q.fun, q.from_, with_index=True)
         elif q.kind == "leader":
@@ -1221,6 +1242,55 @@ class RaftServer:
             self._answer_consistent_query(q.fun, q.from_)
         else:
             self._emit(fx.Reply(q.from_, Error("InvalidQuery", f"unknown query kind {q.kind!r}"), self.leader_id))
+
+    def _query_context(self) -> QueryContext:
+        return QueryContext(self.last_applied, self.current_term, self.machine_version, self.leader_id)
+
+    def _condition_met(self, condition: tuple) -> bool:
+        """Ra's ``{applied, {Index, Term}}``: applied here, and the entry there
+        has that term (below the snapshot it was committed: taken as met)."""
+        index, term = condition
+        if index > self.last_applied:
+            return False
+        if index < self.log.snapshot_index:
+            return True
+        return self.log.term_at(index) == term
+
+    def _serve_conditional_queries(self) -> None:
+        if not self.conditional_queries:
+            return
+        waiting, self.conditional_queries = self.conditional_queries, []
+        for q in waiting:
+            if self._condition_met(q.condition):
+                self._on_query(dataclasses.replace(q, condition=None))
+            else:
+                self.conditional_queries.append(q)
+
+    def _on_members_info(self, msg: m.MembersInfo) -> None:
+        """Ra's ``members_info``: every member with its membership and, seen
+        from the leader, its replication state."""
+        info = {}
+        for sid, membership in self.cluster.items():
+            if sid == self.id:
+                info[sid] = {"membership": membership, "status": "leader", "next_index": self.log.last_index + 1,
+                             "match_index": self.log.last_written, "query_index": self.query_index}
+                continue
+            p = self.peers.get(sid)
+            info[sid] = {"membership": membership,
+                         "status": "snapshot" if p is not None and p.snapshot is not None else "normal",
+                         "next_index": p.next_index if p else None, "match_index": p.match_index if p else None,
+                         "query_index": p.query_index if p else None}
+        self._emit(fx.Reply(msg.from_, _ok((info, self.id)), self.id))
+
+    def _on_force_shrink(self, msg: m.ForceShrink) -> None:
+        """Disaster recovery (Ra's force_member_change): this server becomes
+        the only voter of the configuration in its log and stands for
+        election at once; the other members' data no longer counts."""
+        if self.role in LEADING_ROLES:
+            self._become_follower(None)
+        self._append_local([ClusterChange(cluster_tuple({self.id: VOTER}), None)])
+        self._emit(fx.Reply(msg.from_, _ok(None), self.id))
+        self._start_election()
 
     def _answer_consistent_query(self, fun, caller) -> None:
         """§8 (ReadIndex): a leader answers a consistent query only after its
@@ -1372,7 +1442,10 @@ class RaftServer:
         # deleting: their tables drop it); the machine re-establishes monitors
         # and timers in state_enter on the next leader, which then hears of a
         # Down at once.
-        self._append_commands([m.Command(msg.event, NoReply(), "normal", msg.ts)])
+        # A Down waits behind earlier low-priority commands (Ra appends it
+        # with low priority); node events and timers are normal.
+        priority = LOW if isinstance(msg.event, fx.Down) else "normal"
+        self._on_command(m.Command(msg.event, NoReply(), priority, msg.ts))
 
     def _on_step_down(self, _msg) -> None:
         self._become_follower(None)
@@ -1482,6 +1555,7 @@ _EVERY_ROLE = {
     m.RequestVoteRpc: S._on_request_vote_rpc,
     m.Query: S._on_query,
     m.Members: S._on_members,
+    m.ForceShrink: S._on_force_shrink,
 }
 # Roles that do not lead: entries, heartbeats and snapshots come in;
 # commands and cluster operations are turned away.
@@ -1497,6 +1571,7 @@ _FOLLOWING = {
     m.RemoveMember: S._not_leader,
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
+    m.MembersInfo: S._not_leader,
 }
 # Roles that hold leadership of their term: followers' answers come in, the
 # tick drives resends.  (Two leaders of one term cannot exist, so entries,
@@ -1515,6 +1590,7 @@ _LEADING = {
     m.RemoveMember: S._not_leader,
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
+    m.MembersInfo: S._not_leader,
 }
 
 STEP: dict[str, dict] = {
@@ -1559,6 +1635,7 @@ STEP: dict[str, dict] = {
         m.TransferLeadership: S._on_transfer_leadership,
         m.DeleteClusterCmd: S._on_delete_cluster,
         m.MachineEvent: S._on_machine_event,
+        m.MembersInfo: S._on_members_info,
     },
     AWAIT_CONDITION: {
         **_LEADING,

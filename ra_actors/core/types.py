@@ -92,6 +92,17 @@ NORMAL = "normal"
 LOW = "low"
 
 
+@dataclass(frozen=True, slots=True)
+class QueryContext:
+    """What a query function with a ``context`` parameter is told: where the
+    state it sees stands in the log."""
+
+    index: int             # last applied
+    term: int              # current term
+    machine_version: int
+    leader: Any            # the leader as this member knows it
+
+
 # -------------------------------------------------------------------- replies
 # What a server answers a synchronous request with (``fx.Reply.reply``): one
 # of these records, never a bare value.  The client API turns them

@@ -560,8 +560,9 @@ class ServerShell:
             self.aux_state = result
 
     def _handled_by_core(self, _e: Any) -> None:
-        """ReleaseCursor / Checkpoint / Append never reach a shell (the core
-        takes them out of MachineEffects); listed for the closed vocabulary."""
+        """ReleaseCursor / Checkpoint / Append / TryAppend never reach a shell
+        (the core takes them out of MachineEffects); listed for the closed
+        vocabulary."""
 
     def _end_machine_monitors(self) -> None:
         for target, ref in list(self._machine_watches.items()):
@@ -636,6 +637,7 @@ class ServerShell:
         fx.ReleaseCursor: _handled_by_core,
         fx.Checkpoint: _handled_by_core,
         fx.Append: _handled_by_core,
+        fx.TryAppend: _handled_by_core,
     }
 
     _WAKEUPS: dict[type, Callable] = {
