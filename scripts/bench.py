@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""ra_actors benchmark, with PySyncObj measured in the same run.
+"""ra_actors benchmark, with PySyncObj and etcd measured in the same run.
 
     python scripts/bench.py [--quick] [--json OUT.json]      (also: ra-actors bench ...)
 
-What it measures (see ``ra_actors/bench/ra_bench.py`` and
-``ra_actors/bench/pysyncobj_bench.py`` for the exact rules):
+What it measures (see ``ra_actors/bench/ra_bench.py``,
+``ra_actors/bench/pysyncobj_bench.py`` and ``ra_actors/bench/etcd_bench.py``
+for the exact rules):
 
 1. ra_actors on three local nodes, WAL ``fdatasync`` on, 16-byte commands,
    once per placement of ``--placements`` (default ``shared,process``;
@@ -18,7 +19,15 @@ What it measures (see ``ra_actors/bench/ra_bench.py`` and
    placement's summary, ``ra_actors_by_placement`` has them all.
 2. PySyncObj, same shape: default configuration and
    ``appendEntriesUseBatch=False``: async throughput (W = 1024) and sync latency.
-3. Scale: C clusters of 3 servers on 3 fresh nodes, for each C of
+3. etcd, when an ``etcd`` binary is on ``PATH`` (Debian: ``apt-get install
+   etcd-server``): three members on loopback, fsync per Raft batch (its
+   default), 16-byte puts from Python over keep-alive HTTP to the leader's
+   v3 JSON gateway: sync latency of one client (as many puts as
+   ra_actors's sync commands) and concurrent throughput (8 client
+   processes x 8 connections, one put in flight per connection), then a
+   consistency check.  Without ``etcd`` (or with ``--no-etcd``) the report
+   and the JSON's ``etcd`` say it was skipped and why.
+4. Scale: C clusters of 3 servers on 3 fresh nodes, for each C of
    ``--clusters`` (placement ``process``) and of ``--shared-clusters``
    (placement ``shared``; only the placements of ``--placements``): time to
    start them all (``--starters`` client threads in parallel), memory of
@@ -51,24 +60,31 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from ra_actors.bench import etcd_bench  # noqa: E402
 from ra_actors.bench.ra_bench import RaBench  # noqa: E402
 from ra_actors.bench.stats import format_table  # noqa: E402
 
 PLACEMENTS = ("shared", "process")
+# etcd_clients x etcd_connections: client processes x keep-alive connections
+# (HTTP/1.1: one put in flight per connection); its sync run uses "sync"
+# and its throughput run "duration", as ra_actors's
 FULL = {"duration": 5.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1, 64, 1024],
         "sync": 2000, "clusters": [10, 100, 300], "shared_clusters": [10, 100, 300, 1000, 3000],
         "idle_s": 30.0, "busy_s": 8.0, "busy_window": 16, "busy_clusters": 1000, "starters": 4,
         "idle_server_sample": 3000, "liveness_sample": 300,
-        "pysyncobj_commands": 20000, "pysyncobj_sync": 500, "pysyncobj_repeats": 1}
+        "pysyncobj_commands": 20000, "pysyncobj_sync": 500, "pysyncobj_repeats": 1,
+        "etcd_clients": 8, "etcd_connections": 8, "etcd_warmup": 100}
 QUICK = {"duration": 1.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1024],
          "sync": 200, "clusters": [10], "shared_clusters": [10, 100], "idle_s": 3.0, "busy_s": 2.0,
          "busy_window": 16, "busy_clusters": 1000, "starters": 4, "idle_server_sample": 3000,
          "liveness_sample": 300,
-         "pysyncobj_commands": 2000, "pysyncobj_sync": 20, "pysyncobj_repeats": 1}
+         "pysyncobj_commands": 2000, "pysyncobj_sync": 20, "pysyncobj_repeats": 1,
+         "etcd_clients": 8, "etcd_connections": 8, "etcd_warmup": 100}
 TINY = {"duration": 0.5, "windows": [1, 64], "client_counts": [1, 2], "kv_windows": [64],
         "sync": 20, "clusters": [2], "shared_clusters": [2], "idle_s": 1.0, "busy_s": 0.5, "busy_window": 8,
         "busy_clusters": 1000, "starters": 2, "idle_server_sample": 3000, "liveness_sample": 300,
-        "pysyncobj_commands": 50, "pysyncobj_sync": 3, "pysyncobj_repeats": 1}
+        "pysyncobj_commands": 50, "pysyncobj_sync": 3, "pysyncobj_repeats": 1,
+        "etcd_clients": 2, "etcd_connections": 2, "etcd_warmup": 5}
 PLACEMENT_TEXT = {"process": "one OS process per Raft server",
                   "shared": "one host actor per node carries every server of the node and its WAL"}
 
@@ -216,6 +232,13 @@ def run_pysyncobj(plan: dict) -> dict:
                inflight=1024, sync_commands=plan["pysyncobj_sync"], progress=progress)
 
 
+def run_etcd(plan: dict) -> dict:
+    """The etcd side (``skipped`` with the reason when there is no etcd)."""
+    return etcd_bench.run_etcd(sync=plan["sync"], warmup=plan["etcd_warmup"], clients=plan["etcd_clients"],
+                               connections=plan["etcd_connections"], duration=plan["duration"],
+                               root=_data_root(plan, "etcd"), progress=progress)
+
+
 # ------------------------------------------------------------------ report
 def _pick(runs, machine, window, clients):
     for r in runs:
@@ -238,6 +261,7 @@ def summarise_ra(ra: dict, plan: dict) -> dict:
         "sync_p50_ms": sync.get("p50_ms"),
         "sync_p99_ms": sync.get("p99_ms"),
         "sync_max_ms": sync.get("max_ms"),
+        "sync_mean_ms": sync.get("mean_ms"),
         "sync_n": sync.get("acked"),
         "kv_sync_p50_ms": ra.get("sync_kv", {}).get("p50_ms"),
         "fsync": "fdatasync per WAL batch",
@@ -250,15 +274,18 @@ def summarise_ra(ra: dict, plan: dict) -> dict:
     }
 
 
-def summarise(ras: list, pso: dict | None, scale: list, plan: dict, elapsed: float) -> dict:
+def summarise(ras: list, pso: dict | None, scale: list, plan: dict, elapsed: float,
+              etcd: dict | None = None) -> dict:
     """``ras``: the main phase's result per placement, in the plan's order
-    (empty with ``--only-scale``)."""
+    (empty with ``--only-scale``); ``etcd``: :func:`run_etcd`'s result (or a
+    skipped one: the JSON's ``etcd`` is always there, measured or not)."""
     by = {ra["placement"]: summarise_ra(ra, plan) for ra in ras}
     first = summarise_ra(ras[0], plan) if ras else summarise_ra({"durability": {"ok": True}}, plan)
     result = {
         "ra_actors": first,
         "ra_actors_by_placement": by,
         "pysyncobj": None,
+        "etcd": etcd if etcd is not None else etcd_bench.skipped("not run"),
         "throughput_ratio": None,
         "throughput_ratio_by_placement": {},
         "scale": scale,
@@ -285,6 +312,17 @@ def summarise(ras: list, pso: dict | None, scale: list, plan: dict, elapsed: flo
     return result
 
 
+def _etcd_row(e: dict) -> list:
+    """The comparison table's etcd row: figures, or why there are none."""
+    if e.get("skipped"):
+        return [f"etcd: not measured, {e.get('reason')}", None, None, None, None, None]
+    if e.get("error"):
+        return ["etcd: FAILED (see above)", None, None, None, None, None]
+    return [f"etcd {e.get('version')} (fsync)", e.get("ops_per_s"),
+            f"{e.get('inflight')} in flight: {e.get('clients')} clients x {e.get('connections')} conns",
+            e.get("sync_p50_ms"), e.get("sync_p99_ms"), e.get("sync_max_ms")]
+
+
 def report(res: dict) -> str:
     lines: list[str] = []
     by = res.get("ra_actors_by_placement") or {}
@@ -305,17 +343,21 @@ def report(res: dict) -> str:
             lines.append(f"error [{placement}]: {e}")
         lines.append("")
     p = res.get("pysyncobj")
-    if by or p:
-        w = next((ra["pipelined_window"] for ra in by.values() if ra["pipelined_window"]), None)
-        rows = [[f"ra_actors {placement} (fdatasync)", ra["pipelined_ops_per_s"], ra["sync_p50_ms"],
+    e = res.get("etcd") or etcd_bench.skipped("not run")
+    lines += [etcd_bench.format_report(e), ""]
+    if by or p or not e.get("skipped"):
+        rows = [[f"ra_actors {placement} (fdatasync)", ra["pipelined_ops_per_s"],
+                 f"W={ra['pipelined_window']}, 1 client", ra["sync_p50_ms"],
                  ra["sync_p99_ms"], ra["sync_max_ms"]] for placement, ra in by.items()]
         if p:
-            rows += [["PySyncObj default (no fsync)", p["async_ops_per_s"], p["sync_p50_ms"], p["sync_p99_ms"],
-                      p["sync_max_ms"]],
-                     ["PySyncObj appendEntriesUseBatch=False", p["nobatch_async_ops_per_s"],
+            rows += [["PySyncObj default (no fsync)", p["async_ops_per_s"], "W=1024, 1 client", p["sync_p50_ms"],
+                      p["sync_p99_ms"], p["sync_max_ms"]],
+                     ["PySyncObj appendEntriesUseBatch=False", p["nobatch_async_ops_per_s"], "W=1024, 1 client",
                       p["nobatch_sync_p50_ms"], p["nobatch_sync_p99_ms"], p.get("nobatch_sync_max_ms")]]
-        lines += ["comparison (PySyncObj: same run, 3 processes, client in the leader's process, never fsyncs)",
-                  format_table(["system", f"ops/s (W={w or 1024}, 1 client)", "sync p50 ms", "sync p99 ms",
+        rows.append(_etcd_row(e))
+        lines += ["comparison (same run; PySyncObj: 3 processes, client in the leader's process, never fsyncs; "
+                  "etcd: 3 members, fsync per batch, Python client over HTTP)",
+                  format_table(["system", "ops/s", "throughput driven by", "sync p50 ms", "sync p99 ms",
                                 "sync max ms"], rows)]
     ratios = res.get("throughput_ratio_by_placement") or {}
     if ratios:
@@ -383,9 +425,11 @@ def main(argv=None) -> int:
                     help="keep the nodes' directories (and logs) under DIR (default: temporary, removed)")
     ap.add_argument("--idle", type=float, help="idle window in seconds")
     ap.add_argument("--busy", type=float, help="seconds of the scale phase's busy window")
-    ap.add_argument("--duration", type=float, help="seconds per pipelined run")
-    ap.add_argument("--sync", type=int, help="synchronous commands (ra_actors)")
+    ap.add_argument("--duration", type=float, help="seconds per pipelined run (and of etcd's throughput run)")
+    ap.add_argument("--sync", type=int, help="synchronous commands (ra_actors) and puts (etcd)")
     ap.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj side")
+    ap.add_argument("--no-etcd", action="store_true",
+                    help="skip the etcd side (it is skipped anyway when no etcd binary is on PATH)")
     ap.add_argument("--only-scale", action="store_true", help="run the scale phase only")
     ap.add_argument("--pysyncobj-sync", type=int, help="PySyncObj sync commands per configuration")
     ap.add_argument("--pipeline-batch", type=int, default=1024,
@@ -434,12 +478,23 @@ def main(argv=None) -> int:
         except Exception as exc:  # noqa: BLE001
             progress(f"PySyncObj failed: {exc}")
             ok = False
+    if args.no_etcd or args.only_scale:
+        etcd = etcd_bench.skipped("--no-etcd" if args.no_etcd else "--only-scale")
+    else:
+        try:
+            etcd = run_etcd(plan)
+        except Exception as exc:  # noqa: BLE001 - recorded; the other phases still run
+            progress(f"etcd failed: {exc}")
+            etcd = etcd_bench.failed(f"{type(exc).__name__}: {exc}")
+        if etcd.get("skipped"):
+            progress(f"etcd: not measured, {etcd['reason']}")
     scale = run_scale(plan)
-    res = summarise(ras, pso, scale, plan, time.monotonic() - t0)
+    res = summarise(ras, pso, scale, plan, time.monotonic() - t0, etcd=etcd)
     for summ in res["ra_actors_by_placement"].values():
         ok = ok and bool(summ["durable"]) and not summ["errors"]
     ok = ok and all(s.get("durable") and s.get("live", True) for s in scale)
     ok = ok and (pso is None or bool(pso.get("consistent")))
+    ok = ok and (bool(etcd.get("skipped")) or bool(etcd.get("consistent")))
     print(report(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, sort_keys=True, default=str) + "\n")

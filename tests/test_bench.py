@@ -2,7 +2,8 @@
 
 Rules: speed is reported, never asserted.  The end-to-end test runs the
 real script in its tiny mode (both placements, three nodes each, a few
-commands, C=2 per placement, PySyncObj with a handful of commands) and
+commands, C=2 per placement, PySyncObj with a handful of commands, etcd
+with a handful of puts when it is on PATH) and
 checks the JSON document's structure, the durability checks and that no
 process outlives the run.  The other tests need no nodes.
 """
@@ -173,7 +174,7 @@ def test_bench_tiny_end_to_end(tmp_path) -> None:
     assert res["ra_actors_by_placement"]["shared"] == res["ra_actors"]
     for placement, ra in res["ra_actors_by_placement"].items():
         assert ra["placement"] == placement
-        for key in ("pipelined_ops_per_s", "sync_p50_ms", "sync_p99_ms"):
+        for key in ("pipelined_ops_per_s", "sync_p50_ms", "sync_p99_ms", "sync_mean_ms"):
             assert isinstance(ra[key], float) and ra[key] > 0, (placement, key)
         assert ra["sync_p50_ms"] <= ra["sync_p99_ms"] <= ra["sync_max_ms"]
         assert ra["durable"] is True
@@ -192,6 +193,15 @@ def test_bench_tiny_end_to_end(tmp_path) -> None:
     assert isinstance(res["throughput_ratio"], float) and res["throughput_ratio"] > 0
     assert set(res["throughput_ratio_by_placement"]) == {"shared", "process"}
     assert res["throughput_ratio_by_placement"]["shared"] == res["throughput_ratio"]
+
+    e = res["etcd"]   # always there: measured when etcd is on PATH, else skipped with the reason
+    if e["skipped"]:
+        assert "apt-get install etcd-server" in e["reason"] and e["sync_p50_ms"] is None
+        assert "etcd: not measured, " in proc.stdout
+    else:
+        for key in ("sync_p50_ms", "sync_p99_ms", "ops_per_s"):
+            assert isinstance(e[key], float) and e[key] > 0, key
+        assert e["consistent"] is True and "consistency [etcd]: OK" in proc.stdout
 
     assert [row["placement"] for row in res["scale"]] == ["shared", "process"]
     for row in res["scale"]:

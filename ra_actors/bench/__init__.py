@@ -1,4 +1,5 @@
-"""Benchmark support: the PySyncObj reference side and shared statistics helpers.
+"""Benchmark support: the ra_actors side, the PySyncObj and etcd reference
+sides, client processes and shared statistics helpers.
 
 Rules: benchmarks report speed, they never assert it; every process a
 benchmark starts is stopped and reaped by that benchmark (by PID, never by

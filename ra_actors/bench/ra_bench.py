@@ -38,29 +38,26 @@ Shape (the same as :mod:`ra_actors.bench.pysyncobj_bench`):
   ``workers``: that many client threads share the requests.
 
 Benchmarks report speed, they never assert it.  Every process this module
-starts is stopped by its PID (worker clients) or through ``local_nodes``
-(nodes, by process group); nothing is killed by name.
+starts is stopped by its PID (worker clients, :mod:`ra_actors.bench.workers`)
+or through ``local_nodes`` (nodes, by process group); nothing is killed by
+name.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
 import zlib
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import psutil
 
 from ..core.types import ServerId
 from .stats import summarize_latencies
+from .workers import WorkerProcesses, wait_for_go, worker_entry
 
 __all__ = ["payload", "command_for", "RaBench", "NULL_MACHINE", "KV_MACHINE"]
 
@@ -69,7 +66,6 @@ KV_MACHINE = "machines.kv"
 MACHINES = {"null": NULL_MACHINE, "kv": KV_MACHINE}
 PAYLOAD_BYTES = 16
 _TAIL = b"ra_actor"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES = ("n1", "n2", "n3")
 
 
@@ -107,9 +103,7 @@ def _worker_run(spec: dict) -> dict:
                         pipeline_batch=int(spec.get("pipeline_batch") or 256))
     try:
         worker = _PipelineWorker(client, spec)
-        print("ready", flush=True)
-        line = sys.stdin.readline()
-        if line.strip() != "go":
+        if not wait_for_go():
             return {"error": "no go"}
         return worker.run()
     finally:
@@ -217,96 +211,13 @@ class _PipelineWorker:
                 "ops_per_s": sum(self.acked) / elapsed if elapsed > 0 else 0.0}
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent_pid:
-            os._exit(3)
-
-
 def worker_main(spec_json: str) -> int:
-    spec = json.loads(spec_json)
-    threading.Thread(target=_watch_parent, args=(spec["parent_pid"],), daemon=True).start()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        result = _worker_run(spec)
-    except Exception as exc:  # noqa: BLE001 - reported to the driver
-        import traceback
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    print("result " + json.dumps(result), flush=True)
-    return 0
+    return worker_entry(spec_json, _worker_run)
 
 
 # ------------------------------------------------------------------ driver
 class BenchError(RuntimeError):
     pass
-
-
-class _Workers:
-    """Client processes started (and always reaped) by this object."""
-
-    def __init__(self):
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, specs: list[dict]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT)] + (
-            [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        for spec in specs:
-            spec = dict(spec, parent_pid=os.getpid())
-            p = subprocess.Popen([sys.executable, "-m", "ra_actors.bench.ra_bench", "--worker",
-                                  json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True, env=env, cwd=str(_REPO_ROOT))
-            self.procs.append(p)
-
-    def _readline(self, p, timeout):
-        box: list = []
-        t = threading.Thread(target=lambda: box.append(p.stdout.readline()), daemon=True)
-        t.start()
-        t.join(timeout)
-        if not box:
-            raise BenchError(f"client process {p.pid} did not answer within {timeout:.0f} s")
-        return box[0]
-
-    def run(self, timeout: float) -> list[dict]:
-        for p in self.procs:
-            line = self._readline(p, 60.0)
-            if line.strip() != "ready":
-                raise BenchError(f"client process {p.pid} failed to start: {line!r}")
-        for p in self.procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        out = []
-        for p in self.procs:
-            line = self._readline(p, timeout)
-            if not line.startswith("result "):
-                raise BenchError(f"client process {p.pid}: {line!r}")
-            out.append(json.loads(line[len("result "):]))
-        return out
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(5.0)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            for f in (p.stdin, p.stdout):
-                try:
-                    f.close()
-                except Exception:  # noqa: BLE001
-                    pass
-        self.procs = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 class RaBench:
@@ -503,7 +414,7 @@ class RaBench:
                           "duration": duration, "pipeline_batch": self.pipeline_batch})
             owners.append(g)
         pids = self.node_pids()
-        with _Workers() as w:
+        with WorkerProcesses("ra_actors.bench.ra_bench") as w:
             w.start(specs)
             cpu0 = self.cpu_seconds(pids)
             results = w.run(timeout=duration + 120.0)
