@@ -20,7 +20,7 @@ __all__ = ["SCRIPTS", "scripts_dir", "run_script", "add_script_parsers", "add_de
 
 SCRIPTS = {
     "sim": ("sim.py", "replay a deterministic simulation seed (scripts/sim.py; --help for its options)"),
-    "bench": ("bench.py", "throughput and latency benchmark against PySyncObj (scripts/bench.py)"),
+    "bench": ("bench.py", "throughput and latency benchmark against PySyncObj and etcd (scripts/bench.py)"),
     "jepsen": ("jepsen.py", "Jepsen-style run: real nodes, faults, linearizability (scripts/jepsen.py)"),
 }
 
