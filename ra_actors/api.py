@@ -31,11 +31,14 @@ from . import codec, errors
 from . import events as ev
 from .core.types import (ERROR_KINDS, NON_VOTER, PROMOTABLE, VOTER, ActorRef, Error, Ok, Redirect, ServerConfig,
                          ServerId, Unavailable)
-from .actors.protocol import (Bundle, CheckMachineRequest, ClientCall, ClientReply, ForceDeleteServerRequest,
-                              ListActorsRequest, ListNodesRequest, Lookup, LookupReply, Misdelivered,
-                              OverviewRequest, Pipeline, RegisterClientRequest, RestartServerRequest,
+from .actors.protocol import (AddMemberRequest, Bundle, CheckMachineRequest, ClientCall, ClientReply,
+                              CommandRequest, DeleteClusterRequest, ForceDeleteServerRequest, KeyMetricsRequest,
+                              ListActorsRequest, ListNodesRequest, Lookup, LookupReply, MemberOverviewRequest,
+                              MembersRequest, Misdelivered, OverviewRequest, Pipeline, PipelinedCommand,
+                              QueryRequest, RegisterClientRequest, RemoveMemberRequest, RestartServerRequest,
                               SendToActorRequest, StartActorRequest, StartServerRequest, StopActorRequest,
-                              StopServerRequest, SupervisorRequest, SupResponse, UnregisterClientRequest)
+                              StopServerRequest, SupervisorRequest, SupResponse, TransferLeadershipRequest,
+                              TriggerElectionRequest, UnregisterClientRequest)
 from .actors.util import decode_error, make_client_handle
 
 __all__ = ["Client", "connect"]
@@ -179,7 +182,7 @@ class Client:
         self._nodes: dict = {}            # name -> [sup address, admin, up]
         self._servers: dict = {}          # ServerId -> (address, incarnation)
         self._clusters: dict = {}         # ServerId -> tuple of members
-        self._pipe: dict = {}             # ServerId -> [(corr, data, priority)]
+        self._pipe: dict = {}             # ServerId -> [PipelinedCommand]
         self._pipe_since = None
         self.pipeline_batch = pipeline_batch
         self.pipeline_delay = pipeline_delay
@@ -397,8 +400,8 @@ class Client:
         self._servers[sid] = (r.address, r.incarnation)
         return r.address
 
-    def _call(self, sid, body, timeout, redirect=True, idempotent=True):
-        """Send ``body`` to server ``sid`` (following leader redirects) and
+    def _call(self, sid, request, timeout, redirect=True, idempotent=True):
+        """Send ``request`` (a ClientRequest) to server ``sid`` (following leader redirects) and
         return ``(value, leader)``."""
         sid = _sid(sid)
         deadline = time.monotonic() + timeout
@@ -426,7 +429,7 @@ class Client:
                         tried.clear()
                 continue
             req = self._next()
-            self._send(addr, ClientCall(req, self.handle, body, target), req, remaining)
+            self._send(addr, ClientCall(req, self.handle, request, target), req, remaining)
             attempt_deadline = deadline if not idempotent else min(deadline, time.monotonic() + max(1.0, timeout / 3))
             r = self._wait(req, attempt_deadline)
             if isinstance(r, _Undelivered) and not idempotent and not r.refused:
@@ -493,7 +496,7 @@ class Client:
         """Apply ``command`` through the leader and return ``(reply, leader)``."""
         data = codec.normalise(command)
         self.flush()
-        reply, leader = self._call(server_id, ("command", data, "await_consensus", "normal"), timeout,
+        reply, leader = self._call(server_id, CommandRequest(data), timeout,
                                    idempotent=False)
         return reply, leader
 
@@ -510,7 +513,7 @@ class Client:
             correlation = codec.normalise(correlation)
         sid = _sid(server_id)
         buf = self._pipe.setdefault(sid, [])
-        buf.append((correlation, data, priority))
+        buf.append(PipelinedCommand(correlation, data, priority))
         now = time.monotonic()
         if self._pipe_since is None:
             self._pipe_since = now
@@ -530,25 +533,25 @@ class Client:
             except errors.NoSuchServer:
                 addr = None
             if addr is None:
-                for corr, _data, _prio in cmds:
-                    if corr is not None:
-                        self._events.append(ev.Rejected(sid, ev.NotLeader(None, corr)))
+                for c in cmds:
+                    if c.correlation is not None:
+                        self._events.append(ev.Rejected(sid, ev.NotLeader(None, c.correlation)))
                 continue
-            notify = tuple((corr, data, prio) for corr, data, prio in cmds if corr is not None)
-            fire = tuple(data for corr, data, prio in cmds if corr is None)
+            notify = tuple(c for c in cmds if c.correlation is not None)
+            fire = tuple(c.data for c in cmds if c.correlation is None)
             if notify:
                 self._ep.send(addr, Pipeline(self.handle, notify, sid), 10.0,
                               on_error=self._pipeline_failed(sid, notify))
             for data in fire:
                 self._ep.send(addr, ClientCall(self._next(), self.handle,
-                                               ("command", data, "noreply", "normal"), sid), 10.0)
+                                               CommandRequest(data, "noreply"), sid), 10.0)
         self._pump(0.0)
 
     def _pipeline_failed(self, sid, cmds):
         def failed(result, intent):
             self._servers.pop(sid, None)
-            for corr, _d, _p in cmds:
-                self._events.append(ev.Rejected(sid, ev.NotLeader(None, corr)))
+            for c in cmds:
+                self._events.append(ev.Rejected(sid, ev.NotLeader(None, c.correlation)))
         return failed
 
     def events(self, timeout: float = 1.0) -> list:
@@ -572,7 +575,7 @@ class Client:
             raise errors.InvalidCommand(f"queries name a function as 'module:function', got {fun!r}")
         args = codec.normalise(tuple(args))
         self.flush()
-        return self._call(server_id, ("query", kind, fun, args), timeout, redirect=redirect)
+        return self._call(server_id, QueryRequest(kind, fun, args), timeout, redirect=redirect)
 
     def local_query(self, server_id, fun: str, *args, timeout: float = DEFAULT_TIMEOUT):
         """``fun(state, *args)`` on ``server_id`` itself: ``((index, term), value), leader``."""
@@ -589,7 +592,7 @@ class Client:
     # =========================================================== membership
     def members(self, server_id, timeout: float = DEFAULT_TIMEOUT):
         """``(members, leader)`` of the cluster of ``server_id``."""
-        (members, leader), via = self._call(server_id, ("members",), timeout, redirect=False)
+        (members, leader), via = self._call(server_id, MembersRequest(), timeout, redirect=False)
         members = [ServerId(*m) for m in members]
         self._remember_cluster(members)
         return members, _sid_or_none(leader) or via
@@ -599,7 +602,7 @@ class Client:
         if membership not in (VOTER, NON_VOTER, PROMOTABLE):
             raise ValueError(f"membership is one of {VOTER}, {NON_VOTER}, {PROMOTABLE}")
         new_server = _sid(new_server)
-        result = self._retry_change(server_id, ("add_member", new_server, membership), timeout)
+        result = self._retry_change(server_id, AddMemberRequest(new_server, membership), timeout)
         members = tuple(self._clusters.get(_sid(server_id), (_sid(server_id),)))
         if new_server not in members:
             self._remember_cluster(members + (new_server,))
@@ -607,17 +610,17 @@ class Client:
 
     def remove_member(self, server_id, old_server, timeout: float = DEFAULT_TIMEOUT):
         old_server = _sid(old_server)
-        result = self._retry_change(server_id, ("remove_member", old_server), timeout)
+        result = self._retry_change(server_id, RemoveMemberRequest(old_server), timeout)
         members = tuple(m for m in self._clusters.get(_sid(server_id), ()) if m != old_server)
         if members:
             self._remember_cluster(members)
         return result
 
-    def _retry_change(self, server_id, body, timeout):
+    def _retry_change(self, server_id, request, timeout):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self._call(server_id, body, max(0.1, deadline - time.monotonic()))
+                return self._call(server_id, request, max(0.1, deadline - time.monotonic()))
             except errors.ClusterChangeNotPermitted:
                 if time.monotonic() + 0.05 >= deadline:
                     raise
@@ -628,7 +631,7 @@ class Client:
         leads (or raises Timeout)."""
         target = _sid(target)
         deadline = time.monotonic() + timeout
-        value, leader = self._call(server_id, ("transfer_leadership", target), timeout)
+        value, leader = self._call(server_id, TransferLeadershipRequest(target), timeout)
         if value == "already_leader":
             return "already_leader", leader
         while time.monotonic() < deadline:
@@ -642,14 +645,14 @@ class Client:
         raise errors.Timeout(f"leadership did not move to {target} within {timeout}s")
 
     def trigger_election(self, server_id, timeout: float = DEFAULT_TIMEOUT):
-        self._call(server_id, ("trigger_election",), timeout, redirect=False)
+        self._call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
     def key_metrics(self, server_id, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        value, _leader = self._call(server_id, ("key_metrics",), timeout, redirect=False)
+        value, _leader = self._call(server_id, KeyMetricsRequest(), timeout, redirect=False)
         return value
 
     def member_overview(self, server_id, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        value, _leader = self._call(server_id, ("overview",), timeout, redirect=False)
+        value, _leader = self._call(server_id, MemberOverviewRequest(), timeout, redirect=False)
         return value
 
     def overview(self, node: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
@@ -730,7 +733,7 @@ class Client:
                             joining=joining, **extra)
 
     def _elect(self, started, deadline):
-        self._call(started[0], ("trigger_election",), max(0.5, deadline - time.monotonic()), redirect=False)
+        self._call(started[0], TriggerElectionRequest(), max(0.5, deadline - time.monotonic()), redirect=False)
         next_trigger = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             for sid in started:
@@ -744,7 +747,7 @@ class Client:
             if time.monotonic() > next_trigger:
                 next_trigger = time.monotonic() + 2.0
                 try:
-                    self._call(started[0], ("trigger_election",), 1.0, redirect=False)
+                    self._call(started[0], TriggerElectionRequest(), 1.0, redirect=False)
                 except errors.RaError:
                     pass
         raise errors.Timeout("no leader")
@@ -797,7 +800,7 @@ class Client:
         sids = [_sid(s) for s in server_ids]
         self._remember_cluster(sids)
         deadline = time.monotonic() + timeout
-        _v, leader = self._call(sids[0], ("delete_cluster",), timeout)
+        _v, leader = self._call(sids[0], DeleteClusterRequest(), timeout)
         # wait until every member is gone (best effort within the timeout)
         for sid in sids:
             while time.monotonic() < deadline:

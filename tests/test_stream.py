@@ -8,7 +8,7 @@ import socket
 import time
 
 from ra_actors.actors import stream as stream_mod
-from ra_actors.actors.protocol import ClientCall, Rpcs
+from ra_actors.actors.protocol import ClientCall, CommandRequest, QueryRequest, Rpcs
 from ra_actors.actors.stream import addr_key
 from ra_actors.core.types import ServerId
 
@@ -145,8 +145,9 @@ def test_messages_msgpack_cannot_carry_are_left_to_thespian():
     try:
         b.dial(a_addr, a.endpoint)
         pump([a, b], lambda r: b.has_link(a_addr))
-        assert not b.send(a_addr, ClientCall(1, "client:x:y", ("query", object()))), "falls back"
-        assert b.send(a_addr, ClientCall(2, "client:x:y", ("command", ("write", 1, 2), "noreply", "normal")))
+        assert not b.send(a_addr, ClientCall(1, "client:x:y", QueryRequest("local", "m:f", (object(),)))), \
+            "falls back"
+        assert b.send(a_addr, ClientCall(2, "client:x:y", CommandRequest(("write", 1, 2), "noreply")))
         got = pump([a, b], lambda r: r[id(a)])
         assert [m.req_id for _p, m in got[id(a)]] == [2]
     finally:

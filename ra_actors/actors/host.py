@@ -374,8 +374,8 @@ class HostActor(Actor):
         if shell is None:
             self.send(sender, Misdelivered(msg.to))
             to = ServerId(*msg.to) if msg.to is not None else None
-            for corr, _data, _prio in msg.commands:
-                self.send(sender, ev.Rejected(to, ev.NotLeader(None, corr)))
+            for cmd in msg.commands:
+                self.send(sender, ev.Rejected(to, ev.NotLeader(None, cmd.correlation)))
         else:
             shell.receive(msg, sender)
 

@@ -299,14 +299,107 @@ class Rpcs:
         return _short_repr(self, self.rpcs, to=self.to, from_=self.from_)
 
 
+# ------------------------------------------------- requests to servers
+# What a client asks one Raft server, one record per operation, carried in a
+# ClientCall.  A request holds only what the caller chooses: the server
+# builds the core message itself (ActorServerPort._CLIENT_REQUESTS), with the
+# reply destination taken from the envelope (handle, req_id) and its own
+# clock, so nothing a client sends can direct a reply elsewhere.  The names
+# end in "Request" and differ from every core message and supervisor
+# request: the replication stream's codec tags records by class name.
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """Base of the requests a server answers with one ``ClientReply``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest(ClientRequest):
+    """Apply ``data`` through the leader.  ``reply_mode``:
+    ``"await_consensus"`` (answer once applied), ``"after_log_append"``
+    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``."""
+
+    data: Any
+    reply_mode: str = "await_consensus"
+    priority: str = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRequest(ClientRequest):
+    """``function(state, *args)``; ``kind``: ``"local"``, ``"leader"`` or
+    ``"consistent"``.  ``function`` is a ``"module:function"`` name, resolved
+    by the server (functions do not cross processes; names do)."""
+
+    kind: str
+    function: str
+    args: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRequest(ClientRequest):
+    """Answered ``(members, leader)`` as the server knows them."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddMemberRequest(ClientRequest):
+    """Add ``server`` with ``membership`` (voter, non_voter, promotable)."""
+
+    server: ServerId
+    membership: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMemberRequest(ClientRequest):
+    server: ServerId
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLeadershipRequest(ClientRequest):
+    target: ServerId
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClusterRequest(ClientRequest):
+    """Delete the whole cluster through the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerElectionRequest(ClientRequest):
+    """Start an election now; answered at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetricsRequest(ClientRequest):
+    """Answered at once with the server's key metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOverviewRequest(ClientRequest):
+    """Answered at once with the server's overview (not :class:`OverviewRequest`,
+    which asks a node's supervisor)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPingRequest(ClientRequest):
+    """Answered at once ``(server id, incarnation)`` (not :class:`PingRequest`,
+    which asks a node's supervisor)."""
+
+
+# Every request a server answers: the server's dispatch table has exactly
+# these keys, and the replication stream's codec registers them.
+CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, AddMemberRequest, RemoveMemberRequest,
+                          TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
+                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientCall:
-    """Client -> server actor.  ``body`` is a tuple ``(op, *args)``."""
+    """Client -> server actor: ``request`` (a :class:`ClientRequest`) from
+    the client ``handle``, answered by one ``ClientReply(req_id, ...)``."""
 
     req_id: Any
     handle: str
-    body: tuple
-    to: Any = None       # the ServerId meant (ports are reused after a restart)
+    request: ClientRequest
+    to: ServerId | None = None   # the server meant (ports are reused after a restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,13 +409,23 @@ class ClientReply:
     leader: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class PipelinedCommand:
+    """One command of a :class:`Pipeline`: the leader answers ``correlation``
+    in an ``Applied`` event (a non-leader with ``Rejected``)."""
+
+    correlation: Any
+    data: Any
+    priority: str = "normal"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Pipeline:
-    """Client -> server: pipelined commands ``((correlation, data, priority, ts), ...)``."""
+    """Client -> server: pipelined commands."""
 
     handle: str
-    commands: tuple
-    to: Any = None
+    commands: tuple[PipelinedCommand, ...]
+    to: ServerId | None = None
 
     def __repr__(self):
         return _short_repr(self, self.commands, to=self.to)

@@ -15,6 +15,13 @@ Rules:
   ``Pipeline.to``); one that reaches the wrong server is answered
   ``Misdelivered`` (or an ``Unavailable("misdelivered")`` reply) so the sender
   looks the address up again.
+* A client's request is a typed record (``protocol.CLIENT_REQUESTS``) with
+  one handler each (``ActorServerPort._CLIENT_REQUESTS``).  The port builds
+  the core message itself: replies go to the envelope's ``(handle, req_id)``
+  and commands carry this server's clock, never values the client chose.  A
+  request it cannot build (unknown type, bad arguments, a query function
+  that does not resolve) is answered ``Error("InvalidCommand")``
+  (``InvalidQuery`` for a query) and changes nothing.
 * WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
   per writer (incarnation, counter): the WAL drops a stale or duplicate one
   (Thespian may deliver an old message late).  While the WAL is restarting,
@@ -42,10 +49,13 @@ from ..errors import MachineError, RaError
 from ..shell.functions import resolve_function
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .peers import PeerRouter
-from .protocol import (ActorSend, Bundle, ClientCall, ClientReply, Forwarded, LookupReply, Misdelivered,
-                       Pipeline, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit,
+from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
+                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
+                       MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
+                       RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
-                       SupResponse, Unwatch, WalResult, WalWrite, Watch, WatchDown)
+                       SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
+                       WalWrite, Watch, WatchDown)
 from .util import encode_error, is_client_handle, log, log_exc, now_ms
 
 __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
@@ -252,51 +262,76 @@ class ActorServerPort:
             self._send(sender, ClientReply(msg.req_id, Unavailable("misdelivered"), None))
             return
         self.router.client_called(msg.handle, sender)
-        op, args = msg.body[0], msg.body[1:]
+        request = msg.request
         try:
-            request = self._client_request(op, args, (msg.handle, msg.req_id))
+            handler = self._CLIENT_REQUESTS.get(type(request))
+            if handler is None:
+                raise ValueError(f"unknown request {type(request).__name__}")
+            # replies go to this envelope's caller: a request names no destination
+            core_msg = handler(self, request, (msg.handle, msg.req_id))
         except Exception as exc:  # noqa: BLE001 - a bad request is the caller's error
-            kind = "InvalidQuery" if op == "query" else "InvalidCommand"
+            kind = "InvalidQuery" if type(request) is QueryRequest else "InvalidCommand"
             self._send(sender, ClientReply(msg.req_id, Error(kind, f"{type(exc).__name__}: {exc}"), shell.leader))
             return
-        if isinstance(request, _Immediate):
-            self._send(sender, ClientReply(msg.req_id, Ok(request.value), shell.leader))
-            if request.then is not None:
-                shell.deliver(request.then)
+        if isinstance(core_msg, _Immediate):
+            self._send(sender, ClientReply(msg.req_id, Ok(core_msg.value), shell.leader))
+            if core_msg.then is not None:
+                shell.deliver(core_msg.then)
         else:
-            shell.deliver(request)
+            shell.deliver(core_msg)
 
-    def _client_request(self, op: str, args: tuple, caller: tuple) -> Any:
-        """The core message for a client's request, or an :class:`_Immediate` answer."""
-        shell = self.shell
-        if op == "command":
-            data, mode, priority = args
-            shell.stats["commands"] += 1
-            reply_mode = NoReply() if mode == "noreply" else _REPLY_MODES[mode](caller)
-            return m.Command(data, reply_mode, priority, now_ms())
-        if op == "query":
-            kind, fun_name, qargs = args
-            fun = resolve_function(fun_name)
-            return m.Query(kind, lambda state, _f=fun, _a=tuple(qargs): _query(_f, _a, state), caller)
-        if op == "members":
-            return m.Members(caller)
-        if op == "add_member":
-            return m.AddMember(ServerId(*args[0]), args[1], caller)
-        if op == "remove_member":
-            return m.RemoveMember(ServerId(*args[0]), caller)
-        if op == "transfer_leadership":
-            return m.TransferLeadership(ServerId(*args[0]), caller)
-        if op == "delete_cluster":
-            return m.DeleteClusterCmd(caller)
-        if op == "trigger_election":
-            return _Immediate(None, m.TriggerElection())
-        if op == "key_metrics":
-            return _Immediate(shell.key_metrics())
-        if op == "overview":
-            return _Immediate(self.overview())
-        if op == "ping":
-            return _Immediate((shell.id, shell.incarnation))
-        raise ValueError(f"unknown operation {op!r}")
+    # One handler per client request (protocol.CLIENT_REQUESTS): each returns
+    # the core message for it, or an _Immediate answer.  ``caller`` is
+    # ``(handle, req_id)`` of the envelope; the clock is this server's.
+    def _request_command(self, req: CommandRequest, caller: tuple) -> m.Command:
+        self.shell.stats["commands"] += 1
+        reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
+        return m.Command(req.data, reply_mode, req.priority, now_ms())
+
+    def _request_query(self, req: QueryRequest, caller: tuple) -> m.Query:
+        fun = resolve_function(req.function)
+        return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
+
+    def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
+        return m.Members(caller)
+
+    def _request_add_member(self, req: AddMemberRequest, caller: tuple) -> m.AddMember:
+        return m.AddMember(ServerId(*req.server), req.membership, caller)
+
+    def _request_remove_member(self, req: RemoveMemberRequest, caller: tuple) -> m.RemoveMember:
+        return m.RemoveMember(ServerId(*req.server), caller)
+
+    def _request_transfer_leadership(self, req: TransferLeadershipRequest, caller: tuple) -> m.TransferLeadership:
+        return m.TransferLeadership(ServerId(*req.target), caller)
+
+    def _request_delete_cluster(self, req: DeleteClusterRequest, caller: tuple) -> m.DeleteClusterCmd:
+        return m.DeleteClusterCmd(caller)
+
+    def _request_trigger_election(self, req: TriggerElectionRequest, caller: tuple) -> _Immediate:
+        return _Immediate(None, m.TriggerElection())
+
+    def _request_key_metrics(self, req: KeyMetricsRequest, caller: tuple) -> _Immediate:
+        return _Immediate(self.shell.key_metrics())
+
+    def _request_member_overview(self, req: MemberOverviewRequest, caller: tuple) -> _Immediate:
+        return _Immediate(self.overview())
+
+    def _request_ping(self, req: ServerPingRequest, caller: tuple) -> _Immediate:
+        return _Immediate((self.shell.id, self.shell.incarnation))
+
+    _CLIENT_REQUESTS = {
+        CommandRequest: _request_command,
+        QueryRequest: _request_query,
+        MembersRequest: _request_members,
+        AddMemberRequest: _request_add_member,
+        RemoveMemberRequest: _request_remove_member,
+        TransferLeadershipRequest: _request_transfer_leadership,
+        DeleteClusterRequest: _request_delete_cluster,
+        TriggerElectionRequest: _request_trigger_election,
+        KeyMetricsRequest: _request_key_metrics,
+        MemberOverviewRequest: _request_member_overview,
+        ServerPingRequest: _request_ping,
+    }
 
     def overview(self) -> dict:
         ov = self.shell.overview()
@@ -307,12 +342,12 @@ class ActorServerPort:
     def _on_pipeline(self, msg: Pipeline, sender: Any) -> None:
         if msg.to is not None and ServerId(*msg.to) != self.shell.id:
             self._send(sender, Misdelivered(msg.to))
-            for corr, _data, _prio in msg.commands:
-                self._send(sender, ev.Rejected(ServerId(*msg.to), ev.NotLeader(None, corr)))
+            for cmd in msg.commands:
+                self._send(sender, ev.Rejected(ServerId(*msg.to), ev.NotLeader(None, cmd.correlation)))
             return
         self.router.client_called(msg.handle, sender)
         ts = now_ms()
-        cmds = tuple(m.Command(data, NotifyReply(corr, msg.handle), prio, ts) for corr, data, prio in msg.commands)
+        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in msg.commands)
         self.shell.stats["commands"] += len(cmds)
         self.shell.deliver(m.Commands(cmds))
 

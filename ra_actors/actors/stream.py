@@ -91,6 +91,7 @@ def wire_codec():
         classes = [protocol.Rpcs, protocol.Bundle, protocol.Forwarded, protocol.ClientCall,
                    protocol.Pipeline, protocol.ClientReply, events.Applied, events.Rejected,
                    events.NotLeader, events.SessionRefused, events.Message]
+        classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
         _CODEC = codec.Codec(classes, wire=True)
