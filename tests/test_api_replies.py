@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from ra_actors import api, codec, errors
+from ra_actors.client.replies import error_from
 from ra_actors.core.types import ERROR_KINDS, Error, Redirect, Ok, ServerId, Unavailable
 
 
@@ -19,16 +20,16 @@ def test_every_error_kind_the_core_may_send_is_one_error_class():
 
 @pytest.mark.parametrize("kind", sorted(ERROR_KINDS))
 def test_an_error_reply_raises_its_class_with_its_detail(kind):
-    exc = api._error_from(Error(kind, "why it failed"))
+    exc = error_from(Error(kind, "why it failed"))
     assert type(exc) is api.ERROR_CLASSES[kind] and str(exc) == "why it failed"
 
 
 def test_a_kind_outside_the_list_is_never_looked_up():
     """A kind arrives from the network: only the declared list is consulted."""
     for kind in ("SystemExit", "KeyboardInterrupt", "RaError", "__class__", "Timeout"):
-        exc = api._error_from(Error(kind, "x"))
+        exc = error_from(Error(kind, "x"))
         assert type(exc) is errors.RaError and "unexpected reply" in str(exc)
-    assert type(api._error_from(("error", "already_member"))) is errors.RaError
+    assert type(error_from(("error", "already_member"))) is errors.RaError
 
 
 @pytest.mark.parametrize("reply", [Ok(None), Ok((3, 2)), Redirect(ServerId("kv", "n2")), Redirect(None),

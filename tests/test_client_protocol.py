@@ -1,6 +1,8 @@
-"""The client protocol without nodes: typed request records and the
-server's dispatch table (one handler per record; the server, not the
-client, names the reply's destination and the clock)."""
+"""The client protocol without nodes: typed request records, the server's
+dispatch table (one handler per record; the server, not the client, names
+the reply's destination and the clock), and the client's retry policy
+(:mod:`ra_actors.client.resolution`) and pipelining against a scripted
+connection."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,22 +10,29 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
 
+from ra_actors import errors
 from ra_actors import events as ev
 from ra_actors.actors import protocol
 from ra_actors.actors.protocol import (CLIENT_REQUESTS, AddMemberRequest, ClientCall, ClientReply, CommandRequest,
-                                       DeleteClusterRequest, KeyMetricsRequest, MembersRequest,
+                                       DeleteClusterRequest, KeyMetricsRequest, LookupReply, MembersRequest,
                                        Misdelivered, Pipeline, PipelinedCommand, QueryRequest,
                                        RemoveMemberRequest, ServerPingRequest, TransferLeadershipRequest,
                                        TriggerElectionRequest)
 from ra_actors.actors.server import ActorServerPort
 from ra_actors.actors.stream import wire_codec
+from ra_actors.client.addresses import AddressBook
+from ra_actors.client.connection import Undelivered
+from ra_actors.client.pipelining import Pipeliner
+from ra_actors.client.resolution import Resolver
 from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
-from ra_actors.core.types import AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId, Unavailable
+from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, Redirect, ServerId,
+                                  Unavailable)
 
 ROOT = Path(__file__).resolve().parents[1]
 N1, N2, N3 = (ServerId("kv", n) for n in ("n1", "n2", "n3"))
@@ -215,3 +224,132 @@ def test_pipelined_commands_notify_the_pipelines_handle():
     other._on_pipeline(Pipeline("client:n1:abc", cmds, N3), "client-address")
     assert [msg for _a, msg in other.sent] == [Misdelivered(N3), ev.Rejected(N3, ev.NotLeader(None, 1)),
                                                ev.Rejected(N3, ev.NotLeader(None, "c2"))]
+
+
+# ==================================================== the client's policy
+class _Conn:
+    """A connection whose servers answer from a script: ``answer(target,
+    request)`` -> a reply record, an ``Undelivered``, or None (silence)."""
+
+    def __init__(self, book, answer):
+        self.book = book
+        self.answer = answer
+        self.replies = {}
+        self.failed = {}
+        self.events = deque()
+        self.calls = []
+        self._id = 0
+
+    def next_id(self):
+        self._id += 1
+        return self._id
+
+    def send(self, addr, msg, key, timeout):
+        if isinstance(msg, protocol.Lookup):
+            self.replies[key] = LookupReply(msg.key, f"addr-{msg.key.node}", 1, msg.req)
+            return
+        self.calls.append((msg.to, msg.request))
+        r = self.answer(msg.to, msg.request)
+        if isinstance(r, Undelivered):
+            self.failed[key] = r.refused
+        elif r is not None:
+            result, leader = r if isinstance(r, tuple) else (r, None)
+            self.replies[key] = ClientReply(msg.req_id, result, leader)
+
+    def send_untracked(self, addr, msg, timeout, on_undelivered=None):
+        self.calls.append((addr, msg))
+        if self.answer(addr, msg) is not None and on_undelivered is not None:
+            on_undelivered(False)
+
+    def wait(self, key, deadline):
+        if key in self.replies:
+            return self.replies.pop(key)
+        if key in self.failed:
+            return Undelivered(self.failed.pop(key))
+        time.sleep(max(0.0, min(0.01, deadline - time.monotonic())))
+        return None
+
+    def pump(self, timeout=0.0):
+        pass
+
+
+class _Discovery:
+    def sup_address(self, node, deadline):
+        return f"sup-{node}"
+
+
+def _resolver(answer):
+    book = AddressBook()
+    book.remember_cluster([N1, N2, N3])
+    conn = _Conn(book, answer)
+    return Resolver(conn, book, _Discovery(), "client:n1:abc"), conn
+
+
+def test_a_call_follows_the_leader_it_is_redirected_to():
+    resolver, conn = _resolver(lambda to, req: Ok("v") if to == N2 else Redirect(N2))
+    assert resolver.call(N1, KeyMetricsRequest(), 1.0) == ("v", None)
+    assert [to for to, _r in conn.calls] == [N1, N2]
+
+
+def test_a_call_that_may_not_be_redirected_raises_not_leader():
+    resolver, _conn = _resolver(lambda to, req: Redirect(N2))
+    with pytest.raises(errors.NotLeader) as info:
+        resolver.call(N1, KeyMetricsRequest(), 1.0, redirect=False)
+    assert info.value.leader == N2
+
+
+def test_an_error_reply_raises_its_class():
+    resolver, _conn = _resolver(lambda to, req: Error("NotMember", "kv@n9 is not a member"))
+    with pytest.raises(errors.NotMember, match="kv@n9"):
+        resolver.call(N1, RemoveMemberRequest(ServerId("kv", "n9")), 1.0)
+
+
+def test_a_command_that_may_have_arrived_is_never_sent_again():
+    resolver, conn = _resolver(lambda to, req: Undelivered(refused=False))
+    with pytest.raises(errors.Timeout):
+        resolver.call(N1, CommandRequest("x"), 0.3, idempotent=False)
+    assert len(conn.calls) == 1
+
+
+def test_a_refused_command_goes_to_another_member():
+    resolver, conn = _resolver(lambda to, req: Undelivered(refused=True) if to == N1 else Ok("done"))
+    assert resolver.call(N1, CommandRequest("x"), 1.0, idempotent=False) == ("done", None)
+    assert [to for to, _r in conn.calls] == [N1, N2]
+    assert resolver.book.server(N1) is None, "the refused address is forgotten"
+
+
+def test_an_unanswered_query_is_asked_again():
+    answers = iter([None, Ok(5)])
+    resolver, conn = _resolver(lambda to, req: next(answers))
+    assert resolver.call(N1, QueryRequest("leader", "m:f"), 3.0) == (5, None)
+    assert [to for to, _r in conn.calls] == [N1, N2]
+
+
+def test_a_misdelivered_call_looks_the_server_up_again():
+    answers = iter([Unavailable("misdelivered"), Ok(1)])
+    resolver, conn = _resolver(lambda to, req: next(answers))
+    resolver.book.set_server(N1, "stale-address", 1)
+    assert resolver.call(N1, MembersRequest(), 1.0, redirect=False) == (1, None)
+    assert resolver.book.server(N1) == "addr-n1"
+
+
+def test_pipelined_commands_leave_in_one_pipeline_and_fire_and_forget_calls():
+    resolver, conn = _resolver(lambda to, msg: None)
+    pipe = Pipeliner(conn, resolver, "client:n1:abc", batch=3, delay=60.0)
+    pipe.add(N1, PipelinedCommand(1, "a"))
+    pipe.add(N1, PipelinedCommand(None, "b", "low"))
+    assert conn.calls == []
+    pipe.add(N1, PipelinedCommand(2, "c", "low"))         # the batch is full: it leaves
+    (addr, pipeline), (addr2, fire) = conn.calls
+    assert addr == addr2 == "addr-n1"
+    assert pipeline == Pipeline("client:n1:abc", (PipelinedCommand(1, "a"), PipelinedCommand(2, "c", "low")), N1)
+    assert fire.request == CommandRequest("b", "noreply", "normal") and fire.to == N1
+
+
+def test_an_undelivered_pipeline_is_rejected_and_its_address_forgotten():
+    resolver, conn = _resolver(lambda to, msg: "fail" if isinstance(msg, Pipeline) else None)
+    pipe = Pipeliner(conn, resolver, "client:n1:abc", batch=10, delay=60.0)
+    pipe.add(N1, PipelinedCommand(1, "a"))
+    pipe.flush()
+    assert list(conn.events) == [ev.Rejected(N1, ev.NotLeader(None, 1))]
+    assert resolver.book.server(N1) is None

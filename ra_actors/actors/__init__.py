@@ -34,4 +34,6 @@ Modules:
 * :mod:`.storage` — WAL, segment-writer and snapshot-writer actors, and a
   server's view of its files (recovery).
 * :mod:`.protocol` — the messages between them and clients.
+* :mod:`.endpoint` — a client's transport (the only Thespian a client
+  touches; :mod:`ra_actors.client` is the rest of the client).
 """

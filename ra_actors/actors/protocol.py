@@ -604,6 +604,20 @@ class Misdelivered:
     to: Any
 
 
+@dataclass(frozen=True, slots=True)
+class SupervisorLocation:
+    """A node's admin -> a client: where the node's supervisor is
+    (``address`` None while the node starts).  The client's endpoint
+    (:mod:`.endpoint`) hands the admin's Thespian answer on as this record,
+    so that the client never handles Thespian's own messages."""
+
+    node: str
+    address: Any
+    incarnation: Any
+    admin: Any           # the admin's (host, port)
+    nonce: Any = None
+
+
 # ------------------------------------------------ actors started by clients
 @dataclass(frozen=True, slots=True)
 class ActorInit:
