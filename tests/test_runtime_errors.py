@@ -124,3 +124,18 @@ def test_connect_to_nothing_times_out(tmp_path):
     with pytest.raises(errors.Timeout):
         ra.connect(("127.0.0.1", free_port()), timeout=1.0)
     assert time.monotonic() - t0 < 3.0
+
+
+@pytest.mark.parametrize("name", ["builtins:dict.clear", "os:system", "machines.counter:read", "machines.kv:apply"])
+def test_a_query_may_only_name_a_function_of_the_clusters_machine(tmp_path, name):
+    """The probe that found it: 'builtins:dict.clear' as a local query wiped a
+    replica.  Now any name outside the machine's own query functions is
+    InvalidQuery, and the replica's state is intact."""
+    with ra.local_nodes(["n1"], data_root=str(tmp_path / "nodes")) as nodes:
+        c = nodes.client()
+        sid = ra.ServerId("q", "n1")
+        c.start_cluster("q", "machines.kv", [sid])
+        c.process_command(sid, ("write", "k", 1))
+        with pytest.raises(errors.InvalidQuery):
+            c.local_query(sid, name)
+        assert c.local_query(sid, "machines.kv:read", "k")[0][1] == 1

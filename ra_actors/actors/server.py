@@ -46,7 +46,6 @@ from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoRep
                           Unavailable)
 from ..core import messages as m
 from ..errors import MachineError, RaError
-from ..shell.functions import resolve_function
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
@@ -289,7 +288,9 @@ class ActorServerPort:
         return m.Command(req.data, reply_mode, req.priority, now_ms())
 
     def _request_query(self, req: QueryRequest, caller: tuple) -> m.Query:
-        fun = resolve_function(req.function)
+        # only a function the cluster's machine declares (shell/names.py);
+        # a refused name is the caller's InvalidQuery, nothing imported
+        fun = self.shell.query_function(req.function)
         return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
 
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:

@@ -4,7 +4,8 @@
   out its effects; the only interpreter, used by the actors and the simulator.
 * :mod:`.port` -- the seams it depends on: ``ServerPort`` (network, WAL,
   monitors, timers, clock, exit) and ``ServerStore`` (the server's files).
-* :mod:`.functions` -- functions named by ``"module:function"`` strings.
+* :mod:`.names` -- which names from the network may be resolved to code
+  (queries, ModCall targets, machines, actor classes).
 
 Nothing here imports Thespian or does I/O.
 """
