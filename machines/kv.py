@@ -28,10 +28,12 @@ Rules:
 * Every ``every`` applied commands (of any kind) the machine emits
   ``ReleaseCursor(meta.index, state)`` so the core takes a snapshot.
 * Queries: ``read(state, key)`` (use ``functools.partial(read, key=k)`` or
-  the ``"machines.kv:read"`` query name with the key as argument).
+  the ``"machines.kv:read"`` query name with the key as argument) and
+  ``digest(state)`` (to compare replicas).
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from ra_actors.core.effects import ReleaseCursor
@@ -84,6 +86,16 @@ def apply(meta: Any, command: Any, state: dict):
 def read(state: dict, key: Any) -> Any:
     """Query: the value of ``key`` (``None`` if absent)."""
     return state["kv"].get(key)
+
+
+def digest(state: dict) -> tuple:
+    """Query: ``(number of keys, CRC-32 over the sorted items)``, to compare
+    replicas without moving the whole state."""
+    kv = state["kv"]
+    crc = 0
+    for k in sorted(kv, key=repr):
+        crc = zlib.crc32(repr((k, kv[k])).encode(), crc)
+    return (len(kv), crc)
 
 
 def overview(state: dict) -> dict:

@@ -15,6 +15,10 @@ import uuid
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each xdist worker is a session of its own: it must not kill the
+    # processes of its siblings (which inherited the controller's id)
+    os.environ["RA_ACTORS_TEST_SESSION"] = uuid.uuid4().hex
 SESSION_ID = os.environ.setdefault("RA_ACTORS_TEST_SESSION", uuid.uuid4().hex)
 
 

@@ -33,6 +33,9 @@ from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
 from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, Redirect, ServerId,
                                   Unavailable)
+from ra_actors.shell.names import query_function
+
+import machines.kv as kv_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 N1, N2, N3 = (ServerId("kv", n) for n in ("n1", "n2", "n3"))
@@ -111,6 +114,9 @@ class _Shell:
     def key_metrics(self):
         return {"term": 3}
 
+    def query_function(self, name):
+        return query_function("machines.kv", name)     # as ServerShell does, for a kv cluster
+
     def overview(self):
         return {"id": self.id}
 
@@ -171,9 +177,10 @@ def test_requests_become_core_messages_addressed_to_the_caller(request_, expecte
 
 
 def test_a_query_resolves_its_function_on_the_server():
-    port = _call(QueryRequest("local", "builtins:len", ()))
+    port = _call(QueryRequest("local", "machines.kv:read", ("k",)))
     (query,) = port.shell.delivered
-    assert isinstance(query, m.Query) and query.kind == "local" and query.fun([1, 2, 3]) == 3
+    assert isinstance(query, m.Query) and query.kind == "local"
+    assert query.fun({"kv": {"k": 5}}) == kv_machine.read({"kv": {"k": 5}}, "k")
 
 
 @pytest.mark.parametrize("request_, value", [
@@ -197,6 +204,7 @@ def test_trigger_election_is_answered_then_delivered():
     (AddMemberRequest("not a server id", "voter"), "InvalidCommand"),
     (QueryRequest("local", "no_such_module_here:f", ()), "InvalidQuery"),
     (QueryRequest("local", "no colon", ()), "InvalidQuery"),
+    (QueryRequest("local", "builtins:len", ()), "InvalidQuery"),      # not the cluster's machine
 ])
 def test_a_request_the_server_cannot_build_is_the_callers_error(request_, kind):
     port = _call(request_)

@@ -19,7 +19,7 @@ from ra_actors.testing.bugs import KNOWN_BUGS, core_class
 
 def test_known_bugs_and_unknown_names_are_refused():
     assert set(KNOWN_BUGS) == {"commit_undurable", "vote_before_durable", "truncate_matching", "stale_reads",
-                               "ignore_sessions"}
+                               "ignore_sessions", "written_above_hole"}
     with pytest.raises(ValueError, match="no_such_bug"):
         core_class({"no_such_bug"})
     assert core_class() is RaftServer

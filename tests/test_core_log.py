@@ -72,6 +72,16 @@ def test_written_advances_last_written():
     assert log.written(1, 4, 9) is True and log.last_written == 4    # clipped to the log
 
 
+def test_written_above_a_hole_does_not_count():
+    """Durability is a prefix: a Written for 4..5 while 2..3 were never
+    reported (a lost WAL write) proves nothing, since recovery stops at the
+    first gap; once the hole is reported the later report counts again."""
+    log = _log(1, 1, 1, 1, 1, last_written=1)
+    assert log.written(1, 4, 5) is False and log.last_written == 1
+    assert log.written(1, 2, 3) is True and log.last_written == 3
+    assert log.written(1, 4, 5) is True and log.last_written == 5
+
+
 def test_written_ignores_entries_replaced_with_another_term():
     """Raft §5.3 (Log Matching: same index and term = same entry): a late
     Written for entries that were since replaced (other term) does not make

@@ -87,10 +87,34 @@ def test_written_report_is_clipped_after_overwrite(tmp_path):
         slog = node.create_server(cfg())
         slog.append(es(1, 5))
         slog.append(es(4, 4, term=2))  # overwrite before the first report arrives
-        assert slog.handle_written(1, 1, 5) == Written(1, 1, 3)
+        assert slog.handle_written(1, 1, 5) == [Written(1, 1, 3)]
         assert slog.last_written == (3, 1)
-        assert slog.handle_written(2, 4, 4) == Written(2, 4, 4)
-        assert slog.handle_written(1, 4, 5) is None
+        assert slog.handle_written(2, 4, 4) == [Written(2, 4, 4)]
+        assert slog.handle_written(1, 4, 5) == []
+
+
+def test_a_report_that_overtook_an_earlier_one_waits_for_it(tmp_path):
+    """WAL results can arrive out of order: the report of 4..6 proves
+    nothing while 1..3 is unreported (durability is a prefix); when 1..3
+    arrives, both count, in order."""
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        slog.append(es(1, 3))
+        slog.append(es(4, 6))
+        assert slog.handle_written(1, 4, 6) == []
+        assert slog.last_written == (0, 0)
+        assert slog.handle_written(1, 1, 3) == [Written(1, 1, 3), Written(1, 4, 6)]
+        assert slog.last_written == (6, 1)
+
+
+def test_a_waiting_report_for_replaced_entries_counts_only_what_still_matches(tmp_path):
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        slog.append(es(1, 6))
+        assert slog.handle_written(1, 4, 6) == []
+        slog.append(es(5, 5, term=2))            # overwrite 5.. while 4..6 waits
+        assert slog.handle_written(1, 1, 3) == [Written(1, 1, 3), Written(1, 4, 4)]
+        assert slog.last_written == (4, 1)
 
 
 def test_resend_after_gap_reported_by_wal(tmp_path):

@@ -52,6 +52,7 @@ MIXES = (
     ("partition,transfer,false-suspicion", 1),
     ("crash,torn-write,drop,duplicate,reorder,snapshot", 1),
     ("crash,membership,reorder,snapshot,transfer", 1),
+    ("crash,wal-loss,snapshot,membership", 1),
     ("all", 2),
 )
 
@@ -151,6 +152,7 @@ BUG_SIGNS = {
     "truncate_matching": ("log rewrite", "log matching", "leader completeness",
                           "state machine safety", "commit not durable"),
     "ignore_sessions": ("exactly once",),
+    "written_above_hole": ("ack before durable", "commit not durable"),
 }
 
 
@@ -211,7 +213,7 @@ def test_faults_actually_happen():
     """Every kind of fault the 'all' mix names is injected (within ten seeds)."""
     kinds = ("crashes", "node_crashes", "process_crashes", "partitions", "heals", "dropped",
              "duplicated", "reordered", "snapshots", "suspicions", "membership_changes",
-             "transfers", "torn_batches")
+             "transfers", "torn_batches", "wal_writes_lost", "wal_reports_lost")
     totals: dict[str, int] = {}
     for seed in range(3, 13):
         result = Simulation(seed, members=5, clusters=2, faults="all", steps=6000).run()

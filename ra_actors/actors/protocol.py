@@ -532,12 +532,10 @@ class WalWrite:
 
     uid: str
     appends: tuple
-    # (incarnation, n): increasing per writer.  Under load Thespian may
-    # deliver a message twice (it retries a send whose ACK it missed); a
-    # stale duplicate of an earlier write would land after later ones and
-    # the WAL would take it for a truncating overwrite.  The WAL drops
-    # anything not newer than what it took from that writer.
-    seq: tuple = (0, 0)
+    # (incarnation, WAL epoch, n): Thespian may reorder or repeat messages,
+    # and a late old write would look like a truncating overwrite; the WAL
+    # takes each writer's writes in this order (actors/sequencing.py).
+    seq: tuple = (0, 0, 0)
 
     def __repr__(self):
         return _short_repr(self, self.appends, uid=self.uid)

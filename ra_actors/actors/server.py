@@ -23,10 +23,11 @@ Rules:
   that does not resolve) is answered ``Error("InvalidCommand")``
   (``InvalidQuery`` for a query) and changes nothing.
 * WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
-  per writer (incarnation, counter): the WAL drops a stale or duplicate one
-  (Thespian may deliver an old message late).  While the WAL is restarting,
-  appends wait; a restarted WAL lost what it had not confirmed, and the shell
-  writes it again.
+  ``(incarnation, WAL epoch, n)``: the WAL puts them back in order and drops
+  repeats (Thespian may reorder or repeat messages, see
+  :mod:`.sequencing`); the epoch grows whenever the server starts writing
+  to a WAL afresh.  While the WAL is restarting, appends wait; a restarted
+  WAL lost what it had not confirmed, and the shell writes it again.
 * Snapshots are written by the node's snapshot writer (or inline while it
   restarts); a write the writer lost when it died is sent again.
 * An exception outside the shell's own guard is a crash too: the server is
@@ -96,6 +97,7 @@ class ActorServerPort:
         self.snapshot_writer: Any = None
         self.segment_writer: Any = None
         self._unsent_wal: list = []
+        self._wal_epoch = 0
         self._wal_seq = 0
         self._pending_snapshots: dict = {}     # meta -> data, until the writer answers
         self.exiting = False
@@ -218,6 +220,8 @@ class ActorServerPort:
         self.wal = msg.wal
         if restarted:
             self._unsent_wal = []
+            self._wal_epoch += 1
+            self._wal_seq = 0
             self.shell.on_wal_restarted()
         elif self._unsent_wal:
             appends, self._unsent_wal = tuple(self._unsent_wal), []
@@ -397,7 +401,8 @@ class ActorServerPort:
 
     def _send_wal(self, appends: tuple) -> None:
         self._wal_seq += 1
-        self._send(self.wal, WalWrite(self.shell.uid, appends, (self.shell.incarnation, self._wal_seq)))
+        self._send(self.wal, WalWrite(self.shell.uid, appends,
+                                      (self.shell.incarnation, self._wal_epoch, self._wal_seq)))
 
     def write_snapshot(self, meta: Any, data: bytes) -> None:
         if self.snapshot_writer is None:

@@ -8,7 +8,9 @@
   arrived during the previous sync goes into the next one) and wakes the
   actor through a pipe watched with ``ThespianWatch``; the actor then answers
   every writer once (``WalResult``) and hands closed WAL files to the segment
-  writer.
+  writer.  Each server numbers its ``WalWrite``s; the actor puts them back
+  in order (:mod:`.sequencing`: Thespian may reorder or repeat messages) and
+  gives up on a hole after ``WAL_HOLE_WAIT_S``.
 * :class:`SegmentWriterActor` — moves closed WAL files into per-server
   segments; the supervisor forwards what was written to each server (so its
   mem table can let go of those entries).
@@ -25,16 +27,24 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
-from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WatchMessage
+from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
 from ..core.server import Recovered
 from ..core.types import ServerConfig
 from ..errors import RaError
+from .sequencing import Resequencer
 from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceInit,
                        ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
 from .util import log, log_exc
+
+
+# A WAL write that is missing while later ones wait is given up after this
+# long (the WAL then asks the server to write the gap again).
+WAL_HOLE_WAIT_S = 0.5
 
 
 def _node_local(capabilities, requirements):
@@ -211,7 +221,8 @@ class WalActor(Actor):
         super().__init__()
         self.svc = None
         self.writers = {}
-        self.seqs = {}      # uid -> seq of the last WalWrite taken from it
+        self.sequencer = Resequencer()     # each server's WalWrites, in its order
+        self._hole_check_armed = False
         self.closed_files = ClosedWalFiles()
 
     def _watch(self):
@@ -227,15 +238,20 @@ class WalActor(Actor):
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, WalWrite):
-            last = self.seqs.get(msg.uid)
-            if last is not None and msg.seq <= last:
-                log("wal", f"dropped a duplicate or stale write of {msg.uid} ({msg.seq} <= {last})")
-                return
-            self.seqs[msg.uid] = msg.seq
-            self.svc.write(msg.appends)
             self.writers[msg.uid] = sender
+            for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
+                self.svc.write(write.appends)
+            self._arm_hole_check()
         elif isinstance(msg, WatchMessage):
             self._drain()
+        elif isinstance(msg, WakeupMessage):
+            self._hole_check_armed = False
+            for uid, writes in self.sequencer.skip_holes(time.monotonic(), WAL_HOLE_WAIT_S).items():
+                log("wal", f"a write of {uid} did not arrive in {WAL_HOLE_WAIT_S} s: taking the "
+                           f"{len(writes)} after it (the gap is written again)")
+                for write in writes:
+                    self.svc.write(write.appends)
+            self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
             try:
                 self._init(msg, sender)
@@ -250,9 +266,15 @@ class WalActor(Actor):
             if self.svc is not None:
                 self.svc.forget(msg.uid)
             self.writers.pop(msg.uid, None)
+            self.sequencer.forget(msg.uid)
         elif isinstance(msg, ActorExitRequest):
             if self.svc is not None:
                 self.svc.close()
+
+    def _arm_hole_check(self) -> None:
+        if not self._hole_check_armed and self.sequencer.has_holes():
+            self._hole_check_armed = True
+            self.wakeupAfter(timedelta(seconds=WAL_HOLE_WAIT_S / 2))
 
     def _init(self, msg: ServiceInit, sender):
         self.svc = WalService(msg.data_dir, msg.options)
@@ -366,12 +388,12 @@ class ServerStore:
         """Entries into the mem table; returns the pre-encoded WAL append."""
         return self.slog.append(entries).encode()
 
-    def written(self, msg):
-        """A WAL report: the part still in the log (a core message), or None."""
+    def written(self, msg) -> list:
+        """A WAL report: the core messages it makes (see ``ServerLog.handle_written``)."""
         from ..core.messages import Written
         if isinstance(msg, Written):
             return self.slog.handle_written(msg.term, msg.from_index, msg.to_index)
-        return msg
+        return [msg]
 
     def segments_written(self, refs):
         self.slog.handle_segments(refs)

@@ -50,7 +50,6 @@ import struct
 import sys
 import threading
 import time
-import zlib
 from typing import Any, Callable, Optional
 
 import psutil
@@ -78,19 +77,6 @@ def command_for(kind: str, seq: int):
     if kind == "null":
         return p
     return ("write", seq % 1024, p)
-
-
-def kv_digest(state: dict) -> tuple:
-    """Query (runs on a node): ``(number of keys, CRC-32 over the sorted items)``."""
-    kv = state["kv"]
-    digest = 0
-    for k in sorted(kv, key=repr):
-        digest = zlib.crc32(repr((k, kv[k])).encode(), digest)
-    return (len(kv), digest)
-
-
-def null_state(state: tuple) -> tuple:
-    return state
 
 
 # ------------------------------------------------------------------ worker
@@ -496,8 +482,8 @@ class RaBench:
         # down) gets ``timeout`` seconds to catch up
         deadline = time.monotonic() + timeout
         rec = self.clusters[name]
-        fun = "ra_actors.bench.ra_bench:null_state" if rec["kind"] == "null" else \
-            "ra_actors.bench.ra_bench:kv_digest"
+        # (queries name functions of the cluster's own machine)
+        fun = "ra_actors.bench.null_machine:read" if rec["kind"] == "null" else "machines.kv:digest"
         while True:
             states = []
             for sid in rec["members"]:

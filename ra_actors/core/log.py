@@ -12,6 +12,10 @@ Rules:
 * ``Written(term, from, to)`` only counts for indexes whose entry still has
   that term: a late notification for entries that were replaced is ignored
   (same index and term means the same entry — Raft's log matching).
+* ``last_written`` only grows over a contiguous prefix: a ``Written`` that
+  starts above ``last_written + 1`` is ignored, because an entry below it
+  may never have reached the disk (a lost WAL write) and recovery stops at
+  the first gap.  The shell writes the gap again (``ResendWrite``).
 """
 from __future__ import annotations
 
@@ -88,6 +92,8 @@ class RaftLog:
 
     def written(self, term: int, from_index: int, to_index: int) -> bool:
         """Apply a ``Written`` notification; True if ``last_written`` advanced."""
+        if from_index > self.last_written + 1:
+            return False
         top = min(to_index, self.last_index)
         while top >= from_index and top > self.snapshot_index and self.term_at(top) != term:
             top -= 1

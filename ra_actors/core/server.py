@@ -746,6 +746,11 @@ class RaftServer:
 
     def _on_written(self, msg: m.Written) -> bool:
         """The log's durable prefix grew (True) or the report was stale."""
+        return self._durable_prefix_grew(msg)
+
+    def _durable_prefix_grew(self, msg: m.Written) -> bool:
+        """Rule: only a contiguous durable prefix counts (``RaftLog.written``);
+        a report above a hole left by a lost write proves nothing."""
         return self.log.written(msg.term, msg.from_index, msg.to_index)
 
     def _on_leader_written(self, msg: m.Written) -> None:

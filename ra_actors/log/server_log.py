@@ -13,7 +13,7 @@ messages::
                                               req.payloads, truncate=req.truncate)
                                # or, encoding in the server's process (faster WAL):
                                wal.append_encoded(req.encode())
-    WAL flush result        -> msgs = slog.handle_written(term, from_, to)  (or handle_flush_result)
+    WAL flush result        -> msgs = slog.handle_written(term, from_, to)  (a list; or handle_flush_result)
     ResendWrite(i)          -> core re-emits LogAppend; or slog.resend_from(i)
     segment writer result   -> slog.handle_segments(refs)
     PersistMeta(t, v)       -> slog.persist_meta(t, v)     -> MetaWritten (after fsync)
@@ -37,7 +37,8 @@ Rules:
   overwrite that drops everything above.  Entries are msgpacked here, so the
   WAL process only checksums and writes.
 * ``last_written`` follows the WAL's reports, clipped to what is still in the
-  log (an overwrite makes older reports partly stale).
+  log (an overwrite makes older reports partly stale), and only grows as a
+  prefix: a report that overtook an earlier one waits for it.
 * Installing a received snapshot keeps the entries after it only when the
   log holds the snapshot's (index, term) (Raft figure 13); otherwise the log
   restarts after the snapshot and the next append carries the WAL truncate
@@ -85,6 +86,8 @@ __all__ = ["ServerLog", "WalAppend", "delete_server_data"]
 log = logging.getLogger(__name__)
 
 _MAX_OPEN_SEGMENTS = 16
+# WAL reports kept while an earlier one has not arrived (see handle_written)
+MAX_REPORTS_AHEAD = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,7 @@ class ServerLog:
         self._last_written = 0
         self._check_recovered_log()
         self._last_written = self.last_index
+        self._ahead: list[tuple[int, int, int]] = []   # WAL reports above a hole (term, from, to)
         self._closed = False
 
     def _load_wal_entries(self) -> None:
@@ -464,8 +468,30 @@ class ServerLog:
             raise LogUsageError(f"nothing to resend from {index} (last index {self.last_index})")
         return WalAppend.of(self.uid, entries, index == self.first_index)
 
-    def handle_written(self, term: int, from_index: int, to_index: int) -> Written | None:
-        """Note a WAL report; return the part still in the log as ``Written`` (or None)."""
+    def handle_written(self, term: int, from_index: int, to_index: int) -> list[Written]:
+        """Note a WAL report; return what it makes durable, as ``Written``
+        messages for the core (the part still in the log; empty if none).
+
+        Reports may overtake each other on the way from the WAL: one that
+        starts above ``last_written + 1`` waits here (at most
+        :data:`MAX_REPORTS_AHEAD` of them) until the reports below it arrive,
+        since durability only counts as a prefix."""
+        out: list[Written] = []
+        msg = self._written(term, from_index, to_index)
+        if msg is not None:
+            out.append(msg)
+        while self._ahead and msg is not None:
+            ready = [r for r in self._ahead if r[1] <= self._last_written + 1]
+            if not ready:
+                break
+            self._ahead = [r for r in self._ahead if r[1] > self._last_written + 1]
+            for t, f, l in sorted(ready, key=lambda r: r[1]):
+                msg = self._written(t, f, l)
+                if msg is not None:
+                    out.append(msg)
+        return out
+
+    def _written(self, term: int, from_index: int, to_index: int) -> Written | None:
         hi = min(to_index, self.last_index)
         if hi < from_index:
             return None
@@ -474,6 +500,13 @@ class ServerLog:
             self._last_written = max(self._last_written, hi)
             return Written(term, from_index, hi)
         from_index = max(from_index, self.first_index)
+        if from_index > self._last_written + 1:
+            self._ahead.append((term, from_index, to_index))
+            if len(self._ahead) > MAX_REPORTS_AHEAD:
+                # (the oldest is written again: the shell resends what the
+                # WAL never reports)
+                self._ahead.pop(0)
+            return None
         if self.fetch_term(hi) != term:
             # Overwritten since: find the end of the run that still has ``term``
             # (terms never decrease, so the matching part is a prefix).
@@ -496,10 +529,9 @@ class ServerLog:
         out = []
         for msg in result.messages(self.uid):
             if isinstance(msg, Written):
-                msg = self.handle_written(msg.term, msg.from_index, msg.to_index)
-                if msg is None:
-                    continue
-            out.append(msg)
+                out.extend(self.handle_written(msg.term, msg.from_index, msg.to_index))
+            else:
+                out.append(msg)
         return out
 
     # ------------------------------------------------------------ reads

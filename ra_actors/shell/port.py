@@ -101,9 +101,10 @@ class ServerStore(Protocol):
         """Entries into the mem table; returns the WAL append to pass to
         ``ServerPort.wal_write``."""
 
-    def written(self, msg: Any) -> Any:
-        """A WAL report (``Written``, ``ResendWrite``): the core message to feed,
-        or None if it concerns entries this log no longer holds."""
+    def written(self, msg: Any) -> list:
+        """A WAL report (``Written``, ``ResendWrite``): the core messages to
+        feed (none if it concerns entries this log no longer holds, or waits
+        for a report that it overtook)."""
 
     def segments_written(self, refs: Any) -> None: ...
 

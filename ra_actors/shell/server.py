@@ -27,6 +27,14 @@ Rules:
   input ends the server: ``port.crash``; the port restarts it from its store.
   A failing *machine* effect (``SendMsg``, ``ModCall``, ...) is logged and
   skipped: the machine's own mistake must not kill the server.
+* **Lost writes are written again.**  While the log holds entries the WAL
+  has not reported durable, a ``WalStallWakeup`` checks every
+  ``wal_stall_ms``: if ``last_written`` has not moved since the previous
+  check, the unwritten suffix is written again (a ``ResendWrite`` from
+  ``last_written + 1``).  A WAL write or its report can be lost on the way
+  (a message dropped, a WAL that died); the WAL's own gap detection asks
+  only once, so this is what guarantees progress.  An idle server arms no
+  such timer.
 * No I/O, no Thespian, no wall clock here: time is ``port.now_ms()``.
 """
 from __future__ import annotations
@@ -50,6 +58,7 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "tick_ms": 1000,                         # leader tick (resends, machine tick): Ra's tick_timeout
     "terminating_tick_ms": 100,              # a deletion is bounded by ticks: do not wait long
     "last_applied_every_ms": 200,            # the last-applied hint is written at most this often
+    "wal_stall_ms": 1000,                    # no WAL progress this long: write the unwritten suffix again
     "max_unanswered": 256,                   # (ports) messages queued to a silent peer
     "peer_silence_s": 5.0,                   # (ports) re-resolve a peer silent this long
 }
@@ -95,6 +104,11 @@ class LastAppliedWakeup:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class WalStallWakeup:
+    last_written: int     # the core's last_written when the check was armed
+
+
 def _is_server_id(value: Any) -> bool:
     return isinstance(value, ServerId) or (
         type(value) is tuple and len(value) == 2 and all(isinstance(x, str) for x in value))
@@ -129,7 +143,8 @@ class ServerShell:
         self.nodes_down: set[str] = set()
         self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
-                      "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0}
+                      "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
+                      "wal_resends": 0}
         self._queue: deque = deque()
         self._pumping = False
         # This round's batches.
@@ -152,6 +167,7 @@ class ServerShell:
         self._last_applied_written = 0
         self._last_applied_due: int | None = None
         self._last_applied_armed = False
+        self._wal_check_armed = False
 
     # ============================================================ lifecycle
     def recover(self, config: ServerConfig, incarnation: int, store: ServerStore, machine_impl: Any,
@@ -219,9 +235,7 @@ class ServerShell:
     def on_wal_result(self, msgs: tuple) -> None:
         def run():
             for msg in msgs:
-                msg = self.store.written(msg)
-                if msg is not None:
-                    self._queue.append(msg)
+                self._queue.extend(self.store.written(msg))
             self._pump()
         self._guard("WAL result", run)
 
@@ -347,6 +361,8 @@ class ServerShell:
             appends, self._wal_appends = tuple(self._wal_appends), []
             self.stats["wal_writes"] += 1
             self.port.wal_write(appends)
+            if not self._wal_check_armed:
+                self._arm_wal_check()
         if self._outbox:
             outbox, self._outbox = self._outbox, {}
             for to, rpcs in outbox.items():
@@ -604,6 +620,23 @@ class ServerShell:
         self._last_applied_armed = False
         self._write_last_applied()
 
+    def _arm_wal_check(self) -> None:
+        self._wal_check_armed = True
+        self.port.wakeup(self.settings["wal_stall_ms"], WalStallWakeup(self.core.log.last_written))
+
+    def _on_wal_stall_wakeup(self, w: WalStallWakeup) -> None:
+        self._wal_check_armed = False
+        log = self.core.log
+        if log.last_index <= log.last_written:
+            return   # everything is durable: no timer until the next write
+        if log.last_written == w.last_written:
+            self.stats["wal_resends"] += 1
+            self.port.log(f"no WAL progress for {self.settings['wal_stall_ms']} ms: writing again "
+                          f"from {log.last_written + 1} (last index {log.last_index})")
+            self._deliver_all((m.ResendWrite(log.last_written + 1),))
+        if self.running and not self._wal_check_armed:
+            self._arm_wal_check()
+
     _EFFECTS: dict[type, Callable] = {
         fx.SendRpc: _send_rpc,
         fx.LogAppend: _log_append,
@@ -646,6 +679,7 @@ class ServerShell:
         TickWakeup: _on_tick_wakeup,
         MachineTimerWakeup: _on_machine_timer_wakeup,
         LastAppliedWakeup: _on_last_applied_wakeup,
+        WalStallWakeup: _on_wal_stall_wakeup,
     }
 
 

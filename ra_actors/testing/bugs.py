@@ -6,7 +6,7 @@ Rules:
 * Each bug is a subclass of :class:`~ra_actors.core.server.RaftServer` that
   overrides exactly one of the core's rule methods (``_self_match``,
   ``_vote_is_durable``, ``_first_new_entry``, ``_answer_consistent_query``,
-  ``_admit_session_command``);
+  ``_admit_session_command``, ``_durable_prefix_grew``);
   production code has no switch for them.
 * :func:`core_class` combines the named bugs into one class (``RaftServer``
   itself for none); an unknown name is a ``ValueError``.
@@ -57,12 +57,27 @@ class IgnoreSessions(RaftServer):
         return True
 
 
+class WrittenAboveHole(RaftServer):
+    """A WAL report above a hole (a write lost on its way to the WAL) counts:
+    the server acknowledges entries its recovery cannot return."""
+
+    def _durable_prefix_grew(self, msg) -> bool:
+        log = self.log
+        before = log.last_written
+        log.last_written = max(before, min(msg.from_index - 1, log.last_index))
+        if log.written(msg.term, msg.from_index, msg.to_index):
+            return True
+        log.last_written = before
+        return False
+
+
 KNOWN_BUGS: dict[str, type[RaftServer]] = {
     "ignore_sessions": IgnoreSessions,
     "commit_undurable": CommitUndurable,
     "vote_before_durable": VoteBeforeDurable,
     "truncate_matching": TruncateMatching,
     "stale_reads": StaleReads,
+    "written_above_hole": WrittenAboveHole,
 }
 
 

@@ -95,8 +95,8 @@ class MemoryStore:
     def append(self, entries: tuple) -> tuple:
         return entries
 
-    def written(self, msg: Any) -> Any:
-        return msg
+    def written(self, msg: Any) -> list:
+        return [msg]
 
     def segments_written(self, refs: Any) -> None:
         return None

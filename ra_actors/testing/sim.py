@@ -40,7 +40,9 @@ Rules:
   voter or promotable), ``transfer`` (leadership transfers), ``snapshot``
   (the KV machine releases its cursor every few commands; small snapshot
   chunks), ``false-suspicion`` (the detector wrongly reports a node down
-  for a while).
+  for a while), ``wal-loss`` (a server's WAL write or the WAL's report is
+  lost on the way, and reports arrive out of order, as between Thespian
+  actors under load).
 * **Phases.**  During the fault phase (``steps`` events or ``duration_ms``)
   the nemesis injects the faults named in ``faults`` (see :data:`FAULTS`).
   Then everything is healed, crashed nodes restart, clients run a little
@@ -78,7 +80,7 @@ from .workload import Workload, WorkloadConfig
 import machines.kv as kv_machine
 
 FAULTS = ("partition", "crash", "torn-write", "drop", "duplicate", "reorder", "membership",
-          "transfer", "snapshot", "false-suspicion")
+          "transfer", "snapshot", "false-suspicion", "wal-loss")
 DEFAULT_FAULTS = frozenset({"partition", "crash"})
 CLIENT_NODE = "clients"
 
@@ -95,6 +97,7 @@ class Timing:
     # gone) are the shells' election_timeout_ms / election_short_ms.
     elections: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_ELECTION_TIMERS))
     tick_ms: int = 100                                # a leader's tick, while it wants one
+    wal_stall_ms: int = 200                           # no WAL progress this long: the shell writes again
     last_applied_ms: int = 50                         # how often the last-applied hint is written
     detector_down_ms: tuple[int, int] = (80, 400)     # node unreachable -> NodeEvent(up=False)
     detector_up_ms: tuple[int, int] = (20, 200)       # reachable again -> NodeEvent(up=True)
@@ -253,6 +256,7 @@ class _SeedParameters:
     batch: int                   # max_append_entries_batch
     pipeline: int                # max_pipeline_count
     nemesis_every: tuple[int, int]
+    wal_loss: float              # chance that a WAL write, or a WAL report, is lost
 
 
 def _draw_parameters(rng: random.Random, faults: frozenset[str], timing: Timing) -> _SeedParameters:
@@ -268,8 +272,9 @@ def _draw_parameters(rng: random.Random, faults: frozenset[str], timing: Timing)
     batch = rng.choice([4, 16, 128])
     pipeline = rng.choice([16, 256, 4096])
     nemesis_choice = (100, rng.choice([400, 800, 1600]))
+    wal_loss = rng.choice([0.005, 0.02, 0.05]) if "wal-loss" in faults else 0.0
     return _SeedParameters(network, DiskConfig(torn_writes="torn-write" in faults), release_every, chunk_size,
-                           batch, pipeline, timing.nemesis_ms or nemesis_choice)
+                           batch, pipeline, timing.nemesis_ms or nemesis_choice, wal_loss)
 
 
 class Simulation:
@@ -314,6 +319,7 @@ class Simulation:
             "elections": 0, "crashes": 0, "node_crashes": 0, "process_crashes": 0,
             "partitions": 0, "heals": 0, "suspicions": 0, "membership_changes": 0,
             "transfers": 0, "snapshots": 0, "machine_messages_dropped": 0, "chunks_unavailable": 0,
+            "wal_writes_lost": 0, "wal_reports_lost": 0, "wal_resends": 0,
         }
 
         drawn = _draw_parameters(rng, self.faults, self.timing)
@@ -326,6 +332,7 @@ class Simulation:
         self.batch = drawn.batch
         self.pipeline = drawn.pipeline
         self.nemesis_every = drawn.nemesis_every
+        self.wal_loss = drawn.wal_loss
         self.tick_ms = self.timing.tick_ms
         self.fd_down_ms = self.timing.detector_down_ms
         self.fd_up_ms = self.timing.detector_up_ms
@@ -353,6 +360,7 @@ class Simulation:
             "election_timeout_ms": self.timers["long"], "election_short_ms": self.timers["short"],
             "tick_ms": self.tick_ms, "terminating_tick_ms": min(100, self.tick_ms),
             "last_applied_every_ms": self.timing.last_applied_ms,
+            "wal_stall_ms": self.timing.wal_stall_ms,
         }
 
     # ================================================================= output
@@ -420,6 +428,7 @@ class Simulation:
         st["reordered"] = self.network.reordered
         st["fsync_batches"] = sum(d.batches for d in self.disks.values())
         st["torn_batches"] = sum(d.torn for d in self.disks.values())
+        st["wal_resends"] = sum(sl.shell.stats["wal_resends"] for sl in self.slots.values() if sl.shell)
         st["invariant_checks"] = self.inv.checks
         verdict = "violation" if self.inv.violations else "ok"
         for v in self.inv.violations:
@@ -752,7 +761,14 @@ class Simulation:
         for token, written in notes:
             per_writer.setdefault(token, []).append(written)
         for (sid, inc), written in per_writer.items():
-            self._after(0, "wal_result", sid, inc, tuple(written))
+            delay = 0
+            if self.wal_loss and self.faulting:
+                if self.rng.random() < self.wal_loss:
+                    self.stats["wal_reports_lost"] += 1
+                    self.note(f"wal-loss: the WAL report {written} to {_sid(sid)} is lost", always=False)
+                    continue
+                delay = self.rng.randint(0, 3)   # reports of successive batches may overtake
+            self._after(delay, "wal_result", sid, inc, tuple(written))
         if duration is not None:
             if node in self.crash_armed and self.faulting:
                 self.crash_armed.discard(node)

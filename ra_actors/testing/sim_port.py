@@ -52,6 +52,8 @@ class World(Protocol):
     disks: dict[str, NodeDisk]
     inv: Invariants
     stats: dict[str, Any]
+    wal_loss: float       # chance that one WAL write is lost (fault "wal-loss")
+    faulting: bool        # the fault phase is on
 
     def note(self, text: str, always: bool = True) -> None: ...
     def schedule_at(self, time: int, kind: str, *args: Any) -> None: ...
@@ -73,6 +75,7 @@ class SimStore:
         self.slot = slot
         self.incarnation = incarnation
         self.disk = sim.disks[slot.sid.node]
+        self._appended: dict[int, int] = {}   # index -> term of what this process wrote
 
     @property
     def _token(self) -> tuple[ServerId, int]:
@@ -89,11 +92,21 @@ class SimStore:
         return Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
 
     def append(self, entries: tuple) -> tuple:
-        self.sim.inv.on_log_append(self.slot.cluster, self.slot.sid, entries, self.slot.commit_before)
+        # Writing entries again that this process wrote before (a resend
+        # after a lost WAL write) changes nothing: only the rest is checked
+        # as a log append.
+        appended = self._appended
+        k = 0
+        while k < len(entries) and appended.get(entries[k].index) == entries[k].term:
+            k += 1
+        if k < len(entries):
+            self.sim.inv.on_log_append(self.slot.cluster, self.slot.sid, entries[k:], self.slot.commit_before)
+        for e in entries:
+            appended[e.index] = e.term
         return entries
 
-    def written(self, msg: Any) -> Any:
-        return msg
+    def written(self, msg: Any) -> list:
+        return [msg]
 
     def segments_written(self, refs: Any) -> None:
         return None
@@ -172,6 +185,11 @@ class SimPort:
 
     # -- storage services ---------------------------------------------------------
     def wal_write(self, appends: tuple) -> None:
+        if self.sim.wal_loss and self.sim.faulting and self.rng.random() < self.sim.wal_loss:
+            self.sim.stats["wal_writes_lost"] += 1
+            self.sim.note(f"{self.slot.sid.name}@{self.slot.sid.node}: wal-loss: a WAL write of "
+                          f"{sum(len(a) for a in appends)} entries is lost", always=False)
+            return
         disk = self.sim.disks[self.slot.sid.node]
         for entries in appends:
             self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(self.slot.uid, self._token, entries))
