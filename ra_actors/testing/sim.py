@@ -83,6 +83,10 @@ FAULTS = ("partition", "crash", "torn-write", "drop", "duplicate", "reorder", "m
           "transfer", "snapshot", "false-suspicion", "wal-loss")
 DEFAULT_FAULTS = frozenset({"partition", "crash"})
 CLIENT_NODE = "clients"
+# what a run counts as it goes (SimResult.stats adds totals at the end)
+_COUNTERS = ("elections", "crashes", "node_crashes", "process_crashes", "partitions", "heals", "suspicions",
+             "membership_changes", "transfers", "snapshots", "machine_messages_dropped", "chunks_unavailable",
+             "wal_writes_lost", "wal_reports_lost", "wal_resends")
 
 DEFAULT_ELECTION_TIMERS = {"really_short": (20, 100), "short": (100, 300), "medium": (200, 600),
                            "long": (300, 900)}
@@ -315,12 +319,7 @@ class Simulation:
         self.inv = Invariants(clock=lambda: self.now)
         self.faulting = True
         self.finished = False
-        self.stats: dict[str, Any] = {
-            "elections": 0, "crashes": 0, "node_crashes": 0, "process_crashes": 0,
-            "partitions": 0, "heals": 0, "suspicions": 0, "membership_changes": 0,
-            "transfers": 0, "snapshots": 0, "machine_messages_dropped": 0, "chunks_unavailable": 0,
-            "wal_writes_lost": 0, "wal_reports_lost": 0, "wal_resends": 0,
-        }
+        self.stats: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
 
         drawn = _draw_parameters(rng, self.faults, self.timing)
         self.node_names = [f"n{i + 1}" for i in range(members)]
