@@ -32,7 +32,7 @@ from typing import Any, Union
 
 from . import codec, errors
 from .actors.protocol import (AddMemberRequest, CommandRequest, KeyMetricsRequest, ListActorsRequest,
-                              MemberOverviewRequest, OverviewRequest, PipelinedCommand, QueryRequest,
+                              MemberOverviewRequest, MembersInfoRequest, OverviewRequest, PipelinedCommand, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
@@ -181,6 +181,17 @@ class Client:
                 timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
         """``(members, leader)`` of the cluster of ``server_id``."""
         return self._resolver.members(server_id, timeout)
+
+    def members_info(self, server_id: ServerLike,
+                     timeout: float = DEFAULT_TIMEOUT) -> tuple[dict[ServerId, dict], ServerId | None]:
+        """Every member of the cluster of ``server_id``, as its leader sees it
+        (Ra's ``members_info``): ``({server: info}, leader)`` where ``info``
+        has ``membership`` (``voter``, ``promotable``, ``non_voter``),
+        ``status`` (``leader``, ``normal``, ``snapshot``: being sent one),
+        ``next_index``, ``match_index`` and ``query_index``."""
+        info, leader = self._resolver.call(server_id, MembersInfoRequest(), timeout, redirect=True)
+        members, _leader = info
+        return {ServerId(*sid): dict(v) for sid, v in dict(members).items()}, leader
 
     def add_member(self, server_id: ServerLike, new_server: ServerLike, membership: str = VOTER,
                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:

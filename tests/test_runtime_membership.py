@@ -166,3 +166,30 @@ def test_stop_restart_and_delete(kv3):
     # its name can be used again
     started, _ = c.start_cluster("kv", "machines.kv", kv3.sids)
     assert c.consistent_query(kv3.sids[0], "machines.kv:read", "a")[0] is None
+
+
+def test_a_promotable_member_is_promoted_once_caught_up_and_members_info_shows_it(kv4):
+    """Ra's answer to a fresh member electing a leader without the committed
+    log: it joins as ``promotable`` (a non-voter), the leader promotes it
+    once it has caught up, and ``members_info`` shows both stages."""
+    nodes, c, sids = kv4
+    _r, leader = c.process_command(sids[0], ("write", "a", 1))
+    for i in range(200):
+        c.process_command(leader, ("write", f"k{i}", i))
+    info, via = c.members_info(sids[1])
+    assert via == leader and set(info) == set(sids)
+    assert info[leader]["status"] == "leader" and all(v["membership"] == "voter" for v in info.values())
+    new = ra.ServerId("kv", "n4")
+    c.start_server("kv", "machines.kv", new, sids, config={"release_cursor_every": 400})
+    c.add_member(leader, new, membership="promotable")
+    seen = set()
+
+    def promoted():
+        members, _ = c.members_info(leader)
+        seen.add(members[new]["membership"])
+        return members[new]["membership"] == "voter" and members[new]["match_index"] >= 201
+    _wait(promoted, 20, "the promotable member to be promoted")
+    assert seen <= {"promotable", "voter"}            # never anything else on the way
+    assert c.consistent_query(new, "machines.kv:read", "k199")[0] == 199
+    with pytest.raises(ValueError):
+        c.add_member(leader, ra.ServerId("kv", "n5"), membership="observer")

@@ -340,6 +340,12 @@ class MembersRequest(ClientRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class MembersInfoRequest(ClientRequest):
+    """Answered by the leader: every member with its membership and
+    replication state (Ra's ``members_info``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AddMemberRequest(ClientRequest):
     """Add ``server`` with ``membership`` (voter, non_voter, promotable)."""
 
@@ -386,7 +392,8 @@ class ServerPingRequest(ClientRequest):
 
 # Every request a server answers: the server's dispatch table has exactly
 # these keys, and the replication stream's codec registers them.
-CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, AddMemberRequest, RemoveMemberRequest,
+CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, MembersInfoRequest, AddMemberRequest,
+                          RemoveMemberRequest,
                           TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
                           KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest)
 

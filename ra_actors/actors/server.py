@@ -51,7 +51,7 @@ from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_se
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
                        DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
-                       MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
+                       MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
                        SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
@@ -300,6 +300,9 @@ class ActorServerPort:
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
         return m.Members(caller)
 
+    def _request_members_info(self, req: MembersInfoRequest, caller: tuple) -> m.MembersInfo:
+        return m.MembersInfo(caller)
+
     def _request_add_member(self, req: AddMemberRequest, caller: tuple) -> m.AddMember:
         return m.AddMember(ServerId(*req.server), req.membership, caller)
 
@@ -328,6 +331,7 @@ class ActorServerPort:
         CommandRequest: _request_command,
         QueryRequest: _request_query,
         MembersRequest: _request_members,
+        MembersInfoRequest: _request_members_info,
         AddMemberRequest: _request_add_member,
         RemoveMemberRequest: _request_remove_member,
         TransferLeadershipRequest: _request_transfer_leadership,
