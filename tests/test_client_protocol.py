@@ -19,7 +19,8 @@ from ra_actors import errors
 from ra_actors import events as ev
 from ra_actors.actors import protocol
 from ra_actors.actors.protocol import (CLIENT_REQUESTS, AddMemberRequest, ClientCall, ClientReply, CommandRequest,
-                                       DeleteClusterRequest, KeyMetricsRequest, LookupReply, MembersRequest,
+                                       DeleteClusterRequest, KeyMetricsRequest, LookupReply, MembersInfoRequest,
+                                       MembersRequest,
                                        Misdelivered, Pipeline, PipelinedCommand, QueryRequest,
                                        RemoveMemberRequest, ServerPingRequest, TransferLeadershipRequest,
                                        TriggerElectionRequest)
@@ -43,6 +44,7 @@ SAMPLES = {
     CommandRequest: CommandRequest(("write", "k", 1)),
     QueryRequest: QueryRequest("consistent", "machines.kv:read", ("k",)),
     MembersRequest: MembersRequest(),
+    MembersInfoRequest: MembersInfoRequest(),
     AddMemberRequest: AddMemberRequest(N3, "promotable"),
     RemoveMemberRequest: RemoveMemberRequest(N3),
     TransferLeadershipRequest: TransferLeadershipRequest(N2),
@@ -166,6 +168,7 @@ def test_the_server_names_the_reply_destination_and_the_clock():
 
 @pytest.mark.parametrize("request_, expected", [
     (MembersRequest(), m.Members(("client:n1:abc", 9))),
+    (MembersInfoRequest(), m.MembersInfo(("client:n1:abc", 9))),
     (AddMemberRequest(("kv", "n3"), "voter"), m.AddMember(N3, "voter", ("client:n1:abc", 9))),
     (RemoveMemberRequest(N3), m.RemoveMember(N3, ("client:n1:abc", 9))),
     (TransferLeadershipRequest(N2), m.TransferLeadership(N2, ("client:n1:abc", 9))),
