@@ -9,7 +9,8 @@ Two families live here:
   ``tick`` (Ra's ``ra_machine:effect()``): ``SendMsg``, ``ModCall``,
   ``Monitor``, ``Demonitor``, ``Timer``, ``ReleaseCursor``, ``Checkpoint``,
   ``Append``, ``Aux``.  The core handles ``ReleaseCursor``/``Checkpoint``/
-  ``Append`` itself and hands the rest to the shell inside
+  ``Append``/``TryAppend`` itself (snapshots and checkpoints become
+  ``WriteSnapshot``/``WriteCheckpoint``/``PromoteCheckpoint``) and hands the rest to the shell inside
   ``MachineEffects(effects, leader_only)``, only those that are to run:
   leader-only ones only while it holds leadership (``LEADING_ROLES``).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import ServerId, SnapshotMeta
+from .types import NO_STATE, ServerId, SnapshotMeta
 
 
 # =========================================================== server effects
@@ -132,6 +133,32 @@ class WriteSnapshot:
     meta: SnapshotMeta
     state: Any = None
     data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCheckpoint:
+    """Persist a checkpoint durably (like ``WriteSnapshot``, but it truncates
+    nothing and several are kept), then answer ``CheckpointWritten(meta)``.
+    ``data`` is the machine state encoded with :func:`ra_actors.codec.pack`."""
+
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteCheckpoint:
+    """Make the durable checkpoint ``meta`` the server's snapshot without
+    writing the state again (a rename), then answer ``SnapshotWritten(meta)``."""
+
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCheckpoints:
+    """The checkpoints ``metas`` are no longer needed (covered by a snapshot,
+    or thinned out above ``max_checkpoints``): remove their files."""
+
+    metas: tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,17 +275,24 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseCursor:
-    """Entries ``<= index`` are no longer needed: ``state`` is the machine
-    state at ``index``; the core takes a snapshot (all members)."""
+    """Entries ``<= index`` are no longer needed (all members).
+
+    With ``state`` (the machine state at ``index``) the core takes a snapshot
+    there and truncates the log -- unless a durable checkpoint sits at
+    exactly ``index``: that one is promoted instead of writing the same state
+    again.  Without ``state`` (Ra's ``{release_cursor, Index}``) the newest
+    checkpoint at or below ``index`` is promoted; nothing happens if there is
+    none."""
 
     index: int
-    state: Any
+    state: Any = NO_STATE
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A checkpoint hint; treated like ReleaseCursor without log truncation
-    (ra_actors takes a snapshot only through ReleaseCursor)."""
+    """``state`` is the machine state at ``index``: keep it durably as a
+    recovery point without truncating the log (all members).  A later
+    ``ReleaseCursor`` can promote it to the snapshot."""
 
     index: int
     state: Any
@@ -293,7 +327,8 @@ class Aux:
 # (a MachineEffects carries MACHINE_EFFECTS); a shell handles exactly these.
 SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Applied, Rejected,
                   ForwardCommand, SetElectionTimer, CancelElectionTimer, SetAwaitConditionTimer,
-                  WriteSnapshot, SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
+                  WriteSnapshot, WriteCheckpoint, PromoteCheckpoint, DeleteCheckpoints,
+                  SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
                   RoleChanged, StopServer, DeleteData, MachineEffects)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
                    Checkpoint, Append, TryAppend, Aux)

@@ -32,6 +32,11 @@ Rules this module keeps (each has tests citing the Raft paper):
   round to a quorum after the leader has committed in its term).
 * Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
   followers behind the leader's first index receive it in chunks.
+* Checkpoints (Ra 2.x): ``Checkpoint`` keeps the state at an index durably
+  without truncating anything; ``ReleaseCursor`` promotes one (a rename)
+  instead of writing the same state again; a restart starts from the newest
+  of snapshot and checkpoint and replays the log after it.  One snapshot or
+  checkpoint write at a time.
 
 Dispatch (as etcd's ``Step``, with Ra's one clause per message per role):
 ``handle`` first applies the term rules once for every RPC
@@ -76,6 +81,8 @@ class Recovered:
     last_applied: int = 0
     snapshot: tuple[SnapshotMeta, Any] | None = None  # (meta, machine state)
     entries: tuple = ()  # durable Entry objects after the snapshot, ascending, consecutive
+    checkpoints: tuple = ()  # SnapshotMeta of the durable checkpoints above the snapshot, ascending
+    checkpoint: tuple[SnapshotMeta, Any] | None = None  # the newest of them: (meta, machine state)
 
 
 class Peer:
@@ -136,7 +143,8 @@ class RaftServer:
         self.waiting_queries: list[tuple[Any, Any]] = []  # consistent queries before the noop commits
         self.low_queue: list[m.Command] = []
         self.transfer_target: ServerId | None = None
-        self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written
+        self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
+        self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -181,6 +189,21 @@ class RaftServer:
         self.durable_meta = (rec.current_term, rec.voted_for)
         self.commit_index = max(self.log.snapshot_index, min(rec.last_applied, self.log.last_index))
         self.last_applied = self.log.snapshot_index
+        # Durable checkpoints above the snapshot (ascending); recovery starts
+        # from the newest one when the log still holds its (index, term).
+        self.checkpoints: list[SnapshotMeta] = sorted(
+            (c for c in rec.checkpoints if c.index > self.log.snapshot_index), key=lambda c: c.index)
+        # Where this incarnation's machine state started (snapshot or checkpoint index).
+        self.recovered_from = self.log.snapshot_index
+        if rec.checkpoint is not None:
+            cp_meta, cp_state = rec.checkpoint
+            if (cp_meta.index > self.log.snapshot_index
+                    and self.log.term_at(cp_meta.index) == cp_meta.term):
+                self.machine_state = self._unwrap_snapshot_state(cp_state)
+                self.machine_version = cp_meta.machine_version
+                self.last_applied = cp_meta.index
+                self.commit_index = max(self.commit_index, cp_meta.index)
+                self.recovered_from = cp_meta.index
         # Re-apply what was applied before the restart; effects are discarded
         # (they were carried out by whoever was leader then).
         self._apply_to(self.commit_index, replay=True)
@@ -906,7 +929,7 @@ class RaftServer:
             if isinstance(e, fx.ReleaseCursor):
                 self._release_cursor(e.index, e.state)
             elif isinstance(e, fx.Checkpoint):
-                continue  # ra_actors snapshots only through ReleaseCursor
+                self._checkpoint(e.index, e.state)
             elif isinstance(e, fx.Append):
                 if self._leading():
                     self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
@@ -952,11 +975,19 @@ class RaftServer:
 
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any) -> None:
+        if state is fx.NO_STATE:
+            self._promote_checkpoint(index)
+            return
+        if any(c.index == index for c in self.checkpoints):
+            # The same state is already durable: rename it, write nothing.
+            self._promote_checkpoint(index)
+            return
         # One snapshot write at a time: a received snapshot being written
         # (``installing``) is newer than anything applied here, and an older
         # write landing after it would replace it on disk below a log that
         # the install already truncated.
         if (self.pending_snapshot is not None or self.installing is not None
+                or self.pending_checkpoint is not None
                 or index <= self.log.snapshot_index
                 or index > self.last_applied
                 or index < self.log.snapshot_index + self.config.min_snapshot_interval):
@@ -969,13 +1000,74 @@ class RaftServer:
             return  # a joining server does not know the configuration at that index
         meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
         self.pending_snapshot = meta
+        self._emit(fx.WriteSnapshot(meta, data=self._snapshot_payload(state)))
+
+    def _snapshot_payload(self, state: Any) -> bytes:
         # Encode now: a machine that mutates its state in place would otherwise
         # change the snapshot before the shell gets to write it.
         if len(self.sessions):
-            # (the session table is the one at ``index``: a release cursor
-            # names the entry being applied, see _apply_entry)
+            # (the session table is the one at the entry being applied, see
+            # _apply_entry)
             state = SnapshotState(state, self.sessions.records(), self.sessions.log_clock)
-        self._emit(fx.WriteSnapshot(meta, data=codec.pack(state)))
+        return codec.pack(state)
+
+    def _checkpoint(self, index: int, state: Any) -> None:
+        newest = self.checkpoints[-1].index if self.checkpoints else 0
+        if (self.pending_snapshot is not None or self.installing is not None
+                or self.pending_checkpoint is not None
+                or index <= self.log.snapshot_index
+                or index > self.last_applied
+                or index <= newest + self.config.min_checkpoint_interval):
+            return
+        term = self.log.term_at(index)
+        cluster = self._cluster_at(index)
+        if term is None or not cluster:
+            return
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
+        self.pending_checkpoint = meta
+        self._emit(fx.WriteCheckpoint(meta, self._snapshot_payload(state)))
+
+    def _on_checkpoint_written(self, msg: m.CheckpointWritten) -> None:
+        if msg.meta != self.pending_checkpoint:
+            return
+        self.pending_checkpoint = None
+        meta = msg.meta
+        if meta.index <= self.log.snapshot_index:
+            self._emit(fx.DeleteCheckpoints((meta,)))   # a snapshot overtook it
+            return
+        self.checkpoints.append(meta)
+        self.checkpoints.sort(key=lambda c: c.index)
+        extra = []
+        while len(self.checkpoints) > max(1, self.config.max_checkpoints):
+            extra.append(self.checkpoints.pop(self._checkpoint_to_thin()))
+        if extra:
+            self._emit(fx.DeleteCheckpoints(tuple(extra)))
+
+    def _checkpoint_to_thin(self) -> int:
+        """Position of the checkpoint to drop when there are too many: never
+        the oldest or the newest; the one closest to its older neighbour,
+        so the survivors stay spread over the log (Ra thins them too)."""
+        cps = self.checkpoints
+        if len(cps) <= 2:
+            return 0
+        return min(range(1, len(cps) - 1), key=lambda i: (cps[i].index - cps[i - 1].index, i))
+
+    def _promote_checkpoint(self, index: int) -> None:
+        if self.pending_snapshot is not None or self.installing is not None:
+            return
+        found = [c for c in self.checkpoints if self.log.snapshot_index < c.index <= index]
+        if not found:
+            return
+        meta = found[-1]
+        self.checkpoints.remove(meta)
+        self.pending_snapshot = meta
+        self._emit(fx.PromoteCheckpoint(meta))
+
+    def _drop_checkpoints_below(self, index: int) -> None:
+        old = [c for c in self.checkpoints if c.index <= index]
+        if old:
+            self.checkpoints = [c for c in self.checkpoints if c.index > index]
+            self._emit(fx.DeleteCheckpoints(tuple(old)))
 
     def _on_snapshot_written(self, msg: m.SnapshotWritten) -> None:
         if self.installing is not None and msg.meta == self.installing[0]:
@@ -991,6 +1083,7 @@ class RaftServer:
         self.snapshot_meta = meta
         self._compact_cluster_history(meta.index)
         self._emit(fx.TruncateLogBelow(meta.index))
+        self._drop_checkpoints_below(meta.index)
         # The shell keeps only the newest snapshot: restart transfers of older ones.
         for sid in sorted(self.peers):
             p = self.peers[sid]
@@ -1068,6 +1161,7 @@ class RaftServer:
                 self.cluster_history.append((e.index, cluster_dict(e.command.cluster)))
         self.verified_index = max(self.verified_index, meta.index)
         self._emit(fx.TruncateLogBelow(meta.index, keep_above=keep))
+        self._drop_checkpoints_below(meta.index)
         self._emit(fx.PersistLastApplied(meta.index))
         effs = self.machine.snapshot_installed(self.machine_version, meta, state, old_meta, old_state)
         if effs:
@@ -1526,6 +1620,7 @@ class RaftServer:
             "last_applied": self.last_applied,
             "commit_index": self.commit_index,
             "snapshot_index": self.log.snapshot_index,
+            "checkpoint_index": self.checkpoints[-1].index if self.checkpoints else 0,
             "last_written_index": self.log.last_written,
             "last_index": self.log.last_index,
             "term": self.current_term,
@@ -1541,6 +1636,8 @@ class RaftServer:
             "voted_for": self.voted_for,
             "cluster": {s: mem for s, mem in self.cluster.items()},
             "machine_version": self.machine_version,
+            "checkpoints": [c.index for c in self.checkpoints],
+            "recovered_from": self.recovered_from,
             "machine": self.machine.overview(self.machine_version, self.machine_state),
         })
         if self._leading():
@@ -1561,6 +1658,7 @@ _EVERY_ROLE = {
     m.ResendWrite: S._on_resend_write,
     m.MetaWritten: S._on_meta_written,
     m.SnapshotWritten: S._on_snapshot_written,
+    m.CheckpointWritten: S._on_checkpoint_written,
     m.PreVoteRpc: S._on_pre_vote_rpc,
     m.RequestVoteRpc: S._on_request_vote_rpc,
     m.Query: S._on_query,

@@ -337,6 +337,10 @@ class ServerConfig:
     low_priority_flush_size: int = 16
     snapshot_chunk_size: int = 1_000_000
     min_snapshot_interval: int = 0
+    # Checkpoints (Ra 2.x): a new one only this many entries above the
+    # newest; at most this many kept (older ones are thinned out).
+    min_checkpoint_interval: int = 0
+    max_checkpoints: int = 10
     joining: bool = False
     # Sessions: idle this long (in log time) a session is forgotten; a
     # command parked by the leader behind a gap waits this long for the
@@ -344,6 +348,18 @@ class ServerConfig:
     session_timeout_ms: int = 30 * 60 * 1000
     session_gap_timeout_ms: int = 5000
     max_parked_per_session: int = 4096
+
+
+class _NoState:
+    """The ``state`` of a ``ReleaseCursor(index)`` given without one."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_STATE"
+
+
+NO_STATE: Any = _NoState()
 
 
 # ------------------------------------------------------------ fast pickling

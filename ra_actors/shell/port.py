@@ -123,6 +123,17 @@ class ServerStore(Protocol):
     def snapshot_bytes(self, meta: SnapshotMeta) -> bytes | None:
         """The encoded machine state of durable snapshot ``meta`` (None: not here)."""
 
+    def write_checkpoint(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Durably keep checkpoint ``meta`` (encoded state ``data``) before returning."""
+
+    def promote_checkpoint(self, meta: SnapshotMeta) -> bytes | None:
+        """Make durable checkpoint ``meta`` the snapshot (older snapshots go,
+        the log is untouched until ``truncate_below``); returns its encoded
+        state if at hand."""
+
+    def delete_checkpoints(self, metas: tuple) -> None:
+        """Remove these checkpoints (missing ones are ignored)."""
+
     def overview(self) -> dict: ...
 
     def close(self) -> None: ...

@@ -144,6 +144,7 @@ class ServerShell:
         self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
+                      "checkpoints_written": 0, "checkpoints_promoted": 0,
                       "wal_resends": 0}
         self._queue: deque = deque()
         self._pumping = False
@@ -430,6 +431,23 @@ class ServerShell:
         data = e.data if e.data is not None else codec.pack(e.state)
         self.port.write_snapshot(e.meta, data)
 
+    def _write_checkpoint(self, e: fx.WriteCheckpoint) -> None:
+        # In this process, synchronously: a checkpoint is one file write and
+        # fsync, and the core starts no other snapshot work until it lands.
+        self.store.write_checkpoint(e.meta, e.data)
+        self.stats["checkpoints_written"] += 1
+        self._queue.append(m.CheckpointWritten(e.meta))
+
+    def _promote_checkpoint(self, e: fx.PromoteCheckpoint) -> None:
+        data = self.store.promote_checkpoint(e.meta)
+        if data is not None:
+            self._snapshot_cache = (e.meta, data)
+        self.stats["checkpoints_promoted"] += 1
+        self._queue.append(m.SnapshotWritten(e.meta))
+
+    def _delete_checkpoints(self, e: fx.DeleteCheckpoints) -> None:
+        self.store.delete_checkpoints(e.metas)
+
     def _send_snapshot_chunk(self, e: fx.SendSnapshotChunk) -> None:
         cache = self._snapshot_cache
         if cache is None or cache[0] != e.meta:
@@ -650,6 +668,9 @@ class ServerShell:
         fx.CancelElectionTimer: _cancel_election_timer,
         fx.SetAwaitConditionTimer: _set_await_timer,
         fx.WriteSnapshot: _write_snapshot,
+        fx.WriteCheckpoint: _write_checkpoint,
+        fx.PromoteCheckpoint: _promote_checkpoint,
+        fx.DeleteCheckpoints: _delete_checkpoints,
         fx.SendSnapshotChunk: _send_snapshot_chunk,
         fx.TruncateLogBelow: _truncate_below,
         fx.MonitorServer: _monitor_server,
