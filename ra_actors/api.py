@@ -137,7 +137,7 @@ class Client:
         self._pipeline.flush(timeout)
 
     def events(self, timeout: float = 1.0) -> list:
-        """Events received so far (``Applied``, ``Rejected``, ``Message``);
+        """Events received so far (``Applied``, ``Rejected``, ``Message``, ``RaEvent``);
         waits up to ``timeout`` seconds for the first one."""
         self.flush()
         deadline = time.monotonic() + timeout

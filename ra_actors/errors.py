@@ -7,9 +7,9 @@ purpose.  Each class maps onto an error atom of Ra where one exists.
 """
 from __future__ import annotations
 
-
-class RaError(Exception):
-    """Base class of every ra_actors error."""
+# Defined in the core, which raises InvalidEffect itself and imports nothing
+# outside itself; they are these very classes.
+from .core.types import InvalidEffect, RaError  # noqa: F401
 
 
 class Timeout(RaError):

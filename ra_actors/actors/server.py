@@ -388,15 +388,21 @@ class ActorServerPort:
                else ev.SessionRefused(reason, correlation))
         self.router.send_to_client(client, ev.Rejected(server, why))
 
-    def send_message(self, to: Any, msg: Any) -> None:
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: Any = None) -> None:
+        if "ra_event" in options:
+            msg = ev.RaEvent(leader, msg)
+        if is_client_handle(to):
+            # (its events are casts already: ``cast`` changes nothing here)
+            self.router.send_to_client(to, msg if "ra_event" in options else ev.Message(msg))
+            return
+        if "cast" in options:
+            msg = ev.Cast(msg)
         if isinstance(to, ActorAddress):
             self._send(to, msg)
         elif isinstance(to, ActorRef):
             # an actor started by a client: the supervisors know where its
             # current incarnation is (see user_actors)
             self._send(self.supervisor, ActorSend(to, msg))
-        elif is_client_handle(to):
-            self.router.send_to_client(to, ev.Message(msg))
         else:
             log(self.who, f"SendMsg to unknown destination {to!r:.100}")
 

@@ -10,7 +10,7 @@ Rules:
   files each answer under its key and :meth:`Connection.wait` takes it.  A
   send the endpoint reports undelivered is filed under its key too, and
   ``wait`` answers :class:`Undelivered` for it.
-* Events (``Applied``, ``Rejected``, ``Message``) queue in ``events`` until
+* Events (``Applied``, ``Rejected``, ``Message``, ``RaEvent``) queue in ``events`` until
   the client hands them out.
 * A ``Misdelivered`` drops the cached address of the server it names (its
   port now belongs to another actor).
@@ -87,7 +87,7 @@ class Connection:
             if not isinstance(msg.results, list):   # (msgpack on a stream gives tuples)
                 msg = ev.Applied(msg.leader, list(msg.results))
             self.events.append(msg)
-        elif isinstance(msg, (ev.Rejected, ev.Message)):
+        elif isinstance(msg, (ev.Rejected, ev.Message, ev.RaEvent)):
             self.events.append(msg)
         elif isinstance(msg, Misdelivered):
             self.book.forget_server(server_id(msg.to))

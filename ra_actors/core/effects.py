@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import NO_STATE, ServerId, SnapshotMeta
+from .types import NO_STATE, InvalidEffect, ServerId, SnapshotMeta
 
 
 # =========================================================== server effects
@@ -234,13 +234,65 @@ class MachineEffects:
 
 
 # ========================================================== machine effects
+SEND_MSG_OPTIONS = ("ra_event", "cast", "local")
+
+
 @dataclass(frozen=True, slots=True)
 class SendMsg:
-    """Send ``msg`` to ``to`` (an actor address, a ServerId or a client handle id)."""
+    """Send ``msg`` to ``to`` (an actor address or ``ActorRef``, a ServerId or
+    a client handle id).  ``options`` (Ra's ``send_msg`` options; a name or
+    a tuple of names, kept as a sorted tuple):
+
+    * ``"ra_event"``: deliver ``ra_actors.events.RaEvent(leader, msg)``;
+    * ``"cast"``: deliver ``ra_actors.events.Cast(...)`` around it (to
+      actors; a client handle's events are casts already);
+    * ``"local"``: run on the member on ``to``'s node if a voter is there
+      (any role), else on the leader -- saves a hop between nodes.
+
+    Without ``local`` it runs on the leader only.  An unknown option, or
+    ``ra_event``/``cast`` to a server (which takes ``msg`` as a command), is
+    ``ra_actors.errors.InvalidEffect`` at construction."""
 
     to: Any
     msg: Any
     options: tuple = ()
+
+    def __post_init__(self) -> None:
+        opts = self.options
+        if isinstance(opts, str):
+            opts = (opts,)
+        if not isinstance(opts, (tuple, list, frozenset, set)):
+            raise InvalidEffect(f"SendMsg options must be a name or a tuple of names, not {opts!r}")
+        unknown = sorted(repr(o) for o in opts if o not in SEND_MSG_OPTIONS)
+        if unknown:
+            raise InvalidEffect(f"unknown SendMsg option(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(SEND_MSG_OPTIONS)}")
+        opts = tuple(sorted(set(opts)))
+        if ({"ra_event", "cast"} & set(opts)) and _names_a_server(self.to):
+            raise InvalidEffect(f"SendMsg options {opts} have no meaning for a server ({self.to!r}): "
+                                "a server takes the message as a command")
+        object.__setattr__(self, "options", opts)
+
+
+def _names_a_server(to: Any) -> bool:
+    return isinstance(to, ServerId) or (
+        type(to) is tuple and len(to) == 2 and all(isinstance(x, str) for x in to))
+
+
+def target_node(to: Any) -> str | None:
+    """The node of a ``SendMsg``/``Monitor`` target when its name says it: a
+    ServerId or ``(name, node)``, an ``ActorRef``, a client handle
+    (``"client:<node>:<id>"``); None otherwise (a raw actor address)."""
+    if isinstance(to, str):
+        if to.startswith("client:"):
+            return to[len("client:"):].rsplit(":", 1)[0]
+        return None
+    node = getattr(to, "node", None)
+    if isinstance(node, str):
+        return node
+    if type(to) is tuple and len(to) == 2 and isinstance(to[1], str):
+        return to[1]
+    return None
 
 
 @dataclass(frozen=True, slots=True)

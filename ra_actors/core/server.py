@@ -963,7 +963,12 @@ class RaftServer:
         for e in effs:
             if isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)):
                 continue
-            tag = isinstance(e, fx.LEADER_ONLY_EFFECTS)
+            if isinstance(e, fx.SendMsg) and "local" in e.options:
+                if not self._sends_locally(e.to, leading):
+                    continue
+                tag = False     # this member runs it, whatever its role
+            else:
+                tag = isinstance(e, fx.LEADER_ONLY_EFFECTS)
             if run and tag != run_tag:
                 if leading or not run_tag:
                     self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
@@ -972,6 +977,15 @@ class RaftServer:
             run.append(e)
         if run and (leading or not run_tag):
             self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
+
+    def _sends_locally(self, to: Any, leading: bool) -> bool:
+        """Ra's ``local`` send: the voter on the target's node sends it; the
+        leader sends it only when no voter is there (or it is there itself)."""
+        node = fx.target_node(to)
+        if leading:
+            return (node is None or node == self.id.node
+                    or not any(s.node == node for s in self.voters()))
+        return node == self.id.node and self.cluster.get(self.id) == VOTER
 
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any) -> None:
@@ -1512,6 +1526,13 @@ class RaftServer:
             self._emit(fx.Reply(msg.from_, Error("NotMember", f"{target} is not a member"), self.id))
         elif self.cluster[target] != VOTER:
             self._emit(fx.Reply(msg.from_, Error("NonVoter", f"{target} is not a voter"), self.id))
+        elif not self._transfer_target_up_to_date(target):
+            # Ra: only a target whose next index is the leader's (everything
+            # sent to it, no snapshot transfer under way) may take over.
+            p = self.peers.get(target)
+            self._emit(fx.Reply(msg.from_, Error(
+                "NotUpToDate", f"{target} is not up to date: its next index is "
+                f"{p.next_index if p else 'unknown'}, the leader's {self.log.last_index + 1}"), self.id))
         else:
             # Stop taking commands, bring the target up to date, then tell it
             # to stand (await_condition, as Ra).
@@ -1521,6 +1542,10 @@ class RaftServer:
             self._emit(fx.Reply(msg.from_, _ok("ok"), self.id))
             self._replicate(target, force=True)
             self._maybe_transfer()
+
+    def _transfer_target_up_to_date(self, target: ServerId) -> bool:
+        p = self.peers.get(target)
+        return p is not None and p.snapshot is None and p.next_index == self.log.last_index + 1
 
     def _maybe_transfer(self) -> None:
         if self.role != AWAIT_CONDITION or self.transfer_target is None:

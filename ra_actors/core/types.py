@@ -350,6 +350,17 @@ class ServerConfig:
     max_parked_per_session: int = 4096
 
 
+class RaError(Exception):
+    """Base class of every ra_actors error (re-exported by
+    :mod:`ra_actors.errors`, where the others live)."""
+
+
+class InvalidEffect(RaError, ValueError):
+    """A machine built an effect with an unknown option, or one that has no
+    meaning for its target (e.g. ``SendMsg(server_id, msg, ("cast",))``).
+    Raised where the effect is constructed; ``ra_actors.errors.InvalidEffect``."""
+
+
 class _NoState:
     """The ``state`` of a ``ReleaseCursor(index)`` given without one."""
 

@@ -144,7 +144,7 @@ class ServerShell:
         self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
-                      "checkpoints_written": 0, "checkpoints_promoted": 0,
+                      "checkpoints_written": 0, "checkpoints_promoted": 0, "machine_messages_sent": 0,
                       "wal_resends": 0}
         self._queue: deque = deque()
         self._pumping = False
@@ -546,7 +546,8 @@ class ServerShell:
             else:
                 self._forwards.setdefault(sid, []).append(cmd)
         else:
-            self.port.send_message(e.to, e.msg)
+            self.stats["machine_messages_sent"] += 1
+            self.port.send_message(e.to, e.msg, e.options, self.leader)
 
     def _mod_call(self, e: fx.ModCall) -> None:
         self.modules.call(e.fun)(*e.args)

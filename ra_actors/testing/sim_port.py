@@ -224,7 +224,7 @@ class SimPort:
                  reason: str) -> None:
         self.sim.send_client(self.slot.sid.node, client, "rejected", (server, leader, correlation, reason))
 
-    def send_message(self, to: Any, msg: Any) -> None:
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: Any = None) -> None:
         self.sim.stats["machine_messages_dropped"] += 1
 
     # -- storage services ---------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Ra parity on real nodes, in both placements: ``transfer_leadership`` to a
+member that is not up to date is ``NotUpToDate``; a machine's ``SendMsg``
+with the ``ra_event`` option reaches a client as ``RaEvent(leader, msg)``.
+
+This module is also the machine the nodes run (``send`` commands)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import ra_actors as ra
+from ra_actors import errors
+from ra_actors.core.effects import SendMsg
+from ra_actors.events import Message, RaEvent
+
+MACHINE = __name__
+
+
+def init(config):
+    return {"n": 0}
+
+
+def apply(meta, command, state):
+    state = {"n": state["n"] + 1}
+    if isinstance(command, tuple) and command and command[0] == "send":
+        return state, "ok", [SendMsg(command[1], command[2], *command[3:4])]
+    return state, state["n"]
+
+
+@pytest.fixture(params=["process", "shared"])
+def cluster(request, tmp_path):
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement=request.param,
+                        allowed_modules=[__name__]) as nodes:
+        c = nodes.client()
+        sids = [ra.ServerId("par", n) for n in ("n1", "n2", "n3")]
+        started, _ = c.start_cluster("par", MACHINE, sids, max_pipeline_count=2)
+        assert sorted(started) == sorted(sids)
+        yield c, sids
+
+
+def test_transfer_leadership_to_a_member_that_is_behind_is_not_up_to_date(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    behind = next(s for s in sids if s != leader)
+    c.stop_server(behind)
+    for i in range(10):
+        c.process_command(leader, ("inc", i))
+    with pytest.raises(errors.NotUpToDate, match="not up to date"):
+        c.transfer_leadership(leader, behind)
+    assert c.members(leader)[1] == leader          # still leading, still taking commands
+    c.process_command(leader, ("inc", 10))
+    # once it has caught up the transfer goes ahead
+    c.restart_server(behind)
+    commit = c.key_metrics(leader)["commit_index"]
+    deadline = time.time() + 15
+    while c.key_metrics(behind)["last_applied"] < commit:
+        assert time.time() < deadline, "the restarted member did not catch up"
+        time.sleep(0.05)
+    assert c.transfer_leadership(leader, behind, timeout=10)[1] == behind
+
+
+def test_send_msg_with_ra_event_reaches_the_client_as_a_ra_event(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    c.process_command(sids[0], ("send", c.handle, "plain"))
+    c.process_command(sids[0], ("send", c.handle, "evented", ("ra_event",)))
+    got = []
+    deadline = time.time() + 10
+    while len(got) < 2 and time.time() < deadline:
+        got += [e for e in c.events(timeout=0.5) if isinstance(e, (Message, RaEvent))]
+    assert got == [Message("plain"), RaEvent(leader, "evented")]
