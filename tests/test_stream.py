@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import select
 import socket
+import threading
 import time
 
 from ra_actors.actors import stream as stream_mod
+from ra_actors.actors.authsock import Guard, dial_handshake
 from ra_actors.actors.protocol import ClientCall, CommandRequest, QueryRequest, Rpcs
 from ra_actors.actors.stream import addr_key
 from ra_actors.core.types import ServerId
@@ -23,8 +25,38 @@ class Addr:
         return f"Addr({self.name})"
 
 
+KEY = b"the-stream-tests-cluster-secret"
+
+
 def StreamHub(ip, addr, **kw):
-    return stream_mod.StreamHub(ip, addr, to_wire=lambda a: a.name, from_wire=Addr, **kw)
+    """A hub holding ``KEY`` whose hellos carry a name (so the address check
+    sees every peer on 127.0.0.1)."""
+    kw.setdefault("guard", Guard(KEY))
+    return stream_mod.StreamHub(ip, addr, to_wire=lambda a: a.name, from_wire=Addr,
+                                host_of=lambda _wire: "127.0.0.1", **kw)
+
+
+def proven_connection(hub, key: bytes = KEY) -> socket.socket:
+    """A raw connection to ``hub`` that has done the secret's handshake (the
+    hub is driven meanwhile, as its actor would)."""
+    sock = socket.create_connection(hub.endpoint, timeout=5)
+    result = {}
+
+    def run():
+        try:
+            dial_handshake(sock, key)
+            result["ok"] = True
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    pump([hub], lambda r: result, timeout=5.0)
+    t.join(5)
+    if "error" in result:
+        sock.close()
+        raise result["error"]
+    return sock
 
 
 def _closed(sock) -> bool:
@@ -113,7 +145,7 @@ def test_connections_from_hosts_outside_the_allowed_set_are_closed_unread():
 def test_garbage_or_a_missing_hello_drops_the_connection():
     a = StreamHub("127.0.0.1", Addr("a"))
     try:
-        with socket.create_connection(a.endpoint, timeout=2) as s:
+        with proven_connection(a) as s:
             frame = a._frame(("not hello", 1))
             s.sendall(frame)
             pump([a], lambda r: not a.by_fd and not a.pending)
