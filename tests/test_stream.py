@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+from ra_actors.actors import handshake as hs
 from ra_actors.actors import stream as stream_mod
 from ra_actors.actors.authsock import Guard, dial_handshake
 from ra_actors.actors.protocol import ClientCall, CommandRequest, QueryRequest, Rpcs
@@ -215,3 +216,85 @@ def test_both_hosts_dialling_each_other_at_once_keep_reading_both_connections():
     finally:
         a.close()
         b.close()
+
+
+# ================================================================ trust
+def test_a_connection_without_the_secret_is_refused_before_a_frame_is_read():
+    refused = []
+    a = StreamHub("127.0.0.1", Addr("a"), guard=Guard(KEY, refuse=lambda *r: refused.append(r)))
+    try:
+        with socket.create_connection(a.endpoint, timeout=2) as s:
+            frame = a._frame(("hello", "b"))
+            s.sendall(frame)
+            pump([a], lambda r: refused)
+            assert refused[0][0] == "secret" and "handshake" in refused[0][2]
+            assert a.links == {} and a.by_fd == {} and a.stats()["frames_in"] == 0
+            greeting = b""
+            while len(greeting) < hs.HELLO_LEN:
+                greeting += s.recv(hs.HELLO_LEN - len(greeting))
+            assert greeting.startswith(hs.MAGIC), "the greeting is all it ever sent"
+            assert _closed(s)
+    finally:
+        a.close()
+
+
+def test_hubs_with_different_secrets_never_link():
+    a_addr, b_addr = Addr("a"), Addr("b")
+    b_guard = Guard(b"another-secret-entirely")
+    a, b = StreamHub("127.0.0.1", a_addr), StreamHub("127.0.0.1", b_addr, guard=b_guard)
+    try:
+        b.dial(a_addr, a.endpoint)
+        pump([a, b], lambda r: b_guard.denied_by and not b.has_link(a_addr) and a.refused == 1)
+        assert not b.send(a_addr, "x") and not a.has_link(b_addr)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_hello_naming_another_host_closes_the_connection():
+    """A peer can speak only for an address on the host it connects from."""
+    a = stream_mod.StreamHub("127.0.0.1", Addr("a"), guard=Guard(KEY), to_wire=lambda x: x.name, from_wire=Addr)
+    try:
+        s = proven_connection(a)
+        hello = a._frame(("hello", ["10.0.0.7", 4100]))     # claims to be a host actor on 10.0.0.7
+        s.sendall(hello)
+        pump([a], lambda r: a.protocol_errors == 1)
+        assert a.links == {} and _closed(s)
+        s.close()
+    finally:
+        a.close()
+
+
+def test_a_connection_that_never_says_hello_is_closed_at_the_deadline(monkeypatch):
+    monkeypatch.setattr(stream_mod, "HELLO_S", 0.3)
+    refused = []
+    a = StreamHub("127.0.0.1", Addr("a"), guard=Guard(KEY, refuse=lambda *r: refused.append(r)))
+    try:
+        silent = socket.create_connection(a.endpoint, timeout=2)      # no proof at all
+        proven = proven_connection(a)                                  # proof, but no hello
+        pump([a], lambda r: len(a.pending) == 2)
+        time.sleep(0.4)
+        a.expire()
+        assert a.pending == [] and a.by_fd == {}
+        assert [r[0] for r in refused] == ["secret"], "the silent one failed the secret"
+        assert a.protocol_errors == 1, "the proven one broke the protocol"
+        silent.close()
+        proven.close()
+    finally:
+        a.close()
+
+
+def test_connections_beyond_the_pending_cap_are_closed_at_once(monkeypatch):
+    monkeypatch.setattr(stream_mod, "MAX_PENDING", 3)
+    refused = []
+    a = StreamHub("127.0.0.1", Addr("a"), guard=Guard(KEY, refuse=lambda *r: refused.append(r)))
+    socks = []
+    try:
+        for _ in range(5):
+            socks.append(socket.create_connection(a.endpoint, timeout=2))
+        pump([a], lambda r: len(a.pending) == 3 and len(refused) == 2)
+        assert {r[0] for r in refused} == {"busy"}
+    finally:
+        for s in socks:
+            s.close()
+        a.close()

@@ -149,6 +149,8 @@ class AcceptedSocket(socket.socket):
                 self._guard.refuse("secret", self._peer, "closed in the middle of the handshake")
             return b""
         self._buf += chunk
+        if not hs.could_be_proof(self._buf):
+            return self._fail("the peer did not start with an ra_actors handshake", deny=False)
         if len(self._buf) < hs.PROOF_LEN:
             raise _eagain()
         try:

@@ -44,7 +44,7 @@ import hmac
 
 __all__ = ["MAGIC", "NONCE_BYTES", "HELLO_LEN", "PROOF_LEN", "ANSWER_LEN", "ANSWER_LATER", "ANSWER_NOW",
            "DENIED", "HandshakeError", "NotOurProtocol", "BadProof", "Denied",
-           "hello", "prove", "check_proof", "answer", "check_answer"]
+           "hello", "prove", "check_proof", "could_be_proof", "answer", "check_answer"]
 
 MAGIC = b"ra-auth\x01"          # protocol and version
 NONCE_BYTES = 32
@@ -131,6 +131,13 @@ def check_proof(key: bytes, nonce_a: bytes, proof: bytes) -> tuple[int, bytes]:
     if not hmac.compare_digest(expected, mac_d):
         raise BadProof("the peer does not hold the cluster secret")
     return mode, nonce_d
+
+
+def could_be_proof(prefix: bytes) -> bool:
+    """False when the first bytes of a proof already show it is not one
+    (so that other protocols are turned away without waiting for more)."""
+    n = min(len(prefix), len(MAGIC))
+    return prefix[:n] == MAGIC[:n]
 
 
 def answer(key: bytes, nonce_a: bytes, nonce_d: bytes) -> bytes:

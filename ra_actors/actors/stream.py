@@ -443,6 +443,9 @@ class StreamHub:
                 self._drop(link)
             return False
         link.proof += chunk
+        if not hs.could_be_proof(link.proof):
+            self._refuse(link, "secret", "the peer did not start with an ra_actors handshake")
+            return False
         if len(link.proof) < hs.PROOF_LEN:
             return False
         try:
