@@ -13,8 +13,8 @@ import time
 import pytest
 
 from ra_actors.actors import authsock
-from ra_actors.actors.authsock import (AcceptedSocket, Authenticated, DialledSocket, Guard, pending_count,
-                                       probe)
+from ra_actors.actors.authsock import (AcceptedSocket, Authenticated, DialledSocket, Guard, RefusedSocket,
+                                       pending_count, probe)
 
 KEY = b"s" * 32
 
@@ -223,3 +223,20 @@ def test_probe_says_ok_denied_or_unreachable(listener):
         free.bind(("127.0.0.1", 0))
         dead = free.getsockname()
     assert probe(dead, KEY) == "unreachable"
+
+
+def test_a_refused_connection_hands_out_nothing_it_was_sent_before_the_accept(listener):
+    """A plain socket, even shut down, still returns what arrived before it
+    was accepted (Linux): a refused one must read as closed at once."""
+    raw = socket.create_connection(listener.getsockname())
+    raw.sendall(b"61>" + b"p" * 61)
+    time.sleep(0.05)
+    sock, _peer = listener.accept()
+    refused = RefusedSocket.adopt(sock)
+    try:
+        assert refused.recv(100) == b""
+        with pytest.raises(BrokenPipeError):
+            refused.send(b"x")
+    finally:
+        refused.close()
+        raw.close()

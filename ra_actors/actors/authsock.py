@@ -42,7 +42,7 @@ from typing import Callable
 
 from . import handshake as hs
 
-__all__ = ["HANDSHAKE_S", "MAX_PENDING", "Guard", "Authenticated", "AcceptedSocket", "DialledSocket",
+__all__ = ["HANDSHAKE_S", "MAX_PENDING", "Guard", "Authenticated", "AcceptedSocket", "DialledSocket", "RefusedSocket",
            "dial_handshake", "probe", "pending_count"]
 
 HANDSHAKE_S = 10.0     # an accepted connection must prove the secret within this
@@ -84,6 +84,29 @@ def _eagain() -> BlockingIOError:
 
 class Authenticated(socket.socket):
     """A socket whose peer proved the secret: every call is the plain one."""
+
+
+class RefusedSocket(socket.socket):
+    """An accepted connection refused before its first byte: it reads as
+    closed (even what the peer sent before it was accepted, which the
+    kernel would still hand out after a shutdown) and cannot send."""
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> "RefusedSocket":
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+    def recv(self, n: int, flags: int = 0) -> bytes:
+        return b""
+
+    def send(self, data, flags: int = 0) -> int:
+        raise BrokenPipeError(errno.EPIPE, "refused connection")
+
+    def sendall(self, data, flags: int = 0) -> None:
+        raise BrokenPipeError(errno.EPIPE, "refused connection")
 
 
 _pending: "weakref.WeakSet[AcceptedSocket]" = weakref.WeakSet()

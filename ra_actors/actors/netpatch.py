@@ -33,7 +33,7 @@ import socket
 import time
 from datetime import timedelta
 
-from .authsock import MAX_PENDING, AcceptedSocket, DialledSocket, Guard, pending_count
+from .authsock import MAX_PENDING, AcceptedSocket, DialledSocket, Guard, RefusedSocket, pending_count
 
 _state: dict = {"applied": False, "allowed": None, "guard": None, "refusals": None}
 
@@ -87,13 +87,6 @@ def _guard_of(transport) -> Guard | None:
     return getattr(transport, "_ra_guard", None) or _state["guard"]
 
 
-def _shut(sock) -> None:
-    # Refuse it before a byte is read.  (Raising here would kill Thespian's
-    # admin; a shut-down socket just reads as closed.)
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _patch_sockets() -> None:
@@ -111,21 +104,22 @@ def _patch_sockets() -> None:
         result = orig_new_socket(self, op, *args, **kw)
         if getattr(op, "__name__", "") != "accept":
             return result
+        # A refused connection is handed to Thespian as one that reads as
+        # closed: raising here would kill Thespian's admin, and a plain
+        # socket, even shut down, would still hand out what the peer sent
+        # before it was accepted.
         sock, peer = result
         ip = str(peer[0]) if peer else "an unknown address"
         allowed = _state["allowed"]
         if allowed is not None and ip not in allowed:
-            _shut(sock)
             if guard is not None:
                 guard.refuse("host", ip, "not an allowed host")
-            return result
+            return RefusedSocket.adopt(sock), peer
         if guard is None:
-            _shut(sock)     # no secret, no connections
-            return result
+            return RefusedSocket.adopt(sock), peer      # no secret, no connections
         if pending_count() >= MAX_PENDING:
-            _shut(sock)
             guard.refuse("busy", ip, f"{MAX_PENDING} connections were already in their handshake")
-            return result
+            return RefusedSocket.adopt(sock), peer
         adopted = AcceptedSocket.adopt(sock, guard, ip)
         self._ra_adopted = adopted
         return adopted, peer
