@@ -32,6 +32,7 @@ from typing import Iterable, NoReturn
 
 from .cookie import cookie_path, ensure_cookie, read_cookie
 from .errors import DataDirLocked, NodeError
+from .shell.names import node_modules
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -162,18 +163,22 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", detach: bool = False, timeout: float = 30.0,
-               cookie_file: str | None = None) -> Node:
+               placement: str = "process", allowed_modules=None, detach: bool = False,
+               timeout: float = 30.0, cookie_file: str | None = None) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
     (default: this node leads its own convention).  ``host`` is the address
     the node binds and advertises (127.0.0.1 by default); with another
-    address, only ``allowed_hosts`` (default: the convention host and
-    ``host``) may connect.  ``settings`` tune the supervisor (e.g.
-    ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
-    server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
-    ``log_options`` the WAL (e.g. ``sync_method``).
+    address, only ``host``, the convention's and seeds' hosts, 127.0.0.1 and
+    ``allowed_hosts`` (which add to them) may connect.  ``settings`` tune the
+    supervisor, ``server_settings`` the servers, ``log_options`` the WAL.
+
+    ``allowed_modules``: the modules (and packages) whose machines, query
+    functions, ``ModCall`` targets and actor classes this node may import
+    when a name for them arrives from the network, in addition to the
+    shipped ``machines`` package -- e.g. ``["wordcount"]`` for your own
+    machine module (``docs/operations.rst``, Security).
 
     ``placement`` says where the node's Raft servers run: ``"process"``
     (default) gives each server its own actor process, as Ra gives each
@@ -187,17 +192,15 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
-    ``cookie_file`` names the cluster secret's file (default
-    ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``); a node that
-    leads its own convention creates it if it does not exist.
+    ``cookie_file``: the cluster secret (default ``$RA_ACTORS_COOKIE_FILE``,
+    else ``~/.ra_actors.cookie``), created by a node leading its convention.
 
-    Raises ``ValueError`` for a bad log option (nothing starts), ``CookieError``
-    (no readable secret), ``AuthenticationFailed`` (the convention refuses
-    the secret), ``NodeNameTaken`` (a live node of the convention has this
-    name), ``DataDirLocked`` if a live node uses ``data_dir``, ``NodeError``
-    if it is not up within ``timeout``.
+    Raises ``ValueError`` for a bad log option (nothing starts), ``CookieError``,
+    ``AuthenticationFailed`` (the convention refuses the secret), ``NodeNameTaken``,
+    ``DataDirLocked`` (a live node uses ``data_dir``), ``NodeError`` (not up in time).
     """
     log_options = _check_log_options(log_options)   # before anything is created
+    modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -208,14 +211,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
-    cookie = cookie_path(cookie_file)
-    leads = tuple(convention) == (host, port)
-    key = ensure_cookie(cookie) if leads else read_cookie(cookie)
-    joins = [] if leads else [convention]
-    joins += [tuple(s) for s in (seeds or ()) if tuple(s) not in joins]
-    if joins:
-        from .preflight import check_joining
-        check_joining(name, host, port, joins, cookie, key, timeout=min(5.0, timeout))
+    cookie = _check_secret(name, host, port, convention, seeds, cookie_file, timeout)
     cfg = {
         "name": name,
         "data_dir": data_dir,
@@ -229,6 +225,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "server_settings": dict(server_settings or {}),
         "log": log_options,
         "placement": placement,
+        "allowed_modules": list(modules),
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies
@@ -242,6 +239,21 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
     return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
                 None if detach else popen, cfg)
+
+
+def _check_secret(name, host, port, convention, seeds, cookie_file, timeout) -> str:
+    """The cookie file's path, after the secret was read (created by a node
+    that leads its own convention) and, for a node that joins, the
+    convention leader and the seeds took it and know no live node ``name``."""
+    cookie = cookie_path(cookie_file)
+    leads = tuple(convention) == (host, port)
+    key = ensure_cookie(cookie) if leads else read_cookie(cookie)
+    joins = [] if leads else [convention]
+    joins += [tuple(s) for s in (seeds or ()) if tuple(s) not in joins]
+    if joins:
+        from .preflight import check_joining
+        check_joining(name, host, port, joins, cookie, key, timeout=min(5.0, timeout))
+    return cookie
 
 
 def _forget_previous_status(data_dir: str) -> None:
