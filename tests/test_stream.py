@@ -298,3 +298,50 @@ def test_connections_beyond_the_pending_cap_are_closed_at_once(monkeypatch):
         for s in socks:
             s.close()
         a.close()
+
+
+def _linked(a_kw=None, b_kw=None):
+    a_addr, b_addr = Addr("a"), Addr("b")
+    a = StreamHub("127.0.0.1", a_addr, **(a_kw or {}))
+    b = StreamHub("127.0.0.1", b_addr, **(b_kw or {}))
+    b.dial(a_addr, a.endpoint)
+    pump([a, b], lambda r: b.has_link(a_addr))
+    return a, b, a_addr
+
+
+def test_a_frame_above_max_frame_is_refused_to_its_sender_and_the_link_goes_on(monkeypatch):
+    monkeypatch.setattr(stream_mod, "MAX_FRAME", 4096)
+    a, b, a_addr = _linked()
+    try:
+        assert not b.send(a_addr, b"x" * 5000), "above MAX_FRAME: the caller uses Thespian"
+        assert b.send(a_addr, "small")
+        got = pump([a, b], lambda r: r[id(a)])
+        assert [m for _p, m in got[id(a)]] == ["small"]
+        assert a.protocol_errors == 0 and b.protocol_errors == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_frame_larger_than_the_queue_is_never_split():
+    """The first write of a large frame goes out in part (the socket's buffer
+    is smaller than the frame); the rest follows even though it is larger
+    than the whole queue, and the frames after it are either delivered
+    intact or refused to their sender -- the receiver never reads garbage."""
+    a, b, a_addr = _linked(b_kw={"max_queue_bytes": 64 << 10, "stall_s": 60.0})
+    try:
+        big = bytes(range(256)) * (16 << 10)        # 4 MiB, far above the socket buffer and the queue
+        assert b.send(a_addr, ("big", big))
+        sent_after = [i for i in range(50) if b.send(a_addr, ("after", i))]
+        assert len(sent_after) < 50, "the queue was full: some frames were refused to their sender"
+        got = pump([a, b], lambda r: len(r[id(a)]) == 1 + len(sent_after), timeout=20.0)
+        msgs = [m for _p, m in got[id(a)]]
+        assert msgs[0] == ("big", big)
+        assert [m[1] for m in msgs[1:]] == sent_after
+        assert b.send(a_addr, "later")
+        got = pump([a, b], lambda r: r[id(a)], timeout=5.0)
+        assert [m for _p, m in got[id(a)]] == ["later"]
+        assert a.protocol_errors == 0
+    finally:
+        a.close()
+        b.close()

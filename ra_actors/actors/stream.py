@@ -14,7 +14,7 @@ Thespian.
 Rules:
 
 * **What travels:** between host actors, ``Rpcs`` and ``Forwarded``
-  commands (in ``Bundle``\ s); from a client to a host, its calls and
+  commands (in ``Bundle`` records); from a client to a host, its calls and
   pipelined commands (``ClientCall``, ``Pipeline``), and back the replies
   and events (``ClientReply``, ``Applied``, ``Rejected``, ``Message``).
   Everything else goes through Thespian.  Raft and the client's retries
