@@ -9,14 +9,19 @@ import pickle
 import socket
 import time
 
+import msgpack
 import psutil
 import pytest
 
 import ra_actors as ra
 from ra_actors import errors, events as ev
 from ra_actors.actors import handshake as hs
+from ra_actors.actors.authsock import dial_handshake
 from ra_actors.actors.node_main import node_allowed_hosts
-from ra_actors.cookie import create_cookie
+from ra_actors.actors.protocol import Bundle
+from ra_actors.actors.stream import MAX_FRAME, wire_codec
+from ra_actors.cookie import cookie_path, create_cookie, read_cookie
+from ra_actors.core.codec import EXT_RECORD, EXT_TAG
 from ra_actors.nodes import free_port
 
 
@@ -92,6 +97,79 @@ def test_no_port_of_a_node_runs_a_pickle_sent_without_the_secret(tmp_path, place
             assert refused["secret"] >= 7, refused       # each of its listening processes refused us
             log = (tmp_path / "nodes" / name / "node.log").read_text()
             assert log.count("refused a connection from 127.0.0.1") == 1, "logged once per address"
+
+
+def _nested_records(depth: int) -> bytes:
+    doc = msgpack.packb(None)
+    for _ in range(depth):
+        doc = msgpack.packb(msgpack.ExtType(EXT_RECORD, doc))
+    return doc
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+# What the probes of issue 13 sent to a host's stream, and more: each closes
+# its connection, is counted, and does nothing else.
+_HOSTILE_FRAMES = {
+    "nested record extensions (segfaulted a host)": _frame(_nested_records(3000)),
+    "a Bundle of things not sent on a stream": _frame(wire_codec().pack(Bundle((1, "x", None)))),
+    "a record with fields of the wrong types": _frame(msgpack.packb(
+        [msgpack.ExtType(EXT_TAG, b"Rpcs"), 7, "1", 7, None, [1, 2]])),
+    "an unknown record": _frame(msgpack.packb([msgpack.ExtType(EXT_TAG, b"os.system"), "touch x"])),
+    "bytes that are not msgpack": _frame(b"\xc1\xc1\xc1"),
+    "a length above MAX_FRAME": (MAX_FRAME + 1).to_bytes(4, "big"),
+}
+
+
+def _stream_endpoints(client, sids) -> dict:
+    out = {}
+    for sid in sids:
+        stream = client.member_overview(sid)["host"]["stream"]
+        out[sid.node] = (tuple(stream["endpoint"]), stream["protocol_errors"])
+    return out
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(5.0)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_hostile_stream_frames_from_a_secret_holder_close_one_connection_and_restart_nothing(tmp_path):
+    """Shared placement: a process that holds the secret (so passes the
+    handshake and says a well-formed hello) sends each hostile frame on a
+    connection of its own to every host's stream.  Each connection is
+    closed and counted; no process dies, no server restarts, the replicas
+    serve on."""
+    key = read_cookie(cookie_path(None))
+    hello = _frame(wire_codec().pack(("hello", ["127.0.0.1", free_port()])))
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement="shared") as nodes:
+        c = nodes.client()
+        sids = [ra.ServerId("kv", n) for n in nodes]
+        c.start_cluster("kv", "machines.kv", sids)
+        c.process_command(sids[0], ("write", "k", 1))
+        pids = set(nodes.all_pids())
+        servers_before = {n: c.overview(n)["servers"] for n in nodes}
+        before = _stream_endpoints(c, sids)
+        for node, (endpoint, _errors) in before.items():
+            for what, frame in _HOSTILE_FRAMES.items():
+                with socket.create_connection(endpoint, timeout=5.0) as s:
+                    dial_handshake(s, key)
+                    s.sendall(hello + frame)
+                    assert _closed_by_peer(s), f"{node}: {what} closes the connection"
+        after = _stream_endpoints(c, sids)
+        for node in nodes:
+            assert after[node][1] - before[node][1] == len(_HOSTILE_FRAMES), f"{node}: each one counted"
+        assert set(nodes.all_pids()) == pids, "no process died or was replaced"
+        for node in nodes:
+            assert c.overview(node)["servers"] == servers_before[node], "no server restarted"
+        assert c.process_command(sids[0], ("write", "k", 2))[0] == "ok"
+        for sid in sids:
+            assert c.consistent_query(sid, "machines.kv:read", "k")[0] == 2
 
 
 def test_a_client_with_another_secret_is_told_at_once(nodes3, tmp_path):
