@@ -169,6 +169,9 @@ def test_hostile_stream_frames_from_a_secret_holder_close_one_connection_and_res
             assert c.overview(node)["servers"] == servers_before[node], "no server restarted"
         assert c.process_command(sids[0], ("write", "k", 2))[0] == "ok"
         for sid in sids:
+            # (a client's calls travel on the stream in this placement)
+            with pytest.raises(errors.InvalidQuery):
+                c.local_query(sid, "builtins:dict.clear")
             assert c.consistent_query(sid, "machines.kv:read", "k")[0] == 2
 
 
