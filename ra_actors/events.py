@@ -9,6 +9,9 @@
   or ``SessionRefused(kind, correlation)`` when its session refused it
   (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
   ``ra_actors.errors`` class).
+  ``CommandRefused(kind, correlation)`` when the server refused the command
+  itself (``kind`` is ``"CommandTooLarge"`` or ``"InvalidCommand"``):
+  nothing was appended.
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 * ``RaEvent(leader, msg)``: the same with the ``ra_event`` option (Ra's
@@ -29,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "Message", "RaEvent", "Cast"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "CommandRefused", "Message", "RaEvent",
+           "Cast"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class NotLeader:
 @dataclass(frozen=True)
 class SessionRefused:
     """Reason of a ``Rejected`` event: the command's session refused it."""
+
+    kind: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    """Reason of a ``Rejected`` event: the server refused the command itself."""
 
     kind: str
     correlation: Any
