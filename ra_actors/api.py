@@ -33,7 +33,8 @@ from typing import Any, Union
 from . import codec, errors
 from .actors.protocol import (AddMemberRequest, CommandRequest, KeyMetricsRequest, ListActorsRequest,
                               MemberOverviewRequest, MembersInfoRequest, OverviewRequest, PipelinedCommand, QueryRequest,
-                              RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
+                              RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
+                              StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
@@ -269,6 +270,13 @@ class Client:
         """Make ``server_id`` start an election now."""
         self._resolver.call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
+    def ping(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str]:
+        """Ra's ``ping``: ``("pong", role)`` from ``server_id`` itself (its
+        current role, e.g. ``"follower"``).  Raises ``NoSuchServer``,
+        ``NodeDown``, ``Timeout``."""
+        value, _leader = self._resolver.call(server_id, ServerPingRequest(), timeout, redirect=False)
+        return tuple(value)
+
     def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``, ...)."""
         value, _leader = self._resolver.call(server_id, KeyMetricsRequest(), timeout, redirect=False)
@@ -315,6 +323,42 @@ class Client:
     def force_delete_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
         """Stop a server and delete its data without asking its cluster."""
         self._lifecycle.force_delete_server(server_id, timeout)
+
+    def leave_and_terminate(self, server_ref: ServerLike, server_id: ServerLike,
+                            timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``leave_and_terminate``: remove ``server_id`` from its cluster
+        through ``server_ref`` (once the removal is committed), then stop it
+        and keep its data.  Raises what ``remove_member`` raises; nothing is
+        stopped then."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.stop_server(server_id, timeout)
+
+    def leave_and_delete_server(self, server_ref: ServerLike, server_id: ServerLike,
+                                timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``leave_and_delete_server``: remove ``server_id`` from its
+        cluster through ``server_ref``, then stop it and delete its data
+        (``force_delete_server``).  Raises what ``remove_member`` raises;
+        nothing is deleted then."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.force_delete_server(server_id, timeout)
+
+    def start_or_restart_cluster(self, cluster_name: str, machine: str, server_ids: list,
+                                 config: dict | None = None, timeout: float = 30.0,
+                                 **server_config: Any) -> tuple[list[ServerId], list[ServerId]]:
+        """Ra's ``start_or_restart_cluster``: if the first of ``server_ids``
+        was started before (its node knows it), restart every one of them
+        from its data and return ``(server_ids, [])`` (an error restarting
+        one is raised); otherwise ``start_cluster``."""
+        sids = [_sid(s) for s in server_ids]
+        if not sids:
+            raise ValueError("start_or_restart_cluster needs at least one server id")
+        try:
+            self.restart_server(sids[0], timeout)
+        except errors.NoSuchServer:
+            return self.start_cluster(cluster_name, machine, sids, config, timeout, **server_config)
+        for sid in sids[1:]:
+            self.restart_server(sid, timeout)
+        return sids, []
 
     def delete_cluster(self, server_ids: list, timeout: float = 10.0) -> ServerId | None:
         """Delete the cluster (replicated: every member removes its data once

@@ -1,6 +1,8 @@
 """Ra parity on real nodes, in both placements: ``transfer_leadership`` to a
 member that is not up to date is ``NotUpToDate``; a machine's ``SendMsg``
-with the ``ra_event`` option reaches a client as ``RaEvent(leader, msg)``.
+with the ``ra_event`` option reaches a client as ``RaEvent(leader, msg)``;
+``ping``, ``leave_and_terminate``, ``leave_and_delete_server`` and
+``start_or_restart_cluster``.
 
 This module is also the machine the nodes run (``send`` commands)."""
 from __future__ import annotations
@@ -70,3 +72,47 @@ def test_send_msg_with_ra_event_reaches_the_client_as_a_ra_event(cluster):
     while len(got) < 2 and time.time() < deadline:
         got += [e for e in c.events(timeout=0.5) if isinstance(e, (Message, RaEvent))]
     assert got == [Message("plain"), RaEvent(leader, "evented")]
+
+
+def test_ping_answers_pong_and_the_role(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    assert c.ping(leader) == ("pong", "leader")
+    assert {c.ping(s) for s in sids if s != leader} == {("pong", "follower")}
+    with pytest.raises(errors.NoSuchServer):
+        c.ping(ra.ServerId("nope", "n1"), timeout=2)
+
+
+def test_leave_and_terminate_keeps_the_data_leave_and_delete_server_removes_it(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    first, second = [s for s in sids if s != leader]
+    c.leave_and_terminate(leader, first)
+    assert sorted(c.members(leader)[0]) == sorted([leader, second])
+    with pytest.raises(errors.NoSuchServer):
+        c.key_metrics(first, timeout=2)
+    assert "par" in c.overview(first.node)["servers"]             # stopped, data kept
+    c.process_command(leader, ("inc", 1))
+    c.leave_and_delete_server(leader, second)
+    assert c.members(leader)[0] == [leader]
+    deadline = time.time() + 10
+    while "par" in c.overview(second.node)["servers"]:             # deleted
+        assert time.time() < deadline, "leave_and_delete_server left the server behind"
+        time.sleep(0.05)
+    assert c.process_command(leader, ("inc", 2))[0] == 2           # the single member still commits
+    with pytest.raises(errors.NotMember):
+        c.leave_and_terminate(leader, second)                      # not a member: nothing stopped
+
+
+def test_start_or_restart_cluster_starts_then_restarts(cluster):
+    c, _sids = cluster
+    sids = [ra.ServerId("sor", n) for n in ("n1", "n2", "n3")]
+    started, not_started = c.start_or_restart_cluster("sor", MACHINE, sids)
+    assert sorted(started) == sorted(sids) and not not_started
+    for i in range(3):
+        c.process_command(sids[0], ("inc", i))
+    for sid in sids:
+        c.stop_server(sid)
+    assert c.start_or_restart_cluster("sor", MACHINE, sids) == (sids, [])
+    # the same cluster, its state kept: the next command is the fourth applied
+    assert c.process_command(sids[0], ("inc", 3), timeout=10)[0] == 4

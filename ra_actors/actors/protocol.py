@@ -387,8 +387,8 @@ class MemberOverviewRequest(ClientRequest):
 
 @dataclass(frozen=True, slots=True)
 class ServerPingRequest(ClientRequest):
-    """Answered at once ``(server id, incarnation)`` (not :class:`PingRequest`,
-    which asks a node's supervisor)."""
+    """Answered at once ``("pong", role)`` (Ra's ``ping``; not
+    :class:`PingRequest`, which asks a node's supervisor)."""
 
 
 # Every request a server answers: the server's dispatch table has exactly

@@ -335,7 +335,7 @@ class ActorServerPort:
         return _Immediate(self.overview())
 
     def _request_ping(self, req: ServerPingRequest, caller: tuple) -> _Immediate:
-        return _Immediate((self.shell.id, self.shell.incarnation))
+        return _Immediate(("pong", str(self.shell.role)))
 
     _CLIENT_REQUESTS = {
         CommandRequest: _request_command,
