@@ -312,9 +312,12 @@ class Client:
         return self._lifecycle.start_server(cluster_name, machine, server_id, members, config, timeout,
                                             server_config)
 
-    def restart_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
-        """Start a stopped (or crashed) server again from its data."""
-        self._lifecycle.restart_server(server_id, timeout)
+    def restart_server(self, server_id: ServerLike, timeout: float = 10.0, **config: Any) -> None:
+        """Start a stopped (or crashed) server again from its data.  ``config``
+        (Ra's mutable config) changes tunables of :data:`MUTABLE_CONFIG_KEYS`
+        in its persisted config first; ``InvalidConfig`` for any other key or
+        a bad value, and an error if the server is running."""
+        self._lifecycle.restart_server(server_id, timeout, config)
 
     def stop_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
         """Stop a server and keep its data (it stays stopped across node restarts)."""

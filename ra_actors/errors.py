@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # Defined in the core, which raises InvalidEffect itself and imports nothing
 # outside itself; they are these very classes.
-from .core.types import InvalidEffect, RaError  # noqa: F401
+from .core.types import InvalidConfig, InvalidEffect, RaError  # noqa: F401
 
 
 class Timeout(RaError):

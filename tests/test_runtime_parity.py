@@ -116,3 +116,28 @@ def test_start_or_restart_cluster_starts_then_restarts(cluster):
     assert c.start_or_restart_cluster("sor", MACHINE, sids) == (sids, [])
     # the same cluster, its state kept: the next command is the fourth applied
     assert c.process_command(sids[0], ("inc", 3), timeout=10)[0] == 4
+
+
+def test_restart_server_with_mutable_config(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    follower = next(s for s in sids if s != leader)
+    before = c.member_overview(follower)
+    assert before["config"]["max_pipeline_count"] == 2
+    with pytest.raises(errors.RaError, match="is running: stop it"):
+        c.restart_server(follower, max_pipeline_count=64)        # running: stop it first
+    after = c.member_overview(follower)
+    assert after["incarnation"] == before["incarnation"] and after["config"]["max_pipeline_count"] == 2
+    c.stop_server(follower)
+    with pytest.raises(errors.InvalidConfig, match="cannot be changed"):
+        c.restart_server(follower, machine="machines.kv")
+    with pytest.raises(errors.InvalidConfig, match="integer"):
+        c.restart_server(follower, max_pipeline_count=0)
+    c.restart_server(follower, max_pipeline_count=64, min_checkpoint_interval=5)
+    cfg = c.member_overview(follower)["config"]
+    assert (cfg["max_pipeline_count"], cfg["min_checkpoint_interval"]) == (64, 5)
+    # persisted: a plain restart keeps it
+    c.stop_server(follower)
+    c.restart_server(follower)
+    assert c.member_overview(follower)["config"]["max_pipeline_count"] == 64
+    assert c.process_command(leader, ("inc", 1))[0] == 1

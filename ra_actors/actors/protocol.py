@@ -194,9 +194,12 @@ class StartServerRequest(SupervisorRequest):
 
 @dataclass(frozen=True, slots=True)
 class RestartServerRequest(SupervisorRequest):
-    """Start the stopped (or given-up) server ``name`` again from its data."""
+    """Start the stopped (or given-up) server ``name`` again from its data,
+    with ``config`` (``{key: value}`` of ``MUTABLE_CONFIG_KEYS``) changed
+    in its persisted config first."""
 
     name: str
+    config: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

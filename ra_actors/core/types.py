@@ -15,7 +15,7 @@ Rules:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 
@@ -367,6 +367,12 @@ class InvalidEffect(RaError, ValueError):
     Raised where the effect is constructed; ``ra_actors.errors.InvalidEffect``."""
 
 
+class InvalidConfig(RaError, ValueError):
+    """A server config change that names an unknown key, one that cannot
+    change on restart, or a bad value (``restart_server(..., **changes)``);
+    ``ra_actors.errors.InvalidConfig``."""
+
+
 class _NoState:
     """The ``state`` of a ``ReleaseCursor(index)`` given without one."""
 
@@ -377,6 +383,36 @@ class _NoState:
 
 
 NO_STATE: Any = _NoState()
+
+
+#: What ``restart_server`` may change (Ra's mutable config): tunables of
+#: this member alone.  Identity, machine, members and the session timeout
+#: (log time every member must agree on) are fixed at creation.
+MUTABLE_CONFIG_KEYS = ("max_append_entries_batch", "max_pipeline_count", "low_priority_flush_size",
+                       "snapshot_chunk_size", "min_snapshot_interval", "min_checkpoint_interval",
+                       "max_checkpoints", "session_gap_timeout_ms", "max_parked_per_session",
+                       "max_command_bytes")
+_MAY_BE_ZERO = ("min_snapshot_interval", "min_checkpoint_interval")
+
+
+def with_mutable_changes(config: ServerConfig, changes: dict) -> ServerConfig:
+    """``config`` with ``changes`` applied (see :func:`check_mutable_changes`)."""
+    check_mutable_changes(changes)
+    return replace(config, **changes) if changes else config
+
+
+def check_mutable_changes(changes: dict) -> None:
+    """InvalidConfig for a key not in :data:`MUTABLE_CONFIG_KEYS` or a value
+    that is not a positive integer (zero allowed for the minimum intervals)."""
+    if not isinstance(changes, dict):
+        raise InvalidConfig(f"config changes must be a dict, not {type(changes).__name__}")
+    for key, value in changes.items():
+        if key not in MUTABLE_CONFIG_KEYS:
+            raise InvalidConfig(f"{key!r} cannot be changed on restart; these can: "
+                                f"{', '.join(MUTABLE_CONFIG_KEYS)}")
+        low = 0 if key in _MAY_BE_ZERO else 1
+        if type(value) is not int or value < low:
+            raise InvalidConfig(f"{key} must be an integer >= {low}, not {value!r}")
 
 
 # ------------------------------------------------------------ fast pickling

@@ -48,7 +48,7 @@ from ..core import effects as fx
 from ..core import messages as m
 from ..core.machine import Machine
 from ..core.server import RaftServer
-from ..core.types import LEADER, LEADING_ROLES, NoReply, ServerConfig, ServerId, TERMINATING_LEADER
+from ..core.types import LEADER, LEADING_ROLES, MUTABLE_CONFIG_KEYS, NoReply, ServerConfig, ServerId, TERMINATING_LEADER
 from .names import ModulePolicy, query_function
 from .port import ServerPort, ServerStore
 
@@ -311,7 +311,8 @@ class ServerShell:
     def overview(self) -> dict:
         ov = self.core.overview()
         ov.update({"incarnation": self.incarnation, "uid": self.uid, "log": self.store.overview(),
-                   "machine_module": self.config.machine, "stats": dict(self.stats)})
+                   "machine_module": self.config.machine, "stats": dict(self.stats),
+                   "config": {k: getattr(self.config, k) for k in MUTABLE_CONFIG_KEYS}})
         return ov
 
     # ========================================================== core driving
