@@ -40,6 +40,7 @@ from .client.addresses import AddressBook
 from .client.clusters import Clusters
 from .client.connection import Connection
 from .client.discovery import Discovery
+from .actors.util import handle_node
 from .client.ids import actor_ref, server_id as _sid
 from .client.pipelining import Pipeliner
 from .client.replies import ERROR_CLASSES
@@ -130,12 +131,30 @@ class Client:
         return self._discovery.sup_call(node, OverviewRequest(), timeout)
 
     # ============================================================ commands
-    def process_command(self, server_id: ServerLike, command: Any,
-                        timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Apply ``command`` through the leader and return ``(reply, leader)``."""
+    def process_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT,
+                        reply_from: Any = None) -> tuple[Any, ServerId | None]:
+        """Apply ``command`` through the leader and return ``(reply, leader)``.
+
+        ``reply_from`` (Ra's): ``"leader"`` (the default), ``"local"`` (the
+        member on this client's node answers once *it* has applied the
+        command; the leader if no voter is there) or a ServerId (that
+        member; the leader if it is no member).  ``InvalidCommand`` for
+        anything else."""
         data = self._command(command)
+        where = self._reply_from(reply_from)
         self.flush()
-        return self._resolver.call(server_id, CommandRequest(data), timeout, idempotent=False)
+        return self._resolver.call(server_id, CommandRequest(data, reply_from=where), timeout, idempotent=False)
+
+    def _reply_from(self, reply_from: Any) -> tuple | None:
+        if reply_from is None or reply_from == "leader":
+            return None
+        if reply_from == "local":
+            return ("local", handle_node(self.handle))
+        try:
+            return ("member", tuple(_sid(reply_from)))
+        except (TypeError, ValueError):
+            raise errors.InvalidCommand(f"reply_from must be 'leader', 'local' or a server id, "
+                                        f"not {reply_from!r:.100}") from None
 
     def pipeline_command(self, server_id: ServerLike, command: Any, correlation: Any = None,
                          priority: str = "normal") -> None:

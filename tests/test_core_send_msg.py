@@ -1,7 +1,10 @@
-"""Ra's ``send_msg`` options in the pure core: without ``local`` a SendMsg
-runs on the leader only; with ``local`` it runs on the voter on the
-target's node, whatever its role, and on the leader only when no voter is
-there.  Bad options are an error at construction."""
+"""Ra's ``send_msg`` options and ``reply_from`` in the pure core.
+
+Without ``local`` a SendMsg runs on the leader only; with ``local`` it runs
+on the voter on the target's node, whatever its role, and on the leader
+only when no voter is there.  Bad options are an error at construction.
+``reply_from`` picks the member that answers an applied command the same
+way."""
 from __future__ import annotations
 
 import pytest
@@ -68,3 +71,42 @@ def test_send_msg_options_are_checked():
     with pytest.raises(errors.InvalidEffect):
         fx.SendMsg(N2, "m", 7)
     assert fx.SendMsg(N2, "m", "local").options == ("local",)
+
+
+# ====================================================== reply_from (Ra)
+def _replies(effects) -> list:
+    return of_type(effects, fx.Reply)
+
+
+def _follower_applies_await(follower, reply_from) -> list:
+    from ra_actors.core.types import AwaitConsensus, Entry, Usr
+    e2 = Entry(2, 1, Usr(("put", "k", 1), AwaitConsensus(("h", 7), reply_from), 0))
+    out = follower.handle(aer(1, N1, 1, 1, (e2,), commit=2))[1]
+    return out + follower.handle(m.Written(1, 2, 2))[1]
+
+
+def _leader_applies_await(leader, reply_from) -> list:
+    from core_helpers import ae_ok
+    from ra_actors.core.types import AwaitConsensus
+    leader.handle(m.Command(("put", "k", 1), AwaitConsensus(("h", 7), reply_from)))
+    leader.handle(m.Written(1, 2, 2))
+    return leader.handle(ae_ok(1, N2, 2))[1]
+
+
+def test_reply_from_a_member_is_sent_by_that_member_when_it_applies():
+    from ra_actors.core.types import Ok
+    assert _replies(_follower_applies_await(make_follower(N2), ("member", N2))) == [
+        fx.Reply(("h", 7), Ok(None), N1)]
+    assert _replies(_follower_applies_await(make_follower(N3), ("member", N2))) == []
+    assert _replies(_leader_applies_await(make_leader(N1), ("member", N2))) == []
+    # a member that is not in the cluster: the leader answers
+    assert len(_replies(_leader_applies_await(make_leader(N1), ("member", ("c", "n9"))))) == 1
+
+
+def test_reply_from_local_is_the_voter_on_that_node_else_the_leader():
+    assert len(_replies(_follower_applies_await(make_follower(N3), ("local", "n3")))) == 1
+    assert _replies(_follower_applies_await(make_follower(N2), ("local", "n3"))) == []
+    assert _replies(_leader_applies_await(make_leader(N1), ("local", "n3"))) == []
+    assert len(_replies(_leader_applies_await(make_leader(N1), ("local", "n9")))) == 1
+    assert len(_replies(_leader_applies_await(make_leader(N1), None))) == 1
+    assert _replies(_follower_applies_await(make_follower(N2), None)) == []

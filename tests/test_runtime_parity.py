@@ -141,3 +141,35 @@ def test_restart_server_with_mutable_config(cluster):
     c.restart_server(follower)
     assert c.member_overview(follower)["config"]["max_pipeline_count"] == 64
     assert c.process_command(leader, ("inc", 1))[0] == 1
+
+
+def test_process_command_reply_from_a_member_or_the_local_one(cluster):
+    """Ra's reply_from: the named member answers once it has applied the
+    command, so with that member stopped the caller times out although the
+    command was applied; ``local`` is the member on the client's node."""
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    follower = next(s for s in sids if s != leader)
+    assert c.process_command(leader, ("inc", 1), reply_from=follower) == (1, leader)
+    assert c.process_command(leader, ("inc", 2), reply_from=ra.ServerId("gone", "n9"))[0] == 2
+    assert c.process_command(leader, ("inc", 3), reply_from="leader")[0] == 3
+    c.stop_server(follower)
+    with pytest.raises(errors.Timeout):
+        c.process_command(leader, ("inc", 4), reply_from=follower, timeout=1.5)
+    assert c.process_command(leader, ("inc", 5))[0] == 5           # 4 was applied all the same
+    # "local": make the member on the client's node a follower, then stop it
+    c.restart_server(follower)
+    local = next(s for s in sids if s.node == c.handle.split(":")[1])
+    deadline = time.time() + 15
+    while c.key_metrics(follower)["last_applied"] < c.key_metrics(leader)["commit_index"]:
+        assert time.time() < deadline, "the restarted member did not catch up"
+        time.sleep(0.05)
+    if local == leader:
+        leader = c.transfer_leadership(leader, follower, timeout=10)[1]
+    assert c.process_command(leader, ("inc", 6), reply_from="local")[0] == 6
+    c.stop_server(local)
+    with pytest.raises(errors.Timeout):
+        c.process_command(leader, ("inc", 7), reply_from="local", timeout=1.5)
+    assert c.process_command(leader, ("inc", 8))[0] == 8
+    with pytest.raises(errors.InvalidCommand):
+        c.process_command(leader, ("inc", 9), reply_from="everyone")

@@ -320,11 +320,14 @@ class ClientRequest:
 class CommandRequest(ClientRequest):
     """Apply ``data`` through the leader.  ``reply_mode``:
     ``"await_consensus"`` (answer once applied), ``"after_log_append"``
-    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``."""
+    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``;
+    ``reply_from`` (with ``await_consensus``): which member answers, see
+    ``AwaitConsensus``."""
 
     data: Any
     reply_mode: str = "await_consensus"
     priority: str = "normal"
+    reply_from: Any = None     # None, ("local", node) or ("member", (name, node))
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,6 +299,8 @@ class ActorServerPort:
             raise _Refused(*refusal)
         self.shell.stats["commands"] += 1
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
+        if req.reply_from is not None:
+            reply_mode = AwaitConsensus(caller, _reply_from(req.reply_from, req.reply_mode))
         return m.Command(req.data, reply_mode, req.priority, now_ms())
 
     def _request_query(self, req: QueryRequest, caller: tuple) -> m.Query:
@@ -495,6 +497,20 @@ class ActorServerPort:
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+def _reply_from(value: Any, reply_mode: str) -> tuple:
+    """A request's ``reply_from``, checked (it came from the network)."""
+    if reply_mode != "await_consensus":
+        raise ValueError(f"reply_from goes with await_consensus, not {reply_mode!r}")
+    if (type(value) in (tuple, list) and len(value) == 2 and value[0] == "local"
+            and isinstance(value[1], str)):
+        return ("local", value[1])
+    if (type(value) in (tuple, list) and len(value) == 2 and value[0] == "member"
+            and type(value[1]) in (tuple, list, ServerId) and len(value[1]) == 2
+            and all(isinstance(x, str) for x in value[1])):
+        return ("member", ServerId(*value[1]))
+    raise ValueError(f"reply_from must be ('local', node) or ('member', server id), not {value!r:.100}")
 
 
 class _Refused(Exception):

@@ -839,8 +839,7 @@ class RaftServer:
             if replay:
                 return
             self._handle_apply_effects(effs, entry.index)
-            if self._leading():
-                self._reply_applied(cmd.reply_mode, reply)
+            self._reply_applied(cmd.reply_mode, reply)
         elif isinstance(cmd, Noop):
             if cmd.machine_version > self.machine_version:
                 old = self.machine_version
@@ -910,12 +909,32 @@ class RaftServer:
         self._emit(fx.StopServer("removed"))
 
     def _reply_applied(self, mode, reply) -> None:
+        """Answer an applied command: the leader does, unless an
+        ``AwaitConsensus`` names another member to (``reply_from``)."""
         if isinstance(mode, AwaitConsensus):
-            if reply != NO_REPLY:
-                self._emit(fx.Reply(mode.from_, _ok(reply), self.id))
+            if reply != NO_REPLY and self._replies_here(mode.reply_from):
+                self._emit(fx.Reply(mode.from_, _ok(reply), self.leader_id))
         elif isinstance(mode, NotifyReply):
-            if reply != NO_REPLY:
+            if reply != NO_REPLY and self._leading():
                 self.applied_batch.setdefault(mode.client, []).append((mode.correlation, reply))
+
+    def _replies_here(self, reply_from: Any) -> bool:
+        """Ra's reply_from: the leader by default; ``("local", node)``: the
+        voter on that node, or the leader if none is there;
+        ``("member", id)``: that member, or the leader if it is no member."""
+        leading = self._leading()
+        if isinstance(reply_from, tuple) and len(reply_from) == 2:
+            kind, where = reply_from
+            if kind == "local":
+                if leading:
+                    return where == self.id.node or not any(s.node == where for s in self.voters())
+                return where == self.id.node and self.cluster.get(self.id) == VOTER
+            if kind == "member":
+                target = ServerId(*where)
+                if target == self.id:
+                    return True
+                return leading and target not in self.cluster
+        return leading
 
     def _flush_applied(self) -> None:
         if self.applied_batch:

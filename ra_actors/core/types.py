@@ -193,9 +193,14 @@ class SnapshotState:
 # ---------------------------------------------------------------- reply modes
 @dataclass(frozen=True, slots=True)
 class AwaitConsensus:
-    """Synchronous command: reply to ``from_`` once applied on the leader."""
+    """Synchronous command: reply to ``from_`` once applied.  ``reply_from``
+    (Ra's ``reply_from``) says which member answers, when it applies it:
+    None (the leader), ``("local", node)`` (the voter on ``node``, else the
+    leader) or ``("member", server_id)`` (that member, else the leader when
+    it is not a member)."""
 
     from_: Any
+    reply_from: Any = None
 
 
 @dataclass(frozen=True, slots=True)
