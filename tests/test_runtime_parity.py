@@ -13,7 +13,7 @@ import pytest
 
 import ra_actors as ra
 from ra_actors import errors
-from ra_actors.core.effects import SendMsg
+from ra_actors.core.effects import SendMsg, Timer, TimerFired
 from ra_actors.events import Message, RaEvent
 
 MACHINE = __name__
@@ -24,10 +24,21 @@ def init(config):
 
 
 def apply(meta, command, state):
-    state = {"n": state["n"] + 1}
+    if isinstance(command, TimerFired):
+        return {**state, "fired": state.get("fired", ()) + ((command.name, meta.system_time),)}, "ok"
+    state = {**state, "n": state["n"] + 1}
     if isinstance(command, tuple) and command and command[0] == "send":
         return state, "ok", [SendMsg(command[1], command[2], *command[3:4])]
+    if isinstance(command, tuple) and command and command[0] == "timer_at":
+        # an absolute timer: fire at the entry's system time + the given delay
+        at = meta.system_time + command[2]
+        state["at"] = {**state.get("at", {}), command[1]: at}
+        return state, "ok", [Timer(command[1], at, absolute=True)]
     return state, state["n"]
+
+
+def fired(state):
+    return state.get("fired", ()), state.get("at", {})
 
 
 @pytest.fixture(params=["process", "shared"])
@@ -173,3 +184,16 @@ def test_process_command_reply_from_a_member_or_the_local_one(cluster):
     assert c.process_command(leader, ("inc", 8))[0] == 8
     with pytest.raises(errors.InvalidCommand):
         c.process_command(leader, ("inc", 9), reply_from="everyone")
+
+
+def test_an_absolute_timer_fires_at_its_time(cluster):
+    c, sids = cluster
+    c.process_command(sids[0], ("timer_at", "soon", 600))
+    c.process_command(sids[0], ("timer_at", "past", -5000))        # already past: fires at once
+    deadline = time.time() + 10
+    while len((got := c.consistent_query(sids[0], f"{MACHINE}:fired")[0])[0]) < 2:
+        assert time.time() < deadline, f"timers did not fire: {got}"
+        time.sleep(0.05)
+    ((first, t_first), (second, t_second)), at = got
+    assert (first, second) == ("past", "soon")
+    assert t_second >= at["soon"] > t_first                           # at its time, not before

@@ -319,10 +319,21 @@ class Demonitor:
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """Fire ``TimerFired(name)`` through the log after ``ms``; None cancels."""
+    """Fire ``TimerFired(name)`` through the log after ``ms``; None cancels.
+    With ``absolute`` (Ra's ``{abs, true}``) ``ms`` is a point in time
+    (milliseconds since the epoch, as ``meta.system_time``): it fires then,
+    at once if that is past (as a negative ``ms`` does).  Setting a name
+    again replaces its timer."""
 
     name: Any
     ms: int | None
+    absolute: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ms is not None and type(self.ms) not in (int, float):
+            raise InvalidEffect(f"Timer ms must be a number or None, not {self.ms!r}")
+        if type(self.absolute) is not bool:
+            raise InvalidEffect(f"Timer absolute must be True or False, not {self.absolute!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -582,7 +582,8 @@ class ServerShell:
             self._machine_timers.pop(e.name, None)
             return
         self._machine_timers[e.name] = self._refs
-        self.port.wakeup(max(0, int(e.ms)), MachineTimerWakeup(e.name, self._refs))
+        delay = e.ms - self.port.now_ms() if e.absolute else e.ms
+        self.port.wakeup(max(0, int(delay)), MachineTimerWakeup(e.name, self._refs))
 
     def _aux(self, e: fx.Aux) -> None:
         handle_aux = getattr(self.machine_impl, "handle_aux", None)
