@@ -110,3 +110,39 @@ def test_reply_from_local_is_the_voter_on_that_node_else_the_leader():
     assert len(_replies(_leader_applies_await(make_leader(N1), ("local", "n9")))) == 1
     assert len(_replies(_leader_applies_await(make_leader(N1), None))) == 1
     assert _replies(_follower_applies_await(make_follower(N2), None)) == []
+
+
+# ============================================================= Log effect
+def test_log_effect_reads_user_commands_on_the_leader_and_runs_what_fun_returns():
+    seen = []
+
+    def fun(commands):
+        seen.append(commands)
+        return fx.SendMsg("client:n1:x", ("logged", tuple(commands)))
+
+    leader = make_leader(N1)
+    from core_helpers import ae_ok, sync_cmd
+    leader.handle(sync_cmd(("put", "a", 1), "c0"))                   # index 2
+    leader.handle(m.Written(1, 2, 2))
+    leader.handle(ae_ok(1, N2, 2))
+    leader.handle(sync_cmd(("fx", "r", [fx.Log((1, 2, 3, 99), fun)]), "c1"))   # index 3
+    leader.handle(m.Written(1, 3, 3))
+    effects = leader.handle(ae_ok(1, N2, 3))[1]
+    # 1 is the noop (no user command), 99 is not in the log
+    assert seen == [[("put", "a", 1), ("fx", "r", [fx.Log((1, 2, 3, 99), fun)])]]
+    assert _sent(effects) == [fx.SendMsg("client:n1:x", ("logged", tuple(seen[0])))]
+
+
+def test_log_effect_with_a_node_runs_on_the_voter_there():
+    calls = []
+    log_n2 = fx.Log((1,), lambda cmds: calls.append(cmds) or [])
+    assert calls == []
+    _follower_applies(make_follower(N3), fx.Log((2,), lambda cmds: calls.append(("n3", cmds)) or [], "n2"))
+    _follower_applies(make_follower(N2), fx.Log((2,), lambda cmds: calls.append(("n2", cmds)) or [], "n2"))
+    _leader_applies(make_leader(N1), fx.Log((2,), lambda cmds: calls.append(("n1", cmds)) or [], "n2"))
+    assert [c[0] for c in calls] == ["n2"]
+    assert log_n2.indexes == (1,)
+    with pytest.raises(errors.InvalidEffect):
+        fx.Log((0,), print)
+    with pytest.raises(errors.InvalidEffect):
+        fx.Log((1,), "not callable")

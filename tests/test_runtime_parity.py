@@ -13,7 +13,9 @@ import pytest
 
 import ra_actors as ra
 from ra_actors import errors
-from ra_actors.core.effects import SendMsg, Timer, TimerFired
+import functools
+
+from ra_actors.core.effects import Log, SendMsg, Timer, TimerFired
 from ra_actors.events import Message, RaEvent
 
 MACHINE = __name__
@@ -29,12 +31,20 @@ def apply(meta, command, state):
     state = {**state, "n": state["n"] + 1}
     if isinstance(command, tuple) and command and command[0] == "send":
         return state, "ok", [SendMsg(command[1], command[2], *command[3:4])]
+    if isinstance(command, tuple) and command and command[0] == "log":
+        # read the commands at these indexes back from the log, send them to a client
+        _op, indexes, handle = command
+        return state, "ok", [Log(tuple(indexes), functools.partial(_logged_to, handle))]
     if isinstance(command, tuple) and command and command[0] == "timer_at":
         # an absolute timer: fire at the entry's system time + the given delay
         at = meta.system_time + command[2]
         state["at"] = {**state.get("at", {}), command[1]: at}
         return state, "ok", [Timer(command[1], at, absolute=True)]
     return state, state["n"]
+
+
+def _logged_to(handle, commands):
+    return [SendMsg(handle, ("logged", list(commands)))]
 
 
 def fired(state):
@@ -197,3 +207,17 @@ def test_an_absolute_timer_fires_at_its_time(cluster):
     ((first, t_first), (second, t_second)), at = got
     assert (first, second) == ("past", "soon")
     assert t_second >= at["soon"] > t_first                           # at its time, not before
+
+
+def test_a_log_effect_reads_commands_back_from_the_log(cluster):
+    c, sids = cluster
+    leader = c.members(sids[0])[1]
+    c.process_command(leader, ("inc", "a"))
+    c.process_command(leader, ("inc", "b"))
+    last = c.key_metrics(leader)["last_index"]
+    c.process_command(leader, ("log", [last - 1, last, last + 500], c.handle))
+    got = []
+    deadline = time.time() + 10
+    while not got and time.time() < deadline:
+        got = [e for e in c.events(timeout=0.5) if isinstance(e, Message)]
+    assert [(e.msg[0], [tuple(x) for x in e.msg[1]]) for e in got] == [("logged", [("inc", "a"), ("inc", "b")])]

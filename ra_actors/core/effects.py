@@ -9,7 +9,7 @@ Two families live here:
   ``tick`` (Ra's ``ra_machine:effect()``): ``SendMsg``, ``ModCall``,
   ``Monitor``, ``Demonitor``, ``Timer``, ``ReleaseCursor``, ``Checkpoint``,
   ``Append``, ``Aux``.  The core handles ``ReleaseCursor``/``Checkpoint``/
-  ``Append``/``TryAppend`` itself (snapshots and checkpoints become
+  ``Append``/``TryAppend``/``Log`` itself (snapshots and checkpoints become
   ``WriteSnapshot``/``WriteCheckpoint``/``PromoteCheckpoint``) and hands the rest to the shell inside
   ``MachineEffects(effects, leader_only)``, only those that are to run:
   leader-only ones only while it holds leadership (``LEADING_ROLES``).
@@ -380,6 +380,30 @@ class TryAppend:
 
 
 @dataclass(frozen=True, slots=True)
+class Log:
+    """Ra's ``{log, Idxs, Fun}`` / ``{log, Idxs, Fun, {local, Node}}``: read
+    the user commands at ``indexes`` from the member's log and run the
+    effects ``fun(commands)`` returns there (a list, or one effect).  The
+    leader runs it; with ``node`` the voter on that node does, in any role
+    (the leader when no voter is there).  Indexes no longer in the log
+    (below its snapshot) or holding no user command are left out."""
+
+    indexes: tuple
+    fun: Any
+    node: str | None = None
+
+    def __post_init__(self) -> None:
+        idxs = self.indexes
+        if not isinstance(idxs, (tuple, list, range)) or not all(type(i) is int and i > 0 for i in idxs):
+            raise InvalidEffect(f"Log indexes must be a sequence of positive integers, not {idxs!r:.100}")
+        if not callable(self.fun):
+            raise InvalidEffect(f"Log fun must be callable, not {self.fun!r:.100}")
+        if self.node is not None and not isinstance(self.node, str):
+            raise InvalidEffect(f"Log node must be a node name or None, not {self.node!r:.100}")
+        object.__setattr__(self, "indexes", tuple(idxs))
+
+
+@dataclass(frozen=True, slots=True)
 class Aux:
     """A command for the member-local aux handler (every member)."""
 
@@ -394,7 +418,7 @@ SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Ap
                   SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
                   RoleChanged, StopServer, DeleteData, MachineEffects)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
-                   Checkpoint, Append, TryAppend, Aux)
+                   Checkpoint, Append, TryAppend, Log, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
 
 

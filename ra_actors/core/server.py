@@ -952,6 +952,12 @@ class RaftServer:
             elif isinstance(e, fx.Append):
                 if self._leading():
                     self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
+            elif isinstance(e, fx.Log):
+                if rest:   # (keep the machine's order)
+                    self._emit_machine_effects(rest, from_apply=True)
+                    rest = []
+                if self._runs_log_here(e.node):
+                    self._handle_apply_effects(self._read_log_effects(e), index)
             elif isinstance(e, fx.TryAppend):
                 # as if a client had sent it here, in whatever role this member is
                 handler = STEP[self.role].get(m.Command)
@@ -962,11 +968,37 @@ class RaftServer:
         if rest:
             self._emit_machine_effects(rest, from_apply=True)
 
+    def _runs_log_here(self, node: str | None) -> bool:
+        if node is None:
+            return self._leading()
+        return self._sends_locally((None, node), self._leading())
+
+    def _read_log_effects(self, e: fx.Log) -> list:
+        """The effects ``e.fun`` makes of the user commands at ``e.indexes``."""
+        commands = []
+        for i in e.indexes:
+            entry = self.log.get(i) if self.log.snapshot_index < i <= self.log.last_index else None
+            if entry is not None and isinstance(entry.command, Usr):
+                commands.append(entry.command.data)
+        out = e.fun(commands)
+        if out is None:
+            return []
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
     def _emit_machine_effects(self, effs: list, from_apply: bool) -> None:
         if not from_apply:
-            # state_enter/tick/snapshot_installed effects are meant for this member.
-            allowed = tuple(e for e in effs
-                            if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append, fx.TryAppend)))
+            # state_enter/tick/snapshot_installed effects are meant for this member
+            # (a Log among them runs here under the same rules).
+            expanded = []
+            for e in effs:
+                if isinstance(e, fx.Log):
+                    if self._runs_log_here(e.node):
+                        expanded.extend(self._read_log_effects(e))
+                else:
+                    expanded.append(e)
+            allowed = tuple(e for e in expanded
+                            if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append, fx.TryAppend,
+                                                  fx.Log)))
             if allowed:
                 self._emit(fx.MachineEffects(allowed, leader_only=False))
             return

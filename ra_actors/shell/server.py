@@ -597,7 +597,7 @@ class ServerShell:
             self.aux_state = result
 
     def _handled_by_core(self, _e: Any) -> None:
-        """ReleaseCursor / Checkpoint / Append / TryAppend never reach a shell
+        """ReleaseCursor / Checkpoint / Append / TryAppend / Log never reach a shell
         (the core takes them out of MachineEffects); listed for the closed
         vocabulary."""
 
@@ -695,6 +695,7 @@ class ServerShell:
         fx.Checkpoint: _handled_by_core,
         fx.Append: _handled_by_core,
         fx.TryAppend: _handled_by_core,
+        fx.Log: _handled_by_core,
     }
 
     _WAKEUPS: dict[type, Callable] = {
