@@ -4,11 +4,17 @@
   is a list of ``(correlation, reply)`` in apply order (one event per apply
   batch of the leader).
 * ``Rejected(server, reason)``: a pipelined command was not taken.
-  ``reason`` is ``NotLeader(leader, correlation)`` when it reached a server
-  that is not the leader (``leader`` may be None): resend it to ``leader``;
-  or ``SessionRefused(kind, correlation)`` when its session refused it
-  (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
-  ``ra_actors.errors`` class).
+  ``reason`` is ``SessionRefused(kind, correlation)`` when the cluster
+  refused it (``kind`` names the ``ra_actors.errors`` class:
+  ``"SessionExpired"``, ``"InvalidCommand"``); it was not applied.  A
+  ``Client`` sends a command that reached a server that does not lead
+  (``NotLeader(leader, correlation)``) or that waited behind a gap
+  (``"SequenceGap"``) again itself and never hands those out; a program
+  that speaks to servers without a ``Client`` sees them.
+* ``TimedOut(server, correlation)``: no quorum answered the pipelined
+  command within the client's ``pipeline_timeout``; it may or may not have
+  been applied, and the client sends it no more (``server``: the one it
+  was last sent to).
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -17,14 +23,15 @@ They are plain frozen dataclasses: compare them, match on them::
     for ev in client.events(timeout=1.0):
         match ev:
             case Applied(leader, results): ...
-            case Rejected(server, NotLeader(leader, corr)): ...
+            case Rejected(server, SessionRefused(kind, corr)): ...
+            case TimedOut(server, corr): ...
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "TimedOut", "Message"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,14 @@ class Applied:
 class Rejected:
     server: Any
     reason: Any
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A pipelined command no quorum answered in time: its outcome is unknown."""
+
+    server: Any
+    correlation: Any
 
 
 @dataclass(frozen=True)
