@@ -26,6 +26,7 @@ import time
 from typing import Iterable, NoReturn
 
 from .errors import DataDirLocked, NodeError
+from .shell.names import node_modules
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -156,7 +157,8 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", detach: bool = False, timeout: float = 30.0) -> Node:
+               placement: str = "process", allowed_modules=None, detach: bool = False,
+               timeout: float = 30.0) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
@@ -167,6 +169,12 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
     server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
     ``log_options`` the WAL (e.g. ``sync_method``).
+
+    ``allowed_modules``: the modules (and packages) whose machines, query
+    functions, ``ModCall`` targets and actor classes this node may import
+    when a name for them arrives from the network, in addition to the
+    shipped ``machines`` package -- e.g. ``["wordcount"]`` for your own
+    machine module (``docs/operations.rst``, Security).
 
     ``placement`` says where the node's Raft servers run: ``"process"``
     (default) gives each server its own actor process, as Ra gives each
@@ -184,6 +192,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
     """
     log_options = _check_log_options(log_options)   # before anything is created
+    modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -206,6 +215,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "server_settings": dict(server_settings or {}),
         "log": log_options,
         "placement": placement,
+        "allowed_modules": list(modules),
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies

@@ -40,6 +40,7 @@ leader's tick.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -341,8 +342,7 @@ class HostActor(Actor):
         services = msg.services
         if self.wal is not None and services.wal is None:
             services = ServiceAddresses(self.myAddress, services.segment_writer, services.snapshot_writer)
-            msg = ServerInit(msg.config, msg.incarnation, msg.node_incarnation, msg.supervisor, services,
-                             msg.data_dir, msg.settings, msg.nodes_down, msg.new)
+            msg = dataclasses.replace(msg, services=services)
         shell.receive(msg, sender)
 
     def _remove(self, shell):
