@@ -200,6 +200,14 @@ def test_the_counter_check_finds_adds_lost_or_applied_twice(ops, final, problem)
     assert verdict["verdict"] == "invalid" and problem in verdict["explanation"] + " ".join(verdict["problems"])
 
 
+def test_the_report_of_a_counter_run_names_the_workload_not_keys():
+    config = {"nodes": 5, "clients": 10, "keys": 5, "key_period": 30.0, "time": 45.0, "nemesis": "pause", "seed": 1}
+    kv = report.render({"config": config, "passed": True}).splitlines()[1]
+    counter = report.render({"config": {**config, "workload": "counter"}, "passed": True}).splitlines()[1]
+    assert "5 keys (period 30.0s)" in kv and "workload counter" not in kv
+    assert "workload counter" in counter and "keys" not in counter
+
+
 # ------------------------------------------------------------------ real runs
 def _run(tmp_path, *args, timeout=420):
     out = tmp_path / "out"

@@ -213,8 +213,11 @@ def render(summary: dict) -> str:
     add("Jepsen-style run: " + ("PASS" if summary.get("passed") else "FAIL")
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
-    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {cfg.get('keys')} keys"
-        f" (period {cfg.get('key_period')}s), {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
+    # the counter workload has one counter, not keys
+    workload = ("workload counter" if cfg.get("workload") == "counter"
+                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
+    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
+        f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
         f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
         + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else ""))
     add(f"  partitions: {summary.get('partition_backend')}")
