@@ -18,6 +18,8 @@
 * A process that dies with commands in flight, restarted with its session
   name, sends them again under their numbers: those that were applied are
   answered from the cluster's reply cache, the others applied -- each once.
+* A command sent again after its session expired (``session_timeout_ms``
+  of log time) is refused ``SessionExpired``, not applied a second time.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import time
 import pytest
 
 import ra_actors as ra
-from ra_actors import events as ev
+from ra_actors import errors, events as ev
 from ra_actors.testing.failover import run_counter_scenario
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,3 +148,29 @@ def test_a_restarted_process_finishes_what_it_had_in_flight(tmp_path):
         sessions = again.member_overview(leader)["sessions"]
         assert sessions["count"] == 1, "one session: the dead process's, resumed"
         assert sessions["oldest_idle_ms"] >= 0
+
+
+def test_a_command_of_a_session_the_cluster_forgot_is_refused_not_applied_again():
+    with ra.local_nodes(["n1", "n2", "n3"]) as nodes:
+        client = nodes.client()
+        sids = [ra.ServerId("counter", n) for n in nodes]
+        client.start_cluster("counter", "machines.counter", sids, session_timeout_ms=1000)
+        _r, leader = client.process_command(sids[0], ("add", 0))
+
+        first = nodes.client(session="worker-7")
+        seq = first.next_seq(leader)
+        assert first.process_command(leader, ("add", 1), timeout=10) == (1, leader)
+        first.close()
+        # log time moves on with other clients' commands: worker-7 idles past the timeout
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            client.process_command(leader, ("add", 0), timeout=10)
+            time.sleep(0.05)
+
+        again = nodes.client(session="worker-7")
+        with pytest.raises(errors.SessionExpired):
+            again.process_command(leader, ("add", 1), timeout=10, seq=seq)
+        value, _ = client.consistent_query(leader, "machines.counter:read", timeout=10)
+        assert value == 1, "the command sent again was not applied a second time"
+        # a new command of the session starts it afresh
+        assert again.process_command(leader, ("add", 1), timeout=10)[0] == 2
