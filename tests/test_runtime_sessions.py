@@ -18,6 +18,9 @@
 * A process that dies with commands in flight, restarted with its session
   name, sends them again under their numbers: those that were applied are
   answered from the cluster's reply cache, the others applied -- each once.
+* Sessions are replicated state: after every node was killed and
+  restarted, a command sent again gets its first reply and is not applied
+  again.
 * A command sent again after its session expired (``session_timeout_ms``
   of log time) is refused ``SessionExpired``, not applied a second time.
 """
@@ -174,3 +177,23 @@ def test_a_command_of_a_session_the_cluster_forgot_is_refused_not_applied_again(
         assert value == 1, "the command sent again was not applied a second time"
         # a new command of the session starts it afresh
         assert again.process_command(leader, ("add", 1), timeout=10)[0] == 2
+
+
+def test_sessions_survive_a_restart_of_every_node():
+    with ra.local_nodes(["n1", "n2", "n3"]) as nodes:
+        client, sids = _counter_cluster(nodes)
+        first = nodes.client(session="worker-3")
+        seq = first.next_seq(sids[1])
+        assert first.process_command(sids[1], ("add", 1), timeout=10)[0] == 1
+        first.close()
+        client.close()
+        for n in nodes:                         # SIGKILL: only what was fsynced is left
+            nodes.kill(n)
+        for n in nodes:
+            nodes.restart(n)
+        # the process did not learn the answer: it sends the command again under its number
+        again = nodes.client(session="worker-3")
+        assert again.process_command(sids[1], ("add", 1), timeout=30, seq=seq)[0] == 1, "the first reply"
+        value, _ = again.consistent_query(sids[0], "machines.counter:read", timeout=10)
+        assert value == 1, "applied once, before the restart"
+        assert again.process_command(sids[1], ("add", 1), timeout=10)[0] == 2
