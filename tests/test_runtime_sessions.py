@@ -9,7 +9,7 @@
   returns, no call raises, and the counter ends equal to the number of
   calls.  The issue ran 1,500 calls per thread; so does placement
   ``shared`` here (about 20 s on a 2-core machine); placement ``process``,
-  four to five times slower per call, runs 300 per thread (about 35 s), so
+  four to five times slower per call, runs 300 per thread (about 45 s), so
   that each test stays under a minute and still meets several faults of
   both kinds.  ``python
   scripts/failover.py`` runs the full 1,500 (see its ``--help``).
