@@ -5,12 +5,16 @@
   batch of the leader).
 * ``Rejected(server, reason)``: a pipelined command was not taken.
   ``reason`` is ``SessionRefused(kind, correlation)`` when the cluster
-  refused it (``kind`` names the ``ra_actors.errors`` class:
-  ``"SessionExpired"``, ``"InvalidCommand"``); it was not applied.  A
-  ``Client`` sends a command that reached a server that does not lead
-  (``NotLeader(leader, correlation)``) or that waited behind a gap
-  (``"SequenceGap"``) again itself and never hands those out; a program
-  that speaks to servers without a ``Client`` sees them.
+  refused it for its session (``kind`` names the ``ra_actors.errors``
+  class: ``"SessionExpired"``), or ``CommandRefused(kind, correlation)``
+  when the server refused the command itself (``kind``:
+  ``"CommandTooLarge"``, or ``"InvalidCommand"`` -- not a value the log can
+  store, or malformed session fields or priority); either way it was not
+  applied.  A ``Client`` sends a command that reached a server that does
+  not lead (``NotLeader(leader, correlation)``) or that waited behind a gap
+  (``SessionRefused("SequenceGap", ...)``) again itself and never hands
+  those out; a program that speaks to servers without a ``Client`` sees
+  them.
 * ``TimedOut(server, correlation)``: no quorum answered the pipelined
   command within the client's ``pipeline_timeout``; it may or may not have
   been applied, and the client sends it no more (``server``: the one it
@@ -23,7 +27,7 @@ They are plain frozen dataclasses: compare them, match on them::
     for ev in client.events(timeout=1.0):
         match ev:
             case Applied(leader, results): ...
-            case Rejected(server, SessionRefused(kind, corr)): ...
+            case Rejected(server, SessionRefused(kind, corr) | CommandRefused(kind, corr)): ...
             case TimedOut(server, corr): ...
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "TimedOut", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "CommandRefused", "TimedOut", "Message"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ class NotLeader:
 @dataclass(frozen=True)
 class SessionRefused:
     """Reason of a ``Rejected`` event: the command's session refused it."""
+
+    kind: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    """Reason of a ``Rejected`` event: the server refused the command itself."""
 
     kind: str
     correlation: Any

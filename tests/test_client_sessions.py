@@ -23,7 +23,7 @@ from ra_actors.client.pipelining import PATIENCE, Pipeliner
 from ra_actors.client.resolution import Resolver
 from ra_actors.client.sessions import Session, Stream
 from ra_actors.core import messages as m
-from ra_actors.core.types import Error, NotifyReply, Ok, Redirect, ServerId, SessionSeq
+from ra_actors.core.types import Error, NotifyReply, Ok, Redirect, ServerConfig, ServerId, SessionSeq
 
 N1, N2, N3 = (ServerId("c", n) for n in ("n1", "n2", "n3"))
 HANDLE = "client:n1:abc"
@@ -92,6 +92,7 @@ class _Shell:
     leader = N1
 
     def __init__(self):
+        self.config = ServerConfig(N1, "counter_n1", "counter", "machines.counter", (N1,), max_command_bytes=100)
         self.stats = {"commands": 0}
         self.delivered = []
 
@@ -152,14 +153,16 @@ def test_session_seq_accepts_exactly_whole_numbers_in_order():
 def test_one_bad_pipelined_command_is_refused_and_the_others_go_on():
     port = _Port()
     cmds = (PipelinedCommand(1, "a", "normal", "s", 1, 1), PipelinedCommand(2, "b", "normal", "s", 2, 3),
-            PipelinedCommand(3, "c", "whenever", "s", 3, 1), PipelinedCommand(4, "d", "low", "s", 4, 1, True))
+            PipelinedCommand(3, "c", "whenever", "s", 3, 1), PipelinedCommand(4, "d", "low", "s", 4, 1, True),
+            PipelinedCommand(5, "e" * 200, "normal", "s", 5, 1))
     port._on_pipeline(Pipeline(HANDLE, cmds, N1), "client-address")
     (batch,) = port.shell.delivered
     assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == [
         ("a", "normal", SessionSeq("s", 1, 1, False), NotifyReply(1, HANDLE)),
         ("d", "low", SessionSeq("s", 4, 1, True), NotifyReply(4, HANDLE))]
-    assert port.router.to_clients == [(HANDLE, ev.Rejected(N1, ev.SessionRefused("InvalidCommand", 2))),
-                                      (HANDLE, ev.Rejected(N1, ev.SessionRefused("InvalidCommand", 3)))]
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 2)),
+                                              ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 3)),
+                                              ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
 
 
 # ======================================================== a scripted cluster
@@ -352,6 +355,23 @@ def test_an_expired_session_is_handed_out_and_ends_the_command():
     conn.deliver(ev.Rejected(N1, ev.SessionRefused("SessionExpired", a)))
     conn.deliver(ev.Rejected(N1, ev.SessionRefused("SessionExpired", b)))
     assert list(conn.events) == [ev.Rejected(N1, ev.SessionRefused("SessionExpired", "mine"))]
+    assert pipe.outstanding() == 0
+
+
+def test_a_command_the_server_refuses_is_handed_out_under_its_correlation_and_ends():
+    pipe, conn, _clock = _parts()
+    pipe.add(N1, "a", "mine", "normal")
+    pipe.add(N1, "b", "next", "normal")
+    pipe.flush()
+    a, b = (c.correlation for c in _pipelines(conn)[0][1].commands)
+    conn.deliver(ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", a)))
+    pipe.flush()            # the leader holds b for a's number: b goes again, with a no longer below it
+    (again,) = _pipelines(conn)[1][1].commands
+    assert (again.correlation, again.seq, again.low) == (b, 2, 2)
+    conn.deliver(ev.Applied(N1, [(b, 1)]))
+    conn.deliver(ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", a)))     # repeated: handed out once
+    assert list(conn.events) == [ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", "mine")),
+                                 ev.Applied(N1, [("next", 1)])]
     assert pipe.outstanding() == 0
 
 

@@ -24,8 +24,9 @@ Rules:
   ``1 <= low <= seq``, see :func:`session_seq`) is answered
   ``Error("InvalidCommand")`` (``InvalidQuery`` for a query) and changes
   nothing; such a pipelined command is answered ``Rejected(server,
-  SessionRefused("InvalidCommand", correlation))`` and the others of its
-  ``Pipeline`` go on.
+  CommandRefused("InvalidCommand", correlation))`` and the others of its
+  ``Pipeline`` go on.  A command the cluster cannot store or that is too
+  large (:mod:`.admission`) is refused the same way (``CommandTooLarge``).
 * WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
   ``(incarnation, WAL epoch, n)``: the WAL puts them back in order and drops
   repeats (Thespian may reorder or repeat messages, see
@@ -53,6 +54,7 @@ from ..core import messages as m
 from ..errors import MachineError, RaError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
+from .admission import command_refusal
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
                        DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
@@ -307,6 +309,9 @@ class ActorServerPort:
                 raise ValueError(f"unknown request {type(request).__name__}")
             # replies go to this envelope's caller: a request names no destination
             core_msg = handler(self, request, (msg.handle, msg.req_id))
+        except _Refused as exc:
+            self._send(sender, ClientReply(msg.req_id, Error(exc.kind, exc.message), shell.leader))
+            return
         except Exception as exc:  # noqa: BLE001 - a bad request is the caller's error
             kind = "InvalidQuery" if type(request) is QueryRequest else "InvalidCommand"
             self._send(sender, ClientReply(msg.req_id, Error(kind, f"{type(exc).__name__}: {exc}"), shell.leader))
@@ -323,6 +328,9 @@ class ActorServerPort:
     # ``(handle, req_id)`` of the envelope; the clock is this server's.
     def _request_command(self, req: CommandRequest, caller: tuple) -> m.Command:
         session = session_seq(req.session, req.seq, req.low, req.known)
+        refusal = command_refusal(req.data, self.shell.config.max_command_bytes)
+        if refusal is not None:
+            raise _Refused(*refusal)
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
         cmd = m.Command(req.data, reply_mode, priority(req.priority), now_ms(), session)
         self.shell.stats["commands"] += 1
@@ -394,17 +402,22 @@ class ActorServerPort:
         self.router.client_called(msg.handle, sender)
         ts = now_ms()
         handle = msg.handle
+        limit = self.shell.config.max_command_bytes
         cmds = []
         for c in msg.commands:
+            # each bad command is refused alone; the others go on
             try:
                 session = session_seq(c.session, c.seq, c.low, c.known)
-                cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), priority(c.priority), ts,
-                                      session))
+                refusal = command_refusal(c.data, limit)
+                prio = priority(c.priority)
             except (ValueError, AttributeError) as exc:
-                # the one bad command is refused; the others go on
                 log(self.who, f"pipelined command refused: {exc}")
-                self.router.send_to_client(handle, ev.Rejected(self.shell.id, ev.SessionRefused(
-                    "InvalidCommand", getattr(c, "correlation", None))))
+                refusal = ("InvalidCommand", str(exc))
+            if refusal is not None:
+                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(
+                    refusal[0], getattr(c, "correlation", None))))
+                continue
+            cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
         self.shell.stats["commands"] += len(cmds)
         if cmds:
             self.shell.deliver(m.Commands(tuple(cmds)))
@@ -518,6 +531,15 @@ class ActorServerPort:
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+class _Refused(Exception):
+    """A client request the port refuses with ``kind`` (an ``ra_actors.errors`` class name)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 class _Immediate:

@@ -70,6 +70,13 @@ class Tick:
     """Wakeup payload: the periodic tick (heartbeats, probes, client checks)."""
 
 
+def _refused_connections() -> dict[str, int]:
+    """Connections the node's processes refused, by kind (:mod:`.refusals`)."""
+    from . import netpatch
+    record = netpatch.refusals()
+    return record.counts() if record is not None else {}
+
+
 class NodeSupervisor(Actor):
     """The root actor of a node (see the module rules)."""
 
@@ -289,4 +296,5 @@ class NodeSupervisor(Actor):
             "services": self.services.overview(),
             "actors": self.actors.overview(),
             "msgs_in": self.msgs_in,
+            "refused": _refused_connections(),
         }

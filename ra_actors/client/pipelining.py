@@ -27,10 +27,14 @@ Rules:
 * **Given up**: a command outstanding for ``timeout`` seconds (the
   client's ``pipeline_timeout``; None: never) without an answer is no
   longer sent and the caller gets ``TimedOut(correlation)``: no quorum
-  answered, the command may or may not have been applied.  A session
-  refusal other than ``SequenceGap`` (``SessionExpired``, an
-  ``InvalidCommand``) ends the command too and is handed out as
-  ``Rejected(server, SessionRefused(kind, correlation))``.
+  answered, the command may or may not have been applied.  A refusal
+  other than ``SequenceGap`` -- of its session (``SessionExpired``) or of
+  the command itself (``InvalidCommand``, ``CommandTooLarge``) -- ends the
+  command too (not applied) and is handed out as ``Rejected(server,
+  SessionRefused(kind, correlation))`` or ``Rejected(server,
+  CommandRefused(kind, correlation))``; the stream's later commands,
+  which the leader holds for the refused number, go again at once with the
+  new ``low``.
 * Resends happen while the client runs (``flush``, ``events``, any call):
   a client that is not called does not resend.
 """
@@ -325,7 +329,12 @@ class Pipeliner:
                 route.all_again = True
             return None
         self._end(p)
+        if route is not None and any(seq > p.seq for seq in p.stream.outstanding):
+            # the commands after it wait at the leader for a number that will
+            # not come: sent again now, with the new low, they go on at once
+            route.all_again = True
         if not p.notify:
             return None
-        kind = reason.kind if isinstance(reason, ev.SessionRefused) else "InvalidCommand"
-        return ev.Rejected(e.server, ev.SessionRefused(kind, p.correlation))
+        if isinstance(reason, (ev.SessionRefused, ev.CommandRefused)):
+            return ev.Rejected(e.server, type(reason)(reason.kind, p.correlation))
+        return ev.Rejected(e.server, ev.CommandRefused("InvalidCommand", p.correlation))
