@@ -31,7 +31,7 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, CommandRequest, KeyMetricsRequest, ListActorsRequest,
+from .actors.protocol import (AddMemberRequest, CommandRequest, ListActorsRequest, ServerMetricsRequest,
                               MemberOverviewRequest, MembersInfoRequest, OverviewRequest, PipelinedCommand, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
@@ -239,10 +239,13 @@ class Client:
         """Make ``server_id`` start an election now."""
         self._resolver.call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
-    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``, ...)."""
-        value, _leader = self._resolver.call(server_id, KeyMetricsRequest(), timeout, redirect=False)
-        return value
+    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``,
+        ``snapshot_index``, ``last_written_index``, ``last_index``,
+        ``commit_latency``, ``term``, ``state``, ``membership``), read by its
+        node from the node's counters: a busy server is not asked."""
+        sid = _sid(server_id)
+        return self._discovery.sup_call(sid.node, ServerMetricsRequest(sid.name), timeout)
 
     def member_overview(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """The key metrics of ``server_id`` and everything else it knows about itself."""
