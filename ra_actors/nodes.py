@@ -88,6 +88,7 @@ class Node:
         self.pgid = pgid
         self._popen = popen
         self.cfg = cfg or {}
+        self.metrics_port: int | None = None     # where its counters are served over HTTP (if they are)
 
     @property
     def address(self) -> tuple:
@@ -156,7 +157,8 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", detach: bool = False, timeout: float = 30.0) -> Node:
+               placement: str = "process", detach: bool = False, metrics_port: int | None = None,
+               timeout: float = 30.0) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
@@ -175,6 +177,10 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     addressed, monitored and restarted as its own ``ServerId`` — for many
     clusters per node and lower latency (``docs/internals.rst``).
 
+    ``metrics_port``: serve the node's counters in the Prometheus text
+    format at ``http://host:metrics_port/metrics`` (``0``: a free port, see
+    ``Node.metrics_port``); ``None`` (default): no HTTP endpoint.
+
     By default the node belongs to the calling process: it stops when that
     process exits (even by a crash).  ``detach=True`` puts it in its own
     session instead (what ``ra-actors node start`` does): it keeps running
@@ -192,6 +198,9 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     convention = tuple(convention) if convention else (host, port)
     if placement not in ("process", "shared"):
         raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
+    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
+                                     or not 0 <= metrics_port <= 65535):
+        raise ValueError(f"metrics_port must be a port number (0: any free one) or None, got {metrics_port!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
     cfg = {
@@ -206,6 +215,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "server_settings": dict(server_settings or {}),
         "log": log_options,
         "placement": placement,
+        "metrics_port": metrics_port,
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies
@@ -217,8 +227,10 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     popen = _spawn_keeper(cfg_path, data_dir, _node_environment(python_path), detach)
     status = _wait_until_ready(popen, name, data_dir, timeout)
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
-    return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
+    node = Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
                 None if detach else popen, cfg)
+    node.metrics_port = status.get("metrics_port")
+    return node
 
 
 def _forget_previous_status(data_dir: str) -> None:
@@ -313,7 +325,8 @@ def node_status(data_dir: str) -> dict:
     return {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
             ("stale" if pids else (status.get("state") or "absent")),
             "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
-            "host": info.get("host"), "port": info.get("port"), "error": status.get("error")}
+            "host": info.get("host"), "port": info.get("port"), "error": status.get("error"),
+            "metrics_port": status.get("metrics_port") if live else None}
 
 
 def stop_node(node, timeout: float = 15.0) -> None:

@@ -24,7 +24,10 @@
 Files in the data directory: ``node.json`` (config), ``node.pid``,
 ``node.status`` (starting | ready | error | stopped, JSON), ``node.log``
 (stdout/stderr of every process of the node), ``node.lock``,
-``node.admin_pid``, ``thespian.log``.
+``node.admin_pid``, ``thespian.log``, ``counters`` (made by the supervisor:
+:mod:`ra_actors.metrics.block`).  With ``metrics_port`` node-main also
+serves the counters over HTTP (:mod:`ra_actors.metrics.exporter`) on the
+node's address; the port it listens on is in ``node.status``.
 """
 from __future__ import annotations
 
@@ -481,6 +484,9 @@ def node_main(cfg: dict) -> int:
 
     if not _port_free(host, cfg["port"]):
         raise NodeError(f"port {host}:{cfg['port']} is already in use")
+    metrics_port = cfg.get("metrics_port")
+    if metrics_port and not _port_free(host, metrics_port):
+        raise NodeError(f"metrics port {host}:{metrics_port} is already in use")
 
     from . import netpatch
     allowed = cfg.get("allowed_hosts")
@@ -519,7 +525,13 @@ def node_main(cfg: dict) -> int:
             raise NodeError(f"node supervisor did not start: {reply!r}")
         if reply.error:
             raise NodeError(reply.error)
-        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp())
+        extra = {}
+        if metrics_port is not None:
+            # the counters file exists now (the supervisor made it); the
+            # exporter reads it in this process, which lives as long as the node
+            from ..metrics.exporter import serve
+            _server, extra["metrics_port"] = serve(host, metrics_port, data_dir)
+        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp(), **extra)
         while not stop["flag"]:
             # reap the intermediate process of Thespian's double fork
             try:

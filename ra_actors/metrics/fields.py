@@ -33,9 +33,9 @@ SERVER_FIELDS: Final[dict[str, tuple[str, str]]] = {
     "snapshot_index": (GAUGE, "The index of the latest snapshot."),
     "last_index": (GAUGE, "The last index of the log."),
     "last_written_index": (GAUGE, "The last index written to the WAL and synced."),
-    "commit_latency": (GAUGE, "Milliseconds from the leader receiving the last applied command to "
-                              "its application on this member (as Ra's; across hosts it includes "
-                              "clock skew)."),
+    "commit_latency": (GAUGE, "Time from the leader receiving the last applied command to its "
+                              "application on this member (as Ra's; across hosts it includes clock "
+                              "skew).  key_metrics: milliseconds; Prometheus: seconds."),
     "term": (GAUGE, "The current term."),
     "machine_version": (GAUGE, "The effective machine version."),
     "state": (GAUGE, "The role: a code of STATE_NAMES (exported as a label)."),
