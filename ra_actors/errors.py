@@ -95,6 +95,12 @@ class NodeError(RaError):
     """A node could not be started or stopped."""
 
 
+class NoSuchCluster(NoSuchServer):
+    """No node's leaderboard knows the cluster (``client.leader``,
+    ``client.members(cluster_name, ...)``): none of its members runs on a
+    node the client reaches.  A :class:`NoSuchServer`."""
+
+
 class NoSuchActor(NoSuchServer):
     """An ``ActorRef`` names no live actor on its node (Ra's ``noproc``).
 

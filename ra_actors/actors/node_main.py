@@ -464,6 +464,17 @@ def thespian_transmit_env(cfg: dict, environ=os.environ) -> None:
     environ.setdefault("THESPIAN_DROP_TRANSMITS_LEVEL", str(queued * 2))
 
 
+def _serve_metrics(host: str, port: int | None, data_dir: str) -> dict:
+    """With a metrics port: serve the counters over HTTP from this process
+    (it lives as long as the node; the supervisor made the counters file by
+    now).  What to add to the node's status."""
+    if port is None:
+        return {}
+    from ..metrics.exporter import serve
+    _server, actual = serve(host, port, data_dir)
+    return {"metrics_port": actual}
+
+
 def node_main(cfg: dict) -> int:
     data_dir = cfg["data_dir"]
     host = cfg["host"]
@@ -525,13 +536,8 @@ def node_main(cfg: dict) -> int:
             raise NodeError(f"node supervisor did not start: {reply!r}")
         if reply.error:
             raise NodeError(reply.error)
-        extra = {}
-        if metrics_port is not None:
-            # the counters file exists now (the supervisor made it); the
-            # exporter reads it in this process, which lives as long as the node
-            from ..metrics.exporter import serve
-            _server, extra["metrics_port"] = serve(host, metrics_port, data_dir)
-        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp(), **extra)
+        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp(),
+                   **_serve_metrics(host, metrics_port, data_dir))
         while not stop["flag"]:
             # reap the intermediate process of Thespian's double fork
             try:
