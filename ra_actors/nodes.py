@@ -26,6 +26,7 @@ import time
 from typing import Iterable, NoReturn
 
 from .errors import DataDirLocked, NodeError
+from .shell.names import node_modules
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -78,7 +79,8 @@ def _check_log_options(log_options) -> dict:
 class Node:
     """A started node: its name, address and processes."""
 
-    def __init__(self, name, host, port, data_dir, convention, keeper_pid, pgid, popen=None, cfg=None):
+    def __init__(self, name, host, port, data_dir, convention, keeper_pid, pgid, popen=None, cfg=None,
+                 metrics_port: int | None = None):
         self.name = name
         self.host = host
         self.port = port
@@ -88,7 +90,7 @@ class Node:
         self.pgid = pgid
         self._popen = popen
         self.cfg = cfg or {}
-        self.metrics_port: int | None = None     # where its counters are served over HTTP (if they are)
+        self.metrics_port = metrics_port     # where its counters are served over HTTP (None: they are not)
 
     @property
     def address(self) -> tuple:
@@ -157,8 +159,8 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", detach: bool = False, metrics_port: int | None = None,
-               timeout: float = 30.0) -> Node:
+               placement: str = "process", allowed_modules=None, detach: bool = False,
+               metrics_port: int | None = None, timeout: float = 30.0) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
@@ -170,6 +172,12 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
     ``log_options`` the WAL (e.g. ``sync_method``).
 
+    ``allowed_modules``: the modules (and packages) whose machines, query
+    functions, ``ModCall`` targets and actor classes this node may import
+    when a name for them arrives from the network, in addition to the
+    shipped ``machines`` package -- e.g. ``["wordcount"]`` for your own
+    machine module (``docs/operations.rst``, Security).
+
     ``placement`` says where the node's Raft servers run: ``"process"``
     (default) gives each server its own actor process, as Ra gives each
     server its own Erlang process; ``"shared"`` runs one host actor that
@@ -177,9 +185,8 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     addressed, monitored and restarted as its own ``ServerId`` — for many
     clusters per node and lower latency (``docs/internals.rst``).
 
-    ``metrics_port``: serve the node's counters in the Prometheus text
-    format at ``http://host:metrics_port/metrics`` (``0``: a free port, see
-    ``Node.metrics_port``); ``None`` (default): no HTTP endpoint.
+    ``metrics_port``: serve the node's counters for Prometheus at ``http://host:
+    metrics_port/metrics`` (``0``: a free port, see ``Node.metrics_port``; default: off).
 
     By default the node belongs to the calling process: it stops when that
     process exits (even by a crash).  ``detach=True`` puts it in its own
@@ -190,17 +197,14 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
     """
     log_options = _check_log_options(log_options)   # before anything is created
+    _check_options(placement, metrics_port)
+    modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     os.chmod(data_dir, 0o700)     # (also one made before data dirs were private)
     port = int(port)
     convention = tuple(convention) if convention else (host, port)
-    if placement not in ("process", "shared"):
-        raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
-    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
-                                     or not 0 <= metrics_port <= 65535):
-        raise ValueError(f"metrics_port must be a port number (0: any free one) or None, got {metrics_port!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
     cfg = {
@@ -215,6 +219,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "server_settings": dict(server_settings or {}),
         "log": log_options,
         "placement": placement,
+        "allowed_modules": list(modules),
         "metrics_port": metrics_port,
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
@@ -227,10 +232,16 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     popen = _spawn_keeper(cfg_path, data_dir, _node_environment(python_path), detach)
     status = _wait_until_ready(popen, name, data_dir, timeout)
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
-    node = Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
-                None if detach else popen, cfg)
-    node.metrics_port = status.get("metrics_port")
-    return node
+    return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
+                None if detach else popen, cfg, metrics_port=status.get("metrics_port"))
+
+
+def _check_options(placement: str, metrics_port) -> None:
+    if placement not in ("process", "shared"):
+        raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
+    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
+                                     or not 0 <= metrics_port <= 65535):
+        raise ValueError(f"metrics_port must be a port number (0: any free one) or None, got {metrics_port!r}")
 
 
 def _forget_previous_status(data_dir: str) -> None:

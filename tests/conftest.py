@@ -114,9 +114,12 @@ class KvCluster:
 
 
 @pytest.fixture
-def nodes3(tmp_path):
+def nodes3(tmp_path, request):
+    """Three nodes that also allow the requesting test module (a test
+    module may be its own machine)."""
     import ra_actors as ra
-    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes")) as nodes:
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"),
+                        allowed_modules=[request.module.__name__]) as nodes:
         yield nodes
 
 

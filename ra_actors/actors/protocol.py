@@ -294,6 +294,7 @@ class ServerInit:
     settings: dict
     nodes_down: tuple = ()
     new: bool = False
+    allowed_modules: tuple | None = None   # the node's (shell/names.py); None: the default
     counters_slot: int | None = None    # the server's slot in the node's counters file
 
 

@@ -47,6 +47,7 @@ from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoRep
                           Unavailable)
 from ..core import messages as m
 from ..errors import MachineError, RaError
+from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .observer import ActorObserver
 from .peers import PeerRouter
@@ -68,15 +69,15 @@ _TRACE = bool(os.environ.get("RA_ACTORS_TRACE"))
 _REPLY_MODES = {"await_consensus": AwaitConsensus, "after_log_append": AfterLogAppend}
 
 
-def load_machine(path: str):
-    """Import a machine by path: ``"pkg.module"`` or ``"pkg.module:Class"``."""
+def load_machine(path: str, policy: ModulePolicy):
+    """Import a machine by path, ``"pkg.module"`` or ``"pkg.module:Class"``,
+    if the node's ``policy`` allows its module (``NameRefused`` otherwise,
+    before anything is imported)."""
     import importlib
-    mod_name, _, attr = path.partition(":")
+    mod_name, attr = policy.machine(path)
     module = importlib.import_module(mod_name)
     if attr:
-        obj: Any = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj: Any = getattr(module, attr)
         return obj() if isinstance(obj, type) else obj
     return module
 
@@ -177,9 +178,11 @@ class ActorServerPort:
             settings = validate_settings(msg.settings)
             self.router = PeerRouter(sid, msg.incarnation, self._send, msg.supervisor, settings,
                                      msg.nodes_down, lambda text: log(self.who, text))
-            impl = load_machine(config.machine)
+            policy = ModulePolicy(msg.allowed_modules)
+            impl = load_machine(config.machine, policy)
             store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
-            self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down)
+            self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
+                               allowed_modules=policy.allowed)
             self.shell.observer = self._observer(msg, sid, config)
         except Exception as exc:  # noqa: BLE001
             log_exc(f"server {sid.name}", "start failed")

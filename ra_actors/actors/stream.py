@@ -13,10 +13,14 @@ Thespian.
 
 Rules:
 
-* **What travels:** only ``Rpcs``, ``Forwarded`` and ``Bundle`` messages
-  between host actors.  Raft tolerates loss, duplication and reordering of
-  these, so switching paths, dropping a frame on an overfull queue or
-  losing a connection never needs more than Raft's own retries.
+* **What travels:** between host actors, ``Rpcs`` and ``Forwarded``
+  commands (in ``Bundle``\ s); from a client to a host, its calls and
+  pipelined commands (``ClientCall``, ``Pipeline``), and back the replies
+  and events (``ClientReply``, ``Applied``, ``Rejected``, ``Message``).
+  Everything else goes through Thespian.  Raft and the client's retries
+  tolerate loss, duplication and reordering of these, so switching paths,
+  dropping a frame on an overfull queue or losing a connection never
+  needs more than those retries.
 * **Frames:** 4-byte big-endian length, then the message in msgpack
   (:class:`ra_actors.codec.Codec` over the runtime's message classes:
   records are looked up in a fixed registry, nothing is unpickled).  An

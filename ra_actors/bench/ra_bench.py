@@ -232,7 +232,7 @@ class RaBench:
         t0 = time.monotonic()
         self.nodes = ra.local_nodes(list(NODES), data_root=self.data_root,
                                     log_options={"sync_method": self.sync_method},
-                                    placement=self.placement)
+                                    placement=self.placement, allowed_modules=["ra_actors.bench"])
         self.node_start_s = time.monotonic() - t0
         self.client = self.nodes.client()
         return self

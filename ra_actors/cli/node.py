@@ -44,7 +44,8 @@ def _start(args) -> int:
     with LiveStatus(f"starting node {args.name} on {args.host}:{args.port}"):
         node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
-                          log_options=log_options, placement=args.placement, detach=True,
+                          log_options=log_options, placement=args.placement,
+                          allowed_modules=args.allow_module or None, detach=True,
                           metrics_port=args.metrics_port, timeout=args.timeout)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
@@ -102,6 +103,9 @@ def add_parser(subparsers) -> None:
     start.add_argument("--placement", choices=("process", "shared"), default="process",
                        help="process: one actor process per Raft server (default); shared: one "
                             "host actor carries every server of the node and its WAL")
+    start.add_argument("--allow-module", action="append", metavar="MODULE",
+                       help="a module (or package) whose machines, queries and actor classes this "
+                            "node may load, besides the shipped 'machines' (repeatable)")
     start.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                        help="serve the node's counters over HTTP for Prometheus on this port of --host "
                             "(0: any free port; default: off)")
