@@ -30,7 +30,7 @@ _LAZY = {
     "ActorInit": ("actors.protocol", "ActorInit"),
 }
 
-__all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", *_LAZY]
+__all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", "aio", *_LAZY]
 
 
 def __getattr__(name):
@@ -42,7 +42,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{mod}", __name__), attr)
         globals()[name] = value
         return value
-    if name in ("errors", "events", "codec"):
+    if name in ("errors", "events", "codec", "aio"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ra_actors' has no attribute {name!r}")
