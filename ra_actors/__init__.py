@@ -11,6 +11,8 @@ Quick start::
         reply, leader = client.process_command(sids[0], ("write", "k", 1))
         value, leader = client.consistent_query(leader, "machines.kv:read", "k")
 """
+from typing import Any
+
 from .core.types import ActorRef, ServerId  # noqa: F401
 
 __version__ = "0.1.0"
@@ -33,7 +35,7 @@ _LAZY = {
 __all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", "aio", *_LAZY]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # Lazy, so that importing ra_actors (e.g. from the core or the simulator)
     # does not import Thespian.
     if name in _LAZY:

@@ -23,10 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterable, NoReturn
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn
 
 from .errors import DataDirLocked, NodeError
 from .shell.names import node_modules
+
+if TYPE_CHECKING:
+    from .api import Client
+
+#: A node's admin address: ``(host, port)``.
+Address = tuple[str, int]
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -79,8 +85,9 @@ def _check_log_options(log_options) -> dict:
 class Node:
     """A started node: its name, address and processes."""
 
-    def __init__(self, name, host, port, data_dir, convention, keeper_pid, pgid, popen=None, cfg=None,
-                 metrics_port: int | None = None):
+    def __init__(self, name: str, host: str, port: int, data_dir: str, convention: Address | None,
+                 keeper_pid: int, pgid: int | None, popen: subprocess.Popen | None = None,
+                 cfg: dict | None = None, metrics_port: int | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -93,10 +100,10 @@ class Node:
         self.metrics_port = metrics_port     # where its counters are served over HTTP (None: they are not)
 
     @property
-    def address(self) -> tuple:
+    def address(self) -> Address:
         return (self.host, self.port)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.host}:{self.port}, pgid={self.pgid})"
 
     # -- processes ------------------------------------------------------------
@@ -156,10 +163,12 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
-               allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
-               log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", allowed_modules=None, detach: bool = False,
+def start_node(name: str, data_dir: str, port: int, convention: Address | None = None,
+               host: str = "127.0.0.1", *, allowed_hosts: Iterable[str] | None = None,
+               settings: dict | None = None, server_settings: dict | None = None,
+               log_options: dict | None = None, seeds: Iterable[Address] | None = None,
+               python_path: list | None = None, placement: str = "process",
+               allowed_modules: Iterable[str] | None = None, detach: bool = False,
                metrics_port: int | None = None, timeout: float = 30.0) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
@@ -340,7 +349,7 @@ def node_status(data_dir: str) -> dict:
             "metrics_port": status.get("metrics_port") if live else None}
 
 
-def stop_node(node, timeout: float = 15.0) -> None:
+def stop_node(node: Node | str, timeout: float = 15.0) -> None:
     """Stop a node gracefully (``node``: a :class:`Node` or its data dir);
     whatever is left after ``timeout`` seconds is killed."""
     nm = _node_main()
@@ -391,7 +400,8 @@ def stop_node(node, timeout: float = 15.0) -> None:
 class LocalNodes:
     """Handle returned by :func:`local_nodes`."""
 
-    def __init__(self, names, data_root, host, ports, own_root, options):
+    def __init__(self, names: Iterable[str], data_root: str, host: str, ports: dict[str, int],
+                 own_root: bool, options: dict[str, Any]) -> None:
         self.names = list(names)
         self.data_root = data_root
         self.host = host
@@ -399,19 +409,19 @@ class LocalNodes:
         self._own_root = own_root
         self._options = options
         self.nodes: dict[str, Node] = {}
-        self._clients = []
+        self._clients: list[Client] = []
         self.convention = (host, self.ports[self.names[0]])
 
-    def __getitem__(self, name) -> Node:
+    def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 
-    def data_dir(self, name) -> str:
+    def data_dir(self, name: str) -> str:
         return os.path.join(self.data_root, name)
 
-    def addresses(self) -> dict:
+    def addresses(self) -> dict[str, Address]:
         return {n: (self.host, self.ports[n]) for n in self.names}
 
     def _start(self, name, timeout=30.0) -> Node:
@@ -422,7 +432,7 @@ class LocalNodes:
         return node
 
     # -- clients -------------------------------------------------------------
-    def client(self, **kw):
+    def client(self, **kw: Any) -> Client:
         """A new client connected to these nodes (closed on exit)."""
         from .api import connect
         c = connect([self.addresses()[n] for n in self.names], **kw)
@@ -430,27 +440,27 @@ class LocalNodes:
         return c
 
     # -- fault injection -------------------------------------------------------
-    def kill(self, name) -> None:
+    def kill(self, name: str) -> None:
         """SIGKILL node ``name``'s process group."""
         self.nodes[name].kill()
 
-    def restart(self, name, timeout: float = 30.0) -> Node:
+    def restart(self, name: str, timeout: float = 30.0) -> Node:
         """Start ``name`` again on the same data directory and port."""
         old = self.nodes.get(name)
         if old is not None and old.alive():
             old.stop()
         return self._start(name, timeout)
 
-    def stop(self, name, timeout: float = 15.0) -> None:
+    def stop(self, name: str, timeout: float = 15.0) -> None:
         self.nodes[name].stop(timeout)
 
-    def pause(self, name) -> None:
+    def pause(self, name: str) -> None:
         self.nodes[name].pause()
 
-    def resume(self, name) -> None:
+    def resume(self, name: str) -> None:
         self.nodes[name].resume()
 
-    def pids(self, name) -> list[int]:
+    def pids(self, name: str) -> list[int]:
         return self.nodes[name].pids()
 
     def all_pids(self) -> list[int]:
@@ -489,16 +499,15 @@ class LocalNodes:
         if self._own_root:
             shutil.rmtree(self.data_root, ignore_errors=True)
 
-    def __enter__(self):
+    def __enter__(self) -> LocalNodes:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
-        return False
 
 
-def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *, ports=None,
-                timeout: float = 30.0, **options) -> LocalNodes:
+def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = "127.0.0.1", *,
+                ports: dict[str, int] | None = None, timeout: float = 30.0, **options: Any) -> LocalNodes:
     """Start nodes ``names`` on free ports of ``host`` (a context manager).
 
     Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a
