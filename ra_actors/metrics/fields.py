@@ -12,7 +12,7 @@ Rules:
   ``gauge``: a current value.  ``state`` and ``membership`` are codes
   (:data:`STATE_NAMES`, :data:`MEMBERSHIP_NAMES`).
 * The Prometheus names are ``ra_server_<name>`` (counters end in
-  ``_total``) and ``ra_<service>_<name>``; docs/operations.rst lists
+  ``_total``) and ``ra_<service>_<name>``; docs/api.rst ("Metrics") lists
   them all (a test checks it).
 """
 from __future__ import annotations
