@@ -107,3 +107,38 @@ async def test_concurrent_awaits_and_a_loop_that_never_blocks(nodes):
             nodes.resume(follower.node)
             task.cancel()
         assert elapsed >= 1.4 and ticks >= 0.5 * elapsed / 0.05, (ticks, elapsed)
+
+
+@pytest.mark.asyncio
+async def test_membership_and_leadership_awaited(nodes):
+    two, third = SIDS[:2], SIDS[2]
+    async with await aio.connect(nodes.addresses()["n1"]) as client:
+        started, _ = await client.start_cluster("kv", "machines.kv", two)
+        assert sorted(started) == sorted(two)
+        members, leader = await client.members(two[0])
+        assert sorted(members) == sorted(two) and leader in two
+        assert await client.start_server("kv", "machines.kv", third, members) == third
+        (index, _term), leader = await client.add_member(leader, third, membership="promotable")
+        assert index > 0
+        members, leader = await client.members(leader)
+        assert sorted(members) == sorted(SIDS)
+        info, leader = await client.members_info(leader)
+        assert set(info) == set(SIDS) and info[leader]["status"] == "leader"
+        await client.process_command(leader, ("write", "x", 1))   # third catches up, is promoted
+
+        async def leads(target) -> bool:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    return (await client.transfer_leadership(leader, target, timeout=3))[1] == target
+                except (errors.NotUpToDate, errors.NonVoter, errors.Timeout):
+                    await asyncio.sleep(0.2)
+            return False
+
+        assert await leads(third)
+        assert await client.leader("kv") in (third, None)     # the board may not have heard yet
+        await client.remove_member(third, two[0])
+        members, leader = await client.members(third)
+        assert sorted(members) == sorted([two[1], third]) and leader == third
+        ((_it, value), _l) = await client.local_query(third, "machines.kv:read", "x")
+        assert value == 1
