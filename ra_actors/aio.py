@@ -40,7 +40,9 @@ touches it:
   as they arrive; pipelined commands queued during one turn of the loop
   leave together (one message per server), then the thread flushes.
 * ``close()`` (or leaving ``async with``) closes the sync client in the I/O
-  thread and ends it.  Sessions (exactly-once commands) come with the sync
+  thread and ends it; an ``events()`` iteration then ends.  Should the I/O
+  thread end for any other reason (an exception outside a call), every
+  call queued or made afterwards raises instead of waiting forever.  Sessions (exactly-once commands) come with the sync
   client when it has them: this module adds no protocol of its own.
 """
 from __future__ import annotations
@@ -63,6 +65,7 @@ T = TypeVar("T")
 IDLE_WAIT = 1.0      # seconds the I/O thread waits on the endpoint when it has nothing to do
 
 _STOP = object()
+_CLOSED = object()   # the end of events(), put in their queue by close()
 
 
 class _IOThread:
@@ -73,6 +76,8 @@ class _IOThread:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.events: asyncio.Queue = asyncio.Queue()
         self.client: Client | None = None
+        self.ended: BaseException | None = None    # set once the thread is over (why)
+        self._lock = threading.Lock()               # orders submit() against the thread's end
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -82,19 +87,27 @@ class _IOThread:
     # -------------------------------------------------------- loop side
     def submit(self, fn: Callable[..., T], *args: Any, **kw: Any) -> "asyncio.Future[T]":
         fut: asyncio.Future = self.loop.create_future()
-        self.jobs.put((fn, args, kw, fut))
-        self._wake()
+        self._put((fn, args, kw, fut))
         return fut
 
     def submit_nowait(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
-        self.jobs.put((fn, args, kw, None))
-        self._wake()
+        self._put((fn, args, kw, None))
+
+    def _put(self, job: tuple) -> None:
+        with self._lock:
+            if self.ended is not None:
+                raise RuntimeError("the client is closed") from self.ended
+            self.jobs.put(job)
+            self._wake()
 
     def stop(self) -> None:
-        self.jobs.put(_STOP)
-        self._wake()
+        with self._lock:
+            if self.ended is None:
+                self.jobs.put(_STOP)
+                self._wake()
 
     def _wake(self) -> None:
+        # (under the lock, before the thread's end: the pipe is open)
         try:
             os.write(self.wake_w, b"x")
         except BlockingIOError:
@@ -102,6 +115,7 @@ class _IOThread:
 
     # ---------------------------------------------------------- I/O side
     def _run(self) -> None:
+        why: BaseException = RuntimeError("the client is closed")
         try:
             while True:
                 if not self._run_jobs():
@@ -114,11 +128,30 @@ class _IOThread:
                 self._forward_events()
                 client._conn.pump(IDLE_WAIT if self.jobs.empty() else 0.0)
                 self._forward_events()
+        except BaseException as exc:  # noqa: BLE001 - the awaiting callers get it
+            why = RuntimeError(f"the client's I/O thread failed: {exc!r}")
+            why.__cause__ = exc
+            raise
         finally:
+            self._end(why)
+
+    def _end(self, why: BaseException) -> None:
+        """Close the client and fail whatever is still queued: nothing waits forever."""
+        with self._lock:
+            self.ended = why      # from now on nothing is queued and the pipe is not written
+        try:
             if self.client is not None:
                 self.client.close()
+        finally:
             os.close(self.wake_r)
             os.close(self.wake_w)
+            settle = [job[3] for job in _drain(self.jobs) if job is not _STOP and job[3] is not None]
+            try:
+                for fut in settle:
+                    self.loop.call_soon_threadsafe(_settle, fut, None, why)
+                self.loop.call_soon_threadsafe(self.events.put_nowait, _CLOSED)
+            except RuntimeError:
+                pass      # the loop is closed: nobody awaits any more
 
     def _wait_for_job(self) -> None:
         import select
@@ -161,6 +194,15 @@ class _IOThread:
         return self.client.handle
 
 
+def _drain(jobs: queue.SimpleQueue) -> list:
+    out = []
+    while True:
+        try:
+            out.append(jobs.get_nowait())
+        except queue.Empty:
+            return out
+
+
 def _settle(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
     if fut.cancelled():
         return
@@ -200,8 +242,8 @@ class AsyncClient:
 
     def _sync(self) -> Client:
         client = self._io.client
-        if client is None or self._closed:
-            raise RuntimeError("the client is closed")
+        if client is None or self._closed or self._io.ended is not None:
+            raise RuntimeError("the client is closed") from self._io.ended
         return client
 
     def _call(self, name: str, *args: Any, **kw: Any) -> "asyncio.Future[Any]":
@@ -244,6 +286,9 @@ class AsyncClient:
                 else:
                     event = await asyncio.wait_for(q.get(), timeout)
             except asyncio.TimeoutError:
+                return
+            if event is _CLOSED:
+                q.put_nowait(_CLOSED)     # for any other iteration
                 return
             yield event
 

@@ -142,3 +142,37 @@ async def test_membership_and_leadership_awaited(nodes):
         assert sorted(members) == sorted([two[1], third]) and leader == third
         ((_it, value), _l) = await client.local_query(third, "machines.kv:read", "x")
         assert value == 1
+
+
+@pytest.mark.asyncio
+async def test_closing_ends_the_events_and_a_failed_io_thread_fails_calls(nodes):
+    client = await aio.connect(nodes.addresses()["n1"])
+    seen = []
+
+    async def listen():
+        async for event in client.events():          # no timeout: only close() ends it
+            seen.append(event)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)
+    await client.close()
+    await asyncio.wait_for(listener, 5)
+    assert seen == [] and listener.done()
+
+    # an I/O thread that dies outside a call fails what is queued and what
+    # comes after, instead of leaving awaits hanging
+    client = await aio.connect(nodes.addresses()["n1"])
+    sync = client._io.client
+
+    def broken_pump(timeout=0.0):
+        raise OSError("socket gone")
+
+    sync._conn.pump = broken_pump
+    client._io.thread.join(10)                       # its next wait on the network fails
+    assert not client._io.thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed") as failed:
+        await asyncio.wait_for(client.nodes(), 10)
+    assert "I/O thread failed" in str(failed.value.__cause__)
+    with pytest.raises(RuntimeError, match="closed"):
+        client.pipeline_command(SIDS[0], ("write", "k", 1))
+    await client.close()
