@@ -74,8 +74,9 @@ SERVICE_FIELDS: Final[dict[str, dict[str, tuple[str, str]]]] = {
         "writes": (COUNTER, "Entries written."),
         "bytes_written": (COUNTER, "Bytes written to WAL files."),
         "syncs": (COUNTER, "fsync/fdatasync calls (one per batch unless sync_method is none)."),
-        "dropped": (COUNTER, "Entries dropped because a writer's earlier write was missing (the "
-                             "writer is asked to write them again)."),
+        "dropped": (COUNTER, "Entries dropped out of sequence: a gap after a writer's last write, "
+                             "or entries it wrote already without overwrite (the writer is asked "
+                             "to write them again)."),
         "current_file_size": (GAUGE, "Size of the WAL file being written, in bytes."),
         "max_file_size": (GAUGE, "wal_max_size_bytes: the size at which the WAL rolls over."),
     },
