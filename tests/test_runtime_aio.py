@@ -145,6 +145,7 @@ async def test_membership_and_leadership_awaited(nodes):
 
 
 @pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the failure we cause
 async def test_closing_ends_the_events_and_a_failed_io_thread_fails_calls(nodes):
     client = await aio.connect(nodes.addresses()["n1"])
     seen = []
