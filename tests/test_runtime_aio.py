@@ -10,7 +10,7 @@ import pytest
 
 import ra_actors as ra
 from ra_actors import aio, errors
-from ra_actors.events import Applied, NotLeader, Rejected
+from ra_actors.events import Applied, Message, NotLeader, Rejected
 
 
 @pytest.fixture(params=("process", "shared"))
@@ -177,3 +177,17 @@ async def test_closing_ends_the_events_and_a_failed_io_thread_fails_calls(nodes)
     with pytest.raises(RuntimeError, match="closed"):
         client.pipeline_command(SIDS[0], ("write", "k", 1))
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_machines_message_arrives_as_an_event(nodes):
+    locks = [ra.ServerId("locks", n) for n in ("n1", "n2", "n3")]
+    async with await aio.connect(nodes.addresses()["n1"]) as first, \
+            await aio.connect(nodes.addresses()["n2"]) as second:
+        await first.start_cluster("locks", "machines.lock", locks)
+        assert (await first.process_command(locks[0], ("acquire", "L", first.handle)))[0] == ("ok", "acquired")
+        queued, _leader = await second.process_command(locks[1], ("acquire", "L", second.handle))
+        assert queued == ("ok", "queued", 1)
+        assert (await first.process_command(locks[2], ("release", "L", first.handle)))[0] == "ok"
+        received = [event async for event in second.events(timeout=5)]
+        assert received == [Message(("lock_granted", "L"))]
