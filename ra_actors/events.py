@@ -9,6 +9,9 @@
   or ``SessionRefused(kind, correlation)`` when its session refused it
   (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
   ``ra_actors.errors`` class).
+  ``CommandRefused(kind, correlation)`` when the server refused the command
+  itself (``kind`` is ``"CommandTooLarge"`` or ``"InvalidCommand"``):
+  nothing was appended.
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "CommandRefused", "Message"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,14 @@ class NotLeader:
 @dataclass(frozen=True)
 class SessionRefused:
     """Reason of a ``Rejected`` event: the command's session refused it."""
+
+    kind: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    """Reason of a ``Rejected`` event: the server refused the command itself."""
 
     kind: str
     correlation: Any

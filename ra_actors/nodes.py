@@ -9,8 +9,13 @@ small *keeper* process outside the group starts it, reaps it and stops it
 (see :mod:`ra_actors.actors.node_main`).
 
 Nodes bind 127.0.0.1 unless ``host`` names another address; then they
-refuse connections from hosts that are not members (``allowed_hosts``, by
-default the convention host and their own).
+refuse connections from hosts that are not members (their own, the
+convention host, the seeds' hosts, and ``allowed_hosts``).  Every
+connection proves the cluster secret first (:mod:`ra_actors.cookie`): the
+first node of a convention creates its cookie file if there is none, the
+others must be given the same one; a node that joins a convention checks
+first that it takes the secret and that no other live node has its name
+(:mod:`ra_actors.preflight`).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn
 
+from .cookie import cookie_path, ensure_cookie, read_cookie
 from .errors import DataDirLocked, NodeError
 from .shell.names import node_modules
 
@@ -163,23 +169,20 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def start_node(name: str, data_dir: str, port: int, convention: Address | None = None,
-               host: str = "127.0.0.1", *, allowed_hosts: Iterable[str] | None = None,
-               settings: dict | None = None, server_settings: dict | None = None,
-               log_options: dict | None = None, seeds: Iterable[Address] | None = None,
-               python_path: list | None = None, placement: str = "process",
-               allowed_modules: Iterable[str] | None = None, detach: bool = False,
-               metrics_port: int | None = None, timeout: float = 30.0) -> Node:
+def start_node(name: str, data_dir: str, port: int, convention: Address | None = None, host: str = "127.0.0.1",
+               *, allowed_hosts: Iterable[str] | None = None, settings: dict | None = None,
+               server_settings: dict | None = None, log_options: dict | None = None,
+               seeds: Iterable[Address] | None = None, python_path: list | None = None, placement: str = "process",
+               allowed_modules: Iterable[str] | None = None, detach: bool = False, metrics_port: int | None = None,
+               timeout: float = 30.0, cookie_file: str | None = None) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
     (default: this node leads its own convention).  ``host`` is the address
     the node binds and advertises (127.0.0.1 by default); with another
-    address, only ``allowed_hosts`` (default: the convention host and
-    ``host``) may connect.  ``settings`` tune the supervisor (e.g.
-    ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
-    server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
-    ``log_options`` the WAL (e.g. ``sync_method``).
+    address, only ``host``, the convention's and seeds' hosts, 127.0.0.1 and
+    ``allowed_hosts`` (which add to them) may connect.  ``settings`` tune the
+    supervisor, ``server_settings`` the servers, ``log_options`` the WAL.
 
     ``allowed_modules``: the modules (and packages) whose machines, query
     functions, ``ModCall`` targets and actor classes this node may import
@@ -194,16 +197,19 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
     addressed, monitored and restarted as its own ``ServerId`` — for many
     clusters per node and lower latency (``docs/internals.rst``).
 
-    ``metrics_port``: serve the node's counters for Prometheus at ``http://host:
-    metrics_port/metrics`` (``0``: a free port, see ``Node.metrics_port``; default: off).
-
     By default the node belongs to the calling process: it stops when that
     process exits (even by a crash).  ``detach=True`` puts it in its own
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
-    Raises ``ValueError`` for a bad log option (nothing starts), ``DataDirLocked``
-    if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
+    ``cookie_file``: the cluster secret (default ``$RA_ACTORS_COOKIE_FILE``,
+    else ``~/.ra_actors.cookie``), created by a node leading its convention.
+    ``metrics_port``: serve the node's counters for Prometheus at ``http://host:
+    metrics_port/metrics`` (``0``: a free port, see ``Node.metrics_port``; default: off).
+
+    Raises ``ValueError`` for a bad log option (nothing starts), ``CookieError``,
+    ``AuthenticationFailed`` (the convention refuses the secret), ``NodeNameTaken``,
+    ``DataDirLocked`` (a live node uses ``data_dir``), ``NodeError`` (not up in time).
     """
     log_options = _check_log_options(log_options)   # before anything is created
     _check_options(placement, metrics_port)
@@ -216,14 +222,14 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
     convention = tuple(convention) if convention else (host, port)
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
+    cookie = _check_secret(name, host, port, convention, seeds, cookie_file, timeout)
     cfg = {
-        "name": name,
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
+        "name": name, "data_dir": data_dir,
+        "host": host, "port": port,
         "convention": [convention[0], int(convention[1])],
         "incarnation": time.time_ns() // 1000,
         "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
+        "cookie_file": cookie,
         "settings": dict(settings or {}),
         "server_settings": dict(server_settings or {}),
         "log": log_options,
@@ -251,6 +257,21 @@ def _check_options(placement: str, metrics_port) -> None:
     if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
                                      or not 0 <= metrics_port <= 65535):
         raise ValueError(f"metrics_port must be a port number (0: any free one) or None, got {metrics_port!r}")
+
+
+def _check_secret(name, host, port, convention, seeds, cookie_file, timeout) -> str:
+    """The cookie file's path, after the secret was read (created by a node
+    that leads its own convention) and, for a node that joins, the
+    convention leader and the seeds took it and know no live node ``name``."""
+    cookie = cookie_path(cookie_file)
+    leads = tuple(convention) == (host, port)
+    key = ensure_cookie(cookie) if leads else read_cookie(cookie)
+    joins = [] if leads else [convention]
+    joins += [tuple(s) for s in (seeds or ()) if tuple(s) not in joins]
+    if joins:
+        from .preflight import check_joining
+        check_joining(name, host, port, joins, cookie, key, timeout=min(5.0, timeout))
+    return cookie
 
 
 def _forget_previous_status(data_dir: str) -> None:
@@ -401,9 +422,10 @@ class LocalNodes:
     """Handle returned by :func:`local_nodes`."""
 
     def __init__(self, names: Iterable[str], data_root: str, host: str, ports: dict[str, int],
-                 own_root: bool, options: dict[str, Any]) -> None:
+                 own_root: bool, options: dict[str, Any], cookie_file: str | None) -> None:
         self.names = list(names)
         self.data_root = data_root
+        self.cookie_file = cookie_file
         self.host = host
         self.ports = dict(ports)
         self._own_root = own_root
@@ -427,7 +449,7 @@ class LocalNodes:
     def _start(self, name, timeout=30.0) -> Node:
         node = start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
                           host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
-                          timeout=timeout, **self._options)
+                          timeout=timeout, cookie_file=self.cookie_file, **self._options)
         self.nodes[name] = node
         return node
 
@@ -435,6 +457,7 @@ class LocalNodes:
     def client(self, **kw: Any) -> Client:
         """A new client connected to these nodes (closed on exit)."""
         from .api import connect
+        kw.setdefault("cookie_file", self.cookie_file)
         c = connect([self.addresses()[n] for n in self.names], **kw)
         self._clients.append(c)
         return c
@@ -513,7 +536,9 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
     Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a
     temporary directory removed on exit).  The first node leads the
     convention.  On exit (also on errors) every node is stopped, and killed
-    if it does not stop in time.  Extra keyword arguments go to
+    if it does not stop in time.  The nodes and ``client()`` share the
+    cluster secret in ``cookie_file`` (default: ``$RA_ACTORS_COOKIE_FILE``,
+    else ``~/.ra_actors.cookie``; created if missing).  Extra keyword arguments go to
     :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
     ``placement``).
     """
@@ -529,8 +554,10 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
     for n in names:
         chosen[n] = int((ports or {}).get(n) or free_port(host, used))
         used.add(chosen[n])
-    handle = LocalNodes(names, data_root, host, chosen, own_root, options)
+    cookie_file = cookie_path(options.pop("cookie_file", None))
+    handle = LocalNodes(names, data_root, host, chosen, own_root, options, cookie_file)
     try:
+        ensure_cookie(cookie_file)
         for n in names:
             os.makedirs(handle.data_dir(n), exist_ok=True)
         # start the convention leader first, the others in parallel

@@ -143,6 +143,8 @@ class HostActor(Actor):
             if self.board:
                 records, self.board = tuple(self.board), []
                 super().send(self.supervisor, LeaderboardUpdate(records))
+            if self.stream is not None:
+                self.stream.expire()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
             log_exc("host", f"error handling {type(msg).__name__}")
             os._exit(70)
@@ -262,8 +264,9 @@ class HostActor(Actor):
             from .stream import StreamHub
             try:
                 self.stream = StreamHub(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1", self.myAddress,
-                                        netpatch.allowed_hosts(), log=lambda text: log("host", text))
-            except OSError as exc:   # no stream: everything goes through Thespian
+                                        netpatch.allowed_hosts(), guard=netpatch.guard(),
+                                        log=lambda text: log("host", text))
+            except (OSError, ValueError) as exc:   # no stream: everything goes through Thespian
                 log("host", f"replication stream unavailable: {exc!r}")
         if self.wal.recovered_segments:
             self.send(sender, SegmentsWritten(self.wal.recovered_segments))

@@ -49,6 +49,7 @@ from ..core import messages as m
 from ..errors import MachineError, RaError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
+from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
@@ -297,6 +298,9 @@ class ActorServerPort:
                 raise ValueError(f"unknown request {type(request).__name__}")
             # replies go to this envelope's caller: a request names no destination
             core_msg = handler(self, request, (msg.handle, msg.req_id))
+        except _Refused as exc:
+            self._send(sender, ClientReply(msg.req_id, Error(exc.kind, exc.message), shell.leader))
+            return
         except Exception as exc:  # noqa: BLE001 - a bad request is the caller's error
             kind = "InvalidQuery" if type(request) is QueryRequest else "InvalidCommand"
             self._send(sender, ClientReply(msg.req_id, Error(kind, f"{type(exc).__name__}: {exc}"), shell.leader))
@@ -312,6 +316,9 @@ class ActorServerPort:
     # the core message for it, or an _Immediate answer.  ``caller`` is
     # ``(handle, req_id)`` of the envelope; the clock is this server's.
     def _request_command(self, req: CommandRequest, caller: tuple) -> m.Command:
+        refusal = command_refusal(req.data, self.shell.config.max_command_bytes)
+        if refusal is not None:
+            raise _Refused(*refusal)
         self.shell.stats["commands"] += 1
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
         return m.Command(req.data, reply_mode, req.priority, now_ms())
@@ -382,7 +389,17 @@ class ActorServerPort:
             return
         self.router.client_called(msg.handle, sender)
         ts = now_ms()
-        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in msg.commands)
+        limit = self.shell.config.max_command_bytes
+        taken = []
+        for c in msg.commands:
+            refusal = command_refusal(c.data, limit)
+            if refusal is None:
+                taken.append(c)
+            else:
+                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(refusal[0], c.correlation)))
+        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in taken)
+        if not cmds:
+            return
         self.shell.stats["commands"] += len(cmds)
         self.shell.deliver(m.Commands(cmds))
 
@@ -497,6 +514,15 @@ class ActorServerPort:
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+class _Refused(Exception):
+    """A client request the port refuses with ``kind`` (an ``ra_actors.errors`` class name)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 class _Immediate:

@@ -73,6 +73,13 @@ class Tick:
     """Wakeup payload: the periodic tick (heartbeats, probes, client checks)."""
 
 
+def _refused_connections() -> dict[str, int]:
+    """Connections the node's processes refused, by kind (:mod:`.refusals`)."""
+    from . import netpatch
+    record = netpatch.refusals()
+    return record.counts() if record is not None else {}
+
+
 class NodeSupervisor(Actor):
     """The root actor of a node (see the module rules)."""
 
@@ -318,4 +325,5 @@ class NodeSupervisor(Actor):
             "actors": self.actors.overview(),
             "leaderboard": self.leaderboard.overview(),
             "msgs_in": self.msgs_in,
+            "refused": _refused_connections(),
         }

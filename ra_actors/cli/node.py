@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .cookie import add_cookie_option
 from .exit_codes import EXIT_OK, EXIT_UNAVAILABLE
 from .ui import LiveStatus
 
@@ -46,7 +47,7 @@ def _start(args) -> int:
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
                           log_options=log_options, placement=args.placement,
                           allowed_modules=args.allow_module or None, detach=True,
-                          metrics_port=args.metrics_port, timeout=args.timeout)
+                          metrics_port=args.metrics_port, timeout=args.timeout, cookie_file=args.cookie_file)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
     if node.metrics_port is not None:
@@ -96,7 +97,9 @@ def add_parser(subparsers) -> None:
     start.add_argument("--convention", type=_hostport, default=None, metavar="HOST:PORT",
                        help="the convention leader's admin (default: this node)")
     start.add_argument("--allowed-host", action="append", metavar="ADDR",
-                       help="hosts allowed to connect when --host is not loopback (repeatable)")
+                       help="more hosts allowed to connect when --host is not loopback, besides this "
+                            "node's, the convention's and the seeds' (repeatable)")
+    add_cookie_option(start)
     start.add_argument("--seed", action="append", type=_hostport, metavar="HOST:PORT",
                        help="other nodes' admins to contact (repeatable)")
     start.add_argument("--sync-method", choices=("datasync", "sync", "none"), default=None)
