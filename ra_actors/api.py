@@ -37,7 +37,7 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, KeyMetricsRequest, ListActorsRequest,
+from .actors.protocol import (AddMemberRequest, ListActorsRequest, ServerMetricsRequest,
                               MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
@@ -47,6 +47,7 @@ from .client.commands import Commands
 from .client.connection import Connection
 from .client.discovery import Discovery
 from .client.ids import actor_ref, server_id as _sid
+from .client.leaderboard import Leaderboards
 from .client.pipelining import Pipeliner
 from .client.replies import ERROR_CLASSES
 from .client.resolution import Resolver
@@ -115,6 +116,7 @@ class Client:
                                    pipeline_delay, pipeline_timeout)
         self._commands = Commands(self._conn, self._resolver, self._session, self._pipeline.flush)
         self._lifecycle = Clusters(self._conn, self._book, self._discovery, self._resolver)
+        self._boards = Leaderboards(self._discovery, self._book)
 
     @property
     def session(self) -> str:
@@ -261,10 +263,63 @@ class Client:
         return self._query("consistent", server_id, fun, args, timeout, redirect=True)
 
     # =========================================================== membership
-    def members(self, server_id: ServerLike,
+    def members(self, server_id: ServerLike | str, local: bool = False,
                 timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
-        """``(members, leader)`` of the cluster of ``server_id``."""
-        return self._resolver.members(server_id, timeout)
+        """``(members, leader)`` of the cluster of ``server_id`` (a server id,
+        or a cluster name).
+
+        As Ra's ``members``: by default the leader's view (a member that
+        knows a leader is asked, then that leader; if the leader does not
+        answer in time, the member's own view is returned).  ``local=True``
+        (Ra's ``{local, ServerId}``): the addressed member's own view, from
+        its node's leaderboard (the member itself is asked only if it has
+        recorded nothing yet).  A cluster name is looked up in the nearest
+        node's leaderboard (``leader``); ``NoSuchCluster`` if no node knows it."""
+        deadline = time.monotonic() + timeout
+        if isinstance(server_id, str):
+            entry = self._boards.cluster(server_id, timeout)
+            if entry is None:
+                raise errors.NoSuchCluster(f"no node knows cluster {server_id!r}")
+            leader, members = entry
+            if local or leader is None:
+                return members, leader
+            return self._leader_view(None, members, leader, deadline)
+        sid = _sid(server_id)
+        if local:
+            entry = self._boards.server(sid, timeout)
+            if entry is not None:
+                leader, members = entry
+                return members, leader
+            return self._resolver.members(sid, max(0.1, deadline - time.monotonic()))
+        members, leader = self._resolver.members(sid, timeout)
+        return self._leader_view(sid, members, leader, deadline)
+
+    def _leader_view(self, asked: ServerId | None, members: list[ServerId], leader: ServerId | None,
+                     deadline: float) -> tuple[list[ServerId], ServerId | None]:
+        """Follow ``leader`` (at most three hops, until ``deadline``) to the
+        leader's own view; what is known so far if it does not answer."""
+        for _hop in range(3):
+            left = deadline - time.monotonic()
+            if leader is None or leader == asked or left <= 0:
+                break
+            try:
+                found, new_leader = self._resolver.members(leader, left)
+            except (errors.Timeout, errors.NoSuchServer, errors.NodeDown):
+                break
+            asked, members, leader = leader, found, new_leader
+        return members, leader
+
+    def leader(self, cluster_name: str, timeout: float = DEFAULT_TIMEOUT) -> ServerId | None:
+        """The leader of ``cluster_name`` as the nearest node's leaderboard
+        has it (Ra's ``ra_leaderboard:lookup_leader``): kept by that node's
+        members, no server or leader is asked.  ``None`` while the cluster
+        has no leader; ``NoSuchCluster`` if no node knows the cluster."""
+        if not isinstance(cluster_name, str):
+            raise ValueError(f"a cluster name is a string, not {cluster_name!r}")
+        entry = self._boards.cluster(cluster_name, timeout)
+        if entry is None:
+            raise errors.NoSuchCluster(f"no node knows cluster {cluster_name!r}")
+        return entry[0]
 
     def members_info(self, server_id: ServerLike,
                      timeout: float = DEFAULT_TIMEOUT) -> tuple[dict[ServerId, dict], ServerId | None]:
@@ -311,7 +366,7 @@ class Client:
             return "already_leader", leader
         while time.monotonic() < deadline:
             try:
-                _m, leader = self.members(target, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                _m, leader = self._resolver.members(target, max(0.1, min(1.0, deadline - time.monotonic())))
             except errors.Timeout:
                 continue
             if leader == target:
@@ -323,10 +378,13 @@ class Client:
         """Make ``server_id`` start an election now."""
         self._resolver.call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
-    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``, ...)."""
-        value, _leader = self._resolver.call(server_id, KeyMetricsRequest(), timeout, redirect=False)
-        return value
+    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``,
+        ``snapshot_index``, ``last_written_index``, ``last_index``,
+        ``commit_latency``, ``term``, ``state``, ``membership``), read by its
+        node from the node's counters: a busy server is not asked."""
+        sid = _sid(server_id)
+        return self._discovery.sup_call(sid.node, ServerMetricsRequest(sid.name), timeout)
 
     def member_overview(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """The key metrics of ``server_id`` and everything else it knows about itself."""
@@ -447,9 +505,8 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
-        return False
 
     def __del__(self) -> None:  # pragma: no cover
         try:

@@ -155,6 +155,24 @@ class OverviewRequest(SupervisorRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class ServerMetricsRequest(SupervisorRequest):
+    """Answered with the key metrics of server ``name`` read from the node's
+    counters file (``client.key_metrics``): the server's turn is not needed."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardRequest(SupervisorRequest):
+    """Answered from the node's leaderboard: ``(leader, members)`` that the
+    node's member of ``cluster`` recorded (the one with the newest term), or
+    that server ``server`` of the node recorded; ``None`` if there is none."""
+
+    cluster: str | None = None
+    server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ListServersRequest(SupervisorRequest):
     """Answered ``{name: (address, incarnation, status)}`` of the node's servers."""
 
@@ -277,6 +295,29 @@ class ServerInit:
     nodes_down: tuple = ()
     new: bool = False
     allowed_modules: tuple | None = None   # the node's (shell/names.py); None: the default
+    counters_slot: int | None = None    # the server's slot in the node's counters file
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardRecord:
+    """What server ``server`` (of cluster ``cluster``) now knows: ``leader``
+    (None: none) and ``members`` in ``term`` (Ra's ``ra_leaderboard:record``).
+    ``(incarnation, seq)`` orders the records of one server."""
+
+    server: str
+    cluster: str
+    incarnation: int
+    seq: int
+    leader: Any
+    members: tuple
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardUpdate:
+    """Server (or host) -> its supervisor: leaderboard records, in order."""
+
+    records: tuple
 
 
 @dataclass(frozen=True, slots=True)

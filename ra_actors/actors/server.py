@@ -55,9 +55,11 @@ from ..errors import MachineError, RaError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .admission import command_refusal
+from .observer import ActorObserver
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
+                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
+                       LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
@@ -215,6 +217,7 @@ class ActorServerPort:
             store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
             self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
                                allowed_modules=policy.allowed)
+            self.shell.observer = self._observer(msg, sid, config)
         except Exception as exc:  # noqa: BLE001
             log_exc(f"server {sid.name}", "start failed")
             if store is not None:
@@ -230,6 +233,25 @@ class ActorServerPort:
                       f"last index {core.log.last_index}, applied {core.last_applied})")
         self._send(sender, ServerStarted(sid.name, msg.incarnation))
         self.shell.start()
+
+    def _observer(self, msg: ServerInit, sid: ServerId, config: Any) -> ActorObserver:
+        from ..metrics.writers import server_writer
+        try:
+            writer = server_writer(self.data_dir, msg.counters_slot)
+        except Exception as exc:  # noqa: BLE001 - a server runs without counters rather than not at all
+            log(self.who, f"no counters: {exc!r}")
+            writer = None
+        return ActorObserver(self.who, writer, self._record_leader, sid.name, config.cluster_name,
+                             msg.incarnation)
+
+    def _record_leader(self, record: LeaderboardRecord) -> None:
+        """A leaderboard record for the supervisor (a host collects them per turn)."""
+        self._send(self.supervisor, LeaderboardUpdate((record,)))
+
+    def _close_observer(self) -> None:
+        observer = self.shell.observer
+        if isinstance(observer, ActorObserver):
+            observer.close()
 
     def _on_rpcs(self, msg: Rpcs, sender: Any) -> None:
         if self.router.accept_rpcs(msg, sender):
@@ -340,6 +362,7 @@ class ActorServerPort:
         # only a function the cluster's machine declares (shell/names.py);
         # a refused name is the caller's InvalidQuery, nothing imported
         fun = self.shell.query_function(req.function)
+        self.shell.stats["queries"] += 1
         return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
 
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
@@ -499,6 +522,7 @@ class ActorServerPort:
         # before the supervisor (told next) deletes them.
         self.exiting = True
         self.shell.close()
+        self._close_observer()
         name = self.shell.id.name
         if why in ("deleted", "removed"):
             # not to be restarted; a deleted server's data goes once it is gone
@@ -512,6 +536,7 @@ class ActorServerPort:
         else:
             log(self.who, f"crash: {reason}")
         self.shell.crashed = True
+        self._close_observer()
         self._die(reason)
 
     _HANDLERS = {

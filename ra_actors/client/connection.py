@@ -175,5 +175,9 @@ class Connection:
             if not keep:
                 self.awaited.discard(key)
 
+    def wake_on(self, fd: int) -> None:
+        """A readable ``fd`` ends a ``pump`` early (the endpoint's ``wake_on``)."""
+        self.endpoint.wake_on(fd)
+
     def close(self) -> None:
         self.endpoint.close()
