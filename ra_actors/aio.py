@@ -36,14 +36,16 @@ touches it:
   synchronous calls in parallel, open several clients.  A cancelled
   ``await`` does not stop a job that already runs: its result is dropped.
 * Between jobs the I/O thread waits on the endpoint, so events (``Applied``,
-  ``Rejected``, ``Message``) reach ``async for event in client.events()``
+  ``Rejected``, ``TimedOut``, ``Message``) reach ``async for event in client.events()``
   as they arrive; pipelined commands queued during one turn of the loop
   leave together (one message per server), then the thread flushes.
 * ``close()`` (or leaving ``async with``) closes the sync client in the I/O
   thread and ends it; an ``events()`` iteration then ends.  Should the I/O
   thread end for any other reason (an exception outside a call), every
-  call queued or made afterwards raises instead of waiting forever.  Sessions (exactly-once commands) come with the sync
-  client when it has them: this module adds no protocol of its own.
+  call queued or made afterwards raises instead of waiting forever.
+* Sessions (exactly-once commands) are the sync client's: ``session=`` to
+  ``connect``, ``client.session``, ``await client.next_seq(...)``,
+  ``process_command(..., seq=)``.  This module adds no protocol of its own.
 """
 from __future__ import annotations
 
@@ -250,18 +252,33 @@ class AsyncClient:
         client = self._sync()
         return self._io.submit(getattr(client, name), *args, **kw)
 
+    # ============================================================ sessions
+    @property
+    def session(self) -> str:
+        """The name of this client's session (see :attr:`ra_actors.Client.session`)."""
+        return self._sync().session
+
+    async def next_seq(self, server_id: ServerLike) -> int:
+        """The number the next command to ``server_id`` will carry."""
+        return await self._call("next_seq", _sid(server_id))
+
     # ============================================================ commands
-    async def process_command(self, server_id: ServerLike, command: Any,
-                              timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Apply ``command`` through the leader: ``(reply, leader)``."""
+    async def process_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT, *,
+                              seq: int | None = None) -> tuple[Any, ServerId | None]:
+        """Apply ``command`` through the leader: ``(reply, leader)``; sent
+        until answered, applied once.  ``seq``: a command of an earlier client
+        of this (named) session, sent again under its number."""
         codec.normalise(command)
-        return await self._call("process_command", _sid(server_id), command, timeout)
+        return await self._call("process_command", _sid(server_id), command, timeout, seq=seq)
 
     def pipeline_command(self, server_id: ServerLike, command: Any, correlation: Any = None,
                          priority: str = "normal") -> None:
         """Queue ``command`` without waiting (not a coroutine): the leader
         answers with an ``Applied`` event (``events()``) if it has a
-        ``correlation``.  Commands queued in one turn of the loop leave together."""
+        ``correlation``.  Commands queued in one turn of the loop leave together.
+        (No ``seq``: a number the session cannot take would be found in the
+        I/O thread, after the call returned; send an earlier client's
+        commands again with ``process_command(..., seq=)``.)"""
         if priority not in ("normal", "low"):
             raise ValueError("priority is 'normal' or 'low'")
         codec.normalise(command)
@@ -275,7 +292,7 @@ class AsyncClient:
         await self._call("flush", timeout)
 
     async def events(self, timeout: float | None = None) -> AsyncIterator[Any]:
-        """The events as they arrive (``Applied``, ``Rejected``, ``Message``),
+        """The events as they arrive (``Applied``, ``Rejected``, ``TimedOut``, ``Message``),
         for as long as the client is open; with ``timeout``, the iteration
         ends once no event came for that many seconds."""
         q = self._io.events

@@ -358,11 +358,20 @@ class ClientRequest:
 class CommandRequest(ClientRequest):
     """Apply ``data`` through the leader.  ``reply_mode``:
     ``"await_consensus"`` (answer once applied), ``"after_log_append"``
-    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``."""
+    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``.
+
+    ``session`` (None: no session) names the client's session in this
+    cluster; ``seq`` is the command's number in it, ``low`` the lowest
+    number the client still waits for, ``known`` whether the client has seen
+    the session applied (``ra_actors.core.types.SessionSeq``)."""
 
     data: Any
     reply_mode: str = "await_consensus"
     priority: str = "normal"
+    session: str | None = None
+    seq: int = 0
+    low: int = 0
+    known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,11 +470,16 @@ class ClientReply:
 @dataclass(frozen=True, slots=True)
 class PipelinedCommand:
     """One command of a :class:`Pipeline`: the leader answers ``correlation``
-    in an ``Applied`` event (a non-leader with ``Rejected``)."""
+    in an ``Applied`` event (a non-leader with ``Rejected``).  ``session``,
+    ``seq``, ``low`` and ``known``: as in :class:`CommandRequest`."""
 
     correlation: Any
     data: Any
     priority: str = "normal"
+    session: str | None = None
+    seq: int = 0
+    low: int = 0
+    known: bool = False
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -1551,6 +1551,7 @@ class RaftServer:
             "cluster": {s: mem for s, mem in self.cluster.items()},
             "machine_version": self.machine_version,
             "machine": self.machine.overview(self.machine_version, self.machine_state),
+            "sessions": self.sessions.overview(),
         })
         if self._leading():
             ov["peers"] = {s: {"next_index": p.next_index, "match_index": p.match_index,
