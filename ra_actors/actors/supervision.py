@@ -22,6 +22,12 @@ Rules:
   ``Down`` first), and the new host gets each server started again.
 * A message for every server goes to each running server, or once to the
   host in placement ``shared`` (it hands it to each of its servers).
+* Counters: a server gets its slot of the node's counters file when it
+  starts (the same one on every restart) and loses it when its data is
+  deleted; the slot's status follows the server's (starting, running,
+  stopped, exited).  ``key_metrics`` is read from there
+  (``ServerMetricsRequest``), so it never waits for the server.  Its
+  leaderboard entry goes with each exit.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ from thespian.actors import DeadEnvelope
 
 from .. import errors
 from ..core.machine import Machine
+from ..metrics import block as counters_block
+from ..metrics.fields import KEY_METRICS, MEMBERSHIP_NAMES, STATE_NAMES
 from ..core.types import ServerConfig, ServerId, with_mutable_changes
 from ..log.config_store import save_config
 from ..shell.names import NameRefused
@@ -43,8 +51,8 @@ from .monitors import Monitors
 from .node_context import DEFERRED, NodeContext, Waiter
 from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServer, ListServersRequest,
                        RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash,
-                       ServerExited, ServerInit, ServerStarted, ServiceAddresses, ServiceReady,
-                       StartServerRequest, StopServer, StopServerRequest)
+                       ServerExited, ServerInit, ServerMetricsRequest, ServerStarted, ServiceAddresses,
+                       ServiceReady, StartServerRequest, StopServer, StopServerRequest)
 from .registry import RegisteredServer, ServerRegistry
 from .server import ServerActor, load_machine
 from .services import WAL, NodeServices
@@ -68,8 +76,9 @@ class ServerSupervision:
 
     def __init__(self, ctx: NodeContext, children: ChildActors, services: NodeServices,
                  registry: ServerRegistry, directory: Directory, monitors: Monitors,
-                 detector: FailureDetector) -> None:
+                 detector: FailureDetector, leaderboard: Any = None) -> None:
         self.ctx = ctx
+        self.leaderboard = leaderboard
         self.children = children
         self.services = services
         self.registry = registry
@@ -151,6 +160,23 @@ class ServerSupervision:
             self.registry.set_stopped(request.name, True)
         return ("ok", None)
 
+    def server_metrics(self, request: ServerMetricsRequest, sender: Any) -> dict:
+        """Ra's ``key_metrics``, read from the counters file (see the module rules)."""
+        name = request.name
+        child = self.servers.get(name)
+        read = self.ctx.counters.read_server(name) if self.ctx.counters is not None else None
+        if child is None or child.status not in (RUNNING, STARTING) or read is None:
+            raise errors.NoSuchServer(f"no server {name} runs on node {self.ctx.node}")
+        values, _status = read
+        out = {k: values[k] for k in KEY_METRICS}
+        out["state"] = STATE_NAMES.get(values["state"], "unknown")
+        out["membership"] = MEMBERSHIP_NAMES.get(values["membership"], "unknown")
+        return out
+
+    def _counters_status(self, name: str, status: int, incarnation: int | None = None) -> None:
+        if self.ctx.counters is not None:
+            self.ctx.counters.set_status(name, status, incarnation)
+
     def list_servers(self, request: ListServersRequest, sender: Any) -> dict:
         return {name: (c.addr, c.incarnation, c.status) for name, c in self.servers.items()}
 
@@ -219,10 +245,17 @@ class ServerSupervision:
         if waiter:
             child.waiters.append(waiter)
         self.servers[name] = child
+        slot = None
+        if self.ctx.counters is not None:
+            slot = self.ctx.counters.allocate(name, config.cluster_name)
+            if slot is None:
+                log(self.ctx.who, f"the counters file is full: server {name} runs without counters")
+            self._counters_status(name, counters_block.STATUS_STARTING, child.incarnation)
         self.ctx.send(child.addr or child.local,
                       ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
                                  self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
-                                 self.detector.down_nodes(), new, self.ctx.modules.allowed))
+                                 self.detector.down_nodes(), new, self.ctx.modules.allowed,
+                                 counters_slot=slot))
 
     def on_server_started(self, msg: ServerStarted, sender: Any) -> None:
         child = self.servers.get(msg.name)
@@ -235,9 +268,11 @@ class ServerSupervision:
             # It exits by itself and is not restarted; one that never ran
             # leaves nothing behind.
             child.status = DELETING if child.new else STOPPING
+            self._counters_status(msg.name, counters_block.STATUS_EXITED)
             return
         child.addr = sender
         child.status = RUNNING
+        self._counters_status(msg.name, counters_block.STATUS_RUNNING)
         child.answer_waiters(self.ctx, ("ok", msg.incarnation))
 
     def server_exited(self, child: Child, prev: str) -> None:
@@ -267,6 +302,9 @@ class ServerSupervision:
     def _gone(self, child: Child, prev: str) -> None:
         asked = prev in (STOPPING, DELETING)
         reason = child.exit_reason or ("normal" if asked else "killed")
+        if self.leaderboard is not None:
+            self.leaderboard.clear(child.name)
+        self._counters_status(child.name, counters_block.STATUS_STOPPED if asked else counters_block.STATUS_EXITED)
         self.monitors.fire(ServerId(child.name, self.ctx.node), reason)
         if asked:
             child.answer_waiters(self.ctx, ("ok", None))
@@ -300,6 +338,10 @@ class ServerSupervision:
     def _delete_data(self, name: str) -> None:
         rec = self.registry.remove(name)
         self.servers.pop(name, None)
+        if self.ctx.counters is not None:
+            self.ctx.counters.free(name)
+        if self.leaderboard is not None:
+            self.leaderboard.clear(name)
         if rec is not None:
             wal = self.services.get(WAL)
             if wal is not None and wal.status == RUNNING:

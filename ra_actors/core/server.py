@@ -156,6 +156,11 @@ class RaftServer:
         self.deleting_index: int | None = None
         self.deleting_ticks = 0
         self._effects: list = []
+        # What the shell publishes as counters (Ra's ra_server counters): entries
+        # applied and snapshots installed in this incarnation, and the leader's
+        # receipt time of the last user command applied (commit latency).
+        self.counters: dict[str, int] = {"applied": 0, "snapshots_installed": 0}
+        self.last_applied_ts = 0
 
         # -- durable state --------------------------------------------------------
         if rec.snapshot is not None:
@@ -189,8 +194,14 @@ class RaftServer:
         self.durable_meta = (rec.current_term, rec.voted_for)
         self.commit_index = max(self.log.snapshot_index, min(rec.last_applied, self.log.last_index))
         self.last_applied = self.log.snapshot_index
-        # Durable checkpoints above the snapshot (ascending); recovery starts
-        # from the newest one when the log still holds its (index, term).
+        self._recover_checkpoints(rec)
+        # Re-apply what was applied before the restart; effects are discarded
+        # (they were carried out by whoever was leader then).
+        self._apply_to(self.commit_index, replay=True)
+
+    def _recover_checkpoints(self, rec: Recovered) -> None:
+        """Durable checkpoints above the snapshot (ascending); the machine
+        starts from the newest one when the log still holds its (index, term)."""
         self.checkpoints: list[SnapshotMeta] = sorted(
             (c for c in rec.checkpoints if c.index > self.log.snapshot_index), key=lambda c: c.index)
         # Where this incarnation's machine state started (snapshot or checkpoint index).
@@ -204,9 +215,6 @@ class RaftServer:
                 self.last_applied = cp_meta.index
                 self.commit_index = max(self.commit_index, cp_meta.index)
                 self.recovered_from = cp_meta.index
-        # Re-apply what was applied before the restart; effects are discarded
-        # (they were carried out by whoever was leader then).
-        self._apply_to(self.commit_index, replay=True)
 
     # =============================================================== helpers
     @property
@@ -817,6 +825,8 @@ class RaftServer:
                 continue
             self.last_applied = entry.index
             self._apply_entry(entry, replay)
+            if not replay:
+                self.counters["applied"] += 1
         if not replay and self.role != STOPPED:
             # A recovery hint: never ahead of what is durable here, or a crash
             # could replay a stale (not yet overwritten) entry as committed.
@@ -838,6 +848,7 @@ class RaftServer:
                 self.sessions.applied(cmd.session, reply)
             if replay:
                 return
+            self.last_applied_ts = cmd.ts
             self._handle_apply_effects(effs, entry.index)
             self._reply_applied(cmd.reply_mode, reply)
         elif isinstance(cmd, Noop):
@@ -1213,6 +1224,7 @@ class RaftServer:
                                                                    self.log.term_at(idx) or 0))
             return
         keep = self.log.term_at(meta.index) == meta.term
+        self.counters["snapshots_installed"] += 1
         old_meta, old_state = self.snapshot_meta, self.machine_state
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
@@ -1715,6 +1727,7 @@ class RaftServer:
             "checkpoints": [c.index for c in self.checkpoints],
             "recovered_from": self.recovered_from,
             "machine": self.machine.overview(self.machine_version, self.machine_state),
+            "sessions": self.sessions.overview(),
         })
         if self._leading():
             ov["peers"] = {s: {"next_index": p.next_index, "match_index": p.match_index,

@@ -46,7 +46,7 @@ from typing import Optional
 from ... import errors
 from ...core.types import ServerId
 from . import partition as part
-from .cluster import CLUSTER, MACHINE, JepsenCluster, find_leader
+from .cluster import JepsenCluster, find_leader
 
 INSTANT = ("kill-leader", "kill-wal")
 PARTITIONS = ("partition-halves", "partition-ring", "partition-leader")
@@ -448,7 +448,7 @@ class Nemesis:
                 members, leader = self.admin.members(leader, timeout=3.0)
                 if victim not in members:
                     try:
-                        self.admin.start_server(CLUSTER, MACHINE, victim, members,
+                        self.admin.start_server(self.cluster.cluster_name, self.cluster.machine, victim, members,
                                                 config=self.machine_config, timeout=10.0)
                     except errors.ServerAlreadyExists:
                         pass
