@@ -391,11 +391,16 @@ class LocalNodes:
         return {n: (self.host, self.ports[n]) for n in self.names}
 
     def _start(self, name, timeout=30.0) -> Node:
-        node = start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
-                          host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
-                          timeout=timeout, **self._options)
+        node = self._launch(name, timeout)
         self.nodes[name] = node
         return node
+
+    def _launch(self, name, timeout=30.0) -> Node:
+        """Start node ``name`` (not yet recorded in :attr:`nodes`: a start
+        thread must not change that table while the caller reads it)."""
+        return start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
+                          host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
+                          timeout=timeout, **self._options)
 
     # -- clients -------------------------------------------------------------
     def client(self, **kw):
@@ -445,19 +450,20 @@ class LocalNodes:
             except Exception:  # pragma: no cover
                 pass
         self._clients = []
-        for n in list(self.nodes.values()):
+        nodes = list(self.nodes.values())
+        for n in nodes:
             try:
                 os.killpg(n.pgid, signal.SIGCONT)
             except (ProcessLookupError, TypeError):
                 pass
         # stop all nodes in parallel: SIGTERM every keeper, then wait
-        for n in self.nodes.values():
+        for n in nodes:
             if n._popen is not None and n._popen.poll() is None:
                 try:
                     n._popen.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for n in self.nodes.values():
+        for n in nodes:
             try:
                 stop_node(n, timeout=10.0)
             except Exception:  # pragma: no cover
@@ -480,7 +486,10 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
     Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a
     temporary directory removed on exit).  The first node leads the
     convention.  On exit (also on errors) every node is stopped, and killed
-    if it does not stop in time.  Extra keyword arguments go to
+    if it does not stop in time.  Starting is all or nothing: if a node
+    fails to start, every node that started (or was still starting) is
+    stopped and the first failure is raised as it was (``NodeError`` with
+    the node's reason, ``DataDirLocked``...).  Extra keyword arguments go to
     :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
     ``placement``).
     """
@@ -497,40 +506,60 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
         chosen[n] = int((ports or {}).get(n) or free_port(host, used))
         used.add(chosen[n])
     handle = LocalNodes(names, data_root, host, chosen, own_root, options)
+    starts: list[_Start] = []
     try:
         for n in names:
             os.makedirs(handle.data_dir(n), exist_ok=True)
-        # start the convention leader first, the others in parallel
+        # the convention leader first, the others in parallel
         handle._start(names[0], timeout)
-        pending = {}
-        for n in names[1:]:
-            pending[n] = _spawn_async(handle, n, timeout)
-        for n, fut in pending.items():
-            handle.nodes[n] = fut()
+        starts = [_Start(handle, n, timeout) for n in names[1:]]
+        for s in starts:
+            s.join()
+        failed = sorted((s for s in starts if s.error is not None), key=lambda s: s.failed_at)
+        for s in starts:
+            if s.node is not None:
+                handle.nodes[s.name] = s.node
+        if failed:
+            raise failed[0].error
     except BaseException:
+        # All or nothing: every start still in flight ends first (a node that
+        # came up after the others were stopped would keep its data
+        # directory locked), then every node that started is stopped.
+        for s in starts:
+            s.join()
+            if s.node is not None:
+                handle.nodes[s.name] = s.node
         handle.close()
         raise
     return handle
 
 
-def _spawn_async(handle: LocalNodes, name: str, timeout: float):
-    import threading
-    result = {}
+class _Start:
+    """One node of :func:`local_nodes` starting in a thread of its own.  The
+    thread records its outcome here and never touches ``handle.nodes``."""
 
-    def run():
+    def __init__(self, handle: LocalNodes, name: str, timeout: float) -> None:
+        import threading
+        self.name = name
+        self.timeout = timeout
+        self.node: Node | None = None
+        self.error: BaseException | None = None
+        self.failed_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(handle,), daemon=True,
+                                        name=f"start-{name}")
+        self._thread.start()
+
+    def _run(self, handle: LocalNodes) -> None:
         try:
-            result["node"] = handle._start(name, timeout)
-        except BaseException as exc:  # noqa: BLE001
-            result["error"] = exc
+            self.node = handle._launch(self.name, self.timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+            self.failed_at = time.monotonic()
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-
-    def wait():
-        t.join(timeout + 30)
-        if "error" in result:
-            raise result["error"]
-        if "node" not in result:
-            raise NodeError(f"node {name} did not start")
-        return result["node"]
-    return wait
+    def join(self) -> None:
+        """Wait for the outcome: ``start_node`` ends within its timeout
+        (stopping what it started if the node was not up by then)."""
+        self._thread.join(self.timeout + 30)
+        if self._thread.is_alive() and self.error is None:
+            self.error = NodeError(f"node {self.name} did not start")
+            self.failed_at = time.monotonic()
