@@ -8,7 +8,9 @@
   that is not the leader (``leader`` may be None): resend it to ``leader``;
   or ``SessionRefused(kind, correlation)`` when its session refused it
   (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
-  ``ra_actors.errors`` class).
+  ``ra_actors.errors`` class); or ``StorageFailed(detail, correlation)``
+  when the server halted because its node's disk failed (the command may
+  or may not have been applied; ``detail`` names the error).
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "Message"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class SessionRefused:
     """Reason of a ``Rejected`` event: the command's session refused it."""
 
     kind: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class StorageFailed:
+    """Reason of a ``Rejected`` event: the server halted because its node's
+    storage failed (``detail`` says how); like a timeout, the command may
+    or may not have been applied."""
+
+    detail: str
     correlation: Any
 
 

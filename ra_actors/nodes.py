@@ -301,8 +301,13 @@ def _stop_unstarted_node(popen: subprocess.Popen, data_dir: str) -> None:
         popen.wait(5)
 
 
-def node_status(data_dir: str) -> dict:
-    """What the files of ``data_dir`` say about its node (for ``node status``)."""
+def node_status(data_dir: str, ask: bool = False, timeout: float = 5.0) -> dict:
+    """What the files of ``data_dir`` say about its node (for ``node status``).
+
+    ``ask=True``: also ask the running node about its storage (``storage``:
+    its state and reason, see ``client.overview``), since a node whose disk
+    refuses writes may not be able to say so in ``node.status``; a storage
+    in ``error`` makes ``state`` ``"error"`` with the reason in ``error``."""
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
@@ -310,10 +315,29 @@ def node_status(data_dir: str) -> dict:
     live = nm.live_node_info(data_dir) is not None
     pgid = info.get("pgid")
     pids = nm.group_members(pgid) if pgid and nm.group_alive(pgid) else []
-    return {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
-            ("stale" if pids else (status.get("state") or "absent")),
-            "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
-            "host": info.get("host"), "port": info.get("port"), "error": status.get("error")}
+    out = {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
+           ("stale" if pids else (status.get("state") or "absent")),
+           "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
+           "host": info.get("host"), "port": info.get("port"), "error": status.get("error")}
+    if ask and live and info.get("port") and info.get("node"):
+        out["storage"] = _ask_storage(info["host"], int(info["port"]), info["node"], timeout)
+        storage = out["storage"]
+        if storage.get("state") == "error":
+            out["state"], out["error"] = "error", f"storage: {storage.get('reason')}"
+        elif storage.get("state") in ("ok", "failing") and out["state"] == "error":
+            out["state"], out["error"] = "ready", None    # (the file is behind)
+    return out
+
+
+def _ask_storage(host: str, port: int, node: str, timeout: float) -> dict:
+    """The running node's storage (``overview()["storage"]``), or what went wrong."""
+    from .api import connect
+    from .errors import RaError
+    try:
+        with connect([(host, port)], timeout=timeout) as client:
+            return dict(client.overview(node, timeout=timeout).get("storage") or {})
+    except RaError as exc:
+        return {"state": "unknown", "reason": f"the node did not answer: {type(exc).__name__}: {exc}"}
 
 
 def stop_node(node, timeout: float = 15.0) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 
 from .protocol import SupResponse
 from .restart_policy import RestartPolicy
+from .storage_health import STORAGE_SETTINGS, StoragePolicy
 
 SUPERVISOR_DEFAULTS: dict[str, float] = {
     "heartbeat_interval": 0.4,    # seconds between heartbeats to each live node (3 per down verdict)
@@ -32,6 +33,7 @@ SUPERVISOR_DEFAULTS: dict[str, float] = {
     "client_check_interval": 0.5,
     "max_restarts": 10,           # restart intensity: at most this many ...
     "restart_period": 10.0,       # ... within this many seconds
+    **STORAGE_SETTINGS,           # storage faults: back-off, error state, probes (storage_health)
 }
 
 PLACEMENTS = ("process", "shared")
@@ -75,6 +77,7 @@ class NodeContext:
         self.data_dir = ""
         self.settings: dict[str, float] = dict(SUPERVISOR_DEFAULTS)
         self.restart_policy = RestartPolicy.from_settings(self.settings)
+        self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings: dict[str, Any] = {}
         self.log_options: dict[str, Any] = {}
         self.placement = "process"
@@ -95,6 +98,7 @@ class NodeContext:
         self.settings.update({k: v for k, v in (cfg.get("settings") or {}).items()
                               if k in SUPERVISOR_DEFAULTS})
         self.restart_policy = RestartPolicy.from_settings(self.settings)
+        self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings = dict(cfg.get("server_settings") or {})
         self.log_options = dict(cfg.get("log") or {})
         self.placement = placement

@@ -5,6 +5,7 @@ Rules:
 * Layout of a node's data directory (every path is built here, nowhere else)::
 
       <data_dir>/LOCK                                  exclusive lock of the node's WAL
+      <data_dir>/FLUSH                                 lock held while WAL files move into segments
       <data_dir>/wal/<n:016d>.wal                      write-ahead log files, in order
       <data_dir>/servers/<uid>/config                  ServerConfig (msgpack, crc)
       <data_dir>/servers/<uid>/meta                    current_term + voted_for (durable)
@@ -38,7 +39,8 @@ import ra_actors.log.fileio as fileio
 
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
-    "server_dir", "segments_dir", "snapshots_dir", "lock_path", "numbered_name", "list_numbered",
+    "server_dir", "segments_dir", "snapshots_dir", "lock_path", "flush_lock_path", "numbered_name",
+    "list_numbered", "probe_storage",
     "fsync_dir", "write_all", "writev_all", "sync_fd", "atomic_write", "read_checked_file", "encode_checked_file",
     "remove_tree_durably", "remove_hidden_leftovers", "iter_server_uids", "crc32",
 ]
@@ -90,6 +92,39 @@ def snapshots_dir(data_dir: str | os.PathLike, uid: str) -> Path:
 
 def lock_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "LOCK"
+
+
+def flush_lock_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "FLUSH"
+
+
+PROBE_NAME = "probe.tmp"
+
+
+def probe_storage(data_dir: str | os.PathLike, size: int = 1 << 20) -> None:
+    """Whether the disk takes writes again: write ``size`` bytes to a file in
+    the WAL directory, sync it, remove it and sync the directory.  Raises
+    StorageError naming what the disk refused (the file is removed if it
+    can be; a leftover is a ``.tmp`` that the next recovery deletes)."""
+    directory = wal_dir(data_dir)
+    path = directory / PROBE_NAME
+    fd = fileio.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        chunk = bytes(min(size, 1 << 16))
+        left = size
+        while left > 0:
+            fileio.write_all(fd, chunk[:left])
+            left -= len(chunk)
+        fileio.sync_fd(fd, "datasync")
+    finally:
+        try:
+            fileio.close(fd)
+        finally:
+            try:
+                fileio.unlink(path, missing_ok=True)
+            except RaError:
+                pass
+    fileio.fsync_dir(directory)
 
 
 def numbered_name(number: int, suffix: str) -> str:
