@@ -98,15 +98,19 @@ def flush_lock_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "FLUSH"
 
 
-PROBE_NAME = "probe.tmp"
+PROBE_NAME = ".probe.tmp"   # hidden (never a server uid), and a leftover recovery removes
 
 
 def probe_storage(data_dir: str | os.PathLike, size: int = 1 << 20) -> None:
-    """Whether the disk takes writes again: write ``size`` bytes to a file in
-    the WAL directory, sync it, remove it and sync the directory.  Raises
-    StorageError naming what the disk refused (the file is removed if it
-    can be; a leftover is a ``.tmp`` that the next recovery deletes)."""
-    directory = wal_dir(data_dir)
+    """Whether the disk takes writes again: in the WAL directory and in the
+    servers' directory, write ``size`` bytes to a file, sync it, remove it
+    and sync the directory.  Raises StorageError naming what the disk
+    refused (the file is removed if it can be)."""
+    for directory in (wal_dir(data_dir), servers_dir(data_dir)):
+        _probe_directory(directory, size)
+
+
+def _probe_directory(directory: Path, size: int) -> None:
     path = directory / PROBE_NAME
     fd = fileio.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
