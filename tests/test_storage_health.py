@@ -232,3 +232,51 @@ def test_no_server_starts_while_the_storage_is_in_error(node):
     node.receiveMessage(RestartServerRequest("kv", req_id=9), "client")
     [(to, reply)] = node.take(SupResponse)
     assert to == "client" and reply.error[0] == "StorageError" and "ENOSPC" in reply.error[1]
+
+
+# ------------------------------------------------------------ the WAL service
+def _drain_until(svc, done, timeout=10.0):
+    """Drain ``svc`` (as its actor does when the pipe wakes it) until ``done(replies)``."""
+    import select
+    import time
+    replies: dict = {}
+    deadline = time.monotonic() + timeout
+    while not done(replies):
+        assert time.monotonic() < deadline, f"the WAL did not answer: {replies} {svc.failure!r}"
+        select.select([svc.rfd], [], [], 0.1)
+        got, _closed = svc.drain()
+        for uid, msgs in got.items():
+            replies.setdefault(uid, []).extend(msgs)
+    return replies
+
+
+@pytest.mark.parametrize("op", ["write", "fdatasync"])
+def test_a_failed_wal_acknowledges_nothing_unsynced_and_reopens_from_what_recovery_proves(tmp_path, op):
+    from ra_actors.actors.storage import WalService
+    from ra_actors.core.messages import Written
+    from ra_actors.log.server_log import ServerLog
+    from ra_actors.log.wal import Wal
+    sid = ServerId("kv", "n1")
+    ServerLog.create(str(tmp_path), ServerConfig(sid, "s1", "kv", "machines.kv", (sid,))).close()
+    svc = WalService(str(tmp_path), {})
+    svc.write([Wal.encode_run("s1", 1, 1, [b"a"] * 5)])
+    replies = _drain_until(svc, lambda r: r.get("s1"))
+    assert replies["s1"] == [Written(1, 1, 5)]
+    path = svc.wal.path
+    synced = path.stat().st_size
+    with fileio.inject(Fault(op, errno.EIO, path="*.wal")):
+        svc.write([Wal.encode_run("s1", 6, 1, [b"b"] * 3)])
+        replies = _drain_until(svc, lambda r: svc.failure is not None)
+    assert replies == {} and svc.failure.errno == errno.EIO and svc.failure.op == op
+    svc.write([Wal.encode_run("s1", 9, 1, [b"c"])])     # dropped: the WAL is dead
+    assert svc.abandon() == []
+    # never trusted again: the unsynced bytes were cut off before the file was let go
+    assert path.stat().st_size == synced
+    # reopened (the lock was released): recovery keeps exactly what was acknowledged
+    again = WalService(str(tmp_path), {})
+    try:
+        slog = ServerLog.open(str(tmp_path), "s1")
+        assert [e.index for e in slog.recovered().entries] == [1, 2, 3, 4, 5]
+        slog.close()
+    finally:
+        again.abandon()
