@@ -178,6 +178,23 @@ def test_bit_flip(pristine, tmp_path, capsys, kind, where):
             assert check_contiguous(d, uid).last_index == 18
 
 
+@pytest.mark.parametrize("kind", ["wal_closed", "segment", "snapshot", "meta", "config"])
+def test_no_bit_of_a_closed_file_changes_unnoticed(pristine, tmp_path, capsys, kind):
+    """Every byte, the header's reserved padding included: a Jepsen disk
+    nemesis flipping a random byte must always meet LogCorruption."""
+    d = copy_of(pristine, tmp_path / "node")
+    path = target(d, kind)
+    clean = path.read_bytes()
+    missed = []
+    for offset in range(len(clean)):
+        flip(path, offset)
+        if main(["log", "check", str(d)]) != 1:
+            missed.append(offset)
+        path.write_bytes(clean)
+        capsys.readouterr()
+    assert missed == [], f"flips at {missed} of {path.name} ({len(clean)} bytes) went unnoticed"
+
+
 def test_the_reported_case_closed_wal_damage_at_its_end(tmp_path, capsys):
     """The issue's reproduction: 1-3 acknowledged in WAL file 1, roll over, 4 in
     file 2, one byte flipped at the end of file 1.  It used to be "SOUND ... torn",

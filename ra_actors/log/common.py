@@ -254,6 +254,8 @@ def read_checked_file(path: Path, magic: bytes, version: int) -> bytes:
         raise LogCorruption(f"bad magic {got_magic!r} (expected {magic!r})", str(path), 0)
     if got_version != version:
         raise LogCorruption(f"unsupported version {got_version}", str(path), 4)
+    if any(data[5:8]):
+        raise LogCorruption("reserved header bytes are not zero", str(path), 5)
     body = data[_SMALL.size:]
     if len(body) != length:
         raise LogCorruption(f"body is {len(body)} bytes, header says {length}", str(path), _SMALL.size)
