@@ -179,6 +179,11 @@ class ServerSupervision:
                 "incarnation": child.incarnation if child is not None else 0,
                 "restarts": len(child.restarts) if child is not None else 0,
             }
+            if child is not None and child.status == EXITED and child.exit_reason:
+                # why it does not run: a crash, or a start refused (LogCorruption...)
+                why = child.exit_reason
+                out[name]["reason"] = (f"{why[0]}: {why[1]}" if isinstance(why, (tuple, list)) and len(why) > 1
+                                       else str(why))
         return out
 
     def _check_machine(self, machine: str) -> None:
