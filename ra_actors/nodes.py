@@ -25,7 +25,7 @@ import tempfile
 import time
 from typing import Iterable, NoReturn
 
-from .errors import DataDirLocked, NodeError
+from .errors import DataDirLocked, InvalidOption, NodeError
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -64,6 +64,24 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         finally:
             s.close()
     raise NodeError("no free port found")
+
+
+def _check_settings(settings, server_settings) -> None:
+    """Unknown keys of ``settings`` (the supervisor's) or ``server_settings``
+    are an :class:`~ra_actors.errors.InvalidOption` naming the valid ones:
+    a misspelt setting must not be dropped in silence."""
+    from .actors.node_context import SUPERVISOR_DEFAULTS
+    from .shell.server import SERVER_DEFAULTS
+    for what, given, known in (("settings", settings, SUPERVISOR_DEFAULTS),
+                               ("server_settings", server_settings, SERVER_DEFAULTS)):
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            raise InvalidOption(f"{what} must be a dict, not {type(given).__name__}")
+        unknown = sorted(str(k) for k in given if k not in known)
+        if unknown:
+            raise InvalidOption(f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}: "
+                                f"{', '.join(sorted(known))}")
 
 
 def _check_log_options(log_options) -> dict:
@@ -184,6 +202,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
     """
     log_options = _check_log_options(log_options)   # before anything is created
+    _check_settings(settings, server_settings)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -522,6 +541,7 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
         raise ValueError("local_nodes needs distinct node names")
     if "log_options" in options:
         _check_log_options(options["log_options"])   # before any directory or node
+    _check_settings(options.get("settings"), options.get("server_settings"))
     own_root = data_root is None
     data_root = os.path.abspath(data_root or tempfile.mkdtemp(prefix="ra_actors_"))
     used: set = set()
