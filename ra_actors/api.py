@@ -43,7 +43,8 @@ from .client.ids import actor_ref, server_id as _sid
 from .client.pipelining import Pipeliner
 from .client.replies import ERROR_CLASSES
 from .client.resolution import Resolver
-from .core.types import NON_VOTER, PROMOTABLE, VOTER, ActorRef, ServerId
+from .cookie import cookie_path, read_cookie
+from .core.types import DEFAULT_MAX_COMMAND_BYTES, NON_VOTER, PROMOTABLE, VOTER, ActorRef, ServerId
 
 __all__ = ["Client", "connect", "ERROR_CLASSES", "DEFAULT_TIMEOUT"]
 
@@ -55,7 +56,13 @@ ServerLike = Union[ServerId, tuple, list]
 
 def connect(addresses: Any, timeout: float = 10.0, **kw: Any) -> "Client":
     """Connect to the nodes reachable through ``addresses``: one ``(host, port)``
-    admin address (e.g. the convention leader's) or a list of them."""
+    admin address (e.g. the convention leader's) or a list of them.
+
+    ``cookie_file`` names the cluster secret's file (default:
+    ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``);
+    ``max_command_bytes`` bounds a command's encoded size (1 MiB).  Raises
+    ``CookieError`` (no readable secret), ``AuthenticationFailed`` (a node
+    refused the secret), ``Timeout`` (no node answered)."""
     if isinstance(addresses, tuple) and len(addresses) == 2 and isinstance(addresses[1], int):
         addresses = [addresses]
     return Client([tuple(a) for a in addresses], timeout=timeout, **kw)
@@ -65,13 +72,18 @@ class Client:
     """A connection to a set of ra_actors nodes (see the module doc)."""
 
     def __init__(self, seeds: list, timeout: float = 10.0, pipeline_batch: int = 256,
-                 pipeline_delay: float = 0.005) -> None:
+                 pipeline_delay: float = 0.005, *, cookie_file: str | None = None,
+                 max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES) -> None:
         if not seeds:
             raise ValueError("connect needs at least one (host, port) address")
+        if not isinstance(max_command_bytes, int) or isinstance(max_command_bytes, bool) or max_command_bytes < 1:
+            raise ValueError(f"max_command_bytes must be a positive int, not {max_command_bytes!r}")
         seeds = [(str(h), int(p)) for h, p in seeds]
+        self.max_command_bytes = max_command_bytes
+        key = read_cookie(cookie_path(cookie_file))
         self._closed = False
         self._book = AddressBook()
-        self._conn = Connection(seeds[0][0], self._book)
+        self._conn = Connection(seeds[0][0], self._book, key)
         self._discovery = Discovery(self._conn, self._book, seeds)
         try:
             self.handle: str = self._discovery.bootstrap(timeout)
@@ -106,6 +118,12 @@ class Client:
         """``{node: "up" | "down"}`` as the nodes see each other."""
         return self._discovery.node_states()
 
+    def node_admins(self) -> dict:
+        """``{node: (host, port)}``: each known node's admin address, as the
+        nodes see each other (``nodes()`` says which are up)."""
+        self._discovery.node_states()
+        return {name: tuple(entry.admin) for name, entry in self._book.nodes.items()}
+
     def overview(self, node: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """The node's view: its servers, the nodes it sees, its services."""
         return self._discovery.sup_call(node, OverviewRequest(), timeout)
@@ -114,7 +132,7 @@ class Client:
     def process_command(self, server_id: ServerLike, command: Any,
                         timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
         """Apply ``command`` through the leader and return ``(reply, leader)``."""
-        data = codec.normalise(command)
+        data = self._command(command)
         self.flush()
         return self._resolver.call(server_id, CommandRequest(data), timeout, idempotent=False)
 
@@ -126,11 +144,23 @@ class Client:
         the latest on the next ``flush()``/``events()``/synchronous call."""
         if priority not in ("normal", "low"):
             raise ValueError("priority is 'normal' or 'low'")
-        data = codec.normalise(command)
+        data = self._command(command)
         if correlation is not None:
             # the form every leader will answer with (also one that read it from disk)
             correlation = codec.normalise(correlation)
         self._pipeline.add(_sid(server_id), PipelinedCommand(correlation, data, priority))
+
+    def _command(self, command: Any) -> Any:
+        """``command`` as every member will see it; ``InvalidCommand`` if it
+        is not a msgpack value, ``CommandTooLarge`` (nothing sent) above
+        ``max_command_bytes``."""
+        packed = codec.pack(command)
+        if len(packed) > self.max_command_bytes:
+            raise errors.CommandTooLarge(
+                f"the command is {len(packed)} bytes encoded, above this client's max_command_bytes "
+                f"({self.max_command_bytes}); raise it with connect(max_command_bytes=...) and the "
+                "cluster's with start_cluster(max_command_bytes=...)")
+        return codec.unpack(packed)
 
     def flush(self, timeout: float = 2.0) -> None:
         """Send every pipelined command still buffered (one message per server)."""

@@ -163,3 +163,24 @@ class SessionExpired(RaError):
 class SequenceGap(RaError):
     """A session's command arrived before the ones it follows and they did
     not come in time: it was not applied (the client sends them again)."""
+
+
+class CookieError(RaError):
+    """The cluster secret's file is missing, unreadable, too short, or
+    readable by other users (``docs/operations.rst``, "Security"); the
+    message names the file and what to do."""
+
+
+class AuthenticationFailed(RaError):
+    """A node refused this process's cluster secret, or a peer failed to
+    prove it holds the secret: the two sides hold different cookies."""
+
+
+class CommandTooLarge(InvalidCommand):
+    """A command's msgpack encoding is larger than the cluster's
+    ``max_command_bytes`` (1 MiB by default): nothing was sent, or the
+    server refused it and appended nothing."""
+
+
+class NodeNameTaken(NodeError):
+    """Another live node of the convention already has this node's name."""

@@ -10,7 +10,10 @@
   (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
   ``ra_actors.errors`` class); or ``StorageFailed(detail, correlation)``
   when the server halted because its node's disk failed (the command may
-  or may not have been applied; ``detail`` names the error).
+  or may not have been applied; ``detail`` names the error); or
+  ``CommandRefused(kind, correlation)`` when the server refused the command
+  itself (``kind`` is ``"CommandTooLarge"`` or ``"InvalidCommand"``):
+  nothing was appended.
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -26,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "Message"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "CommandRefused",
+           "Message"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,14 @@ class StorageFailed:
     or may not have been applied."""
 
     detail: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    """Reason of a ``Rejected`` event: the server refused the command itself."""
+
+    kind: str
     correlation: Any
 
 

@@ -9,8 +9,13 @@ small *keeper* process outside the group starts it, reaps it and stops it
 (see :mod:`ra_actors.actors.node_main`).
 
 Nodes bind 127.0.0.1 unless ``host`` names another address; then they
-refuse connections from hosts that are not members (``allowed_hosts``, by
-default the convention host and their own).
+refuse connections from hosts that are not members (their own, the
+convention host, the seeds' hosts, and ``allowed_hosts``).  Every
+connection proves the cluster secret first (:mod:`ra_actors.cookie`): the
+first node of a convention creates its cookie file if there is none, the
+others must be given the same one; a node that joins a convention checks
+first that it takes the secret and that no other live node has its name
+(:mod:`ra_actors.preflight`).
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ import tempfile
 import time
 from typing import Iterable, NoReturn
 
+from .cookie import cookie_path, ensure_cookie, read_cookie
 from .errors import DataDirLocked, InvalidOption, NodeError
+from .shell.names import node_modules
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -174,17 +181,22 @@ def _pid_alive(pid: int) -> bool:
 def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
                allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
                log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", detach: bool = False, timeout: float = 30.0) -> Node:
+               placement: str = "process", allowed_modules=None, detach: bool = False,
+               timeout: float = 30.0, cookie_file: str | None = None) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
     (default: this node leads its own convention).  ``host`` is the address
     the node binds and advertises (127.0.0.1 by default); with another
-    address, only ``allowed_hosts`` (default: the convention host and
-    ``host``) may connect.  ``settings`` tune the supervisor (e.g.
-    ``heartbeat_interval``, ``node_down_after``), ``server_settings`` the
-    server actors (e.g. ``election_timeout_ms``, ``tick_ms``),
-    ``log_options`` the WAL (e.g. ``sync_method``).
+    address, only ``host``, the convention's and seeds' hosts, 127.0.0.1 and
+    ``allowed_hosts`` (which add to them) may connect.  ``settings`` tune the
+    supervisor, ``server_settings`` the servers, ``log_options`` the WAL.
+
+    ``allowed_modules``: the modules (and packages) whose machines, query
+    functions, ``ModCall`` targets and actor classes this node may import
+    when a name for them arrives from the network, in addition to the
+    shipped ``machines`` package -- e.g. ``["wordcount"]`` for your own
+    machine module (``docs/operations.rst``, Security).
 
     ``placement`` says where the node's Raft servers run: ``"process"``
     (default) gives each server its own actor process, as Ra gives each
@@ -198,11 +210,16 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
-    Raises ``ValueError`` for a bad log option (nothing starts), ``DataDirLocked``
-    if a live node uses ``data_dir``, ``NodeError`` if it is not up within ``timeout``.
+    ``cookie_file``: the cluster secret (default ``$RA_ACTORS_COOKIE_FILE``,
+    else ``~/.ra_actors.cookie``), created by a node leading its convention.
+
+    Raises ``ValueError`` for a bad log option (nothing starts), ``CookieError``,
+    ``AuthenticationFailed`` (the convention refuses the secret), ``NodeNameTaken``,
+    ``DataDirLocked`` (a live node uses ``data_dir``), ``NodeError`` (not up in time).
     """
     log_options = _check_log_options(log_options)   # before anything is created
     _check_settings(settings, server_settings)
+    modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -213,6 +230,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
+    cookie = _check_secret(name, host, port, convention, seeds, cookie_file, timeout)
     cfg = {
         "name": name,
         "data_dir": data_dir,
@@ -221,10 +239,12 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "convention": [convention[0], int(convention[1])],
         "incarnation": time.time_ns() // 1000,
         "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
+        "cookie_file": cookie,
         "settings": dict(settings or {}),
         "server_settings": dict(server_settings or {}),
         "log": log_options,
         "placement": placement,
+        "allowed_modules": list(modules),
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies
@@ -238,6 +258,21 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
     return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
                 None if detach else popen, cfg)
+
+
+def _check_secret(name, host, port, convention, seeds, cookie_file, timeout) -> str:
+    """The cookie file's path, after the secret was read (created by a node
+    that leads its own convention) and, for a node that joins, the
+    convention leader and the seeds took it and know no live node ``name``."""
+    cookie = cookie_path(cookie_file)
+    leads = tuple(convention) == (host, port)
+    key = ensure_cookie(cookie) if leads else read_cookie(cookie)
+    joins = [] if leads else [convention]
+    joins += [tuple(s) for s in (seeds or ()) if tuple(s) not in joins]
+    if joins:
+        from .preflight import check_joining
+        check_joining(name, host, port, joins, cookie, key, timeout=min(5.0, timeout))
+    return cookie
 
 
 def _forget_previous_status(data_dir: str) -> None:
@@ -410,9 +445,10 @@ def stop_node(node, timeout: float = 15.0) -> None:
 class LocalNodes:
     """Handle returned by :func:`local_nodes`."""
 
-    def __init__(self, names, data_root, host, ports, own_root, options):
+    def __init__(self, names, data_root, host, ports, own_root, options, cookie_file):
         self.names = list(names)
         self.data_root = data_root
+        self.cookie_file = cookie_file
         self.host = host
         self.ports = dict(ports)
         self._own_root = own_root
@@ -443,12 +479,13 @@ class LocalNodes:
         thread must not change that table while the caller reads it)."""
         return start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
                           host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
-                          timeout=timeout, **self._options)
+                          timeout=timeout, cookie_file=self.cookie_file, **self._options)
 
     # -- clients -------------------------------------------------------------
     def client(self, **kw):
         """A new client connected to these nodes (closed on exit)."""
         from .api import connect
+        kw.setdefault("cookie_file", self.cookie_file)
         c = connect([self.addresses()[n] for n in self.names], **kw)
         self._clients.append(c)
         return c
@@ -532,7 +569,10 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
     if it does not stop in time.  Starting is all or nothing: if a node
     fails to start, every node that started (or was still starting) is
     stopped and the first failure is raised as it was (``NodeError`` with
-    the node's reason, ``DataDirLocked``...).  Extra keyword arguments go to
+    the node's reason, ``DataDirLocked``...).  The nodes and ``client()``
+    share the cluster secret in ``cookie_file`` (default:
+    ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``; created if
+    missing).  Extra keyword arguments go to
     :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
     ``placement``).
     """
@@ -549,9 +589,11 @@ def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *,
     for n in names:
         chosen[n] = int((ports or {}).get(n) or free_port(host, used))
         used.add(chosen[n])
-    handle = LocalNodes(names, data_root, host, chosen, own_root, options)
+    cookie_file = cookie_path(options.pop("cookie_file", None))
+    handle = LocalNodes(names, data_root, host, chosen, own_root, options, cookie_file)
     starts: list[_Start] = []
     try:
+        ensure_cookie(cookie_file)
         for n in names:
             os.makedirs(handle.data_dir(n), exist_ok=True)
         # the convention leader first, the others in parallel

@@ -9,7 +9,9 @@ themselves, also when they fail.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 
@@ -20,6 +22,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # processes of its siblings (which inherited the controller's id)
     os.environ["RA_ACTORS_TEST_SESSION"] = uuid.uuid4().hex
 SESSION_ID = os.environ.setdefault("RA_ACTORS_TEST_SESSION", uuid.uuid4().hex)
+
+# The cluster secret of every node and client of this session (and of the
+# processes they start): a file of the session's own, never the user's
+# ~/.ra_actors.cookie.  Made now, so that a client that runs before any
+# node (to see it fail to connect) has one too.
+_COOKIE_DIR = tempfile.mkdtemp(prefix="ra_actors_test_cookie_")
+os.environ["RA_ACTORS_COOKIE_FILE"] = os.path.join(_COOKIE_DIR, "cookie")
+
+
+def _make_session_cookie():
+    from ra_actors.cookie import create_cookie
+    create_cookie(os.environ["RA_ACTORS_COOKIE_FILE"])
+
+
+_make_session_cookie()
 
 
 def session_processes():
@@ -66,6 +83,7 @@ def kill_session_processes(timeout: float = 5.0):
 def no_leftover_processes():
     yield
     leftovers = kill_session_processes()
+    shutil.rmtree(_COOKIE_DIR, ignore_errors=True)
     described = []
     for p in leftovers:
         try:
@@ -114,9 +132,12 @@ class KvCluster:
 
 
 @pytest.fixture
-def nodes3(tmp_path):
+def nodes3(tmp_path, request):
+    """Three nodes that also allow the requesting test module (a test
+    module may be its own machine)."""
     import ra_actors as ra
-    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes")) as nodes:
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"),
+                        allowed_modules=[request.module.__name__]) as nodes:
         yield nodes
 
 

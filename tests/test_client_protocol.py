@@ -32,8 +32,8 @@ from ra_actors.client.pipelining import Pipeliner
 from ra_actors.client.resolution import Resolver
 from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
-from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, Redirect, ServerId,
-                                  Unavailable)
+from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, Redirect, ServerConfig,
+                                  ServerId, Unavailable)
 from ra_actors.shell.names import query_function
 
 import machines.kv as kv_machine
@@ -103,10 +103,11 @@ def test_importing_the_client_api_imports_no_thespian():
 
 # ================================================== the server's dispatch
 class _Shell:
-    def __init__(self):
+    def __init__(self, max_command_bytes=1 << 20):
         self.id = N1
         self.leader = N2
         self.incarnation = 42
+        self.config = ServerConfig(N1, "kv_n1", "kv", "machines.kv", (N1,), max_command_bytes=max_command_bytes)
         self.stats = {"commands": 0}
         self.delivered = []
 
@@ -135,9 +136,9 @@ class _Router:
 
 
 class _Port(ActorServerPort):
-    def __init__(self):
+    def __init__(self, max_command_bytes=1 << 20):
         super().__init__()
-        self.shell = _Shell()
+        self.shell = _Shell(max_command_bytes)
         self.router = _Router()
         self.sent = []
 
@@ -235,6 +236,42 @@ def test_pipelined_commands_notify_the_pipelines_handle():
     other._on_pipeline(Pipeline("client:n1:abc", cmds, N3), "client-address")
     assert [msg for _a, msg in other.sent] == [Misdelivered(N3), ev.Rejected(N3, ev.NotLeader(None, 1)),
                                                ev.Rejected(N3, ev.NotLeader(None, "c2"))]
+
+
+def test_the_server_refuses_a_command_above_the_clusters_limit_and_delivers_nothing():
+    port = _Port(max_command_bytes=100)
+    port._on_client_call(ClientCall(9, "client:n1:abc", CommandRequest(("write", "k", b"x" * 200))),
+                         "client-address")
+    (reply,) = [msg for _a, msg in port.sent]
+    assert reply.result.kind == "CommandTooLarge" and "100" in reply.result.detail
+    assert port.shell.delivered == [] and port.shell.stats["commands"] == 0
+    port._on_client_call(ClientCall(10, "client:n1:abc", CommandRequest(("write", "k", b"x" * 50))),
+                         "client-address")
+    assert len(port.shell.delivered) == 1, "one below the limit goes through"
+
+
+@pytest.mark.parametrize("command", [object(), {"a", "set"}, ["write", "k", 1], ("write", ["k"], 1)])
+def test_the_server_refuses_a_command_the_log_cannot_give_back_as_sent(command):
+    """Not storable, or not the form followers read back from the log (so
+    the leader would apply something else than they do)."""
+    port = _call(CommandRequest(command))
+    (reply,) = [msg for _a, msg in port.sent]
+    assert reply.result.kind == "InvalidCommand" and port.shell.delivered == []
+
+
+def test_the_server_takes_commands_with_records_in_them():
+    port = _call(CommandRequest(("watch", N2, {"k": (1, b"x")})))
+    assert port.sent == [] and len(port.shell.delivered) == 1
+
+
+def test_a_pipelined_command_above_the_limit_is_rejected_alone():
+    port = _Port(max_command_bytes=100)
+    cmds = (PipelinedCommand(1, ("write", "a", 1)), PipelinedCommand(2, ("write", "b", b"x" * 200)),
+            PipelinedCommand(3, ("write", "c", 3)))
+    port._on_pipeline(Pipeline("client:n1:abc", cmds, N1), "client-address")
+    (batch,) = port.shell.delivered
+    assert [c.reply_mode.correlation for c in batch.commands] == [1, 3]
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 2))]
 
 
 # ==================================================== the client's policy

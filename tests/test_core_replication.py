@@ -108,8 +108,22 @@ def test_resend_write_reemits_log_append_from_that_index():
     cmds = _cmds(3)
     srv.handle(m.Commands(cmds))
     es = _entries(cmds, 2)
+    srv.handle(m.Written(1, 1, 2))                       # noop and the first command are durable
     assert srv.handle(m.ResendWrite(3)) == ("leader", [fx.LogAppend(es[1:])])
-    assert srv.handle(m.ResendWrite(9)) == ("leader", [])
+    srv.handle(m.Written(1, 3, 4))
+    assert srv.handle(m.ResendWrite(9)) == ("leader", [])     # nothing above the log
+
+
+def test_resend_write_starts_no_higher_than_the_durable_prefix():
+    """Durability is a prefix: when the WAL asks from an index above what
+    it reported durable (it refused a write that followed a lost one), every
+    entry above ``last_written`` is written again, as one overwrite."""
+    srv = make_leader(N1, commit_noop=False)
+    cmds = _cmds(3)
+    srv.handle(m.Commands(cmds))
+    es = _entries(cmds, 2)
+    srv.handle(m.Written(1, 1, 1))                       # only the noop is durable
+    assert srv.handle(m.ResendWrite(4)) == ("leader", [fx.LogAppend(es)])
 
 
 def test_tick_resends_from_match_index_to_follower_without_progress():
@@ -215,9 +229,11 @@ def test_follower_does_not_ack_unverified_durable_entries_to_a_new_leader():
 
 
 def test_follower_resend_write_reemits_log_append():
-    """Ra WAL protocol: a follower resends what the WAL asks for."""
+    """Ra WAL protocol: a follower resends what the WAL asks for (and what
+    it never heard was durable)."""
     log = log_of(1, 1, 1)
     srv = make_follower(N2, entries=log, durable=False)
+    srv.handle(m.Written(1, 1, 1))
     assert srv.handle(m.ResendWrite(2)) == ("follower", [fx.LogAppend(log[1:])])
 
 

@@ -91,11 +91,15 @@ def _shell_commands(code: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _env():
+def _env(home: Path):
+    """The environment of an example: a home of its own, so that its nodes
+    create and share ``~/.ra_actors.cookie`` there, as a user's would."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), *sys.path] if p)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["HOME"] = str(home)
     env.pop("RA_ACTORS_CONNECT", None)
+    env.pop("RA_ACTORS_COOKIE_FILE", None)
     return env
 
 
@@ -139,7 +143,7 @@ def test_doc_examples_run(doc, tmp_path):
         tmp.mkdir()
         try:
             with open(out, "w") as f:
-                proc = subprocess.run([sys.executable, name], cwd=work, env=dict(_env(), TMPDIR=str(tmp)),
+                proc = subprocess.run([sys.executable, name], cwd=work, env=dict(_env(tmp), TMPDIR=str(tmp)),
                                       stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, timeout=240)
         finally:
             _stop_leftover_nodes(tmp)      # only if the example died without stopping its nodes
@@ -161,7 +165,7 @@ def test_doc_examples_run(doc, tmp_path):
         out = tmp_path / f"{name}.out"
         try:
             with open(out, "w") as f:
-                proc = subprocess.run(["bash", str(script)], cwd=shell_dir, env=_env(), stdin=subprocess.DEVNULL,
+                proc = subprocess.run(["bash", str(script)], cwd=shell_dir, env=_env(shell_dir), stdin=subprocess.DEVNULL,
                                       stdout=f, stderr=subprocess.STDOUT, timeout=300)
         finally:
             _stop_leftover_nodes(shell_dir)

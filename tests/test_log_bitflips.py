@@ -41,7 +41,7 @@ def put(node, slogs, first, last):
     """One batch: entries first..last of every server, one write + one sync."""
     for slog in slogs:
         req = slog.append([Entry(i, 1, (slog.uid, i)) for i in range(first, last + 1)])
-        node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+        node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     _res, msgs = node.flush()
     for slog in slogs:
         assert slog.last_written[0] == last  # acknowledged

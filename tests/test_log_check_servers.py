@@ -22,7 +22,7 @@ A = ServerId("a", "n1")
 
 def put(node, slog, first, last, term=1):
     req = slog.append([Entry(i, term, ("v", i)) for i in range(first, last + 1)])
-    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     node.flush()
 
 

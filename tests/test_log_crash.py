@@ -51,7 +51,7 @@ while True:
         req = slog.append([Entry(i, term_for(i), payload(uid, i))
                            for i in range(first, first + rng.randint(1, 30))])
         node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads,
-                            truncate=req.truncate)
+                            truncate=req.truncate, overwrite=req.overwrite)
     _result, msgs = node.flush()  # one write + one fsync; segment flush on rollover
     for uid, slog in logs.items():
         print("ack", uid, slog.last_written[0], flush=True)

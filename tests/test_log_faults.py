@@ -39,7 +39,7 @@ def cfg(uid="s1"):
 def put(node, slog, first, last, term=1):
     """Append ``first..last`` and flush (one write + one sync); returns the messages."""
     req = slog.append([Entry(i, term, ("v", i)) for i in range(first, last + 1)])
-    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     _res, msgs = node.flush()
     return msgs.get(slog.uid, [])
 

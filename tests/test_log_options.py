@@ -74,7 +74,7 @@ def test_the_log_creates_files_only_its_owner_can_read(tmp_path):
     with recover_node(tmp_path / "data") as node:
         slog = node.create_server(ServerConfig(a, "s1", "c", "machines.kv", (a,)))
         req = slog.append([Entry(1, 1, ("v", 1))])
-        node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+        node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
         node.flush()
         slog.persist_meta(1, a)
     for path in (tmp_path / "data").rglob("*"):

@@ -50,7 +50,7 @@ A = ServerId("a", "n1")
 
 def put(node, slog, first, last):
     req = slog.append([Entry(i, 1, ("v", i)) for i in range(first, last + 1)])
-    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     node.flush()
 
 def wal_bytes():
@@ -187,7 +187,7 @@ def remount(mnt: Path, options: str) -> None:
 
 def put(node, slog, first, last, pad=0):
     req = slog.append([Entry(i, 1, ("v", i, "x" * pad)) for i in range(first, last + 1)])
-    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     node.flush()
 
 

@@ -112,7 +112,7 @@ def test_overwrite_goes_to_new_segment_that_supersedes(tmp_path):
     with Wal(tmp_path) as wal:
         wal.write_batch([("s1", [Entry(i, 1, ("old", i)) for i in range(1, 11)])])
         sw.flush_wal_file(wal.roll_over())
-        wal.write_batch([("s1", [Entry(i, 2, ("new", i)) for i in range(6, 8)])])
+        wal.write_batch([("s1", [Entry(i, 2, ("new", i)) for i in range(6, 8)], False, True)])   # an overwrite
         res = sw.flush_wal_file(wal.roll_over())
     assert [(r.first, r.last) for r in res.segments["s1"]] == [(6, 7)]
     ranges = [(s.first, s.last) for s in segs(tmp_path, "s1")]

@@ -25,7 +25,7 @@ def es(first, last, term=1, tag="v"):
 def write(node, slog, entries):
     """What the shell does for LogAppend: mem table + WAL, then deliver results."""
     req = slog.append(entries)
-    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+    node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
     _res, msgs = node.flush()
     return msgs.get(slog.uid, [])
 

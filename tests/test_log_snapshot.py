@@ -100,7 +100,7 @@ def test_truncate_below_snapshot_deletes_whole_segments_only(tmp_path):
         slog = node.create_server(ServerConfig(A, "s1", "c", "machines.kv", (A,)))
         for i in range(1, 36):
             req = slog.append([Entry(i, 1, ("v", i))])
-            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
             node.flush()
         node.flush_segments(node.wal.roll_over())
         assert slog.overview()["mem_table_entries"] == 0
@@ -144,7 +144,7 @@ def test_server_log_keeps_its_newest_snapshot_when_an_older_one_lands_later(tmp_
         slog = node.create_server(ServerConfig(A, "s1", "c", "machines.kv", (A,)))
         for i in range(1, 9):
             req = slog.append([Entry(i, 1, ("v", i))])
-            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
         node.flush()
         slog.write_snapshot_image(meta(6), encode_snapshot(meta(6), codec.pack({"at": 6})))
         slog.write_snapshot(meta(4), {"at": 4})

@@ -23,7 +23,7 @@ def build_node(d: Path) -> Path:
         slog = node.create_server(ServerConfig(A, "s1", "c", "machines.kv", (A,)))
         for i in range(1, 101):
             req = slog.append([Entry(i, 1, ("v", i, "x" * 20))])
-            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate)
+            node.wal.append_run(req.uid, req.first_index, req.terms, req.payloads, truncate=req.truncate, overwrite=req.overwrite)
             node.flush()
         slog.persist_meta(1, A)
         slog.persist_last_applied(50)

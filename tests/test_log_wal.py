@@ -111,7 +111,7 @@ def test_rewrite_after_leader_change_later_record_wins(tmp_path):
     with Wal(tmp_path) as wal:
         wal.write_batch([("s1", entries(1, 10, term=1))])
         # Same batch: an overwrite trims the earlier range.
-        res = wal.write_batch([("s1", entries(11, 12, term=1)), ("s1", entries(8, 9, term=2))])
+        res = wal.write_batch([("s1", entries(11, 12, term=1)), ("s1", entries(8, 9, term=2), False, True)])
         # Ranges are the writer's final state: 11..12 were superseded in the same batch.
         assert res.written["s1"] == ((2, 8, 9),)
         assert wal.last_writer_index("s1") == 9
@@ -119,6 +119,27 @@ def test_rewrite_after_leader_change_later_record_wins(tmp_path):
     from ra_actors.log.segment_writer import final_runs
     run = final_runs(scan_wal_file(path))["s1"]
     assert [(i, t) for i, t, _p, _c in run] == [(i, 1) for i in range(1, 8)] + [(8, 2), (9, 2)]
+
+
+def test_an_append_into_written_entries_must_say_it_overwrites(tmp_path):
+    """The WAL's half of durability-as-a-prefix: a follower's log 1..10
+    (term 1) is cut back to 7 by a new leader, whose entries 8..9 are
+    written as an overwrite -- and that write is lost.  Entry 10 of the new
+    leader, a plain append, must not be taken: the WAL would hold the old
+    8..9 before the new 10, a log no leader ever had.  The WAL refuses it
+    and asks for a resend; the writer resends from its durable prefix, as
+    an overwrite."""
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 10, term=1))])
+        # (the overwrite of 8..9 with term 2 never arrives)
+        res = wal.write_batch([("s1", entries(10, 10, term=2))])
+        assert res.written == {} and res.dropped == {"s1": 1} and res.messages("s1") == [ResendWrite(10)]
+        res = wal.write_batch([("s1", entries(8, 10, term=2), False, True)])     # the resend
+        assert res.written == {"s1": ((2, 8, 10),)} and res.resend == {}
+        path = wal.path
+    from ra_actors.log.segment_writer import final_runs
+    run = final_runs(scan_wal_file(path))["s1"]
+    assert [(i, t) for i, t, _p, _c in run] == [(i, 1) for i in range(1, 8)] + [(8, 2), (9, 2), (10, 2)]
 
 
 def test_gap_detection_asks_for_resend_and_drops_until_filled(tmp_path):

@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from ra_actors.shell.names import ModulePolicy, NameRefused, parse, query_function
+from ra_actors import errors
+from ra_actors.actors.server import load_machine
+from ra_actors.actors.user_actors import load_actor_class
+from ra_actors.shell.names import ModulePolicy, NameRefused, node_modules, parse, query_function
 
 
 @pytest.mark.parametrize("name", ["builtins:dict.clear", "machines.kv:_private", "machines.kv:read.x",
@@ -74,3 +77,26 @@ def test_a_modcall_names_a_function_defined_in_an_allowed_module():
 def test_the_allowed_list_itself_is_checked():
     with pytest.raises(ValueError, match="not a module name"):
         ModulePolicy(["ok", "not a module"])
+
+
+def test_a_nodes_allowed_modules_add_to_the_shipped_machines():
+    assert node_modules(None) == ("machines",)
+    assert node_modules(["wordcount", "machines", "shop.actors"]) == ("machines", "wordcount", "shop.actors")
+    with pytest.raises(ValueError, match="list of module names"):
+        node_modules("wordcount")                    # a string is not a list of names
+    with pytest.raises(ValueError, match="not a module name"):
+        node_modules(["os:system"])
+
+
+def test_a_machine_or_actor_class_is_loaded_only_from_an_allowed_module():
+    sys.modules.pop("json.tool", None)
+    with pytest.raises(NameRefused, match="allowed modules"):
+        load_machine("json.tool", ModulePolicy())
+    assert "json.tool" not in sys.modules
+    with pytest.raises(NameRefused):
+        load_machine("machines.kv:os.system", ModulePolicy())      # no attribute chains
+    import machines.kv
+    assert load_machine("machines.kv", ModulePolicy()) is machines.kv
+    with pytest.raises(errors.ActorClassError, match="allowed"):
+        load_actor_class("json.tool:Thing", "n1", ModulePolicy())
+    assert "json.tool" not in sys.modules

@@ -140,7 +140,7 @@ def env(request, tmp_path_factory):
     from a host actor)."""
     tmp = tmp_path_factory.mktemp("actors")
     with ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp / "nodes"),
-                        placement=request.param) as nodes:
+                        placement=request.param, allowed_modules=[__name__]) as nodes:
         c = nodes.client()
         sids = [ra.ServerId("amon", n) for n in ("n1", "n2", "n3")]
         started, not_started = c.start_cluster("amon", MACHINE, sids)
@@ -256,7 +256,9 @@ def test_bad_inputs_are_clear_errors_and_leave_nothing(env):
     c = env.c
     before = set(env.nodes.pids("n1"))
     with pytest.raises(errors.ActorClassError, match=r"node n1: .*no_such_module.*ModuleNotFoundError"):
-        c.start_actor("n1", "no_such_module:Foo")
+        c.start_actor("n1", f"{__name__}.no_such_module:Foo")          # allowed, but missing
+    with pytest.raises(errors.ActorClassError, match=r"node n1: .*'os'.*allowed modules"):
+        c.start_actor("n1", "os:Foo")                                   # not allowed: never imported
     with pytest.raises(errors.ActorClassError, match=r"node n1: .*AttributeError"):
         c.start_actor("n1", f"{__name__}:Missing")
     with pytest.raises(errors.ActorClassError, match="not a Thespian Actor"):

@@ -30,16 +30,18 @@ def test_machine_that_does_not_import_fails_start_cluster_and_starts_nothing(nod
     c = nodes3.client()
     sids = [ra.ServerId("bad", n) for n in ("n1", "n2", "n3")]
     with pytest.raises(errors.MachineError) as info:
-        c.start_cluster("bad", "no_such_module_xyz", sids)
+        c.start_cluster("bad", "machines.no_such_module_xyz", sids)
     msg = str(info.value)
     assert "no_such_module_xyz" in msg and "node n" in msg and "ModuleNotFoundError" in msg
     with pytest.raises(errors.MachineError):
         c.start_cluster("bad", "machines.kv:NoSuchClass", sids)
     for n in ("n1", "n2", "n3"):
         assert c.overview(n)["servers"] == {}
-    # a module that is not a machine
-    with pytest.raises(errors.MachineError):
+    # a module the nodes do not allow: refused before it is imported
+    with pytest.raises(errors.MachineError, match="allowed modules"):
         c.start_cluster("bad", "json", sids)
+    with pytest.raises(errors.MachineError, match="allowed modules"):
+        c.start_cluster("bad", "no_such_module_xyz", sids)
     for n in ("n1", "n2", "n3"):
         assert c.overview(n)["servers"] == {}
     # the names are still free

@@ -171,7 +171,8 @@ def test_machine_sees_down_of_a_monitored_server(mon3):
 
 
 def test_node_monitor_sees_nodedown_then_nodeup(tmp_path):
-    with ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp_path / "n")) as nodes:
+    with ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp_path / "n"),
+                        allowed_modules=[__name__]) as nodes:
         c = nodes.client()
         sids = [ra.ServerId("mon", n) for n in ("n1", "n2", "n3")]
         c.start_cluster("mon", MACHINE, sids)

@@ -17,7 +17,8 @@ from ra_actors.nodes import free_port
 
 @pytest.fixture
 def shared3(tmp_path):
-    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement="shared") as nodes:
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement="shared",
+                        allowed_modules=["ra_actors.testing.crash_machine"]) as nodes:
         yield nodes
 
 

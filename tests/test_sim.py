@@ -130,6 +130,11 @@ REGRESSIONS = (
     (867606193, 6000, 3, 1, "crash,membership,reorder,snapshot,torn-write"),
     (777336805, 6000, 5, 1, "crash,drop,false-suspicion,membership,partition,reorder,snapshot,torn-write,transfer"),
     (874408424, 12000, 5, 2, "drop,partition,reorder,snapshot,torn-write,transfer"),
+    # A follower's truncating WAL write was lost and its next append spliced
+    # the old log's head to the new log's tail
+    # (test_log_wal.py::test_an_append_into_written_entries_must_say_it_overwrites,
+    # test_core_replication.py::test_resend_write_starts_no_higher_than_the_durable_prefix).
+    (243157563, 12000, 3, 1, "crash,drop,partition,wal-loss"),
 )
 
 
@@ -331,7 +336,7 @@ def test_overwrite_drops_everything_above():
     disk = NodeDisk("n1", random.Random(1))
     disk.log_append("u", "w", entries(1, 5, 1))
     sync(disk)
-    disk.log_append("u", "w", entries(3, 3, 2))
+    disk.log_append("u", "w", entries(3, 3, 2), overwrite=True)
     assert sync(disk) == [("w", Written(2, 3, 3))]
     rec = disk.recover("u")
     assert [(e.index, e.term) for e in rec.entries] == [(1, 1), (2, 1), (3, 2)]
@@ -340,8 +345,27 @@ def test_overwrite_drops_everything_above():
 def test_later_record_in_the_same_batch_wins():
     disk = NodeDisk("n1", random.Random(1))
     disk.log_append("u", "w", entries(1, 4, 1))
-    disk.log_append("u", "w", entries(3, 4, 2))
+    disk.log_append("u", "w", entries(3, 4, 2), overwrite=True)
     assert sync(disk) == [("w", Written(1, 1, 2)), ("w", Written(2, 3, 4))]
+
+
+def test_the_wal_takes_only_appends_that_follow_on_or_say_they_overwrite():
+    """As the real WAL: after the overwrite of 3..4 (term 2) was lost, the
+    plain append of 5 (term 2) is refused -- taking it would leave 3..4 of
+    term 1 under it, a log no leader had.  A gap is refused too; the first
+    append after a crash, and a log restarted after a snapshot, go anywhere."""
+    disk = NodeDisk("n1", random.Random(1))
+    disk.log_append("u", "w", entries(1, 4, 1))
+    sync(disk)
+    disk.log_append("u", "w", entries(5, 5, 2))     # follows on: taken
+    disk.log_append("u", "w", entries(4, 4, 2))     # inside what it wrote, not an overwrite: refused
+    disk.log_append("u", "w", entries(9, 9, 2))     # a gap: refused
+    assert disk.refused == 2
+    disk.log_append("u", "w", entries(20, 20, 3), truncate=True)
+    assert sync(disk) == [("w", Written(2, 5, 5)), ("w", Written(3, 20, 20))]
+    disk.crash()
+    disk.log_append("u", "w", entries(2, 2, 4))     # a new WAL life knows no writer
+    assert sync(disk) == [("w", Written(4, 2, 2))] and disk.refused == 2
 
 
 def test_crash_loses_unsynced_writes():

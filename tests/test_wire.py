@@ -18,7 +18,7 @@ from ra_actors.core import messages as m
 from ra_actors.core.codec import EXT_RECORD, EXT_TAG, DecodeError
 from ra_actors.core.types import AwaitConsensus, Entry, ServerId, Usr
 
-from test_stream import Addr, StreamHub, pump
+from test_stream import Addr, StreamHub, proven_connection, pump
 
 WIRE = wire_codec()
 S1, S2 = ServerId("s", "n1"), ServerId("s", "n2")
@@ -112,7 +112,7 @@ def _connected_pair():
 
 
 def _raw_to(hub, frames: bytes) -> socket.socket:
-    sock = socket.create_connection(hub.endpoint)
+    sock = proven_connection(hub)
     hello = _frame(["hello", "intruder"])
     sock.sendall(struct.pack(">I", len(hello)) + hello + frames)
     return sock

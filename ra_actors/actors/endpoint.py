@@ -34,6 +34,11 @@ Rules:
   (``node_main.MAX_PENDING_TRANSMITS``) unless the environment sets one.
 * It binds the local address that routes to the nodes (127.0.0.1 for
   loopback nodes), never ``0.0.0.0`` (:mod:`.netpatch`).
+* **The cluster secret.**  The endpoint's transport and stream carry the
+  client's own :class:`~.authsock.Guard`: every connection to or from a node
+  proves the secret first (:mod:`.handshake`).  :meth:`check_secret` runs
+  the handshake alone against an admin, so that a wrong secret is told at
+  once; ``denied_by`` lists the peers that refused the client's secret.
 * Not thread-safe, like the client that owns it.
 """
 from __future__ import annotations
@@ -53,6 +58,7 @@ from thespian.system.transport.IPBase import thisSystem
 from thespian.system.transport.TCPTransport import TCPTransport
 
 from . import netpatch
+from .authsock import Guard, probe
 from .admin import RaSupervisorInfo, RaWhereIsSupervisor
 from .node_main import MAX_PENDING_TRANSMITS
 from .protocol import Bundle, ClientCall, Pipeline, StreamOffer, SupervisorLocation
@@ -112,14 +118,31 @@ def _tcp_transport(local_ip: str) -> TCPTransport:
 class ClientEndpoint:
     """One client's Thespian endpoint (see the module rules)."""
 
-    def __init__(self, peer_host: str) -> None:
+    def __init__(self, peer_host: str, key: bytes) -> None:
         netpatch.apply()
         raise_transmit_limits()
+        self.refused: dict[tuple, int] = {}        # (kind, peer) -> connections this client refused
+        self.guard = Guard(key, refuse=self._count_refusal)
         self.local_ip: str = local_ip_for(peer_host)
         self.transport: TCPTransport = _tcp_transport(self.local_ip)
+        self.transport._ra_guard = self.guard      # (read by netpatch's socket hooks)
         self.address: Any = self.transport.myAddress
         self.stream: StreamHub | None = None      # dialled on a host's first StreamOffer
         self._stream_in: deque = deque()          # messages read from the stream, not yet handed out
+
+    def _count_refusal(self, kind: str, peer: str, why: str) -> None:
+        self.refused[(kind, peer)] = self.refused.get((kind, peer), 0) + 1
+
+    @property
+    def denied_by(self) -> dict[str, int]:
+        """``{peer address: times it refused this client's secret}``."""
+        return self.guard.denied_by
+
+    def check_secret(self, admin: tuple, timeout: float) -> str:
+        """Run the handshake alone with the admin at ``admin``: ``"ok"``,
+        ``"denied"``, ``"bad"`` or ``"unreachable"`` (:func:`.authsock.probe`)."""
+        source = None if self.local_ip == "127.0.0.1" else self.local_ip
+        return probe(tuple(admin), self.guard.key, timeout, source=source)
 
     # ------------------------------------------------------------------ out
     def send(self, addr: Any, msg: Any, timeout: float, on_undelivered: OnUndelivered | None = None) -> None:
@@ -176,7 +199,7 @@ class ClientEndpoint:
 
     def _dial(self, addr: Any, endpoint: tuple) -> None:
         if self.stream is None:
-            self.stream = StreamHub(self.local_ip, self.address, listen=False)
+            self.stream = StreamHub(self.local_ip, self.address, listen=False, guard=self.guard)
         self.stream.dial(addr, endpoint)
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ leader's tick.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -146,6 +147,8 @@ class HostActor(Actor):
                 self.batching = False
                 self._flush_outbox()
             self._arm()
+            if self.stream is not None:
+                self.stream.expire()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
             log_exc("host", f"error handling {type(msg).__name__}")
             os._exit(70)
@@ -270,8 +273,9 @@ class HostActor(Actor):
             from .stream import StreamHub
             try:
                 self.stream = StreamHub(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1", self.myAddress,
-                                        netpatch.allowed_hosts(), log=lambda text: log("host", text))
-            except OSError as exc:   # no stream: everything goes through Thespian
+                                        netpatch.allowed_hosts(), guard=netpatch.guard(),
+                                        log=lambda text: log("host", text))
+            except (OSError, ValueError) as exc:   # no stream: everything goes through Thespian
                 log("host", f"replication stream unavailable: {exc!r}")
         if self.wal.recovered_segments:
             super().send(sender, SegmentsWritten(self.wal.recovered_segments))
@@ -380,8 +384,7 @@ class HostActor(Actor):
         services = msg.services
         if self.wal is not None and services.wal is None:
             services = ServiceAddresses(self.myAddress, services.segment_writer, services.snapshot_writer)
-            msg = ServerInit(msg.config, msg.incarnation, msg.node_incarnation, msg.supervisor, services,
-                             msg.data_dir, msg.settings, msg.nodes_down, msg.new)
+            msg = dataclasses.replace(msg, services=services)
         shell.receive(msg, sender)
 
     def _remove(self, shell):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
+from ..shell.names import ModulePolicy, node_modules
 from .protocol import SupResponse
 from .restart_policy import RestartPolicy
 from .storage_health import STORAGE_SETTINGS, StoragePolicy
@@ -79,6 +80,7 @@ class NodeContext:
         self.restart_policy = RestartPolicy.from_settings(self.settings)
         self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings: dict[str, Any] = {}
+        self.modules = ModulePolicy()          # what names from the network may import (shell/names.py)
         self.log_options: dict[str, Any] = {}
         self.placement = "process"
         self.admin_hostport: tuple[str, int] = ("", 0)
@@ -100,6 +102,7 @@ class NodeContext:
         self.restart_policy = RestartPolicy.from_settings(self.settings)
         self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings = dict(cfg.get("server_settings") or {})
+        self.modules = ModulePolicy(node_modules(cfg.get("allowed_modules")))
         self.log_options = dict(cfg.get("log") or {})
         self.placement = placement
         self.admin_hostport = (cfg["host"], int(cfg["port"]))

@@ -443,6 +443,28 @@ def thespian_transmit_env(cfg: dict, environ=os.environ) -> None:
     environ.setdefault("THESPIAN_DROP_TRANSMITS_LEVEL", str(queued * 2))
 
 
+def node_allowed_hosts(cfg: dict) -> list | None:
+    """The hosts that may connect to a node bound to ``cfg["host"]``: None
+    (no filter) on 127.0.0.1, else the node's own address, the convention
+    host, the seeds' hosts and ``allowed_hosts``, which adds to them."""
+    if cfg["host"] in ("127.0.0.1", "localhost"):
+        return None
+    return ([cfg["host"], cfg["convention"][0]] + [seed[0] for seed in cfg.get("seeds") or ()]
+            + list(cfg.get("allowed_hosts") or ()))
+
+
+def _guard_the_node(cfg: dict) -> None:
+    """The node's secret, allowed hosts and refusal record, for node-main
+    and (through fork) every process of the node."""
+    from ..cookie import read_cookie
+    from . import netpatch
+    from .authsock import Guard
+    from .refusals import Refusals, process_log
+    refusals = Refusals(log=process_log("node"))
+    guard = Guard(read_cookie(cfg["cookie_file"]), refuse=refusals.refused)
+    netpatch.apply(allowed_hosts=node_allowed_hosts(cfg), guard=guard, refusals=refusals)
+
+
 def node_main(cfg: dict) -> int:
     data_dir = cfg["data_dir"]
     host = cfg["host"]
@@ -464,11 +486,7 @@ def node_main(cfg: dict) -> int:
     if not _port_free(host, cfg["port"]):
         raise NodeError(f"port {host}:{cfg['port']} is already in use")
 
-    from . import netpatch
-    allowed = cfg.get("allowed_hosts")
-    if host not in ("127.0.0.1", "localhost") and allowed is None:
-        allowed = [host, cfg["convention"][0]] + [seed[0] for seed in cfg.get("seeds") or ()]
-    netpatch.apply(allowed_hosts=allowed if host not in ("127.0.0.1", "localhost") else None)
+    _guard_the_node(cfg)
 
     # Thespian's admin calls setsid() and double-forks; keep it in our group.
     os.setsid = lambda: None  # type: ignore[assignment]

@@ -284,6 +284,7 @@ class ServerInit:
     settings: dict
     nodes_down: tuple = ()
     new: bool = False
+    allowed_modules: tuple | None = None   # the node's (shell/names.py); None: the default
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,9 @@ from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoRep
                           Unavailable)
 from ..core import messages as m
 from ..errors import MachineError, RaError, StorageError
+from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
+from .admission import command_refusal
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
                        DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
@@ -86,15 +88,15 @@ CALL_MEMORY_S = 300.0
 _HALTED_ANSWERS = frozenset({KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest})
 
 
-def load_machine(path: str):
-    """Import a machine by path: ``"pkg.module"`` or ``"pkg.module:Class"``."""
+def load_machine(path: str, policy: ModulePolicy):
+    """Import a machine by path, ``"pkg.module"`` or ``"pkg.module:Class"``,
+    if the node's ``policy`` allows its module (``NameRefused`` otherwise,
+    before anything is imported)."""
     import importlib
-    mod_name, _, attr = path.partition(":")
+    mod_name, attr = policy.machine(path)
     module = importlib.import_module(mod_name)
     if attr:
-        obj: Any = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj: Any = getattr(module, attr)
         return obj() if isinstance(obj, type) else obj
     return module
 
@@ -204,9 +206,11 @@ class ActorServerPort:
             settings = validate_settings(msg.settings)
             self.router = PeerRouter(sid, msg.incarnation, self._send, msg.supervisor, settings,
                                      msg.nodes_down, lambda text: log(self.who, text))
-            impl = load_machine(config.machine)
+            policy = ModulePolicy(msg.allowed_modules)
+            impl = load_machine(config.machine, policy)
             store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
-            self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down)
+            self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
+                               allowed_modules=policy.allowed)
         except Exception as exc:  # noqa: BLE001
             log_exc(f"server {sid.name}", "start failed")
             if store is not None:
@@ -308,6 +312,9 @@ class ActorServerPort:
                 raise ValueError(f"unknown request {type(request).__name__}")
             # replies go to this envelope's caller: a request names no destination
             core_msg = handler(self, request, (msg.handle, msg.req_id))
+        except _Refused as exc:
+            self._send(sender, ClientReply(msg.req_id, Error(exc.kind, exc.message), shell.leader))
+            return
         except Exception as exc:  # noqa: BLE001 - a bad request is the caller's error
             kind = "InvalidQuery" if type(request) is QueryRequest else "InvalidCommand"
             self._send(sender, ClientReply(msg.req_id, Error(kind, f"{type(exc).__name__}: {exc}"), shell.leader))
@@ -324,6 +331,9 @@ class ActorServerPort:
     # the core message for it, or an _Immediate answer.  ``caller`` is
     # ``(handle, req_id)`` of the envelope; the clock is this server's.
     def _request_command(self, req: CommandRequest, caller: tuple) -> m.Command:
+        refusal = command_refusal(req.data, self.shell.config.max_command_bytes)
+        if refusal is not None:
+            raise _Refused(*refusal)
         self.shell.stats["commands"] += 1
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
         return m.Command(req.data, reply_mode, req.priority, now_ms())
@@ -393,8 +403,18 @@ class ActorServerPort:
             return
         self.router.client_called(msg.handle, sender)
         ts = now_ms()
-        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in msg.commands)
+        limit = self.shell.config.max_command_bytes
+        taken = []
         for c in msg.commands:
+            refusal = command_refusal(c.data, limit)
+            if refusal is None:
+                taken.append(c)
+            else:
+                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(refusal[0], c.correlation)))
+        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in taken)
+        if not cmds:
+            return
+        for c in taken:
             self._owe(self._owed_commands, (msg.handle, c.correlation))
         self.shell.stats["commands"] += len(cmds)
         self.shell.deliver(m.Commands(cmds))
@@ -574,6 +594,15 @@ class ActorServerPort:
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+class _Refused(Exception):
+    """A client request the port refuses with ``kind`` (an ``ra_actors.errors`` class name)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 class _Immediate:

@@ -13,10 +13,14 @@ Thespian.
 
 Rules:
 
-* **What travels:** only ``Rpcs``, ``Forwarded`` and ``Bundle`` messages
-  between host actors.  Raft tolerates loss, duplication and reordering of
-  these, so switching paths, dropping a frame on an overfull queue or
-  losing a connection never needs more than Raft's own retries.
+* **What travels:** between host actors, ``Rpcs`` and ``Forwarded``
+  commands (in ``Bundle`` records); from a client to a host, its calls and
+  pipelined commands (``ClientCall``, ``Pipeline``), and back the replies
+  and events (``ClientReply``, ``Applied``, ``Rejected``, ``Message``).
+  Everything else goes through Thespian.  Raft and the client's retries
+  tolerate loss, duplication and reordering of these, so switching paths,
+  dropping a frame on an overfull queue or losing a connection never
+  needs more than those retries.
 * **Frames:** 4-byte big-endian length, then the message in msgpack
   (:class:`ra_actors.codec.Codec` over the runtime's message classes:
   records are looked up in a fixed registry, nothing is unpickled).  An
@@ -29,9 +33,20 @@ Rules:
 * **Set-up:** a host that sends through Thespian to a host it has no
   stream with attaches ``StreamOffer(endpoint)``; the receiver connects
   to that endpoint (in a thread, so an unreachable peer never blocks the
-  actor) and says hello with its own Thespian address; from then on
-  either side sends on the connection.  The actor watches the listener,
-  the connections and a wake pipe with ``ThespianWatch``.
+  actor), from its own address, and says hello with its own Thespian
+  address; from then on either side sends on the connection.  The actor
+  watches the listener, the connections and a wake pipe with
+  ``ThespianWatch``.
+* **Trust:** before the hello, both sides prove the cluster secret
+  (:mod:`.handshake`; the listener greets, the dialler proves and asks to
+  be answered at once, and checks the answer before it sends a frame).  No
+  byte of an accepted connection is decoded before its proof holds.  The
+  hello's address must be on the host the connection comes from (no peer
+  can speak for another).  An accepted connection has ``HELLO_S`` to prove
+  the secret and say hello; at most ``MAX_PENDING`` may be that far at
+  once (further ones are closed at once).  Refusals go to the hub's
+  :class:`~.authsock.Guard` (on a node: counted in ``overview``, logged once
+  per address).
 * **Writes** go through one thread per connection with a byte-bounded
   queue: a paused or partitioned peer fills the queue, then whole frames
   are dropped (Raft resends) and the connection is closed after ``stall_s``
@@ -54,8 +69,13 @@ import threading
 import time
 from collections import deque
 
+from . import handshake as hs
+from .authsock import Guard, dial_handshake
+
 _LEN = struct.Struct(">I")
 MAX_FRAME = 256 << 20
+HELLO_S = 10.0          # an accepted connection proves the secret and says hello within this
+MAX_PENDING = 64        # accepted connections that have not said hello yet
 
 
 def addr_key(addr):
@@ -68,6 +88,11 @@ def addr_key(addr):
 
 def _thespian_to_wire(addr):
     return list(addr.addressDetails.sockname[:2])
+
+
+def _wire_host(value) -> str:
+    """The host of an address as a hello carries it (``[host, port]``)."""
+    return str(value[0])
 
 
 def _thespian_from_wire(value):
@@ -90,7 +115,7 @@ def wire_codec():
         from . import protocol
         classes = [protocol.Rpcs, protocol.Bundle, protocol.Forwarded, protocol.ClientCall,
                    protocol.Pipeline, protocol.ClientReply, events.Applied, events.Rejected,
-                   events.NotLeader, events.SessionRefused, events.Message]
+                   events.NotLeader, events.SessionRefused, events.CommandRefused, events.Message]
         classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
@@ -117,6 +142,11 @@ class _Link:
         self.sent_frames = 0
         self.recv_frames = 0
         self.oversized = False                # the peer announced a frame above MAX_FRAME
+        # accepted links: the secret's handshake, then the hello
+        self.proven = sock is None            # (a dialled link proves the acceptor in its writer)
+        self.nonce = b""
+        self.proof = b""
+        self.deadline = 0.0
 
     # ------------------------------------------------------------- writing
     def start_writer(self, connect_to=None, hello: bytes | None = None):
@@ -163,8 +193,15 @@ class _Link:
     def _writer(self, connect_to, hello):
         try:
             if connect_to is not None:
-                sock = socket.create_connection(connect_to, timeout=self.hub.connect_timeout)
+                sock = socket.create_connection(connect_to, timeout=self.hub.connect_timeout,
+                                                source_address=(self.hub.bind_ip, 0))
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    dial_handshake(sock, self.hub.guard.key)
+                except hs.HandshakeError as exc:
+                    sock.close()
+                    self.hub.dial_refused(connect_to, exc)
+                    return
                 sock.settimeout(None)
                 sock.sendall(hello)
                 with self.cond:
@@ -245,13 +282,18 @@ class StreamHub:
     and a wake pipe.  Used only from the actor's thread (plus the links'
     writer threads, which touch nothing but their own link and the pipe)."""
 
-    def __init__(self, bind_ip: str, my_addr, allowed=None, *, max_queue_bytes: int = 32 << 20,
+    def __init__(self, bind_ip: str, my_addr, allowed=None, *, guard: Guard, max_queue_bytes: int = 32 << 20,
                  stall_s: float = 5.0, connect_timeout: float = 2.0, retry_s: float = 1.0,
                  listen: bool = True, codec=None, to_wire=_thespian_to_wire, from_wire=_thespian_from_wire,
-                 log=None):
+                 host_of=_wire_host, log=None):
+        if guard is None:
+            raise ValueError("a stream needs the cluster secret (a Guard)")
+        self.guard = guard
+        self.bind_ip = bind_ip
         self.codec = codec or wire_codec()
         self.log = log or (lambda _text: None)
         self.from_wire = from_wire
+        self.host_of = host_of
         self.my_addr = my_addr
         self.allowed = allowed                # None: anyone who can reach bind_ip
         self.max_queue_bytes = max_queue_bytes
@@ -343,6 +385,7 @@ class StreamHub:
         """Handle readable fds; returns ``[(peer address, message)]``."""
         out = []
         ready = set(ready)
+        self.expire()
         if self.rfd in ready:
             try:
                 os.read(self.rfd, 65536)
@@ -353,6 +396,8 @@ class StreamHub:
             self._accept()
         for fd in [fd for fd in ready if fd in self.by_fd]:
             link = self.by_fd[fd]
+            if not link.proven and not self._read_proof(link):
+                continue
             frames = link.read()
             if frames is None:
                 if link.oversized:
@@ -364,20 +409,95 @@ class StreamHub:
                 try:
                     msg = self.codec.unpack(raw)
                     if link.peer_addr is None:
-                        if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "hello"):
-                            raise ValueError("the first frame is not a hello")
-                        msg = ("hello", self.from_wire(msg[1]))
+                        self._hello(link, msg)
+                        continue
                 except Exception as exc:  # noqa: BLE001 - whatever the bytes were: that link is done
                     self.protocol_error(link, f"{type(exc).__name__}: {exc}")
                     break
-                if link.peer_addr is None:
-                    link.peer_addr = msg[1]
-                    self.links[addr_key(msg[1])] = link   # reply on the same connection
-                    if link in self.pending:
-                        self.pending.remove(link)
-                    continue
                 out.append((link.peer_addr, msg))
         return out
+
+    def _hello(self, link: _Link, msg) -> None:
+        """``link``'s first frame: who is on the other end (raises if it is
+        not a hello, or names an address on another host)."""
+        if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "hello"):
+            raise ValueError("the first frame is not a hello")
+        claimed, actual = self.host_of(msg[1]), self._peer_ip(link)
+        if claimed != actual:
+            raise ValueError(f"the hello names an address on {claimed}, but the connection comes from {actual}")
+        peer = self.from_wire(msg[1])
+        link.peer_addr = peer
+        self.links[addr_key(peer)] = link   # reply on the same connection
+        if link in self.pending:
+            self.pending.remove(link)
+
+    def _read_proof(self, link: _Link) -> bool:
+        """Read what there is of an accepted link's proof of the secret;
+        True once it holds (the answer is on its way)."""
+        try:
+            chunk = link.sock.recv(hs.PROOF_LEN - len(link.proof), socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._drop(link)
+            return False
+        if not chunk:
+            if link.proof:
+                self._refuse(link, "secret", "closed in the middle of the handshake")
+            else:
+                self._drop(link)
+            return False
+        link.proof += chunk
+        if not hs.could_be_proof(link.proof):
+            self._refuse(link, "secret", "the peer did not start with an ra_actors handshake")
+            return False
+        if len(link.proof) < hs.PROOF_LEN:
+            return False
+        try:
+            _mode, nonce_d = hs.check_proof(self.guard.key, link.nonce, link.proof)
+            link.sock.send(hs.answer(self.guard.key, link.nonce, nonce_d), socket.MSG_DONTWAIT)
+        except hs.NotOurProtocol as exc:
+            self._refuse(link, "secret", str(exc))
+            return False
+        except hs.HandshakeError as exc:
+            self._refuse(link, "secret", str(exc), deny=True)
+            return False
+        except OSError:
+            self._drop(link)
+            return False
+        link.proven = True
+        return True
+
+    def _refuse(self, link: _Link, kind: str, why: str, deny: bool = False) -> None:
+        """An accepted link failed the secret's handshake: close it, count it."""
+        if deny:
+            try:
+                link.sock.send(hs.DENIED, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        self.refused += 1
+        self.guard.refuse(kind, self._peer_ip(link), f"replication stream: {why}")
+        self._drop(link)
+
+    def dial_refused(self, endpoint, exc: Exception) -> None:
+        """(writer thread) The peer at ``endpoint`` failed the handshake."""
+        peer = str(endpoint[0])
+        if isinstance(exc, hs.Denied):
+            self.guard.denied(peer)
+        else:
+            self.guard.refuse("secret", peer, f"replication stream: {exc}")
+
+    def expire(self, now: float | None = None) -> None:
+        """Close accepted links that have not proved the secret and said
+        hello within ``HELLO_S``."""
+        if not self.pending:
+            return
+        now = time.monotonic() if now is None else now
+        for link in [link for link in self.pending if now > link.deadline]:
+            if link.proven:
+                self.protocol_error(link, f"no hello within {HELLO_S:g}s")
+            else:
+                self._refuse(link, "secret", f"no proof of the cluster secret within {HELLO_S:g}s")
 
     def _adopt_connected(self):
         # Every connection we dialled is read once it is up, whether or not
@@ -404,10 +524,25 @@ class StreamHub:
             if self.allowed is not None and peer[0] not in self.allowed:
                 self.refused += 1
                 sock.close()
+                self.guard.refuse("host", str(peer[0]), "replication stream: not an allowed host")
+                continue
+            if len(self.pending) >= MAX_PENDING:
+                self.refused += 1
+                sock.close()
+                self.guard.refuse("busy", str(peer[0]),
+                                  f"replication stream: {MAX_PENDING} connections were waiting for their hello")
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(True)    # (accepted from a non-blocking listener)
             link = _Link(self, sock)
+            link.proven = False
+            link.nonce = os.urandom(hs.NONCE_BYTES)
+            link.deadline = time.monotonic() + HELLO_S
+            try:
+                sock.send(hs.hello(link.nonce), socket.MSG_DONTWAIT)
+            except OSError:
+                sock.close()
+                continue
             link.start_writer()
             self.by_fd[sock.fileno()] = link
             self.pending.append(link)

@@ -42,6 +42,7 @@ from thespian.actors import DeadEnvelope
 from .. import errors
 from ..core.machine import Machine
 from ..core.types import ServerConfig, ServerId
+from ..shell.names import NameRefused
 from .children import DELETING, EXITED, RUNNING, STARTING, STOPPING, Child, ChildActors
 from .directory import Directory
 from .failure_detector import FailureDetector
@@ -188,7 +189,11 @@ class ServerSupervision:
 
     def _check_machine(self, machine: str) -> None:
         try:
-            Machine(load_machine(machine))
+            self.ctx.modules.machine(machine)
+        except NameRefused as exc:
+            raise errors.MachineError(f"node {self.ctx.node}: {exc}") from None
+        try:
+            Machine(load_machine(machine, self.ctx.modules))
         except Exception as exc:  # noqa: BLE001 - any import failure is the user's
             raise errors.MachineError(f"node {self.ctx.node}: machine {machine!r} cannot be loaded: "
                                       f"{type(exc).__name__}: {exc}") from None
@@ -238,7 +243,7 @@ class ServerSupervision:
         self.ctx.send(child.addr or child.local,
                       ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
                                  self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
-                                 self.detector.down_nodes(), new))
+                                 self.detector.down_nodes(), new, self.ctx.modules.allowed))
 
     def on_server_started(self, msg: ServerStarted, sender: Any) -> None:
         child = self.servers.get(msg.name)

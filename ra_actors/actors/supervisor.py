@@ -75,6 +75,13 @@ class Tick:
     """Wakeup payload: the periodic tick (heartbeats, probes, client checks)."""
 
 
+def _refused_connections() -> dict[str, int]:
+    """Connections the node's processes refused, by kind (:mod:`.refusals`)."""
+    from . import netpatch
+    record = netpatch.refusals()
+    return record.counts() if record is not None else {}
+
+
 class NodeSupervisor(Actor):
     """The root actor of a node (see the module rules)."""
 
@@ -309,4 +316,5 @@ class NodeSupervisor(Actor):
             "storage": self.storage.overview(),
             "actors": self.actors.overview(),
             "msgs_in": self.msgs_in,
+            "refused": _refused_connections(),
         }

@@ -50,6 +50,7 @@ from thespian.actors import Actor, ActorExitRequest
 
 from .. import errors
 from ..core.types import ActorRef
+from ..shell.names import ModulePolicy, NameRefused
 from .children import EXITED, RUNNING, STOPPING, Child, ChildActors
 from .directory import Directory
 from .failure_detector import FailureDetector
@@ -63,17 +64,18 @@ ACTOR_KIND = "actor"
 RESTART_POLICIES = ("temporary", "permanent")
 
 
-def load_actor_class(path: str, node: str):
-    """Import ``"pkg.module:Class"`` and check that it is a Thespian Actor
-    class; raise ``ActorClassError`` (naming ``node``) otherwise."""
-    if not isinstance(path, str):
-        raise errors.ActorClassError(f"node {node}: actor class must be 'pkg.module:Class', not {path!r}")
-    mod_name, sep, attr = path.partition(":")
-    if not sep or not mod_name or not attr or not attr.isidentifier():
-        # (Thespian creates the actor from "module.Class": nested classes
-        # cannot be named that way)
-        raise errors.ActorClassError(f"node {node}: actor class must be 'pkg.module:Class' "
-                                     f"(a module-level class), not {path!r}")
+def load_actor_class(path: str, node: str, policy: ModulePolicy):
+    """Import ``"pkg.module:Class"`` if the node's ``policy`` allows the
+    module, and check that it is a Thespian Actor class; raise
+    ``ActorClassError`` (naming ``node``) otherwise, before importing
+    anything the policy refuses."""
+    try:
+        # (Thespian creates the actor from "module.Class": only a
+        # module-level class can be named)
+        mod_name, attr = policy.actor_class(path)
+    except NameRefused as exc:
+        raise errors.ActorClassError(f"node {node}: actor class must be an allowed 'pkg.module:Class': "
+                                     f"{exc}") from None
     try:
         importlib.invalidate_caches()
         module = importlib.import_module(mod_name)
@@ -128,7 +130,7 @@ class UserActors:
             raise errors.RaError(f"an actor name is a non-empty string, not {name!r}")
         if name in self.actors:
             raise errors.ActorAlreadyExists(f"actor {name} already runs on node {node}")
-        actor_class = load_actor_class(request.actor_class, node)
+        actor_class = load_actor_class(request.actor_class, node, self.ctx.modules)
         try:
             self._spawn(name, actor_class, ActorSpec(request.actor_class, request.init, restart))
         except Exception as exc:  # noqa: BLE001 - Thespian refused to create it
@@ -211,7 +213,7 @@ class UserActors:
             return
         spec = dataclasses.replace(child.config, restarts=child.config.restarts + 1)
         try:
-            self._spawn(due.name, load_actor_class(spec.actor_class, self.ctx.node), spec, old=child)
+            self._spawn(due.name, load_actor_class(spec.actor_class, self.ctx.node, self.ctx.modules), spec, old=child)
         except Exception:  # noqa: BLE001 - the class may no longer import
             log_exc(self.ctx.who, f"actor {due.name} cannot be restarted")
             if self.actors.get(due.name) is child:

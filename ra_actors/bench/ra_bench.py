@@ -85,7 +85,7 @@ def _worker_run(spec: dict) -> dict:
     import ra_actors as ra
     # pipeline_batch: a client flush carries up to the whole window (one
     # Pipeline message per leader per flush)
-    client = ra.connect([tuple(a) for a in spec["addrs"]], timeout=30.0,
+    client = ra.connect([tuple(a) for a in spec["addrs"]], timeout=30.0, cookie_file=spec["cookie_file"],
                         pipeline_batch=int(spec.get("pipeline_batch") or 256))
     try:
         worker = _PipelineWorker(client, spec)
@@ -232,7 +232,7 @@ class RaBench:
         t0 = time.monotonic()
         self.nodes = ra.local_nodes(list(NODES), data_root=self.data_root,
                                     log_options={"sync_method": self.sync_method},
-                                    placement=self.placement)
+                                    placement=self.placement, allowed_modules=["ra_actors.bench"])
         self.node_start_s = time.monotonic() - t0
         self.client = self.nodes.client()
         return self
@@ -396,8 +396,8 @@ class RaBench:
                 rec["seq"] += 1_000_000_000
                 targets.append({"leader": [leader.name, leader.node], "kind": rec["kind"],
                                 "start_seq": start})
-            specs.append({"addrs": self.addrs, "targets": targets, "window": window,
-                          "duration": duration, "pipeline_batch": self.pipeline_batch})
+            specs.append({"addrs": self.addrs, "cookie_file": self.nodes.cookie_file, "targets": targets,
+                          "window": window, "duration": duration, "pipeline_batch": self.pipeline_batch})
             owners.append(g)
         pids = self.node_pids()
         with WorkerProcesses("ra_actors.bench.ra_bench") as w:

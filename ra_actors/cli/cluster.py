@@ -34,6 +34,7 @@ import time
 
 from ..core.types import ServerId
 from ..errors import NodeDown, NoSuchServer, RaError, Timeout
+from .cookie import add_cookie_option
 from .exit_codes import EXIT_FAILED, EXIT_OK
 from .ui import LiveStatus, table
 from .usage import UsageError
@@ -127,7 +128,7 @@ def _client(args):
     where = ", ".join(f"{h}:{p}" for h, p in addrs)
     with LiveStatus(f"connecting to {where}"):
         try:
-            return connect(addrs, timeout=min(args.timeout, 10.0))
+            return connect(addrs, timeout=min(args.timeout, 10.0), cookie_file=args.cookie_file)
         except Timeout:
             raise NodeDown(f"no ra_actors node answered at {where}") from None
 
@@ -399,6 +400,7 @@ def _common(p, timeout: float = 10.0) -> None:
                    help=f"a node's admin address (repeatable; default ${CONNECT_ENV})")
     g.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
                    help=f"give up after this long (default {timeout:g}; exit 4)")
+    add_cookie_option(g)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .cookie import add_cookie_option
 from .exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from .ui import LiveStatus
 
@@ -44,8 +45,9 @@ def _start(args) -> int:
     with LiveStatus(f"starting node {args.name} on {args.host}:{args.port}"):
         node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
-                          log_options=log_options, placement=args.placement, detach=True,
-                          timeout=args.timeout)
+                          log_options=log_options, placement=args.placement,
+                          allowed_modules=args.allow_module or None, detach=True, timeout=args.timeout,
+                          cookie_file=args.cookie_file)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
     return EXIT_OK
@@ -98,13 +100,18 @@ def add_parser(subparsers) -> None:
     start.add_argument("--convention", type=_hostport, default=None, metavar="HOST:PORT",
                        help="the convention leader's admin (default: this node)")
     start.add_argument("--allowed-host", action="append", metavar="ADDR",
-                       help="hosts allowed to connect when --host is not loopback (repeatable)")
+                       help="more hosts allowed to connect when --host is not loopback, besides this "
+                            "node's, the convention's and the seeds' (repeatable)")
+    add_cookie_option(start)
     start.add_argument("--seed", action="append", type=_hostport, metavar="HOST:PORT",
                        help="other nodes' admins to contact (repeatable)")
     start.add_argument("--sync-method", choices=("datasync", "sync", "none"), default=None)
     start.add_argument("--placement", choices=("process", "shared"), default="process",
                        help="process: one actor process per Raft server (default); shared: one "
                             "host actor carries every server of the node and its WAL")
+    start.add_argument("--allow-module", action="append", metavar="MODULE",
+                       help="a module (or package) whose machines, queries and actor classes this "
+                            "node may load, besides the shipped 'machines' (repeatable)")
     start.add_argument("--timeout", type=float, default=30.0)
     start.set_defaults(func=_start)
 

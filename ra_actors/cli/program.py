@@ -42,6 +42,11 @@ def add_cluster(subparsers) -> None:
     add_parser(subparsers)
 
 
+def add_cookie(subparsers) -> None:
+    from .cookie import add_parser
+    add_parser(subparsers)
+
+
 def add_demo(subparsers) -> None:
     from .tools import add_demo_parser
     add_demo_parser(subparsers)
@@ -58,8 +63,8 @@ def add_scripts(subparsers) -> None:
 
 
 # Group name -> function adding it (in ``--help`` order).  Append new groups here.
-GROUPS: dict[str, Callable[[Any], None]] = {"node": add_node, "cluster": add_cluster, "demo": add_demo,
-                                            "log": add_log, "scripts": add_scripts}
+GROUPS: dict[str, Callable[[Any], None]] = {"node": add_node, "cluster": add_cluster, "cookie": add_cookie,
+                                            "demo": add_demo, "log": add_log, "scripts": add_scripts}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,9 @@ ELECTION_RETRIGGER = 2.0    # seconds without a leader before an election is tri
 
 def server_config(cluster_name: str, machine: str, sid: ServerId, members: list, config: dict, extra: dict,
                   joining: bool = False) -> ServerConfig:
+    limit = extra.get("max_command_bytes")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"max_command_bytes must be a positive int, not {limit!r}")
     uid = f"{_SAFE.sub('_', cluster_name)[:60]}_{_SAFE.sub('_', sid.name)[:60]}_{uuid.uuid4().hex[:12]}"
     return ServerConfig(server_id=sid, uid=uid, cluster_name=cluster_name, machine=machine,
                         initial_members=tuple(members), machine_config=dict(config),

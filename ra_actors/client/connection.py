@@ -46,9 +46,9 @@ class Undelivered:
 class Connection:
     """The client's endpoint and inbox (see the module rules)."""
 
-    def __init__(self, peer_host: str, book: AddressBook) -> None:
+    def __init__(self, peer_host: str, book: AddressBook, key: bytes) -> None:
         from ..actors.endpoint import ClientEndpoint
-        self.endpoint = ClientEndpoint(peer_host)
+        self.endpoint = ClientEndpoint(peer_host, key)
         self.book = book
         self.replies: dict = {}            # key -> the answer nobody has taken yet
         self.failed: dict = {}             # key -> refused, for sends the transport gave up on
@@ -69,6 +69,15 @@ class Connection:
                        on_undelivered: Callable[[bool], None] | None = None) -> None:
         """Send ``msg`` that no one waits for (pipelined commands)."""
         self.endpoint.send(addr, msg, timeout, on_undelivered)
+
+    def check_secret(self, admin: tuple, timeout: float) -> str:
+        """The handshake alone with the admin at ``admin``: ``"ok"``,
+        ``"denied"``, ``"bad"`` or ``"unreachable"``."""
+        return self.endpoint.check_secret(admin, timeout)
+
+    def denied_by(self) -> dict:
+        """``{peer address: times}`` a peer refused the client's secret."""
+        return dict(self.endpoint.denied_by)
 
     def locate_supervisor(self, admin: tuple, nonce: Any, timeout: float) -> None:
         """Ask the admin at ``admin`` for its supervisor: the answer is filed

@@ -51,13 +51,33 @@ class Discovery:
     # ------------------------------------------------------------ bootstrap
     def bootstrap(self, timeout: float) -> str:
         """Find a node, learn the others, register a client handle there;
-        returns the handle.  Raises ``Timeout`` if no node answers."""
+        returns the handle.  Raises ``AuthenticationFailed`` if a seed
+        refuses the client's secret, ``Timeout`` if no node answers."""
         deadline = time.monotonic() + timeout
+        self._check_secret(deadline)
         while time.monotonic() < deadline:
             found = self._locate(self.seeds, deadline)
             if found:
                 return self._register(found[0], deadline)
+        denied = self.conn.denied_by()
+        if denied:
+            raise errors.AuthenticationFailed(f"{', '.join(sorted(denied))} refused this client's cluster secret")
         raise errors.Timeout(f"no ra_actors node answered at {self.seeds} within {timeout}s")
+
+    def _check_secret(self, deadline: float) -> None:
+        """The handshake alone with the seeds, until one takes the secret:
+        a seed that refuses it is ``AuthenticationFailed`` at once (rather
+        than a timeout); an unreachable one is left to the bootstrap."""
+        for seed in self.seeds:
+            verdict = self.conn.check_secret(seed, max(0.2, min(2.0, deadline - time.monotonic())))
+            if verdict == "ok":
+                return
+            if verdict == "denied":
+                raise errors.AuthenticationFailed(f"the node at {seed[0]}:{seed[1]} refused this client's "
+                                                  "cluster secret (another cookie file?)")
+            if verdict == "bad":
+                raise errors.AuthenticationFailed(f"{seed[0]}:{seed[1]} is not an ra_actors node holding this "
+                                                  "client's cluster secret")
 
     def _register(self, info: SupervisorLocation, deadline: float) -> str:
         self.book.set_node(info.node, info.address, info.admin, True)

@@ -767,7 +767,12 @@ class RaftServer:
             self._maybe_finish_follower_delete()
 
     def _on_resend_write(self, msg: m.ResendWrite) -> None:
-        entries = self.log.slice(msg.from_index, self.log.last_index)
+        # From the WAL's index or from the end of what is known durable,
+        # whichever is lower: the WAL may ask from above a write it lost
+        # (one it took for out of sequence), and everything above
+        # ``last_written`` may be missing.
+        first = min(msg.from_index, self.log.last_written + 1)
+        entries = self.log.slice(first, self.log.last_index)
         if entries:
             self._emit(fx.LogAppend(tuple(entries)))
 

@@ -51,6 +51,9 @@ class ActorRef:
 
 # Membership kinds (Ra: voter | promotable | non_voter).  Only voters count
 # towards quorums and may become leader.
+#: ``ServerConfig.max_command_bytes`` and a client's limit, unless configured.
+DEFAULT_MAX_COMMAND_BYTES = 1 << 20
+
 VOTER = "voter"
 NON_VOTER = "non_voter"
 PROMOTABLE = "promotable"
@@ -146,7 +149,8 @@ class Unavailable:
 
 ERROR_KINDS = frozenset({
     "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
-    "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand", "StorageError",
+    "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand", "CommandTooLarge",
+    "StorageError",
     "SessionExpired", "SequenceGap",
 })
 
@@ -347,6 +351,9 @@ class ServerConfig:
     session_timeout_ms: int = 30 * 60 * 1000
     session_gap_timeout_ms: int = 5000
     max_parked_per_session: int = 4096
+    # A command whose msgpack encoding is larger is refused, by the client
+    # and again by the server (nothing is appended).
+    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
 
 
 # ------------------------------------------------------------ fast pickling

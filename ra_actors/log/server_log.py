@@ -10,7 +10,8 @@ messages::
 
     LogAppend(entries)      -> req = slog.append(entries)      # mem table + WalAppend
                                wal.append_run(req.uid, req.first_index, req.terms,
-                                              req.payloads, truncate=req.truncate)
+                                              req.payloads, truncate=req.truncate,
+                                              overwrite=req.overwrite)
                                # or, encoding in the server's process (faster WAL):
                                wal.append_encoded(req.encode())
     WAL flush result        -> msgs = slog.handle_written(term, from_, to)  (a list; or handle_flush_result)
@@ -94,7 +95,8 @@ MAX_REPORTS_AHEAD = 64
 class WalAppend:
     """What to hand the node's WAL for one ``append``::
 
-        wal.append_run(a.uid, a.first_index, a.terms, a.payloads, truncate=a.truncate)
+        wal.append_run(a.uid, a.first_index, a.terms, a.payloads, truncate=a.truncate,
+                       overwrite=a.overwrite)
     """
 
     uid: str
@@ -102,6 +104,7 @@ class WalAppend:
     terms: tuple  # one per payload
     payloads: tuple  # msgpack of each entry's command
     truncate: bool = False
+    overwrite: bool = False   # replaces entries this log held (the WAL's sequencing rule)
 
     @property
     def records(self) -> tuple:
@@ -115,12 +118,12 @@ class WalAppend:
         ``wal.append_encoded(...)``."""
         from .wal import Wal
         return Wal.encode_run(self.uid, self.first_index, self.terms, self.payloads,
-                              truncate=self.truncate)
+                              truncate=self.truncate, overwrite=self.overwrite)
 
     @classmethod
-    def of(cls, uid: str, entries: Sequence[Entry], truncate: bool) -> "WalAppend":
+    def of(cls, uid: str, entries: Sequence[Entry], truncate: bool, overwrite: bool = False) -> "WalAppend":
         return cls(uid, entries[0].index, tuple(e.term for e in entries),
-                   tuple(pack(e.command) for e in entries), truncate)
+                   tuple(pack(e.command) for e in entries), truncate, overwrite)
 
 
 @dataclass(slots=True)
@@ -452,10 +455,13 @@ class ServerLog:
                 raise LogUsageError(f"entry {e.index} has term {e.term} below the previous "
                                     f"entry's {prev_term}")
             prev_term = e.term
-        req = WalAppend.of(self.uid, entries, first == self.first_index)
         # An append at the first index rewrites the whole log after the snapshot:
         # the WAL truncate flag lets it through whatever the WAL saw of this writer
-        # before (e.g. a log restarted after an installed snapshot).
+        # before (e.g. a log restarted after an installed snapshot).  One at or
+        # below the last index replaces entries: the WAL takes it only so
+        # flagged, so a lost overwrite cannot be followed by an append that
+        # splices the old log's head to the new log's tail.
+        req = WalAppend.of(self.uid, entries, first == self.first_index, overwrite=first <= last)
         self._mem_apply(entries, req.truncate)
         if self._last_written >= first:
             self._last_written = first - 1
@@ -466,7 +472,7 @@ class ServerLog:
         entries = self.read(index, self.last_index)
         if not entries:
             raise LogUsageError(f"nothing to resend from {index} (last index {self.last_index})")
-        return WalAppend.of(self.uid, entries, index == self.first_index)
+        return WalAppend.of(self.uid, entries, index == self.first_index, overwrite=True)
 
     def handle_written(self, term: int, from_index: int, to_index: int) -> list[Written]:
         """Note a WAL report; return what it makes durable, as ``Written``

@@ -8,7 +8,7 @@ API (what the runtime's WAL actor calls)::
                                 # recover_node does it before the Wal opens, so the
                                 # newest old file (the only one that may be torn)
                                 # is still the newest when it is read
-    wal.append(uid, [(index, term, payload_bytes), ...], truncate=False)
+    wal.append(uid, [(index, term, payload_bytes), ...], truncate=False, overwrite=False)
     wal.append_entries(uid, [Entry, ...], truncate=False)   # packs commands
     wal.append_run(uid, first_index, terms, payloads)  # columns: terms an int or a sequence
     enc = Wal.encode_run(...); wal.append_encoded(enc)  # encode anywhere, queue later
@@ -17,7 +17,7 @@ API (what the runtime's WAL actor calls)::
     result.resend               # {uid: first_missing_index} writers with a gap
     result.closed_files         # files closed by a rollover: hand to the segment writer
     result.messages(uid)        # [Written(...), ResendWrite(...)] for that server's core
-    result = wal.write_batch([(uid, entries), (uid, entries, truncate), ...])  # append + flush
+    result = wal.write_batch([(uid, entries), (uid, entries, truncate, overwrite), ...])  # append + flush
     wal.roll_over(); wal.forget_writer(uid); wal.close()
 
 Rules:
@@ -32,16 +32,23 @@ Rules:
   actor may run ``flush`` in a background thread while its own thread keeps
   appending (that overlap is where batching comes from: everything appended
   during one sync goes into the next one).
-* Entries of one ``append`` are consecutive.  A first index at or below the
-  writer's last index is an overwrite (leader change): the later record wins
-  and everything the writer wrote above the new last index is invalid.
-* Gap detection per writer: the first write of a writer in this process life
-  may start anywhere; after that a write whose first index is above
-  ``last + 1`` is dropped, the writer is asked once to resend from
-  ``last + 1`` (``result.resend``, Ra's ``resend_write``), and its further
-  writes are dropped until one starts at or below ``last + 1``.
-  ``truncate=True`` (first entry after an installed snapshot) is accepted
-  anywhere and restarts the writer's sequence.
+* Entries of one ``append`` are consecutive.  A writer says when an append
+  replaces entries it wrote before (``overwrite=True``: a leader change
+  truncated its log, or it writes again what the WAL lost): the later
+  record wins and everything the writer wrote above the new last index is
+  invalid.  Any other append must start at exactly ``last + 1``.
+* Sequencing per writer: the first write of a writer in this process life
+  may start anywhere; after that a write that does not follow on
+  (``first > last + 1``: a gap; or ``first <= last`` without
+  ``overwrite``: an earlier overwrite never arrived, and taking this one
+  would splice the old log's head to the new log's tail) is dropped, the
+  writer is asked once to resend (``result.resend``, Ra's
+  ``resend_write``: from ``last + 1`` after a gap, from the write's first
+  index otherwise; the writer resends from there or from its own durable
+  prefix, whichever is lower, as an overwrite), and its further writes are
+  dropped until one follows on.  ``truncate=True`` (first entry after an
+  installed snapshot) is accepted anywhere and restarts the writer's
+  sequence.
 * ``written`` ranges are the writer's final state after the batch (a
   later overwrite in the same batch trims earlier ranges), one range per
   contiguous run of one term, in index order.
@@ -92,8 +99,8 @@ WAL_SUFFIX = ".wal"
 
 class _WriterState(NamedTuple):
     """What the WAL knows of one writer (server uid): the last index it
-    wrote, and whether a resend from ``last_index + 1`` was already asked for
-    (a gap: an append that does not follow the last one)."""
+    wrote, and whether a resend was already asked for (an append that did
+    not follow on: see the module rules)."""
 
     last_index: int
     resend_asked: bool
@@ -114,6 +121,7 @@ class EncodedAppend:
     table: bytes  # record table (see wal_format)
     table_crc: int
     blob: bytes  # the payloads, concatenated
+    overwrite: bool = False  # replaces entries the writer wrote before (see the module rules)
 
     @property
     def last(self) -> int:
@@ -188,7 +196,7 @@ def _check_uid_cached(uid: str) -> None:
 
 
 def _encode(uid: str, first: int, terms, payloads: Sequence[bytes],
-            truncate: bool) -> tuple[EncodedAppend, tuple]:
+            truncate: bool, overwrite: bool = False) -> tuple[EncodedAppend, tuple]:
     """Encode an append; return it with its term runs."""
     _check_uid_cached(uid)
     if not isinstance(first, int) or first < 1:
@@ -208,7 +216,7 @@ def _encode(uid: str, first: int, terms, payloads: Sequence[bytes],
     except (TypeError, OverflowError, struct.error):
         raise LogUsageError("payloads must be bytes, terms and indexes non-negative 64-bit "
                             "integers") from None
-    return EncodedAppend(uid, first, n, bool(truncate), table, crc32(table), blob), runs
+    return EncodedAppend(uid, first, n, bool(truncate), table, crc32(table), blob, bool(overwrite)), runs
 
 
 def _columns(records: Sequence[tuple[int, int, bytes]]) -> tuple[int, tuple, tuple]:
@@ -358,19 +366,20 @@ class Wal:
 
     # ----------------------------------------------------------- writes
     def append(self, uid: str, records: Sequence[tuple[int, int, bytes]], *,
-               truncate: bool = False) -> None:
+               truncate: bool = False, overwrite: bool = False) -> None:
         """Queue consecutive ``(index, term, payload)`` records of writer ``uid``."""
         if records:
-            self._queue(*_encode(uid, *_columns(records), truncate))
+            self._queue(*_encode(uid, *_columns(records), truncate, overwrite))
 
     def append_run(self, uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
-                   truncate: bool = False) -> None:
+                   truncate: bool = False, overwrite: bool = False) -> None:
         """Queue records ``first_index, first_index + 1, ...`` with these payloads;
         ``terms`` is one int for all or one per payload.  The fastest form."""
         if payloads:
-            self._queue(*_encode(uid, first_index, terms, payloads, truncate))
+            self._queue(*_encode(uid, first_index, terms, payloads, truncate, overwrite))
 
-    def append_entries(self, uid: str, entries: Sequence, *, truncate: bool = False) -> None:
+    def append_entries(self, uid: str, entries: Sequence, *, truncate: bool = False,
+                       overwrite: bool = False) -> None:
         """Queue consecutive :class:`~ra_actors.core.types.Entry` objects (commands msgpacked)."""
         if entries:
             first = entries[0].index
@@ -378,19 +387,19 @@ class Wal:
                 raise LogUsageError(f"entries of one append must have consecutive indexes "
                                     f"(from {first})")
             self._queue(*_encode(uid, first, [e.term for e in entries],
-                                 [pack(e.command) for e in entries], truncate))
+                                 [pack(e.command) for e in entries], truncate, overwrite))
 
     @staticmethod
     def encode(uid: str, records: Sequence[tuple[int, int, bytes]], *,
-               truncate: bool = False) -> EncodedAppend:
+               truncate: bool = False, overwrite: bool = False) -> EncodedAppend:
         """Encode without queueing (pure: any thread or process may do it)."""
-        return _encode(uid, *_columns(records), truncate)[0]
+        return _encode(uid, *_columns(records), truncate, overwrite)[0]
 
     @staticmethod
     def encode_run(uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
-                   truncate: bool = False) -> EncodedAppend:
+                   truncate: bool = False, overwrite: bool = False) -> EncodedAppend:
         """:meth:`append_run`'s encoding without queueing."""
-        return _encode(uid, first_index, terms, payloads, truncate)[0]
+        return _encode(uid, first_index, terms, payloads, truncate, overwrite)[0]
 
     def append_encoded(self, encoded: EncodedAppend) -> None:
         """Queue an :meth:`encode_run` result for the next flush (thread-safe).
@@ -431,9 +440,9 @@ class Wal:
                 first = w.first
                 state = writers.get(uid)
                 if state is not None and not w.truncate:
-                    if first > state.last_index + 1:
+                    if first > state.last_index + 1 or (first <= state.last_index and not w.overwrite):
                         if not state.resend_asked:
-                            resend[uid] = state.last_index + 1
+                            resend[uid] = min(first, state.last_index + 1)
                             writers[uid] = _WriterState(state.last_index, True)
                         dropped[uid] = dropped.get(uid, 0) + w.count
                         continue
@@ -508,14 +517,11 @@ class Wal:
             self.unsynced_kept = (str(self._path), self._size)
 
     def write_batch(self, batch: Iterable[tuple]) -> FlushResult:
-        """``append_entries`` for each ``(uid, entries[, truncate])``, then one ``flush``."""
-        for item in batch:
-            if len(item) == 3:
-                uid, entries, truncate = item
-            else:
-                uid, entries = item
-                truncate = False
-            self.append_entries(uid, entries, truncate=truncate)
+        """``append_entries`` for each ``(uid, entries[, truncate[, overwrite]])``,
+        then one ``flush``."""
+        for uid, entries, *flags in batch:
+            truncate, overwrite = (list(flags) + [False, False])[:2]
+            self.append_entries(uid, entries, truncate=truncate, overwrite=overwrite)
         return self.flush()
 
     # ----------------------------------------------------------- writers

@@ -23,6 +23,8 @@ Rules:
 * **ModCall** targets are public functions defined in an allowed module.
 * **Machines** and **actor classes** are allowed modules, or classes of
   allowed modules (``"pkg.mod:Class"``).
+* A node's ``allowed_modules`` add to the default (:func:`node_modules`):
+  naming your own machine module allows it and keeps ``machines``.
 * A refusal is :class:`NameRefused` (a ``ValueError``) saying why; callers
   turn it into the error their caller expects (``InvalidQuery``,
   ``MachineError``, ``ActorClassError``).
@@ -63,6 +65,18 @@ def parse(name: Any, *, attribute_required: bool = True) -> tuple[str, str | Non
         raise NameRefused(f"{name!r}: {attribute!r} is not a public name of {module} "
                           "(one attribute, no leading underscore, no dots)")
     return module, attribute
+
+
+def node_modules(extra: Iterable[str] | None) -> tuple[str, ...]:
+    """What a node allows: :data:`DEFAULT_ALLOWED_MODULES` plus ``extra``
+    (checked: a ``ValueError`` names a bad entry)."""
+    if isinstance(extra, str):
+        raise ValueError(f"allowed_modules is a list of module names, not the string {extra!r}")
+    names = list(DEFAULT_ALLOWED_MODULES)
+    for module in extra or ():
+        if module not in names:
+            names.append(module)
+    return ModulePolicy(names).allowed
 
 
 class ModulePolicy:

@@ -14,6 +14,14 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   *everything* pending as one batch, writes and fsyncs it (``fsync`` delay),
   and only then are the records durable.  Records that arrive during an
   fsync go to the next batch, which starts as soon as the fsync ends.
+* **Sequencing**, as the real WAL's: per writer, the first append of a WAL
+  life is taken whatever its index; after that an append must start at
+  exactly ``last + 1``, or at or below ``last`` when it says it replaces
+  entries (``overwrite``), or anywhere when it restarts the log after a
+  snapshot (``truncate``).  Anything else is refused (``refused``): an
+  earlier write was lost, and taking this one would splice two logs.  The
+  real WAL also asks the writer to resend; here the shell's stall check
+  writes the missing entries again.
 * Applying a record ``Entry(i, t, c)`` to a server's durable log sets index
   ``i`` and drops every index above ``i`` (a log append of ``a..b`` leaves
   ``prefix(a-1) + a..b``).  After a batch, each writer gets one
@@ -174,10 +182,12 @@ class NodeDisk:
         self.state = "idle"  # idle | gathering | syncing
         self._meta_queue: list[tuple[str, Hashable, int, ServerId | None, int]] = []
         self._snap_queue: list[tuple[str, Hashable, SnapshotMeta, bytes, int]] = []
+        self.accepted: dict[str, int] = {}   # uid -> last index the WAL took in this life
         # Statistics.
         self.batches = 0
         self.records = 0
         self.torn = 0
+        self.refused = 0
 
     def store(self, uid: str) -> ServerStore:
         s = self.stores.get(uid)
@@ -186,9 +196,18 @@ class NodeDisk:
         return s
 
     # ------------------------------------------------------------------ WAL
-    def log_append(self, uid: str, token: Hashable, entries: tuple) -> int | None:
-        """Queue entries; returns a gather delay to schedule :meth:`start_batch`
-        if the WAL was idle (else None: it will pick them up itself)."""
+    def log_append(self, uid: str, token: Hashable, entries: tuple, *, truncate: bool = False,
+                   overwrite: bool = False) -> int | None:
+        """Queue entries (if they follow on, see the rules); returns a gather
+        delay to schedule :meth:`start_batch` if the WAL was idle (else None:
+        it will pick them up itself)."""
+        if not entries:
+            return None
+        first, last = entries[0].index, self.accepted.get(uid)
+        if last is not None and not truncate and (first > last + 1 or (first <= last and not overwrite)):
+            self.refused += 1
+            return None
+        self.accepted[uid] = entries[-1].index
         for e in entries:
             self.pending.append(("append", uid, token, e))
         return self._wake()
@@ -373,6 +392,7 @@ class NodeDisk:
             report["snapshot_landed"] = True
         self.pending, self.in_flight = [], []
         self._meta_queue, self._snap_queue = [], []
+        self.accepted = {}          # the next WAL life knows no writer yet
         self.state = "idle"
         self.epoch += 1
         return report
@@ -380,6 +400,7 @@ class NodeDisk:
     def delete(self, uid: str) -> None:
         """Remove everything of ``uid`` (``DeleteData``/force delete), at once."""
         self.stores.pop(uid, None)
+        self.accepted.pop(uid, None)
         self.pending = [r for r in self.pending if r[1] != uid]
         self.in_flight = [r for r in self.in_flight if r[1] != uid]
         self._meta_queue = [m for m in self._meta_queue if m[0] != uid]

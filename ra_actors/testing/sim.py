@@ -427,6 +427,7 @@ class Simulation:
         st["reordered"] = self.network.reordered
         st["fsync_batches"] = sum(d.batches for d in self.disks.values())
         st["torn_batches"] = sum(d.torn for d in self.disks.values())
+        st["wal_refused"] = sum(d.refused for d in self.disks.values())
         st["wal_resends"] = sum(sl.shell.stats["wal_resends"] for sl in self.slots.values() if sl.shell)
         st["invariant_checks"] = self.inv.checks
         verdict = "violation" if self.inv.violations else "ok"

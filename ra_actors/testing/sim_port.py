@@ -23,7 +23,7 @@ per incarnation.  Rules:
 from __future__ import annotations
 
 import random
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .. import codec
 from ..core import messages as msgs
@@ -67,6 +67,15 @@ class World(Protocol):
     def server_crashed(self, slot: Slot, reason: str, exc: BaseException | None) -> None: ...
 
 
+class SimAppend(NamedTuple):
+    """One append on its way to the simulated WAL, flagged as the real
+    ``ServerLog`` flags it (the WAL's sequencing rule, ``testing/disk.py``)."""
+
+    entries: tuple
+    truncate: bool      # the first entry of the log after its snapshot
+    overwrite: bool     # replaces entries the log held
+
+
 class SimStore:
     """A server's durable state, kept by its node's simulated disk."""
 
@@ -76,6 +85,8 @@ class SimStore:
         self.incarnation = incarnation
         self.disk = sim.disks[slot.sid.node]
         self._appended: dict[int, int] = {}   # index -> term of what this process wrote
+        self._first_index = 1                  # the log's, as ServerLog keeps them
+        self._last_index = 0
 
     @property
     def _token(self) -> tuple[ServerId, int]:
@@ -89,9 +100,15 @@ class SimStore:
             snapshot = (meta, codec.unpack(blob))
         # Round-trip the entries through msgpack, as a real log reader would.
         entries = tuple(codec.normalise(e) for e in data.entries)
+        base = snapshot[0].index if snapshot is not None else 0
+        self._first_index = base + 1
+        self._last_index = entries[-1].index if entries else base
         return Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
 
-    def append(self, entries: tuple) -> tuple:
+    def append(self, entries: tuple) -> SimAppend:
+        first = entries[0].index
+        flags = (first == self._first_index, first <= self._last_index)
+        self._last_index = entries[-1].index
         # Writing entries again that this process wrote before (a resend
         # after a lost WAL write) changes nothing: only the rest is checked
         # as a log append.
@@ -103,7 +120,7 @@ class SimStore:
             self.sim.inv.on_log_append(self.slot.cluster, self.slot.sid, entries[k:], self.slot.commit_before)
         for e in entries:
             appended[e.index] = e.term
-        return entries
+        return SimAppend(entries, *flags)
 
     def written(self, msg: Any) -> list:
         return [msg]
@@ -116,6 +133,9 @@ class SimStore:
         if durable < index:
             self.sim.inv.fail(f"truncation below an undurable snapshot: {self.slot.sid.name}@{self.slot.sid.node} "
                               f"truncated below {index} but its durable snapshot is at {durable}")
+        self._first_index = max(self._first_index, index + 1)
+        if not keep_above:
+            self._last_index = index          # the log restarts after the snapshot
         delay = self.disk.truncate_below(self.slot.uid, self._token, index, keep_above)
         self.sim.wal_wakeup(self.slot.sid.node, delay)
 
@@ -188,11 +208,12 @@ class SimPort:
         if self.sim.wal_loss and self.sim.faulting and self.rng.random() < self.sim.wal_loss:
             self.sim.stats["wal_writes_lost"] += 1
             self.sim.note(f"{self.slot.sid.name}@{self.slot.sid.node}: wal-loss: a WAL write of "
-                          f"{sum(len(a) for a in appends)} entries is lost", always=False)
+                          f"{sum(len(a.entries) for a in appends)} entries is lost", always=False)
             return
         disk = self.sim.disks[self.slot.sid.node]
-        for entries in appends:
-            self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(self.slot.uid, self._token, entries))
+        for a in appends:
+            self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(self.slot.uid, self._token, a.entries,
+                                                                    truncate=a.truncate, overwrite=a.overwrite))
 
     def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         disk = self.sim.disks[self.slot.sid.node]
