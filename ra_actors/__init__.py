@@ -11,6 +11,8 @@ Quick start::
         reply, leader = client.process_command(sids[0], ("write", "k", 1))
         value, leader = client.consistent_query(leader, "machines.kv:read", "k")
 """
+from typing import Any
+
 from .core.types import ActorRef, ServerId  # noqa: F401
 
 __version__ = "0.1.0"
@@ -30,10 +32,10 @@ _LAZY = {
     "ActorInit": ("actors.protocol", "ActorInit"),
 }
 
-__all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", *_LAZY]
+__all__ = ["ServerId", "ActorRef", "__version__", "errors", "events", "aio", *_LAZY]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # Lazy, so that importing ra_actors (e.g. from the core or the simulator)
     # does not import Thespian.
     if name in _LAZY:
@@ -42,7 +44,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{mod}", __name__), attr)
         globals()[name] = value
         return value
-    if name in ("errors", "events", "codec"):
+    if name in ("errors", "events", "codec", "aio"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ra_actors' has no attribute {name!r}")

@@ -15,11 +15,17 @@ Every call takes a ``timeout`` (seconds) and raises
 raises before anything is sent (``InvalidCommand`` for values msgpack cannot
 encode).  A Client is not thread-safe: use one per thread.
 
+Every command a Client sends belongs to its session (``client.session``;
+:mod:`ra_actors.client.sessions`): numbered, it is sent again until the
+cluster answers -- through leader changes, paused and restarted nodes --
+and the cluster applies it once, in the order the client issued it.
+
 Rules of this module: it is the public face only.  A method checks and
 normalises its arguments, builds the request record and hands it to one of
 the client's parts (:mod:`ra_actors.client`): :mod:`~ra_actors.client.discovery`
 (nodes, supervisor calls), :mod:`~ra_actors.client.resolution` (server
-calls: leaders, redirects, retries), :mod:`~ra_actors.client.pipelining`,
+calls: leaders, redirects, retries), :mod:`~ra_actors.client.commands`,
+:mod:`~ra_actors.client.pipelining`,
 :mod:`~ra_actors.client.clusters` (server and cluster lifecycles).  A
 synchronous call sends the buffered pipelined commands first, so that a
 caller's commands reach a server in the order they were issued.
@@ -31,18 +37,21 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, CommandRequest, KeyMetricsRequest, ListActorsRequest,
-                              MemberOverviewRequest, MembersInfoRequest, OverviewRequest, PipelinedCommand, QueryRequest,
+from .actors.protocol import (AddMemberRequest, ListActorsRequest, ServerMetricsRequest,
+                              MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
+from .client.commands import Commands
 from .client.connection import Connection
 from .client.discovery import Discovery
 from .client.ids import actor_ref, server_id as _sid
+from .client.leaderboard import Leaderboards
 from .client.pipelining import Pipeliner
 from .client.replies import ERROR_CLASSES
 from .client.resolution import Resolver
+from .client.sessions import Session
 from .cookie import cookie_path, read_cookie
 from .core.types import DEFAULT_MAX_COMMAND_BYTES, NON_VOTER, PROMOTABLE, VOTER, ActorRef, ServerId
 
@@ -56,7 +65,8 @@ ServerLike = Union[ServerId, tuple, list]
 
 def connect(addresses: Any, timeout: float = 10.0, **kw: Any) -> "Client":
     """Connect to the nodes reachable through ``addresses``: one ``(host, port)``
-    admin address (e.g. the convention leader's) or a list of them.
+    admin address (e.g. the convention leader's) or a list of them.  Keyword
+    arguments go to :class:`Client` (``session=`` resumes a session).
 
     ``cookie_file`` names the cluster secret's file (default:
     ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``);
@@ -69,15 +79,25 @@ def connect(addresses: Any, timeout: float = 10.0, **kw: Any) -> "Client":
 
 
 class Client:
-    """A connection to a set of ra_actors nodes (see the module doc)."""
+    """A connection to a set of ra_actors nodes (see the module doc).
+
+    ``session``: None for a new session, or the name of one to go on with
+    (``client.session`` of an earlier client, or a name of your own): see
+    :attr:`session`.  ``pipeline_timeout``: seconds a pipelined command is
+    sent again before the client gives up on it (``TimedOut`` event; None:
+    never)."""
 
     def __init__(self, seeds: list, timeout: float = 10.0, pipeline_batch: int = 256,
-                 pipeline_delay: float = 0.005, *, cookie_file: str | None = None,
+                 pipeline_delay: float = 0.005, session: str | None = None,
+                 pipeline_timeout: float | None = 30.0, *, cookie_file: str | None = None,
                  max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES) -> None:
         if not seeds:
             raise ValueError("connect needs at least one (host, port) address")
+        if pipeline_timeout is not None and not pipeline_timeout > 0:
+            raise ValueError(f"pipeline_timeout is a positive number of seconds or None, not {pipeline_timeout!r}")
         if not isinstance(max_command_bytes, int) or isinstance(max_command_bytes, bool) or max_command_bytes < 1:
             raise ValueError(f"max_command_bytes must be a positive int, not {max_command_bytes!r}")
+        self._session = Session(session, time.time_ns() // 1000)
         seeds = [(str(h), int(p)) for h, p in seeds]
         self.max_command_bytes = max_command_bytes
         key = read_cookie(cookie_path(cookie_file))
@@ -92,8 +112,27 @@ class Client:
             self._conn.close()
             raise
         self._resolver = Resolver(self._conn, self._book, self._discovery, self.handle)
-        self._pipeline = Pipeliner(self._conn, self._resolver, self.handle, pipeline_batch, pipeline_delay)
+        self._pipeline = Pipeliner(self._conn, self._resolver, self.handle, self._session, pipeline_batch,
+                                   pipeline_delay, pipeline_timeout)
+        self._commands = Commands(self._conn, self._resolver, self._session, self._pipeline.flush)
         self._lifecycle = Clusters(self._conn, self._book, self._discovery, self._resolver)
+        self._boards = Leaderboards(self._discovery, self._book)
+
+    @property
+    def session(self) -> str:
+        """The name of this client's session.  Every command is numbered in
+        it (per server id named: ``next_seq``) and sent until answered; the
+        cluster applies it once, in the order issued.  A process that
+        restarts passes the name to ``connect(session=...)`` to go on with
+        it, and may then send a command of the earlier process again under
+        the number it had (``seq=``)."""
+        return self._session.name
+
+    def next_seq(self, server_id: ServerLike) -> int:
+        """The number the next command to ``server_id`` will carry in this
+        session (write it down with the command to send it again after a
+        restart)."""
+        return self._session.stream(_sid(server_id), time.time_ns() // 1000).next
 
     @property
     def pipeline_batch(self) -> int:
@@ -129,26 +168,41 @@ class Client:
         return self._discovery.sup_call(node, OverviewRequest(), timeout)
 
     # ============================================================ commands
-    def process_command(self, server_id: ServerLike, command: Any,
-                        timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Apply ``command`` through the leader and return ``(reply, leader)``."""
+    def process_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT, *,
+                        seq: int | None = None) -> tuple[Any, ServerId | None]:
+        """Apply ``command`` through the leader of ``server_id``'s cluster and
+        return ``(reply, leader)``.
+
+        The command is sent again (same number: applied once) to the
+        leader a server names, else to the other members, until the
+        cluster answers; ``Timeout`` means no leader with a quorum answered
+        within ``timeout`` -- the command may or may not have been applied,
+        and if it was not, it never will be once this stream's next command
+        arrives.  ``seq``: send the command of an earlier client of this
+        (named) session again under the number it had."""
         data = self._command(command)
+        sid = _sid(server_id)
         self.flush()
-        return self._resolver.call(server_id, CommandRequest(data), timeout, idempotent=False)
+        return self._commands.call(sid, data, timeout, seq)
 
     def pipeline_command(self, server_id: ServerLike, command: Any, correlation: Any = None,
-                         priority: str = "normal") -> None:
-        """Send ``command`` without waiting; the leader answers with an
-        ``Applied`` event carrying ``correlation`` (``events()``), or a
-        non-leader with ``Rejected``.  Commands are coalesced: they leave at
-        the latest on the next ``flush()``/``events()``/synchronous call."""
+                         priority: str = "normal", *, seq: int | None = None) -> int:
+        """Send ``command`` without waiting and return its number in the
+        session; the leader answers with one ``Applied`` event result
+        carrying ``correlation`` (``events()``; none if ``correlation`` is
+        None).  The client sends it again after a leader change, a
+        ``not_leader`` rejection or silence, and hands out one result per
+        command; ``TimedOut`` if no quorum answered within the client's
+        ``pipeline_timeout``.  Commands are coalesced: they leave at the
+        latest on the next ``flush()``/``events()``/synchronous call.
+        ``seq``: as for :meth:`process_command`."""
         if priority not in ("normal", "low"):
             raise ValueError("priority is 'normal' or 'low'")
         data = self._command(command)
         if correlation is not None:
             # the form every leader will answer with (also one that read it from disk)
             correlation = codec.normalise(correlation)
-        self._pipeline.add(_sid(server_id), PipelinedCommand(correlation, data, priority))
+        return self._pipeline.add(_sid(server_id), data, correlation, priority, seq)
 
     def _command(self, command: Any) -> Any:
         """``command`` as every member will see it; ``InvalidCommand`` if it
@@ -167,8 +221,9 @@ class Client:
         self._pipeline.flush(timeout)
 
     def events(self, timeout: float = 1.0) -> list:
-        """Events received so far (``Applied``, ``Rejected``, ``Message``);
-        waits up to ``timeout`` seconds for the first one."""
+        """Events received so far (``Applied``, ``Rejected``, ``TimedOut``,
+        ``Message``); waits up to ``timeout`` seconds for the first one
+        (sending pipelined commands again meanwhile, see ``pipeline_command``)."""
         self.flush()
         deadline = time.monotonic() + timeout
         inbox = self._conn.events
@@ -177,7 +232,8 @@ class Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._conn.pump(min(remaining, 0.5))
+            self._conn.pump(min(remaining, 0.1 if self._pipeline.outstanding() else 0.5))
+            self._pipeline.flush()
         out = list(inbox)
         inbox.clear()
         return out
@@ -207,10 +263,63 @@ class Client:
         return self._query("consistent", server_id, fun, args, timeout, redirect=True)
 
     # =========================================================== membership
-    def members(self, server_id: ServerLike,
+    def members(self, server_id: ServerLike | str, local: bool = False,
                 timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
-        """``(members, leader)`` of the cluster of ``server_id``."""
-        return self._resolver.members(server_id, timeout)
+        """``(members, leader)`` of the cluster of ``server_id`` (a server id,
+        or a cluster name).
+
+        As Ra's ``members``: by default the leader's view (a member that
+        knows a leader is asked, then that leader; if the leader does not
+        answer in time, the member's own view is returned).  ``local=True``
+        (Ra's ``{local, ServerId}``): the addressed member's own view, from
+        its node's leaderboard (the member itself is asked only if it has
+        recorded nothing yet).  A cluster name is looked up in the nearest
+        node's leaderboard (``leader``); ``NoSuchCluster`` if no node knows it."""
+        deadline = time.monotonic() + timeout
+        if isinstance(server_id, str):
+            entry = self._boards.cluster(server_id, timeout)
+            if entry is None:
+                raise errors.NoSuchCluster(f"no node knows cluster {server_id!r}")
+            leader, members = entry
+            if local or leader is None:
+                return members, leader
+            return self._leader_view(None, members, leader, deadline)
+        sid = _sid(server_id)
+        if local:
+            entry = self._boards.server(sid, timeout)
+            if entry is not None:
+                leader, members = entry
+                return members, leader
+            return self._resolver.members(sid, max(0.1, deadline - time.monotonic()))
+        members, leader = self._resolver.members(sid, timeout)
+        return self._leader_view(sid, members, leader, deadline)
+
+    def _leader_view(self, asked: ServerId | None, members: list[ServerId], leader: ServerId | None,
+                     deadline: float) -> tuple[list[ServerId], ServerId | None]:
+        """Follow ``leader`` (at most three hops, until ``deadline``) to the
+        leader's own view; what is known so far if it does not answer."""
+        for _hop in range(3):
+            left = deadline - time.monotonic()
+            if leader is None or leader == asked or left <= 0:
+                break
+            try:
+                found, new_leader = self._resolver.members(leader, left)
+            except (errors.Timeout, errors.NoSuchServer, errors.NodeDown):
+                break
+            asked, members, leader = leader, found, new_leader
+        return members, leader
+
+    def leader(self, cluster_name: str, timeout: float = DEFAULT_TIMEOUT) -> ServerId | None:
+        """The leader of ``cluster_name`` as the nearest node's leaderboard
+        has it (Ra's ``ra_leaderboard:lookup_leader``): kept by that node's
+        members, no server or leader is asked.  ``None`` while the cluster
+        has no leader; ``NoSuchCluster`` if no node knows the cluster."""
+        if not isinstance(cluster_name, str):
+            raise ValueError(f"a cluster name is a string, not {cluster_name!r}")
+        entry = self._boards.cluster(cluster_name, timeout)
+        if entry is None:
+            raise errors.NoSuchCluster(f"no node knows cluster {cluster_name!r}")
+        return entry[0]
 
     def members_info(self, server_id: ServerLike,
                      timeout: float = DEFAULT_TIMEOUT) -> tuple[dict[ServerId, dict], ServerId | None]:
@@ -257,7 +366,7 @@ class Client:
             return "already_leader", leader
         while time.monotonic() < deadline:
             try:
-                _m, leader = self.members(target, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                _m, leader = self._resolver.members(target, max(0.1, min(1.0, deadline - time.monotonic())))
             except errors.Timeout:
                 continue
             if leader == target:
@@ -269,10 +378,13 @@ class Client:
         """Make ``server_id`` start an election now."""
         self._resolver.call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
-    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``, ...)."""
-        value, _leader = self._resolver.call(server_id, KeyMetricsRequest(), timeout, redirect=False)
-        return value
+    def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``,
+        ``snapshot_index``, ``last_written_index``, ``last_index``,
+        ``commit_latency``, ``term``, ``state``, ``membership``), read by its
+        node from the node's counters: a busy server is not asked."""
+        sid = _sid(server_id)
+        return self._discovery.sup_call(sid.node, ServerMetricsRequest(sid.name), timeout)
 
     def member_overview(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """The key metrics of ``server_id`` and everything else it knows about itself."""
@@ -393,9 +505,8 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
-        return False
 
     def __del__(self) -> None:  # pragma: no cover
         try:

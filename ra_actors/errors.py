@@ -7,6 +7,8 @@ purpose.  Each class maps onto an error atom of Ra where one exists.
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class RaError(Exception):
     """Base class of every ra_actors error."""
@@ -22,7 +24,7 @@ class Timeout(RaError):
 class NotLeader(RaError):
     """The addressed server is not the leader; ``leader`` is who it thinks is."""
 
-    def __init__(self, message: str = "not leader", leader=None):
+    def __init__(self, message: str = "not leader", leader: Any = None):
         super().__init__(message)
         self.leader = leader
 
@@ -93,6 +95,12 @@ class DataDirLocked(RaError):
 
 class NodeError(RaError):
     """A node could not be started or stopped."""
+
+
+class NoSuchCluster(NoSuchServer):
+    """No node's leaderboard knows the cluster (``client.leader``,
+    ``client.members(cluster_name, ...)``): none of its members runs on a
+    node the client reaches.  A :class:`NoSuchServer`."""
 
 
 class NoSuchActor(NoSuchServer):

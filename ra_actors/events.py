@@ -4,16 +4,23 @@
   is a list of ``(correlation, reply)`` in apply order (one event per apply
   batch of the leader).
 * ``Rejected(server, reason)``: a pipelined command was not taken.
-  ``reason`` is ``NotLeader(leader, correlation)`` when it reached a server
-  that is not the leader (``leader`` may be None): resend it to ``leader``;
-  or ``SessionRefused(kind, correlation)`` when its session refused it
-  (``kind`` is ``"SessionExpired"`` or ``"SequenceGap"``, the name of the
-  ``ra_actors.errors`` class); or ``StorageFailed(detail, correlation)``
-  when the server halted because its node's disk failed (the command may
-  or may not have been applied; ``detail`` names the error); or
-  ``CommandRefused(kind, correlation)`` when the server refused the command
-  itself (``kind`` is ``"CommandTooLarge"`` or ``"InvalidCommand"``):
-  nothing was appended.
+  ``reason`` is ``SessionRefused(kind, correlation)`` when the cluster
+  refused it for its session (``kind`` names the ``ra_actors.errors``
+  class: ``"SessionExpired"``), or ``CommandRefused(kind, correlation)``
+  when the server refused the command itself (``kind``:
+  ``"CommandTooLarge"``, or ``"InvalidCommand"`` -- not a value the log can
+  store, or malformed session fields or priority); either way it was not
+  applied; or ``StorageFailed(detail, correlation)`` when the server
+  halted because its node's disk failed (the command may or may not have
+  been applied; ``detail`` names the error).  A ``Client`` sends a command that reached a server that does
+  not lead (``NotLeader(leader, correlation)``) or that waited behind a gap
+  (``SessionRefused("SequenceGap", ...)``) again itself and never hands
+  those out; a program that speaks to servers without a ``Client`` sees
+  them.
+* ``TimedOut(server, correlation)``: no quorum answered the pipelined
+  command within the client's ``pipeline_timeout``; it may or may not have
+  been applied, and the client sends it no more (``server``: the one it
+  was last sent to).
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
 
@@ -22,7 +29,8 @@ They are plain frozen dataclasses: compare them, match on them::
     for ev in client.events(timeout=1.0):
         match ev:
             case Applied(leader, results): ...
-            case Rejected(server, NotLeader(leader, corr)): ...
+            case Rejected(server, SessionRefused(kind, corr) | CommandRefused(kind, corr)): ...
+            case TimedOut(server, corr): ...
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "CommandRefused",
-           "Message"]
+           "TimedOut", "Message"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,14 @@ class Applied:
 class Rejected:
     server: Any
     reason: Any
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A pipelined command no quorum answered in time: its outcome is unknown."""
+
+    server: Any
+    correlation: Any
 
 
 @dataclass(frozen=True)

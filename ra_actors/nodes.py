@@ -28,11 +28,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterable, NoReturn
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn
 
 from .cookie import cookie_path, ensure_cookie, read_cookie
 from .errors import DataDirLocked, InvalidOption, NodeError
 from .shell.names import node_modules
+
+if TYPE_CHECKING:
+    from .api import Client
+
+#: A node's admin address: ``(host, port)``.
+Address = tuple[str, int]
 
 __all__ = ["Node", "LocalNodes", "start_node", "stop_node", "local_nodes", "node_status", "free_port"]
 
@@ -103,7 +109,9 @@ def _check_log_options(log_options) -> dict:
 class Node:
     """A started node: its name, address and processes."""
 
-    def __init__(self, name, host, port, data_dir, convention, keeper_pid, pgid, popen=None, cfg=None):
+    def __init__(self, name: str, host: str, port: int, data_dir: str, convention: Address | None,
+                 keeper_pid: int, pgid: int | None, popen: subprocess.Popen | None = None,
+                 cfg: dict | None = None, metrics_port: int | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -113,12 +121,13 @@ class Node:
         self.pgid = pgid
         self._popen = popen
         self.cfg = cfg or {}
+        self.metrics_port = metrics_port     # where its counters are served over HTTP (None: they are not)
 
     @property
-    def address(self) -> tuple:
+    def address(self) -> Address:
         return (self.host, self.port)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.host}:{self.port}, pgid={self.pgid})"
 
     # -- processes ------------------------------------------------------------
@@ -178,10 +187,11 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def start_node(name: str, data_dir: str, port: int, convention=None, host: str = "127.0.0.1", *,
-               allowed_hosts=None, settings: dict | None = None, server_settings: dict | None = None,
-               log_options: dict | None = None, seeds=None, python_path: list | None = None,
-               placement: str = "process", allowed_modules=None, detach: bool = False,
+def start_node(name: str, data_dir: str, port: int, convention: Address | None = None, host: str = "127.0.0.1",
+               *, allowed_hosts: Iterable[str] | None = None, settings: dict | None = None,
+               server_settings: dict | None = None, log_options: dict | None = None,
+               seeds: Iterable[Address] | None = None, python_path: list | None = None, placement: str = "process",
+               allowed_modules: Iterable[str] | None = None, detach: bool = False, metrics_port: int | None = None,
                timeout: float = 30.0, cookie_file: str | None = None) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
@@ -212,13 +222,15 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
 
     ``cookie_file``: the cluster secret (default ``$RA_ACTORS_COOKIE_FILE``,
     else ``~/.ra_actors.cookie``), created by a node leading its convention.
+    ``metrics_port``: serve the node's counters for Prometheus at ``http://host:
+    metrics_port/metrics`` (``0``: a free port, see ``Node.metrics_port``; default: off).
 
     Raises ``ValueError`` for a bad log option (nothing starts), ``CookieError``,
     ``AuthenticationFailed`` (the convention refuses the secret), ``NodeNameTaken``,
     ``DataDirLocked`` (a live node uses ``data_dir``), ``NodeError`` (not up in time).
     """
     log_options = _check_log_options(log_options)   # before anything is created
-    _check_settings(settings, server_settings)
+    _check_options(placement, metrics_port, settings, server_settings)
     modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
@@ -226,16 +238,12 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     os.chmod(data_dir, 0o700)     # (also one made before data dirs were private)
     port = int(port)
     convention = tuple(convention) if convention else (host, port)
-    if placement not in ("process", "shared"):
-        raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
     if nm.live_node_info(data_dir) is not None:
         raise DataDirLocked(f"{data_dir} is used by a running node")
     cookie = _check_secret(name, host, port, convention, seeds, cookie_file, timeout)
     cfg = {
-        "name": name,
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
+        "name": name, "data_dir": data_dir,
+        "host": host, "port": port,
         "convention": [convention[0], int(convention[1])],
         "incarnation": time.time_ns() // 1000,
         "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
@@ -245,6 +253,7 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
         "log": log_options,
         "placement": placement,
         "allowed_modules": list(modules),
+        "metrics_port": metrics_port,
         "seeds": [list(s) for s in (seeds or ())],
         "start_timeout": timeout,
         # not detached: the node stops when this process dies
@@ -257,7 +266,16 @@ def start_node(name: str, data_dir: str, port: int, convention=None, host: str =
     status = _wait_until_ready(popen, name, data_dir, timeout)
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
     return Node(name, host, port, data_dir, convention, popen.pid, info.get("pgid") or status.get("pgid"),
-                None if detach else popen, cfg)
+                None if detach else popen, cfg, metrics_port=status.get("metrics_port"))
+
+
+def _check_options(placement: str, metrics_port, settings=None, server_settings=None) -> None:
+    _check_settings(settings, server_settings)
+    if placement not in ("process", "shared"):
+        raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
+    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
+                                     or not 0 <= metrics_port <= 65535):
+        raise ValueError(f"metrics_port must be a port number (0: any free one) or None, got {metrics_port!r}")
 
 
 def _check_secret(name, host, port, convention, seeds, cookie_file, timeout) -> str:
@@ -372,7 +390,8 @@ def node_status(data_dir: str, ask: bool = False, timeout: float = 5.0) -> dict:
     out = {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
            ("stale" if pids else (status.get("state") or "absent")),
            "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
-           "host": info.get("host"), "port": info.get("port"), "error": status.get("error")}
+           "host": info.get("host"), "port": info.get("port"), "error": status.get("error"),
+           "metrics_port": status.get("metrics_port") if live else None}
     if ask and live and info.get("port") and info.get("node"):
         out["storage"] = _ask_storage(info["host"], int(info["port"]), info["node"], timeout)
         storage = out["storage"]
@@ -394,7 +413,7 @@ def _ask_storage(host: str, port: int, node: str, timeout: float) -> dict:
         return {"state": "unknown", "reason": f"the node did not answer: {type(exc).__name__}: {exc}"}
 
 
-def stop_node(node, timeout: float = 15.0) -> None:
+def stop_node(node: Node | str, timeout: float = 15.0) -> None:
     """Stop a node gracefully (``node``: a :class:`Node` or its data dir);
     whatever is left after ``timeout`` seconds is killed."""
     nm = _node_main()
@@ -445,7 +464,8 @@ def stop_node(node, timeout: float = 15.0) -> None:
 class LocalNodes:
     """Handle returned by :func:`local_nodes`."""
 
-    def __init__(self, names, data_root, host, ports, own_root, options, cookie_file):
+    def __init__(self, names: Iterable[str], data_root: str, host: str, ports: dict[str, int],
+                 own_root: bool, options: dict[str, Any], cookie_file: str | None) -> None:
         self.names = list(names)
         self.data_root = data_root
         self.cookie_file = cookie_file
@@ -454,19 +474,19 @@ class LocalNodes:
         self._own_root = own_root
         self._options = options
         self.nodes: dict[str, Node] = {}
-        self._clients = []
+        self._clients: list[Client] = []
         self.convention = (host, self.ports[self.names[0]])
 
-    def __getitem__(self, name) -> Node:
+    def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 
-    def data_dir(self, name) -> str:
+    def data_dir(self, name: str) -> str:
         return os.path.join(self.data_root, name)
 
-    def addresses(self) -> dict:
+    def addresses(self) -> dict[str, Address]:
         return {n: (self.host, self.ports[n]) for n in self.names}
 
     def _start(self, name, timeout=30.0) -> Node:
@@ -482,7 +502,7 @@ class LocalNodes:
                           timeout=timeout, cookie_file=self.cookie_file, **self._options)
 
     # -- clients -------------------------------------------------------------
-    def client(self, **kw):
+    def client(self, **kw: Any) -> Client:
         """A new client connected to these nodes (closed on exit)."""
         from .api import connect
         kw.setdefault("cookie_file", self.cookie_file)
@@ -491,27 +511,27 @@ class LocalNodes:
         return c
 
     # -- fault injection -------------------------------------------------------
-    def kill(self, name) -> None:
+    def kill(self, name: str) -> None:
         """SIGKILL node ``name``'s process group."""
         self.nodes[name].kill()
 
-    def restart(self, name, timeout: float = 30.0) -> Node:
+    def restart(self, name: str, timeout: float = 30.0) -> Node:
         """Start ``name`` again on the same data directory and port."""
         old = self.nodes.get(name)
         if old is not None and old.alive():
             old.stop()
         return self._start(name, timeout)
 
-    def stop(self, name, timeout: float = 15.0) -> None:
+    def stop(self, name: str, timeout: float = 15.0) -> None:
         self.nodes[name].stop(timeout)
 
-    def pause(self, name) -> None:
+    def pause(self, name: str) -> None:
         self.nodes[name].pause()
 
-    def resume(self, name) -> None:
+    def resume(self, name: str) -> None:
         self.nodes[name].resume()
 
-    def pids(self, name) -> list[int]:
+    def pids(self, name: str) -> list[int]:
         return self.nodes[name].pids()
 
     def all_pids(self) -> list[int]:
@@ -551,16 +571,15 @@ class LocalNodes:
         if self._own_root:
             shutil.rmtree(self.data_root, ignore_errors=True)
 
-    def __enter__(self):
+    def __enter__(self) -> LocalNodes:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
-        return False
 
 
-def local_nodes(names, data_root: str | None = None, host: str = "127.0.0.1", *, ports=None,
-                timeout: float = 30.0, **options) -> LocalNodes:
+def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = "127.0.0.1", *,
+                ports: dict[str, int] | None = None, timeout: float = 30.0, **options: Any) -> LocalNodes:
     """Start nodes ``names`` on free ports of ``host`` (a context manager).
 
     Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a

@@ -1,8 +1,8 @@
 """The client protocol without nodes: typed request records, the server's
 dispatch table (one handler per record; the server, not the client, names
 the reply's destination and the clock), and the client's retry policy
-(:mod:`ra_actors.client.resolution`) and pipelining against a scripted
-connection."""
+(:mod:`ra_actors.client.resolution`) against a scripted connection.
+Sessions and pipelining: tests/test_client_sessions.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +28,6 @@ from ra_actors.actors.server import ActorServerPort
 from ra_actors.actors.stream import wire_codec
 from ra_actors.client.addresses import AddressBook
 from ra_actors.client.connection import Undelivered
-from ra_actors.client.pipelining import Pipeliner
 from ra_actors.client.resolution import Resolver
 from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
@@ -285,6 +284,7 @@ class _Conn:
         self.replies = {}
         self.failed = {}
         self.events = deque()
+        self.event_filter = None
         self.calls = []
         self._id = 0
 
@@ -309,7 +309,7 @@ class _Conn:
         if self.answer(addr, msg) is not None and on_undelivered is not None:
             on_undelivered(False)
 
-    def wait(self, key, deadline):
+    def wait(self, key, deadline, keep=False):
         if key in self.replies:
             return self.replies.pop(key)
         if key in self.failed:
@@ -317,8 +317,20 @@ class _Conn:
         time.sleep(max(0.0, min(0.01, deadline - time.monotonic())))
         return None
 
+    def release(self, *keys):
+        for key in keys:
+            self.replies.pop(key, None)
+            self.failed.pop(key, None)
+
     def pump(self, timeout=0.0):
         pass
+
+    def deliver(self, event):
+        """An event arrives from a server (through the pipeliner's filter)."""
+        if self.event_filter is not None:
+            event = self.event_filter(event)
+        if event is not None:
+            self.events.append(event)
 
 
 class _Discovery:
@@ -379,25 +391,3 @@ def test_a_misdelivered_call_looks_the_server_up_again():
     resolver.book.set_server(N1, "stale-address", 1)
     assert resolver.call(N1, MembersRequest(), 1.0, redirect=False) == (1, None)
     assert resolver.book.server(N1) == "addr-n1"
-
-
-def test_pipelined_commands_leave_in_one_pipeline_and_fire_and_forget_calls():
-    resolver, conn = _resolver(lambda to, msg: None)
-    pipe = Pipeliner(conn, resolver, "client:n1:abc", batch=3, delay=60.0)
-    pipe.add(N1, PipelinedCommand(1, "a"))
-    pipe.add(N1, PipelinedCommand(None, "b", "low"))
-    assert conn.calls == []
-    pipe.add(N1, PipelinedCommand(2, "c", "low"))         # the batch is full: it leaves
-    (addr, pipeline), (addr2, fire) = conn.calls
-    assert addr == addr2 == "addr-n1"
-    assert pipeline == Pipeline("client:n1:abc", (PipelinedCommand(1, "a"), PipelinedCommand(2, "c", "low")), N1)
-    assert fire.request == CommandRequest("b", "noreply", "normal") and fire.to == N1
-
-
-def test_an_undelivered_pipeline_is_rejected_and_its_address_forgotten():
-    resolver, conn = _resolver(lambda to, msg: "fail" if isinstance(msg, Pipeline) else None)
-    pipe = Pipeliner(conn, resolver, "client:n1:abc", batch=10, delay=60.0)
-    pipe.add(N1, PipelinedCommand(1, "a"))
-    pipe.flush()
-    assert list(conn.events) == [ev.Rejected(N1, ev.NotLeader(None, 1))]
-    assert resolver.book.server(N1) is None

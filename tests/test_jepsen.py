@@ -22,6 +22,7 @@ import pytest
 from ra_actors.testing.history import HistoryRecorder, read_history
 from ra_actors.testing.jepsen import partition as part
 from ra_actors.testing.jepsen import report
+from ra_actors.testing.jepsen.counter import check_counter
 from ra_actors.testing.jepsen.clients import all_keys, current_generation, key_name
 from ra_actors.testing.jepsen.cluster import install_shim, node_host
 from ra_actors.testing.jepsen import disk
@@ -169,6 +170,49 @@ def test_usage_errors(tmp_path):
     assert (busy / "precious.txt").exists()
 
 
+def _counter_history(ops):
+    """``ops``: (process, f, outcome, reply) in invoke order, each completed
+    before the next is invoked unless its outcome is None (never completed)."""
+    rec = HistoryRecorder(clock=iter(range(10**6)).__next__)
+    for process, f, outcome, reply in ops:
+        op = rec.invoke(process, f, None, 1 if f == "add" else None)
+        if outcome is not None:
+            rec.complete(op, outcome, reply)
+    return rec.events()
+
+
+def test_the_counter_check_accepts_acknowledged_adds_plus_some_uncertain_ones():
+    events = _counter_history([(0, "add", "ok", 1), (1, "add", "info", 1), (2, "add", None, None),
+                               (0, "read", "ok", 2), (0, "add", "ok", 3), (3, "add", "fail", 1)])
+    for final in (3, 4):            # (the second ok add was answered 3: the counter reached 3)
+        verdict = check_counter(events, final)
+        assert verdict["verdict"] == "valid", verdict
+        assert (verdict["acknowledged"], verdict["uncertain"], verdict["failed"]) == (2, 2, 1)
+    assert check_counter(events, None)["verdict"] == "unknown"
+
+
+@pytest.mark.parametrize("ops, final, problem", [
+    ([(0, "add", "ok", 1), (1, "add", "info", 1)], 3, "applied twice"),           # one add applied twice
+    ([(0, "add", "ok", 1), (1, "add", "fail", 1)], 2, "applied twice"),           # a refused add applied
+    ([(0, "add", "ok", 1), (1, "add", "ok", 2)], 1, "lost"),
+    ([(0, "add", "ok", 1), (1, "add", "ok", 1)], 2, "both answered 1"),
+    ([(0, "add", "ok", 3), (1, "add", "info", 1)], 2, "above the final counter"),
+    ([(0, "add", "ok", 1), (0, "read", "ok", 0)], 1, "read 0"),                   # misses a completed add
+    ([(0, "add", "ok", 1), (0, "read", "ok", 2), (1, "add", "info", 1)], 2, "read 2"),  # sees an add not yet invoked
+])
+def test_the_counter_check_finds_adds_lost_or_applied_twice(ops, final, problem):
+    verdict = check_counter(_counter_history(ops), final)
+    assert verdict["verdict"] == "invalid" and problem in verdict["explanation"] + " ".join(verdict["problems"])
+
+
+def test_the_report_of_a_counter_run_names_the_workload_not_keys():
+    config = {"nodes": 5, "clients": 10, "keys": 5, "key_period": 30.0, "time": 45.0, "nemesis": "pause", "seed": 1}
+    kv = report.render({"config": config, "passed": True}).splitlines()[1]
+    counter = report.render({"config": {**config, "workload": "counter"}, "passed": True}).splitlines()[1]
+    assert "5 keys (period 30.0s)" in kv and "workload counter" not in kv
+    assert "workload counter" in counter and "keys" not in counter
+
+
 # ------------------------------------------------------------------ real runs
 def _run(tmp_path, *args, timeout=420):
     out = tmp_path / "out"
@@ -231,6 +275,32 @@ def test_broken_mode_is_caught(tmp_path):
     assert summary["processes"]["left"] == 0
 
 
+@pytest.mark.slow
+def test_short_counter_run_applies_every_add_once(tmp_path):
+    """Clients that send each add until answered, through kill, pause and
+    (with a network namespace) partition faults: the counter holds every
+    acknowledged add once, and no more than the uncertain ones on top."""
+    proc, summary, out = _run(tmp_path, "--workload", "counter", "--short", "--seed", "5")
+    assert proc.returncode == 0, (summary.get("failure"), summary.get("verdict"), proc.stderr[-3000:])
+    verdict = summary["verdict"]
+    assert summary["passed"] and verdict["verdict"] == "valid"
+    assert verdict["acknowledged"] > 100 and verdict["reads"] > 10
+    assert verdict["acknowledged"] <= verdict["final"] <= verdict["acknowledged"] + verdict["uncertain"]
+    started = {e["fault"] for e in _faults(out) if e["event"] == "start"}
+    assert {"kill", "pause"} <= started and ("partition" in started or not NETNS)
+    assert summary["processes"]["left"] == 0
+
+
+@pytest.mark.slow
+def test_a_cluster_that_ignores_sessions_is_caught(tmp_path):
+    """The core's deliberate bug ``ignore_sessions`` applies every copy of
+    a command the clients send again while the leader's node is paused: the
+    counter ends above the acknowledged plus uncertain adds."""
+    proc, summary, out = _run(tmp_path, "--workload", "counter", "--short", "--time", "40",
+                              "--nemesis", "pause", "--unsafe", "ignore_sessions", "--seed", "3")
+    assert summary["verdict"]["verdict"] == "invalid", (summary["verdict"], proc.stderr[-3000:])
+    assert "applied twice" in summary["verdict"]["explanation"]
+    assert proc.returncode == 1 and not summary["passed"]
 # ------------------------------------------------------------------ disk nemesis
 def test_disk_corrupt_damages_a_closed_wal_file_or_a_segment_never_the_newest_wal(tmp_path):
     d = tmp_path / "n1"

@@ -32,6 +32,10 @@ Rules:
   process, a client pipelining to a silent node would make every other
   send wait behind those; the endpoint takes the nodes' limit
   (``node_main.MAX_PENDING_TRANSMITS``) unless the environment sets one.
+* **Waking up.**  ``wake_on(fd)`` adds a file descriptor (the read end of
+  a pipe) that ends a ``receive`` early when it becomes readable (its bytes
+  are read and dropped): another thread that hands the endpoint's owner
+  work writes a byte there (:mod:`ra_actors.aio`'s I/O thread).
 * It binds the local address that routes to the nodes (127.0.0.1 for
   loopback nodes), never ``0.0.0.0`` (:mod:`.netpatch`).
 * **The cluster secret.**  The endpoint's transport and stream carry the
@@ -129,6 +133,7 @@ class ClientEndpoint:
         self.address: Any = self.transport.myAddress
         self.stream: StreamHub | None = None      # dialled on a host's first StreamOffer
         self._stream_in: deque = deque()          # messages read from the stream, not yet handed out
+        self._wake: list[int] = []                # fds that end a receive early (see wake_on)
 
     def _count_refusal(self, kind: str, peer: str, why: str) -> None:
         self.refused[(kind, peer)] = self.refused.get((kind, peer), 0) + 1
@@ -173,12 +178,16 @@ class ClientEndpoint:
             if self.stream is not None:
                 if self._stream_in:
                     return self._stream_in.popleft()
-                self.transport.set_watch(self.stream.fds())
+                self.transport.set_watch(self.stream.fds() + self._wake)
+            elif self._wake:
+                self.transport.set_watch(list(self._wake))
             remaining = max(0.0, deadline - time.monotonic())
             r = self.transport.run(None, timedelta(seconds=remaining))
             if isinstance(r, ReceiveEnvelope):
                 msg = r.message
                 if isinstance(msg, WatchMessage):
+                    if self._woken(msg.ready):
+                        return None
                     self._read_stream(msg.ready)
                     continue
                 if isinstance(msg, StreamOffer):
@@ -191,6 +200,24 @@ class ClientEndpoint:
                 continue
             if time.monotonic() >= deadline:
                 return None
+
+    def wake_on(self, fd: int) -> None:
+        """A readable ``fd`` ends :meth:`receive` early (see the module rules)."""
+        self._wake.append(fd)
+
+    def _woken(self, ready) -> bool:
+        woken = False
+        for fd in self._wake:
+            if fd in ready:
+                woken = True
+                try:
+                    while os.read(fd, 4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+        if woken and self.stream is not None:
+            self._read_stream([fd for fd in ready if fd not in self._wake])
+        return woken
 
     def _read_stream(self, ready) -> None:
         if self.stream is not None:

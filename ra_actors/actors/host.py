@@ -62,8 +62,8 @@ from .. import events as ev
 from ..core import messages as m
 from ..core.types import ServerId, Unavailable
 from ..errors import RaError, StorageError
-from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, Lookup,
-                       LookupReply,
+from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, LeaderboardRecord,
+                       LeaderboardUpdate, Lookup, LookupReply,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceFault, ServiceInit, ServiceReady, SnapshotDone,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
@@ -128,6 +128,7 @@ class HostActor(Actor):
         self.lookups: dict = {}                         # node -> [(server name, key)] waiting
         self.local_inbox: list = []                     # replies for our servers, this turn
         self.offered: dict = {}                         # address key -> when we last offered
+        self.board: list = []                           # this turn's leaderboard records
 
     # ================================================================ entry
     def receiveMessage(self, msg, sender):
@@ -147,6 +148,9 @@ class HostActor(Actor):
                 self.batching = False
                 self._flush_outbox()
             self._arm()
+            if self.board:
+                records, self.board = tuple(self.board), []
+                super().send(self.supervisor, LeaderboardUpdate(records))
             if self.stream is not None:
                 self.stream.expire()
         except Exception:  # noqa: BLE001 - the host (WAL) is unusable: crash, all restart
@@ -665,6 +669,9 @@ class HostedPort(ActorServerPort):
 
     def _die(self, reason: str) -> None:
         self.host.shell_crash(self, reason)
+
+    def _record_leader(self, record: LeaderboardRecord) -> None:
+        self.host.board.append(record)     # one message to the supervisor per turn
 
     def overview(self) -> dict:
         ov = super().overview()

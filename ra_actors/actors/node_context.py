@@ -84,6 +84,9 @@ class NodeContext:
         self.log_options: dict[str, Any] = {}
         self.placement = "process"
         self.admin_hostport: tuple[str, int] = ("", 0)
+        # The node's counters file (ra_actors.metrics.block.CountersFile):
+        # created by the supervisor at start, None if it could not be.
+        self.counters: Any = None
         # After ActorExitRequest the children's exits are the node stopping:
         # nothing is restarted and nobody is told.
         self.exiting = False

@@ -24,7 +24,10 @@
 Files in the data directory: ``node.json`` (config), ``node.pid``,
 ``node.status`` (starting | ready | error | stopped, JSON), ``node.log``
 (stdout/stderr of every process of the node), ``node.lock``,
-``node.admin_pid``, ``thespian.log``.
+``node.admin_pid``, ``thespian.log``, ``counters`` (made by the supervisor:
+:mod:`ra_actors.metrics.block`).  With ``metrics_port`` node-main also
+serves the counters over HTTP (:mod:`ra_actors.metrics.exporter`) on the
+node's address; the port it listens on is in ``node.status``.
 """
 from __future__ import annotations
 
@@ -443,6 +446,17 @@ def thespian_transmit_env(cfg: dict, environ=os.environ) -> None:
     environ.setdefault("THESPIAN_DROP_TRANSMITS_LEVEL", str(queued * 2))
 
 
+def _serve_metrics(host: str, port: int | None, data_dir: str) -> dict:
+    """With a metrics port: serve the counters over HTTP from this process
+    (it lives as long as the node; the supervisor made the counters file by
+    now).  What to add to the node's status."""
+    if port is None:
+        return {}
+    from ..metrics.exporter import serve
+    _server, actual = serve(host, port, data_dir)
+    return {"metrics_port": actual}
+
+
 def node_allowed_hosts(cfg: dict) -> list | None:
     """The hosts that may connect to a node bound to ``cfg["host"]``: None
     (no filter) on 127.0.0.1, else the node's own address, the convention
@@ -485,6 +499,9 @@ def node_main(cfg: dict) -> int:
 
     if not _port_free(host, cfg["port"]):
         raise NodeError(f"port {host}:{cfg['port']} is already in use")
+    metrics_port = cfg.get("metrics_port")
+    if metrics_port and not _port_free(host, metrics_port):
+        raise NodeError(f"metrics port {host}:{metrics_port} is already in use")
 
     _guard_the_node(cfg)
 
@@ -519,7 +536,8 @@ def node_main(cfg: dict) -> int:
             raise NodeError(f"node supervisor did not start: {reply!r}")
         if reply.error:
             raise NodeError(reply.error)
-        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp())
+        set_status(data_dir, "ready", supervisor=str(sup), pgid=os.getpgrp(),
+                   **_serve_metrics(host, metrics_port, data_dir))
         while not stop["flag"]:
             # reap the intermediate process of Thespian's double fork
             try:

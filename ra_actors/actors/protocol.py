@@ -163,6 +163,24 @@ class OverviewRequest(SupervisorRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class ServerMetricsRequest(SupervisorRequest):
+    """Answered with the key metrics of server ``name`` read from the node's
+    counters file (``client.key_metrics``): the server's turn is not needed."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardRequest(SupervisorRequest):
+    """Answered from the node's leaderboard: ``(leader, members)`` that the
+    node's member of ``cluster`` recorded (the one with the newest term), or
+    that server ``server`` of the node recorded; ``None`` if there is none."""
+
+    cluster: str | None = None
+    server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ListServersRequest(SupervisorRequest):
     """Answered ``{name: (address, incarnation, status)}`` of the node's servers."""
 
@@ -285,6 +303,29 @@ class ServerInit:
     nodes_down: tuple = ()
     new: bool = False
     allowed_modules: tuple | None = None   # the node's (shell/names.py); None: the default
+    counters_slot: int | None = None    # the server's slot in the node's counters file
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardRecord:
+    """What server ``server`` (of cluster ``cluster``) now knows: ``leader``
+    (None: none) and ``members`` in ``term`` (Ra's ``ra_leaderboard:record``).
+    ``(incarnation, seq)`` orders the records of one server."""
+
+    server: str
+    cluster: str
+    incarnation: int
+    seq: int
+    leader: Any
+    members: tuple
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardUpdate:
+    """Server (or host) -> its supervisor: leaderboard records, in order."""
+
+    records: tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,11 +366,20 @@ class ClientRequest:
 class CommandRequest(ClientRequest):
     """Apply ``data`` through the leader.  ``reply_mode``:
     ``"await_consensus"`` (answer once applied), ``"after_log_append"``
-    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``."""
+    (once appended) or ``"noreply"``; ``priority``: ``"normal"`` or ``"low"``.
+
+    ``session`` (None: no session) names the client's session in this
+    cluster; ``seq`` is the command's number in it, ``low`` the lowest
+    number the client still waits for, ``known`` whether the client has seen
+    the session applied (``ra_actors.core.types.SessionSeq``)."""
 
     data: Any
     reply_mode: str = "await_consensus"
     priority: str = "normal"
+    session: str | None = None
+    seq: int = 0
+    low: int = 0
+    known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,11 +478,16 @@ class ClientReply:
 @dataclass(frozen=True, slots=True)
 class PipelinedCommand:
     """One command of a :class:`Pipeline`: the leader answers ``correlation``
-    in an ``Applied`` event (a non-leader with ``Rejected``)."""
+    in an ``Applied`` event (a non-leader with ``Rejected``).  ``session``,
+    ``seq``, ``low`` and ``known``: as in :class:`CommandRequest`."""
 
     correlation: Any
     data: Any
     priority: str = "normal"
+    session: str | None = None
+    seq: int = 0
+    low: int = 0
+    known: bool = False
 
 
 @dataclass(frozen=True, slots=True, repr=False)

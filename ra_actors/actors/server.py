@@ -20,8 +20,13 @@ Rules:
   the core message itself: replies go to the envelope's ``(handle, req_id)``
   and commands carry this server's clock, never values the client chose.  A
   request it cannot build (unknown type, bad arguments, a query function
-  that does not resolve) is answered ``Error("InvalidCommand")``
-  (``InvalidQuery`` for a query) and changes nothing.
+  that does not resolve; a session that is not a name with whole numbers
+  ``1 <= low <= seq``, see :func:`session_seq`) is answered
+  ``Error("InvalidCommand")`` (``InvalidQuery`` for a query) and changes
+  nothing; such a pipelined command is answered ``Rejected(server,
+  CommandRefused("InvalidCommand", correlation))`` and the others of its
+  ``Pipeline`` go on.  A command the cluster cannot store or that is too
+  large (:mod:`.admission`) is refused the same way (``CommandTooLarge``).
 * WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
   ``(incarnation, WAL epoch, n)``: the WAL puts them back in order and drops
   repeats (Thespian may reorder or repeat messages, see
@@ -57,15 +62,17 @@ from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorEx
 
 from .. import events as ev
 from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId,
-                          Unavailable)
+                          SessionSeq, Unavailable)
 from ..core import messages as m
 from ..errors import MachineError, RaError, StorageError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .admission import command_refusal
+from .observer import ActorObserver
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LookupReply, MemberOverviewRequest,
+                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
+                       LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
@@ -103,6 +110,34 @@ def load_machine(path: str, policy: ModulePolicy):
 
 def _query(fun, args, state):
     return fun(state, *args)
+
+
+_PRIORITIES = ("normal", "low")
+MAX_SESSION_NAME = 256      # characters of a session name a server accepts
+_MAX_SEQ = 2 ** 63 - 1      # (msgpack's int64: what the log can hold)
+
+
+def session_seq(session: Any, seq: Any, low: Any, known: Any) -> SessionSeq | None:
+    """A command's session as a client's request gives it, checked: None
+    without a session; ``ValueError`` for anything but a non-empty name, whole
+    numbers ``1 <= low <= seq`` and a boolean ``known`` (a request is
+    unpickled from the network: nothing in it is trusted)."""
+    if session is None:
+        return None
+    if type(session) is not str or not 0 < len(session) <= MAX_SESSION_NAME:
+        raise ValueError(f"a session is a name of 1 to {MAX_SESSION_NAME} characters, not {session!r:.80}")
+    if type(seq) is not int or type(low) is not int or not 1 <= low <= seq <= _MAX_SEQ:
+        raise ValueError(f"a session command needs whole numbers 1 <= low <= seq, not seq={seq!r:.40} "
+                         f"low={low!r:.40}")
+    if type(known) is not bool:
+        raise ValueError(f"known is True or False, not {known!r:.40}")
+    return SessionSeq(session, seq, low, known)
+
+
+def priority(value: Any) -> str:
+    if value not in _PRIORITIES or type(value) is not str:
+        raise ValueError(f"priority is 'normal' or 'low', not {value!r:.40}")
+    return value
 
 
 class ActorServerPort:
@@ -211,6 +246,7 @@ class ActorServerPort:
             store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
             self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
                                allowed_modules=policy.allowed)
+            self.shell.observer = self._observer(msg, sid, config)
         except Exception as exc:  # noqa: BLE001
             log_exc(f"server {sid.name}", "start failed")
             if store is not None:
@@ -229,6 +265,25 @@ class ActorServerPort:
             self._halt(msg.services.storage_error or "storage error")
             return
         self.shell.start()
+
+    def _observer(self, msg: ServerInit, sid: ServerId, config: Any) -> ActorObserver:
+        from ..metrics.writers import server_writer
+        try:
+            writer = server_writer(self.data_dir, msg.counters_slot)
+        except Exception as exc:  # noqa: BLE001 - a server runs without counters rather than not at all
+            log(self.who, f"no counters: {exc!r}")
+            writer = None
+        return ActorObserver(self.who, writer, self._record_leader, sid.name, config.cluster_name,
+                             msg.incarnation)
+
+    def _record_leader(self, record: LeaderboardRecord) -> None:
+        """A leaderboard record for the supervisor (a host collects them per turn)."""
+        self._send(self.supervisor, LeaderboardUpdate((record,)))
+
+    def _close_observer(self) -> None:
+        observer = self.shell.observer
+        if isinstance(observer, ActorObserver):
+            observer.close()
 
     def _on_rpcs(self, msg: Rpcs, sender: Any) -> None:
         if self.router.accept_rpcs(msg, sender):
@@ -331,17 +386,20 @@ class ActorServerPort:
     # the core message for it, or an _Immediate answer.  ``caller`` is
     # ``(handle, req_id)`` of the envelope; the clock is this server's.
     def _request_command(self, req: CommandRequest, caller: tuple) -> m.Command:
+        session = session_seq(req.session, req.seq, req.low, req.known)
         refusal = command_refusal(req.data, self.shell.config.max_command_bytes)
         if refusal is not None:
             raise _Refused(*refusal)
-        self.shell.stats["commands"] += 1
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
-        return m.Command(req.data, reply_mode, req.priority, now_ms())
+        cmd = m.Command(req.data, reply_mode, priority(req.priority), now_ms(), session)
+        self.shell.stats["commands"] += 1
+        return cmd
 
     def _request_query(self, req: QueryRequest, caller: tuple) -> m.Query:
         # only a function the cluster's machine declares (shell/names.py);
         # a refused name is the caller's InvalidQuery, nothing imported
         fun = self.shell.query_function(req.function)
+        self.shell.stats["queries"] += 1
         return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
 
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
@@ -403,21 +461,27 @@ class ActorServerPort:
             return
         self.router.client_called(msg.handle, sender)
         ts = now_ms()
+        handle = msg.handle
         limit = self.shell.config.max_command_bytes
-        taken = []
+        cmds = []
         for c in msg.commands:
-            refusal = command_refusal(c.data, limit)
-            if refusal is None:
-                taken.append(c)
-            else:
-                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(refusal[0], c.correlation)))
-        cmds = tuple(m.Command(c.data, NotifyReply(c.correlation, msg.handle), c.priority, ts) for c in taken)
-        if not cmds:
-            return
-        for c in taken:
-            self._owe(self._owed_commands, (msg.handle, c.correlation))
+            # each bad command is refused alone; the others go on
+            try:
+                session = session_seq(c.session, c.seq, c.low, c.known)
+                refusal = command_refusal(c.data, limit)
+                prio = priority(c.priority)
+            except (ValueError, AttributeError) as exc:
+                log(self.who, f"pipelined command refused: {exc}")
+                refusal = ("InvalidCommand", str(exc))
+            if refusal is not None:
+                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(
+                    refusal[0], getattr(c, "correlation", None))))
+                continue
+            cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
+            self._owe(self._owed_commands, (handle, c.correlation))
         self.shell.stats["commands"] += len(cmds)
-        self.shell.deliver(m.Commands(cmds))
+        if cmds:
+            self.shell.deliver(m.Commands(tuple(cmds)))
 
     def _on_forwarded(self, msg: Forwarded, sender: Any) -> None:
         self.shell.deliver(m.Commands(tuple(msg.commands)))
@@ -502,6 +566,7 @@ class ActorServerPort:
         # before the supervisor (told next) deletes them.
         self.exiting = True
         self.shell.close()
+        self._close_observer()
         name = self.shell.id.name
         if why in ("deleted", "removed"):
             # not to be restarted; a deleted server's data goes once it is gone
@@ -516,6 +581,7 @@ class ActorServerPort:
         else:
             log(self.who, f"crash: {reason}")
         self.shell.crashed = True
+        self._close_observer()
         self._die(reason)
 
     # ----------------------------------------------------------- a sick disk

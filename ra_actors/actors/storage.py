@@ -90,6 +90,14 @@ def reopen_may_help(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+def _service_writer(data_dir: str, kind: str):
+    """The counters slot of storage service ``kind`` (None: no counters file)."""
+    from ..metrics.writers import service_writer
+    try:
+        return service_writer(data_dir, kind)
+    except Exception as exc:  # noqa: BLE001 - a service runs without counters rather than not at all
+        log(kind, f"no counters: {exc!r}")
+        return None
 
 
 def _segments_report(flushes) -> dict:
@@ -131,8 +139,26 @@ class WalService:
         self.syncing = False
         self.pending_records = 0
         self.failure: BaseException | None = None   # the failed write or sync (see drain)
+        self.counters = _service_writer(data_dir, "wal")
+        self._counters_lock = threading.Lock()
+        self._publish()
         self.thread = threading.Thread(target=self._syncer, name="wal-sync", daemon=True)
         self.thread.start()
+
+    def _publish(self) -> None:
+        """The WAL's counters into its slot of the node's counters file
+        (from whichever thread flushed: the lock keeps one writer at a time)."""
+        if self.counters is None:
+            return
+        wal = self.wal
+        st = wal.stats
+        with self._counters_lock:
+            try:
+                self.counters.publish((st["files"], st["batches"], st["records"], st["bytes_written"],
+                                       st["syncs"], st["dropped"], wal.current_size, wal.max_size_bytes))
+            except Exception as exc:  # noqa: BLE001 - counters are never worth the WAL
+                log("wal", f"counters no longer published: {exc!r}")
+                self.counters = None
 
     def write(self, appends, kick: bool = True) -> None:
         """Queue ``appends``; ``kick``: wake the sync thread now (the host
@@ -169,6 +195,7 @@ class WalService:
         except BaseException as exc:  # noqa: BLE001 - see drain
             self.failure = exc
             return None
+        self._publish()
         replies: dict = {}
         for uid in set(result.written) | set(result.resend):
             replies.setdefault(uid, []).extend(result.messages(uid))
@@ -217,6 +244,7 @@ class WalService:
                 return
             finally:
                 self.syncing = False
+            self._publish()
             if result.written or result.resend or result.closed_files:
                 self.done.put(result)
                 self._wake()
@@ -396,10 +424,13 @@ class SegmentWriterActor(Actor):
         super().__init__()
         self.sw = None
         self.supervisor = None
+        self.counters = None
+        self.flushed = [0, 0]        # WAL files, entries
 
     def receiveMessage(self, msg, sender):
         try:
             if isinstance(msg, ServiceInit):
+                self.counters = _service_writer(msg.data_dir, "segment_writer")
                 self.supervisor = sender
                 self._init(msg)
             elif isinstance(msg, FlushWalFiles):
@@ -433,6 +464,10 @@ class SegmentWriterActor(Actor):
         self.send(self.supervisor, ServiceReady("segment_writer"))
 
     def _report(self, flushes) -> None:
+        self.flushed[0] += len(flushes)
+        self.flushed[1] += sum(f.records for f in flushes)
+        if self.counters is not None:
+            self.counters.publish(tuple(self.flushed))
         report = _segments_report(flushes)
         if report and self.supervisor is not None:
             self.send(self.supervisor, SegmentsWritten(report))
@@ -452,14 +487,21 @@ class SnapshotWriterActor(Actor):
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
         self.data_dir = None
+        self.counters = None
+        self.written = [0, 0]        # snapshots, bytes
 
     def receiveMessage(self, msg, sender):
         if isinstance(msg, ServiceInit):
             self.data_dir = msg.data_dir
+            self.counters = _service_writer(msg.data_dir, "snapshot_writer")
             self.send(sender, ServiceReady("snapshot_writer"))
         elif isinstance(msg, SnapshotWrite):
             try:
                 write_snapshot(self.data_dir, msg.uid, msg.meta, msg.data)
+                self.written[0] += 1
+                self.written[1] += len(msg.data)
+                if self.counters is not None:
+                    self.counters.publish(tuple(self.written))
                 self.send(sender, SnapshotDone(msg.uid, msg.meta))
             except Exception as exc:  # noqa: BLE001
                 log_exc("snapshot writer", f"snapshot of {msg.uid} at {msg.meta.index} failed")

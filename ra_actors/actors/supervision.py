@@ -30,6 +30,12 @@ Rules:
   server starts; once the storage is back, halted servers are stopped and
   started again from what is on disk, and those that waited start
   (:meth:`ServerSupervision.storage_back`).
+* Counters: a server gets its slot of the node's counters file when it
+  starts (the same one on every restart) and loses it when its data is
+  deleted; the slot's status follows the server's (starting, running,
+  stopped, exited).  ``key_metrics`` is read from there
+  (``ServerMetricsRequest``), so it never waits for the server.  Its
+  leaderboard entry goes with each exit.
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ from thespian.actors import DeadEnvelope
 
 from .. import errors
 from ..core.machine import Machine
+from ..metrics import block as counters_block
+from ..metrics.fields import KEY_METRICS, MEMBERSHIP_NAMES, STATE_NAMES
 from ..core.types import ServerConfig, ServerId
 from ..shell.names import NameRefused
 from .children import DELETING, EXITED, RUNNING, STARTING, STOPPING, Child, ChildActors
@@ -50,8 +58,8 @@ from .monitors import Monitors
 from .node_context import DEFERRED, NodeContext, Waiter
 from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServer, ListServersRequest,
                        RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash,
-                       ServerExited, ServerInit, ServerStarted, ServiceAddresses, ServiceReady,
-                       StartServerRequest, StopServer, StopServerRequest)
+                       ServerExited, ServerInit, ServerMetricsRequest, ServerStarted, ServiceAddresses,
+                       ServiceReady, StartServerRequest, StopServer, StopServerRequest)
 from .registry import RegisteredServer, ServerRegistry
 from .server import ServerActor, load_machine
 from .services import WAL, NodeServices
@@ -75,10 +83,11 @@ class ServerSupervision:
 
     def __init__(self, ctx: NodeContext, children: ChildActors, services: NodeServices,
                  registry: ServerRegistry, directory: Directory, monitors: Monitors,
-                 detector: FailureDetector) -> None:
+                 detector: FailureDetector, leaderboard: Any = None) -> None:
         self.ctx = ctx
         self.storage: Any = None              # StorageSupervision (set by the supervisor)
         self.halted_reason: str | None = None   # the storage error the servers halted for
+        self.leaderboard = leaderboard
         self.children = children
         self.services = services
         self.registry = registry
@@ -161,6 +170,27 @@ class ServerSupervision:
             self.registry.set_stopped(request.name, True)
         return ("ok", None)
 
+    def server_metrics(self, request: ServerMetricsRequest, sender: Any) -> dict:
+        """Ra's ``key_metrics``, read from the counters file (see the module rules)."""
+        name = request.name
+        child = self.servers.get(name)
+        read = self.ctx.counters.read_server(name) if self.ctx.counters is not None else None
+        if child is None or child.status not in (RUNNING, STARTING) or read is None:
+            raise errors.NoSuchServer(f"no server {name} runs on node {self.ctx.node}")
+        values, _status = read
+        out = {k: values[k] for k in KEY_METRICS}
+        out["state"] = STATE_NAMES.get(values["state"], "unknown")
+        out["membership"] = MEMBERSHIP_NAMES.get(values["membership"], "unknown")
+        if child.halted:
+            # halted for the node's storage: say so, with the reason
+            out["state"] = "error"
+            out["error"] = self.halted_reason or "the node's storage is in error"
+        return out
+
+    def _counters_status(self, name: str, status: int, incarnation: int | None = None) -> None:
+        if self.ctx.counters is not None:
+            self.ctx.counters.set_status(name, status, incarnation)
+
     def list_servers(self, request: ListServersRequest, sender: Any) -> dict:
         return {name: (c.addr, c.incarnation, c.status) for name, c in self.servers.items()}
 
@@ -240,10 +270,17 @@ class ServerSupervision:
         if waiter:
             child.waiters.append(waiter)
         self.servers[name] = child
+        slot = None
+        if self.ctx.counters is not None:
+            slot = self.ctx.counters.allocate(name, config.cluster_name)
+            if slot is None:
+                log(self.ctx.who, f"the counters file is full: server {name} runs without counters")
+            self._counters_status(name, counters_block.STATUS_STARTING, child.incarnation)
         self.ctx.send(child.addr or child.local,
                       ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
                                  self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
-                                 self.detector.down_nodes(), new, self.ctx.modules.allowed))
+                                 self.detector.down_nodes(), new, self.ctx.modules.allowed,
+                                 counters_slot=slot))
 
     def on_server_started(self, msg: ServerStarted, sender: Any) -> None:
         child = self.servers.get(msg.name)
@@ -260,10 +297,12 @@ class ServerSupervision:
             if not child.new and msg.error[0] == "StorageError" and self.storage is not None:
                 child.storage_wait = True
                 self.storage.server_fault(child.name, msg.error[1])
+            self._counters_status(msg.name, counters_block.STATUS_EXITED)
             return
         child.addr = sender
         child.status = RUNNING
         child.storage_wait = False
+        self._counters_status(msg.name, counters_block.STATUS_RUNNING)
         child.answer_waiters(self.ctx, ("ok", msg.incarnation))
         if self.storage is not None:
             self.storage.maybe_settled()
@@ -297,6 +336,9 @@ class ServerSupervision:
     def _gone(self, child: Child, prev: str) -> None:
         asked = prev in (STOPPING, DELETING)
         reason = child.exit_reason or ("normal" if asked else "killed")
+        if self.leaderboard is not None:
+            self.leaderboard.clear(child.name)
+        self._counters_status(child.name, counters_block.STATUS_STOPPED if asked else counters_block.STATUS_EXITED)
         self.monitors.fire(ServerId(child.name, self.ctx.node), reason)
         if asked:
             child.answer_waiters(self.ctx, ("ok", None))
@@ -349,6 +391,10 @@ class ServerSupervision:
     def _delete_data(self, name: str) -> None:
         rec = self.registry.remove(name)
         self.servers.pop(name, None)
+        if self.ctx.counters is not None:
+            self.ctx.counters.free(name)
+        if self.leaderboard is not None:
+            self.leaderboard.clear(name)
         if rec is not None:
             wal = self.services.get(WAL)
             if wal is not None and wal.status == RUNNING:

@@ -44,17 +44,20 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnve
 from .. import errors
 from ..core import messages as m
 from .admin import RaRegisterSupervisor, RaSupervisorInfo
-from .children import EXITED, ChildActors
+from .children import EXITED, RUNNING, STARTING, ChildActors
 from .clients import ClientHandles
 from .directory import Directory
 from .failure_detector import FailureDetector
+from .leaderboard import Leaderboard
 from .monitors import Monitors
 from .node_context import DEFERRED, NodeContext
-from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest, ListActorsRequest,
+from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest, LeaderboardRequest,
+                       LeaderboardUpdate, ListActorsRequest,
                        ListNodesRequest, ListServersRequest, Lookup, NodeHeartbeat, NodeHello,
                        OverviewRequest, PingRequest, RegisterClientRequest, RestartServerRequest,
                        RetireServerRequest, SegmentsWritten, SendToActorRequest, ServerCrash, ServerExited,
-                       ServerStarted, ServiceFailed, ServiceFault, ServiceReady, StartActorRequest,
+                       ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceFault, ServiceReady,
+                       StartActorRequest,
                        StartServerRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
                        SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
@@ -105,8 +108,9 @@ class NodeSupervisor(Actor):
         self.clients = ClientHandles(self.ctx, self.directory, self.monitors)
         self.health = StorageHealth(self.ctx.storage_policy)
         self.services = NodeServices(self.ctx, self.children, self.health)
+        self.leaderboard = Leaderboard(self._server_runs)
         self.supervision = ServerSupervision(self.ctx, self.children, self.services, self.registry,
-                                             self.directory, self.monitors, self.detector)
+                                             self.directory, self.monitors, self.detector, self.leaderboard)
         self.storage = StorageSupervision(self.ctx, self.services, self.supervision, self.health)
         self.supervision.storage = self.storage
         self.actors = UserActors(self.ctx, self.children, self.directory, self.monitors, self.detector)
@@ -139,6 +143,7 @@ class NodeSupervisor(Actor):
             ChildActorExited: self._on_child_exited,
             DeadEnvelope: self._on_dead_letter,
             ActorSend: self.actors.on_actor_send,
+            LeaderboardUpdate: self.leaderboard.on_update,
             ActorExitRequest: self._on_exit_request,
             PoisonMessage: self._on_poison,
         }
@@ -161,6 +166,8 @@ class NodeSupervisor(Actor):
             StopActorRequest: self.actors.stop,
             SendToActorRequest: self.actors.send_to,
             ListActorsRequest: self.actors.list,
+            ServerMetricsRequest: self.supervision.server_metrics,
+            LeaderboardRequest: self.leaderboard.lookup,
         }
 
     # ================================================================ entry
@@ -213,6 +220,7 @@ class NodeSupervisor(Actor):
         cfg = msg.cfg
         self.ctx.configure(cfg)
         self.health.policy = self.ctx.storage_policy
+        self._create_counters()
         self.started = True
         self.init_reply = sender
         self.send(admin_address(*self.ctx.admin_hostport), RaRegisterSupervisor(self.ctx.node, self.ctx.incarnation))
@@ -226,6 +234,23 @@ class NodeSupervisor(Actor):
         self.detector.start(tuple(cfg["convention"]), [tuple(s) for s in cfg.get("seeds") or ()])
         self.wakeupAfter(self.ctx.settings["heartbeat_interval"], Tick())
 
+    def _create_counters(self) -> None:
+        """The node's counters file, new at every node start (module
+        :mod:`ra_actors.metrics.block`); a node runs without one if it
+        cannot be made."""
+        from ..metrics.block import CountersFile
+        from ..metrics.fields import SERVICE_COUNTERS
+        from ..shell.server import SERVER_COUNTERS
+        try:
+            self.ctx.counters = CountersFile.create(self.ctx.data_dir, self.ctx.node, SERVER_COUNTERS,
+                                                    SERVICE_COUNTERS)
+        except Exception:  # noqa: BLE001 - counters are never worth the node
+            log_exc(self.ctx.who, "no counters file: the node runs without counters")
+
+    def _server_runs(self, name: str, incarnation: int) -> bool:
+        child = self.supervision.servers.get(name)
+        return child is not None and child.incarnation == incarnation and child.status in (RUNNING, STARTING)
+
     def _maybe_ready(self) -> None:
         """Once every storage service runs: tell node_main, bring servers back."""
         if self.init_reply is None or not self.services.all_running():
@@ -236,6 +261,9 @@ class NodeSupervisor(Actor):
         self.supervision.recover_registered()
 
     def _on_service_ready(self, msg: ServiceReady, sender: Any) -> None:
+        if self.ctx.counters is not None:
+            from ..metrics.block import STATUS_RUNNING
+            self.ctx.counters.set_service_status(msg.kind, STATUS_RUNNING)
         self.supervision.on_service_ready(msg, sender)
         self._maybe_ready()
         if self.init_reply is None:
@@ -315,6 +343,7 @@ class NodeSupervisor(Actor):
             "services": self.services.overview(),
             "storage": self.storage.overview(),
             "actors": self.actors.overview(),
+            "leaderboard": self.leaderboard.overview(),
             "msgs_in": self.msgs_in,
             "refused": _refused_connections(),
         }

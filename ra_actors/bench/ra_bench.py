@@ -145,8 +145,8 @@ class _PipelineWorker:
                 if isinstance(e, ev.Applied):
                     self._count_applied(e.results)
                     t_last = time.perf_counter()
-                elif isinstance(e, ev.Rejected):
-                    self._follow_rejection(e.reason)
+                elif isinstance(e, (ev.Rejected, ev.TimedOut)):
+                    self._follow_rejection(e)
         return self._result(t_last - t0)
 
     def _fill_windows(self) -> None:
@@ -181,13 +181,18 @@ class _PipelineWorker:
             acked[i] += 1
             inflight[i] -= 1
 
-    def _follow_rejection(self, reason) -> None:
-        """Not the leader (any more): the command was not applied; send the
-        next ones to the leader it names."""
+    def _follow_rejection(self, event) -> None:
+        """A command the client gave up on (``TimedOut``) or the cluster
+        refused: no longer in flight.  (The client itself sends commands a
+        non-leader turned away on to the leader; a program speaking to the
+        servers directly would see ``NotLeader`` here: the next ones go to
+        the leader it names.)"""
+        from ra_actors import events as ev
         self.rejected += 1
+        reason = event.reason if isinstance(event, ev.Rejected) else event
         i = self._owner(reason.correlation)
         self.inflight[i] -= 1
-        if reason.leader is not None:
+        if isinstance(reason, ev.NotLeader) and reason.leader is not None:
             self.targets[i] = ServerId(*reason.leader)
 
     def _result(self, elapsed: float) -> dict:

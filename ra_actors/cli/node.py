@@ -5,7 +5,7 @@ Usage::
     ra-actors node start NAME --data-dir DIR --port PORT [--host ADDR]
                          [--convention HOST:PORT] [--allowed-host ADDR ...]
                          [--seed HOST:PORT ...] [--sync-method datasync|sync|none]
-                         [--placement process|shared]
+                         [--placement process|shared] [--metrics-port PORT]
     ra-actors node stop --data-dir DIR [--timeout SECONDS]
     ra-actors node status --data-dir DIR [--json] [--timeout SECONDS]
 
@@ -46,10 +46,12 @@ def _start(args) -> int:
         node = start_node(args.name, args.data_dir, args.port, convention=args.convention, host=args.host,
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
                           log_options=log_options, placement=args.placement,
-                          allowed_modules=args.allow_module or None, detach=True, timeout=args.timeout,
-                          cookie_file=args.cookie_file)
+                          allowed_modules=args.allow_module or None, detach=True,
+                          metrics_port=args.metrics_port, timeout=args.timeout, cookie_file=args.cookie_file)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
+    if node.metrics_port is not None:
+        print(f"metrics at http://{node.host}:{node.metrics_port}/metrics")
     return EXIT_OK
 
 
@@ -112,6 +114,9 @@ def add_parser(subparsers) -> None:
     start.add_argument("--allow-module", action="append", metavar="MODULE",
                        help="a module (or package) whose machines, queries and actor classes this "
                             "node may load, besides the shipped 'machines' (repeatable)")
+    start.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                       help="serve the node's counters over HTTP for Prometheus on this port of --host "
+                            "(0: any free port; default: off)")
     start.add_argument("--timeout", type=float, default=30.0)
     start.set_defaults(func=_start)
 

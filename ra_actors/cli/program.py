@@ -57,6 +57,11 @@ def add_log(subparsers) -> None:
     add_parser(subparsers)
 
 
+def add_metrics(subparsers) -> None:
+    from .metrics import add_parser
+    add_parser(subparsers)
+
+
 def add_scripts(subparsers) -> None:
     from .tools import add_script_parsers
     add_script_parsers(subparsers)
@@ -64,7 +69,8 @@ def add_scripts(subparsers) -> None:
 
 # Group name -> function adding it (in ``--help`` order).  Append new groups here.
 GROUPS: dict[str, Callable[[Any], None]] = {"node": add_node, "cluster": add_cluster, "cookie": add_cookie,
-                                            "demo": add_demo, "log": add_log, "scripts": add_scripts}
+                                            "demo": add_demo, "log": add_log, "metrics": add_metrics,
+                                            "scripts": add_scripts}
 
 
 def build_parser() -> argparse.ArgumentParser:

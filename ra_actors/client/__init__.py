@@ -4,8 +4,10 @@ One room per concern, each behind the one below it::
 
     ra_actors.api.Client          the public calls: check arguments, build request records
       clusters                    start/stop/delete servers and clusters (supervisor calls, elections)
-      pipelining                  buffered pipelined commands, one message per server per flush
+      commands                    process_command: a numbered command, sent until answered
+      pipelining                  numbered pipelined commands: batches, resends, one result each
       resolution                  server calls: address lookups, leader redirects, retries, timeouts
+      sessions                    the session: numbers, low, known (no I/O)
       discovery                   nodes: bootstrap from admin addresses, node table, supervisor calls
       connection                  the endpoint, request ids, replies and events as they arrive
       addresses                   what the client knows: nodes, server addresses, clusters

@@ -106,16 +106,19 @@ class Discovery:
             nonces.append(nonce)
             self.conn.locate_supervisor(admin, nonce, 2.0)
         end = min(deadline, time.monotonic() + 1.0)
-        while time.monotonic() < end:
-            found = []
-            for n in nonces:
-                r = self.conn.replies.pop(("where", n), None)
-                if r is not None and r.address is not None:
-                    found.append(r)
-            if found:
-                return found
-            self.conn.pump(0.05)
-        return []
+        try:
+            while time.monotonic() < end:
+                found = []
+                for n in nonces:
+                    r = self.conn.take(("where", n))
+                    if r is not None and r.address is not None:
+                        found.append(r)
+                if found:
+                    return found
+                self.conn.pump(0.05)
+            return []
+        finally:
+            self.conn.release(*[("where", n) for n in nonces])
 
     # -------------------------------------------------------------- refresh
     def refresh_nodes(self, via: str, deadline: float) -> None:

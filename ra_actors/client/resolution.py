@@ -20,12 +20,19 @@ Rules (the retry policy):
 * **Unknown clusters.**  Members come from the last ``members`` answer;
   for a cluster the client has not seen, a server of the same name on
   every known node (servers are usually named alike across their cluster).
-* **At most once for commands.**  A query or other idempotent request is
-  asked again after a third of the timeout (at least 1 s) without an
-  answer.  A command (``idempotent=False``) is never resent once it may
-  have arrived: only a refused send proves it did not; otherwise the call
-  waits for the answer until its deadline and then raises ``Timeout``
+* **Asked again.**  A query or other idempotent request is asked again
+  after a third of the timeout (at least 1 s) without an answer.  A
+  command without a session (``idempotent=False``) is never resent once it
+  may have arrived: only a refused send proves it did not; otherwise the
+  call waits for the answer until its deadline and then raises ``Timeout``
   ("unknown", not "not applied").
+* **Session commands** (:meth:`Resolver.session_call`) are sent again, with
+  the same number, until answered: after ``ATTEMPT_PATIENCE`` seconds
+  without an answer (doubling up to ``MAX_PATIENCE``) to the next member,
+  at once to a leader a redirect names, and after a ``SequenceGap``
+  refusal (it was not applied).  Every attempt carries the same request
+  id, so an answer to any of them ends the call.  ``Timeout`` then means
+  only that no leader with a quorum answered in time.
 * ``Unavailable`` (starting, a leader change in progress) is retried after
   50 ms.  Any ``Error`` is raised as its ``ra_actors.errors`` class
   (:mod:`.replies`).  Every call ends by its deadline at the latest.
@@ -38,7 +45,7 @@ Rules (the retry policy):
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .. import errors
 from ..actors.protocol import ClientCall, ClientRequest, Lookup, MembersRequest
@@ -53,6 +60,9 @@ __all__ = ["Resolver"]
 
 LOOKUP_PATIENCE = 2.0     # seconds a node's directory has to answer one lookup
 CHANGE_RETRY = 0.05       # seconds between tries of a membership change that is not permitted yet
+ATTEMPT_PATIENCE = 1.0    # seconds a session command waits for one attempt's answer (then doubles)
+MAX_PATIENCE = 2.0
+GAP_RETRY = 0.05          # seconds before a command refused SequenceGap goes again
 
 
 class _Route:
@@ -165,6 +175,57 @@ class Resolver:
             else:
                 raise error_from(reply)
 
+    def session_call(self, sid: Any, request_for: Callable[[int], ClientRequest], timeout: float,
+                     idle: Callable[[], None] | None = None) -> tuple[Any, ServerId | None]:
+        """A session command to ``sid``'s cluster, sent until answered (see
+        the rules): ``request_for(attempt)`` builds each attempt's request
+        (0 for the first); ``idle`` runs between attempts."""
+        route = _Route(server_id(sid), timeout, True)
+        req = self.conn.next_id()
+        attempt = 0
+        patience = ATTEMPT_PATIENCE
+        try:
+            while True:
+                remaining = route.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise errors.Timeout(f"no leader of the cluster of {route.origin} answered within "
+                                         f"{timeout}s")
+                addr = self._address(route)
+                if addr is None:
+                    self._unreachable(route)
+                    continue
+                self.conn.send(addr, ClientCall(req, self.handle, request_for(attempt), route.target), req,
+                               remaining)
+                attempt += 1
+                r = self.conn.wait(req, min(route.deadline, time.monotonic() + patience), keep=True)
+                if r is None or isinstance(r, Undelivered):
+                    if r is None:
+                        patience = min(MAX_PATIENCE, patience * 2)
+                    self._unanswered(route)
+                    if idle is not None:
+                        idle()
+                    continue
+                reply = r.result
+                leader = server_id_or_none(r.leader)
+                if isinstance(reply, Ok):
+                    return reply.value, leader
+                if isinstance(reply, Redirect):
+                    self._redirected(route, server_id_or_none(reply.leader) or leader)
+                elif isinstance(reply, Unavailable):
+                    if reply.reason == "misdelivered":
+                        self.book.forget_server(route.target)
+                    else:
+                        self.conn.pump(route.left(0.05))
+                elif isinstance(reply, Error) and reply.kind == "SequenceGap":
+                    # not applied: the commands before it had not arrived
+                    self.conn.pump(route.left(GAP_RETRY))
+                    if idle is not None:
+                        idle()
+                else:
+                    raise error_from(reply)
+        finally:
+            self.conn.release(req)
+
     def _address(self, route: _Route) -> Any:
         try:
             return self.resolve(route.target, route.deadline)
@@ -181,13 +242,16 @@ class Resolver:
             attempt_deadline = min(route.deadline, time.monotonic() + max(1.0, route.timeout / 3))
         else:
             attempt_deadline = route.deadline
-        r = self.conn.wait(req, attempt_deadline)
-        if isinstance(r, Undelivered) and not idempotent and not r.refused:
-            # it may have arrived (only a refused connection proves it did
-            # not): resending could apply it twice
-            r = self.conn.wait(req, route.deadline)
-            if r is None or isinstance(r, Undelivered):
-                raise errors.Timeout(f"{route.target} did not answer within {route.timeout}s")
+        r = self.conn.wait(req, attempt_deadline, keep=not idempotent)
+        try:
+            if isinstance(r, Undelivered) and not idempotent and not r.refused:
+                # it may have arrived (only a refused connection proves it did
+                # not): resending could apply it twice
+                r = self.conn.wait(req, route.deadline)
+                if r is None or isinstance(r, Undelivered):
+                    raise errors.Timeout(f"{route.target} did not answer within {route.timeout}s")
+        finally:
+            self.conn.release(req)
         return r
 
     def _unreachable(self, route: _Route) -> None:

@@ -148,6 +148,11 @@ class RaftServer:
         self.deleting_index: int | None = None
         self.deleting_ticks = 0
         self._effects: list = []
+        # What the shell publishes as counters (Ra's ra_server counters): entries
+        # applied and snapshots installed in this incarnation, and the leader's
+        # receipt time of the last user command applied (commit latency).
+        self.counters: dict[str, int] = {"applied": 0, "snapshots_installed": 0}
+        self.last_applied_ts = 0
 
         # -- durable state --------------------------------------------------------
         if rec.snapshot is not None:
@@ -794,6 +799,8 @@ class RaftServer:
                 continue
             self.last_applied = entry.index
             self._apply_entry(entry, replay)
+            if not replay:
+                self.counters["applied"] += 1
         if not replay and self.role != STOPPED:
             # A recovery hint: never ahead of what is durable here, or a crash
             # could replay a stale (not yet overwritten) entry as committed.
@@ -815,6 +822,7 @@ class RaftServer:
                 self.sessions.applied(cmd.session, reply)
             if replay:
                 return
+            self.last_applied_ts = cmd.ts
             self._handle_apply_effects(effs, entry.index)
             if self._leading():
                 self._reply_applied(cmd.reply_mode, reply)
@@ -1055,6 +1063,7 @@ class RaftServer:
                                                                    self.log.term_at(idx) or 0))
             return
         keep = self.log.term_at(meta.index) == meta.term
+        self.counters["snapshots_installed"] += 1
         old_meta, old_state = self.snapshot_meta, self.machine_state
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
@@ -1542,6 +1551,7 @@ class RaftServer:
             "cluster": {s: mem for s, mem in self.cluster.items()},
             "machine_version": self.machine_version,
             "machine": self.machine.overview(self.machine_version, self.machine_state),
+            "sessions": self.sessions.overview(),
         })
         if self._leading():
             ov["peers"] = {s: {"next_index": p.next_index, "match_index": p.match_index,

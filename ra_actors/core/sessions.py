@@ -77,15 +77,26 @@ class SessionTable:
             session = self.sessions[s.session] = _Session(s.low, s.low, self.log_clock)
         session.last_active = self.log_clock
         if s.low > session.low:
-            session.low = s.low
-            session.next_seq = max(session.next_seq, s.low)
-            for seq in [q for q in session.replies if q < s.low]:
-                del session.replies[seq]
+            self._release(session, s.low)
         if s.seq < session.next_seq:
             return DUPLICATE, session.replies.get(s.seq, NOT_CACHED)
         if s.seq > session.next_seq:
             return GAP, None
         return APPLY, None
+
+    @staticmethod
+    def _release(session: _Session, low: int) -> None:
+        """The client waits for nothing below ``low`` any more.  (Cached
+        replies are numbered from the old ``low`` up: the ones released are
+        dropped by number, not by a scan of the whole cache.)"""
+        replies = session.replies
+        if low - session.low <= len(replies):
+            for seq in range(session.low, low):
+                replies.pop(seq, None)
+        else:
+            session.replies = {q: r for q, r in replies.items() if q >= low}
+        session.low = low
+        session.next_seq = max(session.next_seq, low)
 
     def applied(self, s: SessionSeq, reply: Any) -> None:
         """Command ``s`` (admitted with APPLY) was applied with ``reply``."""
@@ -118,8 +129,15 @@ class SessionTable:
         self._last_sweep = log_clock
 
     def overview(self) -> dict:
+        """``count`` of sessions; ``oldest_last_active`` (log time, ms) of
+        the longest idle one and how long it has been idle
+        (``oldest_idle_ms``, None without sessions); ``log_clock``;
+        ``cached_replies`` held for clients that may still ask."""
         oldest = min((s.last_active for s in self.sessions.values()), default=None)
-        return {"count": len(self.sessions), "oldest_last_active": oldest, "log_clock": self.log_clock}
+        return {"count": len(self.sessions), "oldest_last_active": oldest,
+                "oldest_idle_ms": None if oldest is None else self.log_clock - oldest,
+                "log_clock": self.log_clock,
+                "cached_replies": sum(len(s.replies) for s in self.sessions.values())}
 
 
 class Resequencer:

@@ -126,3 +126,29 @@ class ServerStore(Protocol):
     def overview(self) -> dict: ...
 
     def close(self) -> None: ...
+
+
+class ServerObserver(Protocol):
+    """What a server publishes for readers that must not wait for its turn
+    (the third seam; the actors provide one, the simulator none).
+
+    * :meth:`publish`: the server's counters, one value per name of
+      :data:`ra_actors.shell.server.SERVER_COUNTERS`, in that order; called
+      at the end of every round (and before a round's first reply leaves,
+      so a client that got an answer reads counters at least that fresh).
+    * :meth:`record_leader`: the leader and members this server now knows
+      (Ra's ``ra_leaderboard:record``): called when either changes."""
+
+    def publish(self, values: tuple) -> None: ...
+
+    def record_leader(self, leader: ServerId | None, members: tuple, term: int) -> None: ...
+
+
+class NullObserver:
+    """Publishes nothing (the simulator, and a server before it is wired)."""
+
+    def publish(self, values: tuple) -> None:
+        pass
+
+    def record_leader(self, leader: ServerId | None, members: tuple, term: int) -> None:
+        pass

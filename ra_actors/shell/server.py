@@ -35,6 +35,12 @@ Rules:
   (a message dropped, a WAL that died); the WAL's own gap detection asks
   only once, so this is what guarantees progress.  An idle server arms no
   such timer.
+* **Counters and the leaderboard** go to the ``observer``
+  (:class:`~.port.ServerObserver`): the counters of
+  :data:`SERVER_COUNTERS` at the end of every round (and before the round's
+  first reply, so a client that got an answer never reads older counters),
+  and the leader and members whenever the core's change.  Publishing costs
+  one tuple per round; it decides nothing.
 * No I/O, no Thespian, no wall clock here: time is ``port.now_ms()``.
 """
 from __future__ import annotations
@@ -48,9 +54,10 @@ from ..core import effects as fx
 from ..core import messages as m
 from ..core.machine import Machine
 from ..core.server import RaftServer
-from ..core.types import LEADER, LEADING_ROLES, NoReply, ServerConfig, ServerId, TERMINATING_LEADER
+from ..core.types import (CANDIDATE, LEADER, LEADING_ROLES, MEMBERSHIPS, PRE_VOTE, ROLES, NoReply, ServerConfig,
+                          ServerId, TERMINATING_LEADER)
 from .names import ModulePolicy, query_function
-from .port import ServerPort, ServerStore
+from .port import NullObserver, ServerObserver, ServerPort, ServerStore
 
 SERVER_DEFAULTS: dict[str, Any] = {
     "election_timeout_ms": (1000, 2000),     # "long": no leader known
@@ -63,6 +70,18 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "peer_silence_s": 5.0,                   # (ports) re-resolve a peer silent this long
 }
 
+
+#: The counters a server publishes (``ServerObserver.publish``), in this
+#: order; what each means: :mod:`ra_actors.metrics.fields`.
+SERVER_COUNTERS: tuple[str, ...] = (
+    "last_applied", "commit_index", "snapshot_index", "last_index", "last_written_index",
+    "commit_latency", "term", "machine_version", "state", "membership",
+    "commands", "applied", "queries", "rpcs_received", "rpcs_sent", "wal_writes", "wal_resends",
+    "snapshots_written", "snapshots_installed", "snapshot_chunks_received", "snapshot_chunks_sent",
+    "elections", "pre_vote_elections", "term_and_vote_writes", "leader_changes")
+#: ``state`` and ``membership`` as published (0: not known yet).
+ROLE_CODES: dict[str, int] = {str(role): i for i, role in enumerate(ROLES, 1)}
+MEMBERSHIP_CODES: dict[str, int] = {name: i for i, name in enumerate(MEMBERSHIPS, 1)}
 
 # The core every shell builds unless told otherwise.
 DEFAULT_CORE: Callable[..., RaftServer] = RaftServer
@@ -144,7 +163,13 @@ class ServerShell:
         self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
-                      "wal_resends": 0}
+                      "wal_resends": 0, "queries": 0, "elections": 0, "pre_vote_elections": 0,
+                      "term_and_vote_writes": 0, "leader_changes": 0}
+        self.observer: ServerObserver = NullObserver()
+        self.commit_latency = 0                                # ms (Ra's commit_latency)
+        self._latency_ts = 0
+        self._unpublished = False                              # the core moved since the last publish
+        self._board: tuple | None = None                       # what the leaderboard was last told
         self._queue: deque = deque()
         self._pumping = False
         # This round's batches.
@@ -300,7 +325,7 @@ class ServerShell:
 
     # ------------------------------------------------------------- readings
     def key_metrics(self) -> dict:
-        return self.core.key_metrics()
+        return dict(self.core.key_metrics(), commit_latency=self.commit_latency)
 
     def query_function(self, name: Any):
         """The function a client's query names (``names.NameRefused`` if it
@@ -339,6 +364,7 @@ class ServerShell:
         try:
             while self._queue and self.running:
                 _role, effects = self.core.handle(self._queue.popleft())
+                self._unpublished = True
                 self._run(effects)
         finally:
             self._pumping = False
@@ -346,6 +372,38 @@ class ServerShell:
             if not self._ticking and self.role in LEADING_ROLES and self.core.wants_tick():
                 self._start_ticking()
             self._flush()
+            self._observe()
+
+    # ============================================================ observing
+    def _observe(self) -> None:
+        """End of a round: publish the counters, tell the leaderboard what changed."""
+        self._publish()
+        core = self.core
+        history = core.cluster_history
+        board = (core.leader_id, history[-1][0], len(history))
+        if board != self._board:
+            self._board = board
+            members = tuple(sorted(core.cluster, key=lambda s: (s.node, s.name)))
+            self.observer.record_leader(core.leader_id, members, core.current_term)
+
+    def _publish(self) -> None:
+        self._unpublished = False
+        core = self.core
+        log = core.log
+        st = self.stats
+        ts = core.last_applied_ts
+        if ts != self._latency_ts:
+            self._latency_ts = ts
+            self.commit_latency = max(0, self.port.now_ms() - ts)
+        cc = core.counters
+        self.observer.publish((
+            core.last_applied, core.commit_index, log.snapshot_index, log.last_index, log.last_written,
+            self.commit_latency, core.current_term, core.machine_version, ROLE_CODES.get(core.role, 0),
+            MEMBERSHIP_CODES.get(core.cluster.get(self.id), 0),
+            st["commands"], cc["applied"], st["queries"], st["rpcs_in"], st["rpcs_out"], st["wal_writes"],
+            st["wal_resends"], st["snapshots_written"], cc["snapshots_installed"], st["snapshot_chunks_in"],
+            st["snapshot_chunks_out"], st["elections"], st["pre_vote_elections"], st["term_and_vote_writes"],
+            st["leader_changes"]))
 
     def _run(self, effects: list) -> None:
         for effect in effects:
@@ -382,6 +440,7 @@ class ServerShell:
             self._wal_appends.append(self.store.append(e.entries))
 
     def _persist_meta(self, e: fx.PersistMeta) -> None:
+        self.stats["term_and_vote_writes"] += 1
         written = self.store.persist_meta(e.term, e.voted_for)
         if written is not None:
             self._queue.append(written)
@@ -403,9 +462,13 @@ class ServerShell:
             self.port.log(f"could not write last_applied: {exc!r}")
 
     def _reply(self, e: fx.Reply) -> None:
+        if self._unpublished:
+            self._publish()
         self.port.reply(e.to, e.reply, e.leader)
 
     def _applied(self, e: fx.Applied) -> None:
+        if self._unpublished:
+            self._publish()
         self.port.applied(e.client, e.leader, e.results)
 
     def _rejected(self, e: fx.Rejected) -> None:
@@ -459,6 +522,7 @@ class ServerShell:
             self.port.watch(target, ref)
 
     def _leader_changed(self, e: fx.LeaderChanged) -> None:
+        self.stats["leader_changes"] += 1
         self.leader = e.leader
         self.term = e.term
         # Only the current leader needs watching.
@@ -471,6 +535,10 @@ class ServerShell:
     def _role_changed(self, e: fx.RoleChanged) -> None:
         was_leader = self.role == LEADER
         self.role = e.role
+        if e.role == CANDIDATE:
+            self.stats["elections"] += 1
+        elif e.role == PRE_VOTE:
+            self.stats["pre_vote_elections"] += 1
         if e.role in LEADING_ROLES:
             if not self._ticking:
                 self._start_ticking()

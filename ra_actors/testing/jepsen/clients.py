@@ -29,6 +29,13 @@ Rules of the workload:
   - cas: ``ok`` on ``"cas_ok"``, ``fail`` on ``("cas_failed", current)``
     (the machine applied it and changed nothing), otherwise ``info``.
 
+* Workload ``counter`` (:mod:`.counter`): a fifth of the operations are
+  reads of the counter (``consistent_query``), the others ``add`` 1
+  (``process_command(member, ("add", 1))``, which sends the command again
+  until answered, applied once by the cluster's session table): ``ok``
+  with the counter the machine replied; ``fail`` when the cluster refused
+  it (``SessionExpired``, ``InvalidCommand``: not applied); otherwise
+  ``info``.
 * The client stops at ``end_ns`` (monotonic), when the stop file appears, or
   when its parent dies.  A client that sees nothing succeed for
   ``reconnect_after`` seconds replaces its Client (counted in its stats).
@@ -45,6 +52,7 @@ import traceback
 from typing import Any
 
 from ..history import FAIL, INFO, OK, HistoryRecorder
+from .counter import READ_FUNCTION as COUNTER_READ
 
 READ_FUNCTION = "machines.kv:read"
 
@@ -103,6 +111,7 @@ class _ClientWorkload:
         self.keys = int(cfg["keys"])
         self.reconnect_after = float(cfg["reconnect_after"])
         self.stop_file: str = cfg["stop_file"]
+        self.workload: str = cfg.get("workload", "kv")
         self.stats_path: str = cfg["stats"]
         self.parent = os.getppid()
         self.stats: dict[str, Any] = {"ops": 0, "ok": 0, "fail": 0, "info": 0, "reconnects": 0, "errors": {}}
@@ -129,7 +138,12 @@ class _ClientWorkload:
             sid = self.rng.choice(self.sids)
             roll = self.rng.random()
             self.stats["ops"] += 1
-            if roll < 0.5:
+            if self.workload == "counter":
+                if roll < 0.2:
+                    self._read(None, sid, COUNTER_READ)
+                else:
+                    self._add(sid)
+            elif roll < 0.5:
                 self._read(key, sid)
             else:
                 self._update(key, sid, write=roll < 0.75)
@@ -183,10 +197,11 @@ class _ClientWorkload:
         self.stats[outcome] += 1
         self.last_ok = time.monotonic()
 
-    def _read(self, key: str, sid) -> None:
+    def _read(self, key: str | None, sid, function: str = READ_FUNCTION) -> None:
         op = self.recorder.invoke(self.process, "read", key)
+        args = () if key is None else (key,)
         try:
-            value, _leader = self.client.consistent_query(sid, READ_FUNCTION, key, timeout=self.timeout)
+            value, _leader = self.client.consistent_query(sid, function, *args, timeout=self.timeout)
         except Exception as exc:  # noqa: BLE001 - a read has no effect
             self._note_error(type(exc).__name__)
             self.recorder.complete(op, FAIL)
@@ -194,6 +209,26 @@ class _ClientWorkload:
             return
         self.recorder.complete(op, OK, value)
         self.last_seen[key] = value
+        self._answered("ok")
+
+    def _add(self, sid) -> None:
+        """One increment of the counter (see the module's rules)."""
+        from ... import errors
+
+        op = self.recorder.invoke(self.process, "add", None, 1)
+        try:
+            reply, _leader = self.client.process_command(sid, ("add", 1), timeout=self.timeout)
+        except (errors.SessionExpired, errors.InvalidCommand) as exc:
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, FAIL)
+            self._answered("fail")
+            return
+        except Exception as exc:  # noqa: BLE001 - unknown outcome
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, INFO)
+            self.stats["info"] += 1
+            return
+        self.recorder.complete(op, OK, reply)
         self._answered("ok")
 
     def _update(self, key: str, sid, write: bool) -> None:

@@ -59,7 +59,7 @@ def install_shim(out_dir: str) -> str:
 class JepsenCluster:
     def __init__(self, count: int, out_dir: str, *, shim_dir: str, settings=None,
                  server_settings=None, log_options=None, start_timeout: float = 60.0,
-                 placement: str = "process"):
+                 placement: str = "process", cluster_name: str = CLUSTER, machine: str = MACHINE):
         self.names = node_names(count)
         self.hosts = {n: node_host(i) for i, n in enumerate(self.names)}
         self.ports = {n: free_port(self.hosts[n]) for n in self.names}
@@ -73,7 +73,9 @@ class JepsenCluster:
         self.nodes: dict[str, Node] = {}
         self.pgids: set[int] = set()      # every process group this run created
         self.keepers: set[int] = set()
-        self.sids = [ServerId(CLUSTER, n) for n in self.names]
+        self.cluster_name = cluster_name
+        self.machine = machine
+        self.sids = [ServerId(cluster_name, n) for n in self.names]
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ addresses

@@ -5,6 +5,7 @@ Usage::
     python scripts/jepsen.py --short --nemesis kill,partition --out OUT
     python scripts/jepsen.py --time 1200 --nemesis combined --out OUT
     python scripts/jepsen.py --short --nemesis partition-leader --unsafe stale_reads --out OUT
+    python scripts/jepsen.py --workload counter --short --nemesis kill,pause,partition --out OUT
 
 What a run does:
 
@@ -16,22 +17,27 @@ What a run does:
 2. Start ``--nodes`` real nodes (own process group, data dir
    ``OUT/nodes/<name>`` and loopback address each; see :mod:`.cluster`; a
    64 MiB tmpfs each when the nemesis fills disks, see :mod:`.disk`), a
-   ``machines.kv`` cluster on them, and ``--clients`` client processes
-   (:mod:`.clients`) for ``--time`` seconds.
+   cluster on them -- ``machines.kv`` (``--workload kv``, the default) or
+   ``machines.counter`` (``--workload counter``, :mod:`.counter`) -- and
+   ``--clients`` client processes (:mod:`.clients`) for ``--time`` seconds.
 3. Meanwhile the nemesis (:mod:`.nemesis`) injects the ``--nemesis`` faults
    and logs them to ``OUT/nemesis.jsonl``.
-4. Heal everything, wait for the cluster to converge, read every key once
-   more (recorded in the history as process ``--clients``), stop every
-   process and check that none is left (``RA_JEPSEN_RUN`` marker).
-5. Merge the histories into ``OUT/history.jsonl``, check linearizability
-   per key and durability of every acknowledged write, write
-   ``OUT/summary.json`` and print the summary (``--json``: print the JSON).
+4. Heal everything, wait for the cluster to converge, read every key (the
+   counter) once more (recorded in the history as process ``--clients``),
+   stop every process and check that none is left (``RA_JEPSEN_RUN`` marker).
+5. Merge the histories into ``OUT/history.jsonl``; kv: check
+   linearizability per key and durability of every acknowledged write;
+   counter: check that the counter holds every acknowledged add once and
+   at most the uncertain ones on top (:func:`.counter.check_counter`).
+   Write ``OUT/summary.json`` and print the summary (``--json``: print the
+   JSON).
 
-Exit status: 0 linearizable and nothing acknowledged lost; 1 not
-linearizable, an acknowledged write lost or a damaged member that did not
-report its corruption (``--nemesis disk``); 2 usage error; 3 inconclusive
-(checker budget exceeded, no recovery, final reads incomplete, processes
-left over, harness error or interrupted).
+Exit status: 0 linearizable (counter: valid) and nothing acknowledged lost;
+1 not linearizable, an acknowledged write lost, (counter) an add lost or
+applied twice, or a damaged member that did not report its corruption
+(``--nemesis disk``); 2 usage error; 3 inconclusive (checker budget
+exceeded, no recovery, final reads incomplete, processes left over,
+harness error or interrupted).
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ from ..history import FAIL, OK, HistoryRecorder
 from . import disk, report
 from .cluster import (CLUSTER, MACHINE, RUN_MARKER, JepsenCluster, connect_any, install_shim,
                       leader_by_metrics, wait_until)
+from . import counter
 from .clients import READ_FUNCTION
 from .nemesis import DISK, NAMES, Nemesis, NemesisLog, Timing, parse_nemesis
 from .partition import IptablesPartitioner, Netns, PartitionError, UnavailablePartitioner, netns_unavailable
@@ -76,13 +83,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", type=int, default=None, help="keys in use at any time (default 5)")
     p.add_argument("--key-period", type=float, default=None,
                    help="seconds before each key slot moves to a fresh key (default 30; 0 = never)")
-    p.add_argument("--nemesis", default="kill,partition",
-                   help=f"comma-separated faults: {', '.join(NAMES)} (default kill,partition)")
+    p.add_argument("--nemesis", default=None,
+                   help=f"comma-separated faults: {', '.join(NAMES)} (default kill,partition; "
+                        f"kill,pause,partition for the counter workload)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--out", default=None, help="output directory (default jepsen-out/<time>)")
     p.add_argument("--short", action="store_true",
                    help="CI mode: 45 s of workload and short faults")
-    p.add_argument("--op-timeout", type=float, default=3.0, help="timeout of each operation (s)")
+    p.add_argument("--workload", choices=("kv", "counter"), default="kv",
+                   help="kv: read/write/cas registers, checked for linearizability (default); counter: "
+                        "increments sent until answered, checked for exactly-once")
+    p.add_argument("--op-timeout", type=float, default=None,
+                   help="timeout of each operation (s; default 3, 10 for the counter workload)")
     p.add_argument("--snapshot-every", type=int, default=500,
                    help="kv machine release_cursor_every (snapshot every N commands; 0 = never)")
     p.add_argument("--check-time-limit", type=float, default=60.0,
@@ -128,6 +140,10 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 2**31)
+    if args.nemesis is None:
+        args.nemesis = "kill,pause,partition" if args.workload == "counter" else "kill,partition"
+    if args.op_timeout is None:
+        args.op_timeout = 10.0 if args.workload == "counter" else 3.0
     if args.out is None:
         args.out = os.path.join("jepsen-out", time.strftime("%Y%m%d-%H%M%S"))
     args.out = os.path.abspath(args.out)
@@ -312,7 +328,13 @@ class Run:
         self.mounts: list[str] = []        # tmpfs data directories (disk-full)
         self.disk_reason: Optional[str] = None
         self._cleaned = False
-        self.machine_config = {"release_cursor_every": args.snapshot_every}
+        self.counter = args.workload == "counter"
+        if self.counter:
+            self.cluster_name, self.machine, self.machine_config = counter.CLUSTER, counter.MACHINE, {}
+        else:
+            self.cluster_name, self.machine = CLUSTER, MACHINE
+            self.machine_config = {"release_cursor_every": args.snapshot_every}
+        self.final_counter = None
         # Set by the first SIGINT/SIGTERM: every phase stops at its next safe
         # point (a second signal interrupts at once).
         self.stop = threading.Event()
@@ -365,7 +387,8 @@ class Run:
         log_options = ({"wal_max_size_bytes": 4096, "segment_max_entries": 64}
                        if disk_faults else None)
         self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out),
-                                     placement=args.placement, log_options=log_options)
+                                     placement=args.placement, cluster_name=self.cluster_name,
+                                     machine=self.machine, log_options=log_options)
         if "disk-full" in disk_faults:
             self.disk_reason = disk.tmpfs_unavailable()
             if self.disk_reason is None:
@@ -383,9 +406,9 @@ class Run:
                  f"; partitions: {self.partitioner.name}")
         self.cluster.start_all()
         self.admin = self.connect_admin()
-        self.admin.start_cluster(CLUSTER, MACHINE, self.cluster.sids, config=self.machine_config,
+        self.admin.start_cluster(self.cluster_name, self.machine, self.cluster.sids, config=self.machine_config,
                                  timeout=60.0)
-        self.log(f"cluster {CLUSTER} started; {args.clients} clients for {args.time:g}s, "
+        self.log(f"cluster {self.cluster_name} started; {args.clients} clients for {args.time:g}s, "
                  f"nemesis {','.join(args.faults) or 'none'}, seed {args.seed}")
         self.t0_ns = time.monotonic_ns()
         self.end_ns = self.t0_ns + int(args.time * 1e9)
@@ -448,7 +471,8 @@ class Run:
                 "key_period": args.key_period, "keys": args.keys, "stop_file": self.stop_file,
                 "history": os.path.join(self.out, "clients", f"p{i}.jsonl"),
                 "stats": os.path.join(self.out, "clients", f"p{i}.stats.json"),
-                "reconnect_after": 10.0,
+                "reconnect_after": max(10.0, 2 * args.op_timeout),
+                "workload": args.workload,
             }
             cfg_path = os.path.join(self.out, "clients", f"p{i}.json")
             with open(cfg_path, "w", encoding="utf-8") as handle:
@@ -539,6 +563,9 @@ class Run:
         return sorted(keys)
 
     def final_reads(self, timeout: float = 90.0) -> None:
+        if self.counter:
+            self.final_counter_read(timeout)
+            return
         keys = self.used_keys()
         self.final = {"keys": len(keys), "read": 0}
         process = self.args.clients
@@ -565,6 +592,31 @@ class Run:
                         leader = found
                     break
         self.log(f"final reads: {self.final['read']} of {len(keys)} keys")
+
+    def final_counter_read(self, timeout: float) -> None:
+        """The counter, read once through the log after healing."""
+        self.final = {"keys": 1, "read": 0}
+        deadline = time.monotonic() + timeout
+        leader = leader_by_metrics(self.admin, self.cluster.sids) or self.cluster.sids[0]
+        failures = 0
+        with HistoryRecorder(os.path.join(self.out, "final.jsonl")) as rec:
+            while time.monotonic() < deadline and not self.stop.is_set():
+                op = rec.invoke(self.args.clients, "read")
+                try:
+                    value, _found = self.admin.consistent_query(leader, counter.READ_FUNCTION, timeout=5.0)
+                except Exception:  # noqa: BLE001
+                    rec.complete(op, FAIL)
+                    failures += 1
+                    if failures % 5 == 0:
+                        self.new_admin()
+                    leader = leader_by_metrics(self.admin, self.cluster.sids) or leader
+                    time.sleep(0.2)
+                    continue
+                rec.complete(op, OK, value)
+                self.final["read"] = 1
+                self.final_counter = value
+                break
+        self.log(f"final read: counter {self.final_counter}")
 
     # -- cleanup --------------------------------------------------------------
     def cleanup(self) -> None:
@@ -639,10 +691,18 @@ class Run:
         nemesis_events = self.nlog.events if self.nlog is not None else []
         end_ns = self.end_ns or time.monotonic_ns()
         windows = report.fault_windows(events, nemesis_events, self.t0_ns, end_ns)
-        self.log(f"checking {len(events)} events for linearizability")
-        verdict = report.check(events, args.check_time_limit) if events else \
-            {"verdict": "unknown", "explanation": "empty history"}
-        durability = report.lost_writes(events, args.clients)
+        if self.counter:
+            self.log(f"checking {len(events)} events: every add applied once")
+            verdict = counter.check_counter(events, self.final_counter)
+            durability = {"keys_with_acknowledged_writes": 1, "acknowledged_writes": verdict["acknowledged"],
+                          "lost": [], "unread_keys": [] if self.final_counter is not None else ["counter"]}
+            good, bad = verdict["verdict"] == "valid", verdict["verdict"] == "invalid"
+        else:
+            self.log(f"checking {len(events)} events for linearizability")
+            verdict = report.check(events, args.check_time_limit) if events else \
+                {"verdict": "unknown", "explanation": "empty history"}
+            durability = report.lost_writes(events, args.clients)
+            good, bad = verdict.get("verdict") == "linearizable", verdict.get("verdict") == "not linearizable"
         counts = report.op_counts(events)
         client_stats = []
         for i in range(args.clients):
@@ -662,7 +722,7 @@ class Run:
                        "faults": args.faults, "seed": args.seed, "short": args.short,
                        "op_timeout": args.op_timeout, "unsafe": ",".join(args.unsafe_bugs) or None,
                        "snapshot_every": args.snapshot_every, "node_env": args.node_env_vars,
-                       "partition_mode": args.partition_mode},
+                       "partition_mode": args.partition_mode, "workload": args.workload},
             "out": self.out,
             "partition_backend": self.partitioner.name if self.partitioner else
             f"unavailable ({self.partition_reason})",
@@ -680,19 +740,19 @@ class Run:
             "processes": self.hygiene,
             "failure": self.failure,
         }
-        linearizable = verdict.get("verdict") == "linearizable"
         lost = bool(durability["lost"])
         unreported = summary["disk"]["corrupt_unreported"]
-        if verdict.get("verdict") == "not linearizable" or lost or unreported:
+        if bad or lost or unreported:
             code = EXIT_FAIL
             summary["failure"] = summary["failure"] or (
-                "not linearizable" if not linearizable else "acknowledged writes lost" if lost
+                ("counter not exactly once" if self.counter else "not linearizable") if bad
+                else "acknowledged writes lost" if lost
                 else f"{unreported} damaged member(s) did not report the corruption")
-        elif (not linearizable or self.failure or durability["unread_keys"]
+        elif (not good or self.failure or durability["unread_keys"]
               or self.final["read"] < self.final["keys"] or self.hygiene.get("left")):
             code = EXIT_INCONCLUSIVE
             summary["failure"] = summary["failure"] or (
-                "checker budget exceeded" if not linearizable else
+                ("no final read" if self.counter else "checker budget exceeded") if not good else
                 "final reads incomplete" if self.final["read"] < self.final["keys"] else
                 "processes left running" if self.hygiene.get("left") else "inconclusive")
         else:

@@ -57,7 +57,7 @@ from ... import errors
 from ...core.types import ServerId
 from . import disk
 from . import partition as part
-from .cluster import CLUSTER, MACHINE, JepsenCluster, find_leader, wait_until
+from .cluster import JepsenCluster, find_leader, wait_until
 
 INSTANT = ("kill-leader", "kill-wal")
 PARTITIONS = ("partition-halves", "partition-ring", "partition-leader")
@@ -474,7 +474,7 @@ class Nemesis:
                 members, leader = self.admin.members(leader, timeout=3.0)
                 if victim not in members:
                     try:
-                        self.admin.start_server(CLUSTER, MACHINE, victim, members,
+                        self.admin.start_server(self.cluster.cluster_name, self.cluster.machine, victim, members,
                                                 config=self.machine_config, timeout=10.0)
                     except errors.ServerAlreadyExists:
                         pass
@@ -497,7 +497,7 @@ class Nemesis:
     def _follower(self) -> tuple[Optional[str], Optional[ServerId]]:
         """A live node that does not hold the leader (and the leader)."""
         leader = self._leader()
-        live = [n for n in self._live() if ServerId(CLUSTER, n) not in self.removed]
+        live = [n for n in self._live() if ServerId(self.cluster.cluster_name, n) not in self.removed]
         followers = [n for n in live if leader is None or n != leader.node]
         return (self.rng.choice(followers) if followers else None), leader
 
@@ -510,14 +510,14 @@ class Nemesis:
             seen["storage"] = st.get("state")
             if st.get("reason"):
                 seen["storage_reason"] = str(st.get("reason"))[:200]
-            srv = (ov.get("servers") or {}).get(CLUSTER) or {}
+            srv = (ov.get("servers") or {}).get(self.cluster.cluster_name) or {}
             seen["status"] = srv.get("status")
             if srv.get("reason"):
                 seen["status_reason"] = str(srv.get("reason"))[:300]
         except Exception as exc:  # noqa: BLE001
             seen["storage"] = f"no answer ({type(exc).__name__})"
         try:
-            km = self.admin.key_metrics(ServerId(CLUSTER, node), timeout=2.0)
+            km = self.admin.key_metrics(ServerId(self.cluster.cluster_name, node), timeout=2.0)
             seen["server"] = km.get("state")
             if km.get("error"):
                 seen["server_error"] = str(km.get("error"))[:200]
@@ -627,7 +627,7 @@ class Nemesis:
     def _repair(self, node: str, timeout: float = 60.0) -> None:
         """docs/operations.rst, "A data directory is damaged": remove the member,
         set its directory aside, start the node empty, add the member back."""
-        victim = ServerId(CLUSTER, node)
+        victim = ServerId(self.cluster.cluster_name, node)
         fid = self.damaged.get(node)
         self.cluster.kill(node)
         deadline = time.monotonic() + timeout

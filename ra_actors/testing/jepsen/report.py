@@ -14,7 +14,7 @@ Rules:
   acknowledged one; an acknowledged write followed by a final read of
   ``None`` or of an older value is lost.
 * Availability (:func:`fault_windows`): for each fault, the longest stretch
-  with no acknowledged write or cas that overlaps it (``max_gap_s``), and
+  with no acknowledged write, cas or add that overlaps it (``max_gap_s``), and
   the recovery time: from the end of the fault (heal, restart, resume; the
   kill itself for instant faults) until the first acknowledged write or cas
   invoked after it completes (``recovery_s``).
@@ -136,7 +136,7 @@ def fault_windows(events: list[dict], nemesis_events: list[dict], t0_ns: int,
     """Per-fault unavailability and recovery figures (see module doc)."""
     ops = pair_operations(events)
     acked = sorted((op.invoke_time, op.return_time) for op in ops
-                   if op.f in ("write", "cas") and op.type in (OK, FAIL) and op.return_time is not None)
+                   if op.f in ("write", "cas", "add") and op.type in (OK, FAIL) and op.return_time is not None)
     # A failed cas was applied by the machine: the cluster was available.
     done_times = sorted(r for _i, r in acked)
     starts: dict[int, dict] = {}
@@ -237,8 +237,11 @@ def render(summary: dict) -> str:
     add("Jepsen-style run: " + ("PASS" if summary.get("passed") else "FAIL")
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
-    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {cfg.get('keys')} keys"
-        f" (period {cfg.get('key_period')}s), {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
+    # the counter workload has one counter, not keys
+    workload = ("workload counter" if cfg.get("workload") == "counter"
+                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
+    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
+        f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
         f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
         + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else ""))
     add(f"  partitions: {summary.get('partition_backend')}")
@@ -246,7 +249,7 @@ def render(summary: dict) -> str:
     tot = ops.get("total", {})
     add(f"  operations: {sum(tot.values())} (ok {tot.get('ok', 0)}, fail {tot.get('fail', 0)},"
         f" info {tot.get('info', 0)}); {summary.get('throughput_ops_s', 0)} ops/s")
-    for f in ("read", "write", "cas"):
+    for f in ("read", "write", "cas", "add"):
         if f in ops:
             o = ops[f]
             add(f"    {f:5s}: ok {o['ok']:6d}  fail {o['fail']:6d}  info {o['info']:6d}")
@@ -277,9 +280,16 @@ def render(summary: dict) -> str:
     took = "-" if rec.get("seconds") is None else f"{rec.get('seconds')}s"
     add(f"  final recovery: {took} ({rec.get('state')}); final reads "
         f"{summary.get('final_reads', {}).get('read')}/{summary.get('final_reads', {}).get('keys')} keys")
-    add(f"  linearizability: {verdict.get('verdict')} ({verdict.get('keys')} keys,"
-        f" {verdict.get('operations_checked')} operations, largest key {verdict.get('max_operations_per_key')},"
-        f" {verdict.get('check_seconds')}s)")
+    if cfg.get("workload") == "counter":
+        add(f"  exactly once: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged adds,"
+            f" {verdict.get('uncertain')} uncertain, {verdict.get('failed')} refused; final counter"
+            f" {verdict.get('final')}; {verdict.get('reads')} reads checked")
+        for problem in verdict.get("problems", [])[:5]:
+            add(f"    ! {problem}")
+    else:
+        add(f"  linearizability: {verdict.get('verdict')} ({verdict.get('keys')} keys,"
+            f" {verdict.get('operations_checked')} operations, largest key {verdict.get('max_operations_per_key')},"
+            f" {verdict.get('check_seconds')}s)")
     if verdict.get("explanation"):
         add(f"    {verdict['explanation'][:600]}")
     dur = summary.get("durability", {})
