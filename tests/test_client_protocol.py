@@ -107,7 +107,7 @@ class _Shell:
         self.leader = N2
         self.incarnation = 42
         self.config = ServerConfig(N1, "kv_n1", "kv", "machines.kv", (N1,), max_command_bytes=max_command_bytes)
-        self.stats = {"commands": 0}
+        self.stats = {"commands": 0, "queries": 0}   # the counters the dispatch bumps
         self.delivered = []
 
     def deliver(self, msg):
