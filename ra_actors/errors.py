@@ -141,6 +141,11 @@ class StorageError(RaError):
         self.op = op
 
 
+class InvalidOption(RaError, ValueError):
+    """An options dict (``start_node``'s ``settings`` or ``server_settings``)
+    has a key nobody reads: the message names it and the valid ones."""
+
+
 class LastVoter(RaError):
     """``remove_member`` would leave the cluster without a voter."""
 

@@ -10,7 +10,9 @@
   when the server refused the command itself (``kind``:
   ``"CommandTooLarge"``, or ``"InvalidCommand"`` -- not a value the log can
   store, or malformed session fields or priority); either way it was not
-  applied.  A ``Client`` sends a command that reached a server that does
+  applied; or ``StorageFailed(detail, correlation)`` when the server
+  halted because its node's disk failed (the command may or may not have
+  been applied; ``detail`` names the error).  A ``Client`` sends a command that reached a server that does
   not lead (``NotLeader(leader, correlation)``) or that waited behind a gap
   (``SessionRefused("SequenceGap", ...)``) again itself and never hands
   those out; a program that speaks to servers without a ``Client`` sees
@@ -40,8 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "CommandRefused", "TimedOut", "Message",
-           "RaEvent", "Cast"]
+__all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "CommandRefused",
+           "TimedOut", "Message", "RaEvent", "Cast"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,16 @@ class SessionRefused:
     """Reason of a ``Rejected`` event: the command's session refused it."""
 
     kind: str
+    correlation: Any
+
+
+@dataclass(frozen=True)
+class StorageFailed:
+    """Reason of a ``Rejected`` event: the server halted because its node's
+    storage failed (``detail`` says how); like a timeout, the command may
+    or may not have been applied."""
+
+    detail: str
     correlation: Any
 
 

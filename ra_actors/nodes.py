@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn
 
 from .cookie import cookie_path, ensure_cookie, read_cookie
-from .errors import DataDirLocked, NodeError
+from .errors import DataDirLocked, InvalidOption, NodeError
 from .shell.names import node_modules
 
 if TYPE_CHECKING:
@@ -77,6 +77,24 @@ def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
         finally:
             s.close()
     raise NodeError("no free port found")
+
+
+def _check_settings(settings, server_settings) -> None:
+    """Unknown keys of ``settings`` (the supervisor's) or ``server_settings``
+    are an :class:`~ra_actors.errors.InvalidOption` naming the valid ones:
+    a misspelt setting must not be dropped in silence."""
+    from .actors.node_context import SUPERVISOR_DEFAULTS
+    from .shell.server import SERVER_DEFAULTS
+    for what, given, known in (("settings", settings, SUPERVISOR_DEFAULTS),
+                               ("server_settings", server_settings, SERVER_DEFAULTS)):
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            raise InvalidOption(f"{what} must be a dict, not {type(given).__name__}")
+        unknown = sorted(str(k) for k in given if k not in known)
+        if unknown:
+            raise InvalidOption(f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}: "
+                                f"{', '.join(sorted(known))}")
 
 
 def _check_log_options(log_options) -> dict:
@@ -212,7 +230,7 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
     ``DataDirLocked`` (a live node uses ``data_dir``), ``NodeError`` (not up in time).
     """
     log_options = _check_log_options(log_options)   # before anything is created
-    _check_options(placement, metrics_port)
+    _check_options(placement, metrics_port, settings, server_settings)
     modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
@@ -251,7 +269,8 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
                 None if detach else popen, cfg, metrics_port=status.get("metrics_port"))
 
 
-def _check_options(placement: str, metrics_port) -> None:
+def _check_options(placement: str, metrics_port, settings=None, server_settings=None) -> None:
+    _check_settings(settings, server_settings)
     if placement not in ("process", "shared"):
         raise ValueError(f"placement must be 'process' or 'shared', got {placement!r}")
     if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
@@ -354,8 +373,13 @@ def _stop_unstarted_node(popen: subprocess.Popen, data_dir: str) -> None:
         popen.wait(5)
 
 
-def node_status(data_dir: str) -> dict:
-    """What the files of ``data_dir`` say about its node (for ``node status``)."""
+def node_status(data_dir: str, ask: bool = False, timeout: float = 5.0) -> dict:
+    """What the files of ``data_dir`` say about its node (for ``node status``).
+
+    ``ask=True``: also ask the running node about its storage (``storage``:
+    its state and reason, see ``client.overview``), since a node whose disk
+    refuses writes may not be able to say so in ``node.status``; a storage
+    in ``error`` makes ``state`` ``"error"`` with the reason in ``error``."""
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
     info = nm.read_json(os.path.join(data_dir, "node.pid")) or {}
@@ -363,11 +387,30 @@ def node_status(data_dir: str) -> dict:
     live = nm.live_node_info(data_dir) is not None
     pgid = info.get("pgid")
     pids = nm.group_members(pgid) if pgid and nm.group_alive(pgid) else []
-    return {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
-            ("stale" if pids else (status.get("state") or "absent")),
-            "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
-            "host": info.get("host"), "port": info.get("port"), "error": status.get("error"),
-            "metrics_port": status.get("metrics_port") if live else None}
+    out = {"data_dir": data_dir, "node": info.get("node"), "state": status.get("state") if live else
+           ("stale" if pids else (status.get("state") or "absent")),
+           "running": live, "keeper": info.get("keeper"), "pgid": pgid, "pids": pids,
+           "host": info.get("host"), "port": info.get("port"), "error": status.get("error"),
+           "metrics_port": status.get("metrics_port") if live else None}
+    if ask and live and info.get("port") and info.get("node"):
+        out["storage"] = _ask_storage(info["host"], int(info["port"]), info["node"], timeout)
+        storage = out["storage"]
+        if storage.get("state") == "error":
+            out["state"], out["error"] = "error", f"storage: {storage.get('reason')}"
+        elif storage.get("state") in ("ok", "failing") and out["state"] == "error":
+            out["state"], out["error"] = "ready", None    # (the file is behind)
+    return out
+
+
+def _ask_storage(host: str, port: int, node: str, timeout: float) -> dict:
+    """The running node's storage (``overview()["storage"]``), or what went wrong."""
+    from .api import connect
+    from .errors import RaError
+    try:
+        with connect([(host, port)], timeout=timeout) as client:
+            return dict(client.overview(node, timeout=timeout).get("storage") or {})
+    except RaError as exc:
+        return {"state": "unknown", "reason": f"the node did not answer: {type(exc).__name__}: {exc}"}
 
 
 def stop_node(node: Node | str, timeout: float = 15.0) -> None:
@@ -447,11 +490,16 @@ class LocalNodes:
         return {n: (self.host, self.ports[n]) for n in self.names}
 
     def _start(self, name, timeout=30.0) -> Node:
-        node = start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
-                          host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
-                          timeout=timeout, cookie_file=self.cookie_file, **self._options)
+        node = self._launch(name, timeout)
         self.nodes[name] = node
         return node
+
+    def _launch(self, name, timeout=30.0) -> Node:
+        """Start node ``name`` (not yet recorded in :attr:`nodes`: a start
+        thread must not change that table while the caller reads it)."""
+        return start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
+                          host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
+                          timeout=timeout, cookie_file=self.cookie_file, **self._options)
 
     # -- clients -------------------------------------------------------------
     def client(self, **kw: Any) -> Client:
@@ -502,19 +550,20 @@ class LocalNodes:
             except Exception:  # pragma: no cover
                 pass
         self._clients = []
-        for n in list(self.nodes.values()):
+        nodes = list(self.nodes.values())
+        for n in nodes:
             try:
                 os.killpg(n.pgid, signal.SIGCONT)
             except (ProcessLookupError, TypeError):
                 pass
         # stop all nodes in parallel: SIGTERM every keeper, then wait
-        for n in self.nodes.values():
+        for n in nodes:
             if n._popen is not None and n._popen.poll() is None:
                 try:
                     n._popen.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for n in self.nodes.values():
+        for n in nodes:
             try:
                 stop_node(n, timeout=10.0)
             except Exception:  # pragma: no cover
@@ -536,9 +585,13 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
     Each node gets ``<data_root>/<name>`` (``data_root`` defaults to a
     temporary directory removed on exit).  The first node leads the
     convention.  On exit (also on errors) every node is stopped, and killed
-    if it does not stop in time.  The nodes and ``client()`` share the
-    cluster secret in ``cookie_file`` (default: ``$RA_ACTORS_COOKIE_FILE``,
-    else ``~/.ra_actors.cookie``; created if missing).  Extra keyword arguments go to
+    if it does not stop in time.  Starting is all or nothing: if a node
+    fails to start, every node that started (or was still starting) is
+    stopped and the first failure is raised as it was (``NodeError`` with
+    the node's reason, ``DataDirLocked``...).  The nodes and ``client()``
+    share the cluster secret in ``cookie_file`` (default:
+    ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``; created if
+    missing).  Extra keyword arguments go to
     :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
     ``placement``).
     """
@@ -547,6 +600,7 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
         raise ValueError("local_nodes needs distinct node names")
     if "log_options" in options:
         _check_log_options(options["log_options"])   # before any directory or node
+    _check_settings(options.get("settings"), options.get("server_settings"))
     own_root = data_root is None
     data_root = os.path.abspath(data_root or tempfile.mkdtemp(prefix="ra_actors_"))
     used: set = set()
@@ -556,41 +610,61 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
         used.add(chosen[n])
     cookie_file = cookie_path(options.pop("cookie_file", None))
     handle = LocalNodes(names, data_root, host, chosen, own_root, options, cookie_file)
+    starts: list[_Start] = []
     try:
         ensure_cookie(cookie_file)
         for n in names:
             os.makedirs(handle.data_dir(n), exist_ok=True)
-        # start the convention leader first, the others in parallel
+        # the convention leader first, the others in parallel
         handle._start(names[0], timeout)
-        pending = {}
-        for n in names[1:]:
-            pending[n] = _spawn_async(handle, n, timeout)
-        for n, fut in pending.items():
-            handle.nodes[n] = fut()
+        starts = [_Start(handle, n, timeout) for n in names[1:]]
+        for s in starts:
+            s.join()
+        failed = sorted((s for s in starts if s.error is not None), key=lambda s: s.failed_at)
+        for s in starts:
+            if s.node is not None:
+                handle.nodes[s.name] = s.node
+        if failed:
+            raise failed[0].error
     except BaseException:
+        # All or nothing: every start still in flight ends first (a node that
+        # came up after the others were stopped would keep its data
+        # directory locked), then every node that started is stopped.
+        for s in starts:
+            s.join()
+            if s.node is not None:
+                handle.nodes[s.name] = s.node
         handle.close()
         raise
     return handle
 
 
-def _spawn_async(handle: LocalNodes, name: str, timeout: float):
-    import threading
-    result = {}
+class _Start:
+    """One node of :func:`local_nodes` starting in a thread of its own.  The
+    thread records its outcome here and never touches ``handle.nodes``."""
 
-    def run():
+    def __init__(self, handle: LocalNodes, name: str, timeout: float) -> None:
+        import threading
+        self.name = name
+        self.timeout = timeout
+        self.node: Node | None = None
+        self.error: BaseException | None = None
+        self.failed_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(handle,), daemon=True,
+                                        name=f"start-{name}")
+        self._thread.start()
+
+    def _run(self, handle: LocalNodes) -> None:
         try:
-            result["node"] = handle._start(name, timeout)
-        except BaseException as exc:  # noqa: BLE001
-            result["error"] = exc
+            self.node = handle._launch(self.name, self.timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+            self.failed_at = time.monotonic()
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-
-    def wait():
-        t.join(timeout + 30)
-        if "error" in result:
-            raise result["error"]
-        if "node" not in result:
-            raise NodeError(f"node {name} did not start")
-        return result["node"]
-    return wait
+    def join(self) -> None:
+        """Wait for the outcome: ``start_node`` ends within its timeout
+        (stopping what it started if the node was not up by then)."""
+        self._thread.join(self.timeout + 30)
+        if self._thread.is_alive() and self.error is None:
+            self.error = NodeError(f"node {self.name} did not start")
+            self.failed_at = time.monotonic()

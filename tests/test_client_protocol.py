@@ -108,7 +108,7 @@ class _Shell:
         self.incarnation = 42
         self.role = "follower"
         self.config = ServerConfig(N1, "kv_n1", "kv", "machines.kv", (N1,), max_command_bytes=max_command_bytes)
-        self.stats = {"commands": 0, "queries": 0}
+        self.stats = {"commands": 0, "queries": 0}   # the counters the dispatch bumps
         self.delivered = []
 
     def deliver(self, msg):

@@ -8,6 +8,7 @@ checks only kill faults.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -24,7 +25,8 @@ from ra_actors.testing.jepsen import report
 from ra_actors.testing.jepsen.counter import check_counter
 from ra_actors.testing.jepsen.clients import all_keys, current_generation, key_name
 from ra_actors.testing.jepsen.cluster import install_shim, node_host
-from ra_actors.testing.jepsen.nemesis import FAULTS, parse_nemesis
+from ra_actors.testing.jepsen import disk
+from ra_actors.testing.jepsen.nemesis import DISK, FAULTS, parse_nemesis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "jepsen.py")
@@ -37,6 +39,9 @@ def test_parse_nemesis():
     assert parse_nemesis("combined") == list(FAULTS)
     assert parse_nemesis("kill, kill,none") == ["kill"]
     assert parse_nemesis("partition-leader") == ["partition-leader"]
+    assert parse_nemesis("disk") == list(DISK) == ["disk-full", "disk-corrupt"]
+    assert parse_nemesis("disk-corrupt,kill") == ["disk-corrupt", "kill"]
+    assert not set(DISK) & set(parse_nemesis("combined"))
     with pytest.raises(ValueError):
         parse_nemesis("kill,flood")
 
@@ -296,4 +301,106 @@ def test_a_cluster_that_ignores_sessions_is_caught(tmp_path):
     assert summary["verdict"]["verdict"] == "invalid", (summary["verdict"], proc.stderr[-3000:])
     assert "applied twice" in summary["verdict"]["explanation"]
     assert proc.returncode == 1 and not summary["passed"]
+# ------------------------------------------------------------------ disk nemesis
+def test_disk_corrupt_damages_a_closed_wal_file_or_a_segment_never_the_newest_wal(tmp_path):
+    d = tmp_path / "n1"
+    (d / "wal").mkdir(parents=True)
+    for n in (1, 2, 3):
+        (d / "wal" / f"{n:016d}.wal").write_bytes(b"w" * 100)
+    (d / "wal" / f"{4:016d}.wal").write_bytes(b"")       # empty: nothing to flip
+    segs = d / "servers" / "uid1" / "segments"
+    segs.mkdir(parents=True)
+    (segs / f"{1:016d}.segment").write_bytes(bytes(range(200)))
+    found = disk.damage_candidates(str(d))
+    assert [p.name for p in found["wal_closed"]] == [f"{n:016d}.wal" for n in (1, 2, 3)]
+    assert [p.name for p in found["segment"]] == [f"{1:016d}.segment"]
+    # the newest WAL file alone is never a candidate
+    for n in (1, 2, 3):
+        (d / "wal" / f"{n:016d}.wal").unlink()
+    (d / "wal" / f"{4:016d}.wal").write_bytes(b"w" * 100)
+    assert disk.damage_candidates(str(d))["wal_closed"] == []
+    seg = segs / f"{1:016d}.segment"
+    offset, before, after = disk.flip_byte(seg, random.Random(5))
+    data = seg.read_bytes()
+    assert after == before ^ 0xFF and data[offset] == after
+    assert [i for i in range(200) if data[i] != i] == [offset]
+
+
+def test_a_damaged_directory_is_set_aside_then_emptied(tmp_path):
+    d = tmp_path / "n1"
+    (d / "wal").mkdir(parents=True)
+    (d / "wal" / "x.wal").write_bytes(b"abc")
+    (d / "LOCK").write_bytes(b"")
+    disk.set_aside(str(d), str(tmp_path / "damaged" / "n1-3"))
+    assert list(d.iterdir()) == []
+    assert (tmp_path / "damaged" / "n1-3" / "wal" / "x.wal").read_bytes() == b"abc"
+
+
+@pytest.mark.skipif(disk.tmpfs_unavailable() is not None, reason=f"{disk.tmpfs_unavailable()}")
+def test_fill_writes_until_enospc_and_unfill_frees_it(tmp_path):
+    mnt = tmp_path / "mnt"
+    disk.mount_tmpfs(str(mnt), size=1 << 20)
+    try:
+        (mnt / "data").write_bytes(b"d" * 10_000)
+        written = disk.fill(str(mnt))
+        assert written > 900_000
+        with pytest.raises(OSError) as err:
+            with open(mnt / "more", "wb") as f:
+                f.write(b"x" * 4096)
+                f.flush()
+        assert err.value.errno == errno.ENOSPC
+        assert disk.unfill(str(mnt)) and not disk.unfill(str(mnt))
+        (mnt / "more").write_bytes(b"x" * 100_000)         # room again
+        assert (mnt / "data").read_bytes() == b"d" * 10_000
+    finally:
+        assert disk.umount(str(mnt))
+
+
+def test_disk_summary_fails_a_damaged_member_that_did_not_report():
+    events = [
+        {"event": "start", "fault": "disk-corrupt", "id": 1, "nodes": ["n2"], "kind": "segment",
+         "file": "servers/u/segments/0000000000000001.segment", "offset": 10, "size": 99},
+        {"event": "end", "fault": "disk-corrupt", "id": 1, "nodes": ["n2"], "log_check_exit": 1,
+         "refused_start": True, "reason": "LogCorruption: ...", "reported": True},
+        {"event": "start", "fault": "disk-corrupt", "id": 2, "nodes": ["n3"], "kind": "wal_closed",
+         "file": "wal/0000000000000002.wal", "offset": 6, "size": 500},
+        {"event": "end", "fault": "disk-corrupt", "id": 2, "nodes": ["n3"], "log_check_exit": 0,
+         "refused_start": False, "seen": {"server": "follower"}, "reported": False},
+        {"event": "start", "fault": "disk-full", "id": 3, "nodes": ["n4"], "bytes": 5},
+        {"event": "end", "fault": "disk-full", "id": 3, "nodes": ["n4"],
+         "during": {"storage": "error", "server": "error"}, "storage_ok_after_s": 2.5},
+    ]
+    got = report.disk_summary(events)
+    assert got["corrupt_unreported"] == 1
+    assert [(c["node"], c["reported"]) for c in got["corrupt"]] == [("n2", True), ("n3", False)]
+    assert got["full"] == [{"node": "n4", "bytes": 5, "during": {"storage": "error", "server": "error"},
+                            "storage_ok_after_s": 2.5}]
+    text = report.render({"disk": got})
+    assert "n3:wal/0000000000000002.wal at 6/500: started, log check exit 0, DID NOT REPORT" in text
+
+
+@pytest.mark.slow
+def test_disk_nemesis_run(tmp_path):
+    """Followers' disks filled and freed, bytes flipped in their closed WAL
+    files and segments: linearizable, nothing acknowledged lost, every
+    damaged member named its corruption and was repaired from its peers."""
+    proc, summary, out = _run(tmp_path, "--short", "--time", "40", "--nemesis", "disk", "--seed", "7")
+    assert proc.returncode == 0, (summary.get("failure"), summary.get("disk"), proc.stderr[-3000:])
+    assert summary["passed"] and summary["verdict"]["verdict"] == "linearizable"
+    assert summary["durability"]["lost"] == [] and summary["durability"]["acknowledged_writes"] > 20
+    dsk = summary["disk"]
+    assert dsk["corrupt"] and dsk["corrupt_unreported"] == 0
+    for c in dsk["corrupt"]:
+        assert c["reported"] and c["log_check_exit"] == 1
+        assert (out / "damaged").is_dir()
+    if disk.tmpfs_unavailable() is None:
+        assert dsk["full"]
+        # the full disk was felt (the worst storage state seen while it was full) ...
+        assert any(f["during"]["storage"] in ("failing", "error") for f in dsk["full"]), dsk["full"]
+        # ... and the node came back by itself once the space was freed
+        assert all(f["storage_ok_after_s"] is not None for f in dsk["full"]), dsk["full"]
+    else:
+        assert "disk-full" in summary["skipped_faults"]
+    # the repaired members are members again, caught up
+    assert summary["recovery"]["converged"]
     assert summary["processes"]["left"] == 0

@@ -124,19 +124,50 @@ def test_wal_failure_is_fatal_never_retried_never_reported(tmp_path, op, code):
         # there is no sync at all; after a failed sync, no second one).
         syncs = log.ops("fdatasync", wal_path) + log.ops("fsync", wal_path)
         assert syncs == ([] if op == "write" else [wal_path])
-    # Reopening runs recovery: every acknowledged entry is there, no hole.  The
-    # failed batch may or may not be (it was never acknowledged; after a failed
-    # sync its pages may still be readable, and recovery then makes them durable).
-    got = recovered_indexes(tmp_path)
-    assert got[:10] == list(range(1, 11)) and got == list(range(1, len(got) + 1))
-    assert len(got) in (10, 13)
+        # The file was cut back to what the last good sync covered: after a
+        # failed sync the page cache may still show the batch while the disk
+        # never got it, and recovery must not take it for durable entries.
+        assert log.ops("ftruncate", wal_path) == [wal_path] and node.wal.unsynced_kept is None
+    # Reopening runs recovery: every acknowledged entry is there, no hole, and
+    # nothing of the failed batch.
+    assert recovered_indexes(tmp_path) == list(range(1, 11))
 
 
-def test_enospc_half_written_batch_is_a_torn_tail_set_aside(tmp_path):
+@pytest.mark.parametrize("op", ["write", "fdatasync"])
+def test_a_wal_that_cannot_cut_its_unsynced_tail_says_so(tmp_path, op):
     with recover_node(tmp_path) as node:
         slog = node.create_server(cfg())
         put(node, slog, 1, 5)
+        synced = node.wal.current_size
+        with fileio.inject(Fault(op, errno.EIO, path="*.wal"), Fault("ftruncate", errno.EIO, path="*.wal")):
+            with pytest.raises(StorageError):
+                put(node, slog, 6, 9)
+        assert node.wal.unsynced_kept == (str(node.wal.path), synced)
+
+
+def test_enospc_half_written_batch_is_cut_off_by_the_wal(tmp_path):
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        put(node, slog, 1, 5)
+        synced = node.wal.current_size
         with fileio.inject(Fault("write", errno.ENOSPC, path="*.wal", partial=True)):
+            with pytest.raises(StorageError):
+                put(node, slog, 6, 9)
+        wal_path = node.wal.path
+        assert wal_path.stat().st_size == synced
+    with recover_node(tmp_path) as node:
+        assert node.warnings == []
+        assert [e.index for e in node.open_server("s1").recovered().entries] == [1, 2, 3, 4, 5]
+
+
+def test_enospc_half_written_batch_left_in_place_is_a_torn_tail_set_aside(tmp_path):
+    """The same, when the disk refuses even the truncation: recovery sees the
+    half batch as the newest file's torn tail."""
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        put(node, slog, 1, 5)
+        with fileio.inject(Fault("write", errno.ENOSPC, path="*.wal", partial=True),
+                           Fault("ftruncate", errno.EIO, path="*.wal")):
             with pytest.raises(StorageError):
                 put(node, slog, 6, 9)
         wal_path = node.wal.path

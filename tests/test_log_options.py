@@ -1,5 +1,5 @@
-"""Unknown log options are errors, not silently dropped (``max_size_bytes`` used
-to be ignored: the key is ``wal_max_size_bytes``)."""
+"""Unknown log options and node settings are errors, not silently dropped
+(``max_size_bytes`` used to be ignored: the key is ``wal_max_size_bytes``)."""
 from __future__ import annotations
 
 import pytest
@@ -83,3 +83,18 @@ def test_the_log_creates_files_only_its_owner_can_read(tmp_path):
             assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
         else:
             assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+@pytest.mark.parametrize("kw,bad", [({"settings": {"heartbeat_intervall": 0.4}}, "heartbeat_intervall"),
+                                    ({"server_settings": {"election_timeout": 500}}, "election_timeout")])
+def test_unknown_node_settings_are_refused_before_anything_starts(tmp_path, kw, bad):
+    import ra_actors as ra
+    from ra_actors.errors import InvalidOption
+    from ra_actors.nodes import free_port
+    with pytest.raises(InvalidOption, match=f"unknown .*'{bad}'.*valid") as err:
+        ra.start_node("n1", data_dir=str(tmp_path / "n1"), port=free_port(), **kw)
+    assert isinstance(err.value, ValueError)
+    assert not (tmp_path / "n1" / "node.json").exists()
+    with pytest.raises(InvalidOption, match=bad):
+        ra.local_nodes(["a", "b"], data_root=str(tmp_path / "root"), **kw)
+    assert not (tmp_path / "root").exists() or not any((tmp_path / "root").iterdir())

@@ -127,6 +127,60 @@ def test_local_nodes_stops_everything_on_error(tmp_path):
     assert seen and _wait_gone(seen) == []
 
 
+def test_local_nodes_is_all_or_nothing_even_when_a_start_is_still_in_flight(tmp_path, monkeypatch):
+    """One node fails at once while another is still starting: the call
+    waits for that start to end, stops it with the others, and raises the
+    failed node's own error (start_node stands in for the real one, so the
+    order is certain)."""
+    from ra_actors import nodes as nodes_mod
+
+    class FakeNode:
+        def __init__(self, name):
+            self.name, self.pgid, self._popen = name, None, None
+
+    stopped = []
+
+    def fake_start(name, data_dir, port, **kw):
+        if name == "n2":
+            time.sleep(0.05)
+            raise errors.NodeError("node n2 did not start: corrupt: bad checksum (n2/wal/1.wal)")
+        if name == "n3":
+            time.sleep(0.8)   # still starting when n2 has failed
+        return FakeNode(name)
+
+    monkeypatch.setattr(nodes_mod, "start_node", fake_start)
+    monkeypatch.setattr(nodes_mod, "stop_node", lambda node, timeout=15.0: stopped.append(node.name))
+    with pytest.raises(errors.NodeError, match="corrupt: bad checksum"):
+        ra.local_nodes(["n1", "n2", "n3", "n4"], data_root=str(tmp_path))
+    assert sorted(stopped) == ["n1", "n3", "n4"]
+
+
+def test_local_nodes_with_a_damaged_member_raises_its_error_and_leaves_nothing_running(tmp_path):
+    from ra_actors.actors import node_main as nm
+    names = ["n1", "n2", "n3"]
+    with ra.local_nodes(names, data_root=str(tmp_path)) as nodes:
+        client = nodes.client()
+        sids = [ra.ServerId("c", n) for n in names]
+        client.start_cluster("c", "machines.counter", sids)
+        for _ in range(3):
+            client.process_command(sids[0], ("add", 1), timeout=10)
+    wal = sorted((tmp_path / "n2" / "wal").glob("*.wal"))
+    raw = bytearray(wal[0].read_bytes())
+    raw[60] ^= 0xFF   # inside the first record block, valid data after it: corruption
+    wal[0].write_bytes(bytes(raw))
+    for _attempt in range(3):   # the other starts race the damaged one's failure
+        with pytest.raises(errors.NodeError, match="corrupt"):
+            with ra.local_nodes(names, data_root=str(tmp_path)):
+                pass   # only reached if the start wrongly succeeded
+        for n in names:
+            data_dir = str(tmp_path / n)
+            assert nm.live_node_info(data_dir) is None, f"{n} was left running"
+            assert not nm.lock_is_held(data_dir), f"{n}'s data directory is still locked"
+    # the healthy members start again at once: nothing holds their directories
+    with ra.local_nodes(["n1", "n3"], data_root=str(tmp_path)) as nodes:
+        assert nodes.client().nodes() == {"n1": "up", "n3": "up"}
+
+
 def test_kill_pause_resume_and_failure_detection(nodes3):
     c = nodes3.client()
     assert c.nodes() == {"n1": "up", "n2": "up", "n3": "up"}

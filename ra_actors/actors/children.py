@@ -33,7 +33,8 @@ class Child:
     """One incarnation of a supervised thing (see the module rules)."""
 
     __slots__ = ("kind", "name", "local", "addr", "incarnation", "status", "config", "waiters",
-                 "restarts", "exit_reason", "new")
+                 "restarts", "exit_reason", "new", "storage_crash", "halted", "storage_wait",
+                 "then_restart")
 
     def __init__(self, kind: str, name: str, local: Any) -> None:
         self.kind = kind          # "server" | "wal" | "segment_writer" | "snapshot_writer" | "actor"
@@ -47,6 +48,13 @@ class Child:
         self.restarts: deque[float] = deque()   # times of its recent restarts (RestartPolicy)
         self.exit_reason: Any = None            # what it said before it exited (a crash, a start error)
         self.new = False          # a server created by start_server (not recovered)
+        # The node's storage (storage_supervision): it crashed on a StorageError;
+        # it halted because the storage is in error; it waits for the storage
+        # to come back before it starts; it is stopped to be started again.
+        self.storage_crash = False
+        self.halted = False
+        self.storage_wait = False
+        self.then_restart = False
 
     def matches(self, addr: Any) -> bool:
         return (self.local is not None and self.local == addr) or (self.addr is not None and self.addr == addr)

@@ -25,7 +25,13 @@ carries every server of the node *and* the node's WAL:
   the host: still one WAL per node, shared by all its servers and synced
   once per batch, but a server's write and the WAL's answer cost a function
   call instead of two Thespian hops (each ~0.7 ms, ten times an fsync
-  here);
+  here).  A write or sync the disk refuses ends that WAL, not the host: the
+  host abandons it (as the WAL actor does, :mod:`.storage`), tells its
+  servers there is no WAL (their appends wait) and the supervisor
+  (``ServiceFault``), and reopens the log on the next ``ServiceInit``; its
+  servers then write again what the failed WAL had not confirmed.  The
+  storage's state reaches every server through the host
+  (``ServiceAddresses``);
 * timers: servers' wakeups are kept in one heap and the host asks Thespian
   for at most one wakeup per 10 ms slot (leader ticks: 100 ms slots), so a
   thousand idle leaders' ticks cost ten wakeups a second, not a thousand.
@@ -55,11 +61,11 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, DeadEnve
 from .. import events as ev
 from ..core import messages as m
 from ..core.types import ServerId, Unavailable
-from ..errors import RaError
+from ..errors import RaError, StorageError
 from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, LeaderboardRecord,
                        LeaderboardUpdate, Lookup, LookupReply,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
-                       ServiceAddresses, ServiceFailed, ServiceInit, ServiceReady, SnapshotDone,
+                       ServiceAddresses, ServiceFailed, ServiceFault, ServiceInit, ServiceReady, SnapshotDone,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
@@ -102,6 +108,8 @@ class HostActor(Actor):
         self.by_uid: dict[str, HostedPort] = {}
         self.by_incarnation: dict[int, HostedPort] = {}
         self.wal = None                                 # WalService
+        self.wal_opened = False                         # a WAL was open once (the next open is a reopen)
+        self.services = None                            # the last ServiceAddresses from the supervisor
         self.supervisor = None
         self.closed_files = None                        # ClosedWalFiles
         self.timers: list = []                          # heap of (due, seq, name, incarnation, payload)
@@ -246,20 +254,25 @@ class HostActor(Actor):
 
     # ============================================================ the WAL
     def _on_service_init(self, msg: ServiceInit, sender):
-        from .storage import ClosedWalFiles, WalService
+        from .storage import ClosedWalFiles, WalService, describe, reopen_may_help
         self.supervisor = sender
-        self.closed_files = ClosedWalFiles()
+        if self.closed_files is None:
+            self.closed_files = ClosedWalFiles()
         self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
+        if self.wal is not None:
+            super().send(sender, ServiceReady("wal"))   # already open (a repeated init)
+            return
         try:
             self.wal = WalService(msg.data_dir, msg.options)
         except RaError as exc:
-            # Corrupt log or locked data dir: restarting cannot help.
+            # Corrupt log, locked data dir, a disk that refuses: the node's
+            # start fails with it; later it is a storage fault.  Wait to be reopened.
             log_exc("host", "cannot open the node's log")
-            self.send(sender, ServiceFailed("wal", str(exc)))
+            super().send(sender, ServiceFailed("wal", describe(exc), reopen_may_help(exc)))
             return
         for warning in self.wal.warnings:
             log("host", warning)
-        if STREAM_ENABLED:
+        if STREAM_ENABLED and self.stream is None:
             from . import netpatch
             from .stream import StreamHub
             try:
@@ -269,8 +282,34 @@ class HostActor(Actor):
             except (OSError, ValueError) as exc:   # no stream: everything goes through Thespian
                 log("host", f"replication stream unavailable: {exc!r}")
         if self.wal.recovered_segments:
-            self.send(sender, SegmentsWritten(self.wal.recovered_segments))
-        self.send(sender, ServiceReady("wal"))
+            super().send(sender, SegmentsWritten(self.wal.recovered_segments))
+        if self.wal_opened:
+            # a reopened WAL lost what the failed one had not confirmed
+            self._broadcast(self._addresses(msg.services, wal_restarted=True), self.myAddress)
+        self.wal_opened = True
+        super().send(sender, ServiceReady("wal"))
+
+    def _addresses(self, services: ServiceAddresses, wal_restarted: bool = False) -> ServiceAddresses:
+        """What the host's servers see: the host as the WAL while its WAL is
+        open, and the storage's state as the supervisor last said."""
+        seen = self.services or services
+        return ServiceAddresses(self.myAddress if self.wal is not None else None, services.segment_writer,
+                                services.snapshot_writer, wal_restarted, seen.storage, seen.storage_error)
+
+    def _wal_failed(self, exc: BaseException) -> None:
+        """The disk refused a write or sync (see the module docstring)."""
+        from .storage import describe
+        reason = describe(exc)
+        log("host", f"WAL write failed: {reason}; giving the log up until it is reopened "
+                    "(nothing of the failed batch was acknowledged)")
+        svc, self.wal = self.wal, None
+        for problem in svc.abandon():
+            log("host", problem)
+        current = self.services or ServiceAddresses(None, None, None)
+        self._broadcast(ServiceAddresses(None, current.segment_writer, current.snapshot_writer, False,
+                                         "failing", reason), self.myAddress)
+        if self.supervisor is not None:
+            super().send(self.supervisor, ServiceFault("wal", reason, isinstance(exc, StorageError)))
 
     def _on_watch(self, msg: WatchMessage, sender):
         if self.poke_r in msg.ready:
@@ -289,11 +328,12 @@ class HostActor(Actor):
         """End of a turn: sync what the servers appended (inline when it is
         small and the sync thread is idle), and hand the results over."""
         for _ in range(4):   # results may append more (bounded: then the thread takes over)
-            try:
-                done = self.wal.sync_small_inline(INLINE_SYNC_RECORDS)
-            except BaseException as exc:  # noqa: BLE001
-                log("host", f"WAL write failed: {exc!r}; exiting (all servers restart and resend)")
-                os._exit(71)
+            if self.wal is None:
+                return
+            done = self.wal.sync_small_inline(INLINE_SYNC_RECORDS)
+            if self.wal.failure is not None:
+                self._wal_failed(self.wal.failure)
+                return
             if done is None:
                 return
             self.batching = True
@@ -301,16 +341,14 @@ class HostActor(Actor):
             self._run_local_inbox()
             self.batching = False
             self._flush_outbox()
-        if self.wal.pending_records:
+        if self.wal is not None and self.wal.pending_records:
             self.wal.kick()
 
     def _drain_wal(self):
-        try:
-            replies, closed = self.wal.drain()
-        except BaseException as exc:  # noqa: BLE001
-            log("host", f"WAL write failed: {exc!r}; exiting (all servers restart and resend)")
-            os._exit(71)
+        replies, closed = self.wal.drain()
         self._deliver_wal(replies, closed)
+        if self.wal is not None and self.wal.failure is not None:
+            self._wal_failed(self.wal.failure)
 
     def _deliver_wal(self, replies, closed):
         me = self.myAddress
@@ -321,11 +359,12 @@ class HostActor(Actor):
         self.closed_files.hand_over(self.send, closed)
 
     def _on_services(self, msg: ServiceAddresses, sender):
+        """The supervisor's news (a service restarted, the storage's state):
+        for the servers, the WAL is this host's own while it is open."""
         if self.closed_files is not None:
             self.closed_files.set_segment_writer(self.send, msg.segment_writer)
-        if msg.wal is None:
-            return   # only the host itself is the WAL: it never goes away under its servers
-        self._broadcast(msg, sender)
+        self.services = msg
+        self._broadcast(self._addresses(msg), sender)
 
     def _on_forget(self, msg: ForgetServer, sender):
         if self.wal is not None:
@@ -492,8 +531,10 @@ class HostActor(Actor):
     # ============================================== the port of every shell
     def send(self, addr, msg):
         kind = type(msg)
-        if kind is WalWrite and self.wal is not None:
-            self.wal.write(msg.appends, kick=False)   # the node's WAL is here: no hop
+        if kind is WalWrite:
+            if self.wal is not None:
+                self.wal.write(msg.appends, kick=False)   # the node's WAL is here: no hop
+            # (none: it failed and waits to be reopened; the server writes again then)
             return
         if kind is Lookup and self._lookup(msg):
             return
@@ -571,7 +612,8 @@ class HostActor(Actor):
         except Exception:  # noqa: BLE001
             pass
         if self.supervisor is not None:
-            self.send(self.supervisor, ServerExited(shell.name, shell.incarnation, str(reason), True))
+            self.send(self.supervisor, ServerExited(shell.name, shell.incarnation, str(reason), True,
+                                                    shell.crash_storage))
 
     _HANDLERS = {
         Bundle: _on_bundle,

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 from ..shell.names import ModulePolicy, node_modules
 from .protocol import SupResponse
 from .restart_policy import RestartPolicy
+from .storage_health import STORAGE_SETTINGS, StoragePolicy
 
 SUPERVISOR_DEFAULTS: dict[str, float] = {
     "heartbeat_interval": 0.4,    # seconds between heartbeats to each live node (3 per down verdict)
@@ -33,6 +34,7 @@ SUPERVISOR_DEFAULTS: dict[str, float] = {
     "client_check_interval": 0.5,
     "max_restarts": 10,           # restart intensity: at most this many ...
     "restart_period": 10.0,       # ... within this many seconds
+    **STORAGE_SETTINGS,           # storage faults: back-off, error state, probes (storage_health)
 }
 
 PLACEMENTS = ("process", "shared")
@@ -76,6 +78,7 @@ class NodeContext:
         self.data_dir = ""
         self.settings: dict[str, float] = dict(SUPERVISOR_DEFAULTS)
         self.restart_policy = RestartPolicy.from_settings(self.settings)
+        self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings: dict[str, Any] = {}
         self.modules = ModulePolicy()          # what names from the network may import (shell/names.py)
         self.log_options: dict[str, Any] = {}
@@ -100,6 +103,7 @@ class NodeContext:
         self.settings.update({k: v for k, v in (cfg.get("settings") or {}).items()
                               if k in SUPERVISOR_DEFAULTS})
         self.restart_policy = RestartPolicy.from_settings(self.settings)
+        self.storage_policy = StoragePolicy.from_settings(self.settings)
         self.server_settings = dict(cfg.get("server_settings") or {})
         self.modules = ModulePolicy(node_modules(cfg.get("allowed_modules")))
         self.log_options = dict(cfg.get("log") or {})

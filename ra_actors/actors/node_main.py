@@ -42,32 +42,14 @@ import sys
 import time
 from typing import NoReturn
 
+from .node_files import read_json, set_status, write_json  # noqa: F401 - (also this module's API)
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
 # ------------------------------------------------------------------ files
 def _path(data_dir: str, name: str) -> str:
     return os.path.join(data_dir, name)
-
-
-def write_json(path: str, value) -> None:
-    """Replace ``path`` with ``value`` as JSON, readable by its owner only."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def set_status(data_dir: str, state: str, **extra) -> None:
-    write_json(_path(data_dir, "node.status"), dict(state=state, time=time.time(), **extra))
 
 
 def log(msg: str) -> None:

@@ -116,12 +116,20 @@ class WatchDown:
 
 @dataclass(frozen=True, slots=True)
 class ServiceAddresses:
-    """Supervisor -> server actors: the node's shared actors (after a restart)."""
+    """Supervisor -> server actors: the node's shared actors (after a restart).
+
+    ``storage``: the node's storage as the supervisor sees it
+    (:mod:`.storage_health`): ``"ok"``; ``"failing"`` (a storage service
+    failed and is being reopened, with back-off); ``"error"`` (it gave up:
+    the node's servers halt, answer clients ``StorageError`` and wait for the
+    disk to come back).  ``storage_error`` says why."""
 
     wal: Any
     segment_writer: Any
     snapshot_writer: Any
     wal_restarted: bool = False
+    storage: str = "ok"
+    storage_error: str | None = None
 
 
 # ------------------------------------------------- requests to supervisors
@@ -535,10 +543,13 @@ class StreamOffer:
 
 @dataclass(frozen=True, slots=True)
 class ServerCrash:
-    """A server actor tells its supervisor it is about to exit abnormally."""
+    """A server actor tells its supervisor it is about to exit abnormally
+    (``storage``: because the disk refused a file operation, a
+    ``StorageError``: the node's storage health counts it)."""
 
     name: str
     reason: str
+    storage: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,6 +571,7 @@ class ServerExited:
     incarnation: int
     reason: str
     crashed: bool = False
+    storage: bool = False     # crashed on a StorageError (see ServerCrash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,10 +601,27 @@ class ServiceReady:
 @dataclass(frozen=True, slots=True)
 class ServiceFailed:
     """A storage service cannot open the node's data (corrupt log, locked
-    data dir): the node must fail to start with this error, not crash-loop."""
+    data dir, a disk that refuses): a node that is starting fails to start
+    with this error, not crash-loop.  Later (a reopen), ``retry`` says
+    whether trying again may help (a ``StorageError``: the disk may come
+    back) or not (``LogCorruption``: the node's storage goes to ``error``)."""
 
     kind: str
     error: str
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFault:
+    """A storage service -> supervisor: the disk refused a write or sync
+    (``error``); the service gave its files up (nothing of the failed work
+    was reported done, the file is never written or synced again) and waits
+    for a ``ServiceInit`` to reopen the node's data from what recovery can
+    prove.  The supervisor reopens it with back-off (:mod:`.storage_health`)."""
+
+    kind: str
+    error: str
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -640,6 +669,7 @@ class SnapshotDone:
     uid: str
     meta: Any
     error: str | None = None
+    storage: bool = False     # the error is the disk's (a StorageError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,17 @@ Rules:
   WAL lost what it had not confirmed, and the shell writes it again.
 * Snapshots are written by the node's snapshot writer (or inline while it
   restarts); a write the writer lost when it died is sent again.
+* A sick disk (:mod:`.storage_supervision`): a crash on a ``StorageError``
+  says so (``ServerCrash.storage``); when the node's storage is in
+  ``error`` the server *halts*: every request the core still owed an answer
+  is answered ``Error("StorageError")`` (a pipelined command:
+  ``Rejected(StorageFailed)``), the core gets nothing more and the store is
+  released; from then on it answers every request ``StorageError``, except
+  ``key_metrics`` (``state`` is ``"error"``, ``error`` the reason), the
+  member overview and pings, until its supervisor stops it (and starts it
+  again from disk once the storage is back).  The port remembers the
+  requests the core owes an answer (``(handle, req_id)`` and pipelined
+  ``(handle, correlation)``) for ``CALL_MEMORY_S`` seconds at most.
 * An exception outside the shell's own guard is a crash too: the server is
   restarted from disk by its supervisor.
 """
@@ -42,6 +53,8 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections import OrderedDict
 from typing import Any
 
 from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorExited, DeadEnvelope,
@@ -51,7 +64,7 @@ from .. import events as ev
 from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId,
                           SessionSeq, Unavailable)
 from ..core import messages as m
-from ..errors import MachineError, RaError
+from ..errors import MachineError, RaError, StorageError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
 from .admission import command_refusal
@@ -73,6 +86,13 @@ __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
 _TRACE = bool(os.environ.get("RA_ACTORS_TRACE"))
 
 _REPLY_MODES = {"await_consensus": AwaitConsensus, "after_log_append": AfterLogAppend}
+
+# How long the port remembers a request the core owes an answer (to answer
+# it StorageError if the server halts): longer than any client waits.
+CALL_MEMORY_S = 300.0
+
+# What a halted server still answers itself (everything else: StorageError).
+_HALTED_ANSWERS = frozenset({KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest})
 
 
 def load_machine(path: str, policy: ModulePolicy):
@@ -139,6 +159,12 @@ class ActorServerPort:
         self._pending_snapshots: dict = {}     # meta -> data, until the writer answers
         self.exiting = False
         self.msgs_in = 0                        # messages received (not wakeups): bench's idle check
+        # Requests the core owes an answer: (handle, req_id) or (handle, correlation)
+        # of a pipelined command -> when it came (see the module rules).
+        self._owed_calls: OrderedDict = OrderedDict()
+        self._owed_commands: OrderedDict = OrderedDict()
+        self.halted: str | None = None          # the storage error this server halted for
+        self.crash_storage = False              # the crash was the disk's (a StorageError)
 
     # -- what a placement provides ---------------------------------------------------
     @property
@@ -178,6 +204,9 @@ class ActorServerPort:
     def _dispatch(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ServerInit):
             self._on_init(msg, sender)
+            return
+        if self.halted is not None:
+            self._halted_dispatch(msg, sender)
             return
         if self.shell.core is None:
             if isinstance(msg, ClientCall):
@@ -232,6 +261,9 @@ class ActorServerPort:
         log(self.who, f"started (incarnation {msg.incarnation}, term {core.current_term}, "
                       f"last index {core.log.last_index}, applied {core.last_applied})")
         self._send(sender, ServerStarted(sid.name, msg.incarnation))
+        if msg.services.storage == "error":
+            self._halt(msg.services.storage_error or "storage error")
+            return
         self.shell.start()
 
     def _observer(self, msg: ServerInit, sid: ServerId, config: Any) -> ActorObserver:
@@ -266,6 +298,9 @@ class ActorServerPort:
             self.shell.on_segments_written(refs)
 
     def _on_services(self, msg: ServiceAddresses, sender: Any) -> None:
+        if msg.storage == "error":
+            self._halt(msg.storage_error or "storage error")
+            return
         if msg.snapshot_writer is not None and msg.snapshot_writer != self.snapshot_writer:
             self.snapshot_writer = msg.snapshot_writer
             # a snapshot writer that died took our pending writes with it
@@ -289,6 +324,7 @@ class ActorServerPort:
     def _on_snapshot_done(self, msg: SnapshotDone, sender: Any) -> None:
         data = self._pending_snapshots.pop(msg.meta, None)
         if msg.error:
+            self.crash_storage = msg.storage
             self.shell.on_snapshot_failed(msg.meta, msg.error)
         else:
             self.shell.on_snapshot_written(msg.meta, data)
@@ -343,6 +379,7 @@ class ActorServerPort:
             if core_msg.then is not None:
                 shell.deliver(core_msg.then)
         else:
+            self._owe(self._owed_calls, (msg.handle, msg.req_id))
             shell.deliver(core_msg)
 
     # One handler per client request (protocol.CLIENT_REQUESTS): each returns
@@ -443,6 +480,7 @@ class ActorServerPort:
                     refusal[0], getattr(c, "correlation", None))))
                 continue
             cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
+            self._owe(self._owed_commands, (handle, c.correlation))
         self.shell.stats["commands"] += len(cmds)
         if cmds:
             self.shell.deliver(m.Commands(tuple(cmds)))
@@ -459,15 +497,21 @@ class ActorServerPort:
 
     def reply(self, to: Any, reply: Any, leader: ServerId | None) -> None:
         if isinstance(to, tuple) and len(to) == 2 and is_client_handle(to[0]):
+            self._owed_calls.pop(to, None)
             self.router.send_to_client(to[0], ClientReply(to[1], reply, leader))
         elif to is not None:
             log(self.who, f"reply to unknown caller {to!r:.100}")
 
     def applied(self, client: Any, leader: ServerId, results: tuple) -> None:
+        owed = self._owed_commands
+        if owed:
+            for correlation, _reply in results:
+                owed.pop((client, correlation), None)
         self.router.send_to_client(client, ev.Applied(leader, list(results)))
 
     def rejected(self, client: Any, server: ServerId, leader: ServerId | None, correlation: Any,
                  reason: str = "not_leader") -> None:
+        self._owed_commands.pop((client, correlation), None)
         why = (ev.NotLeader(leader, correlation) if reason == "not_leader"
                else ev.SessionRefused(reason, correlation))
         self.router.send_to_client(client, ev.Rejected(server, why))
@@ -538,6 +582,7 @@ class ActorServerPort:
         self._leave(why)
 
     def crash(self, reason: str, exc: BaseException | None) -> None:
+        self.crash_storage = self.crash_storage or isinstance(exc, StorageError)
         if exc is not None:
             log(self.who, f"crash: {reason}")
             log_exc(self.who, "traceback")
@@ -546,6 +591,65 @@ class ActorServerPort:
         self.shell.crashed = True
         self._close_observer()
         self._die(reason)
+
+    # ----------------------------------------------------------- a sick disk
+    @staticmethod
+    def _owe(table: OrderedDict, key: tuple) -> None:
+        now = time.monotonic()
+        table[key] = now
+        table.move_to_end(key)
+        while table:
+            oldest_key, since = next(iter(table.items()))
+            if now - since < CALL_MEMORY_S:
+                break
+            del table[oldest_key]
+
+    def _storage_detail(self) -> str:
+        node = self.shell.id.node if self.shell.id else "?"
+        return (f"{self.shell.id}: the storage of node {node} failed ({self.halted}); the server "
+                "halted until the disk is back")
+
+    def _halt(self, reason: str) -> None:
+        """The node's storage is in error (see the module rules)."""
+        if self.halted is not None:
+            return
+        self.halted = reason
+        log(self.who, f"halting: the node's storage failed: {reason}")
+        detail = self._storage_detail()
+        owed = f"{detail}; the request may or may not have taken effect"
+        for handle, req_id in list(self._owed_calls):
+            self.router.send_to_client(handle, ClientReply(req_id, Error("StorageError", owed), None))
+        for handle, correlation in list(self._owed_commands):
+            self.router.send_to_client(handle, ev.Rejected(self.shell.id, ev.StorageFailed(owed, correlation)))
+        self._owed_calls.clear()
+        self._owed_commands.clear()
+        self.shell.close()
+
+    def _halted_dispatch(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ClientCall):
+            request = msg.request
+            if type(request) in _HALTED_ANSWERS:
+                if type(request) is KeyMetricsRequest:
+                    value = dict(self.shell.key_metrics(), state="error", error=self.halted)
+                elif type(request) is MemberOverviewRequest:
+                    value = dict(self.overview(), state="error", error=self.halted)
+                else:
+                    value = (self.shell.id, self.shell.incarnation)
+                self._send(sender, ClientReply(msg.req_id, Ok(value), None))
+            else:
+                # not taken: the client may ask another member
+                self._send(sender, ClientReply(msg.req_id, Error("StorageError", self._storage_detail(), True),
+                                               None))
+        elif isinstance(msg, Pipeline):
+            detail = self._storage_detail()
+            for cmd in msg.commands:
+                self._send(sender, ev.Rejected(self.shell.id, ev.StorageFailed(detail, cmd.correlation)))
+        elif isinstance(msg, StopServer):
+            self.exit("normal")
+        elif isinstance(msg, Bundle):
+            for inner in msg.msgs:
+                self._halted_dispatch(inner, sender)
+        # everything else (RPCs, WAL results, timers...) is for a server that runs
 
     _HANDLERS = {
         Rpcs: _on_rpcs,
@@ -638,7 +742,7 @@ class _ProcessPort(ActorServerPort):
         try:
             if self.supervisor is not None:
                 name = self.shell.id.name if self.shell.id else "?"
-                self.actor.send(self.supervisor, ServerCrash(name, reason))
+                self.actor.send(self.supervisor, ServerCrash(name, reason, self.crash_storage))
         except Exception:  # noqa: BLE001 - dying anyway
             pass
         os._exit(70)

@@ -11,9 +11,21 @@
   writer.  Each server numbers its ``WalWrite``s; the actor puts them back
   in order (:mod:`.sequencing`: Thespian may reorder or repeat messages) and
   gives up on a hole after ``WAL_HOLE_WAIT_S``.
+* A write or sync the disk refuses ends that WAL (:meth:`WalService.abandon`:
+  nothing of the failed batch is reported written, its unsynced bytes are
+  cut off the file, the file is closed without another sync, the lock is
+  released); the actor tells the supervisor (``ServiceFault``) and waits,
+  alive, for a ``ServiceInit`` that reopens the node's log from what
+  recovery can prove (:mod:`.storage_supervision` decides when).  Writes
+  that arrive meanwhile are dropped: the servers write them again.
 * :class:`SegmentWriterActor` — moves closed WAL files into per-server
   segments; the supervisor forwards what was written to each server (so its
-  mem table can let go of those entries).
+  mem table can let go of those entries).  On (re)start it first moves every
+  closed WAL file it finds (the ones its predecessor was handed, or was
+  flushing when it died); a file already moved, or named by a stale
+  ``FlushWalFiles``, is skipped (:mod:`ra_actors.log.segment_writer` moves
+  files under the data directory's flush lock).  A disk that refuses is a
+  ``ServiceFault`` too.
 * :class:`SnapshotWriterActor` — writes snapshots durably, answers
   ``SnapshotDone``.
 * :class:`ServerStore` — a server's files as its shell sees them (the
@@ -35,9 +47,9 @@ from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WakeupMessag
 
 from ..core.server import Recovered
 from ..core.types import ServerConfig
-from ..errors import RaError
+from ..errors import DataDirLocked, RaError, StorageError
 from .sequencing import Resequencer
-from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceInit,
+from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceFault, ServiceInit,
                        ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
 from .util import log, log_exc
 
@@ -69,6 +81,15 @@ def delete_server_data(data_dir: str, uid: str) -> None:
     _delete(data_dir, uid)
 
 
+def reopen_may_help(exc: BaseException) -> bool:
+    """Whether opening the node's log again later may succeed after ``exc``:
+    yes for a disk that said no (it may come back) or a lock still held by a
+    process on its way out; no for a corrupt log or bad options."""
+    return isinstance(exc, (StorageError, DataDirLocked))
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 def _service_writer(data_dir: str, kind: str):
     """The counters slot of storage service ``kind`` (None: no counters file)."""
     from ..metrics.writers import service_writer
@@ -117,10 +138,12 @@ class WalService:
         self.stop = False
         self.syncing = False
         self.pending_records = 0
+        self.failure: BaseException | None = None   # the failed write or sync (see drain)
         self.counters = _service_writer(data_dir, "wal")
         self._counters_lock = threading.Lock()
         self._publish()
-        threading.Thread(target=self._syncer, name="wal-sync", daemon=True).start()
+        self.thread = threading.Thread(target=self._syncer, name="wal-sync", daemon=True)
+        self.thread.start()
 
     def _publish(self) -> None:
         """The WAL's counters into its slot of the node's counters file
@@ -139,8 +162,12 @@ class WalService:
 
     def write(self, appends, kick: bool = True) -> None:
         """Queue ``appends``; ``kick``: wake the sync thread now (the host
-        actor kicks once per turn instead, see :meth:`sync_small_inline`)."""
+        actor kicks once per turn instead, see :meth:`sync_small_inline`).
+        Once the WAL failed they are dropped (the failure reaches the actor
+        through :meth:`drain`; the writers write them again)."""
         wal = self.wal
+        if wal.failed is not None:
+            return
         for enc in appends:
             wal.append_encoded(enc)
             self.pending_records += enc.count
@@ -160,10 +187,14 @@ class WalService:
         pending, self.pending_records = self.pending_records, 0
         if not pending:
             return None
-        if self.syncing or pending > max_records:
+        if self.syncing or pending > max_records or self.failure is not None:
             self.work.set()
             return None
-        result = self.wal.flush()
+        try:
+            result = self.wal.flush()
+        except BaseException as exc:  # noqa: BLE001 - see drain
+            self.failure = exc
+            return None
         self._publish()
         replies: dict = {}
         for uid in set(result.written) | set(result.resend):
@@ -177,42 +208,73 @@ class WalService:
         self.stop = True
         self.work.set()
 
+    def abandon(self) -> list[str]:
+        """Give the log up after a failed write or sync: the sync thread
+        stops, the WAL file is closed without another sync (the WAL already
+        cut off the bytes no sync covered), the data-dir lock is released and
+        whatever was queued is dropped (it was never reported written).
+        Returns what went wrong on the way (logged by the caller)."""
+        problems = []
+        self.close()
+        self.thread.join(5.0)
+        try:
+            self.node_storage.close()
+        except Exception as exc:  # noqa: BLE001 - giving up anyway
+            problems.append(f"closing the log: {exc!r}")
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return problems
+
     def _syncer(self):
         wal = self.wal
         while not self.stop:
             self.work.wait()
             self.work.clear()
+            if self.stop:
+                return
             self.syncing = True
             try:
                 result = wal.flush()
             except BaseException as exc:  # noqa: BLE001
                 self.done.put(exc)
-                os.write(self.wfd, b"x")
+                self._wake()
                 return
             finally:
                 self.syncing = False
             self._publish()
             if result.written or result.resend or result.closed_files:
                 self.done.put(result)
-                os.write(self.wfd, b"x")
+                self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wfd, b"x")
+        except OSError:
+            pass   # abandoned meanwhile
 
     def drain(self):
         """``({uid: (core messages)}, [closed WAL files])`` since the last
-        drain.  A failed write raises: the WAL is unusable, its host must
-        exit (writers resend to the restarted one)."""
+        drain: what the batches synced before a failure made durable.  A
+        failed write or sync is then in :attr:`failure`: the WAL is unusable
+        and its host must :meth:`abandon` it (writers write again to the
+        reopened one)."""
         try:
             os.read(self.rfd, 65536)
-        except BlockingIOError:
+        except (BlockingIOError, OSError):
             pass
         closed = []
         replies: dict = {}
-        while True:
+        while self.failure is None:
             try:
                 result = self.done.get_nowait()
             except queue.Empty:
                 break
             if isinstance(result, BaseException):
-                raise result
+                self.failure = result
+                break
             for uid in set(result.written) | set(result.resend):
                 replies.setdefault(uid, []).extend(result.messages(uid))
             closed.extend(result.closed_files)
@@ -250,6 +312,7 @@ class WalActor(Actor):
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
         self.svc = None
+        self.supervisor = None
         self.writers = {}
         self.sequencer = Resequencer()     # each server's WalWrites, in its order
         self._hole_check_armed = False
@@ -261,13 +324,15 @@ class WalActor(Actor):
     def receiveMessage(self, msg, sender):
         try:
             self._dispatch(msg, sender)
-        except Exception:  # noqa: BLE001 - the WAL is unusable: crash, servers resend
+        except Exception:  # noqa: BLE001 - a bug, not the disk: crash, the supervisor restarts us
             log_exc("wal", f"error handling {type(msg).__name__}")
             os._exit(70)
         return self._watch()   # re-armed on every message (Thespian clears it otherwise)
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, WalWrite):
+            if self.svc is None:
+                return   # failed, waiting to be reopened: the writer writes it again then
             self.writers[msg.uid] = sender
             for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
                 self.svc.write(write.appends)
@@ -276,6 +341,8 @@ class WalActor(Actor):
             self._drain()
         elif isinstance(msg, WakeupMessage):
             self._hole_check_armed = False
+            if self.svc is None:
+                return
             for uid, writes in self.sequencer.skip_holes(time.monotonic(), WAL_HOLE_WAIT_S).items():
                 log("wal", f"a write of {uid} did not arrive in {WAL_HOLE_WAIT_S} s: taking the "
                            f"{len(writes)} after it (the gap is written again)")
@@ -283,13 +350,18 @@ class WalActor(Actor):
                     self.svc.write(write.appends)
             self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
+            self.supervisor = sender
+            if self.svc is not None:
+                self.send(sender, ServiceReady("wal"))   # already open (a repeated init)
+                return
             try:
                 self._init(msg, sender)
             except RaError as exc:
-                # Corrupt log or locked data dir: restarting cannot help.
-                # Tell the supervisor (the node start fails with this error).
+                # Corrupt log, locked data dir, a disk that refuses: tell the
+                # supervisor (a node that starts fails with this error; later
+                # it is a storage fault) and wait to be reopened.
                 log_exc("wal", "cannot open the node's log")
-                self.send(sender, ServiceFailed("wal", str(exc)))
+                self.send(sender, ServiceFailed("wal", describe(exc), reopen_may_help(exc)))
         elif isinstance(msg, ServiceAddresses):
             self.closed_files.set_segment_writer(self.send, msg.segment_writer)
         elif isinstance(msg, ForgetServer):
@@ -312,21 +384,36 @@ class WalActor(Actor):
             log("wal", warning)
         self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
         if self.svc.recovered_segments:
-            # old WAL files (a WAL that crashed) are in segments now
+            # old WAL files (a WAL that crashed or failed) are in segments now
             self.send(sender, SegmentsWritten(self.svc.recovered_segments))
         self.send(sender, ServiceReady("wal"))
 
     def _drain(self):
-        try:
-            replies, closed = self.svc.drain()
-        except BaseException as exc:  # noqa: BLE001
-            log("wal", f"WAL write failed: {exc!r}; exiting (servers will resend)")
-            os._exit(71)
+        if self.svc is None:
+            return
+        replies, closed = self.svc.drain()
         for uid, msgs in replies.items():
             writer = self.writers.get(uid)
             if writer is not None:
                 self.send(writer, WalResult(uid, tuple(msgs)))
         self.closed_files.hand_over(self.send, closed)
+        if self.svc.failure is not None:
+            self._fail(self.svc.failure)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The disk refused a write or sync: give the log up, say so, wait
+        for a reopen (see the module rules)."""
+        reason = describe(exc)
+        log("wal", f"WAL write failed: {reason}; giving the log up until it is reopened "
+                   "(nothing of the failed batch was acknowledged)")
+        svc, self.svc = self.svc, None
+        for problem in svc.abandon():
+            log("wal", problem)
+        # a reopened WAL knows no writer: each starts afresh (a new epoch)
+        self.sequencer = Resequencer()
+        self.writers = {}
+        if self.supervisor is not None:
+            self.send(self.supervisor, ServiceFault("wal", reason, isinstance(exc, StorageError)))
 
 
 # ======================================================= segment writer
@@ -343,29 +430,54 @@ class SegmentWriterActor(Actor):
     def receiveMessage(self, msg, sender):
         try:
             if isinstance(msg, ServiceInit):
-                from ..log.segment_writer import SegmentWriter
-                opts = msg.options or {}
-                kw = {}
-                if "segment_max_entries" in opts:
-                    kw["max_count"] = int(opts["segment_max_entries"])
-                if "segment_max_size_bytes" in opts:
-                    kw["max_size_bytes"] = int(opts["segment_max_size_bytes"])
-                self.sw = SegmentWriter(msg.data_dir, **kw)
                 self.counters = _service_writer(msg.data_dir, "segment_writer")
                 self.supervisor = sender
-                self.send(sender, ServiceReady("segment_writer"))
+                self._init(msg)
             elif isinstance(msg, FlushWalFiles):
-                flushes = [self.sw.flush_wal_file(p) for p in msg.paths if os.path.exists(p)]
-                report = _segments_report(flushes)
-                self.flushed[0] += len(flushes)
-                self.flushed[1] += sum(f.records for f in flushes)
-                if self.counters is not None:
-                    self.counters.publish(tuple(self.flushed))
-                if report and self.supervisor is not None:
-                    self.send(self.supervisor, SegmentsWritten(report))
+                if self.sw is None:
+                    return   # failed: the next (re)start moves every closed file
+                self._report([self.sw.flush_wal_file(p) for p in msg.paths])
+        except StorageError as exc:
+            self._fail(exc)
         except Exception:  # noqa: BLE001
             log_exc("segment writer", f"error handling {type(msg).__name__}")
             os._exit(70)
+
+    def _init(self, msg: ServiceInit) -> None:
+        from ..log.segment_writer import SegmentWriter
+        opts = msg.options or {}
+        kw = {}
+        if "segment_max_entries" in opts:
+            kw["max_count"] = int(opts["segment_max_entries"])
+        if "segment_max_size_bytes" in opts:
+            kw["max_size_bytes"] = int(opts["segment_max_size_bytes"])
+        sw = SegmentWriter(msg.data_dir, **kw)
+        try:
+            # what a predecessor was handed (or was moving when it died)
+            flushed = sw.flush_closed_files()
+        except RaError as exc:
+            log_exc("segment writer", "cannot move the closed WAL files")
+            self.send(self.supervisor, ServiceFailed("segment_writer", describe(exc), reopen_may_help(exc)))
+            return
+        self.sw = sw
+        self._report(flushed)
+        self.send(self.supervisor, ServiceReady("segment_writer"))
+
+    def _report(self, flushes) -> None:
+        self.flushed[0] += len(flushes)
+        self.flushed[1] += sum(f.records for f in flushes)
+        if self.counters is not None:
+            self.counters.publish(tuple(self.flushed))
+        report = _segments_report(flushes)
+        if report and self.supervisor is not None:
+            self.send(self.supervisor, SegmentsWritten(report))
+
+    def _fail(self, exc: StorageError) -> None:
+        log("segment writer", f"moving a WAL file to segments failed: {describe(exc)}; waiting to "
+                              "be reopened (the WAL file stays)")
+        self.sw = None
+        if self.supervisor is not None:
+            self.send(self.supervisor, ServiceFault("segment_writer", describe(exc), True))
 
 
 # ====================================================== snapshot writer
@@ -393,7 +505,7 @@ class SnapshotWriterActor(Actor):
                 self.send(sender, SnapshotDone(msg.uid, msg.meta))
             except Exception as exc:  # noqa: BLE001
                 log_exc("snapshot writer", f"snapshot of {msg.uid} at {msg.meta.index} failed")
-                self.send(sender, SnapshotDone(msg.uid, msg.meta, f"{type(exc).__name__}: {exc}"))
+                self.send(sender, SnapshotDone(msg.uid, msg.meta, describe(exc), isinstance(exc, StorageError)))
 
 
 def write_snapshot(data_dir, uid, meta, state_bytes: bytes) -> None:

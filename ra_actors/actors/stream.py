@@ -120,6 +120,7 @@ def wire_codec():
         classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
+        classes.append(events.StorageFailed)
         _CODEC = codec.Codec(classes, wire=True)
     return _CODEC
 

@@ -22,6 +22,14 @@ Rules:
   ``Down`` first), and the new host gets each server started again.
 * A message for every server goes to each running server, or once to the
   host in placement ``shared`` (it hands it to each of its servers).
+* The node's storage (:mod:`.storage_supervision`): a server that crashed
+  on a ``StorageError`` is a storage fault, restarted after the storage's
+  back-off, or not before the storage is back when it is in ``error``.  In
+  ``error`` every server halts (:meth:`ServerSupervision.halt_servers`: it
+  answers clients ``StorageError``, its watchers see it ``Down``) and no
+  server starts; once the storage is back, halted servers are stopped and
+  started again from what is on disk, and those that waited start
+  (:meth:`ServerSupervision.storage_back`).
 * Counters: a server gets its slot of the node's counters file when it
   starts (the same one on every restart) and loses it when its data is
   deleted; the slot's status follows the server's (starting, running,
@@ -78,6 +86,8 @@ class ServerSupervision:
                  registry: ServerRegistry, directory: Directory, monitors: Monitors,
                  detector: FailureDetector, leaderboard: Any = None) -> None:
         self.ctx = ctx
+        self.storage: Any = None              # StorageSupervision (set by the supervisor)
+        self.halted_reason: str | None = None   # the storage error the servers halted for
         self.leaderboard = leaderboard
         self.children = children
         self.services = services
@@ -93,9 +103,15 @@ class ServerSupervision:
         self._check_machine(request.machine)
         return ("ok", None)
 
+    def _refuse_in_storage_error(self) -> None:
+        if self.halted_reason is not None:
+            raise errors.StorageError(f"node {self.ctx.node}: the storage failed ({self.halted_reason}); "
+                                      "no server starts until it is back")
+
     def start_server(self, request: StartServerRequest, sender: Any) -> Any:
         config: ServerConfig = request.config
         name, node = config.server_id.name, self.ctx.node
+        self._refuse_in_storage_error()
         if ServerId(*config.server_id).node != node:
             raise errors.RaError(f"server {config.server_id} does not belong to node {node}")
         if name in self.servers and self.servers[name].status in _BUSY:
@@ -112,11 +128,12 @@ class ServerSupervision:
         name = request.name
         rec = self._registered(name)
         child = self.servers.get(name)
-        if child is not None and child.status in (RUNNING, STARTING):
+        if child is not None and child.status in (RUNNING, STARTING) and not child.halted:
             if request.config:
                 raise errors.RaError(f"server {name} on node {self.ctx.node} is running: "
                                      "stop it before restarting it with a changed config")
             return ("ok", child.incarnation)
+        self._refuse_in_storage_error()
         if child is not None and child.status in (STOPPING, DELETING):
             raise errors.RaError(f"server {name} on node {self.ctx.node} is {child.status}")
         config = child.config if child is not None else self.registry.read_config(rec.uid)
@@ -171,6 +188,10 @@ class ServerSupervision:
         out = {k: values[k] for k in KEY_METRICS}
         out["state"] = STATE_NAMES.get(values["state"], "unknown")
         out["membership"] = MEMBERSHIP_NAMES.get(values["membership"], "unknown")
+        if child.halted:
+            # halted for the node's storage: say so, with the reason
+            out["state"] = "error"
+            out["error"] = self.halted_reason or "the node's storage is in error"
         return out
 
     def _counters_status(self, name: str, status: int, incarnation: int | None = None) -> None:
@@ -184,12 +205,23 @@ class ServerSupervision:
         out = {}
         for name, rec in self.registry.servers.items():
             child = self.servers.get(name)
+            if child is not None and child.halted and child.status in (RUNNING, STARTING):
+                status = "error"
+            elif child is not None:
+                status = child.status
+            else:
+                status = "stopped" if rec.stopped else "exited"
             out[name] = {
                 "uid": rec.uid,
-                "status": child.status if child is not None else ("stopped" if rec.stopped else "exited"),
+                "status": status,
                 "incarnation": child.incarnation if child is not None else 0,
                 "restarts": len(child.restarts) if child is not None else 0,
             }
+            if child is not None and child.status == EXITED and child.exit_reason:
+                # why it does not run: a crash, or a start refused (LogCorruption...)
+                why = child.exit_reason
+                out[name]["reason"] = (f"{why[0]}: {why[1]}" if isinstance(why, (tuple, list)) and len(why) > 1
+                                       else str(why))
         return out
 
     def _check_machine(self, machine: str) -> None:
@@ -266,14 +298,21 @@ class ServerSupervision:
             log(self.ctx.who, f"server {msg.name} failed to start: {msg.error}")
             child.answer_waiters(self.ctx, error=msg.error)
             # It exits by itself and is not restarted; one that never ran
-            # leaves nothing behind.
+            # leaves nothing behind.  One the disk refused starts again once
+            # the storage is back.
             child.status = DELETING if child.new else STOPPING
+            if not child.new and msg.error[0] == "StorageError" and self.storage is not None:
+                child.storage_wait = True
+                self.storage.server_fault(child.name, msg.error[1])
             self._counters_status(msg.name, counters_block.STATUS_EXITED)
             return
         child.addr = sender
         child.status = RUNNING
+        child.storage_wait = False
         self._counters_status(msg.name, counters_block.STATUS_RUNNING)
         child.answer_waiters(self.ctx, ("ok", msg.incarnation))
+        if self.storage is not None:
+            self.storage.maybe_settled()
 
     def server_exited(self, child: Child, prev: str) -> None:
         """``ChildActorExited`` of a server actor (placement ``process``)."""
@@ -290,6 +329,7 @@ class ServerSupervision:
             return
         if msg.crashed:
             child.exit_reason = msg.reason
+            child.storage_crash = msg.storage
         prev, child.status = child.status, EXITED
         if not self.ctx.exiting:
             self._gone(child, prev)
@@ -298,6 +338,7 @@ class ServerSupervision:
         child = self.servers.get(msg.name)
         if child is not None and child.matches(sender):
             child.exit_reason = msg.reason
+            child.storage_crash = msg.storage
 
     def _gone(self, child: Child, prev: str) -> None:
         asked = prev in (STOPPING, DELETING)
@@ -313,7 +354,23 @@ class ServerSupervision:
         if prev == DELETING:
             self._delete_data(child.name)
             return
+        if child.then_restart:
+            # halted for a storage error that is over: back from what is on disk
+            child.then_restart = False
+            child.halted = False
+            self._start(child.config, new=False)
+            return
         if asked or (prev == STARTING and child.exit_reason):
+            return
+        if child.storage_crash and self.storage is not None:
+            delay = self.storage.server_fault(child.name, str(reason))
+            if delay is None or self.halted_reason is not None:
+                child.storage_wait = True
+                log(self.ctx.who, f"server {child.name} crashed on the disk ({reason}); it starts "
+                                  "again when the storage is back")
+                return
+            log(self.ctx.who, f"server {child.name} crashed on the disk ({reason}); restarting in {delay:.2f}s")
+            self.ctx.wakeup_after(delay, ServerRestartDue(child.name, id(child)))
             return
         delay = self.ctx.restart_policy.next_delay(child.restarts)
         if delay is None:
@@ -332,6 +389,9 @@ class ServerSupervision:
             return
         rec = self.registry.get(due.name)
         if rec is None or rec.stopped:
+            return
+        if self.halted_reason is not None:
+            child.storage_wait = True   # storage_back starts it
             return
         self._start(child.config, new=False)
 
@@ -364,23 +424,62 @@ class ServerSupervision:
         if addresses is not None and not (self.ctx.shared and msg.kind == WAL):
             self.to_servers(addresses)
 
-    def service_exited(self, child: Child) -> None:
-        """``ChildActorExited`` of a storage service: restart it."""
-        if self.services.fatal is not None or not self.services.is_current(child):
-            return   # the node is failing to start: do not loop
-        log(self.ctx.who, f"{child.kind} exited: restarting it")
-        if child.kind == WAL and self.ctx.shared:
-            # the host died with every server in it: restart the host, then
-            # each server (monitors see Down first)
-            self.services.start(child.kind)
-            for server in list(self.servers.values()):
-                if server.status != EXITED:
-                    prev, server.status = server.status, EXITED
-                    self._gone(server, prev)
-            return
-        if child.kind == WAL:
-            self.to_servers(ServiceAddresses(None, None, None, False))   # appends wait
-        self.services.start(child.kind)
+    def host_died(self) -> None:
+        """Placement ``shared``: the host actor died with every server in
+        it.  Each is gone (monitors see ``Down``); those not asked to stop
+        start again once the new host runs (:meth:`storage_back`)."""
+        for server in list(self.servers.values()):
+            if server.status == EXITED:
+                continue
+            prev, server.status = server.status, EXITED
+            restart = server.then_restart
+            server.then_restart = server.halted = False
+            self.monitors.fire(ServerId(server.name, self.ctx.node), server.exit_reason or "killed")
+            if prev == DELETING:
+                server.answer_waiters(self.ctx, ("ok", None))
+                self._delete_data(server.name)
+            elif prev == STOPPING and not restart:
+                server.answer_waiters(self.ctx, ("ok", None))
+            else:
+                server.answer_waiters(self.ctx, error=("NoSuchServer", f"{server.name} exited during start", None))
+                server.storage_wait = True
+
+    # ============================================================== storage
+    def halt_servers(self, reason: str) -> None:
+        """The storage is in ``error``: every server halts (it is told by the
+        ``ServiceAddresses`` that follows); its watchers see it ``Down`` now,
+        so that its peers elsewhere elect a leader without it."""
+        self.halted_reason = reason
+        for child in list(self.servers.values()):
+            if child.status in (RUNNING, STARTING) and not child.halted:
+                child.halted = True
+                self.monitors.fire(ServerId(child.name, self.ctx.node), f"storage error: {reason}")
+
+    def storage_probed(self) -> None:
+        """The disk works again (a probe passed): servers may start again."""
+        self.halted_reason = None
+
+    def waiting_for_storage(self) -> bool:
+        return any(c.storage_wait or c.then_restart or (c.halted and c.status in (RUNNING, STARTING))
+                   for c in self.servers.values())
+
+    def storage_back(self) -> None:
+        """Every service runs again: halted servers are stopped and started
+        again from what is on disk; those that waited for the storage start."""
+        self.halted_reason = None
+        for child in list(self.servers.values()):
+            rec = self.registry.get(child.name)
+            if child.halted and child.status in (RUNNING, STARTING):
+                child.then_restart = True
+                child.status = STOPPING
+                self.ctx.send(child.addr or child.local, StopServer(delete=False, name=child.name))
+            elif child.status == EXITED and child.storage_wait:
+                child.storage_wait = False
+                child.halted = False
+                if rec is not None and not rec.stopped:
+                    self._start(child.config, new=False)
+            elif child.storage_wait and child.status not in (RUNNING, STARTING):
+                child.storage_wait = False
 
     def on_segments_written(self, msg: SegmentsWritten, sender: Any) -> None:
         if self.ctx.shared:
@@ -405,8 +504,9 @@ class ServerSupervision:
         """``msg`` to every running server (see the module rules)."""
         if self.ctx.shared:
             host = self.services.host()
-            if host is not None and host.status == RUNNING:
-                self.ctx.send(host.addr, msg)
+            if host is not None and host.status != EXITED and (host.addr or host.local) is not None:
+                # (a host whose WAL failed still carries its servers)
+                self.ctx.send(host.addr or host.local, msg)
             return
         for child in self.directory.running_servers():
             self.ctx.send(child.addr, msg)

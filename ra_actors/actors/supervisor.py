@@ -5,6 +5,8 @@ each message to the one it concerns.
 
 * :mod:`.supervision` — the node's servers and storage services: start,
   stop, restart, delete (:mod:`.services`, :mod:`.registry`);
+* :mod:`.storage_supervision` — storage faults: reopen with back-off, the
+  ``error`` state, probes, coming back (:mod:`.storage_health`);
 * :mod:`.user_actors` — the actors clients start (``client.start_actor``);
 * :mod:`.directory` — name -> address, incarnation and status; ``Lookup``;
 * :mod:`.monitors` — ``Watch``/``Unwatch``/``WatchDown``, local and remote;
@@ -54,12 +56,15 @@ from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest,
                        ListNodesRequest, ListServersRequest, Lookup, NodeHeartbeat, NodeHello,
                        OverviewRequest, PingRequest, RegisterClientRequest, RestartServerRequest,
                        RetireServerRequest, SegmentsWritten, SendToActorRequest, ServerCrash, ServerExited,
-                       ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceReady, StartActorRequest,
+                       ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceFault, ServiceReady,
+                       StartActorRequest,
                        StartServerRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
                        SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
 from .registry import ServerRegistry
-from .services import SERVICE_KINDS, NodeServices
+from .services import SERVICE_KINDS, NodeServices, ServiceReopenDue
+from .storage_health import StorageHealth
+from .storage_supervision import StorageProbeDue, StorageSupervision
 from .supervision import SERVER_KIND, ServerRestartDue, ServerSupervision
 from .transmit import PeriodicSender
 from .user_actors import ACTOR_KIND, ActorRestartDue, UserActors
@@ -101,10 +106,13 @@ class NodeSupervisor(Actor):
         self.directory = Directory(self.ctx, self.registry, self.detector)
         self.monitors = Monitors(self.ctx, self.directory, self.detector)
         self.clients = ClientHandles(self.ctx, self.directory, self.monitors)
-        self.services = NodeServices(self.ctx, self.children)
+        self.health = StorageHealth(self.ctx.storage_policy)
+        self.services = NodeServices(self.ctx, self.children, self.health)
         self.leaderboard = Leaderboard(self._server_runs)
         self.supervision = ServerSupervision(self.ctx, self.children, self.services, self.registry,
                                              self.directory, self.monitors, self.detector, self.leaderboard)
+        self.storage = StorageSupervision(self.ctx, self.services, self.supervision, self.health)
+        self.supervision.storage = self.storage
         self.actors = UserActors(self.ctx, self.children, self.directory, self.monitors, self.detector)
         self._messages: dict[type, Handler] = self._message_table()
         self._requests: dict[type, Handler] = self._request_table()
@@ -112,6 +120,8 @@ class NodeSupervisor(Actor):
             Tick: self._tick,
             ServerRestartDue: self.supervision.restart_due,
             ActorRestartDue: self.actors.restart_due,
+            ServiceReopenDue: self.storage.reopen_due,
+            StorageProbeDue: self.storage.probe_due,
         }
 
     def _message_table(self) -> dict[type, Handler]:
@@ -129,6 +139,7 @@ class NodeSupervisor(Actor):
             SegmentsWritten: self.supervision.on_segments_written,
             ServiceReady: self._on_service_ready,
             ServiceFailed: self._on_service_failed,
+            ServiceFault: self.storage.on_service_fault,
             ChildActorExited: self._on_child_exited,
             DeadEnvelope: self._on_dead_letter,
             ActorSend: self.actors.on_actor_send,
@@ -208,6 +219,7 @@ class NodeSupervisor(Actor):
             return
         cfg = msg.cfg
         self.ctx.configure(cfg)
+        self.health.policy = self.ctx.storage_policy
         self._create_counters()
         self.started = True
         self.init_reply = sender
@@ -254,10 +266,16 @@ class NodeSupervisor(Actor):
             self.ctx.counters.set_service_status(msg.kind, STATUS_RUNNING)
         self.supervision.on_service_ready(msg, sender)
         self._maybe_ready()
+        if self.init_reply is None:
+            self.storage.maybe_settled()
 
     def _on_service_failed(self, msg: ServiceFailed, sender: Any) -> None:
-        """A storage service cannot open the data: fail the node's start with
-        its error (e.g. ``corrupt: ...``) instead of restarting it in a loop."""
+        """A storage service cannot open the data.  While the node starts:
+        fail the start with its error (e.g. ``corrupt: ...``) instead of
+        restarting it in a loop.  Later (a reopen): a storage fault."""
+        if self.init_reply is None and self.services.fatal is None:
+            self.storage.on_service_failed(msg, sender)
+            return
         self.services.mark_failed(msg)
         if self.init_reply is not None:
             self.send(self.init_reply, SupervisorReady(self.ctx.node, self.ctx.incarnation, error=msg.error))
@@ -288,8 +306,9 @@ class NodeSupervisor(Actor):
             self.actors.exited(child, prev)
         elif child.kind == SERVER_KIND:
             self.supervision.server_exited(child, prev)
-        else:
-            self.supervision.service_exited(child)
+        elif self.services.fatal is None and self.services.is_current(child):
+            # (a node that fails to start restarts nothing)
+            self.storage.service_exited(child)
 
     def _on_dead_letter(self, msg: DeadEnvelope, sender: Any) -> None:
         # A message of one of our actors could not be delivered (connection
@@ -322,6 +341,7 @@ class NodeSupervisor(Actor):
             "nodes": self.detector.overview(),
             "clients": len(self.directory.clients),
             "services": self.services.overview(),
+            "storage": self.storage.overview(),
             "actors": self.actors.overview(),
             "leaderboard": self.leaderboard.overview(),
             "msgs_in": self.msgs_in,

@@ -254,6 +254,7 @@ def _overview(args) -> int:
             _print_json({"nodes": {n: (ov if ov is not None else {"status": "down"}) for n, ov in nodes.items()}})
             return EXIT_OK
         rows = []
+        sick = []
         for name, ov in nodes.items():
             if ov is None:
                 rows.append((name, "down", "-", "-", "-", "-", "-"))
@@ -261,11 +262,20 @@ def _overview(args) -> int:
             servers = ", ".join(f"{s}({v['status']}{', restarts ' + str(v['restarts']) if v['restarts'] else ''})"
                                 for s, v in sorted(ov["servers"].items())) or "-"
             down = [n for n, st in ov["nodes"].items() if st != "up"]
-            rows.append((name, "up", f"{ov['admin'][0]}:{ov['admin'][1]}", ov["clients"],
+            storage = ov.get("storage") or {}
+            state = storage.get("state", "ok")
+            if state != "ok":
+                sick.append(f"{name}: storage {state}: {storage.get('reason')}")
+            rows.append((name, "up" if state == "ok" else f"up, storage {state}", f"{ov['admin'][0]}:{ov['admin'][1]}",
+                         ov["clients"],
                          ",".join(f"{k}:{v}" for k, v in sorted(ov["services"].items()) if v != "running") or "ok",
                          ",".join(down) or "-", servers))
         print(table(rows, ("node", "status", "admin", "clients", "services", "sees down", "servers")))
-    return EXIT_OK if all(ov is not None for ov in nodes.values()) else EXIT_FAILED
+        for line in sick:
+            print(line)
+    healthy = all(ov is not None and (ov.get("storage") or {}).get("state", "ok") != "error"
+                  for ov in nodes.values())
+    return EXIT_OK if healthy else EXIT_FAILED
 
 
 def _transfer(args) -> int:

@@ -7,7 +7,7 @@ Usage::
                          [--seed HOST:PORT ...] [--sync-method datasync|sync|none]
                          [--placement process|shared] [--metrics-port PORT]
     ra-actors node stop --data-dir DIR [--timeout SECONDS]
-    ra-actors node status --data-dir DIR [--json]
+    ra-actors node status --data-dir DIR [--json] [--timeout SECONDS]
 
 ``start`` returns once the node is up; the node keeps running in its own
 session (its own process group) until ``stop``.  Without ``--convention``
@@ -23,7 +23,7 @@ import argparse
 import json
 
 from .cookie import add_cookie_option
-from .exit_codes import EXIT_OK, EXIT_UNAVAILABLE
+from .exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from .ui import LiveStatus
 
 __all__ = ["add_parser"]
@@ -70,16 +70,21 @@ def _stop(args) -> int:
 
 def _status(args) -> int:
     from ..nodes import node_status
-    st = node_status(args.data_dir)
+    st = node_status(args.data_dir, ask=True, timeout=args.timeout)
     if args.json:
         print(json.dumps(st, indent=2, default=str))
     else:
         where = f"{st['host']}:{st['port']}" if st.get("port") else "-"
         print(f"node {st.get('node') or '?'}: {st['state']} at {where}, "
               f"process group {st.get('pgid')}, {len(st['pids'])} processes")
+        storage = st.get("storage") or {}
+        if storage.get("state") not in (None, "ok"):
+            print(f"storage: {storage['state']}: {storage.get('reason')}")
         if st.get("error"):
             print(f"last error: {st['error']}")
-    return EXIT_OK if st["running"] else EXIT_UNAVAILABLE
+    if not st["running"]:
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILED if st["state"] == "error" else EXIT_OK
 
 
 def add_parser(subparsers) -> None:
@@ -120,7 +125,11 @@ def add_parser(subparsers) -> None:
     stop.add_argument("--timeout", type=float, default=15.0)
     stop.set_defaults(func=_stop)
 
-    status = sub.add_parser("status", help="show whether the node of a data directory runs")
+    status = sub.add_parser("status", help="show whether the node of a data directory runs",
+                            description="Whether the node of a data directory runs, and its storage's "
+                                        "state.  Exit 0: it runs; 1: it runs but its storage is in "
+                                        "error (a sick disk: the reason is shown); 3: it does not run.")
     status.add_argument("--data-dir", required=True)
     status.add_argument("--json", action="store_true")
+    status.add_argument("--timeout", type=float, default=5.0, help="how long to wait for the node's answer")
     status.set_defaults(func=_status)

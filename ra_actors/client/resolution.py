@@ -36,6 +36,11 @@ Rules (the retry policy):
 * ``Unavailable`` (starting, a leader change in progress) is retried after
   50 ms.  Any ``Error`` is raised as its ``ra_actors.errors`` class
   (:mod:`.replies`).  Every call ends by its deadline at the latest.
+* **Refusals.**  An ``Error`` marked ``refused`` (a server halted because
+  its node's disk failed: ``StorageError``) did not take the request, so a
+  call that may be redirected asks the other members, commands too.  Once
+  every member refused, or at the deadline after a refusal, it raises the
+  refusal (naming the disk's error) rather than ``Timeout``.
 """
 from __future__ import annotations
 
@@ -64,12 +69,13 @@ class _Route:
     """Where one call stands: the server it names, the one it asks now,
     the ones it tried, and its deadline."""
 
-    __slots__ = ("origin", "target", "tried", "attempt", "deadline", "timeout", "redirect")
+    __slots__ = ("origin", "target", "tried", "attempt", "deadline", "timeout", "redirect", "refusals")
 
     def __init__(self, origin: ServerId, timeout: float, redirect: bool) -> None:
         self.origin = origin
         self.target = origin
         self.tried: set = set()
+        self.refusals: dict = {}    # member -> the exception its refusal raises
         self.attempt = 0
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
@@ -114,14 +120,18 @@ class Resolver:
         self.book.set_server(sid, r.address, r.incarnation)
         return r.address
 
-    def other_member(self, sid: ServerId, current: ServerId, tried: set) -> ServerId | None:
-        """A member of ``sid``'s cluster other than ``current`` and not yet tried."""
+    def members_of(self, sid: ServerId) -> list:
+        """``sid``'s cluster as this client knows it."""
         members = self.book.cluster_of(sid)
         if not members:
             # cluster unknown to this client: servers are usually named alike
             # on every node of their cluster
             members = [ServerId(sid.name, n) for n in sorted(self.book.nodes)]
-        for m in members:
+        return list(members) or [sid]
+
+    def other_member(self, sid: ServerId, current: ServerId, tried: set) -> ServerId | None:
+        """A member of ``sid``'s cluster other than ``current`` and not yet tried."""
+        for m in self.members_of(sid):
             if m != current and m not in tried:
                 return m
         return None
@@ -138,6 +148,8 @@ class Resolver:
         while True:
             remaining = route.deadline - time.monotonic()
             if remaining <= 0:
+                if route.refusals:
+                    raise list(route.refusals.values())[-1]
                 raise errors.Timeout(f"{route.target} did not answer within {timeout}s")
             addr = self._address(route)
             if addr is None:
@@ -158,6 +170,8 @@ class Resolver:
                     self.book.forget_server(route.target)   # its port now belongs to another server
                 else:
                     self.conn.pump(route.left(0.05))
+            elif isinstance(reply, Error) and reply.refused and route.redirect:
+                self._refused(route, error_from(reply))
             else:
                 raise error_from(reply)
 
@@ -259,6 +273,20 @@ class Resolver:
             nxt = self.other_member(route.origin, route.target, route.tried)
             if nxt is not None:
                 route.target = nxt
+
+    def _refused(self, route: _Route, exc: errors.RaError) -> None:
+        """The target did not take the request: ask another member; raise
+        once every member refused."""
+        route.refusals[route.target] = exc
+        if all(m in route.refusals for m in self.members_of(route.origin)):
+            raise exc
+        route.tried.add(route.target)
+        nxt = self.other_member(route.origin, route.target, route.tried)
+        if nxt is not None:
+            route.target = nxt
+        else:
+            self.conn.pump(route.left(0.1))
+            route.tried.clear()
 
     def _redirected(self, route: _Route, leader: ServerId | None) -> None:
         if not route.redirect:

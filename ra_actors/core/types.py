@@ -129,10 +129,13 @@ class Redirect:
 @dataclass(frozen=True, slots=True)
 class Error:
     """The request failed: ``kind`` is one of :data:`ERROR_KINDS`, the name of
-    the ``ra_actors.errors`` class the caller raises; ``detail`` says why."""
+    the ``ra_actors.errors`` class the caller raises; ``detail`` says why.
+    ``refused``: the server did not take the request at all (nothing
+    happened), so another member of the cluster may be asked instead."""
 
     kind: str
     detail: str = ""
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,7 @@ class Unavailable:
 ERROR_KINDS = frozenset({
     "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
     "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand", "CommandTooLarge",
+    "StorageError",
     "SessionExpired", "SequenceGap",
 })
 

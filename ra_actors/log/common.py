@@ -5,6 +5,7 @@ Rules:
 * Layout of a node's data directory (every path is built here, nowhere else)::
 
       <data_dir>/LOCK                                  exclusive lock of the node's WAL
+      <data_dir>/FLUSH                                 lock held while WAL files move into segments
       <data_dir>/wal/<n:016d>.wal                      write-ahead log files, in order
       <data_dir>/servers/<uid>/config                  ServerConfig (msgpack, crc)
       <data_dir>/servers/<uid>/meta                    current_term + voted_for (durable)
@@ -38,7 +39,8 @@ import ra_actors.log.fileio as fileio
 
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
-    "server_dir", "segments_dir", "snapshots_dir", "checkpoints_dir", "lock_path", "numbered_name", "list_numbered",
+    "server_dir", "segments_dir", "snapshots_dir", "checkpoints_dir", "lock_path", "flush_lock_path",
+    "numbered_name", "list_numbered", "probe_storage",
     "fsync_dir", "write_all", "writev_all", "sync_fd", "atomic_write", "read_checked_file", "encode_checked_file",
     "remove_tree_durably", "remove_hidden_leftovers", "iter_server_uids", "crc32",
 ]
@@ -94,6 +96,43 @@ def checkpoints_dir(data_dir: str | os.PathLike, uid: str) -> Path:
 
 def lock_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "LOCK"
+
+
+def flush_lock_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "FLUSH"
+
+
+PROBE_NAME = ".probe.tmp"   # hidden (never a server uid), and a leftover recovery removes
+
+
+def probe_storage(data_dir: str | os.PathLike, size: int = 1 << 20) -> None:
+    """Whether the disk takes writes again: in the WAL directory and in the
+    servers' directory, write ``size`` bytes to a file, sync it, remove it
+    and sync the directory.  Raises StorageError naming what the disk
+    refused (the file is removed if it can be)."""
+    for directory in (wal_dir(data_dir), servers_dir(data_dir)):
+        _probe_directory(directory, size)
+
+
+def _probe_directory(directory: Path, size: int) -> None:
+    path = directory / PROBE_NAME
+    fd = fileio.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        chunk = bytes(min(size, 1 << 16))
+        left = size
+        while left > 0:
+            fileio.write_all(fd, chunk[:left])
+            left -= len(chunk)
+        fileio.sync_fd(fd, "datasync")
+    finally:
+        try:
+            fileio.close(fd)
+        finally:
+            try:
+                fileio.unlink(path, missing_ok=True)
+            except RaError:
+                pass
+    fileio.fsync_dir(directory)
 
 
 def numbered_name(number: int, suffix: str) -> str:
@@ -219,6 +258,8 @@ def read_checked_file(path: Path, magic: bytes, version: int) -> bytes:
         raise LogCorruption(f"bad magic {got_magic!r} (expected {magic!r})", str(path), 0)
     if got_version != version:
         raise LogCorruption(f"unsupported version {got_version}", str(path), 4)
+    if any(data[5:8]):
+        raise LogCorruption("reserved header bytes are not zero", str(path), 5)
     body = data[_SMALL.size:]
     if len(body) != length:
         raise LogCorruption(f"body is {len(body)} bytes, header says {length}", str(path), _SMALL.size)

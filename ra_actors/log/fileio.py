@@ -93,6 +93,7 @@ class FaultLog:
 
     faults: tuple
     calls: list = field(default_factory=list)  # [(op, path)]
+    record: bool = True  # keep ``calls`` (not for a whole process's life)
 
     def ops(self, op: str, pattern: str = "*") -> list[str]:
         """Paths of the ``op`` calls whose path matches ``pattern``."""
@@ -121,12 +122,34 @@ def inject(*faults: Fault) -> Iterator[FaultLog]:
             _active.remove(log)
 
 
+ENV_FAULTS = "RA_ACTORS_FILEIO_FAULTS"
+
+
+def _faults_from_environment() -> None:
+    """Install the faults of ``RA_ACTORS_FILEIO_FAULTS`` (see the module rules)."""
+    import json
+    text = os.environ.get(ENV_FAULTS)
+    if not text:
+        return
+    try:
+        specs = json.loads(text)
+        faults = tuple(Fault(**spec) for spec in specs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{ENV_FAULTS}: not a JSON list of Fault fields ({exc})") from None
+    for f in faults:
+        ops = (f.op,) if isinstance(f.op, str) else tuple(f.op)
+        if any(o not in OPS and o != "*" for o in ops):
+            raise ValueError(f"{ENV_FAULTS}: unknown operation in {f.op!r}; valid: {', '.join(OPS)}")
+    _active.append(FaultLog(faults, record=False))
+
+
 def _injected(op: str, path: str) -> Fault | None:
     """Record the call; return the fault to raise now, if any."""
     with _fault_lock:
         hit = None
         for log in _active:
-            log.calls.append((op, path))
+            if log.record:
+                log.calls.append((op, path))
             for f in log.faults:
                 if hit is None and f.matches(op, path):
                     f.seen += 1
@@ -138,6 +161,9 @@ def _injected(op: str, path: str) -> Fault | None:
 
 def _raise_injected(fault: Fault, op: str, path: str):
     raise storage_error(op, path, OSError(fault.errno, os.strerror(fault.errno)))
+
+
+_faults_from_environment()
 
 
 # ------------------------------------------------------------------ errors

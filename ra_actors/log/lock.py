@@ -13,6 +13,11 @@ Rules:
 * Readers (``ra-actors log check``/``dump``) do not take the lock.
 * A data directory the node may not write (``EACCES``, ``EROFS``) fails
   here with :class:`ra_actors.errors.StorageError` naming ``LOCK``.
+* :class:`FlushLock` (``<data_dir>/FLUSH``) is held, waiting for it if need
+  be, while WAL files move into segments: recovery in a WAL that is being
+  reopened and the node's segment writer may both want to move the same
+  closed file, and must not write the same segments at once.  It is
+  re-entrant within one holder.
 """
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ from pathlib import Path
 
 from ..errors import DataDirLocked
 import ra_actors.log.fileio as fileio
-from .common import lock_path
+from .common import flush_lock_path, lock_path
 
-__all__ = ["DataDirLock"]
+__all__ = ["DataDirLock", "FlushLock"]
 
 
 class DataDirLock:
@@ -79,3 +84,33 @@ class DataDirLock:
             self.release()
         except Exception:
             pass
+
+
+class FlushLock:
+    """The data directory's flush lock (see the module rules): ``with lock:``
+    blocks until it is held; nested ``with`` blocks of the same object just
+    count."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.path = flush_lock_path(data_dir)
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> "FlushLock":
+        if self._depth == 0:
+            fd = fileio.open(self.path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                fileio.close(fd)
+                raise
+            self._fd = fd
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                fileio.close(fd)

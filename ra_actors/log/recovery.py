@@ -16,7 +16,9 @@ Rules:
 * Order matters and is fixed here: lock, remove crash leftovers, flush every
   old WAL file to segments in file order, check the result, and only then
   open the WAL (which starts a new file, numbered after the old ones, and
-  never appends to an old file); then servers open.
+  never appends to an old file); then servers open.  Leftovers and flushes
+  happen under the flush lock (:class:`.lock.FlushLock`): when a running
+  node reopens its WAL, its segment writer may be moving a closed file.
 * Only the newest old WAL file may have a torn tail (the batch being written
   when the node died, never acknowledged): its bytes are set aside in
   ``<name>.torn-<n>`` and truncated, with a warning.  Damage anywhere else
@@ -134,42 +136,50 @@ def recover_node(data_dir: str | os.PathLike, *, sync_method: str = "datasync",
     data_dir = Path(data_dir)
     lock = DataDirLock(data_dir)
     try:
-        fileio.mkdir(servers_dir(data_dir))
-        remove_hidden_leftovers(servers_dir(data_dir))
-        wdir = wal_dir(data_dir)
-        fileio.mkdir(wdir)
-        remove_hidden_leftovers(wdir)
         writer = SegmentWriter(data_dir, max_count=segment_max_count,
                                max_size_bytes=segment_max_size_bytes)
-        files = list_numbered(wdir, WAL_SUFFIX)
-        warnings = []
-        flushes = []
-        touched: set[str] = set()
-        # Every old WAL file goes to segments *before* a new one is created, so
-        # the newest file on disk is still the one the last life was writing:
-        # the only one whose tail may be torn.  (Creating the new file first
-        # would make it the newest, and a crash then would leave the torn file
-        # looking like a damaged closed one.)
-        for k, (_n, path) in enumerate(files):
-            flushed = writer.flush_wal_file(path, newest=k == len(files) - 1)
-            flushes.append(flushed)
-            touched.update(flushed.segments)
-            if flushed.torn is not None:
-                msg = (f"WAL {path}: torn tail at byte offset {flushed.torn.offset} "
-                       f"({flushed.torn.dropped_bytes} bytes, {flushed.torn.reason}) truncated; it "
-                       "was never acknowledged" + (f"; its bytes are kept in {flushed.aside}"
-                                                   if flushed.aside else ""))
-                warnings.append(msg)
-                log.warning(msg)
-        # Never a hole: what the flushes produced must be contiguous.
-        for uid in sorted(touched):
-            check_contiguous(data_dir, uid)
+        with writer.lock:
+            flushes, warnings, files = _flush_old_files(data_dir, writer)
         wal = Wal(data_dir, sync_method=sync_method, max_size_bytes=wal_max_size_bytes, lock=lock,
                   number_after=files[-1][0] if files else 0)
     except BaseException:
         lock.release()
         raise
     return NodeStorage(data_dir, wal, writer, lock, tuple(flushes), warnings)
+
+
+def _flush_old_files(data_dir: Path, writer: SegmentWriter) -> tuple[list, list, list]:
+    """Leftovers out, every old WAL file into segments, the result checked
+    (the caller holds the flush lock).  ``(flushes, warnings, files)``."""
+    fileio.mkdir(servers_dir(data_dir))
+    remove_hidden_leftovers(servers_dir(data_dir))
+    wdir = wal_dir(data_dir)
+    fileio.mkdir(wdir)
+    remove_hidden_leftovers(wdir)
+    files = list_numbered(wdir, WAL_SUFFIX)
+    warnings = []
+    flushes = []
+    touched: set[str] = set()
+    # Every old WAL file goes to segments *before* a new one is created, so
+    # the newest file on disk is still the one the last life was writing:
+    # the only one whose tail may be torn.  (Creating the new file first
+    # would make it the newest, and a crash then would leave the torn file
+    # looking like a damaged closed one.)
+    for k, (_n, path) in enumerate(files):
+        flushed = writer.flush_wal_file(path, newest=k == len(files) - 1)
+        flushes.append(flushed)
+        touched.update(flushed.segments)
+        if flushed.torn is not None:
+            msg = (f"WAL {path}: torn tail at byte offset {flushed.torn.offset} "
+                   f"({flushed.torn.dropped_bytes} bytes, {flushed.torn.reason}) truncated; it "
+                   "was never acknowledged" + (f"; its bytes are kept in {flushed.aside}"
+                                               if flushed.aside else ""))
+            warnings.append(msg)
+            log.warning(msg)
+    # Never a hole: what the flushes produced must be contiguous.
+    for uid in sorted(touched):
+        check_contiguous(data_dir, uid)
+    return flushes, warnings, files
 
 
 def recover_node_with_options(data_dir: str | os.PathLike, options: dict | None) -> NodeStorage:

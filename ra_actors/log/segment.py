@@ -126,6 +126,8 @@ class Segment:
                 raise LogCorruption(f"not a segment file (magic {magic!r})", str(self.path), 0)
             if version != VERSION:
                 raise LogCorruption(f"unsupported segment version {version}", str(self.path), 4)
+            if _reserved != 0:
+                raise LogCorruption("segment header: reserved bytes are not zero", str(self.path), 6)
             if count < 1:
                 raise LogCorruption("segment holds no entries", str(self.path), 8)
             index_len = count * ROW.size

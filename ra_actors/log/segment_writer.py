@@ -5,7 +5,9 @@ API (what the runtime's segment-writer actor calls)::
     sw = SegmentWriter(data_dir, max_count=4096, max_size_bytes=64_000_000)
     result = sw.flush_wal_file(path)      # for every closed WAL file, in file order
     result.segments                       # {uid: (SegmentRef, ...)} to tell each server
+    sw.flush_closed_files()               # every WAL file but the newest (a restarted writer)
     sw.segments_for(uid)                  # every segment of a server (oldest first)
+    with sw.lock: ...                     # the data directory's flush lock (recovery holds it)
 
 Rules:
 
@@ -39,6 +41,14 @@ Rules:
   recovery).  The WAL file stays, so nothing is lost.
 * Records of a server without a directory (deleted, or never created) are
   dropped: its data is gone on purpose.
+* Files move under the data directory's flush lock (:class:`.lock.FlushLock`,
+  waited for): a segment writer and the recovery of a WAL being reopened
+  never write segments at once.  A file that is gone once the lock is held
+  was moved already (a repeated or stale request): nothing to do.
+  ``flush_closed_files`` moves every WAL file but the newest, which is
+  either the WAL's current file or, while no WAL is open, the one whose
+  torn tail only recovery may repair: what a restarted segment writer does
+  first, for the files its predecessor was handed.
 * All file I/O goes through :mod:`.fileio`.
 """
 from __future__ import annotations
@@ -51,7 +61,8 @@ from pathlib import Path
 from ..errors import LogCorruption, StorageError
 import ra_actors.log.fileio as fileio
 from .common import (check_uid, list_numbered, numbered_name, remove_hidden_leftovers, segments_dir,
-                     server_dir, snapshots_dir)
+                     server_dir, snapshots_dir, wal_dir)
+from .lock import FlushLock
 from .segment import SEGMENT_SUFFIX, Segment, SegmentRef, segment_range, write_segment
 from .snapshot import snapshot_index_on_disk
 from .wal_format import TornTail, WalScan, scan_wal_file
@@ -116,6 +127,7 @@ class SegmentWriter:
         self.max_count = max_count
         self.max_size_bytes = max_size_bytes
         self.failed: StorageError | None = None
+        self.lock = FlushLock(self.data_dir)
 
     def segments_for(self, uid: str) -> list[SegmentRef]:
         """Every segment of ``uid``, oldest first (each file's header and index validated)."""
@@ -124,6 +136,14 @@ class SegmentWriter:
             with Segment(path) as seg:
                 refs.append(seg.ref(uid))
         return refs
+
+    def flush_closed_files(self) -> list[SegmentFlush]:
+        """Move every WAL file but the newest into segments (module rules)."""
+        with self.lock:
+            files = list_numbered(wal_dir(self.data_dir), WAL_SUFFIX)
+            if len(files) < 2:
+                return []
+            return [self.flush_wal_file(files[-2][1])]
 
     def flush_wal_file(self, path: str | os.PathLike, *, newest: bool = False) -> SegmentFlush:
         """Move WAL file ``path`` into segments and delete it.
@@ -139,9 +159,13 @@ class SegmentWriter:
                                f"({f}); reopen the node's log", f.path, f.errno, f.op)
         path = Path(path)
         try:
-            older = [p for n, p in list_numbered(path.parent, WAL_SUFFIX) if p.name < path.name]
-            flushes = [self._flush_one(p, newest=False) for p in older]
-            flushes.append(self._flush_one(path, newest=newest))
+            with self.lock:
+                older = [p for n, p in list_numbered(path.parent, WAL_SUFFIX) if p.name < path.name]
+                flushes = [self._flush_one(p, newest=False) for p in older]
+                if path.exists():
+                    flushes.append(self._flush_one(path, newest=newest))
+                elif not flushes:
+                    return SegmentFlush(path, {}, (), (), None, 0)
         except StorageError as exc:
             self.failed = exc
             raise

@@ -108,6 +108,8 @@ def decode_snapshot(image: bytes, path: str = "<snapshot image>", *, with_state:
         raise LogCorruption(f"not a snapshot (magic {magic!r})", path, 0)
     if version != VERSION:
         raise LogCorruption(f"unsupported snapshot version {version}", path, 4)
+    if any(image[5:8]):
+        raise LogCorruption("snapshot header: reserved bytes are not zero", path, 5)
     if HEADER.size + meta_len > len(image):
         raise LogCorruption("snapshot meta length beyond end of file", path, 12)
     if crc32(image[12:]) != crc:

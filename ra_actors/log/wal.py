@@ -62,7 +62,11 @@ Rules:
   failed batch is ever reported written, and the sync is never retried on
   that descriptor (after a failed ``fsync`` Linux may have dropped the dirty
   pages, so a second ``fsync`` could succeed with the data lost: the
-  "fsyncgate" lesson).  The runtime reopens the node's log, which runs
+  "fsyncgate" lesson).  The file is cut back to the length the last
+  successful sync covered (``ftruncate``, best effort: ``unsynced_kept``
+  says when that failed too): the page cache may still hold the failed
+  batch while the disk does not, and a reader (recovery) must not take it
+  for durable entries.  The runtime reopens the node's log, which runs
   recovery (:mod:`.recovery`): it trusts only what it reads back and
   verifies, and writers resend the rest.
 * File I/O goes through :mod:`.fileio` (where tests inject faults).
@@ -269,6 +273,9 @@ class Wal:
         self._writers: dict[str, _WriterState] = {}   # uid -> what the WAL knows of that writer
         self._fd: int | None = None
         self._failed: StorageError | None = None
+        # After a failure: (path, synced length) when the unsynced tail could
+        # not be cut off (see the module rules), else None.
+        self.unsynced_kept: tuple[str, int] | None = None
         self.stats = {"files": 0, "batches": 0, "records": 0, "bytes_written": 0, "syncs": 0,
                       "dropped": 0}
         try:
@@ -490,12 +497,24 @@ class Wal:
         except StorageError as exc:
             # Never retried, never reported written.
             self._failed = exc
+            self._drop_unsynced()
             raise
         except BaseException as exc:
             # Interrupted mid-write: the file's tail is unknown, so it is dead too.
             self._failed = StorageError(f"write of {self._path} interrupted: {exc!r}",
                                         str(self._path), None, "write")
+            self._drop_unsynced()
             raise
+
+    def _drop_unsynced(self) -> None:
+        """After a failed write or sync: cut the file back to what the last
+        successful sync covered (see the module rules).  Not synced: the
+        disk holds at most a torn or an unacknowledged batch there, which
+        recovery of the newest file handles."""
+        try:
+            fileio.ftruncate(self._fd, self._size)
+        except (StorageError, OSError):
+            self.unsynced_kept = (str(self._path), self._size)
 
     def write_batch(self, batch: Iterable[tuple]) -> FlushResult:
         """``append_entries`` for each ``(uid, entries[, truncate[, overwrite]])``,

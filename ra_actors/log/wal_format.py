@@ -331,6 +331,10 @@ def _scan(data, path: Path, only_uid: str | None, tail_ok: bool):
                                           0), None
     if version != VERSION:
         return [], 0, None, LogCorruption(f"unsupported WAL version {version}", str(path), 4), None
+    if any(data[5:FILE_HEADER.size]):
+        # Written as zeros: anything else is damage, however harmless it looks.
+        return [], 0, None, LogCorruption("WAL file header: reserved bytes are not zero", str(path),
+                                          5), None
     refs: dict[int, str] = {}
     blocks: list[WalBlock] = []
     pos = FILE_HEADER.size

@@ -15,7 +15,8 @@ What a run does:
    killing anything of the run still inside it.  Otherwise run in place and
    report the partition nemesis as unavailable.
 2. Start ``--nodes`` real nodes (own process group, data dir
-   ``OUT/nodes/<name>`` and loopback address each; see :mod:`.cluster`), a
+   ``OUT/nodes/<name>`` and loopback address each; see :mod:`.cluster`; a
+   64 MiB tmpfs each when the nemesis fills disks, see :mod:`.disk`), a
    cluster on them -- ``machines.kv`` (``--workload kv``, the default) or
    ``machines.counter`` (``--workload counter``, :mod:`.counter`) -- and
    ``--clients`` client processes (:mod:`.clients`) for ``--time`` seconds.
@@ -32,10 +33,11 @@ What a run does:
    JSON).
 
 Exit status: 0 linearizable (counter: valid) and nothing acknowledged lost;
-1 not linearizable, an acknowledged write lost, or (counter) an add lost or
-applied twice; 2 usage error; 3 inconclusive (checker budget exceeded, no
-recovery, final reads incomplete, processes left over, harness error or
-interrupted).
+1 not linearizable, an acknowledged write lost, (counter) an add lost or
+applied twice, or a damaged member that did not report its corruption
+(``--nemesis disk``); 2 usage error; 3 inconclusive (checker budget
+exceeded, no recovery, final reads incomplete, processes left over,
+harness error or interrupted).
 """
 from __future__ import annotations
 
@@ -57,12 +59,12 @@ from typing import Optional
 import psutil
 
 from ..history import FAIL, OK, HistoryRecorder
-from . import report
+from . import disk, report
 from .cluster import (CLUSTER, MACHINE, RUN_MARKER, JepsenCluster, connect_any, install_shim,
                       leader_by_metrics, wait_until)
 from . import counter
 from .clients import READ_FUNCTION
-from .nemesis import NAMES, Nemesis, NemesisLog, Timing, parse_nemesis
+from .nemesis import DISK, NAMES, Nemesis, NemesisLog, Timing, parse_nemesis
 from .partition import IptablesPartitioner, Netns, PartitionError, UnavailablePartitioner, netns_unavailable
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -323,6 +325,8 @@ class Run:
         self.recovery = {"state": "not reached", "seconds": None}
         self.final = {"keys": 0, "read": 0}
         self.hygiene: dict = {}
+        self.mounts: list[str] = []        # tmpfs data directories (disk-full)
+        self.disk_reason: Optional[str] = None
         self._cleaned = False
         self.counter = args.workload == "counter"
         if self.counter:
@@ -343,7 +347,11 @@ class Run:
     # -- setup ------------------------------------------------------------
     def prepare(self) -> None:
         os.makedirs(self.out, exist_ok=True)
-        for name in ("nodes", "clients", "shim"):
+        nodes_dir = os.path.join(self.out, "nodes")
+        if os.path.isdir(nodes_dir):
+            for entry in os.scandir(nodes_dir):      # tmpfs left by an interrupted run
+                disk.umount(entry.path)
+        for name in ("nodes", "clients", "shim", "damaged", "node-logs"):
             shutil.rmtree(os.path.join(self.out, name), ignore_errors=True)
         for name in ("history.jsonl", "nemesis.jsonl", "summary.json", "final.jsonl", "harness.log"):
             try:
@@ -373,9 +381,21 @@ class Run:
     # -- the run ------------------------------------------------------------
     def execute(self) -> None:
         args = self.args
+        disk_faults = [f for f in args.faults if f in DISK]
+        # Small WAL files and segments: closed WAL files and many segments exist
+        # for disk-corrupt to damage.
+        log_options = ({"wal_max_size_bytes": 4096, "segment_max_entries": 64}
+                       if disk_faults else None)
         self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out),
                                      placement=args.placement, cluster_name=self.cluster_name,
-                                     machine=self.machine)
+                                     machine=self.machine, log_options=log_options)
+        if "disk-full" in disk_faults:
+            self.disk_reason = disk.tmpfs_unavailable()
+            if self.disk_reason is None:
+                for n in self.cluster.names:
+                    disk.mount_tmpfs(self.cluster.data_dir(n))
+                    self.mounts.append(self.cluster.data_dir(n))
+                self.log(f"data directories on tmpfs of {disk.TMPFS_SIZE >> 20} MiB each")
         if self.netns:
             self.partitioner = IptablesPartitioner(self.cluster.hosts, self.netns,
                                                    self.args.partition_mode)
@@ -397,7 +417,9 @@ class Run:
         timing = Timing.short() if args.short else Timing()
         combined = "combined" in [n.strip() for n in args.nemesis.split(",")]
         self.nemesis = Nemesis(self.cluster, self.connect_admin, self.partitioner, args.faults,
-                               self.rng, self.nlog, timing, self.machine_config, combined=combined)
+                               self.rng, self.nlog, timing, self.machine_config, combined=combined,
+                               disk_unavailable=self.disk_reason,
+                               damaged_dir=os.path.join(self.out, "damaged"))
         tail = max(timing.quiet[1], 5.0)
         self.nemesis.run(self.end_ns - int(tail * 1e9), self.stop)
         self.check_stop()
@@ -627,6 +649,17 @@ class Run:
                 self.cluster.stop_all()
             except Exception:  # noqa: BLE001
                 self.log("stopping nodes failed:\n" + traceback.format_exc())
+        for path in self.mounts:
+            try:
+                # the node's log outlives its tmpfs (OUT/node-logs/<name>.log)
+                logs = os.path.join(self.out, "node-logs")
+                os.makedirs(logs, exist_ok=True)
+                if os.path.exists(os.path.join(path, "node.log")):
+                    shutil.copyfile(os.path.join(path, "node.log"),
+                                    os.path.join(logs, os.path.basename(path) + ".log"))
+                disk.umount(path)
+            except Exception:  # noqa: BLE001
+                self.log(f"unmounting {path} failed:\n" + traceback.format_exc())
         if self.nlog is not None:
             self.nlog.close()
         # Everything this run started carries its marker: nothing may be left.
@@ -703,15 +736,18 @@ class Run:
             "final_reads": self.final,
             "verdict": verdict,
             "durability": durability,
+            "disk": report.disk_summary(nemesis_events),
             "processes": self.hygiene,
             "failure": self.failure,
         }
         lost = bool(durability["lost"])
-        if bad or lost:
+        unreported = summary["disk"]["corrupt_unreported"]
+        if bad or lost or unreported:
             code = EXIT_FAIL
             summary["failure"] = summary["failure"] or (
                 ("counter not exactly once" if self.counter else "not linearizable") if bad
-                else "acknowledged writes lost")
+                else "acknowledged writes lost" if lost
+                else f"{unreported} damaged member(s) did not report the corruption")
         elif (not good or self.failure or durability["unread_keys"]
               or self.final["read"] < self.final["keys"] or self.hygiene.get("left")):
             code = EXIT_INCONCLUSIVE

@@ -15,7 +15,13 @@ Faults (``--nemesis`` names):
 * ``member``: remove a member (a follower, now and then the leader) from
   the cluster, later delete its data and add it back as a new server;
 * ``combined``: all of the above, and now and then a ``kill-leader`` or
-  ``kill-wal`` in the middle of another fault.
+  ``kill-wal`` in the middle of another fault;
+* ``disk``: ``disk-full`` (fill a follower's tmpfs until ``ENOSPC``, free
+  it later) and ``disk-corrupt`` (stop a follower, flip a byte of a closed
+  WAL file or a segment, check that the member refuses to serve and names
+  the corruption, then repair it from its peers: remove, wipe, start
+  empty, add back), each also selectable on its own (see :mod:`.disk`);
+  not part of ``combined``.
 
 Rules:
 
@@ -31,7 +37,11 @@ Rules:
 * Signals go only to processes of this run: node process groups it created
   and pids it checked belong to one of them.
 * :meth:`Nemesis.heal_all` undoes everything still in effect (resume, heal,
-  restart, re-add); the harness calls it at the end and on every failure.
+  free the disk, repair, restart, re-add); the harness calls it at the end
+  and on every failure.
+* A damaged member that did not report its corruption (it started and
+  served, or ``log check`` called it sound) is recorded in the fault's
+  ``end`` event (``reported: false``): the run fails on it.
 """
 from __future__ import annotations
 
@@ -45,13 +55,15 @@ from typing import Optional
 
 from ... import errors
 from ...core.types import ServerId
+from . import disk
 from . import partition as part
-from .cluster import JepsenCluster, find_leader
+from .cluster import JepsenCluster, find_leader, wait_until
 
 INSTANT = ("kill-leader", "kill-wal")
 PARTITIONS = ("partition-halves", "partition-ring", "partition-leader")
 FAULTS = ("kill", "kill-leader", "kill-wal", "pause", "partition", "member")
-NAMES = FAULTS + PARTITIONS + ("combined", "none")
+DISK = ("disk-full", "disk-corrupt")
+NAMES = FAULTS + PARTITIONS + DISK + ("combined", "disk", "none")
 
 
 def parse_nemesis(text: str) -> list[str]:
@@ -64,6 +76,8 @@ def parse_nemesis(text: str) -> list[str]:
     for n in names:
         if n == "combined":
             expanded = list(FAULTS)
+        elif n == "disk":
+            expanded = list(DISK)
         elif n == "none":
             expanded = []
         else:
@@ -112,7 +126,8 @@ class Timing:
 class Nemesis:
     def __init__(self, cluster: JepsenCluster, admin_factory, partitioner, faults: list[str],
                  rng: random.Random, log: NemesisLog, timing: Timing, machine_config: dict,
-                 combined: bool = False):
+                 combined: bool = False, disk_unavailable: Optional[str] = None,
+                 damaged_dir: Optional[str] = None):
         self.cluster = cluster
         # The nemesis's own Client; replaced after errors (a Client that saw
         # every node time out never tries them again: see docs/testing.rst).
@@ -131,6 +146,9 @@ class Nemesis:
             if (f == "partition" or f in PARTITIONS) and not partitioner.available:
                 self.skipped[f] = partitioner.name
                 continue
+            if f == "disk-full" and disk_unavailable:
+                self.skipped[f] = disk_unavailable
+                continue
             self.faults.append(f)
         self.next_id = 0
         self.server_pids: dict[ServerId, int] = {}   # last pid each server reported
@@ -138,10 +156,14 @@ class Nemesis:
         self.paused: set[str] = set()
         self.removed: set[ServerId] = set()
         self.partitioned = False
+        self.filled: set[str] = set()              # nodes whose disk the nemesis filled
+        self.damaged: dict[str, int] = {}          # node -> id of the fault that damaged it
+        self.damaged_dir = damaged_dir
         self._round: list[str] = []
         if self.skipped:
             for f, why in self.skipped.items():
-                self.log.write("note", f, message=f"skipped: partition backend {why}")
+                what = "" if f in DISK else "partition backend "
+                self.log.write("note", f, message=f"skipped: {what}{why}")
 
     # ------------------------------------------------------------- schedule
     def _pick(self) -> str:
@@ -206,6 +228,10 @@ class Nemesis:
                 self._partition(fid, fault, duration, stop)
             elif fault == "member":
                 self._member(fid, duration, stop)
+            elif fault == "disk-full":
+                self._disk_full(fid, duration, stop)
+            elif fault == "disk-corrupt":
+                self._disk_corrupt(fid, duration, stop)
             else:  # pragma: no cover
                 raise ValueError(fault)
         except Exception as exc:  # noqa: BLE001 - log it, heal, go on
@@ -467,6 +493,170 @@ class Nemesis:
                 time.sleep(0.5)
         raise errors.RaError(f"could not add {victim} back: {last_error!r}")
 
+    # ------------------------------------------------------------- disk faults
+    def _follower(self) -> tuple[Optional[str], Optional[ServerId]]:
+        """A live node that does not hold the leader (and the leader)."""
+        leader = self._leader()
+        live = [n for n in self._live() if ServerId(self.cluster.cluster_name, n) not in self.removed]
+        followers = [n for n in live if leader is None or n != leader.node]
+        return (self.rng.choice(followers) if followers else None), leader
+
+    def _storage_of(self, node: str) -> dict:
+        """What ``node`` and its server say about themselves (best effort)."""
+        seen: dict = {}
+        try:
+            ov = self.admin.overview(node, timeout=2.0)
+            st = ov.get("storage") or {}
+            seen["storage"] = st.get("state")
+            if st.get("reason"):
+                seen["storage_reason"] = str(st.get("reason"))[:200]
+            srv = (ov.get("servers") or {}).get(self.cluster.cluster_name) or {}
+            seen["status"] = srv.get("status")
+            if srv.get("reason"):
+                seen["status_reason"] = str(srv.get("reason"))[:300]
+        except Exception as exc:  # noqa: BLE001
+            seen["storage"] = f"no answer ({type(exc).__name__})"
+        try:
+            km = self.admin.key_metrics(ServerId(self.cluster.cluster_name, node), timeout=2.0)
+            seen["server"] = km.get("state")
+            if km.get("error"):
+                seen["server_error"] = str(km.get("error"))[:200]
+        except Exception as exc:  # noqa: BLE001
+            seen["server"] = f"no answer ({type(exc).__name__}: {str(exc)[:120]})"
+        return seen
+
+    def _disk_full(self, fid: int, duration: float, stop: threading.Event) -> None:
+        node, leader = self._follower()
+        if node is None:
+            self.log.write("error", "disk-full", id=fid, message="no live follower")
+            return
+        data_dir = self.cluster.data_dir(node)
+        self.filled.add(node)
+        written = disk.fill(data_dir)
+        self.log.write("start", "disk-full", id=fid, nodes=[node], bytes=written,
+                       leader=leader.node if leader else None)
+        during = self._watch_storage(node, duration, stop)
+        disk.unfill(data_dir)
+        self.filled.discard(node)
+        # The node probes its disk every storage_probe_interval (5 s): give it
+        # a few probes to come back by itself.
+        freed = time.monotonic()
+        back = wait_until(lambda: self._storage_of(node).get("storage") == "ok", 30.0, interval=0.5)
+        self.log.write("end", "disk-full", id=fid, nodes=[node], during=during,
+                       storage_ok_after_s=round(time.monotonic() - freed, 2) if back else None)
+
+    def _watch_storage(self, node: str, duration: float, stop: threading.Event) -> dict:
+        """Hold for ``duration``, asking ``node`` about its storage meanwhile:
+        the worst state seen (a fault can come and go between two looks)."""
+        rank = {"ok": 0, "failing": 1, "error": 2}
+        worst: dict = {}
+        end = time.monotonic() + duration
+        while not stop.is_set():
+            seen = self._storage_of(node)
+            if not worst or rank.get(seen.get("storage"), -1) > rank.get(worst.get("storage"), -1):
+                worst = seen
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._sleep(min(left, 0.5), None, stop)
+        return worst
+
+    def _disk_corrupt(self, fid: int, duration: float, stop: threading.Event) -> None:
+        node, leader = self._follower()
+        if node is None or leader is None:
+            self.log.write("error", "disk-corrupt", id=fid, message="no leader or no live follower")
+            return
+        data_dir = self.cluster.data_dir(node)
+        # Small WAL files roll over often (the harness's log options): give the
+        # node a moment to have a closed WAL file or a segment to damage.
+        wait_until(lambda: any(disk.damage_candidates(data_dir).values()), 10.0, interval=0.5)
+        try:
+            os.killpg(self.cluster.nodes[node].pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.killed.add(node)
+        self.cluster.kill(node)
+        candidates = disk.damage_candidates(data_dir)
+        kinds = [k for k, paths in candidates.items() if paths]
+        if not kinds:
+            self.log.write("error", "disk-corrupt", id=fid, nodes=[node],
+                           message="no closed WAL file or segment to damage")
+            self._restart([node])
+            return
+        kind = self.rng.choice(kinds)
+        path = self.rng.choice(candidates[kind])
+        offset, before, after = disk.flip_byte(path, self.rng)
+        self.damaged[node] = fid
+        self.log.write("start", "disk-corrupt", id=fid, nodes=[node], kind=kind,
+                       file=os.path.relpath(path, data_dir), offset=offset,
+                       size=path.stat().st_size, byte=[before, after], leader=leader.node)
+        verdict = self._damaged_member_reports(node)
+        self.log.write("note", "disk-corrupt", id=fid, nodes=[node], **verdict)
+        self._hold(duration, stop, nested=False)
+        self._repair(node)
+        self.log.write("end", "disk-corrupt", id=fid, nodes=[node], **verdict)
+
+    def _damaged_member_reports(self, node: str) -> dict:
+        """Start the damaged member again: it must name the corruption and not serve."""
+        data_dir = self.cluster.data_dir(node)
+        check_exit, check_text = disk.log_check(data_dir)
+        out: dict = {"log_check_exit": check_exit}
+        try:
+            self.cluster.start(node)
+        except Exception as exc:  # noqa: BLE001 - the expected outcome
+            text = str(exc)
+            out.update(refused_start=True, reason=text[:300],
+                       reported=check_exit == 1 and "LogCorruption" in text)
+            return out
+        # The node started: its server must stay out of the cluster and say why
+        # (the node's overview: the server could not start, LogCorruption).
+        out["refused_start"] = False
+
+        def says_corrupt(s: dict) -> bool:
+            return ("LogCorruption" in s.get("status_reason", "")
+                    or (s.get("server") == "error" and "corrupt" in s.get("server_error", "").lower()))
+
+        seen = wait_until(lambda: (lambda s: s if says_corrupt(s) else None)(self._storage_of(node)),
+                          15.0, interval=0.5) or self._storage_of(node)
+        out["seen"] = seen
+        serving = seen.get("server") in ("leader", "follower", "candidate", "pre_vote")
+        out["reported"] = check_exit == 1 and says_corrupt(seen) and not serving
+        self.cluster.kill(node)
+        return out
+
+    def _repair(self, node: str, timeout: float = 60.0) -> None:
+        """docs/operations.rst, "A data directory is damaged": remove the member,
+        set its directory aside, start the node empty, add the member back."""
+        victim = ServerId(self.cluster.cluster_name, node)
+        fid = self.damaged.get(node)
+        self.cluster.kill(node)
+        deadline = time.monotonic() + timeout
+        while victim not in self.removed:
+            try:
+                others = [s for s in self.cluster.sids if s != victim and s not in self.removed]
+                leader = find_leader(self.admin, others, timeout=1.0)
+                if leader is None:
+                    raise errors.Timeout("no leader to remove the damaged member through")
+                members, leader = self.admin.members(leader, timeout=3.0)
+                if victim in members:
+                    self.admin.remove_member(leader, victim, timeout=10.0)
+                self.removed.add(victim)
+            except Exception as exc:  # noqa: BLE001 - retry until the deadline
+                if time.monotonic() > deadline:
+                    raise errors.RaError(f"could not remove damaged {victim}: {exc!r}") from exc
+                try:
+                    self.reconnect()
+                except Exception:  # noqa: BLE001
+                    pass
+                time.sleep(0.5)
+        data_dir = self.cluster.data_dir(node)
+        aside = os.path.join(self.damaged_dir or os.path.join(self.cluster.data_root, "..", "damaged"),
+                             f"{node}-{fid}")
+        disk.set_aside(data_dir, aside)
+        self.damaged.pop(node, None)
+        self._restart([node])
+        self._readd(victim)
+
     # ------------------------------------------------------------- healing
     def heal_all(self, reason: str = "final") -> list[str]:
         """Undo every fault still in effect; returns what it did."""
@@ -475,6 +665,10 @@ class Nemesis:
             self.cluster.resume(n)
             done.append(f"resumed {n}")
         self.paused.clear()
+        for n in sorted(self.filled):
+            disk.unfill(self.cluster.data_dir(n))
+            done.append(f"freed the disk of {n}")
+        self.filled.clear()
         try:
             self.partitioner.heal()
             if self.partitioned:
@@ -482,6 +676,17 @@ class Nemesis:
             self.partitioned = False
         except Exception as exc:  # noqa: BLE001
             done.append(f"heal failed: {exc}")
+        if self.damaged and self.admin is None:
+            try:
+                self.reconnect()
+            except Exception as exc:  # noqa: BLE001
+                done.append(f"no client: {exc}")
+        for n in sorted(self.damaged):
+            try:
+                self._repair(n)
+                done.append(f"repaired {n}")
+            except Exception as exc:  # noqa: BLE001
+                done.append(f"repairing {n} failed: {exc}")
         if self.killed:
             names = sorted(self.killed)
             try:

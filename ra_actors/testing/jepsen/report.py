@@ -198,6 +198,30 @@ def fault_summary(windows: list[dict], nemesis_events: list[dict]) -> dict:
             "error_messages": [f"{e['fault']}: {e.get('message')}" for e in errors[:10]]}
 
 
+def disk_summary(nemesis_events: list[dict]) -> dict:
+    """What the disk faults did: each full disk (what the node said meanwhile,
+    how long until its storage was ok again) and each flipped byte (the file,
+    whether the damaged member reported it)."""
+    full, corrupt = [], []
+    starts = {ev["id"]: ev for ev in nemesis_events if ev.get("event") == "start"}
+    for ev in nemesis_events:
+        if ev.get("event") != "end" or ev.get("id") not in starts:
+            continue
+        s = starts[ev["id"]]
+        if ev.get("fault") == "disk-full":
+            full.append({"node": s["nodes"][0], "bytes": s.get("bytes"), "during": ev.get("during"),
+                         "storage_ok_after_s": ev.get("storage_ok_after_s")})
+        elif ev.get("fault") == "disk-corrupt":
+            corrupt.append({"node": s["nodes"][0], "kind": s.get("kind"), "file": s.get("file"),
+                            "offset": s.get("offset"), "size": s.get("size"),
+                            "refused_start": ev.get("refused_start"),
+                            "log_check_exit": ev.get("log_check_exit"),
+                            "reported": bool(ev.get("reported")),
+                            "reason": ev.get("reason") or ev.get("seen")})
+    return {"full": full, "corrupt": corrupt,
+            "corrupt_unreported": sum(1 for c in corrupt if not c["reported"])}
+
+
 def _stats(values: list[float]) -> Optional[dict]:
     if not values:
         return None
@@ -242,6 +266,16 @@ def render(summary: dict) -> str:
         add(f"    ! {m}")
     for f, why in summary.get("skipped_faults", {}).items():
         add(f"    skipped {f}: {why}")
+    dsk = summary.get("disk") or {}
+    for f in dsk.get("full", []):
+        during = f.get("during") or {}
+        add(f"    disk full on {f['node']}: storage {during.get('storage')}, server {during.get('server')};"
+            f" storage ok {f.get('storage_ok_after_s')}s after the space came back")
+    for c in dsk.get("corrupt", []):
+        how = "refused to start" if c.get("refused_start") else "started"
+        add(f"    byte flipped in {c['node']}:{c.get('file')} at {c.get('offset')}/{c.get('size')}: {how},"
+            f" log check exit {c.get('log_check_exit')}, "
+            + ("reported the corruption" if c.get("reported") else "DID NOT REPORT the corruption"))
     rec = summary.get("recovery", {})
     took = "-" if rec.get("seconds") is None else f"{rec.get('seconds')}s"
     add(f"  final recovery: {took} ({rec.get('state')}); final reads "
