@@ -4,10 +4,14 @@ Rules:
 
 * State is a plain dict (msgpack-serialisable, so snapshots encode it as is)::
 
-      {"kv": {key: value}, "every": N, "since": n}
+      {"kv": {key: value}, "every": N, "since": n}          (+ "checkpoint": C)
 
   ``every`` is the ``release_cursor_every`` option (0 = never) and ``since``
-  counts commands applied since the last release cursor.
+  counts commands applied since the last release cursor.  ``checkpoint``
+  (the ``checkpoint_every`` option, present only when set) makes the machine
+  emit ``Checkpoint(meta.index, state)`` at every index divisible by it, and
+  its release cursors then carry no state (``ReleaseCursor(meta.index)``):
+  they promote the newest checkpoint at or below that index.
 * ``apply`` never mutates the state it is given: it returns a new dict, so a
   state handed out in a ``ReleaseCursor`` (or held by a query) stays valid.
 * Commands are tuples (clients normalise them through msgpack, so lists
@@ -36,7 +40,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from ra_actors.core.effects import ReleaseCursor
+from ra_actors.core.effects import Checkpoint, ReleaseCursor
 
 CAS_OK = "cas_ok"
 CAS_FAILED = "cas_failed"
@@ -46,16 +50,32 @@ def init(config: dict) -> dict:
     every = int(config.get("release_cursor_every", 0) or 0)
     if every < 0:
         raise ValueError(f"release_cursor_every must be >= 0, got {every}")
-    return {"kv": {}, "every": every, "since": 0}
+    checkpoint = int(config.get("checkpoint_every", 0) or 0)
+    if checkpoint < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint}")
+    state = {"kv": {}, "every": every, "since": 0}
+    if checkpoint:
+        state["checkpoint"] = checkpoint
+    return state
 
 
 def _result(meta: Any, kv: dict, state: dict, reply: Any):
     since = state["since"] + 1
     every = state["every"]
+    checkpoint = state.get("checkpoint", 0)
+    effects = []
     if every and since >= every:
-        new_state = {"kv": kv, "every": every, "since": 0}
-        return new_state, reply, [ReleaseCursor(meta.index, new_state)]
-    return {"kv": kv, "every": every, "since": since}, reply
+        since = 0
+    new_state = {"kv": kv, "every": every, "since": since}
+    if checkpoint:
+        new_state["checkpoint"] = checkpoint
+        if meta.index % checkpoint == 0:
+            effects.append(Checkpoint(meta.index, new_state))
+    if every and since == 0:
+        effects.append(ReleaseCursor(meta.index) if checkpoint else ReleaseCursor(meta.index, new_state))
+    if effects:
+        return new_state, reply, effects
+    return new_state, reply
 
 
 def apply(meta: Any, command: Any, state: dict):

@@ -39,13 +39,15 @@ from typing import Any, Union
 from . import codec, errors
 from .actors.protocol import (AddMemberRequest, ListActorsRequest, ServerMetricsRequest,
                               MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
-                              RemoveMemberRequest, SendToActorRequest, StartActorRequest, StopActorRequest,
+                              RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
+                              StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
 from .client.commands import Commands
 from .client.connection import Connection
 from .client.discovery import Discovery
+from .actors.util import handle_node
 from .client.ids import actor_ref, server_id as _sid
 from .client.leaderboard import Leaderboards
 from .client.pipelining import Pipeliner
@@ -169,7 +171,7 @@ class Client:
 
     # ============================================================ commands
     def process_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT, *,
-                        seq: int | None = None) -> tuple[Any, ServerId | None]:
+                        seq: int | None = None, reply_from: Any = None) -> tuple[Any, ServerId | None]:
         """Apply ``command`` through the leader of ``server_id``'s cluster and
         return ``(reply, leader)``.
 
@@ -179,11 +181,29 @@ class Client:
         within ``timeout`` -- the command may or may not have been applied,
         and if it was not, it never will be once this stream's next command
         arrives.  ``seq``: send the command of an earlier client of this
-        (named) session again under the number it had."""
+        (named) session again under the number it had.
+
+        ``reply_from`` (Ra's): ``"leader"`` (the default), ``"local"`` (the
+        member on this client's node answers once *it* has applied the
+        command; the leader if no voter is there) or a ServerId (that
+        member; the leader if it is no member).  ``InvalidCommand`` for
+        anything else."""
         data = self._command(command)
+        where = self._reply_from(reply_from)
         sid = _sid(server_id)
         self.flush()
-        return self._commands.call(sid, data, timeout, seq)
+        return self._commands.call(sid, data, timeout, seq, reply_from=where)
+
+    def _reply_from(self, reply_from: Any) -> tuple | None:
+        if reply_from is None or reply_from == "leader":
+            return None
+        if reply_from == "local":
+            return ("local", handle_node(self.handle))
+        try:
+            return ("member", tuple(_sid(reply_from)))
+        except (TypeError, ValueError):
+            raise errors.InvalidCommand(f"reply_from must be 'leader', 'local' or a server id, "
+                                        f"not {reply_from!r:.100}") from None
 
     def pipeline_command(self, server_id: ServerLike, command: Any, correlation: Any = None,
                          priority: str = "normal", *, seq: int | None = None) -> int:
@@ -222,8 +242,9 @@ class Client:
 
     def events(self, timeout: float = 1.0) -> list:
         """Events received so far (``Applied``, ``Rejected``, ``TimedOut``,
-        ``Message``); waits up to ``timeout`` seconds for the first one
-        (sending pipelined commands again meanwhile, see ``pipeline_command``)."""
+        ``Message``, ``RaEvent``); waits up to ``timeout`` seconds for the
+        first one (sending pipelined commands again meanwhile, see
+        ``pipeline_command``)."""
         self.flush()
         deadline = time.monotonic() + timeout
         inbox = self._conn.events
@@ -378,6 +399,13 @@ class Client:
         """Make ``server_id`` start an election now."""
         self._resolver.call(server_id, TriggerElectionRequest(), timeout, redirect=False)
 
+    def ping(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str]:
+        """Ra's ``ping``: ``("pong", role)`` from ``server_id`` itself (its
+        current role, e.g. ``"follower"``).  Raises ``NoSuchServer``,
+        ``NodeDown``, ``Timeout``."""
+        value, _leader = self._resolver.call(server_id, ServerPingRequest(), timeout, redirect=False)
+        return tuple(value)
+
     def key_metrics(self, server_id: ServerLike, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Ra's key metrics of ``server_id`` (``last_applied``, ``commit_index``,
         ``snapshot_index``, ``last_written_index``, ``last_index``,
@@ -416,9 +444,12 @@ class Client:
         return self._lifecycle.start_server(cluster_name, machine, server_id, members, config, timeout,
                                             server_config)
 
-    def restart_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
-        """Start a stopped (or crashed) server again from its data."""
-        self._lifecycle.restart_server(server_id, timeout)
+    def restart_server(self, server_id: ServerLike, timeout: float = 10.0, **config: Any) -> None:
+        """Start a stopped (or crashed) server again from its data.  ``config``
+        (Ra's mutable config) changes tunables of :data:`MUTABLE_CONFIG_KEYS`
+        in its persisted config first; ``InvalidConfig`` for any other key or
+        a bad value, and an error if the server is running."""
+        self._lifecycle.restart_server(server_id, timeout, config)
 
     def stop_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
         """Stop a server and keep its data (it stays stopped across node restarts)."""
@@ -427,6 +458,42 @@ class Client:
     def force_delete_server(self, server_id: ServerLike, timeout: float = 10.0) -> None:
         """Stop a server and delete its data without asking its cluster."""
         self._lifecycle.force_delete_server(server_id, timeout)
+
+    def leave_and_terminate(self, server_ref: ServerLike, server_id: ServerLike,
+                            timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``leave_and_terminate``: remove ``server_id`` from its cluster
+        through ``server_ref`` (once the removal is committed), then stop it
+        and keep its data.  Raises what ``remove_member`` raises; nothing is
+        stopped then."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.stop_server(server_id, timeout)
+
+    def leave_and_delete_server(self, server_ref: ServerLike, server_id: ServerLike,
+                                timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``leave_and_delete_server``: remove ``server_id`` from its
+        cluster through ``server_ref``, then stop it and delete its data
+        (``force_delete_server``).  Raises what ``remove_member`` raises;
+        nothing is deleted then."""
+        self.remove_member(server_ref, server_id, timeout)
+        self.force_delete_server(server_id, timeout)
+
+    def start_or_restart_cluster(self, cluster_name: str, machine: str, server_ids: list,
+                                 config: dict | None = None, timeout: float = 30.0,
+                                 **server_config: Any) -> tuple[list[ServerId], list[ServerId]]:
+        """Ra's ``start_or_restart_cluster``: if the first of ``server_ids``
+        was started before (its node knows it), restart every one of them
+        from its data and return ``(server_ids, [])`` (an error restarting
+        one is raised); otherwise ``start_cluster``."""
+        sids = [_sid(s) for s in server_ids]
+        if not sids:
+            raise ValueError("start_or_restart_cluster needs at least one server id")
+        try:
+            self.restart_server(sids[0], timeout)
+        except errors.NoSuchServer:
+            return self.start_cluster(cluster_name, machine, sids, config, timeout, **server_config)
+        for sid in sids[1:]:
+            self.restart_server(sid, timeout)
+        return sids, []
 
     def delete_cluster(self, server_ids: list, timeout: float = 10.0) -> ServerId | None:
         """Delete the cluster (replicated: every member removes its data once

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-
-class RaError(Exception):
-    """Base class of every ra_actors error."""
+# Defined in the core, which raises InvalidEffect itself and imports nothing
+# outside itself; they are these very classes.
+from .core.types import InvalidConfig, InvalidEffect, RaError  # noqa: F401
 
 
 class Timeout(RaError):

@@ -23,6 +23,11 @@
   was last sent to).
 * ``Message(msg)``: a machine sent ``msg`` to this client's handle
   (``SendMsg(client.handle, msg)``).
+* ``RaEvent(leader, msg)``: the same with the ``ra_event`` option (Ra's
+  ``{ra_event, Leader, {machine, Msg}}``); actors receive it too.
+* ``Cast(msg)``: what an actor receives for a ``SendMsg`` with the ``cast``
+  option (Ra's ``{'$gen_cast', Msg}``): ``msg`` is the message, or the
+  ``RaEvent`` when both options are given.
 
 They are plain frozen dataclasses: compare them, match on them::
 
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Applied", "Rejected", "NotLeader", "SessionRefused", "StorageFailed", "CommandRefused",
-           "TimedOut", "Message"]
+           "TimedOut", "Message", "RaEvent", "Cast"]
 
 
 @dataclass(frozen=True)
@@ -97,4 +102,20 @@ class TimedOut:
 
 @dataclass(frozen=True)
 class Message:
+    msg: Any
+
+
+@dataclass(frozen=True)
+class RaEvent:
+    """A machine's ``SendMsg(..., options=("ra_event",))``: ``leader`` is the
+    leader as the sending member knew it."""
+
+    leader: Any
+    msg: Any
+
+
+@dataclass(frozen=True)
+class Cast:
+    """A machine's ``SendMsg(..., options=("cast",))`` to an actor."""
+
     msg: Any

@@ -106,6 +106,7 @@ class _Shell:
         self.id = N1
         self.leader = N2
         self.incarnation = 42
+        self.role = "follower"
         self.config = ServerConfig(N1, "kv_n1", "kv", "machines.kv", (N1,), max_command_bytes=max_command_bytes)
         self.stats = {"commands": 0, "queries": 0}   # the counters the dispatch bumps
         self.delivered = []
@@ -188,7 +189,7 @@ def test_a_query_resolves_its_function_on_the_server():
 
 @pytest.mark.parametrize("request_, value", [
     (KeyMetricsRequest(), {"term": 3}),
-    (ServerPingRequest(), (N1, 42)),
+    (ServerPingRequest(), ("pong", "follower")),
 ])
 def test_immediate_requests_are_answered_at_once(request_, value):
     port = _call(request_)

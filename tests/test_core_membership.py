@@ -293,6 +293,23 @@ def test_transfer_errors():
     assert follower.handle(m.TransferLeadership(N3, "t")) == ("follower", [fx.Reply("t", Redirect(N1), N1)])
 
 
+def test_transfer_to_a_voter_that_is_not_up_to_date_is_refused():
+    """Ra transfer_leadership: {error, not_up_to_date} unless the target's
+    next index is the leader's; the leader keeps leading."""
+    srv = make_leader(N1, max_pipeline_count=1)
+    for i in range(3):
+        srv.handle(sync_cmd(("put", "a", i), "c"))       # only index 2 may be in flight
+    assert srv.peers[N2].next_index == 3 and srv.log.last_index == 4
+    role, effects = srv.handle(m.TransferLeadership(N2, "t"))
+    assert role == "leader" and len(effects) == 1
+    assert effects[0].reply.kind == "NotUpToDate" and "next index is 3" in effects[0].reply.detail
+    # once it has everything the transfer goes ahead
+    srv.handle(m.Written(1, 2, 4))
+    srv.handle(ae_ok(1, N2, 2))
+    srv.handle(ae_ok(1, N2, 4))
+    assert srv.handle(m.TransferLeadership(N2, "t"))[0] == "await_condition"
+
+
 def test_removed_leader_stops_with_stop_server_removed():
     """Raft §6 / thesis §4.2.2 (a removed leader steps down once the change
     commits) and thesis §3.10 (TimeoutNow to the most up-to-date voter),

@@ -236,3 +236,52 @@ def test_server_side_encoding_is_what_the_wal_writes(tmp_path):
         assert msgs["s1"] == [Written(2, 1, 4)]
         slog.close()
         assert ServerLog.open(tmp_path, "s1").read(1, 4) == es(1, 4, term=2)
+
+
+def _cp_image(meta, state):
+    from ra_actors.codec import pack
+    from ra_actors.log.snapshot import encode_snapshot
+    return encode_snapshot(meta, pack(state))
+
+
+def test_checkpoints_are_kept_beside_the_log_recovered_promoted_and_deleted(tmp_path):
+    m3, m6, m8 = SnapshotMeta(3, 1, CLUSTER), SnapshotMeta(6, 1, CLUSTER), SnapshotMeta(8, 1, CLUSTER)
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        write(node, slog, es(1, 10))
+        for meta in (m3, m6, m8):
+            slog.write_checkpoint_image(meta, _cp_image(meta, {"at": meta.index}))
+        assert (slog.first_index, slog.snapshot_index) == (1, 0)   # nothing truncated
+        assert slog.overview()["checkpoints"] == [3, 6, 8]
+    with recover_node(tmp_path) as node:
+        slog = node.open_server("s1")
+        rec = slog.recovered()
+        assert rec.snapshot is None and rec.checkpoints == (m3, m6, m8)
+        assert rec.checkpoint == (m8, {"at": 8}) and len(rec.entries) == 10
+        assert slog.promote_checkpoint(m6) == SnapshotWritten(m6)     # a rename, not a write
+        assert slog.snapshots.latest() == (m6, {"at": 6}) and slog.snapshot_index == 6
+        assert slog.overview()["checkpoints"] == [3, 8]
+    with recover_node(tmp_path) as node:
+        # checkpoints at or below the snapshot are garbage (a crash before their deletion)
+        slog = node.open_server("s1")
+        assert slog.overview()["checkpoints"] == [8]
+        assert slog.recovered().checkpoints == (m8,)
+        slog.delete_checkpoints((m8,))
+        assert slog.recovered().checkpoint is None
+
+
+def test_a_damaged_checkpoint_stops_recovery_naming_it(tmp_path):
+    from ra_actors.log.common import checkpoints_dir
+    m4 = SnapshotMeta(4, 1, CLUSTER)
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        write(node, slog, es(1, 6))
+        slog.write_checkpoint_image(m4, _cp_image(m4, {"at": 4}))
+    path = next(checkpoints_dir(tmp_path, "s1").iterdir())
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with recover_node(tmp_path) as node:
+        with pytest.raises(LogCorruption) as err:
+            node.open_server("s1").recovered()
+        assert path.name in str(err.value)

@@ -70,7 +70,7 @@ def apply(meta, command, state):
         state["watched"].append(command[1])
         return state, "ok", [Monitor("process", command[1])]
     if command[0] == "send":
-        return state, "ok", [SendMsg(command[1], command[2])]
+        return state, "ok", [SendMsg(command[1], command[2], *command[3:4])]
     return state, ("error", "unknown_command")
 
 
@@ -250,6 +250,42 @@ def test_send_msg_effect_reaches_the_actor(env):
     assert got[0]["msg"] == ["hello", {"n": 1}]
     assert len(got) == 1          # only the leader runs SendMsg
     env.c.stop_actor(ref)
+
+
+def _sent_by(env) -> dict:
+    return {s.node: env.c.member_overview(s)["stats"]["machine_messages_sent"] for s in env.sids}
+
+
+def test_send_msg_options_cast_ra_event_and_local(env):
+    """Ra's send_msg options: ``ra_event`` wraps the message as
+    ``RaEvent(leader, msg)``, ``cast`` as ``Cast(...)`` around it; ``local``
+    makes the member on the target's node send it (a follower here), and
+    the leader only when no member is on that node."""
+    leader = env.c.members(env.sids[0])[1]
+    node = next(s.node for s in env.sids if s != leader)          # a follower's node
+    near = env.c.start_actor(node, REPORTER, init={"report": (p_near := env.report_path())})
+    far = env.c.start_actor("n4", REPORTER, init={"report": (p_far := env.report_path())})
+    wait_report(p_near, lambda r: r["event"] == "init")
+    wait_report(p_far, lambda r: r["event"] == "init")
+    env.c.process_command(env.sids[0], ("send", near, "wrapped", ("cast", "ra_event")))
+    got = wait_report(p_near, lambda r: r["event"] == "msg")
+    assert got[0]["msg"] == repr(ra.events.Cast(ra.events.RaEvent(leader, "wrapped")))
+
+    before = _sent_by(env)
+    env.c.process_command(env.sids[0], ("send", near, "local-near", ["local"]))
+    wait_report(p_near, lambda r: r["event"] == "msg" and r["msg"] == "local-near")
+    after = _sent_by(env)
+    assert {n: after[n] - before[n] for n in after} == {n: int(n == node) for n in after}
+
+    before = after
+    env.c.process_command(env.sids[0], ("send", far, "local-far", ["local"]))
+    wait_report(p_far, lambda r: r["event"] == "msg" and r["msg"] == "local-far")
+    after = _sent_by(env)
+    assert {n: after[n] - before[n] for n in after} == {n: int(n == leader.node) for n in after}
+    time.sleep(0.3)
+    assert len([r for r in read_report(p_near) if r["event"] == "msg"]) == 2   # each sent once
+    env.c.stop_actor(near)
+    env.c.stop_actor(far)
 
 
 def test_bad_inputs_are_clear_errors_and_leave_nothing(env):

@@ -87,7 +87,7 @@ STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
 # Messages collected per destination while the host handles one message,
 # then sent as one (a Bundle) on the stream or through Thespian: Raft's
 # RPCs between hosts, and what servers send their clients.
-_BATCHED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message})
+_BATCHED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message, ev.RaEvent})
 # What other hosts (Raft's RPCs, forwarded commands) and clients (calls,
 # pipelined commands) send a host on the replication stream.
 _FROM_STREAM = frozenset({Rpcs, Forwarded, ClientCall, Pipeline})

@@ -220,9 +220,12 @@ class StartServerRequest(SupervisorRequest):
 
 @dataclass(frozen=True, slots=True)
 class RestartServerRequest(SupervisorRequest):
-    """Start the stopped (or given-up) server ``name`` again from its data."""
+    """Start the stopped (or given-up) server ``name`` again from its data,
+    with ``config`` (``{key: value}`` of ``MUTABLE_CONFIG_KEYS``) changed
+    in its persisted config first."""
 
     name: str
+    config: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +374,10 @@ class CommandRequest(ClientRequest):
     ``session`` (None: no session) names the client's session in this
     cluster; ``seq`` is the command's number in it, ``low`` the lowest
     number the client still waits for, ``known`` whether the client has seen
-    the session applied (``ra_actors.core.types.SessionSeq``)."""
+    the session applied (``ra_actors.core.types.SessionSeq``).
+
+    ``reply_from`` (with ``await_consensus``): which member answers, see
+    ``AwaitConsensus``."""
 
     data: Any
     reply_mode: str = "await_consensus"
@@ -380,6 +386,7 @@ class CommandRequest(ClientRequest):
     seq: int = 0
     low: int = 0
     known: bool = False
+    reply_from: Any = None     # None, ("local", node) or ("member", (name, node))
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,8 +452,8 @@ class MemberOverviewRequest(ClientRequest):
 
 @dataclass(frozen=True, slots=True)
 class ServerPingRequest(ClientRequest):
-    """Answered at once ``(server id, incarnation)`` (not :class:`PingRequest`,
-    which asks a node's supervisor)."""
+    """Answered at once ``("pong", role)`` (Ra's ``ping``; not
+    :class:`PingRequest`, which asks a node's supervisor)."""
 
 
 # Every request a server answers: the server's dispatch table has exactly

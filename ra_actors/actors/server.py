@@ -391,6 +391,8 @@ class ActorServerPort:
         if refusal is not None:
             raise _Refused(*refusal)
         reply_mode = NoReply() if req.reply_mode == "noreply" else _REPLY_MODES[req.reply_mode](caller)
+        if req.reply_from is not None:
+            reply_mode = AwaitConsensus(caller, _reply_from(req.reply_from, req.reply_mode))
         cmd = m.Command(req.data, reply_mode, priority(req.priority), now_ms(), session)
         self.shell.stats["commands"] += 1
         return cmd
@@ -430,7 +432,7 @@ class ActorServerPort:
         return _Immediate(self.overview())
 
     def _request_ping(self, req: ServerPingRequest, caller: tuple) -> _Immediate:
-        return _Immediate((self.shell.id, self.shell.incarnation))
+        return _Immediate(("pong", str(self.shell.role)))
 
     _CLIENT_REQUESTS = {
         CommandRequest: _request_command,
@@ -514,15 +516,21 @@ class ActorServerPort:
                else ev.SessionRefused(reason, correlation))
         self.router.send_to_client(client, ev.Rejected(server, why))
 
-    def send_message(self, to: Any, msg: Any) -> None:
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: Any = None) -> None:
+        if "ra_event" in options:
+            msg = ev.RaEvent(leader, msg)
+        if is_client_handle(to):
+            # (its events are casts already: ``cast`` changes nothing here)
+            self.router.send_to_client(to, msg if "ra_event" in options else ev.Message(msg))
+            return
+        if "cast" in options:
+            msg = ev.Cast(msg)
         if isinstance(to, ActorAddress):
             self._send(to, msg)
         elif isinstance(to, ActorRef):
             # an actor started by a client: the supervisors know where its
             # current incarnation is (see user_actors)
             self._send(self.supervisor, ActorSend(to, msg))
-        elif is_client_handle(to):
-            self.router.send_to_client(to, ev.Message(msg))
         else:
             log(self.who, f"SendMsg to unknown destination {to!r:.100}")
 
@@ -660,6 +668,20 @@ class ActorServerPort:
         SegmentsWritten: _on_segments_written,
         Misdelivered: _on_misdelivered,
     }
+
+
+def _reply_from(value: Any, reply_mode: str) -> tuple:
+    """A request's ``reply_from``, checked (it came from the network)."""
+    if reply_mode != "await_consensus":
+        raise ValueError(f"reply_from goes with await_consensus, not {reply_mode!r}")
+    if (type(value) in (tuple, list) and len(value) == 2 and value[0] == "local"
+            and isinstance(value[1], str)):
+        return ("local", value[1])
+    if (type(value) in (tuple, list) and len(value) == 2 and value[0] == "member"
+            and type(value[1]) in (tuple, list, ServerId) and len(value[1]) == 2
+            and all(isinstance(x, str) for x in value[1])):
+        return ("member", ServerId(*value[1]))
+    raise ValueError(f"reply_from must be ('local', node) or ('member', server id), not {value!r:.100}")
 
 
 class _Refused(Exception):

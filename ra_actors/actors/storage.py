@@ -572,6 +572,17 @@ class ServerStore:
         from ..log.snapshot import encode_snapshot
         self.slog.write_snapshot_image(meta, encode_snapshot(meta, data))
 
+    def write_checkpoint(self, meta, data: bytes):
+        from ..log.snapshot import encode_snapshot
+        self.slog.write_checkpoint_image(meta, encode_snapshot(meta, data))
+
+    def promote_checkpoint(self, meta):
+        self.slog.promote_checkpoint(meta)
+        return None   # read back from the file when a follower needs it
+
+    def delete_checkpoints(self, metas):
+        self.slog.delete_checkpoints(metas)
+
     def overview(self) -> dict:
         return self.slog.overview()
 

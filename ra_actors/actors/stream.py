@@ -115,7 +115,8 @@ def wire_codec():
         from . import protocol
         classes = [protocol.Rpcs, protocol.Bundle, protocol.Forwarded, protocol.ClientCall,
                    protocol.Pipeline, protocol.ClientReply, events.Applied, events.Rejected,
-                   events.NotLeader, events.SessionRefused, events.CommandRefused, events.Message]
+                   events.NotLeader, events.SessionRefused, events.CommandRefused, events.Message,
+                   events.RaEvent]
         classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]

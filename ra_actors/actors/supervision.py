@@ -49,7 +49,8 @@ from .. import errors
 from ..core.machine import Machine
 from ..metrics import block as counters_block
 from ..metrics.fields import KEY_METRICS, MEMBERSHIP_NAMES, STATE_NAMES
-from ..core.types import ServerConfig, ServerId
+from ..core.types import ServerConfig, ServerId, with_mutable_changes
+from ..log.config_store import save_config
 from ..shell.names import NameRefused
 from .children import DELETING, EXITED, RUNNING, STARTING, STOPPING, Child, ChildActors
 from .directory import Directory
@@ -128,12 +129,18 @@ class ServerSupervision:
         rec = self._registered(name)
         child = self.servers.get(name)
         if child is not None and child.status in (RUNNING, STARTING) and not child.halted:
+            if request.config:
+                raise errors.RaError(f"server {name} on node {self.ctx.node} is running: "
+                                     "stop it before restarting it with a changed config")
             return ("ok", child.incarnation)
         self._refuse_in_storage_error()
         if child is not None and child.status in (STOPPING, DELETING):
             raise errors.RaError(f"server {name} on node {self.ctx.node} is {child.status}")
-        self.registry.set_stopped(name, False)
         config = child.config if child is not None else self.registry.read_config(rec.uid)
+        if request.config:
+            config = with_mutable_changes(config, request.config)
+            save_config(self.ctx.data_dir, config)
+        self.registry.set_stopped(name, False)
         if child is not None:
             child.restarts.clear()   # asked for: a fresh intensity budget
         self._start(config, new=False, waiter=(sender, request.req_id))

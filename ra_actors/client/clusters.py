@@ -28,7 +28,7 @@ from ..actors.protocol import (CheckMachineRequest, DeleteClusterRequest, ForceD
                                RestartServerRequest, StartServerRequest, StopServerRequest,
                                TriggerElectionRequest)
 from ..actors.util import decode_error
-from ..core.types import ServerConfig, ServerId
+from ..core.types import ServerConfig, ServerId, check_mutable_changes
 from .addresses import AddressBook
 from .connection import Connection, Undelivered
 from .discovery import Discovery
@@ -174,10 +174,11 @@ class Clusters:
         self.discovery.sup_call(sid.node, StartServerRequest(cfg), timeout)
         return sid
 
-    def restart_server(self, sid: Any, timeout: float) -> None:
+    def restart_server(self, sid: Any, timeout: float, config: dict | None = None) -> None:
         sid = server_id(sid)
+        check_mutable_changes(dict(config or {}))
         self.book.forget_server(sid)
-        self.discovery.sup_call(sid.node, RestartServerRequest(sid.name), timeout)
+        self.discovery.sup_call(sid.node, RestartServerRequest(sid.name, dict(config or {})), timeout)
 
     def stop_server(self, sid: Any, timeout: float) -> None:
         sid = server_id(sid)

@@ -41,7 +41,8 @@ class Commands:
         self.session = session
         self.idle = idle            # the pipeliner's flush: its resends go on while we wait
 
-    def call(self, sid: ServerId, data: Any, timeout: float, seq: int | None = None) -> tuple[Any, ServerId | None]:
+    def call(self, sid: ServerId, data: Any, timeout: float, seq: int | None = None,
+             reply_from: Any = None) -> tuple[Any, ServerId | None]:
         deadline = time.monotonic() + timeout
         stream = self.session.stream(sid, time.time_ns() // 1000)
         if seq is None:
@@ -58,7 +59,7 @@ class Commands:
 
         def request_for(attempt: int) -> CommandRequest:
             return CommandRequest(data, "await_consensus", "normal", key, seq, stream.low(),
-                                  stream.known(seq, attempt > 0))
+                                  stream.known(seq, attempt > 0), reply_from)
 
         try:
             value, leader = self.resolver.session_call(sid, request_for, max(0.0, deadline - time.monotonic()),

@@ -14,7 +14,7 @@ Rules:
   until its ``wait`` returns (``keep=True``: until :meth:`Connection.release`).
   An answer that comes later (a call that timed out, a repeat) is dropped
   on arrival, so the inbox never grows with answers nobody takes.
-* Events (``Applied``, ``Rejected``, ``Message``) pass the ``event_filter``
+* Events (``Applied``, ``Rejected``, ``Message``, ``RaEvent``) pass the ``event_filter``
   (the pipeliner's: it takes the events of its own commands and hands on
   what the user should see) and queue in ``events`` until the client hands
   them out.
@@ -113,7 +113,7 @@ class Connection:
             if not isinstance(msg.results, list):   # (msgpack on a stream gives tuples)
                 msg = ev.Applied(msg.leader, list(msg.results))
             self._event(msg)
-        elif isinstance(msg, (ev.Rejected, ev.Message)):
+        elif isinstance(msg, (ev.Rejected, ev.Message, ev.RaEvent)):
             self._event(msg)
         elif isinstance(msg, Misdelivered):
             self.book.forget_server(server_id(msg.to))

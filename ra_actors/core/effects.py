@@ -9,7 +9,8 @@ Two families live here:
   ``tick`` (Ra's ``ra_machine:effect()``): ``SendMsg``, ``ModCall``,
   ``Monitor``, ``Demonitor``, ``Timer``, ``ReleaseCursor``, ``Checkpoint``,
   ``Append``, ``Aux``.  The core handles ``ReleaseCursor``/``Checkpoint``/
-  ``Append`` itself and hands the rest to the shell inside
+  ``Append``/``TryAppend``/``Log`` itself (snapshots and checkpoints become
+  ``WriteSnapshot``/``WriteCheckpoint``/``PromoteCheckpoint``) and hands the rest to the shell inside
   ``MachineEffects(effects, leader_only)``, only those that are to run:
   leader-only ones only while it holds leadership (``LEADING_ROLES``).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import ServerId, SnapshotMeta
+from .types import NO_STATE, InvalidEffect, ServerId, SnapshotMeta
 
 
 # =========================================================== server effects
@@ -135,6 +136,32 @@ class WriteSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteCheckpoint:
+    """Persist a checkpoint durably (like ``WriteSnapshot``, but it truncates
+    nothing and several are kept), then answer ``CheckpointWritten(meta)``.
+    ``data`` is the machine state encoded with :func:`ra_actors.codec.pack`."""
+
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteCheckpoint:
+    """Make the durable checkpoint ``meta`` the server's snapshot without
+    writing the state again (a rename), then answer ``SnapshotWritten(meta)``."""
+
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCheckpoints:
+    """The checkpoints ``metas`` are no longer needed (covered by a snapshot,
+    or thinned out above ``max_checkpoints``): remove their files."""
+
+    metas: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class SendSnapshotChunk:
     """Read chunk ``chunk_no`` (from 1, ``chunk_size`` bytes each) of the
     durable snapshot described by ``meta`` and send it to ``to`` as an
@@ -207,13 +234,65 @@ class MachineEffects:
 
 
 # ========================================================== machine effects
+SEND_MSG_OPTIONS = ("ra_event", "cast", "local")
+
+
 @dataclass(frozen=True, slots=True)
 class SendMsg:
-    """Send ``msg`` to ``to`` (an actor address, a ServerId or a client handle id)."""
+    """Send ``msg`` to ``to`` (an actor address or ``ActorRef``, a ServerId or
+    a client handle id).  ``options`` (Ra's ``send_msg`` options; a name or
+    a tuple of names, kept as a sorted tuple):
+
+    * ``"ra_event"``: deliver ``ra_actors.events.RaEvent(leader, msg)``;
+    * ``"cast"``: deliver ``ra_actors.events.Cast(...)`` around it (to
+      actors; a client handle's events are casts already);
+    * ``"local"``: run on the member on ``to``'s node if a voter is there
+      (any role), else on the leader -- saves a hop between nodes.
+
+    Without ``local`` it runs on the leader only.  An unknown option, or
+    ``ra_event``/``cast`` to a server (which takes ``msg`` as a command), is
+    ``ra_actors.errors.InvalidEffect`` at construction."""
 
     to: Any
     msg: Any
     options: tuple = ()
+
+    def __post_init__(self) -> None:
+        opts = self.options
+        if isinstance(opts, str):
+            opts = (opts,)
+        if not isinstance(opts, (tuple, list, frozenset, set)):
+            raise InvalidEffect(f"SendMsg options must be a name or a tuple of names, not {opts!r}")
+        unknown = sorted(repr(o) for o in opts if o not in SEND_MSG_OPTIONS)
+        if unknown:
+            raise InvalidEffect(f"unknown SendMsg option(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(SEND_MSG_OPTIONS)}")
+        opts = tuple(sorted(set(opts)))
+        if ({"ra_event", "cast"} & set(opts)) and _names_a_server(self.to):
+            raise InvalidEffect(f"SendMsg options {opts} have no meaning for a server ({self.to!r}): "
+                                "a server takes the message as a command")
+        object.__setattr__(self, "options", opts)
+
+
+def _names_a_server(to: Any) -> bool:
+    return isinstance(to, ServerId) or (
+        type(to) is tuple and len(to) == 2 and all(isinstance(x, str) for x in to))
+
+
+def target_node(to: Any) -> str | None:
+    """The node of a ``SendMsg``/``Monitor`` target when its name says it: a
+    ServerId or ``(name, node)``, an ``ActorRef``, a client handle
+    (``"client:<node>:<id>"``); None otherwise (a raw actor address)."""
+    if isinstance(to, str):
+        if to.startswith("client:"):
+            return to[len("client:"):].rsplit(":", 1)[0]
+        return None
+    node = getattr(to, "node", None)
+    if isinstance(node, str):
+        return node
+    if type(to) is tuple and len(to) == 2 and isinstance(to[1], str):
+        return to[1]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,25 +319,43 @@ class Demonitor:
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """Fire ``TimerFired(name)`` through the log after ``ms``; None cancels."""
+    """Fire ``TimerFired(name)`` through the log after ``ms``; None cancels.
+    With ``absolute`` (Ra's ``{abs, true}``) ``ms`` is a point in time
+    (milliseconds since the epoch, as ``meta.system_time``): it fires then,
+    at once if that is past (as a negative ``ms`` does).  Setting a name
+    again replaces its timer."""
 
     name: Any
     ms: int | None
+    absolute: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ms is not None and type(self.ms) not in (int, float):
+            raise InvalidEffect(f"Timer ms must be a number or None, not {self.ms!r}")
+        if type(self.absolute) is not bool:
+            raise InvalidEffect(f"Timer absolute must be True or False, not {self.absolute!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseCursor:
-    """Entries ``<= index`` are no longer needed: ``state`` is the machine
-    state at ``index``; the core takes a snapshot (all members)."""
+    """Entries ``<= index`` are no longer needed (all members).
+
+    With ``state`` (the machine state at ``index``) the core takes a snapshot
+    there and truncates the log -- unless a durable checkpoint sits at
+    exactly ``index``: that one is promoted instead of writing the same state
+    again.  Without ``state`` (Ra's ``{release_cursor, Index}``) the newest
+    checkpoint at or below ``index`` is promoted; nothing happens if there is
+    none."""
 
     index: int
-    state: Any
+    state: Any = NO_STATE
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A checkpoint hint; treated like ReleaseCursor without log truncation
-    (ra_actors takes a snapshot only through ReleaseCursor)."""
+    """``state`` is the machine state at ``index``: keep it durably as a
+    recovery point without truncating the log (all members).  A later
+    ``ReleaseCursor`` can promote it to the snapshot."""
 
     index: int
     state: Any
@@ -283,6 +380,30 @@ class TryAppend:
 
 
 @dataclass(frozen=True, slots=True)
+class Log:
+    """Ra's ``{log, Idxs, Fun}`` / ``{log, Idxs, Fun, {local, Node}}``: read
+    the user commands at ``indexes`` from the member's log and run the
+    effects ``fun(commands)`` returns there (a list, or one effect).  The
+    leader runs it; with ``node`` the voter on that node does, in any role
+    (the leader when no voter is there).  Indexes no longer in the log
+    (below its snapshot) or holding no user command are left out."""
+
+    indexes: tuple
+    fun: Any
+    node: str | None = None
+
+    def __post_init__(self) -> None:
+        idxs = self.indexes
+        if not isinstance(idxs, (tuple, list, range)) or not all(type(i) is int and i > 0 for i in idxs):
+            raise InvalidEffect(f"Log indexes must be a sequence of positive integers, not {idxs!r:.100}")
+        if not callable(self.fun):
+            raise InvalidEffect(f"Log fun must be callable, not {self.fun!r:.100}")
+        if self.node is not None and not isinstance(self.node, str):
+            raise InvalidEffect(f"Log node must be a node name or None, not {self.node!r:.100}")
+        object.__setattr__(self, "indexes", tuple(idxs))
+
+
+@dataclass(frozen=True, slots=True)
 class Aux:
     """A command for the member-local aux handler (every member)."""
 
@@ -293,10 +414,11 @@ class Aux:
 # (a MachineEffects carries MACHINE_EFFECTS); a shell handles exactly these.
 SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Applied, Rejected,
                   ForwardCommand, SetElectionTimer, CancelElectionTimer, SetAwaitConditionTimer,
-                  WriteSnapshot, SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
+                  WriteSnapshot, WriteCheckpoint, PromoteCheckpoint, DeleteCheckpoints,
+                  SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
                   RoleChanged, StopServer, DeleteData, MachineEffects)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
-                   Checkpoint, Append, TryAppend, Aux)
+                   Checkpoint, Append, TryAppend, Log, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
 
 

@@ -187,7 +187,15 @@ class MetaWritten:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotWritten:
-    """A ``WriteSnapshot(meta, ...)`` is durable."""
+    """A ``WriteSnapshot(meta, ...)`` is durable (or a ``PromoteCheckpoint(meta)``
+    made that checkpoint the snapshot)."""
+
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointWritten:
+    """A ``WriteCheckpoint(meta, ...)`` is durable."""
 
     meta: SnapshotMeta
 

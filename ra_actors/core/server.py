@@ -32,6 +32,11 @@ Rules this module keeps (each has tests citing the Raft paper):
   round to a quorum after the leader has committed in its term).
 * Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
   followers behind the leader's first index receive it in chunks.
+* Checkpoints (Ra 2.x): ``Checkpoint`` keeps the state at an index durably
+  without truncating anything; ``ReleaseCursor`` promotes one (a rename)
+  instead of writing the same state again; a restart starts from the newest
+  of snapshot and checkpoint and replays the log after it.  One snapshot or
+  checkpoint write at a time.
 
 Dispatch (as etcd's ``Step``, with Ra's one clause per message per role):
 ``handle`` first applies the term rules once for every RPC
@@ -76,6 +81,8 @@ class Recovered:
     last_applied: int = 0
     snapshot: tuple[SnapshotMeta, Any] | None = None  # (meta, machine state)
     entries: tuple = ()  # durable Entry objects after the snapshot, ascending, consecutive
+    checkpoints: tuple = ()  # SnapshotMeta of the durable checkpoints above the snapshot, ascending
+    checkpoint: tuple[SnapshotMeta, Any] | None = None  # the newest of them: (meta, machine state)
 
 
 class Peer:
@@ -136,7 +143,8 @@ class RaftServer:
         self.waiting_queries: list[tuple[Any, Any]] = []  # consistent queries before the noop commits
         self.low_queue: list[m.Command] = []
         self.transfer_target: ServerId | None = None
-        self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written
+        self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
+        self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -186,9 +194,27 @@ class RaftServer:
         self.durable_meta = (rec.current_term, rec.voted_for)
         self.commit_index = max(self.log.snapshot_index, min(rec.last_applied, self.log.last_index))
         self.last_applied = self.log.snapshot_index
+        self._recover_checkpoints(rec)
         # Re-apply what was applied before the restart; effects are discarded
         # (they were carried out by whoever was leader then).
         self._apply_to(self.commit_index, replay=True)
+
+    def _recover_checkpoints(self, rec: Recovered) -> None:
+        """Durable checkpoints above the snapshot (ascending); the machine
+        starts from the newest one when the log still holds its (index, term)."""
+        self.checkpoints: list[SnapshotMeta] = sorted(
+            (c for c in rec.checkpoints if c.index > self.log.snapshot_index), key=lambda c: c.index)
+        # Where this incarnation's machine state started (snapshot or checkpoint index).
+        self.recovered_from = self.log.snapshot_index
+        if rec.checkpoint is not None:
+            cp_meta, cp_state = rec.checkpoint
+            if (cp_meta.index > self.log.snapshot_index
+                    and self.log.term_at(cp_meta.index) == cp_meta.term):
+                self.machine_state = self._unwrap_snapshot_state(cp_state)
+                self.machine_version = cp_meta.machine_version
+                self.last_applied = cp_meta.index
+                self.commit_index = max(self.commit_index, cp_meta.index)
+                self.recovered_from = cp_meta.index
 
     # =============================================================== helpers
     @property
@@ -824,8 +850,7 @@ class RaftServer:
                 return
             self.last_applied_ts = cmd.ts
             self._handle_apply_effects(effs, entry.index)
-            if self._leading():
-                self._reply_applied(cmd.reply_mode, reply)
+            self._reply_applied(cmd.reply_mode, reply)
         elif isinstance(cmd, Noop):
             if cmd.machine_version > self.machine_version:
                 old = self.machine_version
@@ -895,12 +920,32 @@ class RaftServer:
         self._emit(fx.StopServer("removed"))
 
     def _reply_applied(self, mode, reply) -> None:
+        """Answer an applied command: the leader does, unless an
+        ``AwaitConsensus`` names another member to (``reply_from``)."""
         if isinstance(mode, AwaitConsensus):
-            if reply != NO_REPLY:
-                self._emit(fx.Reply(mode.from_, _ok(reply), self.id))
+            if reply != NO_REPLY and self._replies_here(mode.reply_from):
+                self._emit(fx.Reply(mode.from_, _ok(reply), self.leader_id))
         elif isinstance(mode, NotifyReply):
-            if reply != NO_REPLY:
+            if reply != NO_REPLY and self._leading():
                 self.applied_batch.setdefault(mode.client, []).append((mode.correlation, reply))
+
+    def _replies_here(self, reply_from: Any) -> bool:
+        """Ra's reply_from: the leader by default; ``("local", node)``: the
+        voter on that node, or the leader if none is there;
+        ``("member", id)``: that member, or the leader if it is no member."""
+        leading = self._leading()
+        if isinstance(reply_from, tuple) and len(reply_from) == 2:
+            kind, where = reply_from
+            if kind == "local":
+                if leading:
+                    return where == self.id.node or not any(s.node == where for s in self.voters())
+                return where == self.id.node and self.cluster.get(self.id) == VOTER
+            if kind == "member":
+                target = ServerId(*where)
+                if target == self.id:
+                    return True
+                return leading and target not in self.cluster
+        return leading
 
     def _flush_applied(self) -> None:
         if self.applied_batch:
@@ -914,10 +959,16 @@ class RaftServer:
             if isinstance(e, fx.ReleaseCursor):
                 self._release_cursor(e.index, e.state)
             elif isinstance(e, fx.Checkpoint):
-                continue  # ra_actors snapshots only through ReleaseCursor
+                self._checkpoint(e.index, e.state)
             elif isinstance(e, fx.Append):
                 if self._leading():
                     self._append_local([Usr(e.command, e.reply_mode or NoReply(), 0)])
+            elif isinstance(e, fx.Log):
+                if rest:   # (keep the machine's order)
+                    self._emit_machine_effects(rest, from_apply=True)
+                    rest = []
+                if self._runs_log_here(e.node):
+                    self._handle_apply_effects(self._read_log_effects(e), index)
             elif isinstance(e, fx.TryAppend):
                 # as if a client had sent it here, in whatever role this member is
                 handler = STEP[self.role].get(m.Command)
@@ -928,11 +979,37 @@ class RaftServer:
         if rest:
             self._emit_machine_effects(rest, from_apply=True)
 
+    def _runs_log_here(self, node: str | None) -> bool:
+        if node is None:
+            return self._leading()
+        return self._sends_locally((None, node), self._leading())
+
+    def _read_log_effects(self, e: fx.Log) -> list:
+        """The effects ``e.fun`` makes of the user commands at ``e.indexes``."""
+        commands = []
+        for i in e.indexes:
+            entry = self.log.get(i) if self.log.snapshot_index < i <= self.log.last_index else None
+            if entry is not None and isinstance(entry.command, Usr):
+                commands.append(entry.command.data)
+        out = e.fun(commands)
+        if out is None:
+            return []
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
     def _emit_machine_effects(self, effs: list, from_apply: bool) -> None:
         if not from_apply:
-            # state_enter/tick/snapshot_installed effects are meant for this member.
-            allowed = tuple(e for e in effs
-                            if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append, fx.TryAppend)))
+            # state_enter/tick/snapshot_installed effects are meant for this member
+            # (a Log among them runs here under the same rules).
+            expanded = []
+            for e in effs:
+                if isinstance(e, fx.Log):
+                    if self._runs_log_here(e.node):
+                        expanded.extend(self._read_log_effects(e))
+                else:
+                    expanded.append(e)
+            allowed = tuple(e for e in expanded
+                            if not isinstance(e, (fx.ReleaseCursor, fx.Checkpoint, fx.Append, fx.TryAppend,
+                                                  fx.Log)))
             if allowed:
                 self._emit(fx.MachineEffects(allowed, leader_only=False))
             return
@@ -948,7 +1025,12 @@ class RaftServer:
         for e in effs:
             if isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)):
                 continue
-            tag = isinstance(e, fx.LEADER_ONLY_EFFECTS)
+            if isinstance(e, fx.SendMsg) and "local" in e.options:
+                if not self._sends_locally(e.to, leading):
+                    continue
+                tag = False     # this member runs it, whatever its role
+            else:
+                tag = isinstance(e, fx.LEADER_ONLY_EFFECTS)
             if run and tag != run_tag:
                 if leading or not run_tag:
                     self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
@@ -958,13 +1040,30 @@ class RaftServer:
         if run and (leading or not run_tag):
             self._emit(fx.MachineEffects(tuple(run), leader_only=run_tag))
 
+    def _sends_locally(self, to: Any, leading: bool) -> bool:
+        """Ra's ``local`` send: the voter on the target's node sends it; the
+        leader sends it only when no voter is there (or it is there itself)."""
+        node = fx.target_node(to)
+        if leading:
+            return (node is None or node == self.id.node
+                    or not any(s.node == node for s in self.voters()))
+        return node == self.id.node and self.cluster.get(self.id) == VOTER
+
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any) -> None:
+        if state is fx.NO_STATE:
+            self._promote_checkpoint(index)
+            return
+        if any(c.index == index for c in self.checkpoints):
+            # The same state is already durable: rename it, write nothing.
+            self._promote_checkpoint(index)
+            return
         # One snapshot write at a time: a received snapshot being written
         # (``installing``) is newer than anything applied here, and an older
         # write landing after it would replace it on disk below a log that
         # the install already truncated.
         if (self.pending_snapshot is not None or self.installing is not None
+                or self.pending_checkpoint is not None
                 or index <= self.log.snapshot_index
                 or index > self.last_applied
                 or index < self.log.snapshot_index + self.config.min_snapshot_interval):
@@ -977,13 +1076,74 @@ class RaftServer:
             return  # a joining server does not know the configuration at that index
         meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
         self.pending_snapshot = meta
+        self._emit(fx.WriteSnapshot(meta, data=self._snapshot_payload(state)))
+
+    def _snapshot_payload(self, state: Any) -> bytes:
         # Encode now: a machine that mutates its state in place would otherwise
         # change the snapshot before the shell gets to write it.
         if len(self.sessions):
-            # (the session table is the one at ``index``: a release cursor
-            # names the entry being applied, see _apply_entry)
+            # (the session table is the one at the entry being applied, see
+            # _apply_entry)
             state = SnapshotState(state, self.sessions.records(), self.sessions.log_clock)
-        self._emit(fx.WriteSnapshot(meta, data=codec.pack(state)))
+        return codec.pack(state)
+
+    def _checkpoint(self, index: int, state: Any) -> None:
+        newest = self.checkpoints[-1].index if self.checkpoints else 0
+        if (self.pending_snapshot is not None or self.installing is not None
+                or self.pending_checkpoint is not None
+                or index <= self.log.snapshot_index
+                or index > self.last_applied
+                or index <= newest + self.config.min_checkpoint_interval):
+            return
+        term = self.log.term_at(index)
+        cluster = self._cluster_at(index)
+        if term is None or not cluster:
+            return
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
+        self.pending_checkpoint = meta
+        self._emit(fx.WriteCheckpoint(meta, self._snapshot_payload(state)))
+
+    def _on_checkpoint_written(self, msg: m.CheckpointWritten) -> None:
+        if msg.meta != self.pending_checkpoint:
+            return
+        self.pending_checkpoint = None
+        meta = msg.meta
+        if meta.index <= self.log.snapshot_index:
+            self._emit(fx.DeleteCheckpoints((meta,)))   # a snapshot overtook it
+            return
+        self.checkpoints.append(meta)
+        self.checkpoints.sort(key=lambda c: c.index)
+        extra = []
+        while len(self.checkpoints) > max(1, self.config.max_checkpoints):
+            extra.append(self.checkpoints.pop(self._checkpoint_to_thin()))
+        if extra:
+            self._emit(fx.DeleteCheckpoints(tuple(extra)))
+
+    def _checkpoint_to_thin(self) -> int:
+        """Position of the checkpoint to drop when there are too many: never
+        the oldest or the newest; the one closest to its older neighbour,
+        so the survivors stay spread over the log (Ra thins them too)."""
+        cps = self.checkpoints
+        if len(cps) <= 2:
+            return 0
+        return min(range(1, len(cps) - 1), key=lambda i: (cps[i].index - cps[i - 1].index, i))
+
+    def _promote_checkpoint(self, index: int) -> None:
+        if self.pending_snapshot is not None or self.installing is not None:
+            return
+        found = [c for c in self.checkpoints if self.log.snapshot_index < c.index <= index]
+        if not found:
+            return
+        meta = found[-1]
+        self.checkpoints.remove(meta)
+        self.pending_snapshot = meta
+        self._emit(fx.PromoteCheckpoint(meta))
+
+    def _drop_checkpoints_below(self, index: int) -> None:
+        old = [c for c in self.checkpoints if c.index <= index]
+        if old:
+            self.checkpoints = [c for c in self.checkpoints if c.index > index]
+            self._emit(fx.DeleteCheckpoints(tuple(old)))
 
     def _on_snapshot_written(self, msg: m.SnapshotWritten) -> None:
         if self.installing is not None and msg.meta == self.installing[0]:
@@ -999,6 +1159,7 @@ class RaftServer:
         self.snapshot_meta = meta
         self._compact_cluster_history(meta.index)
         self._emit(fx.TruncateLogBelow(meta.index))
+        self._drop_checkpoints_below(meta.index)
         # The shell keeps only the newest snapshot: restart transfers of older ones.
         for sid in sorted(self.peers):
             p = self.peers[sid]
@@ -1077,6 +1238,7 @@ class RaftServer:
                 self.cluster_history.append((e.index, cluster_dict(e.command.cluster)))
         self.verified_index = max(self.verified_index, meta.index)
         self._emit(fx.TruncateLogBelow(meta.index, keep_above=keep))
+        self._drop_checkpoints_below(meta.index)
         self._emit(fx.PersistLastApplied(meta.index))
         effs = self.machine.snapshot_installed(self.machine_version, meta, state, old_meta, old_state)
         if effs:
@@ -1427,6 +1589,13 @@ class RaftServer:
             self._emit(fx.Reply(msg.from_, Error("NotMember", f"{target} is not a member"), self.id))
         elif self.cluster[target] != VOTER:
             self._emit(fx.Reply(msg.from_, Error("NonVoter", f"{target} is not a voter"), self.id))
+        elif not self._transfer_target_up_to_date(target):
+            # Ra: only a target whose next index is the leader's (everything
+            # sent to it, no snapshot transfer under way) may take over.
+            p = self.peers.get(target)
+            self._emit(fx.Reply(msg.from_, Error(
+                "NotUpToDate", f"{target} is not up to date: its next index is "
+                f"{p.next_index if p else 'unknown'}, the leader's {self.log.last_index + 1}"), self.id))
         else:
             # Stop taking commands, bring the target up to date, then tell it
             # to stand (await_condition, as Ra).
@@ -1436,6 +1605,10 @@ class RaftServer:
             self._emit(fx.Reply(msg.from_, _ok("ok"), self.id))
             self._replicate(target, force=True)
             self._maybe_transfer()
+
+    def _transfer_target_up_to_date(self, target: ServerId) -> bool:
+        p = self.peers.get(target)
+        return p is not None and p.snapshot is None and p.next_index == self.log.last_index + 1
 
     def _maybe_transfer(self) -> None:
         if self.role != AWAIT_CONDITION or self.transfer_target is None:
@@ -1535,6 +1708,7 @@ class RaftServer:
             "last_applied": self.last_applied,
             "commit_index": self.commit_index,
             "snapshot_index": self.log.snapshot_index,
+            "checkpoint_index": self.checkpoints[-1].index if self.checkpoints else 0,
             "last_written_index": self.log.last_written,
             "last_index": self.log.last_index,
             "term": self.current_term,
@@ -1550,6 +1724,8 @@ class RaftServer:
             "voted_for": self.voted_for,
             "cluster": {s: mem for s, mem in self.cluster.items()},
             "machine_version": self.machine_version,
+            "checkpoints": [c.index for c in self.checkpoints],
+            "recovered_from": self.recovered_from,
             "machine": self.machine.overview(self.machine_version, self.machine_state),
             "sessions": self.sessions.overview(),
         })
@@ -1571,6 +1747,7 @@ _EVERY_ROLE = {
     m.ResendWrite: S._on_resend_write,
     m.MetaWritten: S._on_meta_written,
     m.SnapshotWritten: S._on_snapshot_written,
+    m.CheckpointWritten: S._on_checkpoint_written,
     m.PreVoteRpc: S._on_pre_vote_rpc,
     m.RequestVoteRpc: S._on_request_vote_rpc,
     m.Query: S._on_query,

@@ -15,7 +15,7 @@ Rules:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 
@@ -197,9 +197,14 @@ class SnapshotState:
 # ---------------------------------------------------------------- reply modes
 @dataclass(frozen=True, slots=True)
 class AwaitConsensus:
-    """Synchronous command: reply to ``from_`` once applied on the leader."""
+    """Synchronous command: reply to ``from_`` once applied.  ``reply_from``
+    (Ra's ``reply_from``) says which member answers, when it applies it:
+    None (the leader), ``("local", node)`` (the voter on ``node``, else the
+    leader) or ``("member", server_id)`` (that member, else the leader when
+    it is not a member)."""
 
     from_: Any
+    reply_from: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +349,10 @@ class ServerConfig:
     low_priority_flush_size: int = 16
     snapshot_chunk_size: int = 1_000_000
     min_snapshot_interval: int = 0
+    # Checkpoints (Ra 2.x): a new one only this many entries above the
+    # newest; at most this many kept (older ones are thinned out).
+    min_checkpoint_interval: int = 0
+    max_checkpoints: int = 10
     joining: bool = False
     # Sessions: idle this long (in log time) a session is forgotten; a
     # command parked by the leader behind a gap waits this long for the
@@ -354,6 +363,65 @@ class ServerConfig:
     # A command whose msgpack encoding is larger is refused, by the client
     # and again by the server (nothing is appended).
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+
+
+class RaError(Exception):
+    """Base class of every ra_actors error (re-exported by
+    :mod:`ra_actors.errors`, where the others live)."""
+
+
+class InvalidEffect(RaError, ValueError):
+    """A machine built an effect with an unknown option, or one that has no
+    meaning for its target (e.g. ``SendMsg(server_id, msg, ("cast",))``).
+    Raised where the effect is constructed; ``ra_actors.errors.InvalidEffect``."""
+
+
+class InvalidConfig(RaError, ValueError):
+    """A server config change that names an unknown key, one that cannot
+    change on restart, or a bad value (``restart_server(..., **changes)``);
+    ``ra_actors.errors.InvalidConfig``."""
+
+
+class _NoState:
+    """The ``state`` of a ``ReleaseCursor(index)`` given without one."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_STATE"
+
+
+NO_STATE: Any = _NoState()
+
+
+#: What ``restart_server`` may change (Ra's mutable config): tunables of
+#: this member alone.  Identity, machine, members and the session timeout
+#: (log time every member must agree on) are fixed at creation.
+MUTABLE_CONFIG_KEYS = ("max_append_entries_batch", "max_pipeline_count", "low_priority_flush_size",
+                       "snapshot_chunk_size", "min_snapshot_interval", "min_checkpoint_interval",
+                       "max_checkpoints", "session_gap_timeout_ms", "max_parked_per_session",
+                       "max_command_bytes")
+_MAY_BE_ZERO = ("min_snapshot_interval", "min_checkpoint_interval")
+
+
+def with_mutable_changes(config: ServerConfig, changes: dict) -> ServerConfig:
+    """``config`` with ``changes`` applied (see :func:`check_mutable_changes`)."""
+    check_mutable_changes(changes)
+    return replace(config, **changes) if changes else config
+
+
+def check_mutable_changes(changes: dict) -> None:
+    """InvalidConfig for a key not in :data:`MUTABLE_CONFIG_KEYS` or a value
+    that is not a positive integer (zero allowed for the minimum intervals)."""
+    if not isinstance(changes, dict):
+        raise InvalidConfig(f"config changes must be a dict, not {type(changes).__name__}")
+    for key, value in changes.items():
+        if key not in MUTABLE_CONFIG_KEYS:
+            raise InvalidConfig(f"{key!r} cannot be changed on restart; these can: "
+                                f"{', '.join(MUTABLE_CONFIG_KEYS)}")
+        low = 0 if key in _MAY_BE_ZERO else 1
+        if type(value) is not int or value < low:
+            raise InvalidConfig(f"{key} must be an integer >= {low}, not {value!r}")
 
 
 # ------------------------------------------------------------ fast pickling

@@ -39,8 +39,8 @@ import ra_actors.log.fileio as fileio
 
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
-    "server_dir", "segments_dir", "snapshots_dir", "lock_path", "flush_lock_path", "numbered_name",
-    "list_numbered", "probe_storage",
+    "server_dir", "segments_dir", "snapshots_dir", "checkpoints_dir", "lock_path", "flush_lock_path",
+    "numbered_name", "list_numbered", "probe_storage",
     "fsync_dir", "write_all", "writev_all", "sync_fd", "atomic_write", "read_checked_file", "encode_checked_file",
     "remove_tree_durably", "remove_hidden_leftovers", "iter_server_uids", "crc32",
 ]
@@ -88,6 +88,10 @@ def segments_dir(data_dir: str | os.PathLike, uid: str) -> Path:
 
 def snapshots_dir(data_dir: str | os.PathLike, uid: str) -> Path:
     return server_dir(data_dir, uid) / "snapshots"
+
+
+def checkpoints_dir(data_dir: str | os.PathLike, uid: str) -> Path:
+    return server_dir(data_dir, uid) / "checkpoints"
 
 
 def lock_path(data_dir: str | os.PathLike) -> Path:

@@ -24,6 +24,9 @@ messages::
     InstallSnapshotRpc      -> slog.accept_snapshot_chunk(m, n, data, last)
     SendSnapshotChunk       -> slog.read_snapshot_chunk(m, n, size) -> (data, is_last)
     TruncateLogBelow(i)     -> slog.truncate_below(i)
+    WriteCheckpoint(m, d)   -> slog.write_checkpoint_image(m, image)  -> CheckpointWritten
+    PromoteCheckpoint(m)    -> slog.promote_checkpoint(m)       -> SnapshotWritten
+    DeleteCheckpoints(ms)   -> slog.delete_checkpoints(ms)
     DeleteData              -> slog.delete()
 
 Rules:
@@ -54,6 +57,9 @@ Rules:
 * A snapshot transfer whose write fails (StorageError) is dropped with its
   partial file; the sender starts over from chunk 1.  File I/O goes through
   :mod:`.fileio`.
+* Checkpoints live beside the snapshots; recovery hands the core those above
+  the snapshot (metas) and the newest one with its state, and removes those
+  at or below the snapshot (a crash between a snapshot and their deletion).
 * Only the newest segment is never deleted by ``truncate_below`` (the segment
   writer may be extending it); older ones go once every entry they still
   hold is covered by the snapshot, oldest first.
@@ -68,17 +74,17 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..codec import pack, unpack
-from ..core.messages import MetaWritten, SnapshotWritten, Written
+from ..core.messages import CheckpointWritten, MetaWritten, SnapshotWritten, Written
 from ..core.server import Recovered
 from ..core.types import Entry, ServerConfig, ServerId, SnapshotMeta
 from ..errors import LogCorruption, ServerAlreadyExists
 import ra_actors.log.fileio as fileio
-from .common import (LogUsageError, check_uid, fsync_dir, list_numbered, remove_tree_durably,
+from .common import (LogUsageError, check_uid, checkpoints_dir, fsync_dir, list_numbered, remove_tree_durably,
                      segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir)
 from .config_store import config_path, load_config, save_config
 from .meta import MetaStore
 from .segment import SEGMENT_SUFFIX, Segment, SegmentRef, effective_ranges
-from .snapshot import MAX_CHUNK_SIZE, SnapshotAcceptor, SnapshotStore
+from .snapshot import MAX_CHUNK_SIZE, CheckpointStore, SnapshotAcceptor, SnapshotStore
 from .wal import WAL_SUFFIX
 from .wal_format import scan_wal_file
 
@@ -178,6 +184,8 @@ class ServerLog:
         latest = self.snapshots.latest()
         self.snapshot_meta: SnapshotMeta | None = latest[0] if latest else None
         self._recovered_state = latest  # handed out once by recovered()
+        self.checkpoints = CheckpointStore(checkpoints_dir(self.data_dir, uid))
+        self.checkpoints.remove_through(self.snapshot_index)
         self._acceptor: SnapshotAcceptor | None = None
         self._mem: list[Entry] = []
         self._mem_first = 0
@@ -585,7 +593,33 @@ class ServerLog:
                         "(see `ra-actors log check`)", self.uid, self.meta.last_applied,
                         self.last_index, self.last_index + 1, self.meta.last_applied)
         last_applied = min(self.meta.last_applied, self.last_index)
-        return Recovered(self.meta.current_term, self.meta.voted_for, last_applied, snapshot, entries)
+        cps = tuple(c for c in self.checkpoints.metas() if c.index > self.snapshot_index)
+        newest = self.checkpoints.read(cps[-1]) if cps else None
+        return Recovered(self.meta.current_term, self.meta.voted_for, last_applied, snapshot, entries,
+                         cps, newest)
+
+    # ------------------------------------------------------------ checkpoints
+    def write_checkpoint_image(self, meta: SnapshotMeta, image: bytes) -> CheckpointWritten:
+        """Durably keep checkpoint ``meta`` (a snapshot file image); the log is untouched."""
+        self._check_open()
+        if meta.index > self.last_index:
+            raise LogUsageError(f"checkpoint at {meta.index} is beyond the last index {self.last_index}")
+        self.checkpoints.write_image(meta, image)
+        return CheckpointWritten(meta)
+
+    def promote_checkpoint(self, meta: SnapshotMeta) -> SnapshotWritten:
+        """Make checkpoint ``meta`` the snapshot (a rename); the log is
+        untouched until ``truncate_below``."""
+        self._check_open()
+        self.checkpoints.promote(meta, self.snapshots)
+        self._installed(meta)
+        return SnapshotWritten(meta)
+
+    def delete_checkpoints(self, metas: Iterable[SnapshotMeta]) -> None:
+        self._check_open()
+        for meta in metas:
+            self.checkpoints.remove(meta)
+        fsync_dir(self.checkpoints.dir)
 
     # ------------------------------------------------------------ snapshots
     def latest_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
@@ -701,6 +735,7 @@ class ServerLog:
     def overview(self) -> dict:
         return {"uid": self.uid, "first_index": self.first_index, "last_index": self.last_index,
                 "last_written_index": self.last_written[0], "snapshot_index": self.snapshot_index,
+                "checkpoints": [i for i, _t, _p in self.checkpoints._files()],
                 "mem_table_entries": len(self._mem), "segments": len(self._segs),
                 "current_term": self.current_term, "last_applied": self.last_applied}
 

@@ -25,6 +25,11 @@ Rules:
   naming the file and offset (never a silent fallback: the log below it may
   be gone).
 * Leftover ``*.tmp`` / ``.partial-*`` files are crash debris, removed at open.
+* Checkpoints (:class:`CheckpointStore`, ``<server>/checkpoints/``) are
+  files of the same format, written the same way, but several are kept and
+  none truncates the log.  Promoting one renames it into the snapshot
+  directory (it was fsynced when written), which then drops the older
+  snapshots as any new snapshot does.
 * A failed write or fsync raises :class:`ra_actors.errors.StorageError`
   and leaves no file that counts as a snapshot: the tmp (or partial) file is
   removed, never renamed, and a chunked transfer must start over from
@@ -44,7 +49,7 @@ from ..errors import LogCorruption
 import ra_actors.log.fileio as fileio
 from .common import LogUsageError, SnapshotNotFound, crc32, remove_hidden_leftovers
 
-__all__ = ["SnapshotStore", "SnapshotAcceptor", "MAX_CHUNK_SIZE", "encode_snapshot",
+__all__ = ["SnapshotStore", "CheckpointStore", "SnapshotAcceptor", "MAX_CHUNK_SIZE", "encode_snapshot",
            "decode_snapshot", "snapshot_name", "snapshot_files", "snapshot_index_on_disk"]
 
 MAGIC = b"RASN"
@@ -121,6 +126,8 @@ def decode_snapshot(image: bytes, path: str = "<snapshot image>", *, with_state:
 class SnapshotStore:
     """The snapshots of one server, in ``directory``."""
 
+    keep_older = False   # a new snapshot makes every older one garbage
+
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
         fileio.mkdir(self.dir)
@@ -184,7 +191,7 @@ class SnapshotStore:
         path afterwards (``final`` unless a newer one was already there)."""
         index = int(_NAME_RE.match(final.name).group(1), 16)
         newer = [path for i, _t, path in self._files() if i > index]
-        if newer:
+        if newer and not self.keep_older:
             fileio.unlink(tmp, missing_ok=True)
             return newer[-1]
         try:
@@ -196,6 +203,8 @@ class SnapshotStore:
         # snapshot is not reported written; the older snapshots stay, so the
         # log below the new one is still covered whatever the disk kept.
         fileio.fsync_dir(self.dir)
+        if self.keep_older:
+            return final
         # The new snapshot is durable: every older one is now garbage.
         removed = False
         for _i, _t, path in self._files():
@@ -238,6 +247,52 @@ class SnapshotStore:
     def chunk_count(self, meta: SnapshotMeta, chunk_size: int = MAX_CHUNK_SIZE) -> int:
         size = self.path_for(meta.index, meta.term).stat().st_size
         return max(1, -(-size // chunk_size))
+
+
+class CheckpointStore(SnapshotStore):
+    """The checkpoints of one server, in ``directory``: several kept, each a
+    snapshot file that truncates nothing (see the module rules)."""
+
+    keep_older = True
+
+    def metas(self) -> list[SnapshotMeta]:
+        """The metas of every checkpoint here, ascending, checksums verified."""
+        return [decode_snapshot(fileio.read_file(path), str(path), with_state=False)[0]
+                for _i, _t, path in self._files()]
+
+    def read(self, meta: SnapshotMeta) -> tuple[SnapshotMeta, Any]:
+        """``(meta, state)`` of checkpoint ``meta``, checksum verified."""
+        path = self.path_for(meta.index, meta.term)
+        try:
+            image = fileio.read_file(path)
+        except FileNotFoundError:
+            raise SnapshotNotFound(f"no checkpoint at index {meta.index} term {meta.term} "
+                                   f"in {self.dir}") from None
+        return decode_snapshot(image, str(path))
+
+    def remove(self, meta: SnapshotMeta) -> None:
+        fileio.unlink(self.path_for(meta.index, meta.term), missing_ok=True)
+
+    def remove_through(self, index: int) -> None:
+        """Remove every checkpoint at or below ``index`` (covered by a snapshot)."""
+        removed = False
+        for i, _t, path in self._files():
+            if i <= index:
+                fileio.unlink(path, missing_ok=True)
+                removed = True
+        if removed:
+            fileio.fsync_dir(self.dir)
+
+    def promote(self, meta: SnapshotMeta, snapshots: SnapshotStore) -> Path:
+        """Rename checkpoint ``meta`` into ``snapshots`` as its newest snapshot
+        (older snapshots are then removed); returns the newest snapshot's path."""
+        path = self.path_for(meta.index, meta.term)
+        if not path.exists():
+            raise SnapshotNotFound(f"no checkpoint at index {meta.index} term {meta.term} "
+                                   f"in {self.dir}")
+        final = snapshots._publish(path, snapshots.path_for(meta.index, meta.term))
+        fileio.fsync_dir(self.dir)
+        return final
 
 
 class SnapshotAcceptor:

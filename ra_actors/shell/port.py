@@ -54,9 +54,13 @@ class ServerPort(Protocol):
         """A pipelined command was not taken: ``reason`` is ``"not_leader"``
         (``leader``: where to send it) or a session error kind."""
 
-    def send_message(self, to: Any, msg: Any) -> None:
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: ServerId | None = None) -> None:
         """A machine's ``SendMsg`` to something that is not a Raft server: a
-        client handle, an actor reference or address."""
+        client handle, an actor reference or address.  ``options`` (already
+        checked, see ``SendMsg``): ``ra_event`` delivers
+        ``ra_actors.events.RaEvent(leader, msg)``, ``cast`` wraps what goes
+        to an actor in ``ra_actors.events.Cast``; ``local`` was the core's
+        to decide."""
 
     # -- storage services ---------------------------------------------------------
     def wal_write(self, appends: tuple) -> None:
@@ -122,6 +126,17 @@ class ServerStore(Protocol):
 
     def snapshot_bytes(self, meta: SnapshotMeta) -> bytes | None:
         """The encoded machine state of durable snapshot ``meta`` (None: not here)."""
+
+    def write_checkpoint(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Durably keep checkpoint ``meta`` (encoded state ``data``) before returning."""
+
+    def promote_checkpoint(self, meta: SnapshotMeta) -> bytes | None:
+        """Make durable checkpoint ``meta`` the snapshot (older snapshots go,
+        the log is untouched until ``truncate_below``); returns its encoded
+        state if at hand."""
+
+    def delete_checkpoints(self, metas: tuple) -> None:
+        """Remove these checkpoints (missing ones are ignored)."""
 
     def overview(self) -> dict: ...
 

@@ -54,7 +54,8 @@ from ..core import effects as fx
 from ..core import messages as m
 from ..core.machine import Machine
 from ..core.server import RaftServer
-from ..core.types import (CANDIDATE, LEADER, LEADING_ROLES, MEMBERSHIPS, PRE_VOTE, ROLES, NoReply, ServerConfig,
+from ..core.types import (CANDIDATE, LEADER, LEADING_ROLES, MEMBERSHIPS, MUTABLE_CONFIG_KEYS, PRE_VOTE, ROLES,
+                          NoReply, ServerConfig,
                           ServerId, TERMINATING_LEADER)
 from .names import ModulePolicy, query_function
 from .port import NullObserver, ServerObserver, ServerPort, ServerStore
@@ -163,6 +164,7 @@ class ServerShell:
         self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
+                      "checkpoints_written": 0, "checkpoints_promoted": 0, "machine_messages_sent": 0,
                       "wal_resends": 0, "queries": 0, "elections": 0, "pre_vote_elections": 0,
                       "term_and_vote_writes": 0, "leader_changes": 0}
         self.observer: ServerObserver = NullObserver()
@@ -335,7 +337,8 @@ class ServerShell:
     def overview(self) -> dict:
         ov = self.core.overview()
         ov.update({"incarnation": self.incarnation, "uid": self.uid, "log": self.store.overview(),
-                   "machine_module": self.config.machine, "stats": dict(self.stats)})
+                   "machine_module": self.config.machine, "stats": dict(self.stats),
+                   "config": {k: getattr(self.config, k) for k in MUTABLE_CONFIG_KEYS}})
         return ov
 
     # ========================================================== core driving
@@ -493,6 +496,23 @@ class ServerShell:
         data = e.data if e.data is not None else codec.pack(e.state)
         self.port.write_snapshot(e.meta, data)
 
+    def _write_checkpoint(self, e: fx.WriteCheckpoint) -> None:
+        # In this process, synchronously: a checkpoint is one file write and
+        # fsync, and the core starts no other snapshot work until it lands.
+        self.store.write_checkpoint(e.meta, e.data)
+        self.stats["checkpoints_written"] += 1
+        self._queue.append(m.CheckpointWritten(e.meta))
+
+    def _promote_checkpoint(self, e: fx.PromoteCheckpoint) -> None:
+        data = self.store.promote_checkpoint(e.meta)
+        if data is not None:
+            self._snapshot_cache = (e.meta, data)
+        self.stats["checkpoints_promoted"] += 1
+        self._queue.append(m.SnapshotWritten(e.meta))
+
+    def _delete_checkpoints(self, e: fx.DeleteCheckpoints) -> None:
+        self.store.delete_checkpoints(e.metas)
+
     def _send_snapshot_chunk(self, e: fx.SendSnapshotChunk) -> None:
         cache = self._snapshot_cache
         if cache is None or cache[0] != e.meta:
@@ -596,7 +616,8 @@ class ServerShell:
             else:
                 self._forwards.setdefault(sid, []).append(cmd)
         else:
-            self.port.send_message(e.to, e.msg)
+            self.stats["machine_messages_sent"] += 1
+            self.port.send_message(e.to, e.msg, e.options, self.leader)
 
     def _mod_call(self, e: fx.ModCall) -> None:
         self.modules.call(e.fun)(*e.args)
@@ -630,7 +651,8 @@ class ServerShell:
             self._machine_timers.pop(e.name, None)
             return
         self._machine_timers[e.name] = self._refs
-        self.port.wakeup(max(0, int(e.ms)), MachineTimerWakeup(e.name, self._refs))
+        delay = e.ms - self.port.now_ms() if e.absolute else e.ms
+        self.port.wakeup(max(0, int(delay)), MachineTimerWakeup(e.name, self._refs))
 
     def _aux(self, e: fx.Aux) -> None:
         handle_aux = getattr(self.machine_impl, "handle_aux", None)
@@ -644,7 +666,7 @@ class ServerShell:
             self.aux_state = result
 
     def _handled_by_core(self, _e: Any) -> None:
-        """ReleaseCursor / Checkpoint / Append / TryAppend never reach a shell
+        """ReleaseCursor / Checkpoint / Append / TryAppend / Log never reach a shell
         (the core takes them out of MachineEffects); listed for the closed
         vocabulary."""
 
@@ -718,6 +740,9 @@ class ServerShell:
         fx.CancelElectionTimer: _cancel_election_timer,
         fx.SetAwaitConditionTimer: _set_await_timer,
         fx.WriteSnapshot: _write_snapshot,
+        fx.WriteCheckpoint: _write_checkpoint,
+        fx.PromoteCheckpoint: _promote_checkpoint,
+        fx.DeleteCheckpoints: _delete_checkpoints,
         fx.SendSnapshotChunk: _send_snapshot_chunk,
         fx.TruncateLogBelow: _truncate_below,
         fx.MonitorServer: _monitor_server,
@@ -739,6 +764,7 @@ class ServerShell:
         fx.Checkpoint: _handled_by_core,
         fx.Append: _handled_by_core,
         fx.TryAppend: _handled_by_core,
+        fx.Log: _handled_by_core,
     }
 
     _WAKEUPS: dict[type, Callable] = {

@@ -78,6 +78,9 @@ class ServerStore:
     # Durable snapshots by (index, term); ``current`` is the latest made durable.
     snapshots: dict[tuple[int, int], tuple[SnapshotMeta, bytes]] = field(default_factory=dict)
     current: tuple[int, int] | None = None
+    # Durable checkpoints by (index, term): written synchronously by the
+    # server's own process, so durable as soon as it is told.
+    checkpoints: dict[tuple[int, int], tuple[SnapshotMeta, bytes]] = field(default_factory=dict)
 
     @property
     def snapshot_index(self) -> int:
@@ -162,6 +165,7 @@ class RecoveredData:
     last_applied: int
     snapshot: tuple[SnapshotMeta, bytes] | None
     entries: tuple[Entry, ...]
+    checkpoints: tuple = ()   # ((meta, data), ...) above the snapshot, ascending
 
 
 # WAL records: ("append", uid, token, entry) or ("truncate", uid, token, index, keep_above)
@@ -365,7 +369,8 @@ class NodeDisk:
         if s is None:
             return RecoveredData(0, None, 0, None, ())
         snap = s.snapshots[s.current] if s.current else None
-        return RecoveredData(s.term, s.voted_for, s.last_applied, snap, s.recovered_entries())
+        cps = tuple(s.checkpoints[k] for k in sorted(s.checkpoints) if k[0] > s.snapshot_index)
+        return RecoveredData(s.term, s.voted_for, s.last_applied, snap, s.recovered_entries(), cps)
 
     # ------------------------------------------------------------- failures
     def crash(self) -> dict[str, Any]:

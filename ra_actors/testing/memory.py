@@ -49,8 +49,11 @@ class RecordingPort:
                  reason: str = "not_leader") -> None:
         self._record("rejected", client, server, leader, correlation, reason)
 
-    def send_message(self, to: Any, msg: Any) -> None:
-        self._record("send_message", to, msg)
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: ServerId | None = None) -> None:
+        if options:
+            self._record("send_message", to, msg, options, leader)
+        else:
+            self._record("send_message", to, msg)
 
     def wal_write(self, appends: tuple) -> None:
         self._record("wal_write", appends)

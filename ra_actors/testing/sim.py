@@ -39,7 +39,9 @@ Rules:
   a member, delete it once the removal commits, add a fresh server as
   voter or promotable), ``transfer`` (leadership transfers), ``snapshot``
   (the KV machine releases its cursor every few commands; small snapshot
-  chunks), ``false-suspicion`` (the detector wrongly reports a node down
+  chunks), ``checkpoint`` (the KV machine checkpoints every few indexes and
+  its release cursors promote checkpoints; members restart from them),
+  ``false-suspicion`` (the detector wrongly reports a node down
   for a while), ``wal-loss`` (a server's WAL write or the WAL's report is
   lost on the way, and reports arrive out of order, as between Thespian
   actors under load).
@@ -80,13 +82,14 @@ from .workload import Workload, WorkloadConfig
 import machines.kv as kv_machine
 
 FAULTS = ("partition", "crash", "torn-write", "drop", "duplicate", "reorder", "membership",
-          "transfer", "snapshot", "false-suspicion", "wal-loss")
+          "transfer", "snapshot", "false-suspicion", "wal-loss", "checkpoint")
 DEFAULT_FAULTS = frozenset({"partition", "crash"})
 CLIENT_NODE = "clients"
 # what a run counts as it goes (SimResult.stats adds totals at the end)
 _COUNTERS = ("elections", "crashes", "node_crashes", "process_crashes", "partitions", "heals", "suspicions",
              "membership_changes", "transfers", "snapshots", "machine_messages_dropped", "chunks_unavailable",
-             "wal_writes_lost", "wal_reports_lost", "wal_resends")
+             "wal_writes_lost", "wal_reports_lost", "wal_resends", "checkpoints_written",
+             "checkpoints_promoted", "checkpoint_restarts")
 
 DEFAULT_ELECTION_TIMERS = {"really_short": (20, 100), "short": (100, 300), "medium": (200, 600),
                            "long": (300, 900)}
@@ -261,6 +264,7 @@ class _SeedParameters:
     pipeline: int                # max_pipeline_count
     nemesis_every: tuple[int, int]
     wal_loss: float              # chance that a WAL write, or a WAL report, is lost
+    checkpoint_every: int = 0    # the KV machine's Checkpoint period (0: never)
 
 
 def _draw_parameters(rng: random.Random, faults: frozenset[str], timing: Timing) -> _SeedParameters:
@@ -277,8 +281,12 @@ def _draw_parameters(rng: random.Random, faults: frozenset[str], timing: Timing)
     pipeline = rng.choice([16, 256, 4096])
     nemesis_choice = (100, rng.choice([400, 800, 1600]))
     wal_loss = rng.choice([0.005, 0.02, 0.05]) if "wal-loss" in faults else 0.0
+    checkpoint_every = 0
+    if "checkpoint" in faults:   # (drawn last: seeds without it keep their world)
+        checkpoint_every = rng.choice([2, 3, 5, 11])
+        release_every = release_every or rng.choice([7, 15, 30])
     return _SeedParameters(network, DiskConfig(torn_writes="torn-write" in faults), release_every, chunk_size,
-                           batch, pipeline, timing.nemesis_ms or nemesis_choice, wal_loss)
+                           batch, pipeline, timing.nemesis_ms or nemesis_choice, wal_loss, checkpoint_every)
 
 
 class Simulation:
@@ -327,6 +335,7 @@ class Simulation:
         self.disks = {n: NodeDisk(n, rng, drawn.disk) for n in self.node_names}
         self.node_up = {n: True for n in self.node_names}
         self.release_every = drawn.release_every
+        self.checkpoint_every = drawn.checkpoint_every
         self.chunk_size = drawn.chunk_size
         self.batch = drawn.batch
         self.pipeline = drawn.pipeline
@@ -443,7 +452,8 @@ class Simulation:
                   f"{','.join(self.node_names)}; faults {','.join(sorted(self.faults)) or 'none'}"
                   + (f"; bugs {','.join(sorted(self.bugs))}" if self.bugs else "")
                   + (f"; release_cursor_every={self.release_every} chunk={self.chunk_size}B"
-                     if self.release_every else ""))
+                     if self.release_every else "")
+                  + (f"; checkpoint_every={self.checkpoint_every}" if self.checkpoint_every else ""))
         for obs in self.node_names:
             for tgt in self.node_names:
                 if obs != tgt:
@@ -464,7 +474,7 @@ class Simulation:
             info.workload = Workload(name, rng, self, lambda n=name: self._live_members(n), wcfg)
             self.client_owners.update(info.workload.by_owner)
             info.workload.start()
-        if self.faults - {"torn-write", "drop", "duplicate", "reorder", "snapshot"}:
+        if self.faults - {"torn-write", "drop", "duplicate", "reorder", "snapshot", "checkpoint"}:
             self._after(rng.randint(*self.nemesis_every), "nemesis")
 
     def _ev_form(self, cluster: str) -> None:
@@ -486,7 +496,8 @@ class Simulation:
         cfg = ServerConfig(
             server_id=sid, uid=uid, cluster_name=info.name, machine="machines.kv",
             initial_members=members,
-            machine_config={"release_cursor_every": self.release_every},
+            machine_config=({"release_cursor_every": self.release_every}
+                            | ({"checkpoint_every": self.checkpoint_every} if self.checkpoint_every else {})),
             max_append_entries_batch=self.batch, max_pipeline_count=self.pipeline,
             snapshot_chunk_size=self.chunk_size, joining=joining)
         slot = Slot(sid, info.name, uid, cfg)

@@ -103,7 +103,11 @@ class SimStore:
         base = snapshot[0].index if snapshot is not None else 0
         self._first_index = base + 1
         self._last_index = entries[-1].index if entries else base
-        return Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries)
+        cps = tuple(meta for meta, _blob in data.checkpoints)
+        newest = (cps[-1], codec.unpack(data.checkpoints[-1][1])) if cps else None
+        if newest is not None:
+            self.sim.stats["checkpoint_restarts"] += 1
+        return Recovered(data.term, data.voted_for, data.last_applied, snapshot, entries, cps, newest)
 
     def append(self, entries: tuple) -> SimAppend:
         first = entries[0].index
@@ -158,6 +162,26 @@ class SimStore:
             return None
         return found[1]
 
+    def write_checkpoint(self, meta: SnapshotMeta, data: bytes) -> None:
+        self.disk.store(self.slot.uid).checkpoints[(meta.index, meta.term)] = (meta, data)
+        self.sim.stats["checkpoints_written"] += 1
+
+    def promote_checkpoint(self, meta: SnapshotMeta) -> bytes | None:
+        store = self.disk.store(self.slot.uid)
+        found = store.checkpoints.pop((meta.index, meta.term), None)
+        if found is None:
+            self.sim.inv.fail(f"{self.slot.sid.name}@{self.slot.sid.node} promoted checkpoint "
+                              f"{meta.index}/{meta.term} that is not on its disk")
+            return None
+        store.add_snapshot(*found)
+        self.sim.stats["checkpoints_promoted"] += 1
+        return found[1]
+
+    def delete_checkpoints(self, metas: tuple) -> None:
+        store = self.disk.store(self.slot.uid)
+        for meta in metas:
+            store.checkpoints.pop((meta.index, meta.term), None)
+
     def overview(self) -> dict:
         return {}
 
@@ -200,7 +224,7 @@ class SimPort:
                  reason: str) -> None:
         self.sim.send_client(self.slot.sid.node, client, "rejected", (server, leader, correlation, reason))
 
-    def send_message(self, to: Any, msg: Any) -> None:
+    def send_message(self, to: Any, msg: Any, options: tuple = (), leader: Any = None) -> None:
         self.sim.stats["machine_messages_dropped"] += 1
 
     # -- storage services ---------------------------------------------------------

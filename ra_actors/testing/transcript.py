@@ -302,9 +302,13 @@ def fmt(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{fmt(k)}: {fmt(value[k])}" for k in sorted(value, key=repr)) + "}"
     if dataclasses.is_dataclass(value):
-        # Nested records (reply modes, machine effects) print positionally.
+        # Nested records (reply modes, machine effects) print positionally
+        # (an AwaitConsensus answered by the leader, as usual, shows no
+        # reply_from; an Error the server did take shows no refused flag).
         fields = ", ".join(fmt(getattr(value, f.name)) for f in dataclasses.fields(value)
-                           if f.name != "incarnation")
+                           if f.name != "incarnation"
+                           and not (f.name == "reply_from" and getattr(value, f.name) is None)
+                           and not (f.name == "refused" and getattr(value, f.name) is False))
         return f"{type(value).__name__}({fields})"
     if callable(value):
         return "<fun>"
