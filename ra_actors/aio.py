@@ -325,6 +325,21 @@ class AsyncClient:
         """Linearizable ``fun(state, *args)``: ``(value, leader)``."""
         return await self._call("consistent_query", server_id, fun, *args, timeout=timeout)
 
+    # ================================================================= aux
+    async def aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """``handle_aux`` as a call on ``server_id`` itself: its reply."""
+        return await self._call("aux_command", server_id, command, timeout)
+
+    async def cast_aux_command(self, server_id: ServerLike, command: Any,
+                               timeout: float = DEFAULT_TIMEOUT) -> None:
+        """``handle_aux`` as a cast on ``server_id`` (returns once taken)."""
+        return await self._call("cast_aux_command", server_id, command, timeout)
+
+    async def consistent_aux(self, server_id: ServerLike, command: Any,
+                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
+        """The aux call on the leader after a consistent read barrier: ``(reply, leader)``."""
+        return await self._call("consistent_aux", server_id, command, timeout)
+
     # ========================================================== membership
     async def members(self, server_id: ServerLike | str, local: bool = False,
                       timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:

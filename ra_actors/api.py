@@ -37,7 +37,7 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, ListActorsRequest, ServerMetricsRequest,
+from .actors.protocol import (AddMemberRequest, AuxRequest, ListActorsRequest, ServerMetricsRequest,
                               MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
                               StopActorRequest,
@@ -282,6 +282,41 @@ class Client:
                          timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
         """Linearizable ``fun(state, *args)`` (ReadIndex on the leader): ``value, leader``."""
         return self._query("consistent", server_id, fun, args, timeout, redirect=True)
+
+    # ================================================================== aux
+    def _aux(self, kind: str, server_id: ServerLike, command: Any, timeout: float,
+             redirect: bool) -> tuple[Any, ServerId | None]:
+        data = self._command(command)
+        self.flush()
+        # (handle_aux may change the member's aux state: never sent twice)
+        return self._resolver.call(server_id, AuxRequest(kind, data), timeout, redirect=redirect,
+                                   idempotent=False)
+
+    def aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Ra's ``aux_command``: ``handle_aux(role, "call", command, ...)``
+        on ``server_id`` itself, in whatever role it is; returns its reply.
+        ``command`` is a msgpack value (``InvalidCommand``,
+        ``CommandTooLarge`` as for commands).  Raises ``AuxNotImplemented``
+        (the machine has no ``handle_aux``), ``AuxFailed`` (it raised),
+        ``NoSuchServer``, ``NodeDown``, ``Timeout``."""
+        reply, _leader = self._aux("call", server_id, command, timeout, redirect=False)
+        return reply
+
+    def cast_aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``cast_aux_command``: ``handle_aux(role, "cast", command,
+        ...)`` on ``server_id``; returns once the server has taken it (it
+        runs right after; nothing is answered about it, a failure is only
+        logged by the server)."""
+        self._aux("cast", server_id, command, timeout, redirect=False)
+
+    def consistent_aux(self, server_id: ServerLike, command: Any,
+                       timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
+        """Ra's ``consistent_aux``: the aux call on the leader of
+        ``server_id``'s cluster once a consistent read barrier passed (a
+        heartbeat round confirmed its leadership and it applied everything
+        committed when it was asked): ``(reply, leader)``.  Raises as
+        :meth:`aux_command`."""
+        return self._aux("consistent", server_id, command, timeout, redirect=True)
 
     # =========================================================== membership
     def members(self, server_id: ServerLike | str, local: bool = False,

@@ -52,6 +52,7 @@ SAMPLES = {
     KeyMetricsRequest: KeyMetricsRequest(),
     protocol.MemberOverviewRequest: protocol.MemberOverviewRequest(),
     ServerPingRequest: ServerPingRequest(),
+    protocol.AuxRequest: protocol.AuxRequest("call", ("stats", 1)),
 }
 
 
@@ -174,6 +175,8 @@ def test_the_server_names_the_reply_destination_and_the_clock():
     (RemoveMemberRequest(N3), m.RemoveMember(N3, ("client:n1:abc", 9))),
     (TransferLeadershipRequest(N2), m.TransferLeadership(N2, ("client:n1:abc", 9))),
     (DeleteClusterRequest(), m.DeleteClusterCmd(("client:n1:abc", 9))),
+    (protocol.AuxRequest("call", ("stats",)), m.AuxCommand("call", ("stats",), ("client:n1:abc", 9))),
+    (protocol.AuxRequest("consistent", ("stats",)), m.ConsistentAux(("stats",), ("client:n1:abc", 9))),
 ])
 def test_requests_become_core_messages_addressed_to_the_caller(request_, expected):
     port = _call(request_)
@@ -202,6 +205,12 @@ def test_trigger_election_is_answered_then_delivered():
     assert port.shell.delivered == [m.TriggerElection()]
 
 
+def test_an_aux_cast_is_answered_then_delivered_without_a_caller():
+    port = _call(protocol.AuxRequest("cast", ("stats",)))
+    assert port.sent == [("client-address", ClientReply(9, Ok(None), N2))]
+    assert port.shell.delivered == [m.AuxCommand("cast", ("stats",))]
+
+
 @pytest.mark.parametrize("request_, kind", [
     (("command", "x", "noreply", "normal"), "InvalidCommand"),       # an op-tuple is no request
     (CommandRequest("x", "whenever"), "InvalidCommand"),
@@ -209,6 +218,8 @@ def test_trigger_election_is_answered_then_delivered():
     (QueryRequest("local", "no_such_module_here:f", ()), "InvalidQuery"),
     (QueryRequest("local", "no colon", ()), "InvalidQuery"),
     (QueryRequest("local", "builtins:len", ()), "InvalidQuery"),      # not the cluster's machine
+    (protocol.AuxRequest("shout", ("stats",)), "InvalidCommand"),
+    (protocol.AuxRequest("call", ["a", "list"]), "InvalidCommand"),    # not in the log's form
 ])
 def test_a_request_the_server_cannot_build_is_the_callers_error(request_, kind):
     port = _call(request_)

@@ -24,7 +24,7 @@ def test_members_info_shows_each_members_replication_state_from_the_leader():
     info, leader = reply.reply.value
     assert leader == N1 and set(info) == {N1, N2, N3}
     assert info[N2] == {"membership": VOTER, "status": "normal", "next_index": 2, "match_index": 1,
-                        "query_index": 0}
+                        "query_index": 0, "machine_version": None}
     assert info[N1]["status"] == "leader"
     follower = make_follower(N2)
     assert follower.handle(m.MembersInfo("who")) == ("follower", [fx.Reply("who", Redirect(N1), N1)])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from core_helpers import MEMBERS3, N1, N2, N3, KvMachine, config, sync_cmd
+from core_helpers import MEMBERS3, N1, N2, N3, AuxKv, KvMachine, config, sync_cmd
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.server import RaftServer
@@ -149,6 +149,28 @@ def test_a_down_becomes_a_command_on_the_leader_only():
     port.calls.clear()
     shell.on_watch_down(ref_y, "noproc")
     assert port.of("wal_write") == []
+
+
+# ======================================================================== aux
+def test_an_aux_effect_is_handed_back_to_the_core_and_what_handle_aux_returns_runs():
+    """Ra's ``{aux, Cmd}``: when the effect comes up, the machine's
+    handle_aux runs as a cast in the member's role, and its effects run
+    next (a leader-only SendMsg: on the leader)."""
+    hi = fx.SendMsg("proc-1", "hi")
+    machine = AuxKv(enter_effects={"leader": [fx.Aux(("fx", [hi])), fx.Aux(("inc",))]})
+    shell, port, _ = _shell(machine=machine)
+    _elect(shell, port)
+    assert ("leader", "cast", ("fx", [hi])) in machine.aux_calls
+    assert port.of("send_message") == [("proc-1", "hi")]
+    assert shell.core.aux_state["n"] == 1
+
+
+def test_a_failing_aux_cast_is_logged_and_the_server_goes_on():
+    machine = AuxKv(enter_effects={"leader": [fx.Aux(("boom",))]})
+    shell, port, _ = _shell(machine=machine)
+    _elect(shell, port)
+    assert any("handle_aux failed on the cast ('boom',)" in text for (text,) in port.of("log"))
+    assert shell.running and port.of("crash") == []
 
 
 # ==================================================================== layers

@@ -401,6 +401,18 @@ class QueryRequest(ClientRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class AuxRequest(ClientRequest):
+    """Run the machine's ``handle_aux`` on the addressed server: ``kind``
+    ``"call"`` (Ra's ``aux_command``: answered with the reply), ``"cast"``
+    (``cast_aux_command``: answered at once, handled right after) or
+    ``"consistent"`` (``consistent_aux``: the leader answers the call after
+    a consistent read barrier; a follower redirects)."""
+
+    kind: str
+    command: Any
+
+
+@dataclass(frozen=True, slots=True)
 class MembersRequest(ClientRequest):
     """Answered ``(members, leader)`` as the server knows them."""
 
@@ -461,7 +473,7 @@ class ServerPingRequest(ClientRequest):
 CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, MembersInfoRequest, AddMemberRequest,
                           RemoveMemberRequest,
                           TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
-                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest)
+                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest, AuxRequest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_se
 from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
-from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
+from .protocol import (ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply, CommandRequest,
                        DeleteClusterRequest, Forwarded, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
                        LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
@@ -434,6 +434,18 @@ class ActorServerPort:
     def _request_ping(self, req: ServerPingRequest, caller: tuple) -> _Immediate:
         return _Immediate(("pong", str(self.shell.role)))
 
+    def _request_aux(self, req: AuxRequest, caller: tuple) -> Any:
+        refusal = command_refusal(req.command, self.shell.config.max_command_bytes)
+        if refusal is not None:
+            raise _Refused(*refusal)
+        if req.kind == "call":
+            return m.AuxCommand("call", req.command, caller)
+        if req.kind == "cast":
+            return _Immediate(None, m.AuxCommand("cast", req.command))
+        if req.kind == "consistent":
+            return m.ConsistentAux(req.command, caller)
+        raise ValueError(f"an aux request is a call, a cast or consistent, not {req.kind!r:.40}")
+
     _CLIENT_REQUESTS = {
         CommandRequest: _request_command,
         QueryRequest: _request_query,
@@ -447,6 +459,7 @@ class ActorServerPort:
         KeyMetricsRequest: _request_key_metrics,
         MemberOverviewRequest: _request_member_overview,
         ServerPingRequest: _request_ping,
+        AuxRequest: _request_aux,
     }
 
     def overview(self) -> dict:

@@ -28,7 +28,7 @@ from ..actors.protocol import (CheckMachineRequest, DeleteClusterRequest, ForceD
                                RestartServerRequest, StartServerRequest, StopServerRequest,
                                TriggerElectionRequest)
 from ..actors.util import decode_error
-from ..core.types import ServerConfig, ServerId, check_mutable_changes
+from ..core.types import UPGRADE_STRATEGIES, ServerConfig, ServerId, check_mutable_changes
 from .addresses import AddressBook
 from .connection import Connection, Undelivered
 from .discovery import Discovery
@@ -46,6 +46,10 @@ def server_config(cluster_name: str, machine: str, sid: ServerId, members: list,
     limit = extra.get("max_command_bytes")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"max_command_bytes must be a positive int, not {limit!r}")
+    strategy = extra.get("machine_upgrade_strategy", "quorum")
+    if strategy not in UPGRADE_STRATEGIES:
+        raise errors.InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
+                                   f"not {strategy!r:.60}")
     uid = f"{_SAFE.sub('_', cluster_name)[:60]}_{_SAFE.sub('_', sid.name)[:60]}_{uuid.uuid4().hex[:12]}"
     return ServerConfig(server_id=sid, uid=uid, cluster_name=cluster_name, machine=machine,
                         initial_members=tuple(members), machine_config=dict(config),

@@ -17,7 +17,8 @@ Two families live here:
 Built-in machine commands (``Down``, ``NodeUp``, ``NodeDown``, ``TimerFired``,
 ``MachineVersion``) are defined here too: the shell reports them to the core
 (``MachineEvent``), the leader appends them and the machine receives them in
-``apply``.
+``apply``.  ``AuxEval`` and ``AuxTick`` are Ra's built-in aux commands: the
+core casts them to ``handle_aux`` itself.
 """
 from __future__ import annotations
 
@@ -225,6 +226,17 @@ class DeleteData:
 
 
 @dataclass(frozen=True, slots=True)
+class AuxFailure:
+    """The machine's ``handle_aux`` raised on ``command`` (``kind``:
+    ``"call"`` or ``"cast"``); its aux state is unchanged and the server
+    goes on.  The shell logs it (a call's caller also gets ``AuxFailed``)."""
+
+    kind: str
+    command: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class MachineEffects:
     """Machine effects for the shell to run, in the machine's order.  The core
     emits leader-only ones (``leader_only``) only while it holds leadership."""
@@ -405,7 +417,10 @@ class Log:
 
 @dataclass(frozen=True, slots=True)
 class Aux:
-    """A command for the member-local aux handler (every member)."""
+    """Ra's ``{aux, Cmd}``: hand ``command`` to this member's
+    ``handle_aux`` as a cast, in whatever role it is, at this effect's
+    place among the effects (the shell gives it back to the core as an
+    ``AuxCommand``).  A machine without ``handle_aux`` ignores it."""
 
     command: Any
 
@@ -416,7 +431,7 @@ SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Ap
                   ForwardCommand, SetElectionTimer, CancelElectionTimer, SetAwaitConditionTimer,
                   WriteSnapshot, WriteCheckpoint, PromoteCheckpoint, DeleteCheckpoints,
                   SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
-                  RoleChanged, StopServer, DeleteData, MachineEffects)
+                  RoleChanged, StopServer, DeleteData, MachineEffects, AuxFailure)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
                    Checkpoint, Append, TryAppend, Log, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
@@ -452,4 +467,16 @@ class MachineVersion:
     to_version: int
 
 
-BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion)
+@dataclass(frozen=True, slots=True)
+class AuxEval:
+    """Ra's aux ``eval``: cast to ``handle_aux`` on every member after it
+    applied entries (once per batch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuxTick:
+    """Ra's aux ``tick``: cast to ``handle_aux`` on the leader at each of
+    its ticks."""
+
+
+BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion, AuxEval, AuxTick)

@@ -26,7 +26,10 @@ Rules:
 * **Crashes.**  An exception out of the core or an effect while handling an
   input ends the server: ``port.crash``; the port restarts it from its store.
   A failing *machine* effect (``SendMsg``, ``ModCall``, ...) is logged and
-  skipped: the machine's own mistake must not kill the server.
+  skipped: the machine's own mistake must not kill the server.  An ``Aux``
+  effect goes back to the core at once (``AuxCommand`` cast, Ra's
+  ``handle_effect({aux, Cmd})``) and the effects it yields run then; the
+  core reports a failing ``handle_aux`` (``AuxFailure``, logged).
 * **Lost writes are written again.**  While the log holds entries the WAL
   has not reported durable, a ``WalStallWakeup`` checks every
   ``wal_stall_ms``: if ``last_written`` has not moved since the previous
@@ -161,7 +164,6 @@ class ServerShell:
         self.leader: ServerId | None = None
         self.term = 0
         self.nodes_down: set[str] = set()
-        self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
                       "checkpoints_written": 0, "checkpoints_promoted": 0, "machine_messages_sent": 0,
@@ -590,6 +592,11 @@ class ServerShell:
             handler = self._MACHINE_EFFECTS.get(type(effect))
             if handler is None:
                 raise TypeError(f"no handler for machine effect {type(effect).__name__}")
+            if type(effect) is fx.Aux:
+                # the core runs it (a failing handle_aux is reported there); what
+                # fails in the server effects it produces is the server's failure
+                handler(self, effect)
+                continue
             try:
                 handler(self, effect)
             except Exception as exc:  # noqa: BLE001 - see the module rules
@@ -655,15 +662,14 @@ class ServerShell:
         self.port.wakeup(max(0, int(delay)), MachineTimerWakeup(e.name, self._refs))
 
     def _aux(self, e: fx.Aux) -> None:
-        handle_aux = getattr(self.machine_impl, "handle_aux", None)
-        if not callable(handle_aux):
-            return
-        result = handle_aux(self.role, e.command, self.aux_state)
-        if isinstance(result, tuple) and len(result) == 2:
-            self.aux_state, effects = result
-            self._machine_effects(fx.MachineEffects(tuple(effects or ()), False))
-        else:
-            self.aux_state = result
+        # Ra's {aux, Cmd} effect: back to the core as a cast, at once, so
+        # that handle_aux runs at this effect's place and its effects follow.
+        _role, effects = self.core.handle(m.AuxCommand("cast", e.command))
+        self._unpublished = True
+        self._run(effects)
+
+    def _aux_failure(self, e: fx.AuxFailure) -> None:
+        self.port.log(f"handle_aux failed on the {e.kind} {e.command!r:.200}: {e.reason}")
 
     def _handled_by_core(self, _e: Any) -> None:
         """ReleaseCursor / Checkpoint / Append / TryAppend / Log never reach a shell
@@ -751,6 +757,7 @@ class ServerShell:
         fx.StopServer: _stop_server,
         fx.DeleteData: _delete_data,
         fx.MachineEffects: _machine_effects,
+        fx.AuxFailure: _aux_failure,
     }
 
     _MACHINE_EFFECTS: dict[type, Callable] = {
