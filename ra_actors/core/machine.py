@@ -95,7 +95,6 @@ class Machine:
             return _as_list(fn(meta, state, old_meta, old_state))
         return _as_list(fn(meta, state))
 
-
     # -- aux (Ra's v2 handle_aux/5) ------------------------------------------
     def has_aux(self, version: int) -> bool:
         return callable(getattr(self.module_for(version), "handle_aux", None))
