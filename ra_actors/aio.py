@@ -311,19 +311,25 @@ class AsyncClient:
 
     # ============================================================= queries
     async def local_query(self, server_id: ServerLike, fun: str, *args: Any,
-                          timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on ``server_id`` itself: ``(((index, term), value), leader)``."""
-        return await self._call("local_query", server_id, fun, *args, timeout=timeout)
+                          timeout: float = DEFAULT_TIMEOUT, condition: tuple[int, int] | None = None,
+                          context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on ``server_id`` itself: ``(((index, term), value), leader)``;
+        ``condition`` and ``context`` as ``Client.local_query``."""
+        return await self._call("local_query", server_id, fun, *args, timeout=timeout, condition=condition,
+                                context=context)
 
     async def leader_query(self, server_id: ServerLike, fun: str, *args: Any,
-                           timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on the leader: ``(((index, term), value), leader)``."""
-        return await self._call("leader_query", server_id, fun, *args, timeout=timeout)
+                           timeout: float = DEFAULT_TIMEOUT, condition: tuple[int, int] | None = None,
+                           context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on the leader: ``(((index, term), value), leader)``;
+        ``condition`` and ``context`` as ``Client.local_query``."""
+        return await self._call("leader_query", server_id, fun, *args, timeout=timeout, condition=condition,
+                                context=context)
 
     async def consistent_query(self, server_id: ServerLike, fun: str, *args: Any,
-                               timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Linearizable ``fun(state, *args)``: ``(value, leader)``."""
-        return await self._call("consistent_query", server_id, fun, *args, timeout=timeout)
+                               timeout: float = DEFAULT_TIMEOUT, context: bool = False) -> tuple[Any, ServerId | None]:
+        """Linearizable ``fun(state, *args)``: ``(value, leader)``; ``context`` as ``Client.local_query``."""
+        return await self._call("consistent_query", server_id, fun, *args, timeout=timeout, context=context)
 
     # ================================================================= aux
     async def aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:

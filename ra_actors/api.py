@@ -65,6 +65,15 @@ DEFAULT_TIMEOUT = 5.0
 ServerLike = Union[ServerId, tuple, list]
 
 
+def _query_condition(condition: Any) -> tuple[int, int]:
+    """A query's ``condition`` option, checked: ``(index, term)``, whole numbers >= 0."""
+    if (not isinstance(condition, (tuple, list)) or len(condition) != 2
+            or any(type(x) is not int or x < 0 for x in condition)):
+        raise errors.InvalidOption(f"a query condition is (index, term), whole numbers >= 0, "
+                                   f"not {condition!r:.80}")
+    return int(condition[0]), int(condition[1])
+
+
 def connect(addresses: Any, timeout: float = 10.0, **kw: Any) -> "Client":
     """Connect to the nodes reachable through ``addresses``: one ``(host, port)``
     admin address (e.g. the convention leader's) or a list of them.  Keyword
@@ -261,27 +270,58 @@ class Client:
 
     # ============================================================== queries
     def _query(self, kind: str, server_id: ServerLike, fun: str, args: tuple, timeout: float,
-               redirect: bool) -> tuple[Any, ServerId | None]:
+               redirect: bool, condition: Any = None, context: bool = False) -> tuple[Any, ServerId | None]:
         if not isinstance(fun, str) or ":" not in fun:
             raise errors.InvalidCommand(f"queries name a function as 'module:function', got {fun!r}")
+        if type(context) is not bool:
+            raise errors.InvalidOption(f"context is True or False, not {context!r:.40}")
+        if condition is not None:
+            condition = _query_condition(condition)
         args = codec.normalise(tuple(args))
         self.flush()
-        return self._resolver.call(server_id, QueryRequest(kind, fun, args), timeout, redirect=redirect)
+        if condition is None:
+            return self._resolver.call(server_id, QueryRequest(kind, fun, args, context=context), timeout,
+                                       redirect=redirect)
+        # The server gives up a little before the caller, so the caller
+        # hears why; asked once per server (each ask would wait again).
+        wait_ms = max(1, int(timeout * 1000) - min(250, int(timeout * 100)))
+        request = QueryRequest(kind, fun, args, condition=condition, wait_ms=wait_ms, context=context)
+        try:
+            return self._resolver.call(server_id, request, timeout, redirect=redirect, idempotent=False)
+        except errors.Timeout as exc:
+            index, term = condition
+            raise errors.Timeout(f"index {index} of term {term} was not applied in time for the query "
+                                 f"({exc})") from None
 
-    def local_query(self, server_id: ServerLike, fun: str, *args: Any,
-                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on ``server_id`` itself: ``((index, term), value), leader``."""
-        return self._query("local", server_id, fun, args, timeout, redirect=False)
+    def local_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                    condition: tuple[int, int] | None = None,
+                    context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on ``server_id`` itself: ``((index, term), value), leader``.
 
-    def leader_query(self, server_id: ServerLike, fun: str, *args: Any,
-                     timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on the leader: ``((index, term), value), leader``."""
-        return self._query("leader", server_id, fun, args, timeout, redirect=True)
+        ``condition=(index, term)`` (Ra's ``{applied, {Index, Term}}``):
+        read-your-writes on any member -- the member answers once it has
+        applied ``index`` and the entry there has ``term`` (the ``(index,
+        term)`` of a write, e.g. from ``process_command``); ``Timeout`` if it
+        has not by ``timeout``.  ``context=True``: the function is called
+        ``fun(state, *args, context=ctx)`` with a
+        :class:`~ra_actors.core.types.QueryContext` (``index``, ``term``,
+        ``machine_version``, ``leader``).  ``InvalidOption`` for a malformed
+        condition or context."""
+        return self._query("local", server_id, fun, args, timeout, False, condition, context)
 
-    def consistent_query(self, server_id: ServerLike, fun: str, *args: Any,
-                         timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Linearizable ``fun(state, *args)`` (ReadIndex on the leader): ``value, leader``."""
-        return self._query("consistent", server_id, fun, args, timeout, redirect=True)
+    def leader_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                     condition: tuple[int, int] | None = None,
+                     context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on the leader: ``((index, term), value),
+        leader``; ``condition`` and ``context`` as :meth:`local_query` (the
+        leader checks the condition)."""
+        return self._query("leader", server_id, fun, args, timeout, True, condition, context)
+
+    def consistent_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                         context: bool = False) -> tuple[Any, ServerId | None]:
+        """Linearizable ``fun(state, *args)`` (ReadIndex on the leader):
+        ``value, leader``; ``context`` as :meth:`local_query`."""
+        return self._query("consistent", server_id, fun, args, timeout, True, None, context)
 
     # ================================================================== aux
     def _aux(self, kind: str, server_id: ServerLike, command: Any, timeout: float,

@@ -46,6 +46,31 @@ def test_a_condition_on_an_overwritten_entry_keeps_waiting():
     assert len(srv.conditional_queries) == 1
 
 
+def test_a_query_whose_wait_ran_out_is_answered_timeout_and_forgotten():
+    srv = make_follower(N2)                      # applied 1 (the noop)
+    srv.handle(m.Query("local", _get("a"), "q", condition=(2, 1)))
+    role, (reply,) = srv.handle(m.QueryExpired("q"))
+    assert reply.to == "q" and reply.reply.kind == "Timeout"
+    assert "had not applied index 2 of term 1" in reply.reply.detail
+    assert srv.conditional_queries == []
+    role, effects = srv.handle(aer(1, N1, 1, 1, (usr(2, 1, ("put", "a", 7)),), commit=2))
+    assert of_type(effects, fx.Reply) == []      # answered once: the timeout was its answer
+
+
+def test_the_expiry_of_a_query_already_answered_changes_nothing():
+    srv = make_follower(N2, entries=(noop(1, 1), usr(2, 1, ("put", "a", 7))), commit=2)
+    role, (reply,) = srv.handle(m.Query("local", _get("a"), "q", condition=(2, 1)))
+    assert reply.reply == Ok(((2, 1), 7))
+    assert srv.handle(m.QueryExpired("q")) == ("follower", [])
+
+
+def test_a_leader_query_with_a_condition_is_redirected_by_a_follower_at_once():
+    """Ra checks a leader query's condition on the leader."""
+    srv = make_follower(N2)
+    role, effects = srv.handle(m.Query("leader", _get("a"), "q", condition=(9, 1)))
+    assert effects == [fx.Reply("q", Redirect(N1), N1)] and srv.conditional_queries == []
+
+
 def test_a_query_function_with_context_learns_where_its_state_stands():
     srv = make_leader(N1)
     role, (reply,) = srv.handle(m.Query("local", lambda state, ctx: ctx, "q", with_context=True))

@@ -393,11 +393,19 @@ class CommandRequest(ClientRequest):
 class QueryRequest(ClientRequest):
     """``function(state, *args)``; ``kind``: ``"local"``, ``"leader"`` or
     ``"consistent"``.  ``function`` is a ``"module:function"`` name, resolved
-    by the server (functions do not cross processes; names do)."""
+    by the server (functions do not cross processes; names do).
+
+    ``condition`` (local and leader queries): ``(index, term)`` -- answered
+    once the server has applied ``index`` and its entry there has ``term``;
+    it waits at most ``wait_ms`` (then ``Error("Timeout")``).  ``context``:
+    call ``function(state, *args, context=QueryContext(...))``."""
 
     kind: str
     function: str
     args: tuple = ()
+    condition: tuple | None = None
+    wait_ms: int = 0
+    context: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,29 @@ def _query(fun, args, state):
     return fun(state, *args)
 
 
+def _query_with_context(fun, args, state, context):
+    return fun(state, *args, context=context)
+
+
+MAX_QUERY_WAIT_MS = 24 * 3600 * 1000     # the longest a query waits for its condition
+
+
+def query_condition(kind: Any, condition: Any, wait_ms: Any) -> tuple | None:
+    """A query request's condition, checked (it came from the network):
+    None, or ``(index, term)`` whole numbers >= 0 on a local or leader query
+    with ``1 <= wait_ms <= MAX_QUERY_WAIT_MS``; ``ValueError`` otherwise."""
+    if condition is None:
+        return None
+    if kind not in ("local", "leader"):
+        raise ValueError(f"only local and leader queries take a condition, not a {kind!r:.20} query")
+    if (type(condition) not in (tuple, list) or len(condition) != 2
+            or any(type(x) is not int or not 0 <= x <= _MAX_SEQ for x in condition)):
+        raise ValueError(f"a query condition is (index, term), whole numbers >= 0, not {condition!r:.80}")
+    if type(wait_ms) is not int or not 1 <= wait_ms <= MAX_QUERY_WAIT_MS:
+        raise ValueError(f"a query with a condition waits 1 to {MAX_QUERY_WAIT_MS} ms, not {wait_ms!r:.40}")
+    return (condition[0], condition[1])
+
+
 _PRIORITIES = ("normal", "low")
 MAX_SESSION_NAME = 256      # characters of a session name a server accepts
 _MAX_SEQ = 2 ** 63 - 1      # (msgpack's int64: what the log can hold)
@@ -401,8 +424,19 @@ class ActorServerPort:
         # only a function the cluster's machine declares (shell/names.py);
         # a refused name is the caller's InvalidQuery, nothing imported
         fun = self.shell.query_function(req.function)
+        condition = query_condition(req.kind, req.condition, req.wait_ms)
+        if type(req.context) is not bool:
+            raise ValueError(f"a query's context is True or False, not {req.context!r:.40}")
         self.shell.stats["queries"] += 1
-        return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
+        args = tuple(req.args)
+        if req.context:
+            query = m.Query(req.kind, lambda state, ctx, _f=fun, _a=args: _query_with_context(_f, _a, state, ctx),
+                            caller, condition, with_context=True)
+        else:
+            query = m.Query(req.kind, lambda state, _f=fun, _a=args: _query(_f, _a, state), caller, condition)
+        if condition is not None:
+            self.shell.limit_query_wait(req.wait_ms, caller)
+        return query
 
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
         return m.Members(caller)

@@ -312,6 +312,15 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryExpired:
+    """The wait of the query answering ``from_`` ran out (the shell's timer,
+    armed for the caller's timeout): if it still waits for its condition it
+    is dropped and answered ``Error("Timeout")``; otherwise nothing."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
 class AuxCommand:
     """Ra's ``aux_command`` (``kind`` ``"call"``: answer ``from_``) or
     ``cast_aux_command`` (``"cast"``, ``from_`` None): run the machine's

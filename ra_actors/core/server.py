@@ -1503,6 +1503,10 @@ class RaftServer:
         if q.with_context:
             user_fun = q.fun
             q = dataclasses.replace(q, fun=lambda state: user_fun(state, self._query_context()), with_context=False)
+        if q.kind == "leader" and self.role != LEADER:
+            # (Ra checks a leader query's condition on the leader)
+            self._emit(fx.Reply(q.from_, Redirect(self.leader_id), self.leader_id))
+            return
         if q.condition is not None and q.kind in ("local", "leader") and not self._condition_met(q.condition):
             if len(self.conditional_queries) >= MAX_CONDITIONAL_QUERIES:
                 self._emit(fx.Reply(q.from_, Error("InvalidQuery", "too many queries wait for a condition"),
@@ -1538,6 +1542,16 @@ class RaftServer:
         if index < self.log.snapshot_index:
             return True
         return self.log.term_at(index) == term
+
+    def _on_query_expired(self, msg: m.QueryExpired) -> None:
+        for i, q in enumerate(self.conditional_queries):
+            if q.from_ == msg.from_:
+                del self.conditional_queries[i]
+                index, term = q.condition
+                self._emit(fx.Reply(q.from_, Error("Timeout", f"{self.id} had not applied index {index} of "
+                                                   f"term {term} when the query's wait ran out (it has "
+                                                   f"applied {self.last_applied})"), self.leader_id))
+                return
 
     def _serve_conditional_queries(self) -> None:
         if not self.conditional_queries:
@@ -1922,6 +1936,7 @@ _EVERY_ROLE = {
     m.PreVoteRpc: S._on_pre_vote_rpc,
     m.RequestVoteRpc: S._on_request_vote_rpc,
     m.Query: S._on_query,
+    m.QueryExpired: S._on_query_expired,
     m.Members: S._on_members,
     m.ForceShrink: S._on_force_shrink,
     m.AuxCommand: S._on_aux_command,

@@ -151,7 +151,7 @@ ERROR_KINDS = frozenset({
     "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
     "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand", "CommandTooLarge",
     "StorageError",
-    "SessionExpired", "SequenceGap", "AuxNotImplemented", "AuxFailed",
+    "SessionExpired", "SequenceGap", "AuxNotImplemented", "AuxFailed", "Timeout",
 })
 
 

@@ -128,6 +128,11 @@ class LastAppliedWakeup:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryWaitWakeup:
+    from_: Any            # the caller of a query that waits for its condition
+
+
+@dataclass(frozen=True, slots=True)
 class WalStallWakeup:
     last_written: int     # the core's last_written when the check was armed
 
@@ -712,6 +717,14 @@ class ServerShell:
             del self._machine_timers[w.name]
             self._deliver_all((m.MachineEvent(fx.TimerFired(w.name), self.port.now_ms()),))
 
+    def limit_query_wait(self, wait_ms: int, caller: Any) -> None:
+        """A query with a condition waits at most ``wait_ms`` (then the core
+        answers it ``Timeout`` if it still waits; nothing if answered)."""
+        self.port.wakeup(wait_ms, QueryWaitWakeup(caller))
+
+    def _on_query_wait_wakeup(self, w: QueryWaitWakeup) -> None:
+        self._deliver_all((m.QueryExpired(w.from_),))
+
     def _on_last_applied_wakeup(self, _w: LastAppliedWakeup) -> None:
         self._last_applied_armed = False
         self._write_last_applied()
@@ -781,6 +794,7 @@ class ServerShell:
         MachineTimerWakeup: _on_machine_timer_wakeup,
         LastAppliedWakeup: _on_last_applied_wakeup,
         WalStallWakeup: _on_wal_stall_wakeup,
+        QueryWaitWakeup: _on_query_wait_wakeup,
     }
 
 
