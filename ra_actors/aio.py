@@ -357,6 +357,11 @@ class AsyncClient:
         """Every member as the leader sees it (Ra's ``members_info``)."""
         return await self._call("members_info", server_id, timeout)
 
+    async def initial_members(self, server_id: ServerLike,
+                              timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
+        """The members the cluster was started with (Ra's ``initial_members``): ``(members, leader)``."""
+        return await self._call("initial_members", server_id, timeout)
+
     async def leader(self, cluster_name: str, timeout: float = DEFAULT_TIMEOUT) -> ServerId | None:
         """The leader of ``cluster_name`` from the nearest node's leaderboard."""
         if not isinstance(cluster_name, str):

@@ -37,8 +37,8 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, AuxRequest, ListActorsRequest, ServerMetricsRequest,
-                              MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
+from .actors.protocol import (AddMemberRequest, AuxRequest, InitialMembersRequest, ListActorsRequest,
+                              ServerMetricsRequest, MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
                               RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
                               StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
@@ -427,6 +427,17 @@ class Client:
         info, leader = self._resolver.call(server_id, MembersInfoRequest(), timeout, redirect=True)
         members, _leader = info
         return {ServerId(*sid): dict(v) for sid, v in dict(members).items()}, leader
+
+    def initial_members(self, server_id: ServerLike,
+                        timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
+        """The members the cluster of ``server_id`` was started with, as its
+        leader's server config has them (Ra's ``initial_members``):
+        ``(members, leader)``.  Members added since are not in it; a
+        leader that was started to join a running cluster (``start_server``)
+        answers the peers it was given.  Systems with changing membership
+        use it to find the original members, e.g. to seed a new one."""
+        members, leader = self._resolver.call(server_id, InitialMembersRequest(), timeout, redirect=True)
+        return [ServerId(*s) for s in members], leader
 
     def add_member(self, server_id: ServerLike, new_server: ServerLike, membership: str = VOTER,
                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:

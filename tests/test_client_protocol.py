@@ -53,6 +53,7 @@ SAMPLES = {
     protocol.MemberOverviewRequest: protocol.MemberOverviewRequest(),
     ServerPingRequest: ServerPingRequest(),
     protocol.AuxRequest: protocol.AuxRequest("call", ("stats", 1)),
+    protocol.InitialMembersRequest: protocol.InitialMembersRequest(),
 }
 
 
@@ -175,6 +176,7 @@ def test_the_server_names_the_reply_destination_and_the_clock():
 @pytest.mark.parametrize("request_, expected", [
     (MembersRequest(), m.Members(("client:n1:abc", 9))),
     (MembersInfoRequest(), m.MembersInfo(("client:n1:abc", 9))),
+    (protocol.InitialMembersRequest(), m.InitialMembers(("client:n1:abc", 9))),
     (AddMemberRequest(("kv", "n3"), "voter"), m.AddMember(N3, "voter", ("client:n1:abc", 9))),
     (RemoveMemberRequest(N3), m.RemoveMember(N3, ("client:n1:abc", 9))),
     (TransferLeadershipRequest(N2), m.TransferLeadership(N2, ("client:n1:abc", 9))),

@@ -5,7 +5,7 @@ priority, try_append."""
 from __future__ import annotations
 
 from core_helpers import (
-    N1, N2, N3, KvMachine, ae_ok, aer, kv_state, make_follower, make_leader, new_server, noop, of_type, rpcs, usr,
+    N1, N2, N3, N4, KvMachine, ae_ok, aer, kv_state, make_follower, make_leader, new_server, noop, of_type, rpcs, usr,
 )
 from ra_actors.core import codec
 from ra_actors.core import effects as fx
@@ -76,6 +76,16 @@ def test_a_query_function_with_context_learns_where_its_state_stands():
     role, (reply,) = srv.handle(m.Query("local", lambda state, ctx: ctx, "q", with_context=True))
     (_index_term, ctx) = reply.reply.value
     assert ctx == QueryContext(index=1, term=1, machine_version=0, leader=N1)
+
+
+def test_the_leader_answers_the_members_its_cluster_was_started_with():
+    srv = make_leader(N1)
+    srv.handle(m.AddMember(N4, VOTER, "op"))     # in force once appended; not an initial member
+    assert N4 in srv.cluster
+    role, (reply,) = srv.handle(m.InitialMembers("who"))
+    assert reply == fx.Reply("who", Ok((N1, N2, N3)), N1)
+    follower = make_follower(N2)
+    assert follower.handle(m.InitialMembers("who")) == ("follower", [fx.Reply("who", Redirect(N1), N1)])
 
 
 def test_force_shrink_makes_this_server_the_only_voter_and_it_leads():

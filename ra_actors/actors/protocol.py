@@ -432,6 +432,12 @@ class MembersInfoRequest(ClientRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class InitialMembersRequest(ClientRequest):
+    """Answered by the leader: the members its cluster was started with
+    (Ra's ``initial_members``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AddMemberRequest(ClientRequest):
     """Add ``server`` with ``membership`` (voter, non_voter, promotable)."""
 
@@ -481,7 +487,8 @@ class ServerPingRequest(ClientRequest):
 CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, MembersInfoRequest, AddMemberRequest,
                           RemoveMemberRequest,
                           TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
-                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest, AuxRequest)
+                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest, AuxRequest,
+                          InitialMembersRequest)
 
 
 @dataclass(frozen=True, slots=True)

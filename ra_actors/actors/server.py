@@ -71,7 +71,7 @@ from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
+                       DeleteClusterRequest, Forwarded, InitialMembersRequest, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
                        LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
@@ -444,6 +444,9 @@ class ActorServerPort:
     def _request_members_info(self, req: MembersInfoRequest, caller: tuple) -> m.MembersInfo:
         return m.MembersInfo(caller)
 
+    def _request_initial_members(self, req: InitialMembersRequest, caller: tuple) -> m.InitialMembers:
+        return m.InitialMembers(caller)
+
     def _request_add_member(self, req: AddMemberRequest, caller: tuple) -> m.AddMember:
         return m.AddMember(ServerId(*req.server), req.membership, caller)
 
@@ -485,6 +488,7 @@ class ActorServerPort:
         QueryRequest: _request_query,
         MembersRequest: _request_members,
         MembersInfoRequest: _request_members_info,
+        InitialMembersRequest: _request_initial_members,
         AddMemberRequest: _request_add_member,
         RemoveMemberRequest: _request_remove_member,
         TransferLeadershipRequest: _request_transfer_leadership,

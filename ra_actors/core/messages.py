@@ -351,6 +351,14 @@ class MembersInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class InitialMembers:
+    """Ask the leader for the members its cluster was started with (Ra's
+    ``initial_members``: its server config's ``initial_members``)."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ForceShrink:
     """Disaster recovery when a majority is lost for good (Ra's
     ``force_shrink_members_to_current_member``): this server makes itself

@@ -1590,6 +1590,12 @@ class RaftServer:
                              "machine_version": p.machine_version if p else None}
         return info
 
+    def _on_initial_members(self, msg: m.InitialMembers) -> None:
+        """Ra's ``initial_members``: the leader's configured members (for a
+        server started to join a running cluster: the peers it was given)."""
+        members = tuple(ServerId(*s) for s in self.config.initial_members)
+        self._emit(fx.Reply(msg.from_, _ok(members), self.id))
+
     def _on_force_shrink(self, msg: m.ForceShrink) -> None:
         """Disaster recovery (Ra's force_member_change): this server becomes
         the only voter of the configuration in its log and stands for
@@ -1958,6 +1964,7 @@ _FOLLOWING = {
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
     m.MembersInfo: S._not_leader,
+    m.InitialMembers: S._not_leader,
 }
 # Roles that hold leadership of their term: followers' answers come in, the
 # tick drives resends.  (Two leaders of one term cannot exist, so entries,
@@ -1978,6 +1985,7 @@ _LEADING = {
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
     m.MembersInfo: S._not_leader,
+    m.InitialMembers: S._not_leader,
 }
 
 STEP: dict[str, dict] = {
@@ -2023,6 +2031,7 @@ STEP: dict[str, dict] = {
         m.DeleteClusterCmd: S._on_delete_cluster,
         m.MachineEvent: S._on_machine_event,
         m.MembersInfo: S._on_members_info,
+        m.InitialMembers: S._on_initial_members,
     },
     AWAIT_CONDITION: {
         **_LEADING,
