@@ -357,6 +357,11 @@ class AsyncClient:
         """Every member as the leader sees it (Ra's ``members_info``)."""
         return await self._call("members_info", server_id, timeout)
 
+    async def force_shrink_members_to_current_member(self, server_id: ServerLike,
+                                                     timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Disaster recovery: ``server_id`` becomes the only voter (see the sync client)."""
+        return await self._call("force_shrink_members_to_current_member", server_id, timeout)
+
     async def initial_members(self, server_id: ServerLike,
                               timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
         """The members the cluster was started with (Ra's ``initial_members``): ``(members, leader)``."""

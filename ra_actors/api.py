@@ -37,11 +37,11 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, AuxRequest, InitialMembersRequest, ListActorsRequest,
-                              ServerMetricsRequest, MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
-                              RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
-                              StopActorRequest,
-                              TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
+from .actors.protocol import (AddMemberRequest, AuxRequest, ForceShrinkRequest, InitialMembersRequest,
+                              ListActorsRequest, MemberOverviewRequest, MembersInfoRequest, OverviewRequest,
+                              QueryRequest, RemoveMemberRequest, SendToActorRequest, ServerMetricsRequest,
+                              ServerPingRequest, StartActorRequest, StopActorRequest, TransferLeadershipRequest,
+                              TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
 from .client.commands import Commands
@@ -438,6 +438,23 @@ class Client:
         use it to find the original members, e.g. to seed a new one."""
         members, leader = self._resolver.call(server_id, InitialMembersRequest(), timeout, redirect=True)
         return [ServerId(*s) for s in members], leader
+
+    def force_shrink_members_to_current_member(self, server_id: ServerLike,
+                                               timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Disaster recovery when a majority of the cluster is lost for good
+        (Ra's ``force_shrink_members_to_current_member``): ``server_id``
+        (this very member, never redirected) appends a configuration with
+        itself as the only voter and stands for election at once; it leads
+        alone and takes commands again.  What the lost members had and it
+        lacks is lost; members that come back are no longer in the cluster
+        (delete them, or ``add_member`` them afresh).  Never use it while a
+        majority may still be alive: two clusters would result.  Raises
+        ``ClusterChangeNotPermitted`` while the member takes in a snapshot or
+        the cluster is being deleted, ``NoSuchServer``, ``NodeDown``,
+        ``Timeout``."""
+        self._resolver.call(server_id, ForceShrinkRequest(), timeout, redirect=False, idempotent=False)
+        sid = _sid(server_id)
+        self._book.remember_cluster((sid,))
 
     def add_member(self, server_id: ServerLike, new_server: ServerLike, membership: str = VOTER,
                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:

@@ -54,6 +54,7 @@ SAMPLES = {
     ServerPingRequest: ServerPingRequest(),
     protocol.AuxRequest: protocol.AuxRequest("call", ("stats", 1)),
     protocol.InitialMembersRequest: protocol.InitialMembersRequest(),
+    protocol.ForceShrinkRequest: protocol.ForceShrinkRequest(),
 }
 
 
@@ -177,6 +178,7 @@ def test_the_server_names_the_reply_destination_and_the_clock():
     (MembersRequest(), m.Members(("client:n1:abc", 9))),
     (MembersInfoRequest(), m.MembersInfo(("client:n1:abc", 9))),
     (protocol.InitialMembersRequest(), m.InitialMembers(("client:n1:abc", 9))),
+    (protocol.ForceShrinkRequest(), m.ForceShrink(("client:n1:abc", 9))),
     (AddMemberRequest(("kv", "n3"), "voter"), m.AddMember(N3, "voter", ("client:n1:abc", 9))),
     (RemoveMemberRequest(N3), m.RemoveMember(N3, ("client:n1:abc", 9))),
     (TransferLeadershipRequest(N2), m.TransferLeadership(N2, ("client:n1:abc", 9))),

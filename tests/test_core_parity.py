@@ -99,6 +99,17 @@ def test_force_shrink_makes_this_server_the_only_voter_and_it_leads():
     assert srv.role == "leader"
 
 
+def test_force_shrink_waits_while_a_snapshot_comes_in():
+    """As Ra: only a leader, candidate or follower forces the change."""
+    srv = new_server(N3)
+    meta = SnapshotMeta(5, 1, cluster_tuple({N1: VOTER, N2: VOTER, N3: VOTER}), 0)
+    role, _ = srv.handle(m.InstallSnapshotRpc(2, N1, meta, 1, False, b"x"))
+    assert role == "receive_snapshot"
+    role, effects = srv.handle(m.ForceShrink("op"))
+    (reply,) = of_type(effects, fx.Reply)
+    assert reply.reply.kind == "ClusterChangeNotPermitted" and N1 in srv.cluster and role == "receive_snapshot"
+
+
 def test_the_simple_machine_form_replies_with_the_next_state():
     machine = Machine(SimpleMachine(lambda cmd, state: state + cmd))
     assert machine.init({"initial_state": 10}) == 10

@@ -1,12 +1,15 @@
-"""The members a cluster started with, on real nodes in both placements:
-``initial_members`` answers ``start_cluster``'s server ids from the
-leader, whoever joined or left since."""
+"""The members a cluster started with, and disaster recovery, on real
+nodes in both placements: ``initial_members`` answers ``start_cluster``'s
+server ids from the leader, whoever joined or left since; when two of
+three members are lost for good, ``force_shrink_members_to_current_member``
+on the survivor makes it a cluster of one that leads and takes writes."""
 from __future__ import annotations
 
 import pytest
 
 import ra_actors as ra
-from ra_actors import aio
+from ra_actors import aio, errors
+from runtime_helpers import wait_for
 
 SIDS = [ra.ServerId("kv", n) for n in ("n1", "n2", "n3")]
 
@@ -46,3 +49,28 @@ async def test_initial_members_awaited(cluster, nodes):
     async with await aio.connect(nodes.addresses()["n1"]) as client:
         members, leader = await client.initial_members(SIDS[2])
         assert sorted(members) == sorted(SIDS) and leader in SIDS
+
+
+def test_the_survivor_of_a_lost_majority_is_forced_to_lead_alone(cluster, nodes):
+    c = cluster
+    survivor = SIDS[0]
+    leader = c.members(survivor)[1]
+    assert c.process_command(leader, ("write", "before", 1))[0] == "ok"
+    wait_for(lambda: c.local_query(survivor, "machines.kv:read", "before")[0][1] == 1,
+             what="the survivor applies the write")
+    nodes.kill("n2")                                     # lost for good
+    nodes.kill("n3")
+    c.force_shrink_members_to_current_member(survivor)
+    members, _leader = wait_for(lambda: (r := c.members(survivor)) if r[1] == survivor else None,
+                                    what="the survivor leads alone")
+    assert members == [survivor]
+    assert c.process_command(survivor, ("write", "after", 2)) == ("ok", survivor)
+    assert c.consistent_query(survivor, "machines.kv:read", "before") == (1, survivor)
+    info, _ = c.members_info(survivor)
+    assert set(info) == {survivor} and (info[survivor]["membership"], info[survivor]["status"]) == ("voter", "leader")
+    assert sorted(c.initial_members(survivor)[0]) == sorted(SIDS)   # how it started, still
+
+
+def test_force_shrink_names_a_member_that_exists(cluster):
+    with pytest.raises(errors.NoSuchServer):
+        cluster.force_shrink_members_to_current_member(ra.ServerId("nope", "n1"), timeout=3)

@@ -438,6 +438,13 @@ class InitialMembersRequest(ClientRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class ForceShrinkRequest(ClientRequest):
+    """Disaster recovery (Ra's ``force_shrink_members_to_current_member``):
+    the addressed server makes itself the only voter and stands for
+    election."""
+
+
+@dataclass(frozen=True, slots=True)
 class AddMemberRequest(ClientRequest):
     """Add ``server`` with ``membership`` (voter, non_voter, promotable)."""
 
@@ -488,7 +495,7 @@ CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, MembersI
                           RemoveMemberRequest,
                           TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
                           KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest, AuxRequest,
-                          InitialMembersRequest)
+                          InitialMembersRequest, ForceShrinkRequest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,8 @@ from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
 from .protocol import (ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, Forwarded, InitialMembersRequest, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
-                       LookupReply, MemberOverviewRequest,
+                       DeleteClusterRequest, ForceShrinkRequest, Forwarded, InitialMembersRequest,
+                       KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate, LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
@@ -447,6 +447,11 @@ class ActorServerPort:
     def _request_initial_members(self, req: InitialMembersRequest, caller: tuple) -> m.InitialMembers:
         return m.InitialMembers(caller)
 
+    def _request_force_shrink(self, req: ForceShrinkRequest, caller: tuple) -> m.ForceShrink:
+        # (Ra warns too: the other members' data no longer counts)
+        log(self.who, "asked to force the cluster down to this member alone")
+        return m.ForceShrink(caller)
+
     def _request_add_member(self, req: AddMemberRequest, caller: tuple) -> m.AddMember:
         return m.AddMember(ServerId(*req.server), req.membership, caller)
 
@@ -489,6 +494,7 @@ class ActorServerPort:
         MembersRequest: _request_members,
         MembersInfoRequest: _request_members_info,
         InitialMembersRequest: _request_initial_members,
+        ForceShrinkRequest: _request_force_shrink,
         AddMemberRequest: _request_add_member,
         RemoveMemberRequest: _request_remove_member,
         TransferLeadershipRequest: _request_transfer_leadership,

@@ -1599,7 +1599,14 @@ class RaftServer:
     def _on_force_shrink(self, msg: m.ForceShrink) -> None:
         """Disaster recovery (Ra's force_member_change): this server becomes
         the only voter of the configuration in its log and stands for
-        election at once; the other members' data no longer counts."""
+        election at once; the other members' data no longer counts.  Not
+        while it takes in a snapshot or the cluster is being deleted (as Ra:
+        only a leader, candidate or follower does it)."""
+        if self.role in (RECEIVE_SNAPSHOT, TERMINATING_FOLLOWER, TERMINATING_LEADER):
+            self._emit(fx.Reply(msg.from_, Error("ClusterChangeNotPermitted",
+                                                 f"{self.id} is {self.role}: force shrink it once that ends"),
+                                self.leader_id))
+            return
         if self.role in LEADING_ROLES:
             self._become_follower(None)
         self._append_local([ClusterChange(cluster_tuple({self.id: VOTER}), None)])
