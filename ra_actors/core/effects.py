@@ -357,10 +357,40 @@ class ReleaseCursor:
     exactly ``index``: that one is promoted instead of writing the same state
     again.  Without ``state`` (Ra's ``{release_cursor, Index}``) the newest
     checkpoint at or below ``index`` is promoted; nothing happens if there is
-    none."""
+    none.
+
+    ``condition`` (with ``state`` only; Ra's ``#{condition => [...]}``):
+    conditions that must all hold before the snapshot is taken --
+    ``("written", i)``: this member's log is durable up to ``i``;
+    ``"no_snapshot_sends"``: this member (as leader) is sending no snapshot
+    to a follower.  Until they hold, the release waits on the member (the
+    state as it is now, encoded at once); a newer release with a condition
+    replaces a waiting one.  ``InvalidEffect`` for anything else."""
 
     index: int
     state: Any = NO_STATE
+    condition: tuple = ()
+
+    def __post_init__(self) -> None:
+        conditions = self.condition
+        if isinstance(conditions, str):
+            conditions = (conditions,)
+        if not isinstance(conditions, (tuple, list)):
+            raise InvalidEffect(f"a ReleaseCursor condition is a tuple of conditions, not {conditions!r:.80}")
+        checked = []
+        for c in conditions:
+            if c == "no_snapshot_sends":
+                checked.append(c)
+            elif (isinstance(c, (tuple, list)) and len(c) == 2 and c[0] == "written"
+                  and type(c[1]) is int and c[1] >= 0):
+                checked.append(("written", c[1]))
+            else:
+                raise InvalidEffect(f"unknown ReleaseCursor condition {c!r:.80}; known: "
+                                    "\"no_snapshot_sends\", (\"written\", index)")
+        if checked and self.state is NO_STATE:
+            raise InvalidEffect("a ReleaseCursor without a state takes no condition (as Ra's "
+                                "{release_cursor, Index})")
+        object.__setattr__(self, "condition", tuple(checked))
 
 
 @dataclass(frozen=True, slots=True)

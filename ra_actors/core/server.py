@@ -42,7 +42,10 @@ Rules this module keeps (each has tests citing the Raft paper):
   member whose code cannot run the version a noop switches to applies
   nothing from that noop on.
 * Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
-  followers behind the leader's first index receive it in chunks.
+  followers behind the leader's first index receive it in chunks.  One with
+  a condition (Ra's ``written`` / ``no_snapshot_sends``) waits, encoded,
+  until the condition holds (checked after every message); a newer one
+  replaces it.
 * Checkpoints (Ra 2.x): ``Checkpoint`` keeps the state at an index durably
   without truncating anything; ``ReleaseCursor`` promotes one (a rename)
   instead of writing the same state again; a restart starts from the newest
@@ -63,7 +66,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import codec, readonly
 from . import effects as fx
@@ -171,6 +174,8 @@ class RaftServer:
         self.transfer_target: ServerId | None = None
         self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
         self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
+        # a ReleaseCursor waiting for its conditions: (index, payload, machine version, conditions)
+        self.pending_release_cursor: tuple | None = None
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -356,6 +361,8 @@ class RaftServer:
                 handler(self, msg)
         if self.role == LEADER and self.low_queue:
             self._flush_low_priority()
+        if self.pending_release_cursor is not None:
+            self._release_pending_cursor()
         self._flush_applied()
         return self.role, self._take()
 
@@ -1056,7 +1063,7 @@ class RaftServer:
         rest = []
         for e in effs:
             if isinstance(e, fx.ReleaseCursor):
-                self._release_cursor(e.index, e.state)
+                self._release_cursor(e.index, e.state, e.condition)
             elif isinstance(e, fx.Checkpoint):
                 self._checkpoint(e.index, e.state)
             elif isinstance(e, fx.Append):
@@ -1149,10 +1156,39 @@ class RaftServer:
         return node == self.id.node and self.cluster.get(self.id) == VOTER
 
     # ============================================================= snapshots
-    def _release_cursor(self, index: int, state: Any) -> None:
+    def _release_cursor(self, index: int, state: Any, condition: tuple = ()) -> None:
         if state is fx.NO_STATE:
             self._promote_checkpoint(index)
             return
+        if condition and not self._release_conditions_met(condition):
+            # Ra stashes it until the conditions hold, a newer one replacing
+            # it.  Encoded now: the session table and version are this index's.
+            self.pending_release_cursor = (index, self._snapshot_payload(state), self.machine_version, condition)
+            return
+        self._snapshot_at(index, lambda: self._snapshot_payload(state), self.machine_version)
+
+    def _release_conditions_met(self, condition: tuple) -> bool:
+        """Ra's release cursor conditions: ``("written", i)`` -- the log is
+        durable up to ``i`` here; ``"no_snapshot_sends"`` -- no follower is
+        being sent a snapshot by this member."""
+        for c in condition:
+            if c == "no_snapshot_sends":
+                if self._leading() and any(p.snapshot is not None for p in self.peers.values()):
+                    return False
+            elif self.log.last_written < c[1]:
+                return False
+        return True
+
+    def _release_pending_cursor(self) -> None:
+        index, payload, version, condition = self.pending_release_cursor
+        if self._release_conditions_met(condition):
+            self.pending_release_cursor = None
+            self._snapshot_at(index, lambda: payload, version)
+
+    def _snapshot_at(self, index: int, payload: Callable[[], bytes], version: int) -> None:
+        """Take the snapshot at ``index`` (``payload()``: the encoded state
+        of machine ``version`` there) unless one is under way or it would
+        not move the snapshot forward."""
         if any(c.index == index for c in self.checkpoints):
             # The same state is already durable: rename it, write nothing.
             self._promote_checkpoint(index)
@@ -1173,9 +1209,9 @@ class RaftServer:
         cluster = self._cluster_at(index)
         if not cluster:
             return  # a joining server does not know the configuration at that index
-        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), version)
         self.pending_snapshot = meta
-        self._emit(fx.WriteSnapshot(meta, data=self._snapshot_payload(state)))
+        self._emit(fx.WriteSnapshot(meta, data=payload()))
 
     def _snapshot_payload(self, state: Any) -> bytes:
         # Encode now: a machine that mutates its state in place would otherwise
