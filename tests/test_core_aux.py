@@ -1,7 +1,7 @@
 """Ra's aux handler (v2: ``init_aux/1``, ``handle_aux/5``, ``ra_aux``) in
 the pure core: a member-local handler with its own state, run in any role
 for calls and casts, ``Aux`` effects, ``AuxEval`` after applied batches and
-``AuxTick`` at the leader's ticks; a consistent aux call waits for a
+``AuxTick`` at every member's ticks; a consistent aux call waits for a
 ReadIndex round like a consistent query (Raft §8)."""
 from __future__ import annotations
 
@@ -149,6 +149,17 @@ def test_tick_is_cast_to_the_leader_at_its_ticks():
     leader = make_leader(N1, machine=AuxKv())
     leader.handle(m.Tick(1000))
     assert leader.aux_state["seen"][-1] == fx.AuxTick()
+
+
+def test_every_member_of_an_aux_machine_ticks_and_casts_tick_to_its_handler():
+    """As Ra: followers tick too, and their aux handler gets the tick."""
+    follower = make_follower(N2, machine=AuxKv())
+    assert follower.wants_tick()
+    follower.handle(m.Tick(1000))
+    assert follower.aux_state["seen"][-1] == fx.AuxTick()
+    assert _aux_machine(follower).aux_calls[-1] == ("follower", "cast", fx.AuxTick())
+    plain = make_follower(N2)                    # no handle_aux: nothing to tick for
+    assert not plain.wants_tick() and plain.handle(m.Tick(1000)) == ("follower", [])
 
 
 def test_an_aux_effect_reaches_handle_aux_through_the_shell():

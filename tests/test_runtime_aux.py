@@ -55,14 +55,14 @@ def upgrades(state):
 
 
 def init_aux(name):
-    return {"name": name, "n": 0, "notes": (), "evals": 0}
+    return {"name": name, "n": 0, "notes": (), "evals": 0, "ticks": 0}
 
 
 def handle_aux(role, kind, command, aux, internal):
     if isinstance(command, AuxEval):
         return {**aux, "evals": aux["evals"] + 1}, NO_REPLY
     if isinstance(command, AuxTick):
-        return aux, NO_REPLY
+        return {**aux, "ticks": aux["ticks"] + 1}, NO_REPLY
     op = command[0]
     if op == "inc":
         return {**aux, "n": aux["n"] + 1}, (role, kind, aux["n"] + 1)
@@ -184,6 +184,14 @@ def test_aux_effects_and_eval_reach_every_member_and_aux_may_send(cluster):
     while not got and time.time() < deadline:
         got = [e for e in c.events(timeout=0.5) if isinstance(e, Message)]
     assert [tuple(e.msg) for e in got] == [("from aux", "leader")]
+
+
+def test_every_member_ticks_its_aux_handler(cluster):
+    """As Ra: AuxTick reaches every member's handler, followers too, even
+    in an idle cluster."""
+    c, sids = cluster
+    for sid in sids:
+        _wait(f"{sid} ticks", lambda sid=sid: c.aux_command(sid, ("get",))["ticks"] >= 2)
 
 
 def test_aux_errors(cluster):

@@ -505,8 +505,8 @@ class AuxEval:
 
 @dataclass(frozen=True, slots=True)
 class AuxTick:
-    """Ra's aux ``tick``: cast to ``handle_aux`` on the leader at each of
-    its ticks."""
+    """Ra's aux ``tick``: cast to ``handle_aux`` on every member, in any
+    role, at each of its ticks."""
 
 
 BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion, AuxEval, AuxTick)

@@ -32,7 +32,7 @@ Rules this module keeps (each has tests citing the Raft paper):
   round to a quorum after the leader has committed in its term).
 * Aux (Ra's ``handle_aux``): a member-local handler with its own state,
   run in any role for client calls and casts, ``Aux`` effects, ``AuxEval``
-  after every applied batch and ``AuxTick`` at the leader's ticks; a
+  after every applied batch and ``AuxTick`` at every member's ticks; a
   consistent aux call runs on the leader after a ReadIndex round, as a
   consistent query.  Its effects follow the rules of applied ones.
 * Machine versions (Ra): the leader's noop carries the version to run;
@@ -1881,7 +1881,13 @@ class RaftServer:
         for its heartbeat round, a follower is behind (entries not
         acknowledged, commit index not sent, a snapshot in flight), or an
         "all" upgrade waits for members to run the new version (they are
-        asked again at every tick)."""
+        asked again at every tick).  In every role (as Ra: every member
+        casts ``AuxTick`` to its aux handler at each tick) while the machine
+        has a ``handle_aux``."""
+        if self.role == STOPPED:
+            return False
+        if self.machine.has_aux(self.machine_version):
+            return True
         if not self._leading():
             return False
         if self.role != LEADER or self.pending_queries or self.resequencer.holding():
@@ -1893,6 +1899,10 @@ class RaftServer:
             if p.snapshot is not None or p.match_index < last or p.commit_index_sent < commit:
                 return True
         return False
+
+    def _on_following_tick(self, _msg: m.Tick) -> None:
+        if self.machine.has_aux(self.machine_version):
+            self._run_aux("cast", fx.AuxTick(), None)    # Ra's aux tick, every member
 
     def _on_tick(self, msg: m.Tick) -> None:
         if self.role == LEADER:
@@ -2000,6 +2010,7 @@ _FOLLOWING = {
     m.HeartbeatRpc: S._on_heartbeat_rpc,
     m.InstallSnapshotRpc: S._on_install_snapshot_rpc,
     m.Written: S._on_written,
+    m.Tick: S._on_following_tick,
     m.Command: S._reject_command,
     m.Commands: S._reject_commands,
     m.AddMember: S._not_leader,

@@ -12,8 +12,9 @@ Rules:
   ``Down``, ``NodeUp``/``NodeDown`` or ``TimerFired`` becomes a command, is
   the core's business (``MachineEffects`` holds only effects to run;
   ``MachineEvent`` goes to the core, which appends it only as leader).  The
-  shell keeps bookkeeping that follows the core's ``RoleChanged``: a leader
-  ticks while :meth:`RaftServer.wants_tick` says so, and machine monitors and
+  shell keeps bookkeeping that follows the core's ``RoleChanged``: a server
+  ticks while :meth:`RaftServer.wants_tick` says so (a leader with work, any
+  member of a machine with an aux handler), and machine monitors and
   timers end with leadership (the machine re-establishes them in
   ``state_enter``, as in Ra).
 * **Rounds.**  Inputs are queued; one pump runs the queue through the core
@@ -379,7 +380,7 @@ class ServerShell:
         finally:
             self._pumping = False
         if self.running:
-            if not self._ticking and self.role in LEADING_ROLES and self.core.wants_tick():
+            if not self._ticking and self.core.wants_tick():
                 self._start_ticking()
             self._flush()
             self._observe()
