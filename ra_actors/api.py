@@ -37,11 +37,11 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, AuxRequest, ForceShrinkRequest, InitialMembersRequest,
-                              ListActorsRequest, MemberOverviewRequest, MembersInfoRequest, OverviewRequest,
-                              QueryRequest, RemoveMemberRequest, SendToActorRequest, ServerMetricsRequest,
-                              ServerPingRequest, StartActorRequest, StopActorRequest, TransferLeadershipRequest,
-                              TriggerElectionRequest, UnregisterClientRequest)
+from .actors.protocol import (MAX_QUERY_WAIT_MS, AddMemberRequest, AuxRequest, ForceShrinkRequest,
+                              InitialMembersRequest, ListActorsRequest, MemberOverviewRequest, MembersInfoRequest,
+                              OverviewRequest, QueryRequest, RemoveMemberRequest, SendToActorRequest,
+                              ServerMetricsRequest, ServerPingRequest, StartActorRequest, StopActorRequest,
+                              TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
 from .client.commands import Commands
@@ -284,7 +284,7 @@ class Client:
                                        redirect=redirect)
         # The server gives up a little before the caller, so the caller
         # hears why; asked once per server (each ask would wait again).
-        wait_ms = max(1, int(timeout * 1000) - min(250, int(timeout * 100)))
+        wait_ms = min(MAX_QUERY_WAIT_MS, max(1, int(timeout * 1000) - min(250, int(timeout * 100))))
         request = QueryRequest(kind, fun, args, condition=condition, wait_ms=wait_ms, context=context)
         try:
             return self._resolver.call(server_id, request, timeout, redirect=redirect, idempotent=False)

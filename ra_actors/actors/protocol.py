@@ -389,6 +389,9 @@ class CommandRequest(ClientRequest):
     reply_from: Any = None     # None, ("local", node) or ("member", (name, node))
 
 
+MAX_QUERY_WAIT_MS = 24 * 3600 * 1000     # the longest a query waits for its condition
+
+
 @dataclass(frozen=True, slots=True)
 class QueryRequest(ClientRequest):
     """``function(state, *args)``; ``kind``: ``"local"``, ``"leader"`` or

@@ -70,8 +70,8 @@ from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_se
 from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
-from .protocol import (ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, ForceShrinkRequest, Forwarded, InitialMembersRequest,
+from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply,
+                       CommandRequest, DeleteClusterRequest, ForceShrinkRequest, Forwarded, InitialMembersRequest,
                        KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate, LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
@@ -114,9 +114,6 @@ def _query(fun, args, state):
 
 def _query_with_context(fun, args, state, context):
     return fun(state, *args, context=context)
-
-
-MAX_QUERY_WAIT_MS = 24 * 3600 * 1000     # the longest a query waits for its condition
 
 
 def query_condition(kind: Any, condition: Any, wait_ms: Any) -> tuple | None:
