@@ -61,8 +61,8 @@ def test_the_survivor_of_a_lost_majority_is_forced_to_lead_alone(cluster, nodes)
     nodes.kill("n2")                                     # lost for good
     nodes.kill("n3")
     c.force_shrink_members_to_current_member(survivor)
-    members, _leader = wait_for(lambda: (r := c.members(survivor)) if r[1] == survivor else None,
-                                    what="the survivor leads alone")
+    members, _leader = wait_for(lambda: (r := c.members(survivor))[1] == survivor and r,
+                                what="the survivor leads alone")
     assert members == [survivor]
     assert c.process_command(survivor, ("write", "after", 2)) == ("ok", survivor)
     assert c.consistent_query(survivor, "machines.kv:read", "before") == (1, survivor)
