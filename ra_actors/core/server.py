@@ -174,8 +174,7 @@ class RaftServer:
         self.transfer_target: ServerId | None = None
         self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
         self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
-        # a ReleaseCursor waiting for its conditions: (index, payload, machine version, conditions)
-        self.pending_release_cursor: tuple | None = None
+        self.pending_release_cursor: tuple | None = None  # (index, payload, version, conditions) waiting
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -192,7 +191,6 @@ class RaftServer:
         # receipt time of the last user command applied (commit latency).
         self.counters: dict[str, int] = {"applied": 0, "snapshots_installed": 0}
         self.last_applied_ts = 0
-
         # -- durable state --------------------------------------------------------
         if rec.snapshot is not None:
             snap_meta, snap_state = rec.snapshot
