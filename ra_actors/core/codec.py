@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import types
 import typing
 from typing import Any, Callable
@@ -52,7 +53,20 @@ EXT_TAG = 4            # a record's tag: the first element of the array holding 
 
 _REGISTRY: dict[str, type] = {}
 _FIELDS: dict[type, tuple] = {}       # class -> (tag, field names)
+_ENCODERS: dict[type, Callable[[Any], list]] = {}   # class -> record -> [tag, field, ...]
 _TAGS: dict[bytes, "_Tag"] = {}
+
+
+def _encoder(tag: msgpack.ExtType, names: tuple) -> Callable[[Any], list]:
+    """``record -> [tag, field, ...]`` (an ``attrgetter`` reads the fields:
+    every entry of every WAL batch and replication frame goes through here)."""
+    if not names:
+        return lambda obj: [tag]
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda obj: [tag, one(obj)]
+    many = operator.attrgetter(*names)
+    return lambda obj: [tag, *many(obj)]
 
 
 class _Tag:
@@ -74,6 +88,7 @@ def register(cls: type) -> type:
     _REGISTRY[cls.__name__] = cls
     names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else cls._fields
     _FIELDS[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+    _ENCODERS[cls] = _encoder(*_FIELDS[cls])
     _TAGS[cls.__name__.encode()] = _Tag(cls)
     return cls
 
@@ -92,10 +107,9 @@ register(ActorRef)
 
 
 def _default(obj: Any):
-    spec = _FIELDS.get(type(obj))
-    if spec is not None:
-        tag, names = spec
-        return [tag, *[getattr(obj, n) for n in names]]
+    encode = _ENCODERS.get(type(obj))
+    if encode is not None:
+        return encode(obj)
     if type(obj) is tuple:
         # strict_types sends plain tuples here so that NamedTuples (ServerId)
         # are not silently flattened into arrays.
@@ -264,7 +278,7 @@ class Codec:
 
     def __init__(self, classes=(), *, wire: bool = False):
         self.wire = wire
-        fields = dict(_FIELDS)
+        encoders = dict(_ENCODERS)
         tags = dict(_TAGS)
         for cls in classes:
             other = tags.get(cls.__name__.encode())
@@ -272,14 +286,13 @@ class Codec:
                 raise ValueError(f"two records named {cls.__name__}: {other.cls.__module__} and {cls.__module__}")
             names = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
                      else cls._fields)
-            fields[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+            encoders[cls] = _encoder(msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
             tags[cls.__name__.encode()] = _Tag(cls)
 
         def default(obj):
-            spec = fields.get(type(obj))
-            if spec is not None:
-                tag, names = spec
-                return [tag, *[getattr(obj, n) for n in names]]
+            encode = encoders.get(type(obj))
+            if encode is not None:
+                return encode(obj)
             return _default(obj)
 
         def ext_hook(code, data):
