@@ -99,3 +99,19 @@ def test_normalise_keeps_scalars_and_turns_containers_into_tuples():
     for v in (b"abc", "abc", 7, 2 ** 64 - 1, 1.25, False, None):
         assert codec.normalise(v) == v and type(codec.normalise(v)) is type(v)
     assert codec.normalise([b"a", [1]]) == (b"a", (1,))
+
+
+def test_encoding_after_a_refused_value_and_after_a_large_one_is_unchanged():
+    """Packers are reused (core.codec._Packers): a value that fails half-way
+    and one larger than the kept buffer leave nothing behind."""
+    small = t.Usr(b"y" * 16, t.NotifyReply(7, "client:n1:c"), 1, t.SessionSeq("s/a@n1", 3, 1, True))
+    expected = msgpack.packb([msgpack.ExtType(codec.EXT_TAG, b"Usr"), b"y" * 16,
+                              [msgpack.ExtType(codec.EXT_TAG, b"NotifyReply"), 7, "client:n1:c"], 1,
+                              [msgpack.ExtType(codec.EXT_TAG, b"SessionSeq"), "s/a@n1", 3, 1, True]])
+    assert codec.pack(small) == expected
+    with pytest.raises(errors.InvalidCommand):
+        codec.pack([b"half", object()])
+    assert codec.pack(small) == expected
+    big = b"z" * (3 << 20)
+    assert codec.unpack(codec.pack(big)) == big
+    assert codec.pack(small) == expected

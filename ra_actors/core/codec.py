@@ -149,10 +149,40 @@ def _ext_hook(code: int, data: bytes):
     return msgpack.ExtType(code, data)
 
 
+class _Packers:
+    """Packers to reuse: ``msgpack.packb`` makes (and allocates a 1 MiB
+    buffer for) a new ``Packer`` on every call, a third of the cost of
+    encoding a WAL entry.  A caller takes a packer from the pool for the
+    time of one ``pack`` (``list.pop``/``append`` are atomic: no two
+    threads, and no re-entrant call, ever share one); a packer whose
+    buffer grew past ``KEEP_BYTES`` is not kept."""
+
+    KEEP_BYTES = 1 << 20
+    SPARE = 4
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._spare: list = []
+
+    def pack(self, value: Any) -> bytes:
+        spare = self._spare
+        try:
+            packer = spare.pop()
+        except IndexError:
+            packer = msgpack.Packer(**self._options)
+        data = packer.pack(value)           # (raises: the packer is dropped)
+        if len(data) <= self.KEEP_BYTES and len(spare) < self.SPARE:
+            spare.append(packer)
+        return data
+
+
+_PACKERS = _Packers(default=_default, use_bin_type=True, strict_types=True)
+
+
 def pack(value: Any) -> bytes:
     """Encode ``value``; raise :class:`EncodeError` if it is not serialisable."""
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+        return _PACKERS.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"value is not msgpack-serialisable: {exc}") from None
 
@@ -338,11 +368,12 @@ class Codec:
             return _ext_hook(code, data)
 
         self._default = default
+        self._packers = _Packers(default=default, use_bin_type=True, strict_types=True)
         self._ext_hook = ext_hook
 
     def pack(self, value: Any) -> bytes:
         """Raises ``TypeError``/``ValueError`` for what it cannot encode."""
-        return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
+        return self._packers.pack(value)
 
     def unpack(self, data: bytes) -> Any:
         if not self.wire:
