@@ -13,6 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from ra_actors import errors
@@ -248,6 +249,21 @@ def test_the_server_refuses_a_command_above_the_clusters_limit_and_delivers_noth
     port._on_client_call(ClientCall(10, "client:n1:abc", CommandRequest(("write", "k", b"x" * 50))),
                          "client-address")
     assert len(port.shell.delivered) == 1, "one below the limit goes through"
+
+
+@pytest.mark.parametrize("limit", [100, 300, 70_000])
+def test_a_bytes_command_is_measured_as_the_log_encodes_it(limit):
+    """Bytes (the commonest command) are measured without being encoded:
+    at the limit exactly they go through, one byte more is refused (the
+    header grows at 256 and 65,536 bytes)."""
+    port = _Port(max_command_bytes=limit)
+    fits = b"x" * (limit - len(msgpack.packb(b"x" * limit)) + limit)
+    assert len(msgpack.packb(fits)) == limit
+    cmds = (PipelinedCommand(1, fits), PipelinedCommand(2, fits + b"y"))
+    port._on_pipeline(Pipeline("client:n1:abc", cmds, N1), "client-address")
+    (batch,) = port.shell.delivered
+    assert [c.reply_mode.correlation for c in batch.commands] == [1]
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 2))]
 
 
 @pytest.mark.parametrize("command", [object(), {"a", "set"}, ["write", "k", 1], ("write", ["k"], 1)])
