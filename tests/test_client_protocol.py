@@ -408,3 +408,14 @@ def test_a_misdelivered_call_looks_the_server_up_again():
     resolver.book.set_server(N1, "stale-address", 1)
     assert resolver.call(N1, MembersRequest(), 1.0, redirect=False) == (1, None)
     assert resolver.book.server(N1) == "addr-n1"
+
+
+def test_an_applied_window_prints_its_first_results_and_how_many_more():
+    # Thespian formats every message it sends, so the repr of a full window
+    # must not grow with it; a small batch still prints whole.
+    small = ev.Applied("kv@n1", [(1, "ok"), (2, "ok")])
+    assert repr(small) == "Applied(leader='kv@n1', results=[(1, 'ok'), (2, 'ok')])"
+    window = ev.Applied("kv@n1", tuple((i, None) for i in range(1024)))
+    text = repr(window)
+    assert text.startswith("Applied(leader='kv@n1', results=[(0, None), (1, None),")
+    assert "(7, None), ... 1016 more])" in text and "(8, None)" not in text
