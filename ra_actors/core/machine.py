@@ -21,8 +21,9 @@ deterministic: same meta, command and state, same result, on every member.
 function of (command, state) returning the next state, which is also the
 reply.
 
-Rule: the core never imports machines; the shell loads the module (by import
-path) and hands it to :class:`Machine`.
+Rules: the core never imports machines; the shell loads the module (by import
+path) and hands it to :class:`Machine`.  ``which_module`` is looked up once,
+when the :class:`Machine` is made.
 """
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ class Machine:
         self.impl = impl
         _check_handle_aux(impl)
         self._aux_checked: set[int] = set()   # ids of version modules whose handle_aux was checked
+        # (looked up once: a module without it would raise and format an
+        # AttributeError inside getattr for every command applied)
+        which = getattr(impl, "which_module", None)
+        self._which_module = which if callable(which) else None
 
     # -- versioning -------------------------------------------------------
     def version(self) -> int:
@@ -56,8 +61,8 @@ class Machine:
         return int(fn()) if callable(fn) else 0
 
     def module_for(self, version: int) -> Any:
-        fn = getattr(self.impl, "which_module", None)
-        return fn(version) if callable(fn) else self.impl
+        fn = self._which_module
+        return fn(version) if fn is not None else self.impl
 
     # -- callbacks ----------------------------------------------------------
     def init(self, config: dict) -> Any:
