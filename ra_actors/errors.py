@@ -97,6 +97,13 @@ class NodeError(RaError):
     """A node could not be started or stopped."""
 
 
+class WalNotFound(RaError):
+    """A server's recorded WAL is not there: its WAL directory is not among
+    its node's ``wal_dirs``, or that directory holds another WAL (or none:
+    a volume that is not mounted).  The server does not start rather than
+    recover without the entries its WAL holds."""
+
+
 class NoSuchCluster(NoSuchServer):
     """No node's leaderboard knows the cluster (``client.leader``,
     ``client.members(cluster_name, ...)``): none of its members runs on a
