@@ -83,13 +83,13 @@ from ..core.types import Entry, ServerConfig, ServerId, SnapshotMeta
 from ..errors import LogCorruption, ServerAlreadyExists
 import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, check_uid, checkpoints_dir, fsync_dir, list_numbered, remove_tree_durably,
-                     segments_dir, server_dir, servers_dir, snapshots_dir)
+                     segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir as default_wal_dir)
 from .config_store import config_path, load_config, save_config
 from .meta import MetaStore
 from .segment import SEGMENT_SUFFIX, Segment, SegmentRef, effective_ranges
 from .snapshot import MAX_CHUNK_SIZE, CheckpointStore, SnapshotAcceptor, SnapshotStore
 from .wal import WAL_SUFFIX
-from .wal_dirs import assigned_wal_dir, check_wal_identity, record_assignment
+from .wal_dirs import assigned_wal_dir, check_wal_identity, record_assignment, same_dir
 from .wal_format import scan_wal_file
 
 __all__ = ["ServerLog", "WalAppend", "delete_server_data"]
@@ -163,12 +163,13 @@ class ServerLog:
                wal_dir: str | os.PathLike | None = None) -> "ServerLog":
         """Make a new server's directory and durable config, then open it.
         ``wal_dir``: the WAL it writes to, recorded first (:mod:`.wal_dirs`;
-        None: no record, ``<data_dir>/wal``)."""
+        None or ``<data_dir>/wal``: no record, which means that directory)."""
         check_uid(config.uid)
         if cls.exists(data_dir, config.uid):
             raise ServerAlreadyExists(f"server uid {config.uid} already has data in {data_dir}")
         fileio.mkdir(servers_dir(data_dir))
-        if wal_dir is not None:
+        if wal_dir is not None and not same_dir(wal_dir, default_wal_dir(data_dir)):
+            # (no record is the default directory: nothing more to sync per new server there)
             record_assignment(data_dir, config.uid, wal_dir)
         save_config(data_dir, config)
         fsync_dir(servers_dir(data_dir))

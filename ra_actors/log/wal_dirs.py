@@ -23,8 +23,10 @@ Rules:
   without a config is unknown), so recovery reads the one WAL that holds the
   server's entries whatever ``wal_dirs`` says later.  ``dir`` is relative to
   the data directory when inside it (a data directory that moves keeps its
-  default WAL), absolute otherwise.  A server without a record (made before
-  there were several WALs) writes to ``<data_dir>/wal``.
+  own WALs), absolute otherwise.  A server without a record writes to
+  ``<data_dir>/wal``: one assigned there gets none (a node with the default
+  WAL pays no extra sync per new server), nor has one made before there
+  were several WALs.
 * A WAL directory holds ``WAL_ID`` (same framing, a random id), written when
   a WAL first opens there.  A record names the id too: a directory that
   shows another id or none -- a volume that is not mounted shows an empty
