@@ -3,29 +3,14 @@ every few indexes (``checkpoint_every``) and its stateless release cursors
 promote them; a restarted member starts from its newest checkpoint."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 import ra_actors as ra
-from ra_actors import errors
 from ra_actors.log.common import checkpoints_dir, snapshots_dir
 from ra_actors.log.snapshot import snapshot_files
-
-
-def _wait(pred, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+from runtime_helpers import wait_for as _wait
 
 
 @pytest.fixture(params=["process", "shared"])

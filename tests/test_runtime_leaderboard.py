@@ -12,26 +12,13 @@ import pytest
 
 import ra_actors as ra
 from ra_actors import errors
+from runtime_helpers import wait_for as _wait
 
 
 @pytest.fixture(params=("process", "shared"))
 def nodes(request, tmp_path):
     with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement=request.param) as nodes:
         yield nodes
-
-
-def _wait(pred, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def _start(c, name):

@@ -17,6 +17,7 @@ import pytest
 import ra_actors as ra
 from ra_actors import errors
 from ra_actors.metrics.block import CountersReader
+from runtime_helpers import wait_for as _wait
 
 PLACEMENTS = ("process", "shared")
 
@@ -26,20 +27,6 @@ def nodes(request, tmp_path):
     with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement=request.param,
                         metrics_port=0) as nodes:
         yield nodes
-
-
-def _wait(pred, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def _servers(data_dir):

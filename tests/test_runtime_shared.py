@@ -13,6 +13,7 @@ import pytest
 import ra_actors as ra
 from ra_actors import errors
 from ra_actors.nodes import free_port
+from runtime_helpers import wait_for as _wait
 
 
 @pytest.fixture
@@ -31,20 +32,6 @@ def _start(c, name, machine="machines.kv"):
     started, failed = c.start_cluster(name, machine, sids)
     assert sorted(started) == sorted(sids) and not failed
     return sids
-
-
-def _wait(pred, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def _incarnation(c, sid):

@@ -64,6 +64,7 @@ INSTANT = ("kill-leader", "kill-wal")
 PARTITIONS = ("partition-halves", "partition-ring", "partition-leader")
 FAULTS = ("kill", "kill-leader", "kill-wal", "pause", "partition", "member")
 DISK = ("disk-full", "disk-corrupt")
+FULL_DISK_FELT_S = 10.0   # a full disk is held this much longer until its node has felt it
 NAMES = FAULTS + PARTITIONS + DISK + ("pause-leader", "combined", "disk", "none")
 
 
@@ -538,7 +539,7 @@ class Nemesis:
         written = disk.fill(data_dir)
         self.log.write("start", "disk-full", id=fid, nodes=[node], bytes=written,
                        leader=leader.node if leader else None)
-        during = self._watch_storage(node, duration, stop)
+        during = self._watch_storage(node, duration, stop, felt_within=FULL_DISK_FELT_S)
         disk.unfill(data_dir)
         self.filled.discard(node)
         # The node probes its disk every storage_probe_interval (5 s): give it
@@ -548,17 +549,21 @@ class Nemesis:
         self.log.write("end", "disk-full", id=fid, nodes=[node], during=during,
                        storage_ok_after_s=round(time.monotonic() - freed, 2) if back else None)
 
-    def _watch_storage(self, node: str, duration: float, stop: threading.Event) -> dict:
+    def _watch_storage(self, node: str, duration: float, stop: threading.Event, felt_within: float = 0.0) -> dict:
         """Hold for ``duration``, asking ``node`` about its storage meanwhile:
-        the worst state seen (a fault can come and go between two looks)."""
+        the worst state seen (a fault can come and go between two looks).
+        While the node has not felt the fault (storage still ``ok``: no
+        write reached its disk yet, as on a slow machine), hold up to
+        ``felt_within`` seconds longer."""
         rank = {"ok": 0, "failing": 1, "error": 2}
         worst: dict = {}
-        end = time.monotonic() + duration
+        start = time.monotonic()
         while not stop.is_set():
             seen = self._storage_of(node)
             if not worst or rank.get(seen.get("storage"), -1) > rank.get(worst.get("storage"), -1):
                 worst = seen
-            left = end - time.monotonic()
+            felt = rank.get(worst.get("storage"), 0) > 0
+            left = start + duration + (0.0 if felt else felt_within) - time.monotonic()
             if left <= 0:
                 break
             self._sleep(min(left, 0.5), None, stop)
