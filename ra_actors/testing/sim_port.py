@@ -29,6 +29,7 @@ from .. import codec
 from ..core import messages as msgs
 from ..core.server import Recovered
 from ..core.types import ServerId, SnapshotMeta
+from ..errors import MachineError
 from .disk import NodeDisk
 from .invariants import Invariants
 
@@ -181,6 +182,9 @@ class SimStore:
         store = self.disk.store(self.slot.uid)
         for meta in metas:
             store.checkpoints.pop((meta.index, meta.term), None)
+
+    def machine_dir(self) -> Any:
+        raise MachineError("the simulator has no file store for disk machines yet")
 
     def overview(self) -> dict:
         return {}
