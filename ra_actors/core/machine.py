@@ -60,19 +60,24 @@ def _as_list(effects: Any) -> list:
     return [effects]
 
 
+def check_machine(impl: Any) -> None:
+    """Raise ``TypeError`` unless ``impl`` has the callbacks its kind needs."""
+    if is_disk_machine(impl):
+        missing = [n for n in DISK_CALLBACKS + ("apply",) if not callable(getattr(impl, n, None))]
+        if missing:
+            raise TypeError(f"{impl!r} says DISK = True but lacks {', '.join(missing)}")
+    elif not callable(getattr(impl, "init", None)) or not callable(getattr(impl, "apply", None)):
+        raise TypeError(f"{impl!r} is not a machine: it needs init(config) and apply(meta, cmd, state)")
+
+
 class Machine:
     """Uniform access to a user machine's required and optional callbacks."""
 
     def __init__(self, impl: Any, directory: Any = None):
+        check_machine(impl)
         self.disk = is_disk_machine(impl)
-        if self.disk:
-            missing = [n for n in DISK_CALLBACKS + ("apply",) if not callable(getattr(impl, n, None))]
-            if missing:
-                raise TypeError(f"{impl!r} says DISK = True but lacks {', '.join(missing)}")
-            if directory is None:
-                raise TypeError(f"{impl!r} is a disk machine: it needs a directory from the server's store")
-        elif not callable(getattr(impl, "init", None)) or not callable(getattr(impl, "apply", None)):
-            raise TypeError(f"{impl!r} is not a machine: it needs init(config) and apply(meta, cmd, state)")
+        if self.disk and directory is None:
+            raise TypeError(f"{impl!r} is a disk machine: it needs a directory from the server's store")
         self.impl = impl
         # Where a disk machine keeps its files (a path, or the simulator's
         # file store): chosen by the shell, opaque here.

@@ -136,7 +136,7 @@ def fault_windows(events: list[dict], nemesis_events: list[dict], t0_ns: int,
     """Per-fault unavailability and recovery figures (see module doc)."""
     ops = pair_operations(events)
     acked = sorted((op.invoke_time, op.return_time) for op in ops
-                   if op.f in ("write", "cas", "add") and op.type in (OK, FAIL) and op.return_time is not None)
+                   if op.f in ("write", "cas", "add", "transfer") and op.type in (OK, FAIL) and op.return_time is not None)
     # A failed cas was applied by the machine: the cluster was available.
     done_times = sorted(r for _i, r in acked)
     starts: dict[int, dict] = {}
@@ -249,7 +249,7 @@ def render(summary: dict) -> str:
     tot = ops.get("total", {})
     add(f"  operations: {sum(tot.values())} (ok {tot.get('ok', 0)}, fail {tot.get('fail', 0)},"
         f" info {tot.get('info', 0)}); {summary.get('throughput_ops_s', 0)} ops/s")
-    for f in ("read", "write", "cas", "add"):
+    for f in ("read", "write", "cas", "add", "transfer"):
         if f in ops:
             o = ops[f]
             add(f"    {f:5s}: ok {o['ok']:6d}  fail {o['fail']:6d}  info {o['info']:6d}")
