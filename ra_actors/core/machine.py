@@ -141,9 +141,13 @@ class Machine:
             self.impl.close(state)
 
     def query_state(self, state: Any) -> Any:
-        """What a query function is given: a read-only view of a value, or a
-        disk machine's handle (the machine keeps its queries read-only)."""
-        return state if self.disk else readonly.view(state)
+        """What a query function is given: a read-only view of a value, or
+        for a disk machine its ``query_view(state)`` if it has one, else its
+        handle (the machine keeps its queries read-only)."""
+        if not self.disk:
+            return readonly.view(state)
+        fn = getattr(self.impl, "query_view", None)
+        return fn(state) if callable(fn) else state
 
     def state_enter(self, version: int, role: str, state: Any) -> list:
         fn = getattr(self.module_for(version), "state_enter", None)

@@ -45,6 +45,11 @@ Rules:
   for a while), ``wal-loss`` (a server's WAL write or the WAL's report is
   lost on the way, and reports arrive out of order, as between Thespian
   actors under load).
+* **Disk machines.**  ``disk_machine=True`` runs the KV machine as a disk
+  machine (:mod:`.disk_kv`): its state lives in the node disk's simulated
+  files (:class:`~.disk.MachineFiles`), commits are atomic but unsynced, so
+  a node crash may take the last ones back, and restarts replay only what
+  the files do not hold.
 * **Phases.**  During the fault phase (``steps`` events or ``duration_ms``)
   the nemesis injects the faults named in ``faults`` (see :data:`FAULTS`).
   Then everything is healed, crashed nodes restart, clients run a little
@@ -71,7 +76,7 @@ from ..core.server import RaftServer
 from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyReply, Ok, ServerConfig,
                           ServerId, SnapshotMeta)
 from ..shell.server import ServerShell
-from . import lincheck
+from . import disk_kv, lincheck
 from .bugs import core_class
 from .disk import DiskConfig, NodeDisk
 from .invariants import Invariants
@@ -298,7 +303,7 @@ class Simulation:
                  trace: bool = False, echo: Callable[[str], None] | None = None,
                  timing: Timing | None = None,
                  liveness_ms: int = 30_000, lincheck_steps: int = 50_000_000,
-                 workload: WorkloadConfig | None = None) -> None:
+                 workload: WorkloadConfig | None = None, disk_machine: bool = False) -> None:
         if members < 1:
             raise ValueError("members must be >= 1")
         if steps is None and duration_ms is None:
@@ -317,6 +322,7 @@ class Simulation:
         self.timers = self.timing.elections
         self.liveness_ms = liveness_ms
         self.lincheck_steps = lincheck_steps
+        self.machine_impl = disk_kv if disk_machine else kv_machine   # (disk_kv: files on the node disk)
 
         rng = self.rng = random.Random(seed)
         self.now = 0
@@ -494,7 +500,7 @@ class Simulation:
         info.generation += 1
         uid = f"{sid.name}_{sid.node}_{info.generation}"
         cfg = ServerConfig(
-            server_id=sid, uid=uid, cluster_name=info.name, machine="machines.kv",
+            server_id=sid, uid=uid, cluster_name=info.name, machine=self.machine_impl.__name__,
             initial_members=members,
             machine_config=({"release_cursor_every": self.release_every}
                             | ({"checkpoint_every": self.checkpoint_every} if self.checkpoint_every else {})),
@@ -520,7 +526,8 @@ class Simulation:
         slot.hook_last_applied = None
         slot.session_last = {}
         inc = slot.incarnation
-        machine = _RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
+        machine = _RecordingMachine(self.machine_impl,
+                                    lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
         shell = ServerShell(SimPort(self, slot, inc), self._core_factory)
         try:
             shell.recover(slot.config, inc, SimStore(self, slot, inc), machine, self.shell_settings)
@@ -1047,7 +1054,12 @@ class Simulation:
         self.note(f"node {node} crashed (lost {report['pending_lost']} pending WAL records, "
                   f"{report['in_flight']} in flight"
                   + (f", {report['in_flight_durable']} of them durable" if "in_flight_durable" in report else "")
+                  + (f"; {report['machine_commits_lost']} machine(s) lost unsynced commits"
+                     if "machine_commits_lost" in report else "")
                   + ")")
+        if "machine_commits_lost" in report:
+            self.stats["machine_commits_lost"] = (self.stats.get("machine_commits_lost", 0)
+                                                  + report["machine_commits_lost"])
         self._fd_recheck()
         self._after(self.rng.randint(*self.timing.node_restart_ms), "node_restart", node)
 

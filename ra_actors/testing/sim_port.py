@@ -29,7 +29,6 @@ from .. import codec
 from ..core import messages as msgs
 from ..core.server import Recovered
 from ..core.types import ServerId, SnapshotMeta
-from ..errors import MachineError
 from .disk import NodeDisk
 from .invariants import Invariants
 
@@ -184,7 +183,8 @@ class SimStore:
             store.checkpoints.pop((meta.index, meta.term), None)
 
     def machine_dir(self) -> Any:
-        raise MachineError("the simulator has no file store for disk machines yet")
+        """The node disk's :class:`~.disk.MachineFiles` of this server."""
+        return self.disk.machine_files(self.slot.uid)
 
     def overview(self) -> dict:
         return {}
