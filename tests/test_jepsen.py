@@ -292,6 +292,21 @@ def test_short_counter_run_applies_every_add_once(tmp_path):
 
 
 @pytest.mark.slow
+def test_short_bank_run_keeps_the_books(tmp_path):
+    """Transfers as SQL transactions on machines.sqlite through kill, pause
+    and (with a network namespace) partition faults: every read is a
+    consistent cut, every acknowledged transfer is in the final table once."""
+    proc, summary, out = _run(tmp_path, "--workload", "bank", "--short", "--seed", "7")
+    assert proc.returncode == 0, (summary.get("failure"), summary.get("verdict"), proc.stderr[-3000:])
+    verdict = summary["verdict"]
+    assert summary["passed"] and verdict["verdict"] == "valid", verdict
+    assert verdict["acknowledged"] > 50 and verdict["reads"] > 10 and verdict["applied"] >= verdict["acknowledged"]
+    started = {e["fault"] for e in _faults(out) if e["event"] == "start"}
+    assert {"kill", "pause"} <= started and ("partition" in started or not NETNS)
+    assert summary["processes"]["left"] == 0
+
+
+@pytest.mark.slow
 def test_a_cluster_that_ignores_sessions_is_caught(tmp_path):
     """The core's deliberate bug ``ignore_sessions`` applies every copy of
     a command the clients send again while the leader's node is paused: the

@@ -238,7 +238,7 @@ def render(summary: dict) -> str:
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
     # the counter workload has one counter, not keys
-    workload = ("workload counter" if cfg.get("workload") == "counter"
+    workload = (f"workload {cfg.get('workload')}" if cfg.get("workload") in ("counter", "bank")
                 else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
     add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
         f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
