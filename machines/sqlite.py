@@ -119,7 +119,10 @@ class Database:
 
     # ------------------------------------------------------------------ files
     def connect(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # No statement cache: SQLite asks the authorizer only when a statement
+        # is prepared, and its answer depends on the mode (a user's "COMMIT"
+        # must not reuse the machine's own prepared COMMIT).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
