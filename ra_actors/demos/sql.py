@@ -164,12 +164,27 @@ class _SqlDemo:
                 st.progress(i + 1, self.count)
         killed.wait(10)
         n.check(killed.is_set() and self.nodes.pids(victim) == [], f"node {victim} was killed mid-stream")
-        _members, leader = self.client.members(self.servers[0])
+        leader = self._leader(exclude=victim)
         n.say(f"new leader: {leader}; the slowest transfer took {fmt_secs(slowest)} (the election)")
         n.check(len(self.done) + len(self.refused) == self.count,
                 f"{self.count} transfers answered in {fmt_secs(time.monotonic() - t)}: {len(self.done)} done, "
                 f"{len(self.refused)} refused by the CHECK (balance >= 0)")
         return leader is not None and leader.node != victim
+
+    def _leader(self, exclude: str | None = None):
+        """The leader as a member not on ``exclude`` sees it (None if none in 30 s)."""
+        askable = [s for s in self.servers if s.node != exclude]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for sid in askable:
+                try:
+                    _members, leader = self.client.members(sid, timeout=1.0)
+                except RaError:
+                    continue
+                if leader is not None and leader.node != exclude:
+                    return leader
+            time.sleep(0.05)
+        return None
 
     def _one_transfer(self, i: int) -> None:
         src, dst, amount = _transfer(i)
@@ -210,7 +225,7 @@ class _SqlDemo:
         with n.status(f"starting {victim}"):
             self.nodes.restart(victim)
         self.all_pids.extend(self.nodes.pids(victim))
-        _members, leader = client.members(self.servers[0])
+        leader = self._leader(exclude=victim)
         target = client.key_metrics(leader)["commit_index"]
         t = time.monotonic()
         km = {}
