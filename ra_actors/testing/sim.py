@@ -211,7 +211,7 @@ class _RecordingMachine:
     """Wraps a machine module to report every ``apply`` to the simulator
     (the state machine safety hook); everything else is delegated."""
 
-    def __init__(self, impl: Any, sink: Callable[[Any, Any], None]) -> None:
+    def __init__(self, impl: Any, sink: Callable[[Any, Any, Any], None]) -> None:
         self._impl = impl
         self._sink = sink
 
@@ -220,7 +220,7 @@ class _RecordingMachine:
 
     def apply(self, meta: Any, command: Any, state: Any):
         result = self._impl.apply(meta, command, state)
-        self._sink(meta, command)
+        self._sink(meta, command, result[0])
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -323,6 +323,7 @@ class Simulation:
         self.liveness_ms = liveness_ms
         self.lincheck_steps = lincheck_steps
         self.machine_impl = disk_kv if disk_machine else kv_machine   # (disk_kv: files on the node disk)
+        self.disk_digests: dict[tuple[str, int], Any] = {}
 
         rng = self.rng = random.Random(seed)
         self.now = 0
@@ -527,7 +528,7 @@ class Simulation:
         slot.session_last = {}
         inc = slot.incarnation
         machine = _RecordingMachine(self.machine_impl,
-                                    lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
+                                    lambda meta, cmd, state, s=slot, i=inc: self._on_apply(s, i, meta, cmd, state))
         shell = ServerShell(SimPort(self, slot, inc), self._core_factory)
         try:
             shell.recover(slot.config, inc, SimStore(self, slot, inc), machine, self.shell_settings)
@@ -588,9 +589,17 @@ class Simulation:
         slot.shell.close()
         self._stop_slot(slot)
 
-    def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any) -> None:
+    def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any, state: Any = None) -> None:
         if inc != slot.incarnation:
             return
+        if self.machine_impl is disk_kv:
+            # A disk machine's files after entry i are the same on every
+            # member (one that skipped or lost entries would differ).
+            digest = kv_machine.digest(state.committed[0])
+            first = self.disk_digests.setdefault((slot.cluster, meta.index), digest)
+            if first != digest:
+                self.inv.fail(f"disk machine: {_sid(slot.sid)}'s files after entry {meta.index} differ from "
+                              f"another member's ({digest} != {first})")
         self.inv.on_apply(slot.cluster, slot.sid, meta.index, meta.term, command, slot.hook_last_applied)
         slot.hook_last_applied = meta.index
         if meta.session is not None:
