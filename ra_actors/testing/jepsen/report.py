@@ -286,6 +286,12 @@ def render(summary: dict) -> str:
             f" {verdict.get('final')}; {verdict.get('reads')} reads checked")
         for problem in verdict.get("problems", [])[:5]:
             add(f"    ! {problem}")
+    elif cfg.get("workload") == "bank":
+        add(f"  bank: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged transfers,"
+            f" {verdict.get('uncertain')} uncertain, {verdict.get('refused')} refused; {verdict.get('applied')}"
+            f" in the final table; {verdict.get('reads')} reads, each a consistent cut")
+        for problem in verdict.get("problems", [])[:5]:
+            add(f"    ! {problem}")
     else:
         add(f"  linearizability: {verdict.get('verdict')} ({verdict.get('keys')} keys,"
             f" {verdict.get('operations_checked')} operations, largest key {verdict.get('max_operations_per_key')},"
