@@ -87,11 +87,22 @@ def _run_seed(params: tuple) -> tuple:
             r.stats["ops_ok"], r.stats["committed"])
 
 
+class _OneByOne(dict):
+    """Results computed when a test asks for them (under pytest-xdist)."""
+
+    def __missing__(self, params: tuple) -> tuple:
+        return _run_seed(params)
+
+
 @pytest.fixture(scope="session")
 def sim_results(request) -> dict:
     """Run every ``test_seed`` case selected in this session, once, in a
     process pool over all cores (the simulator is pure Python: one seed per
-    core at a time)."""
+    core at a time).  Under pytest-xdist every worker collects every seed
+    but runs only the ones it is handed, and the workers already share the
+    cores: each seed then runs in the test that asks for it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return _OneByOne()
     selected = [tuple(item.callspec.params[k] for k in ("seed", "members", "clusters", "faults", "steps"))
                 for item in request.session.items
                 if getattr(item, "originalname", None) == "test_seed"]

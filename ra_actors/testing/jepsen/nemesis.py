@@ -8,7 +8,8 @@ Faults (``--nemesis`` names):
   restarts it);
 * ``kill-wal``: SIGKILL a node's WAL actor (the leader's node half the time);
 * ``pause``: SIGSTOP a node's process group (the leader's half the time),
-  SIGCONT later;
+  SIGCONT later; ``pause-leader``: always the leader's (selectable on its
+  own, not part of ``combined``);
 * ``partition``: one of ``partition-halves`` (random halves),
   ``partition-ring`` (majorities ring) and ``partition-leader`` (isolate
   the leader), each also selectable on its own;
@@ -63,7 +64,7 @@ INSTANT = ("kill-leader", "kill-wal")
 PARTITIONS = ("partition-halves", "partition-ring", "partition-leader")
 FAULTS = ("kill", "kill-leader", "kill-wal", "pause", "partition", "member")
 DISK = ("disk-full", "disk-corrupt")
-NAMES = FAULTS + PARTITIONS + DISK + ("combined", "disk", "none")
+NAMES = FAULTS + PARTITIONS + DISK + ("pause-leader", "combined", "disk", "none")
 
 
 def parse_nemesis(text: str) -> list[str]:
@@ -222,6 +223,8 @@ class Nemesis:
                 self._kill_wal(fid)
             elif fault == "pause":
                 self._pause(fid, duration, stop)
+            elif fault == "pause-leader":
+                self._pause(fid, duration, stop, prefer_leader=1.0)
             elif fault == "partition":
                 self._partition(fid, self.rng.choice(PARTITIONS), duration, stop)
             elif fault in PARTITIONS:
@@ -398,8 +401,8 @@ class Nemesis:
                        leader=leader.node if leader else None)
         self.log.write("end", "kill-wal", id=fid, nodes=[node])
 
-    def _pause(self, fid: int, duration: float, stop: threading.Event) -> None:
-        node = self._target_node()
+    def _pause(self, fid: int, duration: float, stop: threading.Event, prefer_leader: float = 0.5) -> None:
+        node = self._target_node(prefer_leader)
         if node is None:
             self.log.write("error", "pause", id=fid, message="no live node")
             return
