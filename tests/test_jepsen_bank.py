@@ -76,3 +76,9 @@ def test_random_transfers_move_between_distinct_accounts():
     for _ in range(200):
         src, dst, amount = pick_transfer(rng, 4, 100)
         assert src != dst and 1 <= src <= 4 and 1 <= dst <= 4 and 1 <= amount <= 50
+
+
+def test_a_transfer_in_the_table_twice_is_caught():
+    h = H().op(0, "transfer", [1, 1, 2, 4], "ok")
+    verdict = check(h, [2, 18, 10], [[1, 1, 2, 4], [1, 1, 2, 4]])
+    assert verdict["verdict"] == "invalid" and "more than once: [1]" in verdict["problems"][0]

@@ -2,7 +2,9 @@
 transactions on a replicated SQLite database (``machines.sqlite``).
 
 Setup: :data:`ACCOUNTS` accounts holding :data:`OPENING` each
-(:data:`SCHEMA`), a ``CHECK (balance >= 0)``, and a ``transfers`` table.
+(:data:`SCHEMA`), a ``CHECK (balance >= 0)``, and a ``transfers`` table
+with no unique key on the transfer's id: a transfer applied twice leaves
+two rows (and moves the money twice) instead of being refused.
 
 Operations (history ``f``):
 
@@ -24,8 +26,9 @@ transaction can break:
   negative, summing to the total: a read that saw a debit without its
   credit (a torn transaction, or a member applying half a command) shows
   another total.
-* **Nothing lost, nothing invented.**  The final ids include every ``ok``
-  transfer, no ``fail`` one, and none that was never invoked.
+* **Nothing lost, nothing invented, nothing twice.**  The final ids
+  include every ``ok`` transfer, no ``fail`` one, none that was never
+  invoked, and none twice.
 * **Exactly once.**  The final balances are the opening balances plus each
   transfer in the table applied once (a transfer applied twice, or half of
   one, shows here), and the total is unchanged.
@@ -49,11 +52,12 @@ QUERY_FUNCTION = "machines.sqlite:query"
 CLUSTER = "jepsen_bank"
 SCHEMA = (
     "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))",
-    "CREATE TABLE transfers (id INTEGER PRIMARY KEY, src INTEGER NOT NULL, dst INTEGER NOT NULL, "
+    # (no unique key on tid: a transfer applied twice must show, not be refused)
+    "CREATE TABLE transfers (tid INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, "
     "amount INTEGER NOT NULL)",
 )
 READ_SQL = "SELECT balance FROM accounts ORDER BY id"
-FINAL_IDS_SQL = "SELECT id, src, dst, amount FROM transfers ORDER BY id"
+FINAL_IDS_SQL = "SELECT tid, src, dst, amount FROM transfers ORDER BY tid, rowid"
 MAX_LISTED = 10
 
 
@@ -67,7 +71,7 @@ def transfer_statements(tid: int, src: int, dst: int, amount: int) -> tuple:
     """The three statements of one transfer (one command, one transaction)."""
     return (("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, src)),
             ("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, dst)),
-            ("INSERT INTO transfers (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, src, dst, amount)))
+            ("INSERT INTO transfers (tid, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, src, dst, amount)))
 
 
 def pick_transfer(rng: Any, accounts: int = ACCOUNTS, opening: int = OPENING) -> tuple[int, int, int]:
@@ -129,7 +133,8 @@ def _final_problems(transfers: list, final: dict, accounts: int, opening: int) -
     rows = [tuple(r) for r in final.get("transfers") or ()]
     applied = {r[0]: r for r in rows}
     if len(applied) != len(rows):
-        problems.append("the transfers table holds an id twice")
+        twice = sorted({r[0] for r in rows if sum(1 for x in rows if x[0] == r[0]) > 1})
+        problems.append(f"transfers applied more than once: {twice[:10]}")
     for tid, op in invoked.items():
         if op.type == OK and tid not in applied:
             problems.append(f"acknowledged transfer {tid} is not in the table: lost")
