@@ -612,6 +612,10 @@ class ServerStore:
     def overview(self) -> dict:
         return self.slog.overview()
 
+    def machine_dir(self) -> str:
+        """``<server dir>/machine``: a disk machine's files (removed with the server's data)."""
+        return self.slog.machine_dir()
+
     def snapshot_written(self, meta):
         """The snapshot writer made ``meta`` durable: the log now starts after it
         (or restarts after it, when it replaced a log that does not hold it)."""

@@ -51,7 +51,7 @@ from typing import Any
 from thespian.actors import DeadEnvelope
 
 from .. import errors
-from ..core.machine import Machine
+from ..core.machine import check_machine
 from ..metrics import block as counters_block
 from ..metrics.fields import KEY_METRICS, MEMBERSHIP_NAMES, STATE_NAMES
 from ..core.types import ServerConfig, ServerId, with_mutable_changes
@@ -263,7 +263,7 @@ class ServerSupervision:
         except NameRefused as exc:
             raise errors.MachineError(f"node {self.ctx.node}: {exc}") from None
         try:
-            Machine(load_machine(machine, self.ctx.modules))
+            check_machine(load_machine(machine, self.ctx.modules))
         except Exception as exc:  # noqa: BLE001 - any import failure is the user's
             raise errors.MachineError(f"node {self.ctx.node}: machine {machine!r} cannot be loaded: "
                                       f"{type(exc).__name__}: {exc}") from None

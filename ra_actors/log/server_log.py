@@ -750,6 +750,16 @@ class ServerLog:
         save_config(self.data_dir, config)
         self.config = config
 
+    def machine_dir(self) -> str:
+        """``<server dir>/machine``, created if missing: a disk machine's
+        files (what is in it is the machine's business; it goes with the
+        server's data)."""
+        path = self.dir / "machine"
+        if not path.is_dir():
+            fileio.mkdir(path)
+            fsync_dir(self.dir)
+        return str(path)
+
     # ------------------------------------------------------------ lifecycle
     def overview(self) -> dict:
         return {"uid": self.uid, "wal_dir": str(self.wal_dir),

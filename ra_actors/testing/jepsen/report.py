@@ -136,7 +136,7 @@ def fault_windows(events: list[dict], nemesis_events: list[dict], t0_ns: int,
     """Per-fault unavailability and recovery figures (see module doc)."""
     ops = pair_operations(events)
     acked = sorted((op.invoke_time, op.return_time) for op in ops
-                   if op.f in ("write", "cas", "add") and op.type in (OK, FAIL) and op.return_time is not None)
+                   if op.f in ("write", "cas", "add", "transfer") and op.type in (OK, FAIL) and op.return_time is not None)
     # A failed cas was applied by the machine: the cluster was available.
     done_times = sorted(r for _i, r in acked)
     starts: dict[int, dict] = {}
@@ -238,7 +238,7 @@ def render(summary: dict) -> str:
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
     # the counter workload has one counter, not keys
-    workload = ("workload counter" if cfg.get("workload") == "counter"
+    workload = (f"workload {cfg.get('workload')}" if cfg.get("workload") in ("counter", "bank")
                 else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
     add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
         f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
@@ -249,7 +249,7 @@ def render(summary: dict) -> str:
     tot = ops.get("total", {})
     add(f"  operations: {sum(tot.values())} (ok {tot.get('ok', 0)}, fail {tot.get('fail', 0)},"
         f" info {tot.get('info', 0)}); {summary.get('throughput_ops_s', 0)} ops/s")
-    for f in ("read", "write", "cas", "add"):
+    for f in ("read", "write", "cas", "add", "transfer"):
         if f in ops:
             o = ops[f]
             add(f"    {f:5s}: ok {o['ok']:6d}  fail {o['fail']:6d}  info {o['info']:6d}")
@@ -284,6 +284,12 @@ def render(summary: dict) -> str:
         add(f"  exactly once: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged adds,"
             f" {verdict.get('uncertain')} uncertain, {verdict.get('failed')} refused; final counter"
             f" {verdict.get('final')}; {verdict.get('reads')} reads checked")
+        for problem in verdict.get("problems", [])[:5]:
+            add(f"    ! {problem}")
+    elif cfg.get("workload") == "bank":
+        add(f"  bank: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged transfers,"
+            f" {verdict.get('uncertain')} uncertain, {verdict.get('refused')} refused; {verdict.get('applied')}"
+            f" in the final table; {verdict.get('reads')} reads, each a consistent cut")
         for problem in verdict.get("problems", [])[:5]:
             add(f"    ! {problem}")
     else:
