@@ -53,13 +53,18 @@ _PARAM_TYPES = (type(None), int, float, str, bytes)
 
 
 def start_cluster(client: Any, name: str, nodes: Iterable[Any], *, release_cursor_every: int | None = None,
-                  timeout: float = 30.0) -> list[ServerId]:
+                  wal: int | None = None, machine: str = MACHINE, timeout: float = 30.0) -> list[ServerId]:
     """Start a replicated database ``name`` with one member on each node
     (names, or anything iterating as names, e.g. ``local_nodes``); returns
-    the member ids."""
+    the member ids.  ``wal=k``: every member writes its log to its node's
+    ``k``-th WAL directory (``start_node(wal_dirs=...)``; default: the one
+    its uid hashes to); the database's own files stay in the member's
+    directory under the node's data directory either way.  ``machine``:
+    the module to run (``machines.sqlite`` or one that wraps it)."""
     servers = [ServerId(name, str(node)) for node in nodes]
     config = {} if release_cursor_every is None else {"release_cursor_every": release_cursor_every}
-    client.start_cluster(name, MACHINE, servers, config=config, timeout=timeout)
+    server_config = {} if wal is None else {"wal": wal}
+    client.start_cluster(name, machine, servers, config=config, timeout=timeout, **server_config)
     return servers
 
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -24,7 +25,7 @@ from ra_actors.testing.jepsen import partition as part
 from ra_actors.testing.jepsen import report
 from ra_actors.testing.jepsen.counter import check_counter
 from ra_actors.testing.jepsen.clients import all_keys, current_generation, key_name
-from ra_actors.testing.jepsen.cluster import install_shim, node_host
+from ra_actors.testing.jepsen.cluster import JepsenCluster, install_shim, node_host
 from ra_actors.testing.jepsen import disk
 from ra_actors.testing.jepsen.nemesis import DISK, FAULTS, parse_nemesis
 
@@ -165,11 +166,49 @@ def test_usage_errors(tmp_path):
     busy.mkdir()
     (busy / "precious.txt").write_text("not a jepsen run")
     for bad in (["--nemesis", "flood"], ["--unsafe", "no_such_bug"], ["--node-env", "X"],
-                ["--out", str(busy)]):
+                ["--out", str(busy)], ["--wal-dirs", "0"], ["--wal-dirs", "2", "--nemesis", "kill,disk"]):
         proc = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "o"), *bad],
                               capture_output=True, text=True, timeout=60, cwd=REPO)
         assert proc.returncode == 2, (bad, proc.stderr)
     assert (busy / "precious.txt").exists()
+
+
+def test_with_two_wal_dirs_each_node_gets_a_second_volume_and_kill_wal_finds_either_wal(tmp_path):
+    """``--wal-dirs 2``: node n gets its data directory's WAL and
+    ``OUT/wal1/n``; the WAL process kill-wal picks is one holding either
+    WAL's lock (two stand-in processes here, as the two WAL actors of a
+    node in placement ``process``), never another process of the node."""
+    cluster = JepsenCluster(2, str(tmp_path), shim_dir=str(tmp_path), wal_dirs=2)
+    assert cluster.wal_dirs("n1") == [str(tmp_path / "nodes" / "n1" / "wal"), str(tmp_path / "wal1" / "n1")]
+    assert JepsenCluster(2, str(tmp_path), shim_dir=str(tmp_path)).wal_dirs("n1") is None
+    with pytest.raises(ValueError, match="WAL directories"):
+        JepsenCluster(2, str(tmp_path), shim_dir=str(tmp_path), wal_dirs=0)
+    locks = [tmp_path / "nodes" / "n1" / "LOCK", tmp_path / "wal1" / "n1" / "LOCK"]
+    procs = []
+    try:
+        for i, lock in enumerate(locks):
+            lock.parent.mkdir(parents=True)
+            ready = tmp_path / f"ready{i}"
+            code = (f"import time; f = open({str(lock)!r}, 'a'); open({str(ready)!r}, 'w').close(); "
+                    "time.sleep(60)")
+            procs.append(subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            deadline = time.monotonic() + 20
+            while not ready.exists():
+                assert time.monotonic() < deadline and procs[-1].poll() is None, "the lock holder did not start"
+                time.sleep(0.05)
+        bystander = os.getpid()     # a process of the "node" that holds no WAL lock
+        cluster.pids = lambda name: [bystander] + [p.pid for p in procs] if name == "n1" else [bystander]
+        picked = {cluster.wal_pid("n1", random.Random(seed)) for seed in range(30)}
+        assert picked == {p.pid for p in procs}
+        assert cluster.wal_pid("n2") is None
+        config = {"nodes": 2, "clients": 1, "workload": "bank", "time": 5.0, "nemesis": "kill-wal", "seed": 1}
+        assert "2 WALs per node" in report.render({"config": {**config, "wal_dirs": 2}, "passed": True})
+        assert "WALs per node" not in report.render({"config": config, "passed": True})
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
 
 
 def _counter_history(ops):

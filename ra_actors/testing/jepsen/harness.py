@@ -120,6 +120,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--placement", choices=("process", "shared"), default="process",
                    help="where the nodes run their servers (start_node placement); with "
                         "'shared', kill-wal kills the host actor that carries the node's servers")
+    p.add_argument("--wal-dirs", type=int, default=1, metavar="K",
+                   help="WAL directories per node (default 1): the data directory's and OUT/wal<j>/<node> "
+                        "for j in 1..K-1 (start_node wal_dirs); the cluster's members write to the one "
+                        "their uid hashes to, and kill-wal kills one of the node's WALs")
     p.add_argument("--inside-netns", default=None, help=argparse.SUPPRESS)
     p.add_argument("--args-file", default=None, help=argparse.SUPPRESS)
 
@@ -162,6 +166,12 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.nodes > 250:
         raise ValueError("at most 250 nodes")
     args.faults = parse_nemesis(args.nemesis)
+    if args.wal_dirs < 1:
+        raise ValueError("--wal-dirs must be at least 1")
+    if args.wal_dirs > 1 and any(f in DISK for f in args.faults):
+        # disk-full fills the data directory's file system and disk-corrupt wipes the data
+        # directory only: with WALs elsewhere neither would do what its name says.
+        raise ValueError("--wal-dirs above 1 does not combine with the disk nemeses (disk-full, disk-corrupt)")
     env = {}
     for item in args.node_env or []:
         name, sep, value = item.partition("=")
@@ -399,7 +409,8 @@ class Run:
                        if disk_faults else None)
         self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out),
                                      placement=args.placement, cluster_name=self.cluster_name,
-                                     machine=self.machine, log_options=log_options)
+                                     machine=self.machine, log_options=log_options,
+                                     wal_dirs=getattr(args, "wal_dirs", 1))
         if "disk-full" in disk_faults:
             self.disk_reason = disk.tmpfs_unavailable()
             if self.disk_reason is None:
@@ -414,7 +425,8 @@ class Run:
             self.partitioner = UnavailablePartitioner(self.partition_reason or "no network namespace")
         self.partitioner.setup()
         self.log(f"starting {args.nodes} nodes ({', '.join(f'{n}@{h}' for n, h in self.cluster.hosts.items())})"
-                 f"; partitions: {self.partitioner.name}")
+                 f"; partitions: {self.partitioner.name}"
+                 + (f"; {self.cluster.wal_count} WAL directories each" if self.cluster.wal_count > 1 else ""))
         self.cluster.start_all()
         self.admin = self.connect_admin()
         self.admin.start_cluster(self.cluster_name, self.machine, self.cluster.sids, config=self.machine_config,
@@ -424,6 +436,9 @@ class Run:
                 self.cluster.sids[0], ("transaction", bank.opening_statements()), timeout=30.0)
             if not (isinstance(reply, tuple) and reply and reply[0] == "ok"):
                 raise RuntimeError(f"the bank's accounts could not be created: {reply!r}")
+        if self.cluster.wal_count > 1:
+            self.log("WAL of each member: " + ", ".join(
+                f"{n}: {self._member_wal(n)}" for n in self.cluster.names))
         self.log(f"cluster {self.cluster_name} started; {args.clients} clients for {args.time:g}s, "
                  f"nemesis {','.join(args.faults) or 'none'}, seed {args.seed}")
         self.t0_ns = time.monotonic_ns()
@@ -450,6 +465,14 @@ class Run:
         self.check_stop()
         self.new_admin()
         self.final_reads()
+
+    def _member_wal(self, node: str):
+        """The index of the WAL the cluster's member on ``node`` writes to
+        (``?`` if the node does not say)."""
+        try:
+            return self.admin.overview(node, timeout=10.0)["servers"][self.cluster_name]["wal"]
+        except Exception:  # noqa: BLE001 - a log line, never a reason to stop the run
+            return "?"
 
     def connect_admin(self):
         return connect_any(self.cluster.addresses(), timeout=20.0, rng=self.connect_rng,
@@ -786,7 +809,8 @@ class Run:
                        "faults": args.faults, "seed": args.seed, "short": args.short,
                        "op_timeout": args.op_timeout, "unsafe": ",".join(args.unsafe_bugs) or None,
                        "snapshot_every": args.snapshot_every, "node_env": args.node_env_vars,
-                       "partition_mode": args.partition_mode, "workload": args.workload},
+                       "partition_mode": args.partition_mode, "workload": args.workload,
+                       "placement": args.placement, "wal_dirs": getattr(args, "wal_dirs", 1)},
             "out": self.out,
             "partition_backend": self.partitioner.name if self.partitioner else
             f"unavailable ({self.partition_reason})",

@@ -230,6 +230,17 @@ def _stats(values: list[float]) -> Optional[dict]:
 
 
 # ------------------------------------------------------------------ text
+def _config_line(cfg: dict) -> str:
+    # the counter and bank workloads have no keys
+    workload = (f"workload {cfg.get('workload')}" if cfg.get("workload") in ("counter", "bank")
+                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
+    return (f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
+            f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
+            f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
+            + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else "")
+            + (f", {cfg.get('wal_dirs')} WALs per node" if (cfg.get("wal_dirs") or 1) > 1 else ""))
+
+
 def render(summary: dict) -> str:
     lines = []
     add = lines.append
@@ -237,13 +248,7 @@ def render(summary: dict) -> str:
     add("Jepsen-style run: " + ("PASS" if summary.get("passed") else "FAIL")
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
-    # the counter workload has one counter, not keys
-    workload = (f"workload {cfg.get('workload')}" if cfg.get("workload") in ("counter", "bank")
-                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
-    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
-        f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
-        f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
-        + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else ""))
+    add(_config_line(cfg))
     add(f"  partitions: {summary.get('partition_backend')}")
     ops = summary.get("operations", {})
     tot = ops.get("total", {})
