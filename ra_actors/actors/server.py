@@ -55,7 +55,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import OrderedDict
 from typing import Any
 
 from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorExited, DeadEnvelope,
@@ -163,8 +162,8 @@ class ActorServerPort:
         self.msgs_in = 0                        # messages received (not wakeups): bench's idle check
         # Requests the core owes an answer: (handle, req_id) or (handle, correlation)
         # of a pipelined command -> when it came (see the module rules).
-        self._owed_calls: OrderedDict = OrderedDict()
-        self._owed_commands: OrderedDict = OrderedDict()
+        self._owed_calls: dict = {}
+        self._owed_commands: dict = {}
         self.halted: str | None = None          # the storage error this server halted for
         self.crash_storage = False              # the crash was the disk's (a StorageError)
 
@@ -472,6 +471,8 @@ class ActorServerPort:
         handle = msg.handle
         limit = self.shell.config.max_command_bytes
         cmds = []
+        owed = self._owed_commands
+        since = time.monotonic()
         for c in msg.commands:
             # each bad command is refused alone; the others go on
             try:
@@ -486,9 +487,12 @@ class ActorServerPort:
                     refusal[0], getattr(c, "correlation", None))))
                 continue
             cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
-            self._owe(self._owed_commands, (handle, c.correlation))
+            key = (handle, c.correlation)
+            owed.pop(key, None)         # (a repeat: owed from now on)
+            owed[key] = since
         self.shell.stats["commands"] += len(cmds)
         if cmds:
+            self._forget_owed(owed, since)
             self.shell.deliver(m.Commands(tuple(cmds)))
 
     def _on_forwarded(self, msg: Forwarded, sender: Any) -> None:
@@ -600,15 +604,21 @@ class ActorServerPort:
 
     # ----------------------------------------------------------- a sick disk
     @staticmethod
-    def _owe(table: OrderedDict, key: tuple) -> None:
+    def _owe(table: dict, key: tuple) -> None:
         now = time.monotonic()
+        table.pop(key, None)
         table[key] = now
-        table.move_to_end(key)
-        while table:
-            oldest_key, since = next(iter(table.items()))
-            if now - since < CALL_MEMORY_S:
-                break
-            del table[oldest_key]
+        ActorServerPort._forget_owed(table, now)
+
+    @staticmethod
+    def _forget_owed(table: dict, now: float) -> None:
+        """Drop what has been owed for ``CALL_MEMORY_S`` (oldest first: the
+        table is in the order the requests came)."""
+        oldest = next(iter(table.values()), None)
+        if oldest is None or now - oldest < CALL_MEMORY_S:
+            return
+        for key in [k for k, since in table.items() if now - since >= CALL_MEMORY_S]:
+            del table[key]
 
     def _storage_detail(self) -> str:
         node = self.shell.id.node if self.shell.id else "?"

@@ -33,6 +33,7 @@ a crash skips exactly what the files hold).  The contract in full:
 Rule: the core never imports machines; the shell loads the module (by import
 path) and hands it to :class:`Machine`.  This module does no I/O: a disk
 machine's callbacks do theirs, on the directory the shell chose.
+``which_module`` is looked up once, when the :class:`Machine` is made.
 """
 from __future__ import annotations
 
@@ -82,6 +83,10 @@ class Machine:
         # Where a disk machine keeps its files (a path, or the simulator's
         # file store): chosen by the shell, opaque here.
         self.directory = directory
+        # (looked up once: a module without it would raise and format an
+        # AttributeError inside getattr for every command applied)
+        which = getattr(impl, "which_module", None)
+        self._which_module = which if callable(which) else None
 
     # -- versioning -------------------------------------------------------
     def version(self) -> int:
@@ -89,8 +94,8 @@ class Machine:
         return int(fn()) if callable(fn) else 0
 
     def module_for(self, version: int) -> Any:
-        fn = getattr(self.impl, "which_module", None)
-        return fn(version) if callable(fn) else self.impl
+        fn = self._which_module
+        return fn(version) if fn is not None else self.impl
 
     # -- callbacks ----------------------------------------------------------
     def init(self, config: dict) -> Any:
