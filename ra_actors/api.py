@@ -228,13 +228,13 @@ class Client:
         """``command`` as every member will see it; ``InvalidCommand`` if it
         is not a msgpack value, ``CommandTooLarge`` (nothing sent) above
         ``max_command_bytes``."""
-        packed = codec.pack(command)
-        if len(packed) > self.max_command_bytes:
+        data, size = codec.sized(command)
+        if size > self.max_command_bytes:
             raise errors.CommandTooLarge(
-                f"the command is {len(packed)} bytes encoded, above this client's max_command_bytes "
+                f"the command is {size} bytes encoded, above this client's max_command_bytes "
                 f"({self.max_command_bytes}); raise it with connect(max_command_bytes=...) and the "
                 "cluster's with start_cluster(max_command_bytes=...)")
-        return codec.unpack(packed)
+        return data
 
     def flush(self, timeout: float = 2.0) -> None:
         """Send every pipelined command still buffered (one message per server)."""

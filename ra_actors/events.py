@@ -80,10 +80,21 @@ class CommandRefused:
     correlation: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Applied:
     leader: Any
     results: list | tuple    # ((correlation, reply), ...); msgpack delivers tuples
+
+    def __repr__(self) -> str:
+        # Bounded: Thespian formats every message it sends (process placement
+        # sends Applied through it), and a batch holds up to a window of results.
+        shown = ", ".join(repr(r) for r in self.results[:_SHOWN])
+        more = len(self.results) - _SHOWN
+        tail = f", ... {more} more" if more > 0 else ""
+        return f"Applied(leader={self.leader!r}, results=[{shown}{tail}])"
+
+
+_SHOWN = 8
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from ra_actors import errors
@@ -250,6 +251,21 @@ def test_the_server_refuses_a_command_above_the_clusters_limit_and_delivers_noth
     assert len(port.shell.delivered) == 1, "one below the limit goes through"
 
 
+@pytest.mark.parametrize("limit", [100, 300, 70_000])
+def test_a_bytes_command_is_measured_as_the_log_encodes_it(limit):
+    """Bytes (the commonest command) are measured without being encoded:
+    at the limit exactly they go through, one byte more is refused (the
+    header grows at 256 and 65,536 bytes)."""
+    port = _Port(max_command_bytes=limit)
+    fits = b"x" * (limit - len(msgpack.packb(b"x" * limit)) + limit)
+    assert len(msgpack.packb(fits)) == limit
+    cmds = (PipelinedCommand(1, fits), PipelinedCommand(2, fits + b"y"))
+    port._on_pipeline(Pipeline("client:n1:abc", cmds, N1), "client-address")
+    (batch,) = port.shell.delivered
+    assert [c.reply_mode.correlation for c in batch.commands] == [1]
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 2))]
+
+
 @pytest.mark.parametrize("command", [object(), {"a", "set"}, ["write", "k", 1], ("write", ["k"], 1)])
 def test_the_server_refuses_a_command_the_log_cannot_give_back_as_sent(command):
     """Not storable, or not the form followers read back from the log (so
@@ -392,3 +408,14 @@ def test_a_misdelivered_call_looks_the_server_up_again():
     resolver.book.set_server(N1, "stale-address", 1)
     assert resolver.call(N1, MembersRequest(), 1.0, redirect=False) == (1, None)
     assert resolver.book.server(N1) == "addr-n1"
+
+
+def test_an_applied_window_prints_its_first_results_and_how_many_more():
+    # Thespian formats every message it sends, so the repr of a full window
+    # must not grow with it; a small batch still prints whole.
+    small = ev.Applied("kv@n1", [(1, "ok"), (2, "ok")])
+    assert repr(small) == "Applied(leader='kv@n1', results=[(1, 'ok'), (2, 'ok')])"
+    window = ev.Applied("kv@n1", tuple((i, None) for i in range(1024)))
+    text = repr(window)
+    assert text.startswith("Applied(leader='kv@n1', results=[(0, None), (1, None),")
+    assert "(7, None), ... 1016 more])" in text and "(8, None)" not in text

@@ -73,3 +73,45 @@ def test_two_records_may_not_share_a_tag():
     with pytest.raises(ValueError, match="two records named Entry"):
         Codec([Entry])
     Codec([events.Applied, events.Rejected, events.NotLeader])   # the stream's own records fit
+
+
+def test_sized_gives_the_normal_form_and_the_encoded_size_of_any_command():
+    """What a client checks a command with (size limit, the form members
+    see): scalars and bytes at every length boundary of msgpack, containers."""
+    values = [b"", b"x" * 255, b"x" * 256, b"x" * 65535, b"x" * 65536, "", "é" * 200, 0, -1, 2 ** 63,
+              -(2 ** 63), 2 ** 64 - 1, 1.5, True, None, [1, [2, b"x"]], {3, 1}, ("write", 1, b"v"),
+              t.Usr(b"y", t.NoReply(), 1)]
+    for v in values:
+        normal, size = codec.sized(v)
+        assert normal == codec.unpack(codec.pack(v)) and type(normal) is type(codec.unpack(codec.pack(v)))
+        assert size == len(codec.pack(v)), v
+
+
+def test_shortcuts_refuse_what_msgpack_refuses():
+    for bad in (2 ** 64, -(2 ** 63) - 1, "\ud800", object(), [1, object()]):
+        with pytest.raises(errors.InvalidCommand):
+            codec.sized(bad)
+        with pytest.raises(errors.InvalidCommand):
+            codec.normalise(bad)
+
+
+def test_normalise_keeps_scalars_and_turns_containers_into_tuples():
+    for v in (b"abc", "abc", 7, 2 ** 64 - 1, 1.25, False, None):
+        assert codec.normalise(v) == v and type(codec.normalise(v)) is type(v)
+    assert codec.normalise([b"a", [1]]) == (b"a", (1,))
+
+
+def test_encoding_after_a_refused_value_and_after_a_large_one_is_unchanged():
+    """Packers are reused (core.codec._Packers): a value that fails half-way
+    and one larger than the kept buffer leave nothing behind."""
+    small = t.Usr(b"y" * 16, t.NotifyReply(7, "client:n1:c"), 1, t.SessionSeq("s/a@n1", 3, 1, True))
+    expected = msgpack.packb([msgpack.ExtType(codec.EXT_TAG, b"Usr"), b"y" * 16,
+                              [msgpack.ExtType(codec.EXT_TAG, b"NotifyReply"), 7, "client:n1:c"], 1,
+                              [msgpack.ExtType(codec.EXT_TAG, b"SessionSeq"), "s/a@n1", 3, 1, True]])
+    assert codec.pack(small) == expected
+    with pytest.raises(errors.InvalidCommand):
+        codec.pack([b"half", object()])
+    assert codec.pack(small) == expected
+    big = b"z" * (3 << 20)
+    assert codec.unpack(codec.pack(big)) == big
+    assert codec.pack(small) == expected

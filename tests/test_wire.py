@@ -3,6 +3,7 @@ survive anything.  A frame that is not our protocol is a ``DecodeError``
 (never another exception, never a crash) and closes that one connection."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 
@@ -15,6 +16,7 @@ from ra_actors.actors.protocol import Rpcs
 from ra_actors.actors.stream import MAX_FRAME, wire_codec
 from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
+from ra_actors.core import types as t
 from ra_actors.core.codec import EXT_RECORD, EXT_TAG, DecodeError
 from ra_actors.core.types import AwaitConsensus, Entry, ServerId, Usr
 
@@ -174,3 +176,35 @@ def test_a_frame_too_big_for_the_receiver_is_refused_to_its_sender(monkeypatch):
     finally:
         a.close()
         b.close()
+
+
+def test_records_decode_as_their_constructors_build_them():
+    """Decoding sets a plain record's slots directly when every field is
+    given; with fields left to their defaults, or for a record whose
+    __init__ or __post_init__ does more than assign, it calls the class."""
+    from ra_actors.core.types import NotifyReply, SessionSeq
+    session = Usr(b"x", NotifyReply(7, "client:n1:c"), 5, SessionSeq("s/a@n1", 9, 2, True))
+    assert WIRE.unpack(WIRE.pack(session)) == session
+    short = WIRE.unpack(_frame([_tag("Usr"), b"x", [_tag("NoReply")]]))      # (older senders: no ts, no session)
+    assert short == Usr(b"x", t.NoReply()) and short.session is None and short.ts == 0
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Doubled:
+        a: int
+
+        def __init__(self, a: int) -> None:
+            object.__setattr__(self, "a", a * 2)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise TypeError("negative")
+
+    wire = core_codec.Codec([Doubled, Checked], wire=True)
+    assert wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"Doubled"), 2])).a == 4
+    assert wire.unpack(wire.pack(Checked(3))) == Checked(3)
+    with pytest.raises(DecodeError):
+        wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"Checked"), -1]))

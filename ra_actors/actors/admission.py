@@ -31,11 +31,16 @@ from ..core import codec
 __all__ = ["command_refusal"]
 
 _SCALARS = frozenset({bytes, str, int, float, bool, type(None)})
+_BIN_END = 1 << 32      # msgpack's bin: at most this many bytes minus one
 
 
 def command_refusal(data: Any, limit: int) -> tuple[str, str] | None:
     """None when a server takes ``data`` as a command, else ``(error class
     name, message)``."""
+    if type(data) is bytes and len(data) < _BIN_END:
+        # (the commonest command: its encoded size needs no encoding)
+        n = len(data)
+        return _size_refusal(n + (2 if n < 0x100 else 3 if n < 0x10000 else 5), limit)
     try:
         packed = msgpack.packb(data)
         # (a scalar comes back as it went; only containers need the check)
@@ -50,7 +55,10 @@ def command_refusal(data: Any, limit: int) -> tuple[str, str] | None:
         if codec.unpack(packed) != data:
             return "InvalidCommand", ("not in the form the log gives back (lists or sets where tuples belong): "
                                       "send what ra_actors.codec.normalise gives")
-    size = len(packed)
+    return _size_refusal(len(packed), limit)
+
+
+def _size_refusal(size: int, limit: int) -> tuple[str, str] | None:
     if size > limit:
         return "CommandTooLarge", f"the command is {size} bytes encoded, above the cluster's max_command_bytes ({limit})"
     return None

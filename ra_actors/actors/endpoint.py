@@ -61,7 +61,7 @@ from thespian.system.transport import asyncTransportBase
 from thespian.system.transport.IPBase import thisSystem
 from thespian.system.transport.TCPTransport import TCPTransport
 
-from . import netpatch
+from . import identify, netpatch
 from .authsock import Guard, probe
 from .admin import RaSupervisorInfo, RaWhereIsSupervisor
 from .node_main import MAX_PENDING_TRANSMITS
@@ -124,6 +124,7 @@ class ClientEndpoint:
 
     def __init__(self, peer_host: str, key: bytes) -> None:
         netpatch.apply()
+        identify.apply()
         raise_transmit_limits()
         self.refused: dict[tuple, int] = {}        # (kind, peer) -> connections this client refused
         self.guard = Guard(key, refuse=self._count_refusal)

@@ -27,7 +27,8 @@ Rules:
   CommandRefused("InvalidCommand", correlation))`` and the others of its
   ``Pipeline`` go on.  A command the cluster cannot store or that is too
   large (:mod:`.admission`) is refused the same way (``CommandTooLarge``).
-* WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
+* WAL appends go to the server's WAL (one of the node's, ``ServerInit.wal``)
+  as one ``WalWrite`` per round, numbered
   ``(incarnation, WAL epoch, n)``: the WAL puts them back in order and drops
   repeats (Thespian may reorder or repeat messages, see
   :mod:`.sequencing`); the epoch grows whenever the server starts writing
@@ -54,7 +55,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import OrderedDict
 from typing import Any
 
 from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorExited, DeadEnvelope,
@@ -151,6 +151,7 @@ class ActorServerPort:
         self.supervisor: Any = None
         self.data_dir: str | None = None
         self.wal: Any = None
+        self.wal_index = 0                      # the node's WAL this server writes to (ServerInit.wal)
         self.snapshot_writer: Any = None
         self.segment_writer: Any = None
         self._unsent_wal: list = []
@@ -161,8 +162,8 @@ class ActorServerPort:
         self.msgs_in = 0                        # messages received (not wakeups): bench's idle check
         # Requests the core owes an answer: (handle, req_id) or (handle, correlation)
         # of a pipelined command -> when it came (see the module rules).
-        self._owed_calls: OrderedDict = OrderedDict()
-        self._owed_commands: OrderedDict = OrderedDict()
+        self._owed_calls: dict = {}
+        self._owed_commands: dict = {}
         self.halted: str | None = None          # the storage error this server halted for
         self.crash_storage = False              # the crash was the disk's (a StorageError)
 
@@ -233,7 +234,8 @@ class ActorServerPort:
         sid = ServerId(*config.server_id)
         self.supervisor = msg.supervisor
         self.data_dir = msg.data_dir
-        self.wal = msg.services.wal
+        self.wal_index = msg.wal
+        self.wal = msg.services.wal(msg.wal)
         self.snapshot_writer = msg.services.snapshot_writer
         self.segment_writer = msg.services.segment_writer
         store = None
@@ -243,7 +245,7 @@ class ActorServerPort:
                                      msg.nodes_down, lambda text: log(self.who, text))
             policy = ModulePolicy(msg.allowed_modules)
             impl = load_machine(config.machine, policy)
-            store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
+            store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new), wal_dir=msg.wal_dir)
             self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
                                allowed_modules=policy.allowed)
             self.shell.observer = self._observer(msg, sid, config)
@@ -261,8 +263,9 @@ class ActorServerPort:
         log(self.who, f"started (incarnation {msg.incarnation}, term {core.current_term}, "
                       f"last index {core.log.last_index}, applied {core.last_applied})")
         self._send(sender, ServerStarted(sid.name, msg.incarnation))
-        if msg.services.storage == "error":
-            self._halt(msg.services.storage_error or "storage error")
+        reason = msg.services.halt_reason(self.wal_index)
+        if reason is not None:
+            self._halt(reason)
             return
         self.shell.start()
 
@@ -298,8 +301,9 @@ class ActorServerPort:
             self.shell.on_segments_written(refs)
 
     def _on_services(self, msg: ServiceAddresses, sender: Any) -> None:
-        if msg.storage == "error":
-            self._halt(msg.storage_error or "storage error")
+        reason = msg.halt_reason(self.wal_index)
+        if reason is not None:
+            self._halt(reason)
             return
         if msg.snapshot_writer is not None and msg.snapshot_writer != self.snapshot_writer:
             self.snapshot_writer = msg.snapshot_writer
@@ -307,11 +311,12 @@ class ActorServerPort:
             for meta, data in self._pending_snapshots.items():
                 self._send(self.snapshot_writer, SnapshotWrite(self.shell.uid, meta, data))
         self.segment_writer = msg.segment_writer or self.segment_writer
-        if msg.wal is None:
+        wal = msg.wal(self.wal_index)
+        if wal is None:
             self.wal = None
             return
-        restarted = msg.wal_restarted or self.wal is None or self.wal != msg.wal
-        self.wal = msg.wal
+        restarted = self.wal_index in msg.wal_restarted or self.wal is None or self.wal != wal
+        self.wal = wal
         if restarted:
             self._unsent_wal = []
             self._wal_epoch += 1
@@ -466,6 +471,8 @@ class ActorServerPort:
         handle = msg.handle
         limit = self.shell.config.max_command_bytes
         cmds = []
+        owed = self._owed_commands
+        since = time.monotonic()
         for c in msg.commands:
             # each bad command is refused alone; the others go on
             try:
@@ -480,9 +487,12 @@ class ActorServerPort:
                     refusal[0], getattr(c, "correlation", None))))
                 continue
             cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
-            self._owe(self._owed_commands, (handle, c.correlation))
+            key = (handle, c.correlation)
+            owed.pop(key, None)         # (a repeat: owed from now on)
+            owed[key] = since
         self.shell.stats["commands"] += len(cmds)
         if cmds:
+            self._forget_owed(owed, since)
             self.shell.deliver(m.Commands(tuple(cmds)))
 
     def _on_forwarded(self, msg: Forwarded, sender: Any) -> None:
@@ -594,15 +604,21 @@ class ActorServerPort:
 
     # ----------------------------------------------------------- a sick disk
     @staticmethod
-    def _owe(table: OrderedDict, key: tuple) -> None:
+    def _owe(table: dict, key: tuple) -> None:
         now = time.monotonic()
+        table.pop(key, None)
         table[key] = now
-        table.move_to_end(key)
-        while table:
-            oldest_key, since = next(iter(table.items()))
-            if now - since < CALL_MEMORY_S:
-                break
-            del table[oldest_key]
+        ActorServerPort._forget_owed(table, now)
+
+    @staticmethod
+    def _forget_owed(table: dict, now: float) -> None:
+        """Drop what has been owed for ``CALL_MEMORY_S`` (oldest first: the
+        table is in the order the requests came)."""
+        oldest = next(iter(table.values()), None)
+        if oldest is None or now - oldest < CALL_MEMORY_S:
+            return
+        for key in [k for k, since in table.items() if now - since >= CALL_MEMORY_S]:
+            del table[key]
 
     def _storage_detail(self) -> str:
         node = self.shell.id.node if self.shell.id else "?"

@@ -46,6 +46,9 @@ def server_config(cluster_name: str, machine: str, sid: ServerId, members: list,
     limit = extra.get("max_command_bytes")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"max_command_bytes must be a positive int, not {limit!r}")
+    wal = extra.get("wal")
+    if wal is not None and (not isinstance(wal, int) or isinstance(wal, bool) or wal < 0):
+        raise ValueError(f"wal must be the index of a WAL directory of the nodes (an int >= 0), not {wal!r}")
     uid = f"{_SAFE.sub('_', cluster_name)[:60]}_{_SAFE.sub('_', sid.name)[:60]}_{uuid.uuid4().hex[:12]}"
     return ServerConfig(server_id=sid, uid=uid, cluster_name=cluster_name, machine=machine,
                         initial_members=tuple(members), machine_config=dict(config),

@@ -121,7 +121,9 @@ class Pipeliner:
         client's number, see :mod:`.sessions`); flush if a batch is full or
         due.  Returns the command's number."""
         now = self.clock()
-        stream = self.session.stream(sid, time.time_ns() // 1000)
+        stream = self.session.streams.get(sid)
+        if stream is None:
+            stream = self.session.stream(sid, time.time_ns() // 1000)
         ticket = next(self._numbers)
         seq = stream.issue(ticket) if seq is None else stream.claim(seq, ticket)
         p = _Pending(ticket, sid, stream, seq, correlation, correlation is not None, data, priority, now)
@@ -192,9 +194,15 @@ class Pipeliner:
         key = stream.key
         out = []
         target = route.target
+        # (stream.known, with the batch's low: nothing settles while it is built)
+        seen, first_own = stream.seen_applied, stream.first_own
         for p in live:
-            again = p.sent > 0
-            out.append(PipelinedCommand(p.ticket, p.data, p.priority, key, p.seq, low, stream.known(p.seq, again)))
+            seq = p.seq
+            if p.sent or seq < first_own:
+                known = seen or seq < first_own
+            else:
+                known = seen and low < seq
+            out.append(PipelinedCommand(p.ticket, p.data, p.priority, key, seq, low, known))
             p.sent += 1
             p.to = target
         self.conn.send_untracked(addr, Pipeline(self.handle, tuple(out), route.target), SEND_TIMEOUT,
@@ -272,8 +280,8 @@ class Pipeliner:
     def _applied(self, e: ev.Applied) -> Any:
         tickets = self._tickets
         out = []
-        leader = server_id_or_none(e.leader)
-        now = None
+        heard: set = set()          # the streams that heard from the cluster
+        last = None
         for item in e.results:
             try:
                 ticket, reply = item
@@ -285,16 +293,21 @@ class Pipeliner:
             stream = p.stream
             stream.settle(p.seq)
             stream.seen_applied = True
-            if now is None:
-                now = self.clock()
-            route = self._routes.get(p.sid)
-            if route is not None:
-                route.heard = now
-                route.tried = set()
-                if leader is not None:
-                    route.target = leader
+            if p.sid is not last:
+                last = p.sid
+                heard.add(last)
             if p.notify:
                 out.append((p.correlation, reply))
+        if heard:
+            now = self.clock()
+            leader = server_id_or_none(e.leader)
+            for sid in heard:
+                route = self._routes.get(sid)
+                if route is not None:
+                    route.heard = now
+                    route.tried = set()
+                    if leader is not None:
+                        route.target = leader
         return ev.Applied(e.leader, out) if out else None
 
     def _rejected(self, e: ev.Rejected) -> Any:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import types
 import typing
 from typing import Any, Callable
@@ -52,7 +53,20 @@ EXT_TAG = 4            # a record's tag: the first element of the array holding 
 
 _REGISTRY: dict[str, type] = {}
 _FIELDS: dict[type, tuple] = {}       # class -> (tag, field names)
+_ENCODERS: dict[type, Callable[[Any], list]] = {}   # class -> record -> [tag, field, ...]
 _TAGS: dict[bytes, "_Tag"] = {}
+
+
+def _encoder(tag: msgpack.ExtType, names: tuple) -> Callable[[Any], list]:
+    """``record -> [tag, field, ...]`` (an ``attrgetter`` reads the fields:
+    every entry of every WAL batch and replication frame goes through here)."""
+    if not names:
+        return lambda obj: [tag]
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda obj: [tag, one(obj)]
+    many = operator.attrgetter(*names)
+    return lambda obj: [tag, *many(obj)]
 
 
 class _Tag:
@@ -74,6 +88,7 @@ def register(cls: type) -> type:
     _REGISTRY[cls.__name__] = cls
     names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else cls._fields
     _FIELDS[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+    _ENCODERS[cls] = _encoder(*_FIELDS[cls])
     _TAGS[cls.__name__.encode()] = _Tag(cls)
     return cls
 
@@ -92,10 +107,9 @@ register(ActorRef)
 
 
 def _default(obj: Any):
-    spec = _FIELDS.get(type(obj))
-    if spec is not None:
-        tag, names = spec
-        return [tag, *[getattr(obj, n) for n in names]]
+    encode = _ENCODERS.get(type(obj))
+    if encode is not None:
+        return encode(obj)
     if type(obj) is tuple:
         # strict_types sends plain tuples here so that NamedTuples (ServerId)
         # are not silently flattened into arrays.
@@ -135,10 +149,40 @@ def _ext_hook(code: int, data: bytes):
     return msgpack.ExtType(code, data)
 
 
+class _Packers:
+    """Packers to reuse: ``msgpack.packb`` makes (and allocates a 1 MiB
+    buffer for) a new ``Packer`` on every call, a third of the cost of
+    encoding a WAL entry.  A caller takes a packer from the pool for the
+    time of one ``pack`` (``list.pop``/``append`` are atomic: no two
+    threads, and no re-entrant call, ever share one); a packer whose
+    buffer grew past ``KEEP_BYTES`` is not kept."""
+
+    KEEP_BYTES = 1 << 20
+    SPARE = 4
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._spare: list = []
+
+    def pack(self, value: Any) -> bytes:
+        spare = self._spare
+        try:
+            packer = spare.pop()
+        except IndexError:
+            packer = msgpack.Packer(**self._options)
+        data = packer.pack(value)           # (raises: the packer is dropped)
+        if len(data) <= self.KEEP_BYTES and len(spare) < self.SPARE:
+            spare.append(packer)
+        return data
+
+
+_PACKERS = _Packers(default=_default, use_bin_type=True, strict_types=True)
+
+
 def pack(value: Any) -> bytes:
     """Encode ``value``; raise :class:`EncodeError` if it is not serialisable."""
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+        return _PACKERS.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"value is not msgpack-serialisable: {exc}") from None
 
@@ -215,23 +259,55 @@ def _validator(cls: type) -> Callable[[tuple], Any]:
     hints = typing.get_type_hints(cls)
     fields = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
               else cls._fields)
-    names: dict[str, Any] = {"_cls": cls, "_bad": _bad_record}
+    names: dict[str, Any] = {"_cls": cls, "_bad": _bad_record, "_new": object.__new__}
     tests = []
     for field in fields:
         test = _expr(hints.get(field, Any), f"r.{field}", names)
         if test is not None:
             tests.append(test)
-    body = ("def validate(values):\n"
-            "    try:\n"
-            "        r = _cls(*values)\n"
-            "    except TypeError as exc:\n"
-            "        _bad(_cls, None, exc)\n")
+    body = "def validate(values):\n"
+    slots = _plain_slots(cls, fields)
+    if slots:
+        # Every field given: set the slots as the generated __init__ would,
+        # without its frame and its object.__setattr__ per field (a
+        # follower builds four records per entry it receives).
+        for i, setter in enumerate(slots):
+            names[f"_set{i}"] = setter
+        body += (f"    if len(values) == {len(slots)}:\n"
+                 "        r = _new(_cls)\n"
+                 + "".join(f"        _set{i}(r, values[{i}])\n" for i in range(len(slots)))
+                 + "    else:\n")
+    else:
+        body += "    if True:\n"
+    body += ("        try:\n"
+             "            r = _cls(*values)\n"
+             "        except TypeError as exc:\n"
+             "            _bad(_cls, None, exc)\n")
     if tests:
         body += f"    if not ({' and '.join(tests)}):\n        _bad(_cls, r, None)\n"
     body += "    return r\n"
     exec(compile(body, f"<validator {cls.__name__}>", "exec"), names)   # noqa: S102 - our own annotations
     found = _VALIDATORS[cls] = names["validate"]
     return found
+
+
+def _plain_slots(cls: type, fields: tuple) -> tuple | None:
+    """The slot setters of a slotted dataclass whose ``__init__`` only
+    assigns its fields in order (no ``__post_init__``, every field an init
+    argument); None for any other class (it is built by calling it)."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__") or not fields:
+        return None
+    init = cls.__dict__.get("__init__")
+    if (not cls.__dataclass_params__.init or not all(f.init for f in dataclasses.fields(cls))
+            or "__create_fn__" not in getattr(getattr(init, "__code__", None), "co_qualname", "")):
+        return None     # (an __init__ not made by dataclasses: it may do more than assign)
+    setters = []
+    for name in fields:
+        slot = cls.__dict__.get(name)
+        if type(slot) is not types.MemberDescriptorType:
+            return None
+        setters.append(slot.__set__)
+    return tuple(setters)
 
 
 def _bad_record(cls: type, record: Any, exc: BaseException | None):
@@ -264,7 +340,7 @@ class Codec:
 
     def __init__(self, classes=(), *, wire: bool = False):
         self.wire = wire
-        fields = dict(_FIELDS)
+        encoders = dict(_ENCODERS)
         tags = dict(_TAGS)
         for cls in classes:
             other = tags.get(cls.__name__.encode())
@@ -272,14 +348,13 @@ class Codec:
                 raise ValueError(f"two records named {cls.__name__}: {other.cls.__module__} and {cls.__module__}")
             names = (tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls)
                      else cls._fields)
-            fields[cls] = (msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
+            encoders[cls] = _encoder(msgpack.ExtType(EXT_TAG, cls.__name__.encode()), names)
             tags[cls.__name__.encode()] = _Tag(cls)
 
         def default(obj):
-            spec = fields.get(type(obj))
-            if spec is not None:
-                tag, names = spec
-                return [tag, *[getattr(obj, n) for n in names]]
+            encode = encoders.get(type(obj))
+            if encode is not None:
+                return encode(obj)
             return _default(obj)
 
         def ext_hook(code, data):
@@ -293,11 +368,12 @@ class Codec:
             return _ext_hook(code, data)
 
         self._default = default
+        self._packers = _Packers(default=default, use_bin_type=True, strict_types=True)
         self._ext_hook = ext_hook
 
     def pack(self, value: Any) -> bytes:
         """Raises ``TypeError``/``ValueError`` for what it cannot encode."""
-        return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
+        return self._packers.pack(value)
 
     def unpack(self, data: bytes) -> Any:
         if not self.wire:

@@ -61,6 +61,7 @@ class SessionTable:
         self.sessions: dict[str, _Session] = {}
         self.log_clock = 0
         self._last_sweep = 0
+        self._sweep_every = max(1, timeout_ms // 8)     # log time between two sweeps
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -69,7 +70,8 @@ class SessionTable:
         """What to do with command ``s`` applied at log time ``ts``:
         ``(APPLY, None)``, ``(DUPLICATE, cached reply or NOT_CACHED)``,
         ``(EXPIRED, None)`` or ``(GAP, None)``."""
-        self._advance_clock(ts)
+        if ts > self.log_clock or self.log_clock - self._last_sweep >= self._sweep_every:
+            self._advance_clock(ts)
         session = self.sessions.get(s.session)
         if session is None:
             if s.known:
@@ -112,7 +114,7 @@ class SessionTable:
         if ts > self.log_clock:
             self.log_clock = ts
         # Sweep now and then (log time, so every member sweeps at the same entry).
-        if self.log_clock - self._last_sweep >= max(1, self.timeout_ms // 8):
+        if self.log_clock - self._last_sweep >= self._sweep_every:
             self._last_sweep = self.log_clock
             horizon = self.log_clock - self.timeout_ms
             for sid in [k for k, v in self.sessions.items() if v.last_active < horizon]:

@@ -363,6 +363,10 @@ class ServerConfig:
     # A command whose msgpack encoding is larger is refused, by the client
     # and again by the server (nothing is appended).
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+    # The node's WAL the server writes to: its index in the node's wal_dirs
+    # (None: chosen by a hash of the uid).  Used when the server is created;
+    # the choice is then recorded on the node, and later changes do nothing.
+    wal: int | None = None
 
 
 class RaError(Exception):
