@@ -362,7 +362,10 @@ def _wait_until_ready(popen: subprocess.Popen, name: str, data_dir: str, timeout
 
 def _raise_start_failure(popen: subprocess.Popen, name: str, data_dir: str, status: dict,
                          log_path: str) -> NoReturn:
-    popen.wait(5)
+    try:
+        popen.wait(15)   # the keeper kills and reaps the node's processes first
+    except subprocess.TimeoutExpired:
+        _stop_unstarted_node(popen, data_dir)   # nothing of a failed start stays
     status = _node_main().read_json(os.path.join(data_dir, "node.status")) or status
     kind = status.get("kind")
     err = status.get("error") or f"node {name} exited during start-up (see {log_path})"

@@ -12,9 +12,10 @@ Rules:
   (:class:`~.services.ServiceReopenDue`); the server is restarted after it.
 * Every change of the storage's state reaches the servers
   (``ServiceAddresses`` with the state and the reason: in placement
-  ``shared`` through the host actor) and, best effort, ``node.status``
-  (the disk may refuse that write too; ``ra-actors node status`` also asks
-  the running node).
+  ``shared`` through the host actor) and, once the node is up, best effort,
+  ``node.status`` (the disk may refuse that write too; ``ra-actors node
+  status`` also asks the running node).  Until then the file is node-main's:
+  the reason of a failed start is never replaced.
 * ``error``: the node's servers halt (:meth:`.supervision.ServerSupervision.halt_servers`:
   watchers see them ``Down``, clients get ``StorageError`` naming the
   reason, nothing spins) and, unless the log is corrupt, the disk is probed
@@ -69,6 +70,9 @@ class StorageSupervision:
         self.supervision = supervision
         self.health = health
         self.probe_armed: set = set()     # domains (None: the node's; k: WAL k's) with a probe due
+        # node.status is node-main's until the node is up (a start that
+        # failed keeps node-main's reason); the supervisor sets this
+        self.node_up = False
 
     # ============================================================= domains
     def _domain(self, kind: str, wal: int | None = None) -> int | None:
@@ -229,6 +233,8 @@ class StorageSupervision:
         (the node's, or a WAL's) is in error, ``ready`` otherwise; best
         effort: the disk may refuse."""
         from .node_files import read_json, set_status
+        if not self.node_up:
+            return
         path = os.path.join(self.ctx.data_dir, "node.status")
         current = read_json(path) or {}
         if current.get("state") not in ("ready", "error"):

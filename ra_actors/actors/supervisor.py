@@ -258,6 +258,7 @@ class NodeSupervisor(Actor):
             return
         self.send(self.init_reply, SupervisorReady(self.ctx.node, self.ctx.incarnation))
         self.init_reply = None
+        self.storage.node_up = True
         log(self.ctx.who, f"node {self.ctx.node} up (incarnation {self.ctx.incarnation})")
         self.supervision.recover_registered()
 
