@@ -97,6 +97,13 @@ class NodeError(RaError):
     """A node could not be started or stopped."""
 
 
+class WalNotFound(RaError):
+    """A server's recorded WAL is not there: its WAL directory is not among
+    its node's ``wal_dirs``, or that directory holds another WAL (or none:
+    a volume that is not mounted).  The server does not start rather than
+    recover without the entries its WAL holds."""
+
+
 class NoSuchCluster(NoSuchServer):
     """No node's leaderboard knows the cluster (``client.leader``,
     ``client.members(cluster_name, ...)``): none of its members runs on a
@@ -202,3 +209,27 @@ class CommandTooLarge(InvalidCommand):
 
 class NodeNameTaken(NodeError):
     """Another live node of the convention already has this node's name."""
+
+
+class SqlError(RaError):
+    """A replicated SQLite command or query failed (``ra_actors.sqlite``,
+    ``machines/sqlite.py``).  ``kind`` is SQLite's class of error
+    (``"IntegrityError"``, ``"OperationalError"``, ``"ProgrammingError"``,
+    ``"NonDeterministic"``, ...); ``statement`` the position (from 0) of the
+    failing statement in a transaction.  A failed command changed nothing:
+    its whole transaction was rolled back, on every member."""
+
+    def __init__(self, message: str, kind: str = "Error", statement: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.statement = statement
+
+
+class NonDeterministicSql(SqlError, ValueError):
+    """SQL a replicated database may not run in a command: its result would
+    differ between members (``random()``, ``datetime('now')``,
+    ``CURRENT_TIMESTAMP``...).  Use values from the client, or
+    ``ra_system_time()`` (the leader's clock when it received the command)."""
+
+    def __init__(self, message: str, statement: int | None = None):
+        super().__init__(message, "NonDeterministic", statement)

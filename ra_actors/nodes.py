@@ -97,6 +97,19 @@ def _check_settings(settings, server_settings) -> None:
                                 f"{', '.join(sorted(known))}")
 
 
+def _check_wal_dirs(data_dir: str, wal_dirs) -> list[str] | None:
+    """``wal_dirs`` as absolute paths (None: the default), checked (a
+    ``ValueError`` naming what is wrong; see :mod:`ra_actors.log.wal_dirs`)
+    and made (private, as the data directory)."""
+    if wal_dirs is None:
+        return None
+    from .log.wal_dirs import check_wal_dirs
+    dirs = [str(d) for d in check_wal_dirs(data_dir, wal_dirs)]
+    for d in dirs:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    return dirs
+
+
 def _check_log_options(log_options) -> dict:
     """The node's log options, checked (unknown keys and bad values are a
     ``ValueError`` naming the valid options; see :mod:`ra_actors.log.options`)."""
@@ -192,7 +205,8 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
                server_settings: dict | None = None, log_options: dict | None = None,
                seeds: Iterable[Address] | None = None, python_path: list | None = None, placement: str = "process",
                allowed_modules: Iterable[str] | None = None, detach: bool = False, metrics_port: int | None = None,
-               timeout: float = 30.0, cookie_file: str | None = None) -> Node:
+               timeout: float = 30.0, cookie_file: str | None = None,
+               wal_dirs: Iterable[str] | None = None) -> Node:
     """Start node ``name`` as separate processes and wait until it is up.
 
     ``convention`` is the ``(host, port)`` of the convention leader's admin
@@ -220,6 +234,10 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
     session instead (what ``ra-actors node start`` does): it keeps running
     until ``stop_node``.
 
+    ``wal_dirs``: the node's WAL directories (default ``[<data_dir>/wal]``),
+    one WAL writer each; each server writes to one of them for good
+    (``docs/operations.rst``, "Several WALs").
+
     ``cookie_file``: the cluster secret (default ``$RA_ACTORS_COOKIE_FILE``,
     else ``~/.ra_actors.cookie``), created by a node leading its convention.
     ``metrics_port``: serve the node's counters for Prometheus at ``http://host:
@@ -234,6 +252,7 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
     modules = node_modules(allowed_modules)
     nm = _node_main()
     data_dir = os.path.abspath(data_dir)
+    wal_dirs = _check_wal_dirs(data_dir, wal_dirs)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     os.chmod(data_dir, 0o700)     # (also one made before data dirs were private)
     port = int(port)
@@ -242,20 +261,13 @@ def start_node(name: str, data_dir: str, port: int, convention: Address | None =
         raise DataDirLocked(f"{data_dir} is used by a running node")
     cookie = _check_secret(name, host, port, convention, seeds, cookie_file, timeout)
     cfg = {
-        "name": name, "data_dir": data_dir,
-        "host": host, "port": port,
-        "convention": [convention[0], int(convention[1])],
-        "incarnation": time.time_ns() // 1000,
+        "name": name, "data_dir": data_dir, "host": host, "port": port,
+        "convention": [convention[0], int(convention[1])], "incarnation": time.time_ns() // 1000,
         "allowed_hosts": list(allowed_hosts) if allowed_hosts is not None else None,
-        "cookie_file": cookie,
-        "settings": dict(settings or {}),
-        "server_settings": dict(server_settings or {}),
-        "log": log_options,
-        "placement": placement,
-        "allowed_modules": list(modules),
-        "metrics_port": metrics_port,
-        "seeds": [list(s) for s in (seeds or ())],
-        "start_timeout": timeout,
+        "cookie_file": cookie, "settings": dict(settings or {}),
+        "server_settings": dict(server_settings or {}), "log": log_options, "wal_dirs": wal_dirs,
+        "placement": placement, "allowed_modules": list(modules), "metrics_port": metrics_port,
+        "seeds": [list(s) for s in (seeds or ())], "start_timeout": timeout,
         # not detached: the node stops when this process dies
         "owner_pid": None if detach else os.getpid(),
     }
@@ -350,7 +362,10 @@ def _wait_until_ready(popen: subprocess.Popen, name: str, data_dir: str, timeout
 
 def _raise_start_failure(popen: subprocess.Popen, name: str, data_dir: str, status: dict,
                          log_path: str) -> NoReturn:
-    popen.wait(5)
+    try:
+        popen.wait(15)   # the keeper kills and reaps the node's processes first
+    except subprocess.TimeoutExpired:
+        _stop_unstarted_node(popen, data_dir)   # nothing of a failed start stays
     status = _node_main().read_json(os.path.join(data_dir, "node.status")) or status
     kind = status.get("kind")
     err = status.get("error") or f"node {name} exited during start-up (see {log_path})"
@@ -497,9 +512,17 @@ class LocalNodes:
     def _launch(self, name, timeout=30.0) -> Node:
         """Start node ``name`` (not yet recorded in :attr:`nodes`: a start
         thread must not change that table while the caller reads it)."""
+        options = dict(self._options)
+        if options.get("wal_dirs") is not None:
+            options["wal_dirs"] = self.wal_dirs(name)
         return start_node(name, self.data_dir(name), self.ports[name], convention=self.convention,
                           host=self.host, seeds=[a for n, a in self.addresses().items() if n != name],
-                          timeout=timeout, cookie_file=self.cookie_file, **self._options)
+                          timeout=timeout, cookie_file=self.cookie_file, **options)
+
+    def wal_dirs(self, name: str) -> list[str] | None:
+        """Node ``name``'s WAL directories (None: the default, in its data directory)."""
+        roots = self._options.get("wal_dirs")
+        return None if roots is None else [os.path.join(os.path.abspath(r), name) for r in roots]
 
     # -- clients -------------------------------------------------------------
     def client(self, **kw: Any) -> Client:
@@ -593,13 +616,20 @@ def local_nodes(names: Iterable[str], data_root: str | None = None, host: str = 
     ``$RA_ACTORS_COOKIE_FILE``, else ``~/.ra_actors.cookie``; created if
     missing).  Extra keyword arguments go to
     :func:`start_node` (``settings``, ``server_settings``, ``log_options``,
-    ``placement``).
+    ``placement``), except ``wal_dirs``: there it names *roots*, and node
+    ``n`` gets ``<root>/n`` in each (two nodes never share a WAL directory).
     """
     names = list(names)
     if not names or len(set(names)) != len(names):
         raise ValueError("local_nodes needs distinct node names")
     if "log_options" in options:
         _check_log_options(options["log_options"])   # before any directory or node
+    if options.get("wal_dirs") is not None:
+        roots = options["wal_dirs"]
+        roots = [] if isinstance(roots, (str, bytes, os.PathLike)) else list(roots)
+        if not roots:
+            raise ValueError("wal_dirs must be a list of root directories (node n gets <root>/n)")
+        options["wal_dirs"] = [os.path.abspath(r) for r in roots]
     _check_settings(options.get("settings"), options.get("server_settings"))
     own_root = data_root is None
     data_root = os.path.abspath(data_root or tempfile.mkdtemp(prefix="ra_actors_"))

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", metavar="DIR",
                         help="write each cluster's KV history to DIR/<cluster>.jsonl")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict line")
+    parser.add_argument("--disk-machine", action="store_true",
+                        help="the KV machine keeps its state in simulated files (a disk machine)")
     args = parser.parse_args(argv)
     try:
         faults = parse_faults(args.faults)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     echo = None if args.quiet else print
     sim = Simulation(args.seed, members=args.members, clusters=args.clusters, faults=faults,
-                     steps=args.steps, bugs=bugs, trace=args.trace, echo=echo)
+                     steps=args.steps, bugs=bugs, trace=args.trace, echo=echo, disk_machine=args.disk_machine)
     result = sim.run()
     if args.history:
         os.makedirs(args.history, exist_ok=True)

@@ -55,7 +55,24 @@ def test_demo_queue_fast(tmp_path):
     assert "[FAIL]" not in text
 
 
-@pytest.mark.parametrize("demo", ["kv", "queue"])
+def test_demo_sql_fast(tmp_path):
+    code, text = _run(["scripts/demo_sql.py", "--fast"], tmp_path)
+    assert code == 0, text
+    for line in ("[ok] three nodes up",
+                 "[ok] 10 accounts of 1000, total 10000",
+                 "was killed mid-stream",
+                 "[ok] 60 transfers answered",
+                 "[ok] the total is still 10000",
+                 "exactly the acknowledged ones, none lost, none twice",
+                 "[ok] every balance is its opening balance",
+                 "[ok] the three copies of the database are identical",
+                 "[ok] every node process has exited",
+                 "RESULT: OK"):
+        assert line in text, (line, text)
+    assert "[FAIL]" not in text
+
+
+@pytest.mark.parametrize("demo", ["kv", "queue", "sql"])
 def test_demo_help_through_the_command(demo, tmp_path):
     code, text = _run(["-m", "ra_actors.cli", "demo", demo, "--help"], tmp_path, timeout=60)
     assert code == 0 and "--fast" in text

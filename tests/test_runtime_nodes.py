@@ -181,6 +181,31 @@ def test_local_nodes_with_a_damaged_member_raises_its_error_and_leaves_nothing_r
         assert nodes.client().nodes() == {"n1": "up", "n3": "up"}
 
 
+def test_a_failed_start_keeps_its_reason_when_node_main_is_slow_to_exit(tmp_path, monkeypatch):
+    """Once Thespian's admin is gone, the keeper kills node-main's group at
+    its next look: node-main lingering after the shutdown (as on a loaded
+    machine, forced here for 2 s) must not lose why the start failed."""
+    from ra_actors.actors import node_main as nm
+    with ra.local_nodes(["n1"], data_root=str(tmp_path)) as nodes:
+        client = nodes.client()
+        sid = ra.ServerId("c", "n1")
+        client.start_cluster("c", "machines.counter", [sid])
+        for _ in range(3):
+            client.process_command(sid, ("add", 1), timeout=10)
+    wal = sorted((tmp_path / "n1" / "wal").glob("*.wal"))
+    raw = bytearray(wal[0].read_bytes())
+    raw[60] ^= 0xFF   # inside the first record block, valid data after it: corruption
+    wal[0].write_bytes(bytes(raw))
+    monkeypatch.setenv(nm.ENV_EXIT_DELAY, "2")
+    with pytest.raises(errors.NodeError) as failure:
+        with ra.local_nodes(["n1"], data_root=str(tmp_path)):
+            pass   # only reached if the start wrongly succeeded
+    assert "corrupt" in str(failure.value) and wal[0].name in str(failure.value), failure.value
+    data_dir = str(tmp_path / "n1")
+    assert nm.read_json(os.path.join(data_dir, "node.status"))["state"] == "error"
+    assert nm.live_node_info(data_dir) is None and not nm.lock_is_held(data_dir)
+
+
 def test_kill_pause_resume_and_failure_detection(nodes3):
     c = nodes3.client()
     assert c.nodes() == {"n1": "up", "n2": "up", "n3": "up"}

@@ -147,14 +147,14 @@ def test_a_wal_fault_is_reopened_after_the_back_off(node):
     node.receiveMessage(ServiceFault("wal", ENOSPC), wal)
     assert node.services.overview()["wal"] == "failed"
     [news] = _storage_news(node)
-    assert news.wal is None and news.storage == FAILING and ENOSPC in news.storage_error
+    assert news.wal(0) is None and news.storage == FAILING and ENOSPC in news.storage_error
     assert node.wakeup(ServiceReopenDue) == pytest.approx(0.1)
     [(to, init)] = node.take(ServiceInit)
     assert to == wal                                   # the same actor opens the log again
     node.receiveMessage(ServiceReady("wal"), wal)
     restarted, settled = _storage_news(node)
-    assert restarted.wal == wal and restarted.wal_restarted   # the servers write again what was lost
-    assert settled.wal == wal and settled.storage == OK and not settled.wal_restarted
+    assert restarted.wal(0) == wal and restarted.wal_restarted == (0,)   # its servers write again what was lost
+    assert settled.wal(0) == wal and settled.storage == OK and not settled.wal_restarted
     assert node.storage.overview()["state"] == OK
 
 
@@ -280,3 +280,96 @@ def test_a_failed_wal_acknowledges_nothing_unsynced_and_reopens_from_what_recove
         slog.close()
     finally:
         again.abandon()
+
+
+# ------------------------------------------------------------ several WALs
+@pytest.fixture
+def two_wals(tmp_path):
+    """A supervisor of a node with two WALs (directories a and b) whose
+    services run, carrying kv0 (on WAL 0) and kv1 (on WAL 1)."""
+    from ra_actors.log.wal_dirs import record_assignment
+    wal_dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in wal_dirs:
+        d.mkdir()
+    (tmp_path / "servers").mkdir()
+    sup = _Recorder()
+    sup.ctx.configure(dict(_cfg(tmp_path, settings={"storage_max_faults": 3}),
+                           wal_dirs=[str(d) for d in wal_dirs]))
+    sup.health.policy = sup.ctx.storage_policy
+    sup.registry.load(str(tmp_path))
+    assert sup.services.kinds() == ["wal", "wal:1", "segment_writer", "snapshot_writer"]
+    for kind in sup.services.kinds():
+        sup.services.start(kind)
+        sup.receiveMessage(ServiceReady(kind), sup.services.get(kind).local)
+    for k in (0, 1):
+        sid = ServerId(f"kv{k}", "n1")
+        record_assignment(tmp_path, f"uid-kv{k}", wal_dirs[k])
+        sup.registry.add(sid.name, f"uid-kv{k}")
+        child = Child(SERVER_KIND, sid.name, f"kv{k}-address")
+        child.status, child.addr, child.wal = RUNNING, f"kv{k}-address", k
+        child.config = ServerConfig(sid, f"uid-kv{k}", sid.name, "machines.kv", (sid,))
+        sup.directory.servers[sid.name] = child
+        sup.children.children.append(child)
+        sup.receiveMessage(Watch(sid, "watcher", f"ref{k}"), "watcher")
+    sup.sent, sup.wakeups = [], []
+    return sup
+
+
+def test_each_wal_of_a_node_starts_with_its_directory():
+    inits = {}
+    sup = _Recorder()
+    sup.ctx.configure(dict(_cfg("/d"), wal_dirs=["/a", "/b"]))
+    for kind in sup.services.kinds():
+        sup.services.start(kind)
+    for to, msg in sup.take(ServiceInit):
+        inits[to] = msg
+    wal1 = inits[sup.services.get("wal:1").local]
+    assert wal1.wal == 1 and wal1.wal_dirs == ("/a", "/b")
+    assert inits[sup.services.get("wal").local].wal == 0
+
+
+def test_a_sick_wal_disk_halts_only_the_servers_of_that_wal_and_comes_back_alone(two_wals):
+    node = two_wals
+    wal1 = node.services.get("wal:1").local
+    for _ in range(3):
+        node.receiveMessage(ServiceFault("wal:1", ENOSPC), wal1)
+        delays = [p for _, p in node.wakeups if isinstance(p, ServiceReopenDue)]
+        if delays:
+            node.wakeup(ServiceReopenDue)
+            node.take(ServiceInit)
+    news = [m for _, m in node.take(ServiceAddresses, to="kv0-address")]
+    assert news[-1].halt_reason(0) is None and ENOSPC in news[-1].halt_reason(1)   # kv1 halts, kv0 does not
+    assert news[-1].storage == OK and news[-1].wal(1) is None and news[-1].wal(0) is not None
+    downs = [m for _, m in node.sent if isinstance(m, WatchDown)]
+    assert [d.target for d in downs] == [ServerId("kv1", "n1")]
+    ov = node._overview(None, None)
+    assert ov["storage"]["state"] == ERROR and ov["storage"]["wals"][1]["state"] == ERROR
+    assert 0 not in ov["storage"]["wals"] or ov["storage"]["wals"][0]["state"] == OK
+    assert ov["servers"]["kv0"]["status"] == "running" and ov["servers"]["kv1"]["status"] == "error"
+    # the probe writes in WAL 1's directory only: a full WAL 0 disk does not keep it failing
+    with fileio.inject(Fault("write", errno.ENOSPC, path="*/a/.probe.tmp", times=None)):
+        node.wakeup(StorageProbeDue)
+    [(to, init)] = node.take(ServiceInit)
+    assert to == wal1 and init.wal == 1
+    node.receiveMessage(ServiceReady("wal:1"), wal1)
+    [(to, stop)] = node.take(StopServer)
+    assert to == "kv1-address"                              # only kv1 restarts from disk
+    node.receiveMessage(ChildActorExited("kv1-address"), None)
+    [(new_addr, init)] = node.take(ServerInit)
+    assert init.config.uid == "uid-kv1" and init.wal == 1 and init.services.halt_reason(1) is None
+    node.receiveMessage(ServerStarted("kv1", init.incarnation), new_addr)
+    assert node.storage.overview()["state"] == OK
+
+
+def test_a_fault_of_the_data_directory_halts_every_server_of_a_node_with_two_wals(two_wals):
+    node = two_wals
+    sw = node.services.get("segment_writer").local
+    for _ in range(3):
+        node.receiveMessage(ServiceFault("segment_writer", ENOSPC), sw)
+        if [p for _, p in node.wakeups if isinstance(p, ServiceReopenDue)]:
+            node.wakeup(ServiceReopenDue)
+            node.take(ServiceInit)
+    downs = sorted(m.target.name for _, m in node.sent if isinstance(m, WatchDown))
+    assert downs == ["kv0", "kv1"]
+    [news] = [m for _, m in node.take(ServiceAddresses, to="kv1-address")][-1:]
+    assert news.storage == ERROR and news.halt_reason(0) and news.halt_reason(1)

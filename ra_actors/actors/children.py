@@ -34,10 +34,10 @@ class Child:
 
     __slots__ = ("kind", "name", "local", "addr", "incarnation", "status", "config", "waiters",
                  "restarts", "exit_reason", "new", "storage_crash", "halted", "storage_wait",
-                 "then_restart")
+                 "then_restart", "wal")
 
     def __init__(self, kind: str, name: str, local: Any) -> None:
-        self.kind = kind          # "server" | "wal" | "segment_writer" | "snapshot_writer" | "actor"
+        self.kind = kind          # "server" | "wal" ("wal:1", ...) | "segment_writer" | "snapshot_writer" | "actor"
         self.name = name
         self.local = local        # the address createActor returned
         self.addr: Any = None     # its own address, once it said it runs
@@ -55,6 +55,7 @@ class Child:
         self.halted = False
         self.storage_wait = False
         self.then_restart = False
+        self.wal: int | None = None   # a server: the node's WAL it writes to (its index in wal_dirs)
 
     def matches(self, addr: Any) -> bool:
         return (self.local is not None and self.local == addr) or (self.addr is not None and self.addr == addr)

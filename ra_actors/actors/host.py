@@ -4,7 +4,7 @@ One OS process per Raft server (placement ``process``, Ra's one Erlang
 process per server) costs a Thespian loop, ~8 MB of private memory and a
 scheduler slot each, which limits a 2-vCPU machine to a few hundred
 servers.  In placement mode ``shared`` a node runs **one** host actor that
-carries every server of the node *and* the node's WAL:
+carries every server of the node *and* the node's WALs:
 
 * each server is still its own :class:`~ra_actors.shell.server.ServerShell`
   (behind a :class:`HostedPort`) addressed as ``ServerId(name, node)``: the node directory maps it to the
@@ -21,15 +21,19 @@ carries every server of the node *and* the node's WAL:
   server process.  If the host process itself dies, every server in it is
   down (as when an Erlang VM loses a scheduler, or a node dies) and they
   are all restarted with the host;
-* the node's WAL (:class:`~ra_actors.actors.storage.WalService`) lives in
-  the host: still one WAL per node, shared by all its servers and synced
-  once per batch, but a server's write and the WAL's answer cost a function
-  call instead of two Thespian hops (each ~0.7 ms, ten times an fsync
-  here).  A write or sync the disk refuses ends that WAL, not the host: the
-  host abandons it (as the WAL actor does, :mod:`.storage`), tells its
-  servers there is no WAL (their appends wait) and the supervisor
-  (``ServiceFault``), and reopens the log on the next ``ServiceInit``; its
-  servers then write again what the failed WAL had not confirmed.  The
+* the node's WALs (:class:`~ra_actors.actors.storage.WalService`, one per
+  WAL directory) live in the host: each shared by the servers assigned to
+  it (a server's ``WalWrite`` goes to its own, by uid) and synced once per
+  batch, but a server's write and the WAL's answer cost a function call
+  instead of two Thespian hops (each ~0.7 ms, ten times an fsync here).  At
+  the end of a turn one WAL with a small batch syncs inline; when several
+  have work their sync threads are kicked, so their disks sync at once.  A
+  write or sync the disk refuses ends that WAL, not the host nor its other
+  WALs: the host abandons it (as the WAL actor does, :mod:`.storage`),
+  tells its servers that WAL is gone (their appends wait) and the
+  supervisor (``ServiceFault("wal")``), and on the next ``ServiceInit``
+  reopens every WAL that is closed; their servers (``wal_restarted``) then
+  write again what the failed WAL had not confirmed.  The
   storage's state reaches every server through the host
   (``ServiceAddresses``);
 * timers: servers' wakeups are kept in one heap and the host asks Thespian
@@ -107,8 +111,8 @@ class HostActor(Actor):
         self.shells: dict[str, HostedPort] = {}         # server name -> its port (and shell)
         self.by_uid: dict[str, HostedPort] = {}
         self.by_incarnation: dict[int, HostedPort] = {}
-        self.wal = None                                 # WalService
-        self.wal_opened = False                         # a WAL was open once (the next open is a reopen)
+        self.wals: list = []                            # WalService per WAL directory (None: not open)
+        self.wal_opened: set = set()                    # WALs open once (their next open is a reopen)
         self.services = None                            # the last ServiceAddresses from the supervisor
         self.supervisor = None
         self.closed_files = None                        # ClosedWalFiles
@@ -140,7 +144,7 @@ class HostActor(Actor):
             self._run_local_inbox()
             self.batching = False
             self._flush_outbox()          # RPCs leave before our own WAL sync
-            if self.wal is not None:
+            if self.wals:
                 self._sync_wal()
             if self.local_inbox:
                 self.batching = True
@@ -160,8 +164,7 @@ class HostActor(Actor):
 
     def _watch(self):
         fds = [self.poke_r]
-        if self.wal is not None:
-            fds.append(self.wal.rfd)
+        fds.extend(w.rfd for w in self.wals if w is not None)
         if self.stream is not None:
             fds.extend(self.stream.fds())
         return ThespianWatch(fds) if fds else None
@@ -254,24 +257,26 @@ class HostActor(Actor):
 
     # ============================================================ the WAL
     def _on_service_init(self, msg: ServiceInit, sender):
-        from .storage import ClosedWalFiles, WalService, describe, reopen_may_help
+        """Open every WAL of the node that is not open (all of them at the
+        node's start; after a fault, the one that failed)."""
+        from .storage import ClosedWalFiles
         self.supervisor = sender
         if self.closed_files is None:
             self.closed_files = ClosedWalFiles()
         self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
-        if self.wal is not None:
-            super().send(sender, ServiceReady("wal"))   # already open (a repeated init)
-            return
+        dirs = tuple(msg.wal_dirs) or (None,)
+        if not self.wals:
+            self.wals = [None] * len(dirs)
+        reopened: list = []
         try:
-            self.wal = WalService(msg.data_dir, msg.options)
-        except RaError as exc:
-            # Corrupt log, locked data dir, a disk that refuses: the node's
-            # start fails with it; later it is a storage fault.  Wait to be reopened.
-            log_exc("host", "cannot open the node's log")
-            super().send(sender, ServiceFailed("wal", describe(exc), reopen_may_help(exc)))
+            opened = all(self._open_wal(msg, sender, k, wdir, reopened)
+                         for k, wdir in enumerate(dirs) if self.wals[k] is None)
+        finally:
+            if reopened:
+                # reopened WALs lost what the failed ones had not confirmed
+                self._broadcast(self._addresses(msg.services, wal_restarted=tuple(reopened)), self.myAddress)
+        if not opened:
             return
-        for warning in self.wal.warnings:
-            log("host", warning)
         if STREAM_ENABLED and self.stream is None:
             from . import netpatch
             from .stream import StreamHub
@@ -281,35 +286,58 @@ class HostActor(Actor):
                                         log=lambda text: log("host", text))
             except (OSError, ValueError) as exc:   # no stream: everything goes through Thespian
                 log("host", f"replication stream unavailable: {exc!r}")
-        if self.wal.recovered_segments:
-            super().send(sender, SegmentsWritten(self.wal.recovered_segments))
-        if self.wal_opened:
-            # a reopened WAL lost what the failed one had not confirmed
-            self._broadcast(self._addresses(msg.services, wal_restarted=True), self.myAddress)
-        self.wal_opened = True
         super().send(sender, ServiceReady("wal"))
 
-    def _addresses(self, services: ServiceAddresses, wal_restarted: bool = False) -> ServiceAddresses:
-        """What the host's servers see: the host as the WAL while its WAL is
-        open, and the storage's state as the supervisor last said."""
-        seen = self.services or services
-        return ServiceAddresses(self.myAddress if self.wal is not None else None, services.segment_writer,
-                                services.snapshot_writer, wal_restarted, seen.storage, seen.storage_error)
+    def _open_wal(self, msg: ServiceInit, sender, k: int, wdir, reopened: list) -> bool:
+        """Open WAL ``k``; False (the supervisor told) if it cannot be."""
+        from .storage import WalService, describe, reopen_may_help
+        try:
+            svc = WalService(msg.data_dir, msg.options, wdir, counters=k == 0)
+        except RaError as exc:
+            # Corrupt log, locked directory, a disk that refuses: the node's
+            # start fails with it; later it is a storage fault.  Wait to be
+            # reopened (the WALs that did open stay open).
+            log_exc("host", f"cannot open the node's WAL {wdir or k}")
+            super().send(sender, ServiceFailed("wal", describe(exc), reopen_may_help(exc), wal=k))
+            return False
+        self.wals[k] = svc
+        for warning in svc.warnings:
+            log("host", warning)
+        if svc.recovered_segments:
+            super().send(sender, SegmentsWritten(svc.recovered_segments))
+        if k in self.wal_opened:
+            reopened.append(k)
+        self.wal_opened.add(k)
+        return True
 
-    def _wal_failed(self, exc: BaseException) -> None:
-        """The disk refused a write or sync (see the module docstring)."""
+    def _addresses(self, services: ServiceAddresses, wal_restarted: tuple = ()) -> ServiceAddresses:
+        """What the host's servers see: the host as each WAL that is open,
+        and the storage's state as the supervisor last said."""
+        seen = self.services or services
+        return ServiceAddresses(self._wal_view(), services.segment_writer, services.snapshot_writer,
+                                tuple(wal_restarted), seen.storage, seen.storage_error, seen.wal_errors)
+
+    def _wal_view(self) -> tuple:
+        me = self.myAddress
+        return tuple(me if w is not None else None for w in self.wals)
+
+    def _wal_failed(self, k: int, exc: BaseException) -> None:
+        """The disk refused a write or sync of WAL ``k`` (see the module
+        docstring): that WAL is given up; the others go on."""
         from .storage import describe
         reason = describe(exc)
-        log("host", f"WAL write failed: {reason}; giving the log up until it is reopened "
+        log("host", f"WAL {k} write failed: {reason}; giving that log up until it is reopened "
                     "(nothing of the failed batch was acknowledged)")
-        svc, self.wal = self.wal, None
+        svc, self.wals[k] = self.wals[k], None
         for problem in svc.abandon():
             log("host", problem)
-        current = self.services or ServiceAddresses(None, None, None)
-        self._broadcast(ServiceAddresses(None, current.segment_writer, current.snapshot_writer, False,
-                                         "failing", reason), self.myAddress)
+        current = self.services or ServiceAddresses((), None, None)
+        self._broadcast(ServiceAddresses(self._wal_view(), current.segment_writer, current.snapshot_writer, (),
+                                         current.storage if len(self.wals) > 1 else "failing",
+                                         current.storage_error if len(self.wals) > 1 else reason,
+                                         current.wal_errors), self.myAddress)
         if self.supervisor is not None:
-            super().send(self.supervisor, ServiceFault("wal", reason, isinstance(exc, StorageError)))
+            super().send(self.supervisor, ServiceFault("wal", reason, isinstance(exc, StorageError), wal=k))
 
     def _on_watch(self, msg: WatchMessage, sender):
         if self.poke_r in msg.ready:
@@ -321,18 +349,34 @@ class HostActor(Actor):
         if self.stream is not None:
             for peer, inner in self.stream.on_ready(msg.ready):
                 self._from_stream(inner, peer)
-        if self.wal is not None and self.wal.rfd in msg.ready:
-            self._drain_wal()
+        for k, wal in enumerate(self.wals):
+            if wal is not None and wal.rfd in msg.ready:
+                self._drain_wal(k)
 
     def _sync_wal(self):
-        """End of a turn: sync what the servers appended (inline when it is
-        small and the sync thread is idle), and hand the results over."""
+        """End of a turn: sync what the servers appended, and hand the
+        results over.  One WAL with a small batch and an idle sync thread
+        syncs inline; when several WALs have work their threads sync them at
+        once (the point of several WALs: their disks sync in parallel)."""
+        busy = [k for k, w in enumerate(self.wals) if w is not None and w.pending_records]
+        if len(busy) > 1:
+            for k in busy:
+                self.wals[k].kick()
+            return
+        for k in busy:
+            self._sync_inline(k)
+        for wal in self.wals:
+            if wal is not None and wal.pending_records:
+                wal.kick()   # (appended by what the inline sync delivered)
+
+    def _sync_inline(self, k: int) -> None:
         for _ in range(4):   # results may append more (bounded: then the thread takes over)
-            if self.wal is None:
+            wal = self.wals[k]
+            if wal is None:
                 return
-            done = self.wal.sync_small_inline(INLINE_SYNC_RECORDS)
-            if self.wal.failure is not None:
-                self._wal_failed(self.wal.failure)
+            done = wal.sync_small_inline(INLINE_SYNC_RECORDS)
+            if wal.failure is not None:
+                self._wal_failed(k, wal.failure)
                 return
             if done is None:
                 return
@@ -341,14 +385,13 @@ class HostActor(Actor):
             self._run_local_inbox()
             self.batching = False
             self._flush_outbox()
-        if self.wal is not None and self.wal.pending_records:
-            self.wal.kick()
 
-    def _drain_wal(self):
-        replies, closed = self.wal.drain()
+    def _drain_wal(self, k: int):
+        wal = self.wals[k]
+        replies, closed = wal.drain()
         self._deliver_wal(replies, closed)
-        if self.wal is not None and self.wal.failure is not None:
-            self._wal_failed(self.wal.failure)
+        if self.wals[k] is wal and wal.failure is not None:
+            self._wal_failed(k, wal.failure)
 
     def _deliver_wal(self, replies, closed):
         me = self.myAddress
@@ -367,12 +410,18 @@ class HostActor(Actor):
         self._broadcast(self._addresses(msg), sender)
 
     def _on_forget(self, msg: ForgetServer, sender):
-        if self.wal is not None:
-            self.wal.forget(msg.uid)
+        for wal in self.wals:
+            if wal is not None:
+                wal.forget(msg.uid)
 
     def _on_wal_write(self, msg: WalWrite, sender):
-        if self.wal is not None:
-            self.wal.write(msg.appends, kick=False)
+        """Into the writer's WAL (none: it failed and waits to be reopened;
+        the server writes again then)."""
+        shell = self.by_uid.get(msg.uid)
+        k = shell.wal_index if shell is not None else 0
+        wal = self.wals[k] if k < len(self.wals) else None
+        if wal is not None:
+            wal.write(msg.appends, kick=False)
 
     # ============================================================ servers
     def _on_server_init(self, msg: ServerInit, sender):
@@ -385,10 +434,8 @@ class HostActor(Actor):
         self.shells[name] = shell
         self.by_uid[shell.uid] = shell
         self.by_incarnation[shell.incarnation] = shell
-        services = msg.services
-        if self.wal is not None and services.wal is None:
-            services = ServiceAddresses(self.myAddress, services.segment_writer, services.snapshot_writer)
-            msg = dataclasses.replace(msg, services=services)
+        # the host is each of its open WALs
+        msg = dataclasses.replace(msg, services=dataclasses.replace(msg.services, wals=self._wal_view()))
         shell.receive(msg, sender)
 
     def _remove(self, shell):
@@ -523,8 +570,9 @@ class HostActor(Actor):
                 shell.shell.close()
             except Exception:  # noqa: BLE001
                 log_exc("host", f"closing {shell.who}")
-        if self.wal is not None:
-            self.wal.close()
+        for wal in self.wals:
+            if wal is not None:
+                wal.close()
         if self.stream is not None:
             self.stream.close()
 
@@ -532,9 +580,7 @@ class HostActor(Actor):
     def send(self, addr, msg):
         kind = type(msg)
         if kind is WalWrite:
-            if self.wal is not None:
-                self.wal.write(msg.appends, kick=False)   # the node's WAL is here: no hop
-            # (none: it failed and waits to be reopened; the server writes again then)
+            self._on_wal_write(msg, None)   # the node's WALs are here: no hop
             return
         if kind is Lookup and self._lookup(msg):
             return

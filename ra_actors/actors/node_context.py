@@ -20,6 +20,7 @@ Rules:
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Final, Protocol
 
 from ..shell.names import ModulePolicy, node_modules
@@ -82,6 +83,7 @@ class NodeContext:
         self.server_settings: dict[str, Any] = {}
         self.modules = ModulePolicy()          # what names from the network may import (shell/names.py)
         self.log_options: dict[str, Any] = {}
+        self.wal_dirs: tuple[str, ...] = ()    # the node's WAL directories, in order (never empty once configured)
         self.placement = "process"
         self.admin_hostport: tuple[str, int] = ("", 0)
         # The node's counters file (ra_actors.metrics.block.CountersFile):
@@ -107,6 +109,7 @@ class NodeContext:
         self.server_settings = dict(cfg.get("server_settings") or {})
         self.modules = ModulePolicy(node_modules(cfg.get("allowed_modules")))
         self.log_options = dict(cfg.get("log") or {})
+        self.wal_dirs = tuple(str(d) for d in (cfg.get("wal_dirs") or [os.path.join(self.data_dir, "wal")]))
         self.placement = placement
         self.admin_hostport = (cfg["host"], int(cfg["port"]))
 

@@ -20,6 +20,13 @@
   kills whatever is left after ``stop_grace`` seconds.
 * Start-up refuses a data directory locked by a live node and kills the
   stale processes of a previous incarnation of the same node (pid file).
+* A start that fails says why in ``node.status`` before any process of the
+  node exits: node-main records the reason *before* it shuts Thespian down,
+  because the admin's exit lets the keeper kill node-main's whole group at
+  any moment after it.  The first reason recorded stays; the keeper writes
+  its own ("node process exited during start-up") only when node-main died
+  without one (e.g. SIGKILL), and the supervisor writes ``node.status`` only
+  once the node is up.
 
 Files in the data directory: ``node.json`` (config), ``node.pid``,
 ``node.status`` (starting | ready | error | stopped, JSON), ``node.log``
@@ -227,11 +234,31 @@ def _node_main_child(cfg: dict) -> NoReturn:
         os.setpgid(0, 0)
         code = node_main(cfg)
     except BaseException as exc:  # noqa: BLE001
+        _record_failure(cfg["data_dir"], exc)   # (a failure before Thespian ran)
         import traceback
         traceback.print_exc()
-        set_status(cfg["data_dir"], "error", error=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
     finally:
         os._exit(code)
+
+
+def _record_failure(data_dir: str, exc: BaseException) -> None:
+    """``node.status``: ``error`` with ``exc`` as the reason, unless a reason
+    is recorded already (the first one is the real one)."""
+    if (read_json(_path(data_dir, "node.status")) or {}).get("state") == "error":
+        return
+    set_status(data_dir, "error", error=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
+
+
+#: Tests only: seconds node-main waits after Thespian shut down, before it
+#: exits -- the window in which the keeper sees the admin gone and kills
+#: node-main's group (tests/test_runtime_nodes.py forces it with this).
+ENV_EXIT_DELAY = "RA_ACTORS_NODE_EXIT_DELAY"
+
+
+def _exit_delay_for_tests() -> None:
+    delay = os.environ.get(ENV_EXIT_DELAY)
+    if delay:
+        time.sleep(float(delay))
 
 
 def _write_pid_file(cfg: dict, child: int, pgid: int) -> None:
@@ -546,11 +573,17 @@ def node_main(cfg: dict) -> int:
             except ChildProcessError:
                 pass
             time.sleep(0.2)
+    except BaseException as exc:
+        # now, not after the shutdown: once the admin is gone, the keeper
+        # may kill this process before it says why the start failed
+        _record_failure(data_dir, exc)
+        raise
     finally:
         try:
             asys.shutdown()
         except Exception:  # pragma: no cover
             pass
+        _exit_delay_for_tests()
     return 0
 
 

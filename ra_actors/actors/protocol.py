@@ -118,18 +118,33 @@ class WatchDown:
 class ServiceAddresses:
     """Supervisor -> server actors: the node's shared actors (after a restart).
 
+    A node has one WAL per WAL directory (``wal_dirs``); each server writes
+    to one of them (``ServerInit.wal``).
+
     ``storage``: the node's storage as the supervisor sees it
     (:mod:`.storage_health`): ``"ok"``; ``"failing"`` (a storage service
     failed and is being reopened, with back-off); ``"error"`` (it gave up:
     the node's servers halt, answer clients ``StorageError`` and wait for the
     disk to come back).  ``storage_error`` says why."""
 
-    wal: Any
+    wals: tuple           # the address of each WAL of the node, in ``wal_dirs`` order (None: not open)
     segment_writer: Any
     snapshot_writer: Any
-    wal_restarted: bool = False
+    wal_restarted: tuple = ()   # the WALs (indexes) that reopened: their servers write again
     storage: str = "ok"
     storage_error: str | None = None
+    wal_errors: tuple = ()      # a node with several WALs: per WAL, why it is in error (None: it is not)
+
+    def wal(self, k: int) -> Any:
+        """The address of WAL ``k`` (None: it does not run)."""
+        return self.wals[k] if 0 <= k < len(self.wals) else None
+
+    def halt_reason(self, k: int) -> str | None:
+        """Why a server writing to WAL ``k`` must halt (None: it need not):
+        the node's storage is in error, or that WAL's."""
+        if self.storage == "error":
+            return self.storage_error or "storage error"
+        return self.wal_errors[k] if 0 <= k < len(self.wal_errors) else None
 
 
 # ------------------------------------------------- requests to supervisors
@@ -307,6 +322,8 @@ class ServerInit:
     new: bool = False
     allowed_modules: tuple | None = None   # the node's (shell/names.py); None: the default
     counters_slot: int | None = None    # the server's slot in the node's counters file
+    wal: int = 0                        # the node's WAL it writes to (its index in wal_dirs)
+    wal_dir: str | None = None          # ... and that WAL's directory (None: <data_dir>/wal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,10 +641,16 @@ class ClientInfo:
 # ------------------------------------------------- node services (storage)
 @dataclass(frozen=True, slots=True)
 class ServiceInit:
+    """Supervisor -> a storage service: open the node's data.  ``wal_dirs``:
+    the node's WAL directories; ``wal``: the one a WAL actor opens (a host
+    actor opens them all)."""
+
     node: str
     data_dir: str
     options: dict
     services: ServiceAddresses
+    wal_dirs: tuple = ()
+    wal: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,6 +669,7 @@ class ServiceFailed:
     kind: str
     error: str
     retry: bool = False
+    wal: int | None = None      # the host actor: which of its WALs
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,6 +683,7 @@ class ServiceFault:
     kind: str
     error: str
     retry: bool = True
+    wal: int | None = None      # the host actor: which of its WALs
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -78,8 +78,8 @@ class ServerRegistry:
     def read_config(self, uid: str) -> ServerConfig:
         return storage.read_server_config(self.data_dir, uid)
 
-    def write_config(self, config: ServerConfig) -> None:
-        storage.create_server(self.data_dir, config)
+    def write_config(self, config: ServerConfig, wal_dir: str | None = None) -> None:
+        storage.create_server(self.data_dir, config, wal_dir)
 
     def delete_data(self, uid: str) -> None:
         storage.delete_server_data(self.data_dir, uid)

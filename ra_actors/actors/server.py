@@ -27,7 +27,8 @@ Rules:
   CommandRefused("InvalidCommand", correlation))`` and the others of its
   ``Pipeline`` go on.  A command the cluster cannot store or that is too
   large (:mod:`.admission`) is refused the same way (``CommandTooLarge``).
-* WAL appends go to the node's WAL as one ``WalWrite`` per round, numbered
+* WAL appends go to the server's WAL (one of the node's, ``ServerInit.wal``)
+  as one ``WalWrite`` per round, numbered
   ``(incarnation, WAL epoch, n)``: the WAL puts them back in order and drops
   repeats (Thespian may reorder or repeat messages, see
   :mod:`.sequencing`); the epoch grows whenever the server starts writing
@@ -170,6 +171,7 @@ class ActorServerPort:
         self.supervisor: Any = None
         self.data_dir: str | None = None
         self.wal: Any = None
+        self.wal_index = 0                      # the node's WAL this server writes to (ServerInit.wal)
         self.snapshot_writer: Any = None
         self.segment_writer: Any = None
         self._unsent_wal: list = []
@@ -252,7 +254,8 @@ class ActorServerPort:
         sid = ServerId(*config.server_id)
         self.supervisor = msg.supervisor
         self.data_dir = msg.data_dir
-        self.wal = msg.services.wal
+        self.wal_index = msg.wal
+        self.wal = msg.services.wal(msg.wal)
         self.snapshot_writer = msg.services.snapshot_writer
         self.segment_writer = msg.services.segment_writer
         store = None
@@ -262,7 +265,7 @@ class ActorServerPort:
                                      msg.nodes_down, lambda text: log(self.who, text))
             policy = ModulePolicy(msg.allowed_modules)
             impl = load_machine(config.machine, policy)
-            store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new))
+            store = storage.ServerStore(self.data_dir, config.uid, new=bool(msg.new), wal_dir=msg.wal_dir)
             self.shell.recover(config, msg.incarnation, store, impl, msg.settings, msg.nodes_down,
                                allowed_modules=policy.allowed)
             self.shell.observer = self._observer(msg, sid, config)
@@ -280,8 +283,9 @@ class ActorServerPort:
         log(self.who, f"started (incarnation {msg.incarnation}, term {core.current_term}, "
                       f"last index {core.log.last_index}, applied {core.last_applied})")
         self._send(sender, ServerStarted(sid.name, msg.incarnation))
-        if msg.services.storage == "error":
-            self._halt(msg.services.storage_error or "storage error")
+        reason = msg.services.halt_reason(self.wal_index)
+        if reason is not None:
+            self._halt(reason)
             return
         self.shell.start()
 
@@ -317,8 +321,9 @@ class ActorServerPort:
             self.shell.on_segments_written(refs)
 
     def _on_services(self, msg: ServiceAddresses, sender: Any) -> None:
-        if msg.storage == "error":
-            self._halt(msg.storage_error or "storage error")
+        reason = msg.halt_reason(self.wal_index)
+        if reason is not None:
+            self._halt(reason)
             return
         if msg.snapshot_writer is not None and msg.snapshot_writer != self.snapshot_writer:
             self.snapshot_writer = msg.snapshot_writer
@@ -326,11 +331,12 @@ class ActorServerPort:
             for meta, data in self._pending_snapshots.items():
                 self._send(self.snapshot_writer, SnapshotWrite(self.shell.uid, meta, data))
         self.segment_writer = msg.segment_writer or self.segment_writer
-        if msg.wal is None:
+        wal = msg.wal(self.wal_index)
+        if wal is None:
             self.wal = None
             return
-        restarted = msg.wal_restarted or self.wal is None or self.wal != msg.wal
-        self.wal = msg.wal
+        restarted = self.wal_index in msg.wal_restarted or self.wal is None or self.wal != wal
+        self.wal = wal
         if restarted:
             self._unsent_wal = []
             self._wal_epoch += 1

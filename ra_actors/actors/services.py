@@ -3,9 +3,13 @@ writer (Ra's ``ra_log_wal``, ``ra_log_segment_writer``, snapshot writer).
 
 Rules:
 
-* One of each per node, children of the supervisor.  In placement
-  ``shared`` the WAL's place is taken by the host actor, which carries the
-  WAL and every server of the node (:mod:`.host`).
+* One of each per node, children of the supervisor, except the WAL: one
+  per WAL directory of the node (``wal_dirs``), kinds ``wal``, ``wal:1``,
+  ... (:func:`.storage.wal_kind`), each opened, failed and reopened on its
+  own.  In placement ``shared`` the host actor takes the place of kind
+  ``wal``: it carries every WAL and every server of the node (:mod:`.host`);
+  a WAL of it that fails is reported as the ``wal`` service's fault, and
+  the host's reopen opens again whichever of its WALs is closed.
 * Each gets a ``ServiceInit`` when it starts.  While the node starts, a
   service that cannot open the node's data (``ServiceFailed``: a corrupt
   log, a locked data dir, a disk that refuses) makes the node fail to start
@@ -30,6 +34,7 @@ import time
 from dataclasses import dataclass
 
 from . import storage
+from .storage import wal_index, wal_kind
 from .children import EXITED, RUNNING, STARTING, Child, ChildActors
 from .host import HostActor
 from .node_context import NodeContext
@@ -52,6 +57,7 @@ class ServiceReopenDue:
 
     kind: str
     child_id: int
+    wal: int | None = None    # whose health: WAL k's (a node with several WALs), else the node's
 
 
 class NodeServices:
@@ -63,6 +69,9 @@ class NodeServices:
         self.health = health
         self.services: dict[str, Child] = {}
         self.fatal: str | None = None   # why a service could not open the data at the node's start
+        # A node with several WALs: each WAL's own health (storage_supervision);
+        # ``health`` is then the rest's (data directory, segment and snapshot writers).
+        self.wal_health: dict[int, StorageHealth] = {}
 
     def get(self, kind: str) -> Child | None:
         return self.services.get(kind)
@@ -74,6 +83,27 @@ class NodeServices:
         """Placement ``shared``: the host actor (in the WAL's place)."""
         return self.services.get(WAL)
 
+    def kinds(self) -> list[str]:
+        """The node's services: a WAL actor per WAL directory (placement
+        ``process``; the host carries them all in ``shared``), the segment
+        writer, the snapshot writer."""
+        wals = 1 if self.ctx.shared else len(self.ctx.wal_dirs)
+        return [wal_kind(k) for k in range(wals)] + [k for k in SERVICE_KINDS if k != WAL]
+
+    def wal_kinds(self) -> list[str]:
+        return [k for k in self.services if wal_index(k) is not None]
+
+    def domain_kinds(self, wal: int | None) -> list[str]:
+        """The services whose health is WAL ``wal``'s (None: the node's)."""
+        if len(self.ctx.wal_dirs) < 2:
+            return list(self.services)
+        if wal is None:
+            return [k for k in self.services if self.ctx.shared or wal_index(k) is None]
+        return [WAL if self.ctx.shared else wal_kind(wal)]
+
+    def domain_running(self, wal: int | None) -> bool:
+        return all(self.services[k].status == RUNNING for k in self.domain_kinds(wal) if k in self.services)
+
     def all_running(self) -> bool:
         return all(c.status == RUNNING for c in self.services.values())
 
@@ -82,7 +112,12 @@ class NodeServices:
 
     def start(self, kind: str) -> None:
         """Start (or start again) service ``kind`` as a new actor."""
-        actor_class = HostActor if kind == WAL and self.ctx.shared else _SERVICE_CLASSES[kind]
+        if kind == WAL and self.ctx.shared:
+            actor_class = HostActor
+        elif wal_index(kind) is not None:
+            actor_class = storage.WalActor
+        else:
+            actor_class = _SERVICE_CLASSES[kind]
         old = self.services.get(kind)
         child = self.children.spawn(kind, kind, actor_class)
         if old is not None:
@@ -105,16 +140,22 @@ class NodeServices:
 
     def _init(self, child: Child) -> None:
         self.ctx.send(child.local, ServiceInit(self.ctx.node, self.ctx.data_dir, dict(self.ctx.log_options),
-                                               self.addresses()))
+                                               self.addresses(), tuple(self.ctx.wal_dirs),
+                                               wal_index(child.kind) or 0))
 
-    def addresses(self, wal_restarted: bool = False) -> ServiceAddresses:
+    def addresses(self, wal_restarted: tuple = ()) -> ServiceAddresses:
         """The addresses of the services that run now (None for the others)
-        and the storage's state."""
+        and the storage's state.  Placement ``shared``: the host for every
+        WAL (the host tells its servers which of its WALs are open)."""
         def address(kind: str):
             c = self.services.get(kind)
             return c.addr if c is not None and c.status == RUNNING else None
-        return ServiceAddresses(address("wal"), address("segment_writer"), address("snapshot_writer"),
-                                wal_restarted, self.health.state, self.health.reason)
+        n = len(self.ctx.wal_dirs)
+        wals = (address(WAL),) * n if self.ctx.shared else tuple(address(wal_kind(k)) for k in range(n))
+        errors = tuple((h.reason or "storage error") if (h := self.wal_health.get(k)) is not None
+                       and h.state == "error" else None for k in range(n)) if self.wal_health else ()
+        return ServiceAddresses(wals, address("segment_writer"), address("snapshot_writer"),
+                                tuple(wal_restarted), self.health.state, self.health.reason, errors)
 
     def mark_ready(self, msg: ServiceReady, sender) -> ServiceAddresses | None:
         """A service runs: tell every running service the addresses.  Returns
@@ -128,7 +169,8 @@ class NodeServices:
         child.status = RUNNING
         child.exit_reason = None
         log(self.ctx.who, f"{msg.kind} running")
-        addresses = self.addresses(wal_restarted=restarted and msg.kind == WAL)
+        k = wal_index(msg.kind)
+        addresses = self.addresses(wal_restarted=(k,) if restarted and k is not None else ())
         for c in self.services.values():
             if c.status == RUNNING:
                 self.ctx.send(c.addr, addresses)

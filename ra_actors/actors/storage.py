@@ -1,8 +1,10 @@
 """The node's storage actors and each server's view of its files.
 
-* :class:`WalActor` — one per node, shared by every server on it.  It opens
-  the node's storage with :func:`ra_actors.log.recovery.recover_node` (data
-  dir lock, crash leftovers, old WAL files into segments), then queues the
+* :class:`WalActor` — one per WAL directory of the node (``wal_dirs``; one
+  by default), shared by the servers assigned to it (service kind
+  :func:`wal_kind`).  It opens its WAL with
+  :func:`ra_actors.log.recovery.recover_node` (its lock, crash leftovers,
+  its old WAL files into segments), then queues the
   appends servers send (pre-encoded in the servers' processes) while a
   background thread does one ``write`` + one sync per batch (everything that
   arrived during the previous sync goes into the next one) and wakes the
@@ -18,8 +20,8 @@
   alive, for a ``ServiceInit`` that reopens the node's log from what
   recovery can prove (:mod:`.storage_supervision` decides when).  Writes
   that arrive meanwhile are dropped: the servers write them again.
-* :class:`SegmentWriterActor` — moves closed WAL files into per-server
-  segments; the supervisor forwards what was written to each server (so its
+* :class:`SegmentWriterActor` — moves closed WAL files (of every WAL of the
+  node) into per-server segments; the supervisor forwards what was written to each server (so its
   mem table can let go of those entries).  On (re)start it first moves every
   closed WAL file it finds (the ones its predecessor was handed, or was
   flushing when it died); a file already moved, or named by a stale
@@ -59,6 +61,22 @@ from .util import log, log_exc
 WAL_HOLE_WAIT_S = 0.5
 
 
+def wal_kind(k: int) -> str:
+    """The service kind of the node's WAL ``k`` (its index in ``wal_dirs``):
+    ``"wal"`` for the first (the only one by default), ``"wal:1"``, ...
+    for the others."""
+    return "wal" if k == 0 else f"wal:{k}"
+
+
+def wal_index(kind: str) -> int | None:
+    """The WAL index of service kind ``kind`` (None: not a WAL)."""
+    if kind == "wal":
+        return 0
+    if kind.startswith("wal:") and kind[4:].isdigit():
+        return int(kind[4:])
+    return None
+
+
 def _node_local(capabilities, requirements):
     return bool(requirements) and capabilities.get("ra_node") == requirements.get("ra_node")
 
@@ -69,11 +87,11 @@ def read_server_config(data_dir: str, uid: str) -> ServerConfig:
     return load_config(data_dir, uid)
 
 
-def create_server(data_dir: str, config: ServerConfig) -> None:
+def create_server(data_dir: str, config: ServerConfig, wal_dir: str | None = None) -> None:
     """Make a new server's directory and durable config (ServerAlreadyExists
-    if the uid has data)."""
+    if the uid has data), recording the WAL it writes to (``wal_dir``)."""
     from ..log.server_log import ServerLog
-    ServerLog.create(data_dir, config).close()
+    ServerLog.create(data_dir, config, wal_dir=wal_dir).close()
 
 
 def delete_server_data(data_dir: str, uid: str) -> None:
@@ -120,13 +138,13 @@ class WalService:
     through the pipe ``rfd`` (watch it with ``ThespianWatch``); ``drain``
     then returns what became durable, per writer."""
 
-    def __init__(self, data_dir: str, options: dict | None):
+    def __init__(self, data_dir: str, options: dict | None, wal_dir: str | None = None, counters: bool = True):
         from ..log.recovery import recover_node
         from ..log.options import check_log_options
         # Unknown keys are refused (LogUsageError, a RaError: the node start
         # fails with it) instead of being dropped.  Recovery may also raise
         # StorageError (the disk refused a file operation): the same path.
-        node = recover_node(data_dir, **check_log_options(options))
+        node = recover_node(data_dir, wal_dir=wal_dir, **check_log_options(options))
         self.warnings = list(node.warnings)
         self.node_storage = node   # keeps the data-dir lock
         self.wal = node.wal
@@ -139,7 +157,8 @@ class WalService:
         self.syncing = False
         self.pending_records = 0
         self.failure: BaseException | None = None   # the failed write or sync (see drain)
-        self.counters = _service_writer(data_dir, "wal")
+        # (the node's counters file has one WAL slot: the first WAL's)
+        self.counters = _service_writer(data_dir, "wal") if counters else None
         self._counters_lock = threading.Lock()
         self._publish()
         self.thread = threading.Thread(target=self._syncer, name="wal-sync", daemon=True)
@@ -175,6 +194,8 @@ class WalService:
             self.work.set()
 
     def kick(self) -> None:
+        """Wake the sync thread: it syncs everything queued."""
+        self.pending_records = 0
         self.work.set()
 
     def sync_small_inline(self, max_records: int):
@@ -313,6 +334,7 @@ class WalActor(Actor):
         super().__init__()
         self.svc = None
         self.supervisor = None
+        self.kind = "wal"                  # wal_kind(its index), known from ServiceInit
         self.writers = {}
         self.sequencer = Resequencer()     # each server's WalWrites, in its order
         self._hole_check_armed = False
@@ -351,8 +373,9 @@ class WalActor(Actor):
             self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
             self.supervisor = sender
+            self.kind = wal_kind(msg.wal)
             if self.svc is not None:
-                self.send(sender, ServiceReady("wal"))   # already open (a repeated init)
+                self.send(sender, ServiceReady(self.kind))   # already open (a repeated init)
                 return
             try:
                 self._init(msg, sender)
@@ -360,8 +383,8 @@ class WalActor(Actor):
                 # Corrupt log, locked data dir, a disk that refuses: tell the
                 # supervisor (a node that starts fails with this error; later
                 # it is a storage fault) and wait to be reopened.
-                log_exc("wal", "cannot open the node's log")
-                self.send(sender, ServiceFailed("wal", describe(exc), reopen_may_help(exc)))
+                log_exc(self.kind, "cannot open the node's log")
+                self.send(sender, ServiceFailed(self.kind, describe(exc), reopen_may_help(exc)))
         elif isinstance(msg, ServiceAddresses):
             self.closed_files.set_segment_writer(self.send, msg.segment_writer)
         elif isinstance(msg, ForgetServer):
@@ -379,14 +402,15 @@ class WalActor(Actor):
             self.wakeupAfter(timedelta(seconds=WAL_HOLE_WAIT_S / 2))
 
     def _init(self, msg: ServiceInit, sender):
-        self.svc = WalService(msg.data_dir, msg.options)
+        wal_dir = msg.wal_dirs[msg.wal] if msg.wal_dirs else None
+        self.svc = WalService(msg.data_dir, msg.options, wal_dir, counters=msg.wal == 0)
         for warning in self.svc.warnings:
-            log("wal", warning)
+            log(self.kind, warning)
         self.closed_files.set_segment_writer(self.send, msg.services.segment_writer)
         if self.svc.recovered_segments:
             # old WAL files (a WAL that crashed or failed) are in segments now
             self.send(sender, SegmentsWritten(self.svc.recovered_segments))
-        self.send(sender, ServiceReady("wal"))
+        self.send(sender, ServiceReady(self.kind))
 
     def _drain(self):
         if self.svc is None:
@@ -404,16 +428,16 @@ class WalActor(Actor):
         """The disk refused a write or sync: give the log up, say so, wait
         for a reopen (see the module rules)."""
         reason = describe(exc)
-        log("wal", f"WAL write failed: {reason}; giving the log up until it is reopened "
-                   "(nothing of the failed batch was acknowledged)")
+        log(self.kind, f"WAL write failed: {reason}; giving the log up until it is reopened "
+                       "(nothing of the failed batch was acknowledged)")
         svc, self.svc = self.svc, None
         for problem in svc.abandon():
-            log("wal", problem)
+            log(self.kind, problem)
         # a reopened WAL knows no writer: each starts afresh (a new epoch)
         self.sequencer = Resequencer()
         self.writers = {}
         if self.supervisor is not None:
-            self.send(self.supervisor, ServiceFault("wal", reason, isinstance(exc, StorageError)))
+            self.send(self.supervisor, ServiceFault(self.kind, reason, isinstance(exc, StorageError)))
 
 
 # ======================================================= segment writer
@@ -451,7 +475,7 @@ class SegmentWriterActor(Actor):
             kw["max_count"] = int(opts["segment_max_entries"])
         if "segment_max_size_bytes" in opts:
             kw["max_size_bytes"] = int(opts["segment_max_size_bytes"])
-        sw = SegmentWriter(msg.data_dir, **kw)
+        sw = SegmentWriter(msg.data_dir, wal_dirs=msg.wal_dirs or None, **kw)
         try:
             # what a predecessor was handed (or was moving when it died)
             flushed = sw.flush_closed_files()
@@ -524,14 +548,16 @@ class ServerStore:
     differently: snapshots are written by the node's snapshot writer, and the
     core sends snapshots as chunks of the encoded machine state."""
 
-    def __init__(self, data_dir: str, uid: str, new: bool = False):
+    def __init__(self, data_dir: str, uid: str, new: bool = False, wal_dir: str | None = None):
         from ..log.server_log import ServerLog
         self.data_dir = data_dir
         self.uid = uid
         # A server that was just created has nothing in the WAL (uids are
-        # never reused): skip scanning the node's WAL files, which costs
+        # never reused): skip scanning its WAL's files, which costs
         # O(WAL size) per start when thousands of clusters start on a node.
-        self.slog = ServerLog.open(data_dir, uid, read_wal=not new)
+        # ``wal_dir``: the supervisor checked it is the one the server's
+        # record names (ra_actors.log.wal_dirs).
+        self.slog = ServerLog.open(data_dir, uid, read_wal=not new, wal_dir=wal_dir)
 
     def recover(self) -> Recovered:
         return self.slog.recovered()
@@ -585,6 +611,10 @@ class ServerStore:
 
     def overview(self) -> dict:
         return self.slog.overview()
+
+    def machine_dir(self) -> str:
+        """``<server dir>/machine``: a disk machine's files (removed with the server's data)."""
+        return self.slog.machine_dir()
 
     def snapshot_written(self, meta):
         """The snapshot writer made ``meta`` durable: the log now starts after it

@@ -21,6 +21,13 @@ Rules:
   the history: the services are reopened and the servers restarted from
   what is on disk.  A corrupt log is never probed: only the operator can
   mend it (``ra-actors log check``, docs/operations.rst).
+* A fault counts when the supervisor learns of it (the report, the
+  failed reopen, the exit), in whatever state the storage is then.  In
+  ``error`` nothing new is tried, so the count only takes the reports of
+  what was under way when the error began: a reopen asked for before (its
+  service is ``starting`` until it answers), a write a service had started.
+  A node's count is final once it is in ``error`` with no service
+  ``starting``; one ``failing`` may count more at any time.
 * ``failing`` becomes ``ok`` again once everything runs after the reopen;
   the faults stay in the history for ``period`` seconds, so that a disk that
   keeps failing still ends in ``error``.

@@ -15,9 +15,14 @@ Rules:
   server said before exiting, else ``normal`` for a requested stop and
   ``killed`` otherwise) and answers whoever waits for its start or stop.
 * Data goes only once the server has exited (it holds its files until then).
+* A server writes to one WAL of the node, the one its record names
+  (:mod:`ra_actors.log.wal_dirs`): chosen when it is created, looked up at
+  every start.  One that cannot start where it is (``WalNotFound``: its
+  WAL directory is not among the node's, or holds another WAL) stays
+  exited with the reason; nothing of it is deleted.
 * A WAL restart: the servers first learn that there is no WAL (their appends
-  wait), then its new address with ``wal_restarted`` (they resend what it
-  had not confirmed).  In placement ``shared`` the host actor is the WAL and
+  wait), then its new address with ``wal_restarted`` naming it (they
+  resend what it had not confirmed).  In placement ``shared`` the host actor is the WAL and
   carries the servers: when it dies every server is gone too (monitors see
   ``Down`` first), and the new host gets each server started again.
 * A message for every server goes to each running server, or once to the
@@ -46,7 +51,7 @@ from typing import Any
 from thespian.actors import DeadEnvelope
 
 from .. import errors
-from ..core.machine import Machine
+from ..core.machine import check_machine
 from ..metrics import block as counters_block
 from ..metrics.fields import KEY_METRICS, MEMBERSHIP_NAMES, STATE_NAMES
 from ..core.types import ServerConfig, ServerId, with_mutable_changes
@@ -64,7 +69,7 @@ from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServ
 from .registry import RegisteredServer, ServerRegistry
 from .server import ServerActor, load_machine
 from .services import WAL, NodeServices
-from .util import log, log_exc
+from .util import encode_error, log, log_exc
 
 SERVER_KIND = "server"
 _BUSY = (RUNNING, STARTING, STOPPING, DELETING)
@@ -87,7 +92,8 @@ class ServerSupervision:
                  detector: FailureDetector, leaderboard: Any = None) -> None:
         self.ctx = ctx
         self.storage: Any = None              # StorageSupervision (set by the supervisor)
-        self.halted_reason: str | None = None   # the storage error the servers halted for
+        # the storage errors servers halted for: the node's (None), a WAL's (its index)
+        self.halted: dict[int | None, str] = {}
         self.leaderboard = leaderboard
         self.children = children
         self.services = services
@@ -103,15 +109,23 @@ class ServerSupervision:
         self._check_machine(request.machine)
         return ("ok", None)
 
-    def _refuse_in_storage_error(self) -> None:
-        if self.halted_reason is not None:
-            raise errors.StorageError(f"node {self.ctx.node}: the storage failed ({self.halted_reason}); "
+    def blocked(self, wal: int | None) -> str | None:
+        """Why a server writing to WAL ``wal`` may not run now (None: it may):
+        the node's storage, or that WAL's, is in error."""
+        return self.halted.get(None) or (self.halted.get(wal) if wal is not None else None)
+
+    def _in_scope(self, child: Child, wal: int | None) -> bool:
+        return wal is None or child.wal == wal
+
+    def _refuse_in_storage_error(self, wal: int | None = None) -> None:
+        reason = self.blocked(wal)
+        if reason is not None:
+            raise errors.StorageError(f"node {self.ctx.node}: the storage failed ({reason}); "
                                       "no server starts until it is back")
 
     def start_server(self, request: StartServerRequest, sender: Any) -> Any:
         config: ServerConfig = request.config
         name, node = config.server_id.name, self.ctx.node
-        self._refuse_in_storage_error()
         if ServerId(*config.server_id).node != node:
             raise errors.RaError(f"server {config.server_id} does not belong to node {node}")
         if name in self.servers and self.servers[name].status in _BUSY:
@@ -119,10 +133,28 @@ class ServerSupervision:
         if name in self.registry:
             raise errors.ServerAlreadyExists(f"server {name} already has data on node {node}")
         self._check_machine(config.machine)
-        self.registry.write_config(config)
+        wal_dir = self._choose_wal(config)
+        self._refuse_in_storage_error(self.ctx.wal_dirs.index(wal_dir))
+        self.registry.write_config(config, wal_dir)
         self.registry.add(name, config.uid)
         self._start(config, new=True, waiter=(sender, request.req_id))
         return DEFERRED
+
+    def _choose_wal(self, config: ServerConfig) -> str:
+        """The WAL directory a new server writes to (``wal=`` of its config,
+        else a hash of its uid; ``ra_actors.log.wal_dirs``)."""
+        from ..log.common import LogUsageError
+        from ..log.wal_dirs import choose_wal
+        try:
+            return self.ctx.wal_dirs[choose_wal(config.uid, len(self.ctx.wal_dirs), config.wal)]
+        except LogUsageError as exc:
+            raise errors.InvalidConfig(f"node {self.ctx.node}: {exc}") from None
+
+    def _wal_of(self, config: ServerConfig) -> int:
+        """The index of the WAL the server's record names (WalNotFound:
+        not one of the node's, or not the same WAL)."""
+        from ..log.wal_dirs import wal_index_of
+        return wal_index_of(self.ctx.data_dir, config.uid, list(self.ctx.wal_dirs))
 
     def restart_server(self, request: RestartServerRequest, sender: Any) -> Any:
         name = request.name
@@ -133,7 +165,7 @@ class ServerSupervision:
                 raise errors.RaError(f"server {name} on node {self.ctx.node} is running: "
                                      "stop it before restarting it with a changed config")
             return ("ok", child.incarnation)
-        self._refuse_in_storage_error()
+        self._refuse_in_storage_error(child.wal if child is not None else None)
         if child is not None and child.status in (STOPPING, DELETING):
             raise errors.RaError(f"server {name} on node {self.ctx.node} is {child.status}")
         config = child.config if child is not None else self.registry.read_config(rec.uid)
@@ -191,7 +223,7 @@ class ServerSupervision:
         if child.halted:
             # halted for the node's storage: say so, with the reason
             out["state"] = "error"
-            out["error"] = self.halted_reason or "the node's storage is in error"
+            out["error"] = self.blocked(child.wal) or "the node's storage is in error"
         return out
 
     def _counters_status(self, name: str, status: int, incarnation: int | None = None) -> None:
@@ -214,6 +246,7 @@ class ServerSupervision:
             out[name] = {
                 "uid": rec.uid,
                 "status": status,
+                "wal": child.wal if child is not None else None,
                 "incarnation": child.incarnation if child is not None else 0,
                 "restarts": len(child.restarts) if child is not None else 0,
             }
@@ -230,7 +263,7 @@ class ServerSupervision:
         except NameRefused as exc:
             raise errors.MachineError(f"node {self.ctx.node}: {exc}") from None
         try:
-            Machine(load_machine(machine, self.ctx.modules))
+            check_machine(load_machine(machine, self.ctx.modules))
         except Exception as exc:  # noqa: BLE001 - any import failure is the user's
             raise errors.MachineError(f"node {self.ctx.node}: machine {machine!r} cannot be loaded: "
                                       f"{type(exc).__name__}: {exc}") from None
@@ -261,6 +294,11 @@ class ServerSupervision:
     def _start(self, config: ServerConfig, new: bool, waiter: Waiter | None = None) -> None:
         name = config.server_id.name
         old = self.servers.get(name)
+        try:
+            wal = self._wal_of(config)
+        except errors.RaError as exc:   # WalNotFound, or a damaged record (LogCorruption)
+            self._not_started(config, old, exc, waiter)
+            return
         if self.ctx.shared:
             # not a Thespian child of ours: a shell inside the node's host actor
             host = self.services.host()
@@ -272,6 +310,7 @@ class ServerSupervision:
             child.inherit(old)
         child.config = config
         child.new = new
+        child.wal = wal
         self.last_incarnation = max(time_us(), self.last_incarnation + 1)
         child.incarnation = self.last_incarnation
         if waiter:
@@ -287,7 +326,24 @@ class ServerSupervision:
                       ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
                                  self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
                                  self.detector.down_nodes(), new, self.ctx.modules.allowed,
-                                 counters_slot=slot))
+                                 counters_slot=slot, wal=wal, wal_dir=self.ctx.wal_dirs[wal]))
+
+    def _not_started(self, config: ServerConfig, old: Child | None, exc: Exception, waiter: Waiter | None) -> None:
+        """The server cannot start where it is (its WAL is not there): it
+        stays exited, with the reason in the overview, and a waiter gets the
+        error.  Nothing is deleted."""
+        name = config.server_id.name
+        log(self.ctx.who, f"server {name} does not start: {exc}")
+        child = Child(SERVER_KIND, name, None)
+        if old is not None:
+            child.inherit(old)
+        child.config = config
+        child.status = EXITED
+        child.exit_reason = encode_error(exc)
+        self.servers[name] = child
+        if waiter is not None:
+            child.waiters.append(waiter)
+            child.answer_waiters(self.ctx, error=encode_error(exc))
 
     def on_server_started(self, msg: ServerStarted, sender: Any) -> None:
         child = self.servers.get(msg.name)
@@ -364,7 +420,7 @@ class ServerSupervision:
             return
         if child.storage_crash and self.storage is not None:
             delay = self.storage.server_fault(child.name, str(reason))
-            if delay is None or self.halted_reason is not None:
+            if delay is None or self.blocked(child.wal) is not None:
                 child.storage_wait = True
                 log(self.ctx.who, f"server {child.name} crashed on the disk ({reason}); it starts "
                                   "again when the storage is back")
@@ -390,7 +446,7 @@ class ServerSupervision:
         rec = self.registry.get(due.name)
         if rec is None or rec.stopped:
             return
-        if self.halted_reason is not None:
+        if self.blocked(child.wal) is not None:
             child.storage_wait = True   # storage_back starts it
             return
         self._start(child.config, new=False)
@@ -403,9 +459,10 @@ class ServerSupervision:
         if self.leaderboard is not None:
             self.leaderboard.clear(name)
         if rec is not None:
-            wal = self.services.get(WAL)
-            if wal is not None and wal.status == RUNNING:
-                self.ctx.send(wal.addr, ForgetServer(rec.uid))
+            for kind in self.services.wal_kinds():
+                wal = self.services.get(kind)
+                if wal is not None and wal.status == RUNNING:
+                    self.ctx.send(wal.addr, ForgetServer(rec.uid))
             try:
                 self.registry.delete_data(rec.uid)
             except Exception:  # noqa: BLE001 - the server is gone either way
@@ -445,29 +502,35 @@ class ServerSupervision:
                 server.storage_wait = True
 
     # ============================================================== storage
-    def halt_servers(self, reason: str) -> None:
-        """The storage is in ``error``: every server halts (it is told by the
-        ``ServiceAddresses`` that follows); its watchers see it ``Down`` now,
-        so that its peers elsewhere elect a leader without it."""
-        self.halted_reason = reason
+    def halt_servers(self, reason: str, wal: int | None = None) -> None:
+        """The storage is in ``error`` (the node's, or WAL ``wal``'s): every
+        server (of that WAL) halts (it is told by the ``ServiceAddresses``
+        that follows); its watchers see it ``Down`` now, so that its peers
+        elsewhere elect a leader without it."""
+        self.halted[wal] = reason
         for child in list(self.servers.values()):
-            if child.status in (RUNNING, STARTING) and not child.halted:
+            if self._in_scope(child, wal) and child.status in (RUNNING, STARTING) and not child.halted:
                 child.halted = True
                 self.monitors.fire(ServerId(child.name, self.ctx.node), f"storage error: {reason}")
 
-    def storage_probed(self) -> None:
+    def storage_probed(self, wal: int | None = None) -> None:
         """The disk works again (a probe passed): servers may start again."""
-        self.halted_reason = None
+        self.halted.pop(wal, None)
 
-    def waiting_for_storage(self) -> bool:
-        return any(c.storage_wait or c.then_restart or (c.halted and c.status in (RUNNING, STARTING))
+    def waiting_for_storage(self, wal: int | None = None) -> bool:
+        return any(self._in_scope(c, wal)
+                   and (c.storage_wait or c.then_restart or (c.halted and c.status in (RUNNING, STARTING)))
                    for c in self.servers.values())
 
-    def storage_back(self) -> None:
-        """Every service runs again: halted servers are stopped and started
-        again from what is on disk; those that waited for the storage start."""
-        self.halted_reason = None
+    def storage_back(self, wal: int | None = None) -> None:
+        """Every service (of the node, or of WAL ``wal``) runs again: halted
+        servers are stopped and started again from what is on disk; those
+        that waited for the storage start.  A server still blocked by
+        another error (the node's, or its WAL's) waits for that one."""
+        self.halted.pop(wal, None)
         for child in list(self.servers.values()):
+            if not self._in_scope(child, wal) or self.blocked(child.wal) is not None:
+                continue
             rec = self.registry.get(child.name)
             if child.halted and child.status in (RUNNING, STARTING):
                 child.then_restart = True

@@ -62,7 +62,8 @@ from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
                        SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
 from .registry import ServerRegistry
-from .services import SERVICE_KINDS, NodeServices, ServiceReopenDue
+from .services import WAL, NodeServices, ServiceReopenDue
+from .storage import wal_kind
 from .storage_health import StorageHealth
 from .storage_supervision import StorageProbeDue, StorageSupervision
 from .supervision import SERVER_KIND, ServerRestartDue, ServerSupervision
@@ -227,7 +228,7 @@ class NodeSupervisor(Actor):
         self.handleDeadLetters(True)
         self.registry.load(self.ctx.data_dir)
         if cfg.get("services", True):
-            for kind in SERVICE_KINDS:
+            for kind in self.services.kinds():
                 self.services.start(kind)
         else:
             self._maybe_ready()
@@ -257,13 +258,15 @@ class NodeSupervisor(Actor):
             return
         self.send(self.init_reply, SupervisorReady(self.ctx.node, self.ctx.incarnation))
         self.init_reply = None
+        self.storage.node_up = True
         log(self.ctx.who, f"node {self.ctx.node} up (incarnation {self.ctx.incarnation})")
         self.supervision.recover_registered()
 
     def _on_service_ready(self, msg: ServiceReady, sender: Any) -> None:
         if self.ctx.counters is not None:
-            from ..metrics.block import STATUS_RUNNING
-            self.ctx.counters.set_service_status(msg.kind, STATUS_RUNNING)
+            from ..metrics.block import SERVICE_SLOTS, STATUS_RUNNING
+            if msg.kind in SERVICE_SLOTS:     # (one WAL slot: the first WAL's)
+                self.ctx.counters.set_service_status(msg.kind, STATUS_RUNNING)
         self.supervision.on_service_ready(msg, sender)
         self._maybe_ready()
         if self.init_reply is None:
@@ -330,6 +333,18 @@ class NodeSupervisor(Actor):
     def _list_nodes(self, request: ListNodesRequest, sender: Any) -> dict[str, tuple]:
         return self.detector.table()
 
+    def _wals_overview(self) -> list[dict[str, Any]]:
+        """Each WAL of the node: its directory, the service that runs it
+        (placement ``shared``: the host) and the servers writing to it."""
+        out = []
+        for k, wdir in enumerate(self.ctx.wal_dirs):
+            kind = WAL if self.ctx.shared else wal_kind(k)
+            child = self.services.get(kind)
+            out.append({"wal": k, "dir": wdir, "service": kind, "status": child.status if child else None,
+                        "servers": sorted(name for name, c in self.supervision.servers.items()
+                                          if c.wal == k and c.status != EXITED)})
+        return out
+
     def _overview(self, request: OverviewRequest, sender: Any) -> dict[str, Any]:
         return {
             "node": self.ctx.node,
@@ -341,6 +356,7 @@ class NodeSupervisor(Actor):
             "nodes": self.detector.overview(),
             "clients": len(self.directory.clients),
             "services": self.services.overview(),
+            "wals": self._wals_overview(),
             "storage": self.storage.overview(),
             "actors": self.actors.overview(),
             "leaderboard": self.leaderboard.overview(),

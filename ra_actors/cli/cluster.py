@@ -199,8 +199,9 @@ def _start(args) -> int:
         raise UsageError("--config must be a JSON object")
     with _client(args) as client:
         with LiveStatus(f"starting cluster {args.name} on {len(sids)} servers and electing a leader"):
+            extra = {} if args.wal is None else {"wal": args.wal}
             started, not_started = client.start_cluster(args.name, args.machine, sids, config=config,
-                                                        timeout=args.timeout)
+                                                        timeout=args.timeout, **extra)
         if args.json:
             members, leader = client.members(started[0])
             _print_json({"cluster": args.name, "machine": args.machine, "started": started,
@@ -271,6 +272,11 @@ def _overview(args) -> int:
                          ",".join(f"{k}:{v}" for k, v in sorted(ov["services"].items()) if v != "running") or "ok",
                          ",".join(down) or "-", servers))
         print(table(rows, ("node", "status", "admin", "clients", "services", "sees down", "servers")))
+        for name, ov in nodes.items():
+            wals = (ov or {}).get("wals") or []
+            if len(wals) > 1:
+                print(f"{name} WALs: " + "; ".join(
+                    f"{w['wal']}: {w['dir']} ({w['status']}, {len(w['servers'])} servers)" for w in wals))
         for line in sick:
             print(line)
     healthy = all(ov is not None and (ov.get("storage") or {}).get("state", "ok") != "error"
@@ -426,6 +432,9 @@ def _register_start(sub) -> None:
     s.add_argument("members", nargs="+", metavar="MEMBER", help="NODE or NAME@NODE")
     s.add_argument("--config", type=_json_value, default=None, metavar="JSON",
                    help='machine config, a JSON object (e.g. \'{"release_cursor_every": 1000}\')')
+    s.add_argument("--wal", type=int, default=None, metavar="K",
+                   help="write to each node's K-th WAL directory (--wal-dir of node start, from 0; "
+                        "default: the one the server's uid hashes to)")
     _common(s, timeout=30.0)
     s.set_defaults(func=_start)
 

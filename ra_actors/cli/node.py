@@ -6,6 +6,7 @@ Usage::
                          [--convention HOST:PORT] [--allowed-host ADDR ...]
                          [--seed HOST:PORT ...] [--sync-method datasync|sync|none]
                          [--placement process|shared] [--metrics-port PORT]
+                         [--wal-dir DIR ...]
     ra-actors node stop --data-dir DIR [--timeout SECONDS]
     ra-actors node status --data-dir DIR [--json] [--timeout SECONDS]
 
@@ -47,7 +48,8 @@ def _start(args) -> int:
                           allowed_hosts=args.allowed_host or None, seeds=args.seed or None,
                           log_options=log_options, placement=args.placement,
                           allowed_modules=args.allow_module or None, detach=True,
-                          metrics_port=args.metrics_port, timeout=args.timeout, cookie_file=args.cookie_file)
+                          metrics_port=args.metrics_port, timeout=args.timeout, cookie_file=args.cookie_file,
+                          wal_dirs=args.wal_dir or None)
     print(f"node {node.name} started on {node.host}:{node.port} "
           f"(process group {node.pgid}, data {node.data_dir})")
     if node.metrics_port is not None:
@@ -108,6 +110,10 @@ def add_parser(subparsers) -> None:
     start.add_argument("--seed", action="append", type=_hostport, metavar="HOST:PORT",
                        help="other nodes' admins to contact (repeatable)")
     start.add_argument("--sync-method", choices=("datasync", "sync", "none"), default=None)
+    start.add_argument("--wal-dir", action="append", metavar="DIR",
+                       help="a WAL directory (repeatable: one WAL writer per directory, each batching and "
+                            "syncing on its own; default DATA_DIR/wal).  Each server writes to one of them "
+                            "for its whole life: restart the node with the same directories")
     start.add_argument("--placement", choices=("process", "shared"), default="process",
                        help="process: one actor process per Raft server (default); shared: one "
                             "host actor carries every server of the node and its WAL")

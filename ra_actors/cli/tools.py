@@ -1,8 +1,8 @@
-"""``ra-actors demo kv|queue`` and ``ra-actors sim|bench|jepsen``.
+"""``ra-actors demo kv|queue|sql`` and ``ra-actors sim|bench|jepsen``.
 
 * ``demo`` runs the narrated demos of :mod:`ra_actors.demos` in this
   process (the same code as ``scripts/demo_kv.py`` and
-  ``scripts/demo_queue.py``).
+  ``scripts/demo_queue.py``, ``scripts/demo_sql.py``).
 * ``sim``, ``bench`` and ``jepsen`` run ``scripts/sim.py``,
   ``scripts/bench.py`` and ``scripts/jepsen.py`` of the source tree this
   package was installed from (``pip install -e``), with this Python and the
@@ -69,8 +69,8 @@ def _demo(module_name: str):
 
 
 def add_demo_parser(subparsers) -> None:
-    from ..demos import kv, queue
-    p = subparsers.add_parser("demo", help="narrated demos on three local nodes (kv, queue)",
+    from ..demos import kv, queue, sql
+    p = subparsers.add_parser("demo", help="narrated demos on three local nodes (kv, queue, sql)",
                               description="Narrated, self-checking demos on three local nodes.  "
                                           "Exit 0 only if every check passed, 1 otherwise.")
     sub = p.add_subparsers(dest="demo", metavar="DEMO")
@@ -85,6 +85,11 @@ def add_demo_parser(subparsers) -> None:
                        formatter_class=_raw())
     queue.add_arguments(q)
     q.set_defaults(func=_demo("queue"))
+    d = sub.add_parser("sql", help="replicated SQLite: kill the leader's node mid-transfer, nothing lost",
+                       description=sql.__doc__.split("\n\n")[0] + "\n\n" + sql.__doc__.split("\n\n")[2],
+                       formatter_class=_raw())
+    sql.add_arguments(d)
+    d.set_defaults(func=_demo("sql"))
 
 
 def _raw():

@@ -50,6 +50,9 @@ def server_config(cluster_name: str, machine: str, sid: ServerId, members: list,
     if strategy not in UPGRADE_STRATEGIES:
         raise errors.InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
                                    f"not {strategy!r:.60}")
+    wal = extra.get("wal")
+    if wal is not None and (not isinstance(wal, int) or isinstance(wal, bool) or wal < 0):
+        raise ValueError(f"wal must be the index of a WAL directory of the nodes (an int >= 0), not {wal!r}")
     uid = f"{_SAFE.sub('_', cluster_name)[:60]}_{_SAFE.sub('_', sid.name)[:60]}_{uuid.uuid4().hex[:12]}"
     return ServerConfig(server_id=sid, uid=uid, cluster_name=cluster_name, machine=machine,
                         initial_members=tuple(members), machine_config=dict(config),

@@ -21,16 +21,40 @@ deterministic: same meta, command and state, same result, on every member.
 function of (command, state) returning the next state, which is also the
 reply.
 
-Rules: the core never imports machines; the shell loads the module (by import
-path) and hands it to :class:`Machine`.  ``which_module`` is looked up once,
-when the :class:`Machine` is made.
+*Disk machines* (``DISK = True``) keep their state in files under a
+directory the shell gives them, instead of in a Python value.  They provide
+``open(directory, config) -> state`` (a handle) instead of ``init``, and
+``applied_index(state)``, ``applied_reply(state, index)``, ``snapshot(state)
+-> bytes``, ``install(state, image, index) -> state`` and ``close(state)``
+(and optionally ``release(state, index)``: the snapshot at ``index`` is
+durable, what was kept for replays at or below it may go).
+Their ``apply`` changes the files and records ``meta.index`` and the reply
+in one atomic step.  The adapter never hands such a machine an entry at or
+below ``applied_index``: the recorded reply stands in for it (a replay after
+a crash skips exactly what the files hold).  The contract in full:
+``docs/machine-tutorial.rst``, section 7.
+
+Rule: the core never imports machines; the shell loads the module (by import
+path) and hands it to :class:`Machine`.  This module does no I/O: a disk
+machine's callbacks do theirs, on the directory the shell chose.
+``which_module`` is looked up once, when the :class:`Machine` is made.
 """
 from __future__ import annotations
 
 import inspect
 from typing import Any, Callable
 
+from . import readonly
+
 NO_REPLY = "$ra_no_reply"
+
+#: The callbacks a disk machine must have (besides ``apply``).
+DISK_CALLBACKS = ("open", "applied_index", "applied_reply", "snapshot", "install", "close")
+
+
+def is_disk_machine(impl: Any) -> bool:
+    """True if ``impl`` declares itself a disk machine (``DISK = True``)."""
+    return getattr(impl, "DISK", False) is True
 
 
 def _as_list(effects: Any) -> list:
@@ -41,15 +65,30 @@ def _as_list(effects: Any) -> list:
     return [effects]
 
 
+def check_machine(impl: Any) -> None:
+    """Raise ``TypeError`` unless ``impl`` has the callbacks its kind needs."""
+    if is_disk_machine(impl):
+        missing = [n for n in DISK_CALLBACKS + ("apply",) if not callable(getattr(impl, n, None))]
+        if missing:
+            raise TypeError(f"{impl!r} says DISK = True but lacks {', '.join(missing)}")
+    elif not callable(getattr(impl, "init", None)) or not callable(getattr(impl, "apply", None)):
+        raise TypeError(f"{impl!r} is not a machine: it needs init(config) and apply(meta, cmd, state)")
+
+
 class Machine:
     """Uniform access to a user machine's required and optional callbacks."""
 
-    def __init__(self, impl: Any):
-        if not callable(getattr(impl, "init", None)) or not callable(getattr(impl, "apply", None)):
-            raise TypeError(f"{impl!r} is not a machine: it needs init(config) and apply(meta, cmd, state)")
+    def __init__(self, impl: Any, directory: Any = None):
+        check_machine(impl)
+        self.disk = is_disk_machine(impl)
+        if self.disk and directory is None:
+            raise TypeError(f"{impl!r} is a disk machine: it needs a directory from the server's store")
         self.impl = impl
         _check_handle_aux(impl)
         self._aux_checked: set[int] = set()   # ids of version modules whose handle_aux was checked
+        # Where a disk machine keeps its files (a path, or the simulator's
+        # file store): chosen by the shell, opaque here.
+        self.directory = directory
         # (looked up once: a module without it would raise and format an
         # AttributeError inside getattr for every command applied)
         which = getattr(impl, "which_module", None)
@@ -66,15 +105,60 @@ class Machine:
 
     # -- callbacks ----------------------------------------------------------
     def init(self, config: dict) -> Any:
+        if self.disk:
+            return self.impl.open(self.directory, config)
         return self.impl.init(config)
 
     def apply(self, version: int, meta: Any, command: Any, state: Any) -> tuple[Any, Any, list]:
+        if self.disk and meta.index <= self.impl.applied_index(state):
+            # The files already hold this entry (replay after a crash, or a
+            # log that lost entries the files had): apply nothing, answer as then.
+            return state, self.impl.applied_reply(state, meta.index), []
         result = self.module_for(version).apply(meta, command, state)
         if not isinstance(result, tuple) or len(result) not in (2, 3):
             raise TypeError(f"apply must return (state, reply) or (state, reply, effects), got {result!r}")
         if len(result) == 2:
             return result[0], result[1], []
         return result[0], result[1], _as_list(result[2])
+
+    # -- disk machines ---------------------------------------------------------
+    def applied_index(self, state: Any) -> int:
+        return int(self.impl.applied_index(state)) if self.disk else 0
+
+    def snapshot_image(self, state: Any) -> bytes:
+        """A consistent copy of a disk machine's files at ``applied_index``."""
+        image = self.impl.snapshot(state)
+        if not isinstance(image, (bytes, bytearray, memoryview)):
+            raise TypeError(f"snapshot must return bytes, got {type(image).__name__}")
+        return bytes(image)
+
+    def install(self, state: Any, image: bytes, index: int) -> Any:
+        """Replace a disk machine's files by ``image`` (the copy at ``index``)."""
+        state = self.impl.install(state, image, index)
+        got = self.applied_index(state)
+        if got != index:
+            raise RuntimeError(f"after installing the snapshot at {index} the machine says it applied {got}")
+        return state
+
+    def released(self, state: Any, index: int) -> None:
+        """The snapshot at ``index`` is durable (a disk machine may forget
+        what it kept to replay the entries at or below it)."""
+        fn = getattr(self.impl, "release", None)
+        if self.disk and callable(fn):
+            fn(state, index)
+
+    def close(self, state: Any) -> None:
+        if self.disk:
+            self.impl.close(state)
+
+    def query_state(self, state: Any) -> Any:
+        """What a query function is given: a read-only view of a value, or
+        for a disk machine its ``query_view(state)`` if it has one, else its
+        handle (the machine keeps its queries read-only)."""
+        if not self.disk:
+            return readonly.view(state)
+        fn = getattr(self.impl, "query_view", None)
+        return fn(state) if callable(fn) else state
 
     def state_enter(self, version: int, role: str, state: Any) -> list:
         fn = getattr(self.module_for(version), "state_enter", None)

@@ -146,6 +146,13 @@ class _AuxRead:
     command: Any
 
 
+def _check_config(config: ServerConfig) -> None:
+    """What a server config may hold beyond its types (``InvalidConfig``)."""
+    if config.machine_upgrade_strategy not in UPGRADE_STRATEGIES:
+        raise InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
+                            f"not {config.machine_upgrade_strategy!r:.60}")
+
+
 class RaftServer:
     """See the module rules.  Five methods state a safety rule each and are
     the only ones :mod:`ra_actors.testing.bugs` overrides, to prove the
@@ -154,9 +161,7 @@ class RaftServer:
     :meth:`_answer_consistent_query`, :meth:`_admit_session_command`."""
 
     def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None):
-        if config.machine_upgrade_strategy not in UPGRADE_STRATEGIES:
-            raise InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
-                                f"not {config.machine_upgrade_strategy!r:.60}")
+        _check_config(config)
         self.config = config
         self.id: ServerId = ServerId(*config.server_id)
         self.machine = machine
@@ -197,6 +202,8 @@ class RaftServer:
             snap_state = self._unwrap_snapshot_state(snap_state)
             self.log = RaftLog(snap_meta.index, snap_meta.term,
                                [e for e in rec.entries if e.index > snap_meta.index])
+            if machine.disk:
+                snap_state = self._open_disk_machine(config, snap_meta.index, snap_state)
             self.machine_state = snap_state
             self.snapshot_meta: SnapshotMeta | None = snap_meta
             self.machine_version = snap_meta.machine_version
@@ -233,6 +240,18 @@ class RaftServer:
         # Ra: aux state is this member's alone, made afresh at every start
         # by the effective machine module.
         self.aux_state = machine.init_aux(self.machine_version, self.id.name)
+
+    def _open_disk_machine(self, config: ServerConfig, snapshot_index: int, image: Any) -> Any:
+        """A disk machine's files, at or above the snapshot: the log below it
+        is gone, so files that are behind it (a power loss took the last
+        transactions, or the install of a received snapshot was cut short)
+        are replaced by the snapshot's image."""
+        handle = self.machine.init(dict(config.machine_config, name=config.cluster_name))
+        if self.machine.applied_index(handle) < snapshot_index:
+            if not isinstance(image, (bytes, bytearray)):
+                raise TypeError(f"the snapshot at {snapshot_index} holds no disk image for a disk machine")
+            handle = self.machine.install(handle, bytes(image), snapshot_index)
+        return handle
 
     def _recover_checkpoints(self, rec: Recovered) -> None:
         """Durable checkpoints above the snapshot (ascending); the machine
@@ -1155,6 +1174,12 @@ class RaftServer:
 
     # ============================================================= snapshots
     def _release_cursor(self, index: int, state: Any, condition: tuple = ()) -> None:
+        if self.machine.disk:
+            # (its files move on: a release whose condition does not hold
+            # now cannot be taken later at that index, so it is skipped)
+            if not condition or self._release_conditions_met(condition):
+                self._release_disk_cursor()
+            return
         if state is fx.NO_STATE:
             self._promote_checkpoint(index)
             return
@@ -1211,6 +1236,25 @@ class RaftServer:
         self.pending_snapshot = meta
         self._emit(fx.WriteSnapshot(meta, data=payload()))
 
+    def _release_disk_cursor(self) -> None:
+        """A disk machine's snapshot: its files' copy at the entry being
+        applied (the machine takes it now, inside this apply, so the copy and
+        the session table packed with it are at the same index)."""
+        index = self.last_applied
+        if (self.pending_snapshot is not None or self.installing is not None
+                or index <= self.log.snapshot_index
+                or index < self.log.snapshot_index + self.config.min_snapshot_interval
+                or self.machine.applied_index(self.machine_state) != index):
+            return
+        term = self.log.term_at(index)
+        cluster = self._cluster_at(index)
+        if term is None or not cluster:
+            return
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
+        self.pending_snapshot = meta
+        image = self.machine.snapshot_image(self.machine_state)
+        self._emit(fx.WriteSnapshot(meta, data=self._snapshot_payload(image)))
+
     def _snapshot_payload(self, state: Any) -> bytes:
         # Encode now: a machine that mutates its state in place would otherwise
         # change the snapshot before the shell gets to write it.
@@ -1221,6 +1265,8 @@ class RaftServer:
         return codec.pack(state)
 
     def _checkpoint(self, index: int, state: Any) -> None:
+        if self.machine.disk:
+            return   # a disk machine's files are a recovery point that is always current
         newest = self.checkpoints[-1].index if self.checkpoints else 0
         if (self.pending_snapshot is not None or self.installing is not None
                 or self.pending_checkpoint is not None
@@ -1292,6 +1338,7 @@ class RaftServer:
         self.snapshot_meta = meta
         self._compact_cluster_history(meta.index)
         self._emit(fx.TruncateLogBelow(meta.index))
+        self.machine.released(self.machine_state, meta.index)
         self._drop_checkpoints_below(meta.index)
         # The shell keeps only the newest snapshot: restart transfers of older ones.
         for sid in sorted(self.peers):
@@ -1361,7 +1408,10 @@ class RaftServer:
         old_meta, old_state = self.snapshot_meta, self.machine_state
         self.log.install_snapshot(meta.index, meta.term)
         self.snapshot_meta = meta
-        state = self.machine_state = self._unwrap_snapshot_state(state)
+        state = self._unwrap_snapshot_state(state)
+        if self.machine.disk:
+            state = self.machine.install(self.machine_state, state, meta.index)
+        self.machine_state = state
         self.machine_version = meta.machine_version
         self.commit_index = max(self.commit_index, meta.index)
         self.last_applied = meta.index
@@ -1526,7 +1576,7 @@ class RaftServer:
         # The query sees a read-only view: it runs outside Raft, so a change
         # it made would fork this replica from the others.
         try:
-            result = readonly.unwrap(fun(readonly.view(self.machine_state)))
+            result = readonly.unwrap(fun(self.machine.query_state(self.machine_state)))
         except Exception as exc:  # a query bug must not kill the server
             self._emit(fx.Reply(caller, Error("QueryFailed", f"the query raised {exc!r}"), self.leader_id))
             return

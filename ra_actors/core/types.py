@@ -366,6 +366,10 @@ class ServerConfig:
     # When a leader whose code runs a newer machine version switches to it
     # (Ra's machine_upgrade_strategy, see UPGRADE_STRATEGIES).
     machine_upgrade_strategy: str = "quorum"
+    # The node's WAL the server writes to: its index in the node's wal_dirs
+    # (None: chosen by a hash of the uid).  Used when the server is created;
+    # the choice is then recorded on the node, and later changes do nothing.
+    wal: int | None = None
 
 
 #: Ra's ``machine_upgrade_strategy``: ``"quorum"`` -- a new leader switches

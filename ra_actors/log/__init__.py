@@ -1,6 +1,7 @@
 """Ra's storage for one node, as plain Python (no Thespian here).
 
-One write-ahead log shared by every server on the node, per-server segment
+One write-ahead log per WAL directory (one by default), each shared by the
+servers assigned to it, per-server segment
 files, snapshots, durable Raft metadata and server configs, with crash
 recovery that never loses an acknowledged entry and never skips a corrupt
 one.  The runtime's WAL, segment-writer and snapshot-writer actors drive
@@ -11,6 +12,7 @@ these classes; each module's docstring states its rules:
 * :mod:`.lock`           the data-directory lock (one WAL per directory)
 * :mod:`.wal_format`     WAL file format and the validating scanner
 * :mod:`.wal`            :class:`Wal`: batched write + one sync, gap detection, rollover
+* :mod:`.wal_dirs`       a node's WAL directories and which one each server writes to
 * :mod:`.segment`        segment file format, :class:`Segment` reader
 * :mod:`.segment_writer` :class:`SegmentWriter`: closed WAL files -> segments
 * :mod:`.snapshot`       :class:`SnapshotStore`, chunked transfer

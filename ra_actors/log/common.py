@@ -5,9 +5,13 @@ Rules:
 * Layout of a node's data directory (every path is built here, nowhere else)::
 
       <data_dir>/LOCK                                  exclusive lock of the node's WAL
+                                                       (another WAL directory: <wal_dir>/LOCK)
       <data_dir>/FLUSH                                 lock held while WAL files move into segments
-      <data_dir>/wal/<n:016d>.wal                      write-ahead log files, in order
+      <data_dir>/wal/<n:016d>.wal                      write-ahead log files, in order (the
+                                                       default WAL directory; see .wal_dirs)
+      <wal_dir>/WAL_ID                                 the WAL's identity (.wal_dirs)
       <data_dir>/servers/<uid>/config                  ServerConfig (msgpack, crc)
+      <data_dir>/servers/<uid>/wal                     the WAL directory it writes to (.wal_dirs)
       <data_dir>/servers/<uid>/meta                    current_term + voted_for (durable)
       <data_dir>/servers/<uid>/last_applied            recovery hint (not fsynced)
       <data_dir>/servers/<uid>/segments/<n:016d>.segment
@@ -40,6 +44,7 @@ import ra_actors.log.fileio as fileio
 __all__ = [
     "LogUsageError", "SnapshotNotFound", "SYNC_METHODS", "check_uid", "wal_dir", "servers_dir",
     "server_dir", "segments_dir", "snapshots_dir", "checkpoints_dir", "lock_path", "flush_lock_path",
+    "wal_lock_path",
     "numbered_name", "list_numbered", "probe_storage",
     "fsync_dir", "write_all", "writev_all", "sync_fd", "atomic_write", "read_checked_file", "encode_checked_file",
     "remove_tree_durably", "remove_hidden_leftovers", "iter_server_uids", "crc32",
@@ -102,15 +107,26 @@ def flush_lock_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "FLUSH"
 
 
+def wal_lock_path(data_dir: str | os.PathLike, wdir: str | os.PathLike) -> Path:
+    """The lock of the WAL in ``wdir``: ``<data_dir>/LOCK`` for the default
+    WAL directory (as before there were several), ``<wdir>/LOCK`` for any
+    other, so that two nodes never write one WAL directory."""
+    if os.path.realpath(wdir) == os.path.realpath(wal_dir(data_dir)):
+        return lock_path(data_dir)
+    return Path(wdir) / "LOCK"
+
+
 PROBE_NAME = ".probe.tmp"   # hidden (never a server uid), and a leftover recovery removes
 
 
-def probe_storage(data_dir: str | os.PathLike, size: int = 1 << 20) -> None:
-    """Whether the disk takes writes again: in the WAL directory and in the
-    servers' directory, write ``size`` bytes to a file, sync it, remove it
-    and sync the directory.  Raises StorageError naming what the disk
-    refused (the file is removed if it can be)."""
-    for directory in (wal_dir(data_dir), servers_dir(data_dir)):
+def probe_storage(data_dir: str | os.PathLike, size: int = 1 << 20, wal_dirs=None, servers: bool = True) -> None:
+    """Whether the disk takes writes again: in each WAL directory
+    (``wal_dirs``, default ``[<data_dir>/wal]``; ``[]``: none) and, with
+    ``servers``, in the servers' directory, write ``size`` bytes to a file,
+    sync it, remove it and sync the directory.  Raises StorageError naming
+    what the disk refused (the file is removed if it can be)."""
+    dirs = [Path(d) for d in (wal_dirs if wal_dirs is not None else [wal_dir(data_dir)])]
+    for directory in dirs + ([servers_dir(data_dir)] if servers else []):
         _probe_directory(directory, size)
 
 

@@ -3,7 +3,7 @@
 Rules:
 
 * The node's WAL holds an exclusive ``flock`` on ``<data_dir>/LOCK`` for as
-  long as it is open.  A second holder — another process, or another open
+  long as it is open (a WAL in a directory of its own: ``<wal_dir>/LOCK``).  A second holder — another process, or another open
   in the same process — gets :class:`ra_actors.errors.DataDirLocked` naming
   the directory and the pid recorded by the holder, instead of two writers
   interleaving records in one log.
@@ -36,13 +36,15 @@ class DataDirLock:
     """Exclusive lock on a data directory (created if missing).
 
     ``DataDirLock(data_dir)`` acquires immediately or raises DataDirLocked;
-    ``release()`` (or leaving a ``with`` block) gives it back.
+    ``release()`` (or leaving a ``with`` block) gives it back.  ``path``: the
+    lock file, when it is not ``<data_dir>/LOCK`` (the lock of a WAL
+    directory of its own, :func:`.common.wal_lock_path`).
     """
 
-    def __init__(self, data_dir: str | os.PathLike):
+    def __init__(self, data_dir: str | os.PathLike, path: str | os.PathLike | None = None):
         self.data_dir = Path(data_dir)
-        fileio.mkdir(self.data_dir)
-        self.path = lock_path(self.data_dir)
+        self.path = Path(path) if path is not None else lock_path(self.data_dir)
+        fileio.mkdir(self.path.parent)
         # A read-only or inaccessible data dir fails here, as StorageError naming LOCK.
         fd = fileio.open(self.path, os.O_RDWR | os.O_CREAT)
         try:
@@ -50,8 +52,10 @@ class DataDirLock:
         except BlockingIOError:
             holder = fileio.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             fileio.close(fd)
-            raise DataDirLocked(f"data directory {self.data_dir} is locked by another ra_actors "
-                                f"node (pid {holder}); stop it first or use another directory") from None
+            where = (f"data directory {self.data_dir}" if self.path == lock_path(self.data_dir)
+                     else f"WAL directory {self.path.parent}")
+            raise DataDirLocked(f"{where} is locked by another ra_actors node (pid {holder}); "
+                                "stop it first or use another directory") from None
         except BaseException:
             fileio.close(fd)
             raise

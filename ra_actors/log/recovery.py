@@ -3,7 +3,8 @@
 API::
 
     node = recover_node(data_dir, sync_method="datasync", wal_max_size_bytes=...)
-    node.wal                     # the open Wal (holds the data-dir lock)
+    node = recover_node(data_dir, wal_dir=wdir)   # one WAL of a node with several (.wal_dirs)
+    node.wal                     # the open Wal (holds the data-dir lock, or its directory's)
     node.segment_writer          # the SegmentWriter for closed WAL files
     node.warnings                # torn tails repaired, leftovers removed
     node.configs()               # every server configured on the node
@@ -35,8 +36,12 @@ Rules:
   (every checksum; runs re-written into fresh, freshly synced segments).
 * Options: :func:`recover_node_with_options` takes a node's ``log_options``
   dict and refuses unknown keys (:mod:`.options`).
+* One WAL at a time: a node with several WAL directories recovers each
+  with its own ``recover_node(..., wal_dir=...)`` (its own lock, under the
+  one flush lock), which flushes that directory's old files only.  Servers
+  created through a ``NodeStorage`` are assigned to its WAL.
 * After that, every durable entry of a server is in its segments or in the
-  current WAL file, and ``ServerLog.open`` finds it.
+  current file of its WAL, and ``ServerLog.open`` finds it.
 """
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ from pathlib import Path
 
 from ..core.types import ServerConfig
 import ra_actors.log.fileio as fileio
-from .common import list_numbered, remove_hidden_leftovers, servers_dir, wal_dir
+from .common import list_numbered, remove_hidden_leftovers, servers_dir, wal_dir as default_wal_dir, wal_lock_path
 from .config_store import list_configs
 from .integrity import check_contiguous
 from .lock import DataDirLock
@@ -78,7 +83,7 @@ class NodeStorage:
         return list_configs(self.data_dir)
 
     def create_server(self, config: ServerConfig) -> ServerLog:
-        slog = ServerLog.create(self.data_dir, config)
+        slog = ServerLog.create(self.data_dir, config, wal_dir=self.wal.dir)
         self.servers[config.uid] = slog
         return slog
 
@@ -127,33 +132,36 @@ class NodeStorage:
 def recover_node(data_dir: str | os.PathLike, *, sync_method: str = "datasync",
                  wal_max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES,
                  segment_max_count: int = DEFAULT_SEGMENT_MAX_COUNT,
-                 segment_max_size_bytes: int = DEFAULT_SEGMENT_MAX_SIZE_BYTES) -> NodeStorage:
+                 segment_max_size_bytes: int = DEFAULT_SEGMENT_MAX_SIZE_BYTES,
+                 wal_dir: str | os.PathLike | None = None) -> NodeStorage:
     """Open a node's storage (see the module rules); LogCorruption or StorageError
-    if it cannot be opened without guessing."""
+    if it cannot be opened without guessing.  ``wal_dir``: the WAL to open
+    (default ``<data_dir>/wal``)."""
     check_log_options({"sync_method": sync_method, "wal_max_size_bytes": wal_max_size_bytes,
                        "segment_max_entries": segment_max_count,
                        "segment_max_size_bytes": segment_max_size_bytes})
     data_dir = Path(data_dir)
-    lock = DataDirLock(data_dir)
+    wdir = Path(wal_dir) if wal_dir is not None else default_wal_dir(data_dir)
+    fileio.mkdir(data_dir)
+    lock = DataDirLock(data_dir, wal_lock_path(data_dir, wdir))
     try:
         writer = SegmentWriter(data_dir, max_count=segment_max_count,
-                               max_size_bytes=segment_max_size_bytes)
+                               max_size_bytes=segment_max_size_bytes, wal_dirs=[wdir])
         with writer.lock:
-            flushes, warnings, files = _flush_old_files(data_dir, writer)
+            flushes, warnings, files = _flush_old_files(data_dir, writer, wdir)
         wal = Wal(data_dir, sync_method=sync_method, max_size_bytes=wal_max_size_bytes, lock=lock,
-                  number_after=files[-1][0] if files else 0)
+                  number_after=files[-1][0] if files else 0, wal_dir=wdir)
     except BaseException:
         lock.release()
         raise
     return NodeStorage(data_dir, wal, writer, lock, tuple(flushes), warnings)
 
 
-def _flush_old_files(data_dir: Path, writer: SegmentWriter) -> tuple[list, list, list]:
-    """Leftovers out, every old WAL file into segments, the result checked
-    (the caller holds the flush lock).  ``(flushes, warnings, files)``."""
+def _flush_old_files(data_dir: Path, writer: SegmentWriter, wdir: Path) -> tuple[list, list, list]:
+    """Leftovers out, every old WAL file of ``wdir`` into segments, the result
+    checked (the caller holds the flush lock).  ``(flushes, warnings, files)``."""
     fileio.mkdir(servers_dir(data_dir))
     remove_hidden_leftovers(servers_dir(data_dir))
-    wdir = wal_dir(data_dir)
     fileio.mkdir(wdir)
     remove_hidden_leftovers(wdir)
     files = list_numbered(wdir, WAL_SUFFIX)
@@ -182,7 +190,8 @@ def _flush_old_files(data_dir: Path, writer: SegmentWriter) -> tuple[list, list,
     return flushes, warnings, files
 
 
-def recover_node_with_options(data_dir: str | os.PathLike, options: dict | None) -> NodeStorage:
+def recover_node_with_options(data_dir: str | os.PathLike, options: dict | None,
+                              wal_dir: str | os.PathLike | None = None) -> NodeStorage:
     """:func:`recover_node` from a node's ``log_options`` dict (unknown keys are
     refused, see :mod:`.options`)."""
-    return recover_node(data_dir, **check_log_options(options))
+    return recover_node(data_dir, wal_dir=wal_dir, **check_log_options(options))

@@ -2,10 +2,11 @@
 
 API (what the runtime's segment-writer actor calls)::
 
-    sw = SegmentWriter(data_dir, max_count=4096, max_size_bytes=64_000_000)
+    sw = SegmentWriter(data_dir, max_count=4096, max_size_bytes=64_000_000,
+                       wal_dirs=None)             # the node's WAL directories (None: <data_dir>/wal)
     result = sw.flush_wal_file(path)      # for every closed WAL file, in file order
     result.segments                       # {uid: (SegmentRef, ...)} to tell each server
-    sw.flush_closed_files()               # every WAL file but the newest (a restarted writer)
+    sw.flush_closed_files()               # every WAL file but the newest, in each WAL directory
     sw.segments_for(uid)                  # every segment of a server (oldest first)
     with sw.lock: ...                     # the data directory's flush lock (recovery holds it)
 
@@ -45,10 +46,13 @@ Rules:
   waited for): a segment writer and the recovery of a WAL being reopened
   never write segments at once.  A file that is gone once the lock is held
   was moved already (a repeated or stale request): nothing to do.
-  ``flush_closed_files`` moves every WAL file but the newest, which is
-  either the WAL's current file or, while no WAL is open, the one whose
-  torn tail only recovery may repair: what a restarted segment writer does
-  first, for the files its predecessor was handed.
+  ``flush_closed_files`` moves every WAL file but the newest of each WAL
+  directory, which is either that WAL's current file or, while it is not
+  open, the one whose torn tail only recovery may repair: what a restarted
+  segment writer does first, for the files its predecessor was handed.
+* A node with several WALs (:mod:`.wal_dirs`) has one segment writer for
+  all: "in order" is per WAL directory (a server's entries are all in one
+  WAL), and the one flush lock serialises the moves of every WAL.
 * All file I/O goes through :mod:`.fileio`.
 """
 from __future__ import annotations
@@ -120,10 +124,11 @@ class SegmentWriter:
     """Writes per-server segment files from closed WAL files (see the module rules)."""
 
     def __init__(self, data_dir: str | os.PathLike, *, max_count: int = DEFAULT_SEGMENT_MAX_COUNT,
-                 max_size_bytes: int = DEFAULT_SEGMENT_MAX_SIZE_BYTES):
+                 max_size_bytes: int = DEFAULT_SEGMENT_MAX_SIZE_BYTES, wal_dirs=None):
         if max_count < 1 or max_size_bytes < 1:
             raise ValueError("max_count and max_size_bytes must be positive")
         self.data_dir = Path(data_dir)
+        self.wal_dirs = [Path(d) for d in wal_dirs] if wal_dirs else [wal_dir(self.data_dir)]
         self.max_count = max_count
         self.max_size_bytes = max_size_bytes
         self.failed: StorageError | None = None
@@ -138,12 +143,15 @@ class SegmentWriter:
         return refs
 
     def flush_closed_files(self) -> list[SegmentFlush]:
-        """Move every WAL file but the newest into segments (module rules)."""
+        """Move every WAL file but the newest of each WAL directory into
+        segments (module rules)."""
+        out = []
         with self.lock:
-            files = list_numbered(wal_dir(self.data_dir), WAL_SUFFIX)
-            if len(files) < 2:
-                return []
-            return [self.flush_wal_file(files[-2][1])]
+            for wdir in self.wal_dirs:
+                files = list_numbered(wdir, WAL_SUFFIX)
+                if len(files) >= 2:
+                    out.append(self.flush_wal_file(files[-2][1]))
+        return out
 
     def flush_wal_file(self, path: str | os.PathLike, *, newest: bool = False) -> SegmentFlush:
         """Move WAL file ``path`` into segments and delete it.

@@ -49,6 +49,9 @@ Rules:
   flag.  After a crash such a restart is re-derived: entries after the
   snapshot whose term is below the snapshot's, or that break term order,
   are dropped with a warning.
+* A server's entries not yet in segments are in the files of one WAL, the
+  one its record names (:mod:`.wal_dirs`); a directory that holds another
+  WAL or none is WalNotFound, never a log recovered without them.
 * Recovery refuses to invent data: a hole between the snapshot and the last
   entry, or any checksum failure, is LogCorruption.  WAL files are read
   without modifying them; only the newest may end in a torn (in-flight)
@@ -80,12 +83,13 @@ from ..core.types import Entry, ServerConfig, ServerId, SnapshotMeta
 from ..errors import LogCorruption, ServerAlreadyExists
 import ra_actors.log.fileio as fileio
 from .common import (LogUsageError, check_uid, checkpoints_dir, fsync_dir, list_numbered, remove_tree_durably,
-                     segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir)
+                     segments_dir, server_dir, servers_dir, snapshots_dir, wal_dir as default_wal_dir)
 from .config_store import config_path, load_config, save_config
 from .meta import MetaStore
 from .segment import SEGMENT_SUFFIX, Segment, SegmentRef, effective_ranges
 from .snapshot import MAX_CHUNK_SIZE, CheckpointStore, SnapshotAcceptor, SnapshotStore
 from .wal import WAL_SUFFIX
+from .wal_dirs import assigned_wal_dir, check_wal_identity, record_assignment, same_dir
 from .wal_format import scan_wal_file
 
 __all__ = ["ServerLog", "WalAppend", "delete_server_data"]
@@ -155,28 +159,43 @@ class ServerLog:
         return config_path(data_dir, uid).exists()
 
     @classmethod
-    def create(cls, data_dir: str | os.PathLike, config: ServerConfig) -> "ServerLog":
-        """Make a new server's directory and durable config, then open it."""
+    def create(cls, data_dir: str | os.PathLike, config: ServerConfig,
+               wal_dir: str | os.PathLike | None = None) -> "ServerLog":
+        """Make a new server's directory and durable config, then open it.
+        ``wal_dir``: the WAL it writes to, recorded first (:mod:`.wal_dirs`;
+        None or ``<data_dir>/wal``: no record, which means that directory)."""
         check_uid(config.uid)
         if cls.exists(data_dir, config.uid):
             raise ServerAlreadyExists(f"server uid {config.uid} already has data in {data_dir}")
         fileio.mkdir(servers_dir(data_dir))
+        if wal_dir is not None and not same_dir(wal_dir, default_wal_dir(data_dir)):
+            # (no record is the default directory: nothing more to sync per new server there)
+            record_assignment(data_dir, config.uid, wal_dir)
         save_config(data_dir, config)
         fsync_dir(servers_dir(data_dir))
-        return cls.open(data_dir, config.uid, read_wal=False)   # new: nothing of it in the WAL
+        # new: nothing of it in the WAL
+        return cls.open(data_dir, config.uid, read_wal=False, wal_dir=wal_dir)
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike, uid: str, *, read_wal: bool = True) -> "ServerLog":
+    def open(cls, data_dir: str | os.PathLike, uid: str, *, read_wal: bool = True,
+             wal_dir: str | os.PathLike | None = None) -> "ServerLog":
         """Recover server ``uid`` from disk: meta, snapshot, segments and (with
-        ``read_wal``) its entries still in WAL files, read without modifying them."""
-        return cls(data_dir, uid, read_wal=read_wal)
+        ``read_wal``) its entries still in its WAL's files, read without
+        modifying them.  ``wal_dir``: where its WAL is (default: what its
+        record says, :mod:`.wal_dirs`); WalNotFound if that directory holds
+        another WAL or none."""
+        return cls(data_dir, uid, read_wal=read_wal, wal_dir=wal_dir)
 
-    def __init__(self, data_dir: str | os.PathLike, uid: str, *, read_wal: bool = True):
+    def __init__(self, data_dir: str | os.PathLike, uid: str, *, read_wal: bool = True,
+                 wal_dir: str | os.PathLike | None = None):
         self.data_dir = Path(data_dir)
         self.uid = check_uid(uid)
         self.dir = server_dir(self.data_dir, uid)
         if not self.dir.is_dir():
             raise LogUsageError(f"no server {uid} in {self.data_dir}")
+        self.wal_dir = Path(wal_dir) if wal_dir is not None else assigned_wal_dir(self.data_dir, uid)
+        if read_wal:
+            check_wal_identity(self.data_dir, uid, self.wal_dir)
         self.config: ServerConfig | None = (load_config(self.data_dir, uid)
                                             if config_path(self.data_dir, uid).exists() else None)
         self.meta = MetaStore(self.dir)
@@ -209,7 +228,7 @@ class ServerLog:
         self._closed = False
 
     def _load_wal_entries(self) -> None:
-        files = list_numbered(wal_dir(self.data_dir), WAL_SUFFIX)
+        files = list_numbered(self.wal_dir, WAL_SUFFIX)
         for k, (_n, path) in enumerate(files):
             try:
                 # Only the newest file (the live one) may end in an in-flight or
@@ -731,9 +750,20 @@ class ServerLog:
         save_config(self.data_dir, config)
         self.config = config
 
+    def machine_dir(self) -> str:
+        """``<server dir>/machine``, created if missing: a disk machine's
+        files (what is in it is the machine's business; it goes with the
+        server's data)."""
+        path = self.dir / "machine"
+        if not path.is_dir():
+            fileio.mkdir(path)
+            fsync_dir(self.dir)
+        return str(path)
+
     # ------------------------------------------------------------ lifecycle
     def overview(self) -> dict:
-        return {"uid": self.uid, "first_index": self.first_index, "last_index": self.last_index,
+        return {"uid": self.uid, "wal_dir": str(self.wal_dir),
+                "first_index": self.first_index, "last_index": self.last_index,
                 "last_written_index": self.last_written[0], "snapshot_index": self.snapshot_index,
                 "checkpoints": [i for i, _t, _p in self.checkpoints._files()],
                 "mem_table_entries": len(self._mem), "segments": len(self._segs),

@@ -5,7 +5,13 @@ Rules:
 * Read-only: nothing is repaired, truncated, moved or locked, so a check may
   run beside a live node (its current WAL file may then show an in-flight
   tail, and a file deleted while the check runs is skipped).
-* ``check_data_dir`` checks the files *and* the log they add up to.
+* ``check_data_dir`` checks the files *and* the log they add up to, over
+  every WAL directory of the node (``wal_dirs``; a directory a server's
+  record names is checked too, even if not given): each server's log is
+  read from its own WAL only, as recovery reads it.  A server whose WAL
+  directory holds another WAL or none (an unmounted volume) is *corrupt*,
+  as is a damaged ``WAL_ID``; records of a server in another WAL than its
+  own are *suspicious* (recovery does not read them).
 
   Files: every WAL, segment and snapshot file and every meta/config file,
   all checksums, all structure.  A torn tail of the **newest** WAL file is
@@ -49,6 +55,7 @@ from .segment import MAGIC as SEGMENT_MAGIC, SEGMENT_SUFFIX, Segment
 from .segment_writer import final_runs
 from .snapshot import MAGIC as SNAPSHOT_MAGIC, decode_snapshot, snapshot_files
 from .wal import WAL_SUFFIX
+from .wal_dirs import assigned_wal_dir, read_assignment, read_wal_id, same_dir
 from .wal_format import MAGIC as WAL_MAGIC, TORN_SUFFIX, WalScan, examine_wal_file
 
 __all__ = ["FileReport", "ServerReport", "CheckReport", "check_data_dir", "dump_file",
@@ -85,6 +92,7 @@ class ServerReport:
     meta: dict = field(default_factory=dict)  # current_term, voted_for, last_applied
     problems: list = field(default_factory=list)  # why corrupt
     warnings: list = field(default_factory=list)  # why suspicious
+    wal_dir: str | None = None  # the WAL directory it writes to
 
 
 @dataclass
@@ -92,6 +100,7 @@ class CheckReport:
     data_dir: str
     files: list = field(default_factory=list)
     servers: list = field(default_factory=list)
+    wal_dirs: list = field(default_factory=list)  # [{"dir", "exists", "listed", "id", "problem"}]
 
     @property
     def corrupt(self) -> list:
@@ -111,10 +120,11 @@ class CheckReport:
 
     @property
     def sound(self) -> bool:
-        return not self.corrupt and not self.corrupt_servers
+        return (not self.corrupt and not self.corrupt_servers
+                and not any(w["problem"] for w in self.wal_dirs))
 
     def as_dict(self) -> dict:
-        return {"data_dir": self.data_dir, "sound": self.sound,
+        return {"data_dir": self.data_dir, "sound": self.sound, "wal_dirs": self.wal_dirs,
                 "verdict": "sound" if self.sound else "corrupt",
                 "files": [asdict(f) for f in self.files],
                 "servers": [asdict(s) for s in self.servers],
@@ -263,15 +273,24 @@ def _server_report(uid: str, sdir: Path, files: list[FileReport], sources: list[
     return rep
 
 
-def check_data_dir(data_dir: str | os.PathLike) -> CheckReport:
-    """Verify everything under a node's data directory (see the module rules)."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"no such data directory: {data_dir}")
-    report = CheckReport(str(data_dir))
-    # WAL files first, then segments (as ServerLog reads them): a WAL file
-    # flushed while we look then shows up in the segments, never in neither.
-    wal_files = list_numbered(wal_dir(data_dir), WAL_SUFFIX)
+def _wal_dirs_to_check(data_dir: Path, wal_dirs) -> list[Path]:
+    """The node's WAL directories (given, else ``<data_dir>/wal``) and every
+    directory a server's record names (a WAL the node no longer lists is
+    still where that server's entries are)."""
+    out = [Path(d) for d in (wal_dirs or [wal_dir(data_dir)])]
+    for uid in iter_server_uids(data_dir):
+        try:
+            wdir = assigned_wal_dir(data_dir, uid)
+        except LogCorruption:
+            continue   # the record's own report says why
+        if not any(same_dir(wdir, d) for d in out):
+            out.append(wdir)
+    return out
+
+
+def _scan_wal_dir(report: CheckReport, wdir: Path) -> tuple[dict, dict]:
+    """Check every file of one WAL directory: ``({uid: [Source]}, {uid|None: [damage]})``."""
+    wal_files = list_numbered(wdir, WAL_SUFFIX)
     wal_sources: dict[str, list[Source]] = {}
     wal_damage: dict[str | None, list[str]] = {}
     for k, (_n, path) in enumerate(wal_files):
@@ -290,7 +309,56 @@ def check_data_dir(data_dir: str | os.PathLike) -> CheckReport:
             wal_damage.setdefault(uid, []).append(
                 f"{rng} in WAL file {path} are unreadable"
                 + ("" if uid else " (the damaged block's writer is unknown)"))
-    report.files.extend(_aside_files(wal_dir(data_dir)))
+    report.files.extend(_aside_files(wdir))
+    return wal_sources, wal_damage
+
+
+def _wal_dir_report(wdir: Path, listed: bool) -> dict:
+    entry = {"dir": str(wdir), "exists": wdir.is_dir(), "listed": listed, "id": None, "problem": None}
+    try:
+        entry["id"] = read_wal_id(wdir)
+    except LogCorruption as exc:
+        entry["problem"] = str(exc)
+    return entry
+
+
+def _assignment(data_dir: Path, uid: str, dirs: list[Path], wal_ids: list) -> tuple[int | None, list, list]:
+    """``(index of the server's WAL in dirs, problems, files)`` (see the module rules)."""
+    problems, files = [], []
+    rec_path = server_dir(data_dir, uid) / "wal"
+    try:
+        rec = read_assignment(data_dir, uid)
+    except LogCorruption as exc:
+        files.append(FileReport(str(rec_path), "wal_assignment", "corrupt", str(exc), offset=exc.offset))
+        return None, [f"its WAL assignment {rec_path} is corrupt"], files
+    if rec is not None:
+        files.append(FileReport(str(rec_path), "wal_assignment", message=f"WAL {rec[0]}"))
+    wdir = wal_dir(data_dir) if rec is None else rec[0]
+    k = next(i for i, d in enumerate(dirs) if same_dir(d, wdir))
+    if not dirs[k].is_dir():
+        problems.append(f"its WAL directory {wdir} does not exist: is its volume mounted?")
+    elif rec is not None and rec[1] is not None and wal_ids[k] != rec[1]:
+        problems.append(f"its WAL directory {wdir} holds " + ("no WAL" if wal_ids[k] is None else
+                        f"another WAL (id {wal_ids[k]})") + f", not the one it wrote to (id {rec[1]}): "
+                        "is its volume mounted?")
+    return k, problems, files
+
+
+def check_data_dir(data_dir: str | os.PathLike, wal_dirs=None) -> CheckReport:
+    """Verify everything under a node's data directory and in each of its WAL
+    directories (``wal_dirs``, default ``[<data_dir>/wal]``; see the module
+    rules)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"no such data directory: {data_dir}")
+    report = CheckReport(str(data_dir))
+    dirs = _wal_dirs_to_check(data_dir, wal_dirs)
+    listed = len(wal_dirs) if wal_dirs else 1
+    report.wal_dirs = [_wal_dir_report(d, k < listed) for k, d in enumerate(dirs)]
+    wal_ids = [w["id"] for w in report.wal_dirs]
+    # WAL files first, then segments (as ServerLog reads them): a WAL file
+    # flushed while we look then shows up in the segments, never in neither.
+    scans = [_scan_wal_dir(report, d) for d in dirs]
     for uid in iter_server_uids(data_dir):
         sdir = server_dir(data_dir, uid)
         mine: list[FileReport] = []
@@ -300,6 +368,8 @@ def check_data_dir(data_dir: str | os.PathLike) -> CheckReport:
                                                   META_VERSION, True)):
             if (sdir / name).exists():
                 mine.append(_check_small(sdir / name, kind, magic, version, hint))
+        k, wal_problems, rec_files = _assignment(data_dir, uid, dirs, wal_ids)
+        mine.extend(rec_files)
         sources: list[Source] = []
         for _n, path in list_numbered(segments_dir(data_dir, uid), SEGMENT_SUFFIX):
             checked = _check_segment(path, uid)
@@ -315,9 +385,22 @@ def check_data_dir(data_dir: str | os.PathLike) -> CheckReport:
                 mine.append(rep)
                 snapshot = (index, term)  # the newest by name is the one recovery uses
         report.files.extend(mine)
-        sources.extend(wal_sources.get(uid, ()))
-        damage = wal_damage.get(uid, []) + wal_damage.get(None, [])
-        report.servers.append(_server_report(uid, sdir, mine, sources, snapshot, damage))
+        damage = list(wal_problems)
+        elsewhere = []
+        for j, (wal_sources, wal_damage) in enumerate(scans):
+            if j == k:
+                sources.extend(wal_sources.get(uid, ()))
+                damage += wal_damage.get(uid, []) + wal_damage.get(None, [])
+            elif uid in wal_sources:
+                elsewhere.append(str(dirs[j]))
+        srep = _server_report(uid, sdir, mine, sources, snapshot, damage)
+        srep.wal_dir = str(dirs[k]) if k is not None else None
+        if elsewhere:
+            srep.warnings.append(f"WAL directories {', '.join(elsewhere)} hold records of this server, "
+                                 f"which writes to {srep.wal_dir}: recovery does not read them there")
+            if srep.verdict == "sound":
+                srep.verdict = "suspicious"
+        report.servers.append(srep)
     return report
 
 
@@ -325,7 +408,7 @@ def _ranges_text(ranges: list) -> str:
     return ", ".join(f"{lo}..{hi}" for lo, hi, _name in ranges)
 
 
-def _server_line(s: ServerReport) -> list[str]:
+def _server_line(s: ServerReport, several: bool) -> list[str]:
     verdict = {"sound": "SOUND", "suspicious": "SUSPICIOUS", "corrupt": "CORRUPT"}[s.verdict]
     if s.last_index >= s.first_index:
         where = f"log {s.first_index}..{s.last_index} (last term {s.last_term})"
@@ -344,6 +427,8 @@ def _server_line(s: ServerReport) -> list[str]:
     if s.overwrites:
         n = sum(o["to"] - o["from"] + 1 for o in s.overwrites)
         parts.append(f"{n} entries overwritten with another term")
+    if s.wal_dir and several:
+        parts.append(f"writes to WAL {s.wal_dir}")
     lines = [f"  server {s.uid}: {verdict} - " + "; ".join(parts)]
     lines += [f"      problem: {p}" for p in s.problems]
     lines += [f"      warning: {w}" for w in s.warnings]
@@ -352,6 +437,13 @@ def _server_line(s: ServerReport) -> list[str]:
 
 def format_report(report: CheckReport) -> str:
     lines = [f"checking {report.data_dir}"]
+    several = len(report.wal_dirs) > 1
+    for k, w in enumerate(report.wal_dirs if several or any(w["problem"] for w in report.wal_dirs) else ()):
+        state = ("MISSING" if not w["exists"] else "CORRUPT: " + w["problem"] if w["problem"]
+                 else f"WAL {w['id']}" if w["id"] else "no WAL id yet")
+        extra = "" if w["listed"] else " (not among the given WAL directories: a server's record names it)"
+        n = sum(1 for s in report.servers if s.wal_dir == w["dir"])
+        lines.append(f"  WAL directory {k}: {w['dir']}: {state}, {n} server{'s' if n != 1 else ''}{extra}")
     for f in report.files:
         status = {"ok": "ok", "torn": "TORN TAIL", "corrupt": "CORRUPT", "warning": "WARNING"}[f.status]
         head = f"  {f.kind:<12} {f.path}: {status}"
@@ -364,7 +456,7 @@ def format_report(report: CheckReport) -> str:
             if f.kind in ("wal", "segment"):
                 lines.append(f"      server {uid}: {s['records']} records, index {s['first']}..{s['last']}")
     for s in report.servers:
-        lines.extend(_server_line(s))
+        lines.extend(_server_line(s, several))
     totals = report.as_dict()["totals"]
     per_server: dict = {}
     for f in report.files:
@@ -385,6 +477,9 @@ def format_report(report: CheckReport) -> str:
                         "(see the warnings above)" if odd else ""))
     else:
         lines.append("CORRUPT")
+        for w in report.wal_dirs:
+            if w["problem"]:
+                lines.append(f"WAL directory {w['dir']}: {w['problem']}")
         for f in report.corrupt:
             lines.append(f.message)  # "corrupt: <what> (<file> at byte offset <n>)"
         for s in report.corrupt_servers:

@@ -55,7 +55,10 @@ Rules:
 * After a write the file rolls over once it is at least ``max_size_bytes``
   long; the closed file is complete and synced.  The segment writer deletes
   it once its entries are durable in segments.
-* The WAL holds the data directory's exclusive lock (:mod:`.lock`).
+* The WAL holds the data directory's exclusive lock (:mod:`.lock`), or its
+  own directory's when that is not ``<data_dir>/wal`` (a node with several
+  WALs, :mod:`.wal_dirs`: each is a ``Wal`` of its own, with its own files,
+  batches and syncs).  It makes the directory's ``WAL_ID`` when there is none.
 * A failed write or sync raises :class:`ra_actors.errors.StorageError`
   (path and errno) and the WAL is dead from then on: every later
   ``append*``/``flush``/``roll_over`` raises StorageError too, nothing of the
@@ -85,8 +88,10 @@ from ..codec import pack
 from ..core.messages import ResendWrite, Written
 from ..errors import StorageError
 import ra_actors.log.fileio as fileio
-from .common import SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbered, numbered_name, wal_dir
+from .common import (SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbered, numbered_name,
+                     wal_dir as default_wal_dir, wal_lock_path)
 from .lock import DataDirLock
+from .wal_dirs import ensure_wal_id
 from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
                          encode_table, file_header, table_columns)
 
@@ -253,20 +258,23 @@ class Wal:
 
     def __init__(self, data_dir: str | os.PathLike, *, sync_method: str = "datasync",
                  max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES, lock: DataDirLock | None = None,
-                 number_after: int = 0):
+                 number_after: int = 0, wal_dir: str | os.PathLike | None = None):
         """``number_after``: number new files above this one even if no older file is
         left (recovery deletes the files it flushed before the WAL opens, and a
         file number is never reused: a stale hand-over of an old file's path
-        must not name a live file)."""
+        must not name a live file).  ``wal_dir``: the WAL's directory, when it
+        is not ``<data_dir>/wal`` (a node with several WALs, :mod:`.wal_dirs`)."""
         if sync_method not in SYNC_METHODS:
             raise LogUsageError(f"sync_method must be one of {SYNC_METHODS}, not {sync_method!r}")
         if not isinstance(max_size_bytes, int) or max_size_bytes < MIN_MAX_SIZE_BYTES:
             raise LogUsageError(f"max_size_bytes must be an int >= {MIN_MAX_SIZE_BYTES}")
         self.data_dir = Path(data_dir)
+        self.dir = Path(wal_dir) if wal_dir is not None else default_wal_dir(self.data_dir)
         self.sync_method = sync_method
         self.max_size_bytes = max_size_bytes
         self._own_lock = lock is None
-        self._lock_obj = lock if lock is not None else DataDirLock(self.data_dir)
+        self._lock_obj = lock if lock is not None else DataDirLock(self.data_dir,
+                                                                   wal_lock_path(self.data_dir, self.dir))
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
         self._pending: list[tuple[EncodedAppend, tuple]] = []  # (append, term runs)
@@ -279,8 +287,8 @@ class Wal:
         self.stats = {"files": 0, "batches": 0, "records": 0, "bytes_written": 0, "syncs": 0,
                       "dropped": 0}
         try:
-            self.dir = wal_dir(self.data_dir)
             fileio.mkdir(self.dir)
+            self.id = ensure_wal_id(self.dir)
             existing = list_numbered(self.dir, WAL_SUFFIX)
             # Files of an earlier life: never appended to again; the segment writer
             # moves them to segments (in this order) and deletes them.

@@ -40,7 +40,10 @@ DEFAULT_ALLOWED_MODULES = ("machines",)
 
 # The callbacks of ra_actors.core.machine.Machine: never queries.
 MACHINE_CALLBACKS = frozenset({"init", "apply", "state_enter", "tick", "overview", "version", "which_module",
-                               "snapshot_installed", "init_aux", "handle_aux"})
+                               "snapshot_installed", "init_aux", "handle_aux",
+                               # a disk machine's (ra_actors.core.machine.DISK_CALLBACKS)
+                               "open", "applied_index", "applied_reply", "snapshot", "install", "close", "release",
+                               "query_view"})
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

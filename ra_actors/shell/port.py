@@ -138,6 +138,11 @@ class ServerStore(Protocol):
     def delete_checkpoints(self, metas: tuple) -> None:
         """Remove these checkpoints (missing ones are ignored)."""
 
+    def machine_dir(self) -> Any:
+        """Where a disk machine keeps its files (created if missing, removed
+        with the server's data): a path on real files; a store that has none
+        raises ``MachineError``."""
+
     def overview(self) -> dict: ...
 
     def close(self) -> None: ...

@@ -45,6 +45,9 @@ Rules:
   first reply, so a client that got an answer never reads older counters),
   and the leader and members whenever the core's change.  Publishing costs
   one tuple per round; it decides nothing.
+* **Disk machines** get their directory from the store
+  (``ServerStore.machine_dir``); their files are closed when the server
+  closes or crashes.
 * No I/O, no Thespian, no wall clock here: time is ``port.now_ms()``.
 """
 from __future__ import annotations
@@ -56,7 +59,7 @@ from typing import Any, Callable
 from ..core import codec
 from ..core import effects as fx
 from ..core import messages as m
-from ..core.machine import Machine
+from ..core.machine import Machine, is_disk_machine
 from ..core.server import RaftServer
 from ..core.types import (CANDIDATE, LEADER, LEADING_ROLES, MEMBERSHIPS, MUTABLE_CONFIG_KEYS, PRE_VOTE, ROLES,
                           NoReply, ServerConfig,
@@ -219,7 +222,8 @@ class ServerShell:
         self.store = store
         self.machine_impl = machine_impl
         self.nodes_down = set(nodes_down)
-        self.core = self.core_factory(config, Machine(machine_impl), store.recover())
+        directory = store.machine_dir() if is_disk_machine(machine_impl) else None
+        self.core = self.core_factory(config, Machine(machine_impl, directory), store.recover())
         self._last_applied_written = self.core.last_applied
         meta = self.core.snapshot_meta
         if meta is not None:
@@ -247,10 +251,21 @@ class ServerShell:
             return
         self.closed = True
         self._write_last_applied()
+        self._close_machine()
         try:
             self.store.close()
         except Exception as exc:  # noqa: BLE001 - closing is best effort
             self.port.log(f"closing the store failed: {exc!r}")
+
+    def _close_machine(self) -> None:
+        """A disk machine's files are released with the server (closing twice is harmless)."""
+        core = self.core
+        if core is None or not core.machine.disk:
+            return
+        try:
+            core.machine.close(core.machine_state)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            self.port.log(f"closing the machine's files failed: {exc!r}")
 
     @property
     def running(self) -> bool:
@@ -362,6 +377,7 @@ class ServerShell:
         if self.crashed:
             return
         self.crashed = True
+        self._close_machine()
         self.port.crash(reason, exc)
 
     def _deliver_all(self, msgs) -> None:

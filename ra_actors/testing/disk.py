@@ -43,6 +43,15 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   unreachable, as for a log reader).
 * A durable entry "counts" (:meth:`NodeDisk.durable_covers`) only if recovery
   would return it: the acknowledgement invariants rely on exactly that.
+* **Machine files** (:class:`MachineFiles`, a disk machine's directory,
+  ``SimStore.machine_dir``): what the machine committed (``committed``) and
+  what a node crash keeps (``durable``).  A commit is atomic but not
+  synced, as SQLite's ``synchronous=NORMAL``: a process crash keeps every
+  commit; the node's page cache reaches the disk now and then (at a
+  quarter of the WAL batches that finish, ``durable = committed``); a node
+  crash keeps the last commits or goes back to ``durable``, at random (so
+  the files may fall behind the log's snapshot).  An install is synced at
+  once.
 """
 from __future__ import annotations
 
@@ -66,6 +75,20 @@ class DiskConfig:
 
 
 @dataclass
+class MachineFiles:
+    """A disk machine's files (see the module rules).  ``committed`` and
+    ``durable`` are whatever the machine puts there (never mutated in place:
+    the machine replaces them whole)."""
+
+    committed: Any = None
+    durable: Any = None
+    lost_commits: int = 0      # node crashes that took commits back
+
+    def synced(self) -> None:
+        self.durable = self.committed
+
+
+@dataclass
 class ServerStore:
     """What is durable for one server (one ``uid``) on a node."""
 
@@ -81,6 +104,7 @@ class ServerStore:
     # Durable checkpoints by (index, term): written synchronously by the
     # server's own process, so durable as soon as it is told.
     checkpoints: dict[tuple[int, int], tuple[SnapshotMeta, bytes]] = field(default_factory=dict)
+    machine_files: MachineFiles | None = None
 
     @property
     def snapshot_index(self) -> int:
@@ -193,6 +217,13 @@ class NodeDisk:
         self.torn = 0
         self.refused = 0
 
+    def machine_files(self, uid: str) -> MachineFiles:
+        """The files of ``uid``'s disk machine (created empty)."""
+        store = self.store(uid)
+        if store.machine_files is None:
+            store.machine_files = MachineFiles()
+        return store.machine_files
+
     def store(self, uid: str) -> ServerStore:
         s = self.stores.get(uid)
         if s is None:
@@ -244,6 +275,10 @@ class NodeDisk:
         batch, self.in_flight = self.in_flight, []
         self.batches += 1
         notes = self._apply(batch)
+        for uid in sorted(self.stores):
+            files = self.stores[uid].machine_files
+            if files is not None and self.rng.random() < 0.25:
+                files.synced()     # the page cache reached the disk (now and then)
         if self.pending:
             return notes, self.start_batch()
         self.state = "idle"
@@ -395,6 +430,15 @@ class NodeDisk:
             uid, _, meta, data, _ = self._snap_queue[0]
             self.store(uid).add_snapshot(meta, data)
             report["snapshot_landed"] = True
+        lost = 0
+        for uid in sorted(self.stores):
+            files = self.stores[uid].machine_files
+            if files is not None and files.committed is not files.durable and self.rng.random() < 0.5:
+                files.committed = files.durable      # the page cache never reached the disk
+                files.lost_commits += 1
+                lost += 1
+        if lost:
+            report["machine_commits_lost"] = lost
         self.pending, self.in_flight = [], []
         self._meta_queue, self._snap_queue = [], []
         self.accepted = {}          # the next WAL life knows no writer yet

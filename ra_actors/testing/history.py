@@ -14,8 +14,9 @@ what they were told, in the format of the Jepsen etcd corpus
   A process has at most one operation outstanding; an invoke that is never
   completed has an unknown outcome, exactly like ``info``.
 * ``f`` is ``read`` (``value`` null on invoke), ``write`` (``value``),
-  ``cas`` (``value`` is ``[old, new]``) or ``add`` (a counter's increment;
-  an ``ok`` completion may carry the counter the system answered).
+  ``cas`` (``value`` is ``[old, new]``), ``add`` (a counter's increment;
+  an ``ok`` completion may carry the counter the system answered) or
+  ``transfer`` (the bank workload's, ``[id, from, to, amount]``).
 * ``time`` is an integer that never decreases from one line to the next
   (an event counter, or nanoseconds of one monotonic clock).
 * ``key`` names the register the operation addresses; it may be absent, and
@@ -41,7 +42,7 @@ FAIL = "fail"
 INFO = "info"
 COMPLETION_TYPES = frozenset({OK, FAIL, INFO})
 EVENT_TYPES = frozenset({INVOKE}) | COMPLETION_TYPES
-FUNCTIONS = frozenset({"read", "write", "cas", "add"})
+FUNCTIONS = frozenset({"read", "write", "cas", "add", "transfer"})
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -18,6 +18,7 @@ from typing import Any
 from ..core.messages import MetaWritten
 from ..core.server import Recovered
 from ..core.types import ServerId, SnapshotMeta
+from ..errors import MachineError
 
 
 class RecordingPort:
@@ -84,8 +85,9 @@ class RecordingPort:
 
 
 class MemoryStore:
-    def __init__(self, recovered: Recovered | None = None) -> None:
+    def __init__(self, recovered: Recovered | None = None, machine_dir: Any = None) -> None:
         self.recovered = recovered or Recovered()
+        self._machine_dir = machine_dir       # what a disk machine is given (the test's choice)
         self.meta: tuple[int, ServerId | None] = (self.recovered.current_term, self.recovered.voted_for)
         self.last_applied = self.recovered.last_applied
         self.snapshots: dict[SnapshotMeta, bytes] = {}
@@ -119,6 +121,11 @@ class MemoryStore:
 
     def snapshot_bytes(self, meta: SnapshotMeta) -> bytes | None:
         return self.snapshots.get(meta)
+
+    def machine_dir(self) -> Any:
+        if self._machine_dir is None:
+            raise MachineError("this MemoryStore was built without a machine_dir")
+        return self._machine_dir
 
     def overview(self) -> dict:
         return {"memory": True}

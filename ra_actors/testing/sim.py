@@ -45,6 +45,11 @@ Rules:
   for a while), ``wal-loss`` (a server's WAL write or the WAL's report is
   lost on the way, and reports arrive out of order, as between Thespian
   actors under load).
+* **Disk machines.**  ``disk_machine=True`` runs the KV machine as a disk
+  machine (:mod:`.disk_kv`): its state lives in the node disk's simulated
+  files (:class:`~.disk.MachineFiles`), commits are atomic but unsynced, so
+  a node crash may take the last ones back, and restarts replay only what
+  the files do not hold.
 * **Phases.**  During the fault phase (``steps`` events or ``duration_ms``)
   the nemesis injects the faults named in ``faults`` (see :data:`FAULTS`).
   Then everything is healed, crashed nodes restart, clients run a little
@@ -71,7 +76,7 @@ from ..core.server import RaftServer
 from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyReply, Ok, ServerConfig,
                           ServerId, SnapshotMeta)
 from ..shell.server import ServerShell
-from . import lincheck
+from . import disk_kv, lincheck
 from .bugs import core_class
 from .disk import DiskConfig, NodeDisk
 from .invariants import Invariants
@@ -206,7 +211,7 @@ class _RecordingMachine:
     """Wraps a machine module to report every ``apply`` to the simulator
     (the state machine safety hook); everything else is delegated."""
 
-    def __init__(self, impl: Any, sink: Callable[[Any, Any], None]) -> None:
+    def __init__(self, impl: Any, sink: Callable[[Any, Any, Any], None]) -> None:
         self._impl = impl
         self._sink = sink
 
@@ -215,7 +220,7 @@ class _RecordingMachine:
 
     def apply(self, meta: Any, command: Any, state: Any):
         result = self._impl.apply(meta, command, state)
-        self._sink(meta, command)
+        self._sink(meta, command, result[0])
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -298,7 +303,7 @@ class Simulation:
                  trace: bool = False, echo: Callable[[str], None] | None = None,
                  timing: Timing | None = None,
                  liveness_ms: int = 30_000, lincheck_steps: int = 50_000_000,
-                 workload: WorkloadConfig | None = None) -> None:
+                 workload: WorkloadConfig | None = None, disk_machine: bool = False) -> None:
         if members < 1:
             raise ValueError("members must be >= 1")
         if steps is None and duration_ms is None:
@@ -317,6 +322,8 @@ class Simulation:
         self.timers = self.timing.elections
         self.liveness_ms = liveness_ms
         self.lincheck_steps = lincheck_steps
+        self.machine_impl = disk_kv if disk_machine else kv_machine   # (disk_kv: files on the node disk)
+        self.disk_digests: dict[tuple[str, int], Any] = {}
 
         rng = self.rng = random.Random(seed)
         self.now = 0
@@ -494,7 +501,7 @@ class Simulation:
         info.generation += 1
         uid = f"{sid.name}_{sid.node}_{info.generation}"
         cfg = ServerConfig(
-            server_id=sid, uid=uid, cluster_name=info.name, machine="machines.kv",
+            server_id=sid, uid=uid, cluster_name=info.name, machine=self.machine_impl.__name__,
             initial_members=members,
             machine_config=({"release_cursor_every": self.release_every}
                             | ({"checkpoint_every": self.checkpoint_every} if self.checkpoint_every else {})),
@@ -520,7 +527,8 @@ class Simulation:
         slot.hook_last_applied = None
         slot.session_last = {}
         inc = slot.incarnation
-        machine = _RecordingMachine(kv_machine, lambda meta, cmd, s=slot, i=inc: self._on_apply(s, i, meta, cmd))
+        machine = _RecordingMachine(self.machine_impl,
+                                    lambda meta, cmd, state, s=slot, i=inc: self._on_apply(s, i, meta, cmd, state))
         shell = ServerShell(SimPort(self, slot, inc), self._core_factory)
         try:
             shell.recover(slot.config, inc, SimStore(self, slot, inc), machine, self.shell_settings)
@@ -581,9 +589,17 @@ class Simulation:
         slot.shell.close()
         self._stop_slot(slot)
 
-    def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any) -> None:
+    def _on_apply(self, slot: Slot, inc: int, meta: Any, command: Any, state: Any = None) -> None:
         if inc != slot.incarnation:
             return
+        if self.machine_impl is disk_kv:
+            # A disk machine's files after entry i are the same on every
+            # member (one that skipped or lost entries would differ).
+            digest = kv_machine.digest(state.committed[0])
+            first = self.disk_digests.setdefault((slot.cluster, meta.index), digest)
+            if first != digest:
+                self.inv.fail(f"disk machine: {_sid(slot.sid)}'s files after entry {meta.index} differ from "
+                              f"another member's ({digest} != {first})")
         self.inv.on_apply(slot.cluster, slot.sid, meta.index, meta.term, command, slot.hook_last_applied)
         slot.hook_last_applied = meta.index
         if meta.session is not None:
@@ -1047,7 +1063,12 @@ class Simulation:
         self.note(f"node {node} crashed (lost {report['pending_lost']} pending WAL records, "
                   f"{report['in_flight']} in flight"
                   + (f", {report['in_flight_durable']} of them durable" if "in_flight_durable" in report else "")
+                  + (f"; {report['machine_commits_lost']} machine(s) lost unsynced commits"
+                     if "machine_commits_lost" in report else "")
                   + ")")
+        if "machine_commits_lost" in report:
+            self.stats["machine_commits_lost"] = (self.stats.get("machine_commits_lost", 0)
+                                                  + report["machine_commits_lost"])
         self._fd_recheck()
         self._after(self.rng.randint(*self.timing.node_restart_ms), "node_restart", node)
 

@@ -182,6 +182,10 @@ class SimStore:
         for meta in metas:
             store.checkpoints.pop((meta.index, meta.term), None)
 
+    def machine_dir(self) -> Any:
+        """The node disk's :class:`~.disk.MachineFiles` of this server."""
+        return self.disk.machine_files(self.slot.uid)
+
     def overview(self) -> dict:
         return {}
 

@@ -36,6 +36,13 @@ Rules of the workload:
   with the counter the machine replied; ``fail`` when the cluster refused
   it (``SessionExpired``, ``InvalidCommand``: not applied); otherwise
   ``info``.
+* Workload ``bank`` (:mod:`.bank`): a fifth of the operations read every
+  balance (``consistent_query`` of ``machines.sqlite:query``), the others
+  transfer a random amount between two random accounts as one SQL
+  transaction (``process_command``): ``ok`` when committed; ``fail`` when
+  the database refused it (the ``CHECK`` against overdrafts, or the session
+  errors: not applied); otherwise ``info``.  A read is ``ok`` with the
+  balances, ``fail`` on any error.
 * The client stops at ``end_ns`` (monotonic), when the stop file appears, or
   when its parent dies.  A client that sees nothing succeed for
   ``reconnect_after`` seconds replaces its Client (counted in its stats).
@@ -52,6 +59,7 @@ import traceback
 from typing import Any
 
 from ..history import FAIL, INFO, OK, HistoryRecorder
+from . import bank
 from .counter import READ_FUNCTION as COUNTER_READ
 
 READ_FUNCTION = "machines.kv:read"
@@ -143,6 +151,11 @@ class _ClientWorkload:
                     self._read(None, sid, COUNTER_READ)
                 else:
                     self._add(sid)
+            elif self.workload == "bank":
+                if roll < 0.2:
+                    self._read_balances(sid)
+                else:
+                    self._transfer(sid)
             elif roll < 0.5:
                 self._read(key, sid)
             else:
@@ -230,6 +243,56 @@ class _ClientWorkload:
             return
         self.recorder.complete(op, OK, reply)
         self._answered("ok")
+
+    def _read_balances(self, sid) -> None:
+        op = self.recorder.invoke(self.process, "read")
+        try:
+            reply, _leader = self.client.consistent_query(sid, bank.QUERY_FUNCTION, bank.READ_SQL, (),
+                                                          timeout=self.timeout)
+            if reply[0] != "ok":
+                raise RuntimeError(f"query refused: {reply!r}"[:80])
+        except Exception as exc:  # noqa: BLE001 - a read has no effect
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, FAIL)
+            self.stats["fail"] += 1
+            return
+        self.recorder.complete(op, OK, [row[0] for row in reply[1]["rows"]])
+        self._answered("ok")
+
+    def _transfer(self, sid) -> None:
+        """One transfer (see the module's rules)."""
+        from ... import errors
+
+        self.counter += 1
+        tid = self.process * 1_000_000 + self.counter
+        src, dst, amount = bank.pick_transfer(self.rng)
+        op = self.recorder.invoke(self.process, "transfer", None, [tid, src, dst, amount])
+        command = ("transaction", bank.transfer_statements(tid, src, dst, amount))
+        try:
+            reply, _leader = self.client.process_command(sid, command, timeout=self.timeout)
+        except (errors.SessionExpired, errors.InvalidCommand) as exc:
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, FAIL)
+            self._answered("fail")
+            return
+        except Exception as exc:  # noqa: BLE001 - unknown outcome
+            self._note_error(type(exc).__name__)
+            self.recorder.complete(op, INFO)
+            self.stats["info"] += 1
+            return
+        if isinstance(reply, tuple) and reply and reply[0] == "ok":
+            self.recorder.complete(op, OK)
+            self._answered("ok")
+        elif (isinstance(reply, tuple) and len(reply) >= 2 and reply[0] == "error"
+              and reply[1] != "ReplyForgotten"):
+            # the machine applied it as a refusal: nothing of it changed the database
+            self._note_error(f"refused {reply[1]}")
+            self.recorder.complete(op, FAIL)
+            self._answered("fail")
+        else:
+            self._note_error(f"reply {reply!r}"[:60])
+            self.recorder.complete(op, INFO)
+            self.stats["info"] += 1
 
     def _update(self, key: str, sid, write: bool) -> None:
         """A write, or a cas from the value this client last saw."""

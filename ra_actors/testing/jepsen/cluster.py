@@ -13,8 +13,11 @@ Rules:
   finds every process of the run at the end.
 * Faults act on the processes this run started and nothing else: a node's
   process group, the pid of a server actor as the server reports it
-  (``member_overview``), the pid of the WAL actor (the node process that
-  holds ``<data_dir>/LOCK`` open; the runtime does not report it).
+  (``member_overview``), the pid of a WAL actor (the node process that
+  holds the WAL's lock file open; the runtime does not report it).
+* ``wal_dirs=k`` (``--wal-dirs``) gives every node ``k`` WAL directories:
+  the default ``<data_dir>/wal`` and ``OUT/wal<j>/<name>`` for ``j`` in
+  ``1..k-1`` (another "volume" per WAL), the same at every restart.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import psutil
 
 from ... import errors
 from ...core.types import ServerId
+from ...log.common import wal_dir, wal_lock_path
 from ...nodes import Node, free_port, start_node, stop_node
 
 CLUSTER = "jepsen_kv"
@@ -59,11 +63,16 @@ def install_shim(out_dir: str) -> str:
 class JepsenCluster:
     def __init__(self, count: int, out_dir: str, *, shim_dir: str, settings=None,
                  server_settings=None, log_options=None, start_timeout: float = 60.0,
-                 placement: str = "process", cluster_name: str = CLUSTER, machine: str = MACHINE):
+                 placement: str = "process", cluster_name: str = CLUSTER, machine: str = MACHINE,
+                 wal_dirs: int = 1):
+        if isinstance(wal_dirs, bool) or not isinstance(wal_dirs, int) or wal_dirs < 1:
+            raise ValueError(f"wal_dirs is a number of WAL directories per node (>= 1), not {wal_dirs!r}")
         self.names = node_names(count)
         self.hosts = {n: node_host(i) for i, n in enumerate(self.names)}
         self.ports = {n: free_port(self.hosts[n]) for n in self.names}
         self.data_root = os.path.join(out_dir, "nodes")
+        self.out_dir = out_dir
+        self.wal_count = wal_dirs
         self.shim_dir = shim_dir
         self.settings = dict(settings or {})
         self.server_settings = dict(server_settings or {})
@@ -88,6 +97,13 @@ class JepsenCluster:
     def data_dir(self, name: str) -> str:
         return os.path.join(self.data_root, name)
 
+    def wal_dirs(self, name: str) -> Optional[list[str]]:
+        """Node ``name``'s WAL directories (None: the default one only)."""
+        if self.wal_count == 1:
+            return None
+        return [str(wal_dir(self.data_dir(name)))] + [
+            os.path.join(self.out_dir, f"wal{j}", name) for j in range(1, self.wal_count)]
+
     # ------------------------------------------------------------ lifecycle
     def start(self, name: str) -> Node:
         convention = self.address(self.names[0])
@@ -98,7 +114,7 @@ class JepsenCluster:
                           log_options=self.log_options,
                           seeds=[self.address(n) for n in self.names if n != name],
                           python_path=[self.shim_dir], placement=self.placement,
-                          timeout=self.start_timeout)
+                          timeout=self.start_timeout, wal_dirs=self.wal_dirs(name))
         with self._lock:
             self.nodes[name] = node
             if node.pgid:
@@ -178,17 +194,23 @@ class JepsenCluster:
         node = self.nodes.get(name)
         return node.pids() if node is not None else []
 
-    def wal_pid(self, name: str) -> Optional[int]:
-        """Pid of ``name``'s WAL actor: the node process holding the data
-        directory's ``LOCK`` file open (the WAL takes that lock)."""
-        lock = os.path.join(self.data_dir(name), "LOCK")
+    def wal_pid(self, name: str, rng=None) -> Optional[int]:
+        """Pid of one of ``name``'s WAL actors: a node process holding a
+        WAL's lock file open (each WAL takes its own lock).  With several
+        WALs, ``rng`` picks which (else the first found)."""
+        data_dir = self.data_dir(name)
+        dirs = self.wal_dirs(name) or [str(wal_dir(data_dir))]
+        locks = {os.path.realpath(wal_lock_path(data_dir, d)) for d in dirs}
+        found: list[int] = []
         for pid in self.pids(name):
             try:
-                if any(f.path == lock for f in psutil.Process(pid).open_files()):
-                    return pid
+                if any(os.path.realpath(f.path) in locks for f in psutil.Process(pid).open_files()):
+                    found.append(pid)
             except psutil.Error:
                 continue
-        return None
+        if not found:
+            return None
+        return rng.choice(sorted(found)) if rng is not None else found[0]
 
 
 def _quiet_stop(node: Node, timeout: float) -> None:

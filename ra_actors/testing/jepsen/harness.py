@@ -17,8 +17,9 @@ What a run does:
 2. Start ``--nodes`` real nodes (own process group, data dir
    ``OUT/nodes/<name>`` and loopback address each; see :mod:`.cluster`; a
    64 MiB tmpfs each when the nemesis fills disks, see :mod:`.disk`), a
-   cluster on them -- ``machines.kv`` (``--workload kv``, the default) or
-   ``machines.counter`` (``--workload counter``, :mod:`.counter`) -- and
+   cluster on them -- ``machines.kv`` (``--workload kv``, the default),
+   ``machines.counter`` (``--workload counter``, :mod:`.counter`) or
+   ``machines.sqlite`` with its accounts (``--workload bank``, :mod:`.bank`) -- and
    ``--clients`` client processes (:mod:`.clients`) for ``--time`` seconds.
 3. Meanwhile the nemesis (:mod:`.nemesis`) injects the ``--nemesis`` faults
    and logs them to ``OUT/nemesis.jsonl``.
@@ -28,7 +29,10 @@ What a run does:
 5. Merge the histories into ``OUT/history.jsonl``; kv: check
    linearizability per key and durability of every acknowledged write;
    counter: check that the counter holds every acknowledged add once and
-   at most the uncertain ones on top (:func:`.counter.check_counter`).
+   at most the uncertain ones on top (:func:`.counter.check_counter`);
+   bank: every read a consistent cut, the final transfers exactly the
+   acknowledged ones plus some uncertain ones, each applied once
+   (:func:`.bank.check_bank`).
    Write ``OUT/summary.json`` and print the summary (``--json``: print the
    JSON).
 
@@ -62,7 +66,7 @@ from ..history import FAIL, OK, HistoryRecorder
 from . import disk, report
 from .cluster import (CLUSTER, MACHINE, RUN_MARKER, JepsenCluster, connect_any, install_shim,
                       leader_by_metrics, wait_until)
-from . import counter
+from . import bank, counter
 from .clients import READ_FUNCTION
 from .nemesis import DISK, NAMES, Nemesis, NemesisLog, Timing, parse_nemesis
 from .partition import IptablesPartitioner, Netns, PartitionError, UnavailablePartitioner, netns_unavailable
@@ -90,9 +94,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default jepsen-out/<time>)")
     p.add_argument("--short", action="store_true",
                    help="CI mode: 45 s of workload and short faults")
-    p.add_argument("--workload", choices=("kv", "counter"), default="kv",
+    p.add_argument("--workload", choices=("kv", "counter", "bank"), default="kv",
                    help="kv: read/write/cas registers, checked for linearizability (default); counter: "
-                        "increments sent until answered, checked for exactly-once")
+                        "increments sent until answered, checked for exactly-once; bank: transfers "
+                        "between accounts as SQL transactions on machines.sqlite, checked for "
+                        "consistent reads and an unchanged total")
     p.add_argument("--op-timeout", type=float, default=None,
                    help="timeout of each operation (s; default 3, 10 for the counter workload)")
     p.add_argument("--snapshot-every", type=int, default=500,
@@ -114,6 +120,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--placement", choices=("process", "shared"), default="process",
                    help="where the nodes run their servers (start_node placement); with "
                         "'shared', kill-wal kills the host actor that carries the node's servers")
+    p.add_argument("--wal-dirs", type=int, default=1, metavar="K",
+                   help="WAL directories per node (default 1): the data directory's and OUT/wal<j>/<node> "
+                        "for j in 1..K-1 (start_node wal_dirs); the cluster's members write to the one "
+                        "their uid hashes to, and kill-wal kills one of the node's WALs")
     p.add_argument("--inside-netns", default=None, help=argparse.SUPPRESS)
     p.add_argument("--args-file", default=None, help=argparse.SUPPRESS)
 
@@ -141,9 +151,9 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 2**31)
     if args.nemesis is None:
-        args.nemesis = "kill,pause,partition" if args.workload == "counter" else "kill,partition"
+        args.nemesis = "kill,pause,partition" if args.workload in ("counter", "bank") else "kill,partition"
     if args.op_timeout is None:
-        args.op_timeout = 10.0 if args.workload == "counter" else 3.0
+        args.op_timeout = 10.0 if args.workload in ("counter", "bank") else 3.0
     if args.out is None:
         args.out = os.path.join("jepsen-out", time.strftime("%Y%m%d-%H%M%S"))
     args.out = os.path.abspath(args.out)
@@ -156,6 +166,12 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.nodes > 250:
         raise ValueError("at most 250 nodes")
     args.faults = parse_nemesis(args.nemesis)
+    if args.wal_dirs < 1:
+        raise ValueError("--wal-dirs must be at least 1")
+    if args.wal_dirs > 1 and any(f in DISK for f in args.faults):
+        # disk-full fills the data directory's file system and disk-corrupt wipes the data
+        # directory only: with WALs elsewhere neither would do what its name says.
+        raise ValueError("--wal-dirs above 1 does not combine with the disk nemeses (disk-full, disk-corrupt)")
     env = {}
     for item in args.node_env or []:
         name, sep, value = item.partition("=")
@@ -329,8 +345,13 @@ class Run:
         self.disk_reason: Optional[str] = None
         self._cleaned = False
         self.counter = args.workload == "counter"
+        self.bank = args.workload == "bank"
+        self.final_bank: Optional[dict] = None
         if self.counter:
             self.cluster_name, self.machine, self.machine_config = counter.CLUSTER, counter.MACHINE, {}
+        elif self.bank:
+            self.cluster_name, self.machine = bank.CLUSTER, bank.MACHINE
+            self.machine_config = {"release_cursor_every": args.snapshot_every}
         else:
             self.cluster_name, self.machine = CLUSTER, MACHINE
             self.machine_config = {"release_cursor_every": args.snapshot_every}
@@ -388,7 +409,8 @@ class Run:
                        if disk_faults else None)
         self.cluster = JepsenCluster(args.nodes, self.out, shim_dir=install_shim(self.out),
                                      placement=args.placement, cluster_name=self.cluster_name,
-                                     machine=self.machine, log_options=log_options)
+                                     machine=self.machine, log_options=log_options,
+                                     wal_dirs=getattr(args, "wal_dirs", 1))
         if "disk-full" in disk_faults:
             self.disk_reason = disk.tmpfs_unavailable()
             if self.disk_reason is None:
@@ -403,11 +425,20 @@ class Run:
             self.partitioner = UnavailablePartitioner(self.partition_reason or "no network namespace")
         self.partitioner.setup()
         self.log(f"starting {args.nodes} nodes ({', '.join(f'{n}@{h}' for n, h in self.cluster.hosts.items())})"
-                 f"; partitions: {self.partitioner.name}")
+                 f"; partitions: {self.partitioner.name}"
+                 + (f"; {self.cluster.wal_count} WAL directories each" if self.cluster.wal_count > 1 else ""))
         self.cluster.start_all()
         self.admin = self.connect_admin()
         self.admin.start_cluster(self.cluster_name, self.machine, self.cluster.sids, config=self.machine_config,
                                  timeout=60.0)
+        if self.bank:
+            reply, _leader = self.admin.process_command(
+                self.cluster.sids[0], ("transaction", bank.opening_statements()), timeout=30.0)
+            if not (isinstance(reply, tuple) and reply and reply[0] == "ok"):
+                raise RuntimeError(f"the bank's accounts could not be created: {reply!r}")
+        if self.cluster.wal_count > 1:
+            self.log("WAL of each member: " + ", ".join(
+                f"{n}: {self._member_wal(n)}" for n in self.cluster.names))
         self.log(f"cluster {self.cluster_name} started; {args.clients} clients for {args.time:g}s, "
                  f"nemesis {','.join(args.faults) or 'none'}, seed {args.seed}")
         self.t0_ns = time.monotonic_ns()
@@ -434,6 +465,14 @@ class Run:
         self.check_stop()
         self.new_admin()
         self.final_reads()
+
+    def _member_wal(self, node: str):
+        """The index of the WAL the cluster's member on ``node`` writes to
+        (``?`` if the node does not say)."""
+        try:
+            return self.admin.overview(node, timeout=10.0)["servers"][self.cluster_name]["wal"]
+        except Exception:  # noqa: BLE001 - a log line, never a reason to stop the run
+            return "?"
 
     def connect_admin(self):
         return connect_any(self.cluster.addresses(), timeout=20.0, rng=self.connect_rng,
@@ -566,6 +605,9 @@ class Run:
         if self.counter:
             self.final_counter_read(timeout)
             return
+        if self.bank:
+            self.final_bank_read(timeout)
+            return
         keys = self.used_keys()
         self.final = {"keys": len(keys), "read": 0}
         process = self.args.clients
@@ -682,6 +724,62 @@ class Run:
                 pass
 
     # -- results ----------------------------------------------------------------
+    def final_bank_read(self, timeout: float) -> None:
+        """The balances and the applied transfers, read through the log after healing."""
+        self.final = {"keys": 1, "read": 0}
+        deadline = time.monotonic() + timeout
+        leader = leader_by_metrics(self.admin, self.cluster.sids) or self.cluster.sids[0]
+        failures = 0
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                found = {}
+                for name, sql in (("balances", bank.READ_SQL), ("transfers", bank.FINAL_IDS_SQL)):
+                    reply, _ = self.admin.consistent_query(leader, bank.QUERY_FUNCTION, sql, (), timeout=5.0)
+                    if reply[0] != "ok":
+                        raise RuntimeError(f"final query refused: {reply!r}")
+                    rows = reply[1]["rows"]
+                    found[name] = [r[0] for r in rows] if name == "balances" else [list(r) for r in rows]
+            except Exception:  # noqa: BLE001
+                failures += 1
+                if failures % 5 == 0:
+                    self.new_admin()
+                leader = leader_by_metrics(self.admin, self.cluster.sids) or leader
+                time.sleep(0.2)
+                continue
+            self.final_bank = found
+            self.final["read"] = 1
+            break
+        with open(os.path.join(self.out, "final.jsonl"), "w", encoding="utf-8"):
+            pass   # (the merged history has no final operations: the final read is the verdict's input)
+        if self.final_bank is not None:
+            with open(os.path.join(self.out, "final_bank.json"), "w", encoding="utf-8") as handle:
+                json.dump(self.final_bank, handle)
+        self.log(f"final read: {len((self.final_bank or {}).get('transfers', ()))} transfers applied")
+
+    def _verdict(self, events: list[dict]) -> tuple[dict, dict, bool, bool]:
+        """``(verdict, durability, good, bad)`` of the workload's checker."""
+        args = self.args
+        if self.counter:
+            self.log(f"checking {len(events)} events: every add applied once")
+            verdict = counter.check_counter(events, self.final_counter)
+            durability = {"keys_with_acknowledged_writes": 1, "acknowledged_writes": verdict["acknowledged"],
+                          "lost": [], "unread_keys": [] if self.final_counter is not None else ["counter"]}
+            good, bad = verdict["verdict"] == "valid", verdict["verdict"] == "invalid"
+        elif self.bank:
+            self.log(f"checking {len(events)} events: consistent reads, nothing lost or applied twice")
+            verdict = bank.check_bank(events, self.final_bank)
+            durability = {"keys_with_acknowledged_writes": 1, "acknowledged_writes": verdict["acknowledged"],
+                          "lost": [p for p in verdict.get("problems", ()) if "lost" in p],
+                          "unread_keys": [] if self.final_bank is not None else ["bank"]}
+            good, bad = verdict["verdict"] == "valid", verdict["verdict"] == "invalid"
+        else:
+            self.log(f"checking {len(events)} events for linearizability")
+            verdict = report.check(events, args.check_time_limit) if events else \
+                {"verdict": "unknown", "explanation": "empty history"}
+            durability = report.lost_writes(events, args.clients)
+            good, bad = verdict.get("verdict") == "linearizable", verdict.get("verdict") == "not linearizable"
+        return verdict, durability, good, bad
+
     def results(self) -> tuple[int, dict]:
         args = self.args
         paths = [os.path.join(self.out, "clients", f"p{i}.jsonl") for i in range(args.clients)]
@@ -691,18 +789,7 @@ class Run:
         nemesis_events = self.nlog.events if self.nlog is not None else []
         end_ns = self.end_ns or time.monotonic_ns()
         windows = report.fault_windows(events, nemesis_events, self.t0_ns, end_ns)
-        if self.counter:
-            self.log(f"checking {len(events)} events: every add applied once")
-            verdict = counter.check_counter(events, self.final_counter)
-            durability = {"keys_with_acknowledged_writes": 1, "acknowledged_writes": verdict["acknowledged"],
-                          "lost": [], "unread_keys": [] if self.final_counter is not None else ["counter"]}
-            good, bad = verdict["verdict"] == "valid", verdict["verdict"] == "invalid"
-        else:
-            self.log(f"checking {len(events)} events for linearizability")
-            verdict = report.check(events, args.check_time_limit) if events else \
-                {"verdict": "unknown", "explanation": "empty history"}
-            durability = report.lost_writes(events, args.clients)
-            good, bad = verdict.get("verdict") == "linearizable", verdict.get("verdict") == "not linearizable"
+        verdict, durability, good, bad = self._verdict(events)
         counts = report.op_counts(events)
         client_stats = []
         for i in range(args.clients):
@@ -722,7 +809,8 @@ class Run:
                        "faults": args.faults, "seed": args.seed, "short": args.short,
                        "op_timeout": args.op_timeout, "unsafe": ",".join(args.unsafe_bugs) or None,
                        "snapshot_every": args.snapshot_every, "node_env": args.node_env_vars,
-                       "partition_mode": args.partition_mode, "workload": args.workload},
+                       "partition_mode": args.partition_mode, "workload": args.workload,
+                       "placement": args.placement, "wal_dirs": getattr(args, "wal_dirs", 1)},
             "out": self.out,
             "partition_backend": self.partitioner.name if self.partitioner else
             f"unavailable ({self.partition_reason})",
@@ -745,14 +833,15 @@ class Run:
         if bad or lost or unreported:
             code = EXIT_FAIL
             summary["failure"] = summary["failure"] or (
-                ("counter not exactly once" if self.counter else "not linearizable") if bad
+                ("counter not exactly once" if self.counter else "bank check failed" if self.bank
+                 else "not linearizable") if bad
                 else "acknowledged writes lost" if lost
                 else f"{unreported} damaged member(s) did not report the corruption")
         elif (not good or self.failure or durability["unread_keys"]
               or self.final["read"] < self.final["keys"] or self.hygiene.get("left")):
             code = EXIT_INCONCLUSIVE
             summary["failure"] = summary["failure"] or (
-                ("no final read" if self.counter else "checker budget exceeded") if not good else
+                ("no final read" if self.counter or self.bank else "checker budget exceeded") if not good else
                 "final reads incomplete" if self.final["read"] < self.final["keys"] else
                 "processes left running" if self.hygiene.get("left") else "inconclusive")
         else:

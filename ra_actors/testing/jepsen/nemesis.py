@@ -392,7 +392,7 @@ class Nemesis:
 
     def _kill_wal(self, fid: int) -> None:
         node = self._target_node()
-        pid = self.cluster.wal_pid(node) if node else None
+        pid = self.cluster.wal_pid(node, self.rng) if node else None
         if not self._own_pid(pid, node):
             self.log.write("error", "kill-wal", id=fid, message=f"no WAL process found on {node}")
             return

@@ -136,7 +136,7 @@ def fault_windows(events: list[dict], nemesis_events: list[dict], t0_ns: int,
     """Per-fault unavailability and recovery figures (see module doc)."""
     ops = pair_operations(events)
     acked = sorted((op.invoke_time, op.return_time) for op in ops
-                   if op.f in ("write", "cas", "add") and op.type in (OK, FAIL) and op.return_time is not None)
+                   if op.f in ("write", "cas", "add", "transfer") and op.type in (OK, FAIL) and op.return_time is not None)
     # A failed cas was applied by the machine: the cluster was available.
     done_times = sorted(r for _i, r in acked)
     starts: dict[int, dict] = {}
@@ -230,6 +230,17 @@ def _stats(values: list[float]) -> Optional[dict]:
 
 
 # ------------------------------------------------------------------ text
+def _config_line(cfg: dict) -> str:
+    # the counter and bank workloads have no keys
+    workload = (f"workload {cfg.get('workload')}" if cfg.get("workload") in ("counter", "bank")
+                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
+    return (f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
+            f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
+            f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
+            + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else "")
+            + (f", {cfg.get('wal_dirs')} WALs per node" if (cfg.get("wal_dirs") or 1) > 1 else ""))
+
+
 def render(summary: dict) -> str:
     lines = []
     add = lines.append
@@ -237,19 +248,13 @@ def render(summary: dict) -> str:
     add("Jepsen-style run: " + ("PASS" if summary.get("passed") else "FAIL")
         + (f" ({summary['failure']})" if summary.get("failure") else ""))
     cfg = summary.get("config", {})
-    # the counter workload has one counter, not keys
-    workload = ("workload counter" if cfg.get("workload") == "counter"
-                else f"{cfg.get('keys')} keys (period {cfg.get('key_period')}s)")
-    add(f"  config: {cfg.get('nodes')} nodes, {cfg.get('clients')} clients, {workload},"
-        f" {cfg.get('time')}s, nemesis {cfg.get('nemesis')},"
-        f" seed {cfg.get('seed')}" + (f", UNSAFE bugs {cfg.get('unsafe')}" if cfg.get("unsafe") else "")
-        + (f", node env {cfg.get('node_env')}" if cfg.get("node_env") else ""))
+    add(_config_line(cfg))
     add(f"  partitions: {summary.get('partition_backend')}")
     ops = summary.get("operations", {})
     tot = ops.get("total", {})
     add(f"  operations: {sum(tot.values())} (ok {tot.get('ok', 0)}, fail {tot.get('fail', 0)},"
         f" info {tot.get('info', 0)}); {summary.get('throughput_ops_s', 0)} ops/s")
-    for f in ("read", "write", "cas", "add"):
+    for f in ("read", "write", "cas", "add", "transfer"):
         if f in ops:
             o = ops[f]
             add(f"    {f:5s}: ok {o['ok']:6d}  fail {o['fail']:6d}  info {o['info']:6d}")
@@ -284,6 +289,12 @@ def render(summary: dict) -> str:
         add(f"  exactly once: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged adds,"
             f" {verdict.get('uncertain')} uncertain, {verdict.get('failed')} refused; final counter"
             f" {verdict.get('final')}; {verdict.get('reads')} reads checked")
+        for problem in verdict.get("problems", [])[:5]:
+            add(f"    ! {problem}")
+    elif cfg.get("workload") == "bank":
+        add(f"  bank: {verdict.get('verdict')}: {verdict.get('acknowledged')} acknowledged transfers,"
+            f" {verdict.get('uncertain')} uncertain, {verdict.get('refused')} refused; {verdict.get('applied')}"
+            f" in the final table; {verdict.get('reads')} reads, each a consistent cut")
         for problem in verdict.get("problems", [])[:5]:
             add(f"    ! {problem}")
     else:
