@@ -15,7 +15,7 @@ Modules:
   * :mod:`.supervision` — the node's servers: start, stop, restart, delete;
   * :mod:`.services` — the WAL, segment writer and snapshot writer actors;
   * :mod:`.registry` — the servers the node has data for
-    (``node.servers.json``);
+    (``node.servers.journal`` over ``node.servers.json``);
   * :mod:`.user_actors` — the actors clients start (``client.start_actor``);
   * :mod:`.directory` — name -> address, incarnation, status; ``Lookup``;
   * :mod:`.monitors` — ``Watch``/``Unwatch``/``WatchDown``, local and remote;

@@ -226,7 +226,13 @@ class NodeSupervisor(Actor):
         self.init_reply = sender
         self.send(admin_address(*self.ctx.admin_hostport), RaRegisterSupervisor(self.ctx.node, self.ctx.incarnation))
         self.handleDeadLetters(True)
-        self.registry.load(self.ctx.data_dir)
+        try:
+            self.registry.load(self.ctx.data_dir)
+        except errors.LogCorruption as exc:
+            # the node would forget servers: it refuses to start, naming the file
+            self.send(sender, SupervisorReady(self.ctx.node, self.ctx.incarnation, error=str(exc)))
+            self.init_reply = None
+            return
         if cfg.get("services", True):
             for kind in self.services.kinds():
                 self.services.start(kind)
