@@ -311,19 +311,40 @@ class AsyncClient:
 
     # ============================================================= queries
     async def local_query(self, server_id: ServerLike, fun: str, *args: Any,
-                          timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on ``server_id`` itself: ``(((index, term), value), leader)``."""
-        return await self._call("local_query", server_id, fun, *args, timeout=timeout)
+                          timeout: float = DEFAULT_TIMEOUT, condition: tuple[int, int] | None = None,
+                          context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on ``server_id`` itself: ``(((index, term), value), leader)``;
+        ``condition`` and ``context`` as ``Client.local_query``."""
+        return await self._call("local_query", server_id, fun, *args, timeout=timeout, condition=condition,
+                                context=context)
 
     async def leader_query(self, server_id: ServerLike, fun: str, *args: Any,
-                           timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on the leader: ``(((index, term), value), leader)``."""
-        return await self._call("leader_query", server_id, fun, *args, timeout=timeout)
+                           timeout: float = DEFAULT_TIMEOUT, condition: tuple[int, int] | None = None,
+                           context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on the leader: ``(((index, term), value), leader)``;
+        ``condition`` and ``context`` as ``Client.local_query``."""
+        return await self._call("leader_query", server_id, fun, *args, timeout=timeout, condition=condition,
+                                context=context)
 
     async def consistent_query(self, server_id: ServerLike, fun: str, *args: Any,
-                               timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Linearizable ``fun(state, *args)``: ``(value, leader)``."""
-        return await self._call("consistent_query", server_id, fun, *args, timeout=timeout)
+                               timeout: float = DEFAULT_TIMEOUT, context: bool = False) -> tuple[Any, ServerId | None]:
+        """Linearizable ``fun(state, *args)``: ``(value, leader)``; ``context`` as ``Client.local_query``."""
+        return await self._call("consistent_query", server_id, fun, *args, timeout=timeout, context=context)
+
+    # ================================================================= aux
+    async def aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """``handle_aux`` as a call on ``server_id`` itself: its reply."""
+        return await self._call("aux_command", server_id, command, timeout)
+
+    async def cast_aux_command(self, server_id: ServerLike, command: Any,
+                               timeout: float = DEFAULT_TIMEOUT) -> None:
+        """``handle_aux`` as a cast on ``server_id`` (returns once taken)."""
+        return await self._call("cast_aux_command", server_id, command, timeout)
+
+    async def consistent_aux(self, server_id: ServerLike, command: Any,
+                             timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
+        """The aux call on the leader after a consistent read barrier: ``(reply, leader)``."""
+        return await self._call("consistent_aux", server_id, command, timeout)
 
     # ========================================================== membership
     async def members(self, server_id: ServerLike | str, local: bool = False,
@@ -335,6 +356,16 @@ class AsyncClient:
                            timeout: float = DEFAULT_TIMEOUT) -> tuple[dict[ServerId, dict], ServerId | None]:
         """Every member as the leader sees it (Ra's ``members_info``)."""
         return await self._call("members_info", server_id, timeout)
+
+    async def force_shrink_members_to_current_member(self, server_id: ServerLike,
+                                                     timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Disaster recovery: ``server_id`` becomes the only voter (see the sync client)."""
+        return await self._call("force_shrink_members_to_current_member", server_id, timeout)
+
+    async def initial_members(self, server_id: ServerLike,
+                              timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
+        """The members the cluster was started with (Ra's ``initial_members``): ``(members, leader)``."""
+        return await self._call("initial_members", server_id, timeout)
 
     async def leader(self, cluster_name: str, timeout: float = DEFAULT_TIMEOUT) -> ServerId | None:
         """The leader of ``cluster_name`` from the nearest node's leaderboard."""

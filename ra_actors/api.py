@@ -37,10 +37,10 @@ import uuid
 from typing import Any, Union
 
 from . import codec, errors
-from .actors.protocol import (AddMemberRequest, ListActorsRequest, ServerMetricsRequest,
-                              MemberOverviewRequest, MembersInfoRequest, OverviewRequest, QueryRequest,
-                              RemoveMemberRequest, SendToActorRequest, ServerPingRequest, StartActorRequest,
-                              StopActorRequest,
+from .actors.protocol import (MAX_QUERY_WAIT_MS, AddMemberRequest, AuxRequest, ForceShrinkRequest,
+                              InitialMembersRequest, ListActorsRequest, MemberOverviewRequest, MembersInfoRequest,
+                              OverviewRequest, QueryRequest, RemoveMemberRequest, SendToActorRequest,
+                              ServerMetricsRequest, ServerPingRequest, StartActorRequest, StopActorRequest,
                               TransferLeadershipRequest, TriggerElectionRequest, UnregisterClientRequest)
 from .client.addresses import AddressBook
 from .client.clusters import Clusters
@@ -63,6 +63,15 @@ DEFAULT_TIMEOUT = 5.0
 
 #: A server id as calls accept it: a ``ServerId`` or a ``(name, node)`` pair.
 ServerLike = Union[ServerId, tuple, list]
+
+
+def _query_condition(condition: Any) -> tuple[int, int]:
+    """A query's ``condition`` option, checked: ``(index, term)``, whole numbers >= 0."""
+    if (not isinstance(condition, (tuple, list)) or len(condition) != 2
+            or any(type(x) is not int or x < 0 for x in condition)):
+        raise errors.InvalidOption(f"a query condition is (index, term), whole numbers >= 0, "
+                                   f"not {condition!r:.80}")
+    return int(condition[0]), int(condition[1])
 
 
 def connect(addresses: Any, timeout: float = 10.0, **kw: Any) -> "Client":
@@ -261,27 +270,93 @@ class Client:
 
     # ============================================================== queries
     def _query(self, kind: str, server_id: ServerLike, fun: str, args: tuple, timeout: float,
-               redirect: bool) -> tuple[Any, ServerId | None]:
+               redirect: bool, condition: Any = None, context: bool = False) -> tuple[Any, ServerId | None]:
         if not isinstance(fun, str) or ":" not in fun:
             raise errors.InvalidCommand(f"queries name a function as 'module:function', got {fun!r}")
+        if type(context) is not bool:
+            raise errors.InvalidOption(f"context is True or False, not {context!r:.40}")
+        if condition is not None:
+            condition = _query_condition(condition)
         args = codec.normalise(tuple(args))
         self.flush()
-        return self._resolver.call(server_id, QueryRequest(kind, fun, args), timeout, redirect=redirect)
+        if condition is None:
+            return self._resolver.call(server_id, QueryRequest(kind, fun, args, context=context), timeout,
+                                       redirect=redirect)
+        # The server gives up a little before the caller, so the caller
+        # hears why; asked once per server (each ask would wait again).
+        wait_ms = min(MAX_QUERY_WAIT_MS, max(1, int(timeout * 1000) - min(250, int(timeout * 100))))
+        request = QueryRequest(kind, fun, args, condition=condition, wait_ms=wait_ms, context=context)
+        try:
+            return self._resolver.call(server_id, request, timeout, redirect=redirect, idempotent=False)
+        except errors.Timeout as exc:
+            index, term = condition
+            raise errors.Timeout(f"index {index} of term {term} was not applied in time for the query "
+                                 f"({exc})") from None
 
-    def local_query(self, server_id: ServerLike, fun: str, *args: Any,
-                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on ``server_id`` itself: ``((index, term), value), leader``."""
-        return self._query("local", server_id, fun, args, timeout, redirect=False)
+    def local_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                    condition: tuple[int, int] | None = None,
+                    context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on ``server_id`` itself: ``((index, term), value), leader``.
 
-    def leader_query(self, server_id: ServerLike, fun: str, *args: Any,
-                     timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """``fun(state, *args)`` on the leader: ``((index, term), value), leader``."""
-        return self._query("leader", server_id, fun, args, timeout, redirect=True)
+        ``condition=(index, term)`` (Ra's ``{applied, {Index, Term}}``):
+        read-your-writes on any member -- the member answers once it has
+        applied ``index`` and the entry there has ``term`` (the ``(index,
+        term)`` of a write, e.g. from ``process_command``); ``Timeout`` if it
+        has not by ``timeout``.  ``context=True``: the function is called
+        ``fun(state, *args, context=ctx)`` with a
+        :class:`~ra_actors.core.types.QueryContext` (``index``, ``term``,
+        ``machine_version``, ``leader``).  ``InvalidOption`` for a malformed
+        condition or context."""
+        return self._query("local", server_id, fun, args, timeout, False, condition, context)
 
-    def consistent_query(self, server_id: ServerLike, fun: str, *args: Any,
-                         timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
-        """Linearizable ``fun(state, *args)`` (ReadIndex on the leader): ``value, leader``."""
-        return self._query("consistent", server_id, fun, args, timeout, redirect=True)
+    def leader_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                     condition: tuple[int, int] | None = None,
+                     context: bool = False) -> tuple[Any, ServerId | None]:
+        """``fun(state, *args)`` on the leader: ``((index, term), value),
+        leader``; ``condition`` and ``context`` as :meth:`local_query` (the
+        leader checks the condition)."""
+        return self._query("leader", server_id, fun, args, timeout, True, condition, context)
+
+    def consistent_query(self, server_id: ServerLike, fun: str, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                         context: bool = False) -> tuple[Any, ServerId | None]:
+        """Linearizable ``fun(state, *args)`` (ReadIndex on the leader):
+        ``value, leader``; ``context`` as :meth:`local_query`."""
+        return self._query("consistent", server_id, fun, args, timeout, True, None, context)
+
+    # ================================================================== aux
+    def _aux(self, kind: str, server_id: ServerLike, command: Any, timeout: float,
+             redirect: bool) -> tuple[Any, ServerId | None]:
+        data = self._command(command)
+        self.flush()
+        # (handle_aux may change the member's aux state: never sent twice)
+        return self._resolver.call(server_id, AuxRequest(kind, data), timeout, redirect=redirect,
+                                   idempotent=False)
+
+    def aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Ra's ``aux_command``: ``handle_aux(role, "call", command, ...)``
+        on ``server_id`` itself, in whatever role it is; returns its reply.
+        ``command`` is a msgpack value (``InvalidCommand``,
+        ``CommandTooLarge`` as for commands).  Raises ``AuxNotImplemented``
+        (the machine has no ``handle_aux``), ``AuxFailed`` (it raised),
+        ``NoSuchServer``, ``NodeDown``, ``Timeout``."""
+        reply, _leader = self._aux("call", server_id, command, timeout, redirect=False)
+        return reply
+
+    def cast_aux_command(self, server_id: ServerLike, command: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ra's ``cast_aux_command``: ``handle_aux(role, "cast", command,
+        ...)`` on ``server_id``; returns once the server has taken it (it
+        runs right after; nothing is answered about it, a failure is only
+        logged by the server)."""
+        self._aux("cast", server_id, command, timeout, redirect=False)
+
+    def consistent_aux(self, server_id: ServerLike, command: Any,
+                       timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:
+        """Ra's ``consistent_aux``: the aux call on the leader of
+        ``server_id``'s cluster once a consistent read barrier passed (a
+        heartbeat round confirmed its leadership and it applied everything
+        committed when it was asked): ``(reply, leader)``.  Raises as
+        :meth:`aux_command`."""
+        return self._aux("consistent", server_id, command, timeout, redirect=True)
 
     # =========================================================== membership
     def members(self, server_id: ServerLike | str, local: bool = False,
@@ -352,6 +427,34 @@ class Client:
         info, leader = self._resolver.call(server_id, MembersInfoRequest(), timeout, redirect=True)
         members, _leader = info
         return {ServerId(*sid): dict(v) for sid, v in dict(members).items()}, leader
+
+    def initial_members(self, server_id: ServerLike,
+                        timeout: float = DEFAULT_TIMEOUT) -> tuple[list[ServerId], ServerId | None]:
+        """The members the cluster of ``server_id`` was started with, as its
+        leader's server config has them (Ra's ``initial_members``):
+        ``(members, leader)``.  Members added since are not in it; a
+        leader that was started to join a running cluster (``start_server``)
+        answers the peers it was given.  Systems with changing membership
+        use it to find the original members, e.g. to seed a new one."""
+        members, leader = self._resolver.call(server_id, InitialMembersRequest(), timeout, redirect=True)
+        return [ServerId(*s) for s in members], leader
+
+    def force_shrink_members_to_current_member(self, server_id: ServerLike,
+                                               timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Disaster recovery when a majority of the cluster is lost for good
+        (Ra's ``force_shrink_members_to_current_member``): ``server_id``
+        (this very member, never redirected) appends a configuration with
+        itself as the only voter and stands for election at once; it leads
+        alone and takes commands again.  What the lost members had and it
+        lacks is lost; members that come back are no longer in the cluster
+        (delete them, or ``add_member`` them afresh).  Never use it while a
+        majority may still be alive: two clusters would result.  Raises
+        ``ClusterChangeNotPermitted`` while the member takes in a snapshot or
+        the cluster is being deleted, ``NoSuchServer``, ``NodeDown``,
+        ``Timeout``."""
+        self._resolver.call(server_id, ForceShrinkRequest(), timeout, redirect=False, idempotent=False)
+        sid = _sid(server_id)
+        self._book.remember_cluster((sid,))
 
     def add_member(self, server_id: ServerLike, new_server: ServerLike, membership: str = VOTER,
                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, ServerId | None]:

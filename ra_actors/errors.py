@@ -165,6 +165,16 @@ class QueryFailed(RaError):
     """A query function raised on the server (the server carries on)."""
 
 
+class AuxNotImplemented(RaError):
+    """An aux command reached a server whose machine has no ``handle_aux``
+    (Ra's ``aux_handler_not_implemented``)."""
+
+
+class AuxFailed(RaError):
+    """The machine's ``handle_aux`` raised on the aux command (the member's
+    aux state is unchanged and the server carries on)."""
+
+
 class InvalidQuery(RaError, ValueError):
     """A query names no function the server may call, or an unknown query kind."""
 

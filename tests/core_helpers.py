@@ -8,7 +8,8 @@ shell, no clock.
 * :class:`KvMachine` is a tiny dict machine whose commands are tuples (see
   its docstring); it records the optional callbacks it receives in
   ``calls`` so tests can assert on ``state_enter``/``tick``/
-  ``snapshot_installed`` without peeking into the core.
+  ``snapshot_installed`` without peeking into the core; :class:`AuxKv`
+  adds an aux handler (``init_aux``/``handle_aux``).
 * :func:`new_server` builds (and ``init``s) a server; :func:`make_leader`
   and :func:`make_follower` drive one into place by feeding messages.
 * Message builders (:func:`aer`, :func:`ae_ok`, ...) keep tests short.
@@ -128,6 +129,52 @@ class VersionedKv(KvMachine):
 
     def which_module(self, version: int):
         return self if version >= 1 else self.v0
+
+
+class AuxKv(KvMachine):
+    """:class:`KvMachine` with an aux handler.  Aux state: ``{"n": int,
+    "seen": (command, ...)}`` where ``seen`` holds the built-in aux casts.
+    Aux commands: ``("inc",)`` (cast or call: n + 1, replies n), ``("get",)``,
+    ``("peek",)`` (replies what ``internal`` says), ``("fetch", i)``,
+    ``("noreply",)``, ``("fx", effects)``, ``("boom",)`` (raises),
+    ``("mutate",)`` (writes to the machine state: must fail)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.aux_calls: list[tuple] = []
+
+    def init_aux(self, name):
+        self.calls.append(("init_aux", name))
+        return {"n": 0, "seen": ()}
+
+    def handle_aux(self, role, kind, command, aux, internal):
+        self.aux_calls.append((role, kind, command))
+        if isinstance(command, (fx.AuxEval, fx.AuxTick)):
+            return {**aux, "seen": aux["seen"] + (command,)}, NO_REPLY
+        op = command[0]
+        if op == "inc":
+            return {**aux, "n": aux["n"] + 1}, aux["n"] + 1
+        if op == "get":
+            return aux, aux["n"]
+        if op == "peek":
+            return aux, {"id": internal.server_id(), "last_applied": internal.last_applied(),
+                         "term": internal.current_term(), "leader": internal.leader_id(),
+                         "version": internal.effective_machine_version(), "members": internal.members(),
+                         "kv": dict(internal.machine_state()["kv"]),
+                         "last": internal.log_last_index_term(), "stats": internal.log_stats()}
+        if op == "info":
+            return aux, internal.members_info()
+        if op == "fetch":
+            return aux, internal.log_fetch(command[1])
+        if op == "noreply":
+            return aux, NO_REPLY
+        if op == "fx":
+            return aux, "ok", command[1]
+        if op == "boom":
+            raise RuntimeError("aux bug")
+        if op == "mutate":
+            internal.machine_state()["kv"]["x"] = 1
+        raise AssertionError(command)
 
 
 def kv_state(pairs: dict | None = None, applied: tuple = ()) -> dict:

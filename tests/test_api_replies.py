@@ -26,7 +26,7 @@ def test_an_error_reply_raises_its_class_with_its_detail(kind):
 
 def test_a_kind_outside_the_list_is_never_looked_up():
     """A kind arrives from the network: only the declared list is consulted."""
-    for kind in ("SystemExit", "KeyboardInterrupt", "RaError", "__class__", "Timeout"):
+    for kind in ("SystemExit", "KeyboardInterrupt", "RaError", "__class__", "NodeDown"):
         exc = error_from(Error(kind, "x"))
         assert type(exc) is errors.RaError and "unexpected reply" in str(exc)
     assert type(error_from(("error", "already_member"))) is errors.RaError

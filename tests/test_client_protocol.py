@@ -32,8 +32,8 @@ from ra_actors.client.connection import Undelivered
 from ra_actors.client.resolution import Resolver
 from ra_actors.core import codec as core_codec
 from ra_actors.core import messages as m
-from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, Redirect, ServerConfig,
-                                  ServerId, Unavailable)
+from ra_actors.core.types import (AwaitConsensus, Error, NoReply, NotifyReply, Ok, QueryContext, Redirect,
+                                  ServerConfig, ServerId, Unavailable)
 from ra_actors.shell.names import query_function
 
 import machines.kv as kv_machine
@@ -53,6 +53,9 @@ SAMPLES = {
     KeyMetricsRequest: KeyMetricsRequest(),
     protocol.MemberOverviewRequest: protocol.MemberOverviewRequest(),
     ServerPingRequest: ServerPingRequest(),
+    protocol.AuxRequest: protocol.AuxRequest("call", ("stats", 1)),
+    protocol.InitialMembersRequest: protocol.InitialMembersRequest(),
+    protocol.ForceShrinkRequest: protocol.ForceShrinkRequest(),
 }
 
 
@@ -111,6 +114,10 @@ class _Shell:
         self.config = ServerConfig(N1, "kv_n1", "kv", "machines.kv", (N1,), max_command_bytes=max_command_bytes)
         self.stats = {"commands": 0, "queries": 0}   # the counters the dispatch bumps
         self.delivered = []
+        self.query_waits = []
+
+    def limit_query_wait(self, wait_ms, caller):
+        self.query_waits.append((wait_ms, caller))
 
     def deliver(self, msg):
         self.delivered.append(msg)
@@ -171,10 +178,14 @@ def test_the_server_names_the_reply_destination_and_the_clock():
 @pytest.mark.parametrize("request_, expected", [
     (MembersRequest(), m.Members(("client:n1:abc", 9))),
     (MembersInfoRequest(), m.MembersInfo(("client:n1:abc", 9))),
+    (protocol.InitialMembersRequest(), m.InitialMembers(("client:n1:abc", 9))),
+    (protocol.ForceShrinkRequest(), m.ForceShrink(("client:n1:abc", 9))),
     (AddMemberRequest(("kv", "n3"), "voter"), m.AddMember(N3, "voter", ("client:n1:abc", 9))),
     (RemoveMemberRequest(N3), m.RemoveMember(N3, ("client:n1:abc", 9))),
     (TransferLeadershipRequest(N2), m.TransferLeadership(N2, ("client:n1:abc", 9))),
     (DeleteClusterRequest(), m.DeleteClusterCmd(("client:n1:abc", 9))),
+    (protocol.AuxRequest("call", ("stats",)), m.AuxCommand("call", ("stats",), ("client:n1:abc", 9))),
+    (protocol.AuxRequest("consistent", ("stats",)), m.ConsistentAux(("stats",), ("client:n1:abc", 9))),
 ])
 def test_requests_become_core_messages_addressed_to_the_caller(request_, expected):
     port = _call(request_)
@@ -186,6 +197,28 @@ def test_a_query_resolves_its_function_on_the_server():
     (query,) = port.shell.delivered
     assert isinstance(query, m.Query) and query.kind == "local"
     assert query.fun({"kv": {"k": 5}}) == kv_machine.read({"kv": {"k": 5}}, "k")
+
+
+def test_a_query_with_a_condition_waits_at_most_what_the_client_allows():
+    port = _call(QueryRequest("local", "machines.kv:read", ("k",), condition=[7, 2], wait_ms=1500))
+    (query,) = port.shell.delivered
+    assert query.condition == (7, 2) and not query.with_context
+    assert port.shell.query_waits == [(1500, ("client:n1:abc", 9))]
+    assert _call(QueryRequest("local", "machines.kv:read", ("k",))).shell.query_waits == []
+
+
+def test_a_query_with_context_gets_it_as_a_keyword():
+    port = _call(QueryRequest("leader", "machines.kv:read", ("k",), context=True))
+    (query,) = port.shell.delivered
+    assert query.with_context
+    with pytest.raises(TypeError, match="context"):       # kv's read takes no context
+        query.fun({"kv": {"k": 5}}, QueryContext(3, 1, 0, N1))
+    seen = []
+    port.shell.query_function = lambda name: lambda state, key, context: seen.append((key, context)) or 1
+    port._on_client_call(ClientCall(10, "client:n1:abc", QueryRequest("local", "machines.kv:read", ("k",),
+                                                                      context=True), N1), "client-address")
+    assert port.shell.delivered[-1].fun({}, QueryContext(3, 1, 0, N1)) == 1
+    assert seen == [("k", QueryContext(3, 1, 0, N1))]
 
 
 @pytest.mark.parametrize("request_, value", [
@@ -203,6 +236,12 @@ def test_trigger_election_is_answered_then_delivered():
     assert port.shell.delivered == [m.TriggerElection()]
 
 
+def test_an_aux_cast_is_answered_then_delivered_without_a_caller():
+    port = _call(protocol.AuxRequest("cast", ("stats",)))
+    assert port.sent == [("client-address", ClientReply(9, Ok(None), N2))]
+    assert port.shell.delivered == [m.AuxCommand("cast", ("stats",))]
+
+
 @pytest.mark.parametrize("request_, kind", [
     (("command", "x", "noreply", "normal"), "InvalidCommand"),       # an op-tuple is no request
     (CommandRequest("x", "whenever"), "InvalidCommand"),
@@ -210,6 +249,15 @@ def test_trigger_election_is_answered_then_delivered():
     (QueryRequest("local", "no_such_module_here:f", ()), "InvalidQuery"),
     (QueryRequest("local", "no colon", ()), "InvalidQuery"),
     (QueryRequest("local", "builtins:len", ()), "InvalidQuery"),      # not the cluster's machine
+    (QueryRequest("local", "machines.kv:read", ("k",), condition=(1,), wait_ms=10), "InvalidQuery"),
+    (QueryRequest("local", "machines.kv:read", ("k",), condition=(1, -1), wait_ms=10), "InvalidQuery"),
+    (QueryRequest("local", "machines.kv:read", ("k",), condition=(1, True), wait_ms=10), "InvalidQuery"),
+    (QueryRequest("local", "machines.kv:read", ("k",), condition=(1, 1)), "InvalidQuery"),   # no wait
+    (QueryRequest("local", "machines.kv:read", ("k",), condition=(1, 1), wait_ms=10 ** 12), "InvalidQuery"),
+    (QueryRequest("consistent", "machines.kv:read", ("k",), condition=(1, 1), wait_ms=10), "InvalidQuery"),
+    (QueryRequest("local", "machines.kv:read", ("k",), context="yes"), "InvalidQuery"),
+    (protocol.AuxRequest("shout", ("stats",)), "InvalidCommand"),
+    (protocol.AuxRequest("call", ["a", "list"]), "InvalidCommand"),    # not in the log's form
 ])
 def test_a_request_the_server_cannot_build_is_the_callers_error(request_, kind):
     port = _call(request_)

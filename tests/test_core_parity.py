@@ -5,7 +5,7 @@ priority, try_append."""
 from __future__ import annotations
 
 from core_helpers import (
-    N1, N2, N3, KvMachine, ae_ok, aer, kv_state, make_follower, make_leader, new_server, noop, of_type, rpcs, usr,
+    N1, N2, N3, N4, KvMachine, ae_ok, aer, kv_state, make_follower, make_leader, new_server, noop, of_type, rpcs, usr,
 )
 from ra_actors.core import codec
 from ra_actors.core import effects as fx
@@ -24,7 +24,7 @@ def test_members_info_shows_each_members_replication_state_from_the_leader():
     info, leader = reply.reply.value
     assert leader == N1 and set(info) == {N1, N2, N3}
     assert info[N2] == {"membership": VOTER, "status": "normal", "next_index": 2, "match_index": 1,
-                        "query_index": 0}
+                        "query_index": 0, "machine_version": None}
     assert info[N1]["status"] == "leader"
     follower = make_follower(N2)
     assert follower.handle(m.MembersInfo("who")) == ("follower", [fx.Reply("who", Redirect(N1), N1)])
@@ -46,11 +46,46 @@ def test_a_condition_on_an_overwritten_entry_keeps_waiting():
     assert len(srv.conditional_queries) == 1
 
 
+def test_a_query_whose_wait_ran_out_is_answered_timeout_and_forgotten():
+    srv = make_follower(N2)                      # applied 1 (the noop)
+    srv.handle(m.Query("local", _get("a"), "q", condition=(2, 1)))
+    role, (reply,) = srv.handle(m.QueryExpired("q"))
+    assert reply.to == "q" and reply.reply.kind == "Timeout"
+    assert "had not applied index 2 of term 1" in reply.reply.detail
+    assert srv.conditional_queries == []
+    role, effects = srv.handle(aer(1, N1, 1, 1, (usr(2, 1, ("put", "a", 7)),), commit=2))
+    assert of_type(effects, fx.Reply) == []      # answered once: the timeout was its answer
+
+
+def test_the_expiry_of_a_query_already_answered_changes_nothing():
+    srv = make_follower(N2, entries=(noop(1, 1), usr(2, 1, ("put", "a", 7))), commit=2)
+    role, (reply,) = srv.handle(m.Query("local", _get("a"), "q", condition=(2, 1)))
+    assert reply.reply == Ok(((2, 1), 7))
+    assert srv.handle(m.QueryExpired("q")) == ("follower", [])
+
+
+def test_a_leader_query_with_a_condition_is_redirected_by_a_follower_at_once():
+    """Ra checks a leader query's condition on the leader."""
+    srv = make_follower(N2)
+    role, effects = srv.handle(m.Query("leader", _get("a"), "q", condition=(9, 1)))
+    assert effects == [fx.Reply("q", Redirect(N1), N1)] and srv.conditional_queries == []
+
+
 def test_a_query_function_with_context_learns_where_its_state_stands():
     srv = make_leader(N1)
     role, (reply,) = srv.handle(m.Query("local", lambda state, ctx: ctx, "q", with_context=True))
     (_index_term, ctx) = reply.reply.value
     assert ctx == QueryContext(index=1, term=1, machine_version=0, leader=N1)
+
+
+def test_the_leader_answers_the_members_its_cluster_was_started_with():
+    srv = make_leader(N1)
+    srv.handle(m.AddMember(N4, VOTER, "op"))     # in force once appended; not an initial member
+    assert N4 in srv.cluster
+    role, (reply,) = srv.handle(m.InitialMembers("who"))
+    assert reply == fx.Reply("who", Ok((N1, N2, N3)), N1)
+    follower = make_follower(N2)
+    assert follower.handle(m.InitialMembers("who")) == ("follower", [fx.Reply("who", Redirect(N1), N1)])
 
 
 def test_force_shrink_makes_this_server_the_only_voter_and_it_leads():
@@ -62,6 +97,17 @@ def test_force_shrink_makes_this_server_the_only_voter_and_it_leads():
     assert fx.Reply("op", Ok(None), N2) in effects
     srv.handle(m.MetaWritten(srv.current_term, N2))
     assert srv.role == "leader"
+
+
+def test_force_shrink_waits_while_a_snapshot_comes_in():
+    """As Ra: only a leader, candidate or follower forces the change."""
+    srv = new_server(N3)
+    meta = SnapshotMeta(5, 1, cluster_tuple({N1: VOTER, N2: VOTER, N3: VOTER}), 0)
+    role, _ = srv.handle(m.InstallSnapshotRpc(2, N1, meta, 1, False, b"x"))
+    assert role == "receive_snapshot"
+    role, effects = srv.handle(m.ForceShrink("op"))
+    (reply,) = of_type(effects, fx.Reply)
+    assert reply.reply.kind == "ClusterChangeNotPermitted" and N1 in srv.cluster and role == "receive_snapshot"
 
 
 def test_the_simple_machine_form_replies_with_the_next_state():

@@ -2,6 +2,8 @@
 sending them chunk by chunk, receiving and installing them."""
 from __future__ import annotations
 
+import pytest
+
 from core_helpers import (
     N1, N2, N3, KvMachine, aer, ae_fail, ae_ok, kv_state, log_of, make_follower, make_leader,
     new_server, noop, of_type, send, sync_cmd, usr,
@@ -11,7 +13,7 @@ from ra_actors import codec
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.server import Recovered
-from ra_actors.core.types import VOTER, AwaitConsensus, Entry, SnapshotMeta, Usr, cluster_tuple
+from ra_actors.core.types import VOTER, AwaitConsensus, Entry, InvalidEffect, SnapshotMeta, Usr, cluster_tuple
 
 THREE = cluster_tuple({N1: VOTER, N2: VOTER, N3: VOTER})
 META5 = SnapshotMeta(5, 1, THREE, 0)
@@ -60,6 +62,53 @@ def test_followers_take_their_own_snapshots_on_release_cursor():
     ])
     assert srv.handle(m.SnapshotWritten(meta2)) == ("follower", [fx.TruncateLogBelow(2)])
     assert srv.log.first_index == 3
+
+
+def test_a_release_cursor_with_a_written_condition_waits_until_the_log_is_durable_there():
+    """Ra's condition {written, Idx}: a follower applies entries the leader
+    committed before its own copy is durable; the snapshot waits for it."""
+    srv = make_follower(N2)
+    release = fx.ReleaseCursor(2, "S", condition=(("written", 2),))
+    e2 = usr(2, 1, ("fx", "r", [release]))
+    role, effects = srv.handle(aer(1, N1, 1, 1, (e2,), commit=2))
+    assert srv.last_applied == 2 and of_type(effects, fx.WriteSnapshot) == []
+    role, effects = srv.handle(m.Written(1, 2, 2))
+    assert of_type(effects, fx.WriteSnapshot) == [fx.WriteSnapshot(SnapshotMeta(2, 1, THREE, 0),
+                                                                   data=codec.pack("S"))]
+    assert srv.pending_release_cursor is None
+
+
+def test_a_release_cursor_with_no_snapshot_sends_waits_until_the_transfer_ends():
+    """Ra's no_snapshot_sends: the leader keeps the log a follower that is
+    being sent a snapshot may need next."""
+    srv = _leader_with_snapshot_at_5()
+    srv.handle(ae_fail(2, N3, next_index=1))                 # N3 is sent the snapshot
+    release = fx.ReleaseCursor(7, "S", condition="no_snapshot_sends")
+    srv.handle(sync_cmd(("fx", "r", [release])))
+    srv.handle(m.Written(2, 7, 7))
+    role, effects = srv.handle(ae_ok(2, N2, 7))
+    assert srv.last_applied == 7 and of_type(effects, fx.WriteSnapshot) == []
+    role, effects = srv.handle(ae_ok(2, N3, 7, 2))           # the transfer ends
+    assert srv.peers[N3].snapshot is None
+    assert of_type(effects, fx.WriteSnapshot) == [fx.WriteSnapshot(SnapshotMeta(7, 2, THREE, 0),
+                                                                   data=codec.pack("S"))]
+
+
+def test_a_release_cursor_condition_met_at_once_snapshots_at_once():
+    srv = make_follower(N2)
+    e2 = usr(2, 1, ("fx", "r", [fx.ReleaseCursor(2, "S", condition=(("written", 1), "no_snapshot_sends"))]))
+    role, effects = srv.handle(aer(1, N1, 1, 1, (e2,), commit=2))
+    assert len(of_type(effects, fx.WriteSnapshot)) == 1
+
+
+def test_release_cursor_conditions_are_ras_or_invalid():
+    assert fx.ReleaseCursor(3, "S", condition=[["written", 3]]).condition == (("written", 3),)
+    assert fx.ReleaseCursor(3, "S", condition="no_snapshot_sends").condition == ("no_snapshot_sends",)
+    for bad in (("written",), (("written", -1),), (("written", "3"),), ("soon",), 5):
+        with pytest.raises(InvalidEffect):
+            fx.ReleaseCursor(3, "S", condition=bad)
+    with pytest.raises(InvalidEffect, match="without a state"):
+        fx.ReleaseCursor(3, condition="no_snapshot_sends")
 
 
 def test_release_cursor_below_min_snapshot_interval_is_ignored():

@@ -211,3 +211,20 @@ async def test_a_session_goes_on_in_a_new_async_client(nodes):
         assert (await again.process_command(sids[0], ("add", 1), seq=seq))[0] == 1
         assert (await again.consistent_query(sids[0], "machines.counter:read"))[0] == 1
         assert await again.next_seq(sids[0]) > seq
+
+
+@pytest.mark.asyncio
+async def test_aux_commands_awaited(nodes):
+    tally = [ra.ServerId("tally", n) for n in ("n1", "n2", "n3")]
+    async with await aio.connect(nodes.addresses()["n1"]) as client:
+        await client.start_cluster("tally", "machines.tally", tally)
+        await client.process_command(tally[0], ("add", 2))
+        value, leader = await client.consistent_aux(tally[1], ("value",))
+        assert value == 2 and leader in tally
+        role, name, _applied = await client.aux_command(leader, ("whoami",))
+        assert (role, name) == ("leader", "tally")
+        assert await client.cast_aux_command(leader, ("whoami",)) is None
+        assert await client.aux_command(leader, ("asked",)) == 2      # two calls before this one
+        await client.start_cluster("kv", "machines.kv", SIDS)
+        with pytest.raises(errors.AuxNotImplemented):
+            await client.aux_command(SIDS[0], ("stats",))

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from core_helpers import MEMBERS3, N1, N2, N3, KvMachine, config, sync_cmd
+from core_helpers import MEMBERS3, N1, N2, N3, AuxKv, KvMachine, config, sync_cmd
 from ra_actors.core import effects as fx
 from ra_actors.core import messages as m
 from ra_actors.core.server import RaftServer
 from ra_actors.core.types import ServerId
-from ra_actors.shell.server import (MACHINE_EFFECT_HANDLERS, SERVER_EFFECTS, ElectionWakeup, ServerShell,
-                                    validate_settings)
+from ra_actors.shell.server import (MACHINE_EFFECT_HANDLERS, SERVER_EFFECTS, ElectionWakeup, QueryWaitWakeup,
+                                    ServerShell, TickWakeup, validate_settings)
 from ra_actors.testing.memory import MemoryStore, RecordingPort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +149,52 @@ def test_a_down_becomes_a_command_on_the_leader_only():
     port.calls.clear()
     shell.on_watch_down(ref_y, "noproc")
     assert port.of("wal_write") == []
+
+
+# ======================================================================== aux
+def test_an_aux_effect_is_handed_back_to_the_core_and_what_handle_aux_returns_runs():
+    """Ra's ``{aux, Cmd}``: when the effect comes up, the machine's
+    handle_aux runs as a cast in the member's role, and its effects run
+    next (a leader-only SendMsg: on the leader)."""
+    hi = fx.SendMsg("proc-1", "hi")
+    machine = AuxKv(enter_effects={"leader": [fx.Aux(("fx", [hi])), fx.Aux(("inc",))]})
+    shell, port, _ = _shell(machine=machine)
+    _elect(shell, port)
+    assert ("leader", "cast", ("fx", [hi])) in machine.aux_calls
+    assert port.of("send_message") == [("proc-1", "hi")]
+    assert shell.core.aux_state["n"] == 1
+
+
+def test_a_follower_of_an_aux_machine_ticks_and_its_handler_gets_the_ticks():
+    machine = AuxKv()
+    shell, port, _ = _shell(machine=machine)
+    assert shell.core.role == "follower"
+    ticks = [p for _d, p in port.of("wakeup") if isinstance(p, TickWakeup)]
+    assert len(ticks) == 1
+    shell.on_wakeup(ticks[0])
+    assert ("follower", "cast", fx.AuxTick()) in machine.aux_calls
+    assert len([p for _d, p in port.of("wakeup") if isinstance(p, TickWakeup)]) == 2   # and ticks on
+    plain, plain_port, _ = _shell()
+    assert [p for _d, p in plain_port.of("wakeup") if isinstance(p, TickWakeup)] == []
+
+
+def test_a_query_waiting_for_its_condition_is_answered_timeout_when_its_wait_runs_out():
+    shell, port, _ = _shell()
+    shell.deliver(m.Query("local", lambda state: state, "q", condition=(5, 1)))
+    shell.limit_query_wait(300, "q")
+    ((delay, wakeup),) = [c for c in port.of("wakeup") if isinstance(c[1], QueryWaitWakeup)]
+    assert delay == 300 and port.of("reply") == []
+    shell.on_wakeup(wakeup)
+    ((to, reply, _leader),) = port.of("reply")
+    assert to == "q" and reply.kind == "Timeout"
+
+
+def test_a_failing_aux_cast_is_logged_and_the_server_goes_on():
+    machine = AuxKv(enter_effects={"leader": [fx.Aux(("boom",))]})
+    shell, port, _ = _shell(machine=machine)
+    _elect(shell, port)
+    assert any("handle_aux failed on the cast ('boom',)" in text for (text,) in port.of("log"))
+    assert shell.running and port.of("crash") == []
 
 
 # ==================================================================== layers

@@ -406,15 +406,38 @@ class CommandRequest(ClientRequest):
     reply_from: Any = None     # None, ("local", node) or ("member", (name, node))
 
 
+MAX_QUERY_WAIT_MS = 24 * 3600 * 1000     # the longest a query waits for its condition
+
+
 @dataclass(frozen=True, slots=True)
 class QueryRequest(ClientRequest):
     """``function(state, *args)``; ``kind``: ``"local"``, ``"leader"`` or
     ``"consistent"``.  ``function`` is a ``"module:function"`` name, resolved
-    by the server (functions do not cross processes; names do)."""
+    by the server (functions do not cross processes; names do).
+
+    ``condition`` (local and leader queries): ``(index, term)`` -- answered
+    once the server has applied ``index`` and its entry there has ``term``;
+    it waits at most ``wait_ms`` (then ``Error("Timeout")``).  ``context``:
+    call ``function(state, *args, context=QueryContext(...))``."""
 
     kind: str
     function: str
     args: tuple = ()
+    condition: tuple | None = None
+    wait_ms: int = 0
+    context: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuxRequest(ClientRequest):
+    """Run the machine's ``handle_aux`` on the addressed server: ``kind``
+    ``"call"`` (Ra's ``aux_command``: answered with the reply), ``"cast"``
+    (``cast_aux_command``: answered at once, handled right after) or
+    ``"consistent"`` (``consistent_aux``: the leader answers the call after
+    a consistent read barrier; a follower redirects)."""
+
+    kind: str
+    command: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +449,19 @@ class MembersRequest(ClientRequest):
 class MembersInfoRequest(ClientRequest):
     """Answered by the leader: every member with its membership and
     replication state (Ra's ``members_info``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitialMembersRequest(ClientRequest):
+    """Answered by the leader: the members its cluster was started with
+    (Ra's ``initial_members``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForceShrinkRequest(ClientRequest):
+    """Disaster recovery (Ra's ``force_shrink_members_to_current_member``):
+    the addressed server makes itself the only voter and stands for
+    election."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +514,8 @@ class ServerPingRequest(ClientRequest):
 CLIENT_REQUESTS: tuple = (CommandRequest, QueryRequest, MembersRequest, MembersInfoRequest, AddMemberRequest,
                           RemoveMemberRequest,
                           TransferLeadershipRequest, DeleteClusterRequest, TriggerElectionRequest,
-                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest)
+                          KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest, AuxRequest,
+                          InitialMembersRequest, ForceShrinkRequest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,9 +70,9 @@ from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_se
 from .admission import command_refusal
 from .observer import ActorObserver
 from .peers import PeerRouter
-from .protocol import (ActorSend, AddMemberRequest, Bundle, ClientCall, ClientReply, CommandRequest,
-                       DeleteClusterRequest, Forwarded, KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate,
-                       LookupReply, MemberOverviewRequest,
+from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply,
+                       CommandRequest, DeleteClusterRequest, ForceShrinkRequest, Forwarded, InitialMembersRequest,
+                       KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate, LookupReply, MemberOverviewRequest,
                        MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
                        RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
@@ -110,6 +110,26 @@ def load_machine(path: str, policy: ModulePolicy):
 
 def _query(fun, args, state):
     return fun(state, *args)
+
+
+def _query_with_context(fun, args, state, context):
+    return fun(state, *args, context=context)
+
+
+def query_condition(kind: Any, condition: Any, wait_ms: Any) -> tuple | None:
+    """A query request's condition, checked (it came from the network):
+    None, or ``(index, term)`` whole numbers >= 0 on a local or leader query
+    with ``1 <= wait_ms <= MAX_QUERY_WAIT_MS``; ``ValueError`` otherwise."""
+    if condition is None:
+        return None
+    if kind not in ("local", "leader"):
+        raise ValueError(f"only local and leader queries take a condition, not a {kind!r:.20} query")
+    if (type(condition) not in (tuple, list) or len(condition) != 2
+            or any(type(x) is not int or not 0 <= x <= _MAX_SEQ for x in condition)):
+        raise ValueError(f"a query condition is (index, term), whole numbers >= 0, not {condition!r:.80}")
+    if type(wait_ms) is not int or not 1 <= wait_ms <= MAX_QUERY_WAIT_MS:
+        raise ValueError(f"a query with a condition waits 1 to {MAX_QUERY_WAIT_MS} ms, not {wait_ms!r:.40}")
+    return (condition[0], condition[1])
 
 
 _PRIORITIES = ("normal", "low")
@@ -406,14 +426,33 @@ class ActorServerPort:
         # only a function the cluster's machine declares (shell/names.py);
         # a refused name is the caller's InvalidQuery, nothing imported
         fun = self.shell.query_function(req.function)
+        condition = query_condition(req.kind, req.condition, req.wait_ms)
+        if type(req.context) is not bool:
+            raise ValueError(f"a query's context is True or False, not {req.context!r:.40}")
         self.shell.stats["queries"] += 1
-        return m.Query(req.kind, lambda state, _f=fun, _a=tuple(req.args): _query(_f, _a, state), caller)
+        args = tuple(req.args)
+        if req.context:
+            query = m.Query(req.kind, lambda state, ctx, _f=fun, _a=args: _query_with_context(_f, _a, state, ctx),
+                            caller, condition, with_context=True)
+        else:
+            query = m.Query(req.kind, lambda state, _f=fun, _a=args: _query(_f, _a, state), caller, condition)
+        if condition is not None:
+            self.shell.limit_query_wait(req.wait_ms, caller)
+        return query
 
     def _request_members(self, req: MembersRequest, caller: tuple) -> m.Members:
         return m.Members(caller)
 
     def _request_members_info(self, req: MembersInfoRequest, caller: tuple) -> m.MembersInfo:
         return m.MembersInfo(caller)
+
+    def _request_initial_members(self, req: InitialMembersRequest, caller: tuple) -> m.InitialMembers:
+        return m.InitialMembers(caller)
+
+    def _request_force_shrink(self, req: ForceShrinkRequest, caller: tuple) -> m.ForceShrink:
+        # (Ra warns too: the other members' data no longer counts)
+        log(self.who, "asked to force the cluster down to this member alone")
+        return m.ForceShrink(caller)
 
     def _request_add_member(self, req: AddMemberRequest, caller: tuple) -> m.AddMember:
         return m.AddMember(ServerId(*req.server), req.membership, caller)
@@ -439,11 +478,25 @@ class ActorServerPort:
     def _request_ping(self, req: ServerPingRequest, caller: tuple) -> _Immediate:
         return _Immediate(("pong", str(self.shell.role)))
 
+    def _request_aux(self, req: AuxRequest, caller: tuple) -> Any:
+        refusal = command_refusal(req.command, self.shell.config.max_command_bytes)
+        if refusal is not None:
+            raise _Refused(*refusal)
+        if req.kind == "call":
+            return m.AuxCommand("call", req.command, caller)
+        if req.kind == "cast":
+            return _Immediate(None, m.AuxCommand("cast", req.command))
+        if req.kind == "consistent":
+            return m.ConsistentAux(req.command, caller)
+        raise ValueError(f"an aux request is a call, a cast or consistent, not {req.kind!r:.40}")
+
     _CLIENT_REQUESTS = {
         CommandRequest: _request_command,
         QueryRequest: _request_query,
         MembersRequest: _request_members,
         MembersInfoRequest: _request_members_info,
+        InitialMembersRequest: _request_initial_members,
+        ForceShrinkRequest: _request_force_shrink,
         AddMemberRequest: _request_add_member,
         RemoveMemberRequest: _request_remove_member,
         TransferLeadershipRequest: _request_transfer_leadership,
@@ -452,6 +505,7 @@ class ActorServerPort:
         KeyMetricsRequest: _request_key_metrics,
         MemberOverviewRequest: _request_member_overview,
         ServerPingRequest: _request_ping,
+        AuxRequest: _request_aux,
     }
 
     def overview(self) -> dict:

@@ -28,7 +28,7 @@ from ..actors.protocol import (CheckMachineRequest, DeleteClusterRequest, ForceD
                                RestartServerRequest, StartServerRequest, StopServerRequest,
                                TriggerElectionRequest)
 from ..actors.util import decode_error
-from ..core.types import ServerConfig, ServerId, check_mutable_changes
+from ..core.types import UPGRADE_STRATEGIES, ServerConfig, ServerId, check_mutable_changes
 from .addresses import AddressBook
 from .connection import Connection, Undelivered
 from .discovery import Discovery
@@ -46,6 +46,10 @@ def server_config(cluster_name: str, machine: str, sid: ServerId, members: list,
     limit = extra.get("max_command_bytes")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"max_command_bytes must be a positive int, not {limit!r}")
+    strategy = extra.get("machine_upgrade_strategy", "quorum")
+    if strategy not in UPGRADE_STRATEGIES:
+        raise errors.InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
+                                   f"not {strategy!r:.60}")
     wal = extra.get("wal")
     if wal is not None and (not isinstance(wal, int) or isinstance(wal, bool) or wal < 0):
         raise ValueError(f"wal must be the index of a WAL directory of the nodes (an int >= 0), not {wal!r}")

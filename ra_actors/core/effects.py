@@ -17,7 +17,8 @@ Two families live here:
 Built-in machine commands (``Down``, ``NodeUp``, ``NodeDown``, ``TimerFired``,
 ``MachineVersion``) are defined here too: the shell reports them to the core
 (``MachineEvent``), the leader appends them and the machine receives them in
-``apply``.
+``apply``.  ``AuxEval`` and ``AuxTick`` are Ra's built-in aux commands: the
+core casts them to ``handle_aux`` itself.
 """
 from __future__ import annotations
 
@@ -225,6 +226,17 @@ class DeleteData:
 
 
 @dataclass(frozen=True, slots=True)
+class AuxFailure:
+    """The machine's ``handle_aux`` raised on ``command`` (``kind``:
+    ``"call"`` or ``"cast"``); its aux state is unchanged and the server
+    goes on.  The shell logs it (a call's caller also gets ``AuxFailed``)."""
+
+    kind: str
+    command: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class MachineEffects:
     """Machine effects for the shell to run, in the machine's order.  The core
     emits leader-only ones (``leader_only``) only while it holds leadership."""
@@ -345,10 +357,40 @@ class ReleaseCursor:
     exactly ``index``: that one is promoted instead of writing the same state
     again.  Without ``state`` (Ra's ``{release_cursor, Index}``) the newest
     checkpoint at or below ``index`` is promoted; nothing happens if there is
-    none."""
+    none.
+
+    ``condition`` (with ``state`` only; Ra's ``#{condition => [...]}``):
+    conditions that must all hold before the snapshot is taken --
+    ``("written", i)``: this member's log is durable up to ``i``;
+    ``"no_snapshot_sends"``: this member (as leader) is sending no snapshot
+    to a follower.  Until they hold, the release waits on the member (the
+    state as it is now, encoded at once); a newer release with a condition
+    replaces a waiting one.  ``InvalidEffect`` for anything else."""
 
     index: int
     state: Any = NO_STATE
+    condition: tuple = ()
+
+    def __post_init__(self) -> None:
+        conditions = self.condition
+        if isinstance(conditions, str):
+            conditions = (conditions,)
+        if not isinstance(conditions, (tuple, list)):
+            raise InvalidEffect(f"a ReleaseCursor condition is a tuple of conditions, not {conditions!r:.80}")
+        checked = []
+        for c in conditions:
+            if c == "no_snapshot_sends":
+                checked.append(c)
+            elif (isinstance(c, (tuple, list)) and len(c) == 2 and c[0] == "written"
+                  and type(c[1]) is int and c[1] >= 0):
+                checked.append(("written", c[1]))
+            else:
+                raise InvalidEffect(f"unknown ReleaseCursor condition {c!r:.80}; known: "
+                                    "\"no_snapshot_sends\", (\"written\", index)")
+        if checked and self.state is NO_STATE:
+            raise InvalidEffect("a ReleaseCursor without a state takes no condition (as Ra's "
+                                "{release_cursor, Index})")
+        object.__setattr__(self, "condition", tuple(checked))
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +447,10 @@ class Log:
 
 @dataclass(frozen=True, slots=True)
 class Aux:
-    """A command for the member-local aux handler (every member)."""
+    """Ra's ``{aux, Cmd}``: hand ``command`` to this member's
+    ``handle_aux`` as a cast, in whatever role it is, at this effect's
+    place among the effects (the shell gives it back to the core as an
+    ``AuxCommand``).  A machine without ``handle_aux`` ignores it."""
 
     command: Any
 
@@ -416,7 +461,7 @@ SERVER_EFFECTS = (SendRpc, LogAppend, PersistMeta, PersistLastApplied, Reply, Ap
                   ForwardCommand, SetElectionTimer, CancelElectionTimer, SetAwaitConditionTimer,
                   WriteSnapshot, WriteCheckpoint, PromoteCheckpoint, DeleteCheckpoints,
                   SendSnapshotChunk, TruncateLogBelow, MonitorServer, LeaderChanged,
-                  RoleChanged, StopServer, DeleteData, MachineEffects)
+                  RoleChanged, StopServer, DeleteData, MachineEffects, AuxFailure)
 MACHINE_EFFECTS = (SendMsg, ModCall, Monitor, Demonitor, Timer, ReleaseCursor,
                    Checkpoint, Append, TryAppend, Log, Aux)
 LEADER_ONLY_EFFECTS = (SendMsg, ModCall, Monitor, Timer, Append)
@@ -452,4 +497,16 @@ class MachineVersion:
     to_version: int
 
 
-BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion)
+@dataclass(frozen=True, slots=True)
+class AuxEval:
+    """Ra's aux ``eval``: cast to ``handle_aux`` on every member after it
+    applied entries (once per batch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuxTick:
+    """Ra's aux ``tick``: cast to ``handle_aux`` on every member, in any
+    role, at each of its ticks."""
+
+
+BUILTIN_COMMANDS = (Down, NodeUp, NodeDown, TimerFired, MachineVersion, AuxEval, AuxTick)

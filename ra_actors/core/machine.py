@@ -9,9 +9,13 @@ and optionally ``state_enter(role, state) -> effects``, ``tick(time_ms,
 state) -> effects``, ``overview(state) -> dict``, ``version() -> int``,
 ``which_module(version) -> machine``, ``snapshot_installed(meta, state,
 old_meta, old_state) -> effects`` (or Ra's older two-argument form
-``snapshot_installed(meta, state)``).  ``apply`` must be deterministic: same
-meta, command and state, same result, on every member.  ``effects`` may be
-a single effect or a list.
+``snapshot_installed(meta, state)``), and Ra's aux (v2) pair
+``init_aux(name) -> aux_state`` and ``handle_aux(role, kind, command,
+aux_state, internal) -> (aux_state, reply) | (aux_state, reply, effects)``
+(``kind`` is ``"call"`` or ``"cast"``; ``reply`` :data:`NO_REPLY` for none;
+``internal``: :class:`ra_actors.core.aux.AuxView`).  ``apply`` must be
+deterministic: same meta, command and state, same result, on every member.
+``effects`` may be a single effect or a list.
 
 :class:`SimpleMachine` is Ra's simple form (``{simple, Fun, Init}``): a
 function of (command, state) returning the next state, which is also the
@@ -80,6 +84,8 @@ class Machine:
         if self.disk and directory is None:
             raise TypeError(f"{impl!r} is a disk machine: it needs a directory from the server's store")
         self.impl = impl
+        _check_handle_aux(impl)
+        self._aux_checked: set[int] = set()   # ids of version modules whose handle_aux was checked
         # Where a disk machine keeps its files (a path, or the simulator's
         # file store): chosen by the shell, opaque here.
         self.directory = directory
@@ -177,6 +183,43 @@ class Machine:
         if _positional_arity(fn) >= 4:
             return _as_list(fn(meta, state, old_meta, old_state))
         return _as_list(fn(meta, state))
+
+    # -- aux (Ra's v2 handle_aux/5) ------------------------------------------
+    def has_aux(self, version: int) -> bool:
+        return callable(getattr(self.module_for(version), "handle_aux", None))
+
+    def init_aux(self, version: int, name: str) -> Any:
+        fn = getattr(self.module_for(version), "init_aux", None)
+        return fn(name) if callable(fn) else None
+
+    def handle_aux(self, version: int, role: str, kind: str, command: Any, aux_state: Any,
+                   internal: Any) -> tuple[Any, Any, list]:
+        module = self.module_for(version)
+        if module is not self.impl and id(module) not in self._aux_checked:
+            _check_handle_aux(module)
+            self._aux_checked.add(id(module))
+        result = module.handle_aux(role, kind, command, aux_state, internal)
+        if not isinstance(result, tuple) or len(result) not in (2, 3):
+            raise TypeError(f"handle_aux must return (aux_state, reply) or (aux_state, reply, effects), "
+                            f"got {result!r:.200}")
+        if len(result) == 2:
+            return result[0], result[1], []
+        return result[0], result[1], _as_list(result[2])
+
+
+def _check_handle_aux(impl: Any) -> None:
+    """Only Ra's v2 form is taken: ``handle_aux(role, kind, command,
+    aux_state, internal)``."""
+    fn = getattr(impl, "handle_aux", None)
+    if not callable(fn):
+        return
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return   # (a builtin: nothing to check before calling it)
+    takes = sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    if takes < 5 and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TypeError(f"{impl!r:.100}.handle_aux must take (role, kind, command, aux_state, internal)")
 
 
 def _positional_arity(fn: Callable) -> int:

@@ -143,21 +143,43 @@ class TimeoutNowRpc:
     incarnation: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class InfoRpc:
+    """Ra's ``info_rpc``: a leader asks a member for the newest machine
+    version its code can run (the ``all`` upgrade strategy)."""
+
+    term: int
+    from_id: ServerId
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InfoReply:
+    """Ra's ``info_reply``: ``machine_version`` is the newest version the
+    member's code can run (its machine's ``version()``)."""
+
+    term: int
+    from_id: ServerId
+    machine_version: int
+    incarnation: int = 0
+
+
 RPC_TYPES = (AppendEntriesRpc, AppendEntriesReply, PreVoteRpc, PreVoteResult,
              RequestVoteRpc, RequestVoteResult, HeartbeatRpc, HeartbeatReply,
-             InstallSnapshotRpc, InstallSnapshotResult, TimeoutNowRpc)
+             InstallSnapshotRpc, InstallSnapshotResult, TimeoutNowRpc, InfoRpc, InfoReply)
 # Every RPC carries its sender's term (Raft §5.1).  A request is handled in
 # the newer term it brings; a result belongs to an exchange of its term and
 # is dropped once the term moved on (see RaftServer._step_term).
 RPC_REQUESTS = frozenset({AppendEntriesRpc, PreVoteRpc, RequestVoteRpc, HeartbeatRpc,
-                          InstallSnapshotRpc, TimeoutNowRpc})
+                          InstallSnapshotRpc, TimeoutNowRpc, InfoRpc})
 RPC_RESULTS = frozenset({AppendEntriesReply, PreVoteResult, RequestVoteResult, HeartbeatReply,
-                         InstallSnapshotResult})
+                         InstallSnapshotResult, InfoReply})
 
 
 # Any RPC (what ``Rpcs`` carries between servers).
 Rpc = (AppendEntriesRpc | AppendEntriesReply | PreVoteRpc | PreVoteResult | RequestVoteRpc | RequestVoteResult
-       | HeartbeatRpc | HeartbeatReply | InstallSnapshotRpc | InstallSnapshotResult | TimeoutNowRpc)
+       | HeartbeatRpc | HeartbeatReply | InstallSnapshotRpc | InstallSnapshotResult | TimeoutNowRpc | InfoRpc
+       | InfoReply)
 
 
 # --------------------------------------------------- from the shell: storage
@@ -290,9 +312,48 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryExpired:
+    """The wait of the query answering ``from_`` ran out (the shell's timer,
+    armed for the caller's timeout): if it still waits for its condition it
+    is dropped and answered ``Error("Timeout")``; otherwise nothing."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuxCommand:
+    """Ra's ``aux_command`` (``kind`` ``"call"``: answer ``from_``) or
+    ``cast_aux_command`` (``"cast"``, ``from_`` None): run the machine's
+    ``handle_aux`` on this member, in any role.  The shell also turns an
+    ``Aux`` effect into a cast."""
+
+    kind: str
+    command: Any
+    from_: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistentAux:
+    """Ra's ``consistent_aux``: the leader runs ``handle_aux`` as a call
+    once a heartbeat round confirmed its leadership and it has applied up to
+    the commit index it had when asked (as a consistent query)."""
+
+    command: Any
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
 class MembersInfo:
     """Ask the leader for every member and its replication state (Ra's
     ``members_info``)."""
+
+    from_: Any
+
+
+@dataclass(frozen=True, slots=True)
+class InitialMembers:
+    """Ask the leader for the members its cluster was started with (Ra's
+    ``initial_members``: its server config's ``initial_members``)."""
 
     from_: Any
 

@@ -30,8 +30,22 @@ Rules this module keeps (each has tests citing the Raft paper):
   count; promotables are promoted once caught up.
 * Queries: local (any role), leader, consistent (ReadIndex: a heartbeat
   round to a quorum after the leader has committed in its term).
+* Aux (Ra's ``handle_aux``): a member-local handler with its own state,
+  run in any role for client calls and casts, ``Aux`` effects, ``AuxEval``
+  after every applied batch and ``AuxTick`` at every member's ticks; a
+  consistent aux call runs on the leader after a ReadIndex round, as a
+  consistent query.  Its effects follow the rules of applied ones.
+* Machine versions (Ra): the leader's noop carries the version to run;
+  under the "all" strategy it waits until every member reported
+  (``InfoReply``) that its code runs it.  Pre-votes go only to candidates
+  whose code runs our effective version or a newer one ours runs too; a
+  member whose code cannot run the version a noop switches to applies
+  nothing from that noop on.
 * Snapshots (§7): ``ReleaseCursor`` makes a snapshot and truncates the log;
-  followers behind the leader's first index receive it in chunks.
+  followers behind the leader's first index receive it in chunks.  One with
+  a condition (Ra's ``written`` / ``no_snapshot_sends``) waits, encoded,
+  until the condition holds (checked after every message); a newer one
+  replaces it.
 * Checkpoints (Ra 2.x): ``Checkpoint`` keeps the state at an index durably
   without truncating anything; ``ReleaseCursor`` promotes one (a rename)
   instead of writing the same state again; a restart starts from the newest
@@ -52,11 +66,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import codec, readonly
 from . import effects as fx
 from . import messages as m
+from .aux import AuxView
 from .log import RaftLog
 from .machine import NO_REPLY, Machine
 from .sessions import APPLY, DUPLICATE, EXPIRED, NOT_CACHED, Resequencer, SessionTable
@@ -64,7 +79,7 @@ from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES,
                     PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, Error, NoReply, Noop, NotifyReply, Redirect, Ok,
-                    QueryContext, ServerConfig, SnapshotState,
+                    QueryContext, ServerConfig, SnapshotState, UPGRADE_STRATEGIES, InvalidConfig,
                     ServerId, SnapshotMeta, Usr, cluster_dict, cluster_tuple)
 
 AWAIT_CONDITION_TIMEOUT_MS = 3000
@@ -89,7 +104,7 @@ class Peer:
     """Leader-side replication state of one follower."""
 
     __slots__ = ("next_index", "match_index", "commit_index_sent", "query_index",
-                 "snapshot", "progress_mark", "snapshot_mark", "snapshot_stalls")
+                 "snapshot", "progress_mark", "snapshot_mark", "snapshot_stalls", "machine_version")
 
     def __init__(self, next_index: int):
         self.next_index = next_index
@@ -105,6 +120,9 @@ class Peer:
         # in a row it did not move.
         self.snapshot_mark: tuple | None = None
         self.snapshot_stalls = 0
+        # The newest machine version the member's code runs (its InfoReply);
+        # None until it answered (the "all" upgrade strategy asks).
+        self.machine_version: int | None = None
 
     def start_snapshot(self, meta: SnapshotMeta) -> None:
         self.snapshot = (meta, 1)
@@ -120,6 +138,21 @@ def _ok(value: Any) -> Ok:
     return Ok(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _AuxRead:
+    """A consistent aux command waiting, like a consistent query, for its
+    heartbeat round (it runs ``handle_aux`` instead of a query function)."""
+
+    command: Any
+
+
+def _check_config(config: ServerConfig) -> None:
+    """What a server config may hold beyond its types (``InvalidConfig``)."""
+    if config.machine_upgrade_strategy not in UPGRADE_STRATEGIES:
+        raise InvalidConfig(f"machine_upgrade_strategy is one of {', '.join(UPGRADE_STRATEGIES)}, "
+                            f"not {config.machine_upgrade_strategy!r:.60}")
+
+
 class RaftServer:
     """See the module rules.  Five methods state a safety rule each and are
     the only ones :mod:`ra_actors.testing.bugs` overrides, to prove the
@@ -128,6 +161,7 @@ class RaftServer:
     :meth:`_answer_consistent_query`, :meth:`_admit_session_command`."""
 
     def __init__(self, config: ServerConfig, machine: Machine, recovered: Recovered | None = None):
+        _check_config(config)
         self.config = config
         self.id: ServerId = ServerId(*config.server_id)
         self.machine = machine
@@ -145,6 +179,7 @@ class RaftServer:
         self.transfer_target: ServerId | None = None
         self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
         self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
+        self.pending_release_cursor: tuple | None = None  # (index, payload, version, conditions) waiting
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -161,7 +196,6 @@ class RaftServer:
         # receipt time of the last user command applied (commit latency).
         self.counters: dict[str, int] = {"applied": 0, "snapshots_installed": 0}
         self.last_applied_ts = 0
-
         # -- durable state --------------------------------------------------------
         if rec.snapshot is not None:
             snap_meta, snap_state = rec.snapshot
@@ -200,6 +234,12 @@ class RaftServer:
         # Re-apply what was applied before the restart; effects are discarded
         # (they were carried out by whoever was leader then).
         self._apply_to(self.commit_index, replay=True)
+        # The machine version this leader's noops asked for in its term
+        # (the "all" strategy appends one more when every member can run it).
+        self.noop_version = 0
+        # Ra: aux state is this member's alone, made afresh at every start
+        # by the effective machine module.
+        self.aux_state = machine.init_aux(self.machine_version, self.id.name)
 
     def _open_disk_machine(self, config: ServerConfig, snapshot_index: int, image: Any) -> Any:
         """A disk machine's files, at or above the snapshot: the log below it
@@ -338,6 +378,8 @@ class RaftServer:
                 handler(self, msg)
         if self.role == LEADER and self.low_queue:
             self._flush_low_priority()
+        if self.pending_release_cursor is not None:
+            self._release_pending_cursor()
         self._flush_applied()
         return self.role, self._take()
 
@@ -469,8 +511,12 @@ class RaftServer:
         knows_leader = ((self.role == FOLLOWER and self.leader_id is not None
                          and self.leader_id != msg.from_id and msg.term <= self.current_term)
                         or self._leading())
+        # Ra: the candidate's code runs our effective version, or a newer
+        # one that our code runs too (so a leader never switches to a
+        # version a quorum of voters cannot run).
+        mv = msg.machine_version
         grant = (msg.term >= self.current_term and not knows_leader
-                 and msg.machine_version >= self.machine_version
+                 and (mv == self.machine_version or self.machine_version <= mv <= self.machine.version())
                  and self.log.is_up_to_date(msg.last_log_index, msg.last_log_term))
         self._send(msg.from_id, m.PreVoteResult(self.current_term, self.id, msg.token, grant))
         if self._leading() and msg.from_id in self.peers:
@@ -585,10 +631,18 @@ class RaftServer:
             if sid != self.id:
                 self.peers[sid] = Peer(self.log.last_index + 1)
         # The noop commits every earlier entry (§5.4.2) and gates cluster
-        # changes and consistent queries.
+        # changes and consistent queries.  It carries the machine version to
+        # run from then on: under "quorum" the newest our code runs; under
+        # "all" the effective one, until every member said it runs a newer
+        # one (Ra's machine_upgrade_strategy).
         self.resequencer.reset(self._session_tails())
-        self._append_local([Noop(self.machine.version())])
+        if self.config.machine_upgrade_strategy == "quorum" or not self.peers:
+            self.noop_version = max(self.machine.version(), self.machine_version)
+        else:
+            self.noop_version = self.machine_version
+        self._append_local([Noop(self.noop_version)])
         self._replicate_all()
+        self._ask_machine_versions()
 
     def _append_local(self, commands: list) -> list[Entry]:
         new = []
@@ -718,6 +772,53 @@ class RaftServer:
                 self._replicate_all()
                 self._serve_waiting_queries()
 
+    # ====================================================== machine upgrades
+    def _upgrade_waits_for_peers(self) -> bool:
+        """Under "all", while our code runs a newer version than the
+        effective one: every member's answer is needed."""
+        return (self.config.machine_upgrade_strategy == "all" and self.role == LEADER
+                and self.machine.version() > max(self.machine_version, self.noop_version))
+
+    def _ask_machine_versions(self) -> None:
+        """Ra's info_rpc: ask each member that has not said it runs our
+        version (again: it may have restarted with newer code since)."""
+        if not self._upgrade_waits_for_peers():
+            return
+        ours = self.machine.version()
+        rpc = m.InfoRpc(self.current_term, self.id)
+        for sid in sorted(self.peers):
+            known = self.peers[sid].machine_version
+            if known is None or known < ours:
+                self._send(sid, rpc)
+
+    def _on_info_rpc(self, msg: m.InfoRpc) -> None:
+        self._send(msg.from_id, m.InfoReply(self.current_term, self.id, self.machine.version()))
+
+    def _on_info_reply(self, msg: m.InfoReply) -> None:
+        p = self.peers.get(msg.from_id)
+        if p is None:
+            return   # removed since it was asked
+        p.machine_version = msg.machine_version
+        self._maybe_upgrade()
+
+    def _maybe_upgrade(self) -> None:
+        """Ra's "all": switch to the newest version every member's code
+        runs -- ours included -- once each has answered."""
+        if not self._upgrade_waits_for_peers():
+            return
+        target = self.machine.version()
+        for sid in self.cluster:
+            if sid == self.id:
+                continue
+            p = self.peers.get(sid)
+            if p is None or p.machine_version is None:
+                return   # not every member answered yet
+            target = min(target, p.machine_version)
+        if target > max(self.machine_version, self.noop_version):
+            self.noop_version = target
+            self._append_local([Noop(target)])
+            self._replicate_all()
+
     # ============================================================ followers
     def _on_append_entries_rpc(self, msg: m.AppendEntriesRpc) -> None:
         if self.role != FOLLOWER or self.leader_id != msg.from_id:
@@ -832,15 +933,23 @@ class RaftServer:
     # ============================================================== applying
     def _apply_to(self, index: int, replay: bool = False) -> None:
         index = min(index, self.log.last_index)
+        applied_from = self.last_applied
         while self.last_applied < index and self.role != STOPPED:
             entry = self.log.get(self.last_applied + 1)
             if entry is None:  # covered by the snapshot
                 self.last_applied += 1
                 continue
+            if isinstance(entry.command, Noop) and entry.command.machine_version > self.machine.version():
+                # Ra: our code cannot run the version the cluster switches
+                # to here; apply nothing more until restarted with newer code.
+                break
             self.last_applied = entry.index
             self._apply_entry(entry, replay)
             if not replay:
                 self.counters["applied"] += 1
+        if not replay and self.last_applied > applied_from and self.role != STOPPED \
+                and self.machine.has_aux(self.machine_version):
+            self._run_aux("cast", fx.AuxEval(), None)   # Ra's aux eval
         if not replay and self.role != STOPPED:
             # A recovery hint: never ahead of what is durable here, or a crash
             # could replay a stale (not yet overwritten) entry as committed.
@@ -971,7 +1080,7 @@ class RaftServer:
         rest = []
         for e in effs:
             if isinstance(e, fx.ReleaseCursor):
-                self._release_cursor(e.index, e.state)
+                self._release_cursor(e.index, e.state, e.condition)
             elif isinstance(e, fx.Checkpoint):
                 self._checkpoint(e.index, e.state)
             elif isinstance(e, fx.Append):
@@ -1064,13 +1173,45 @@ class RaftServer:
         return node == self.id.node and self.cluster.get(self.id) == VOTER
 
     # ============================================================= snapshots
-    def _release_cursor(self, index: int, state: Any) -> None:
+    def _release_cursor(self, index: int, state: Any, condition: tuple = ()) -> None:
         if self.machine.disk:
-            self._release_disk_cursor()
+            # (its files move on: a release whose condition does not hold
+            # now cannot be taken later at that index, so it is skipped)
+            if not condition or self._release_conditions_met(condition):
+                self._release_disk_cursor()
             return
         if state is fx.NO_STATE:
             self._promote_checkpoint(index)
             return
+        if condition and not self._release_conditions_met(condition):
+            # Ra stashes it until the conditions hold, a newer one replacing
+            # it.  Encoded now: the session table and version are this index's.
+            self.pending_release_cursor = (index, self._snapshot_payload(state), self.machine_version, condition)
+            return
+        self._snapshot_at(index, lambda: self._snapshot_payload(state), self.machine_version)
+
+    def _release_conditions_met(self, condition: tuple) -> bool:
+        """Ra's release cursor conditions: ``("written", i)`` -- the log is
+        durable up to ``i`` here; ``"no_snapshot_sends"`` -- no follower is
+        being sent a snapshot by this member."""
+        for c in condition:
+            if c == "no_snapshot_sends":
+                if self._leading() and any(p.snapshot is not None for p in self.peers.values()):
+                    return False
+            elif self.log.last_written < c[1]:
+                return False
+        return True
+
+    def _release_pending_cursor(self) -> None:
+        index, payload, version, condition = self.pending_release_cursor
+        if self._release_conditions_met(condition):
+            self.pending_release_cursor = None
+            self._snapshot_at(index, lambda: payload, version)
+
+    def _snapshot_at(self, index: int, payload: Callable[[], bytes], version: int) -> None:
+        """Take the snapshot at ``index`` (``payload()``: the encoded state
+        of machine ``version`` there) unless one is under way or it would
+        not move the snapshot forward."""
         if any(c.index == index for c in self.checkpoints):
             # The same state is already durable: rename it, write nothing.
             self._promote_checkpoint(index)
@@ -1091,9 +1232,9 @@ class RaftServer:
         cluster = self._cluster_at(index)
         if not cluster:
             return  # a joining server does not know the configuration at that index
-        meta = SnapshotMeta(index, term, cluster_tuple(cluster), self.machine_version)
+        meta = SnapshotMeta(index, term, cluster_tuple(cluster), version)
         self.pending_snapshot = meta
-        self._emit(fx.WriteSnapshot(meta, data=self._snapshot_payload(state)))
+        self._emit(fx.WriteSnapshot(meta, data=payload()))
 
     def _release_disk_cursor(self) -> None:
         """A disk machine's snapshot: its files' copy at the entry being
@@ -1429,6 +1570,9 @@ class RaftServer:
 
     # ================================================================ queries
     def _run_query(self, fun, caller, with_index: bool) -> None:
+        if isinstance(fun, _AuxRead):           # a consistent aux call, now confirmed
+            self._run_aux("call", fun.command, caller)
+            return
         # The query sees a read-only view: it runs outside Raft, so a change
         # it made would fork this replica from the others.
         try:
@@ -1443,6 +1587,10 @@ class RaftServer:
         if q.with_context:
             user_fun = q.fun
             q = dataclasses.replace(q, fun=lambda state: user_fun(state, self._query_context()), with_context=False)
+        if q.kind == "leader" and self.role != LEADER:
+            # (Ra checks a leader query's condition on the leader)
+            self._emit(fx.Reply(q.from_, Redirect(self.leader_id), self.leader_id))
+            return
         if q.condition is not None and q.kind in ("local", "leader") and not self._condition_met(q.condition):
             if len(self.conditional_queries) >= MAX_CONDITIONAL_QUERIES:
                 self._emit(fx.Reply(q.from_, Error("InvalidQuery", "too many queries wait for a condition"),
@@ -1479,6 +1627,16 @@ class RaftServer:
             return True
         return self.log.term_at(index) == term
 
+    def _on_query_expired(self, msg: m.QueryExpired) -> None:
+        for i, q in enumerate(self.conditional_queries):
+            if q.from_ == msg.from_:
+                del self.conditional_queries[i]
+                index, term = q.condition
+                self._emit(fx.Reply(q.from_, Error("Timeout", f"{self.id} had not applied index {index} of "
+                                                   f"term {term} when the query's wait ran out (it has "
+                                                   f"applied {self.last_applied})"), self.leader_id))
+                return
+
     def _serve_conditional_queries(self) -> None:
         if not self.conditional_queries:
             return
@@ -1490,30 +1648,107 @@ class RaftServer:
                 self.conditional_queries.append(q)
 
     def _on_members_info(self, msg: m.MembersInfo) -> None:
+        self._emit(fx.Reply(msg.from_, _ok((self.members_info(), self.id)), self.id))
+
+    def members_info(self) -> dict:
         """Ra's ``members_info``: every member with its membership and, seen
-        from the leader, its replication state."""
+        from the leader, its replication state and the newest machine
+        version its code runs (None: not known; known only while the leader
+        waits for an "all" upgrade).  Elsewhere: the membership only."""
         info = {}
+        leading = self._leading()
         for sid, membership in self.cluster.items():
-            if sid == self.id:
+            if not leading:
+                info[sid] = {"membership": membership}
+            elif sid == self.id:
                 info[sid] = {"membership": membership, "status": "leader", "next_index": self.log.last_index + 1,
-                             "match_index": self.log.last_written, "query_index": self.query_index}
-                continue
-            p = self.peers.get(sid)
-            info[sid] = {"membership": membership,
-                         "status": "snapshot" if p is not None and p.snapshot is not None else "normal",
-                         "next_index": p.next_index if p else None, "match_index": p.match_index if p else None,
-                         "query_index": p.query_index if p else None}
-        self._emit(fx.Reply(msg.from_, _ok((info, self.id)), self.id))
+                             "match_index": self.log.last_written, "query_index": self.query_index,
+                             "machine_version": self.machine.version()}
+            else:
+                p = self.peers.get(sid)
+                info[sid] = {"membership": membership,
+                             "status": "snapshot" if p is not None and p.snapshot is not None else "normal",
+                             "next_index": p.next_index if p else None,
+                             "match_index": p.match_index if p else None,
+                             "query_index": p.query_index if p else None,
+                             "machine_version": p.machine_version if p else None}
+        return info
+
+    def _on_initial_members(self, msg: m.InitialMembers) -> None:
+        """Ra's ``initial_members``: the leader's configured members (for a
+        server started to join a running cluster: the peers it was given)."""
+        members = tuple(ServerId(*s) for s in self.config.initial_members)
+        self._emit(fx.Reply(msg.from_, _ok(members), self.id))
 
     def _on_force_shrink(self, msg: m.ForceShrink) -> None:
         """Disaster recovery (Ra's force_member_change): this server becomes
         the only voter of the configuration in its log and stands for
-        election at once; the other members' data no longer counts."""
+        election at once; the other members' data no longer counts.  Not
+        while it takes in a snapshot or the cluster is being deleted (as Ra:
+        only a leader, candidate or follower does it)."""
+        if self.role in (RECEIVE_SNAPSHOT, TERMINATING_FOLLOWER, TERMINATING_LEADER):
+            self._emit(fx.Reply(msg.from_, Error("ClusterChangeNotPermitted",
+                                                 f"{self.id} is {self.role}: force shrink it once that ends"),
+                                self.leader_id))
+            return
         if self.role in LEADING_ROLES:
             self._become_follower(None)
         self._append_local([ClusterChange(cluster_tuple({self.id: VOTER}), None)])
         self._emit(fx.Reply(msg.from_, _ok(None), self.id))
         self._start_election()
+
+    # ==================================================================== aux
+    def _on_aux_command(self, msg: m.AuxCommand) -> None:
+        self._run_aux(msg.kind, msg.command, msg.from_)
+
+    def _on_consistent_aux(self, msg: m.ConsistentAux) -> None:
+        if self.role != LEADER:
+            self._emit(fx.Reply(msg.from_, Redirect(self.leader_id if self.leader_id != self.id else None),
+                                self.leader_id))
+            return
+        self._answer_consistent_query(_AuxRead(msg.command), msg.from_)
+
+    def _run_aux(self, kind: str, command: Any, caller: Any) -> None:
+        """Ra's handle_aux on this member: a call is answered (``NO_REPLY``
+        answers None: there is no later reply effect here); the effects run
+        under the rules of applied ones, in this member's role."""
+        if kind not in ("call", "cast"):
+            self._emit(fx.Reply(caller, Error("InvalidCommand", f"an aux command is a call or a cast, "
+                                              f"not {kind!r:.40}"), self.leader_id))
+            return
+        version = self.machine_version
+        if not self.machine.has_aux(version):
+            if kind == "call":
+                self._emit(fx.Reply(caller, Error("AuxNotImplemented", "the machine has no handle_aux"),
+                                    self.leader_id))
+            return
+        try:
+            aux_state, reply, effects = self.machine.handle_aux(version, str(self.role), kind, command,
+                                                                self.aux_state, AuxView(self))
+        except Exception as exc:  # the machine's bug must not kill the server
+            reason = f"handle_aux raised {exc!r:.300}"
+            self._emit(fx.AuxFailure(kind, command, reason))
+            if kind == "call":
+                self._emit(fx.Reply(caller, Error("AuxFailed", reason), self.leader_id))
+            return
+        self.aux_state = aux_state
+        if kind == "call":
+            # (views of the machine state in the reply become plain values)
+            self._emit(fx.Reply(caller, _ok(None if reply == NO_REPLY else readonly.unwrap(reply)),
+                                self.leader_id))
+        if effects:
+            self._handle_apply_effects([e for e in map(self._aux_snapshot_state, effects) if e is not None],
+                                       self.last_applied)
+
+    def _aux_snapshot_state(self, e: Any) -> Any:
+        """A snapshot or checkpoint asked for by ``handle_aux`` is of this
+        member's state at its last applied index -- the only state (and
+        session table) the core can vouch for outside ``apply`` -- and is
+        skipped at any other index; the machine's copy (a read-only view) is
+        not what gets written."""
+        if isinstance(e, (fx.ReleaseCursor, fx.Checkpoint)) and e.state is not fx.NO_STATE:
+            return dataclasses.replace(e, state=self.machine_state) if e.index == self.last_applied else None
+        return e
 
     def _answer_consistent_query(self, fun, caller) -> None:
         """§8 (ReadIndex): a leader answers a consistent query only after its
@@ -1691,13 +1926,21 @@ class RaftServer:
         here an idle cluster with thousands of siblings on a node would pay
         for it).  True while leading and: the machine has a ``tick``, the
         role is transitional (leadership transfer, deletion), a query waits
-        for its heartbeat round, or a follower is behind (entries not
-        acknowledged, commit index not sent, a snapshot in flight)."""
+        for its heartbeat round, a follower is behind (entries not
+        acknowledged, commit index not sent, a snapshot in flight), or an
+        "all" upgrade waits for members to run the new version (they are
+        asked again at every tick).  In every role (as Ra: every member
+        casts ``AuxTick`` to its aux handler at each tick) while the machine
+        has a ``handle_aux``."""
+        if self.role == STOPPED:
+            return False
+        if self.machine.has_aux(self.machine_version):
+            return True
         if not self._leading():
             return False
         if self.role != LEADER or self.pending_queries or self.resequencer.holding():
             return True
-        if self.machine.has_tick(self.machine_version):
+        if self.machine.has_tick(self.machine_version) or self._upgrade_waits_for_peers():
             return True
         last, commit = self.log.last_index, self.commit_index
         for p in self.peers.values():
@@ -1705,11 +1948,18 @@ class RaftServer:
                 return True
         return False
 
+    def _on_following_tick(self, _msg: m.Tick) -> None:
+        if self.machine.has_aux(self.machine_version):
+            self._run_aux("cast", fx.AuxTick(), None)    # Ra's aux tick, every member
+
     def _on_tick(self, msg: m.Tick) -> None:
         if self.role == LEADER:
             effs = self.machine.tick(self.machine_version, msg.now_ms, self.machine_state)
             if effs:
                 self._emit_machine_effects(effs, from_apply=False)
+            if self.machine.has_aux(self.machine_version):
+                self._run_aux("cast", fx.AuxTick(), None)    # Ra's aux tick
+            self._ask_machine_versions()
         for sid in sorted(self.peers):
             p = self.peers[sid]
             if p.snapshot is not None:
@@ -1793,8 +2043,12 @@ _EVERY_ROLE = {
     m.PreVoteRpc: S._on_pre_vote_rpc,
     m.RequestVoteRpc: S._on_request_vote_rpc,
     m.Query: S._on_query,
+    m.QueryExpired: S._on_query_expired,
     m.Members: S._on_members,
     m.ForceShrink: S._on_force_shrink,
+    m.AuxCommand: S._on_aux_command,
+    m.ConsistentAux: S._on_consistent_aux,
+    m.InfoRpc: S._on_info_rpc,
 }
 # Roles that do not lead: entries, heartbeats and snapshots come in;
 # commands and cluster operations are turned away.
@@ -1804,6 +2058,7 @@ _FOLLOWING = {
     m.HeartbeatRpc: S._on_heartbeat_rpc,
     m.InstallSnapshotRpc: S._on_install_snapshot_rpc,
     m.Written: S._on_written,
+    m.Tick: S._on_following_tick,
     m.Command: S._reject_command,
     m.Commands: S._reject_commands,
     m.AddMember: S._not_leader,
@@ -1811,6 +2066,7 @@ _FOLLOWING = {
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
     m.MembersInfo: S._not_leader,
+    m.InitialMembers: S._not_leader,
 }
 # Roles that hold leadership of their term: followers' answers come in, the
 # tick drives resends.  (Two leaders of one term cannot exist, so entries,
@@ -1819,6 +2075,7 @@ _LEADING = {
     **_EVERY_ROLE,
     m.AppendEntriesReply: S._on_append_entries_reply,
     m.InstallSnapshotResult: S._on_install_snapshot_result,
+    m.InfoReply: S._on_info_reply,
     m.Written: S._on_leader_written,
     m.Tick: S._on_tick,
     m.NodeEvent: S._on_leader_node_event,
@@ -1830,6 +2087,7 @@ _LEADING = {
     m.TransferLeadership: S._not_leader,
     m.DeleteClusterCmd: S._not_leader,
     m.MembersInfo: S._not_leader,
+    m.InitialMembers: S._not_leader,
 }
 
 STEP: dict[str, dict] = {
@@ -1875,6 +2133,7 @@ STEP: dict[str, dict] = {
         m.DeleteClusterCmd: S._on_delete_cluster,
         m.MachineEvent: S._on_machine_event,
         m.MembersInfo: S._on_members_info,
+        m.InitialMembers: S._on_initial_members,
     },
     AWAIT_CONDITION: {
         **_LEADING,

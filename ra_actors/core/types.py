@@ -151,7 +151,7 @@ ERROR_KINDS = frozenset({
     "AlreadyMember", "NotMember", "LastVoter", "InvalidMembership", "ClusterChangeNotPermitted",
     "NonVoter", "NotUpToDate", "QueryFailed", "InvalidQuery", "InvalidCommand", "CommandTooLarge",
     "StorageError",
-    "SessionExpired", "SequenceGap",
+    "SessionExpired", "SequenceGap", "AuxNotImplemented", "AuxFailed", "Timeout",
 })
 
 
@@ -363,10 +363,22 @@ class ServerConfig:
     # A command whose msgpack encoding is larger is refused, by the client
     # and again by the server (nothing is appended).
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+    # When a leader whose code runs a newer machine version switches to it
+    # (Ra's machine_upgrade_strategy, see UPGRADE_STRATEGIES).
+    machine_upgrade_strategy: str = "quorum"
     # The node's WAL the server writes to: its index in the node's wal_dirs
     # (None: chosen by a hash of the uid).  Used when the server is created;
     # the choice is then recorded on the node, and later changes do nothing.
     wal: int | None = None
+
+
+#: Ra's ``machine_upgrade_strategy``: ``"quorum"`` -- a new leader switches
+#: to the newest version its own code runs, at once (its election needed a
+#: quorum whose code runs it too: pre-votes are refused to a candidate
+#: whose code is newer than the voter's); ``"all"`` -- the leader switches
+#: only once every member has reported (``InfoReply``) that its code runs
+#: that version.
+UPGRADE_STRATEGIES = ("quorum", "all")
 
 
 class RaError(Exception):

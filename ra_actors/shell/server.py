@@ -12,8 +12,9 @@ Rules:
   ``Down``, ``NodeUp``/``NodeDown`` or ``TimerFired`` becomes a command, is
   the core's business (``MachineEffects`` holds only effects to run;
   ``MachineEvent`` goes to the core, which appends it only as leader).  The
-  shell keeps bookkeeping that follows the core's ``RoleChanged``: a leader
-  ticks while :meth:`RaftServer.wants_tick` says so, and machine monitors and
+  shell keeps bookkeeping that follows the core's ``RoleChanged``: a server
+  ticks while :meth:`RaftServer.wants_tick` says so (a leader with work, any
+  member of a machine with an aux handler), and machine monitors and
   timers end with leadership (the machine re-establishes them in
   ``state_enter``, as in Ra).
 * **Rounds.**  Inputs are queued; one pump runs the queue through the core
@@ -26,7 +27,10 @@ Rules:
 * **Crashes.**  An exception out of the core or an effect while handling an
   input ends the server: ``port.crash``; the port restarts it from its store.
   A failing *machine* effect (``SendMsg``, ``ModCall``, ...) is logged and
-  skipped: the machine's own mistake must not kill the server.
+  skipped: the machine's own mistake must not kill the server.  An ``Aux``
+  effect goes back to the core at once (``AuxCommand`` cast, Ra's
+  ``handle_effect({aux, Cmd})``) and the effects it yields run then; the
+  core reports a failing ``handle_aux`` (``AuxFailure``, logged).
 * **Lost writes are written again.**  While the log holds entries the WAL
   has not reported durable, a ``WalStallWakeup`` checks every
   ``wal_stall_ms``: if ``last_written`` has not moved since the previous
@@ -128,6 +132,11 @@ class LastAppliedWakeup:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryWaitWakeup:
+    from_: Any            # the caller of a query that waits for its condition
+
+
+@dataclass(frozen=True, slots=True)
 class WalStallWakeup:
     last_written: int     # the core's last_written when the check was armed
 
@@ -164,7 +173,6 @@ class ServerShell:
         self.leader: ServerId | None = None
         self.term = 0
         self.nodes_down: set[str] = set()
-        self.aux_state: Any = None
         self.stats = {"commands": 0, "rpcs_in": 0, "rpcs_out": 0, "wal_writes": 0,
                       "snapshot_chunks_in": 0, "snapshot_chunks_out": 0, "snapshots_written": 0,
                       "checkpoints_written": 0, "checkpoints_promoted": 0, "machine_messages_sent": 0,
@@ -388,7 +396,7 @@ class ServerShell:
         finally:
             self._pumping = False
         if self.running:
-            if not self._ticking and self.role in LEADING_ROLES and self.core.wants_tick():
+            if not self._ticking and self.core.wants_tick():
                 self._start_ticking()
             self._flush()
             self._observe()
@@ -606,6 +614,11 @@ class ServerShell:
             handler = self._MACHINE_EFFECTS.get(type(effect))
             if handler is None:
                 raise TypeError(f"no handler for machine effect {type(effect).__name__}")
+            if type(effect) is fx.Aux:
+                # the core runs it (a failing handle_aux is reported there); what
+                # fails in the server effects it produces is the server's failure
+                handler(self, effect)
+                continue
             try:
                 handler(self, effect)
             except Exception as exc:  # noqa: BLE001 - see the module rules
@@ -671,15 +684,14 @@ class ServerShell:
         self.port.wakeup(max(0, int(delay)), MachineTimerWakeup(e.name, self._refs))
 
     def _aux(self, e: fx.Aux) -> None:
-        handle_aux = getattr(self.machine_impl, "handle_aux", None)
-        if not callable(handle_aux):
-            return
-        result = handle_aux(self.role, e.command, self.aux_state)
-        if isinstance(result, tuple) and len(result) == 2:
-            self.aux_state, effects = result
-            self._machine_effects(fx.MachineEffects(tuple(effects or ()), False))
-        else:
-            self.aux_state = result
+        # Ra's {aux, Cmd} effect: back to the core as a cast, at once, so
+        # that handle_aux runs at this effect's place and its effects follow.
+        _role, effects = self.core.handle(m.AuxCommand("cast", e.command))
+        self._unpublished = True
+        self._run(effects)
+
+    def _aux_failure(self, e: fx.AuxFailure) -> None:
+        self.port.log(f"handle_aux failed on the {e.kind} {e.command!r:.200}: {e.reason}")
 
     def _handled_by_core(self, _e: Any) -> None:
         """ReleaseCursor / Checkpoint / Append / TryAppend / Log never reach a shell
@@ -721,6 +733,14 @@ class ServerShell:
         if self._machine_timers.get(w.name) == w.epoch:
             del self._machine_timers[w.name]
             self._deliver_all((m.MachineEvent(fx.TimerFired(w.name), self.port.now_ms()),))
+
+    def limit_query_wait(self, wait_ms: int, caller: Any) -> None:
+        """A query with a condition waits at most ``wait_ms`` (then the core
+        answers it ``Timeout`` if it still waits; nothing if answered)."""
+        self.port.wakeup(wait_ms, QueryWaitWakeup(caller))
+
+    def _on_query_wait_wakeup(self, w: QueryWaitWakeup) -> None:
+        self._deliver_all((m.QueryExpired(w.from_),))
 
     def _on_last_applied_wakeup(self, _w: LastAppliedWakeup) -> None:
         self._last_applied_armed = False
@@ -767,6 +787,7 @@ class ServerShell:
         fx.StopServer: _stop_server,
         fx.DeleteData: _delete_data,
         fx.MachineEffects: _machine_effects,
+        fx.AuxFailure: _aux_failure,
     }
 
     _MACHINE_EFFECTS: dict[type, Callable] = {
@@ -790,6 +811,7 @@ class ServerShell:
         MachineTimerWakeup: _on_machine_timer_wakeup,
         LastAppliedWakeup: _on_last_applied_wakeup,
         WalStallWakeup: _on_wal_stall_wakeup,
+        QueryWaitWakeup: _on_query_wait_wakeup,
     }
 
 
