@@ -42,6 +42,9 @@ def _uids_in(wdir) -> set:
     return out
 
 
+ADDS = 30
+
+
 @pytest.mark.parametrize("placement", ["process", "shared"])
 def test_a_node_with_two_wals_recovers_every_server_from_its_own_wal_after_a_sigkill(tmp_path, placement, capsys):
     roots = [str(tmp_path / "vol_a"), str(tmp_path / "vol_b")]
@@ -59,7 +62,8 @@ def test_a_node_with_two_wals_recovers_every_server_from_its_own_wal_after_a_sig
             c.start_cluster(n, "machines.counter", [sids[n]])        # by a hash of the uid
         with pytest.raises(errors.InvalidConfig, match="0..1"):
             c.start_cluster("c9", "machines.counter", [ra.ServerId("c9", "n1")], wal=2, timeout=10)
-        for _ in range(10):
+        # enough for each WAL to roll over even when the hash puts one server alone on it
+        for _ in range(ADDS):
             for n in names:
                 c.process_command(sids[n], ("add", 1), timeout=15)
         ov = c.overview("n1")
@@ -71,8 +75,11 @@ def test_a_node_with_two_wals_recovers_every_server_from_its_own_wal_after_a_sig
         # went to segments
         assert _uids_in(wa) <= {uids[n] for n in on[0]} and _uids_in(wb) <= {uids[n] for n in on[1]}
         servers = Path(nodes.data_dir("n1")) / "servers"
-        with_segments = {n for n in names if list((servers / uids[n] / "segments").glob("*.segment"))}
-        assert with_segments & on[0] and with_segments & on[1]
+
+        def with_segments() -> set:
+            return {n for n in names if list((servers / uids[n] / "segments").glob("*.segment"))}
+        # the segment writer moves closed WAL files in its own time
+        _wait(lambda: with_segments() & on[0] and with_segments() & on[1], what="segments from both WALs")
         if placement == "process":
             assert ov["services"].get("wal:1") == "running"
 
@@ -80,8 +87,8 @@ def test_a_node_with_two_wals_recovers_every_server_from_its_own_wal_after_a_sig
         nodes.restart("n1")
         c2 = nodes.client()
         for n in names:
-            _wait(lambda: c2.consistent_query(sids[n], READ, timeout=5)[0] == 10, what=f"{n} recovered")
-            assert c2.process_command(sids[n], ("add", 1), timeout=15)[0] == 11
+            _wait(lambda: c2.consistent_query(sids[n], READ, timeout=5)[0] == ADDS, what=f"{n} recovered")
+            assert c2.process_command(sids[n], ("add", 1), timeout=15)[0] == ADDS + 1
         ov = c2.overview("n1")
         assert {w["wal"]: set(w["servers"]) for w in ov["wals"]} == on     # the same WAL for each, for good
     # the node's node.json names both WALs: the check covers them without being told
