@@ -82,6 +82,23 @@ def test_overwrite_in_mem_table_and_in_segments_survives_restart(tmp_path):
         assert rec.entries == tuple(es(1, 7, tag="old") + es(8, 9, term=2, tag="new"))
 
 
+def test_the_first_append_after_a_restart_says_it_overwrites_wherever_it_starts(tmp_path):
+    """The WAL takes a writer's first append of its life above index 1 only
+    as an overwrite: a restarted log's first append is flagged so, even when
+    it follows on; the next ones are plain again."""
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        write(node, slog, es(1, 5))
+    with recover_node(tmp_path) as node:
+        slog = node.open_server("s1")
+        slog.recovered()
+        first = slog.append(es(6, 6))
+        assert first.overwrite and not first.truncate
+        node.wal.append_run(first.uid, first.first_index, first.terms, first.payloads, overwrite=first.overwrite)
+        assert node.flush()[1].get("s1") == [Written(1, 6, 6)]
+        assert not slog.append(es(7, 7)).overwrite
+
+
 def test_written_report_is_clipped_after_overwrite(tmp_path):
     with recover_node(tmp_path) as node:
         slog = node.create_server(cfg())

@@ -60,7 +60,7 @@ def test_uid_inline_first_then_short_reference(tmp_path):
 def test_records_columns_and_entries_apis_agree(tmp_path):
     with Wal(tmp_path) as wal:
         wal.append("a", [(1, 1, b"\x01"), (2, 1, b"\x02")])
-        wal.append_run("b", 7, [3, 3, 4], [b"x", b"y", b"z"])
+        wal.append_run("b", 7, [3, 3, 4], [b"x", b"y", b"z"], overwrite=True)   # (a first write above 1)
         wal.append_encoded(Wal.encode_run("c", 1, 9, [b"q"]))
         res = wal.flush()
         assert res.written == {"a": ((1, 1, 2),), "b": ((3, 7, 8), (4, 9, 9)), "c": ((9, 1, 1),)}
@@ -142,9 +142,29 @@ def test_an_append_into_written_entries_must_say_it_overwrites(tmp_path):
     assert [(i, t) for i, t, _p, _c in run] == [(i, 1) for i in range(1, 8)] + [(8, 2), (9, 2), (10, 2)]
 
 
+def test_a_first_plain_append_above_index_1_is_refused_whatever_came_before(tmp_path):
+    """A restarted node's follower had 1..10 (term 1) on disk; a new leader
+    cut it back to 7 and its overwrite of 8..9 (term 2), the writer's first
+    write of this WAL life, was lost.  The WAL cannot know that: a plain
+    append of 10 as the first write it sees is refused and a resend asked
+    from 10, else the old 8..9 would stand before the new 10 after a crash."""
+    with Wal(tmp_path) as wal:
+        wal.write_batch([("s1", entries(1, 10, term=1))])
+    with Wal(tmp_path) as wal:                      # the node restarted
+        res = wal.write_batch([("s1", entries(10, 10, term=2))])
+        assert res.written == {} and res.dropped == {"s1": 1} and res.messages("s1") == [ResendWrite(10)]
+        res = wal.write_batch([("s1", entries(11, 11, term=2))])      # still dropped, no second ask
+        assert res.written == {} and res.resend == {}
+        res = wal.write_batch([("s1", entries(8, 11, term=2), False, True)])     # the resend
+        assert res.written == {"s1": ((2, 8, 11),)}
+        # a first plain append at index 1 has nothing below it to splice: taken
+        assert wal.write_batch([("s2", entries(1, 2))]).written == {"s2": ((1, 1, 2),)}
+
+
 def test_gap_detection_asks_for_resend_and_drops_until_filled(tmp_path):
     with Wal(tmp_path) as wal:
-        assert wal.write_batch([("s1", entries(5, 6))]).written == {"s1": ((1, 5, 6),)}  # first write: anywhere
+        # first write: anywhere, as an overwrite
+        assert wal.write_batch([("s1", entries(5, 6), False, True)]).written == {"s1": ((1, 5, 6),)}
         res = wal.write_batch([("s1", entries(9, 10))])
         assert res.resend == {"s1": 7} and res.written == {} and res.dropped == {"s1": 2}
         assert res.messages("s1") == [ResendWrite(7)]
@@ -290,8 +310,8 @@ def test_new_wal_never_appends_to_old_files(tmp_path):
     with Wal(tmp_path) as wal:
         assert wal.pending_files == (first,)
         assert wal.path != first and wal.path.name > first.name
-        # New process life: the writer may start anywhere.
-        assert wal.write_batch([("s1", entries(50, 50))]).written == {"s1": ((1, 50, 50),)}
+        # New process life: the writer may start anywhere, saying it overwrites.
+        assert wal.write_batch([("s1", entries(50, 50), False, True)]).written == {"s1": ((1, 50, 50),)}
 
 
 def test_data_dir_lock_in_process_and_across_processes(tmp_path):

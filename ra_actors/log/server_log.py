@@ -40,6 +40,10 @@ Rules:
   ``first_index .. last_index + 1``; starting at or below ``last_index`` is an
   overwrite that drops everything above.  Entries are msgpacked here, so the
   WAL process only checksums and writes.
+* The first append after the log is opened is flagged as an overwrite
+  wherever it starts: a WAL takes a writer's first append of its life only
+  so flagged, because it cannot know what this writer wrote before (e.g.
+  the old entries an overwrite it lost was to replace).
 * ``last_written`` follows the WAL's reports, clipped to what is still in the
   log (an overwrite makes older reports partly stale), and only grows as a
   prefix: a report that overtook an earlier one waits for it.
@@ -226,6 +230,7 @@ class ServerLog:
         self._last_written = self.last_index
         self._ahead: list[tuple[int, int, int]] = []   # WAL reports above a hole (term, from, to)
         self._closed = False
+        self._appended = False     # an append since opening (see the rules: the first overwrites)
 
     def _load_wal_entries(self) -> None:
         files = list_numbered(self.wal_dir, WAL_SUFFIX)
@@ -488,7 +493,9 @@ class ServerLog:
         # below the last index replaces entries: the WAL takes it only so
         # flagged, so a lost overwrite cannot be followed by an append that
         # splices the old log's head to the new log's tail.
-        req = WalAppend.of(self.uid, entries, first == self.first_index, overwrite=first <= last)
+        req = WalAppend.of(self.uid, entries, first == self.first_index,
+                           overwrite=first <= last or not self._appended)
+        self._appended = True
         self._mem_apply(entries, req.truncate)
         if self._last_written >= first:
             self._last_written = first - 1

@@ -38,7 +38,12 @@ Rules:
   record wins and everything the writer wrote above the new last index is
   invalid.  Any other append must start at exactly ``last + 1``.
 * Sequencing per writer: the first write of a writer in this process life
-  may start anywhere; after that a write that does not follow on
+  may start anywhere if it is an ``overwrite`` (or ``truncate``), and a
+  plain append only at index 1: the WAL cannot know what the writer wrote
+  before, and a plain append above 1 may follow an overwrite that never
+  arrived (a restarted node's old entries below it would then stand beside
+  the new ones).  Such a write is dropped and a resend asked from its first
+  index.  After that a write that does not follow on
   (``first > last + 1``: a gap; or ``first <= last`` without
   ``overwrite``: an earlier overwrite never arrived, and taking this one
   would splice the old log's head to the new log's tail) is dropped, the
@@ -447,6 +452,12 @@ class Wal:
                 uid = w.uid
                 first = w.first
                 state = writers.get(uid)
+                if state is None and not (w.truncate or w.overwrite or first == 1):
+                    # where this writer stands is unknown: refuse, ask from here
+                    resend[uid] = first
+                    writers[uid] = state = _WriterState(first - 1, True)
+                    dropped[uid] = dropped.get(uid, 0) + w.count
+                    continue
                 if state is not None and not w.truncate:
                     if first > state.last_index + 1 or (first <= state.last_index and not w.overwrite):
                         if not state.resend_asked:

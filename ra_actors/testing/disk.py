@@ -15,7 +15,9 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   and only then are the records durable.  Records that arrive during an
   fsync go to the next batch, which starts as soon as the fsync ends.
 * **Sequencing**, as the real WAL's: per writer, the first append of a WAL
-  life is taken whatever its index; after that an append must start at
+  life is taken whatever its index if it says it replaces entries
+  (``overwrite``) or restarts the log (``truncate``), and a plain one only
+  at index 1; after that an append must start at
   exactly ``last + 1``, or at or below ``last`` when it says it replaces
   entries (``overwrite``), or anywhere when it restarts the log after a
   snapshot (``truncate``).  Anything else is refused (``refused``): an
@@ -239,6 +241,9 @@ class NodeDisk:
         if not entries:
             return None
         first, last = entries[0].index, self.accepted.get(uid)
+        if last is None and not (truncate or overwrite or first == 1):
+            self.refused += 1
+            return None
         if last is not None and not truncate and (first > last + 1 or (first <= last and not overwrite)):
             self.refused += 1
             return None

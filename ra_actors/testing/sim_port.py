@@ -87,6 +87,7 @@ class SimStore:
         self._appended: dict[int, int] = {}   # index -> term of what this process wrote
         self._first_index = 1                  # the log's, as ServerLog keeps them
         self._last_index = 0
+        self._wrote = False                    # ServerLog flags its first append an overwrite
 
     @property
     def _token(self) -> tuple[ServerId, int]:
@@ -111,7 +112,8 @@ class SimStore:
 
     def append(self, entries: tuple) -> SimAppend:
         first = entries[0].index
-        flags = (first == self._first_index, first <= self._last_index)
+        flags = (first == self._first_index, first <= self._last_index or not self._wrote)
+        self._wrote = True
         self._last_index = entries[-1].index
         # Writing entries again that this process wrote before (a resend
         # after a lost WAL write) changes nothing: only the rest is checked
