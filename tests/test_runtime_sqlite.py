@@ -61,7 +61,9 @@ def test_a_kill_between_the_commit_and_the_reply_applies_the_command_once(tmp_pa
         assert not (root / leader.node / "CRASH_AFTER_COMMIT").exists()     # it did die there
 
         _wait(lambda: client.member_overview(leader)["incarnation"] != before, what="the restart")
-        _wait(lambda: _caught_up(client, servers, client.members(servers[0])[1]), what="catching up")
+        # (no leader while the election after the kill runs: not caught up yet)
+        _wait(lambda: (lead := client.members(servers[0])[1]) is not None and _caught_up(client, servers, lead),
+              what="catching up")
         for server in servers:
             ((_idx, _term), reply), _ = client.local_query(server, "sqlite_crash_machine:query",
                                                            "SELECT id, note FROM t", ())
