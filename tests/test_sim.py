@@ -178,9 +178,15 @@ BUG_SIGNS = {
 }
 
 
+# Seeds known to catch a bug, tried before the CI list: a WAL that refuses a
+# writer's first plain append above index 1 leaves written_above_hole few
+# holes to exploit, and the first CI seed that catches it is the 1,102nd.
+FIRST_CATCHES = {"written_above_hole": [(2101, 5, 1, "all", 12000)]}
+
+
 @pytest.mark.parametrize("bug", sorted(BUG_SIGNS))
 def test_deliberate_bug_is_caught(bug):
-    for seed, members, clusters, faults, steps in SEEDS:
+    for seed, members, clusters, faults, steps in [*FIRST_CATCHES.get(bug, ()), *SEEDS]:
         result = Simulation(seed, members=members, clusters=clusters, faults=faults, steps=steps,
                             bugs={bug}).run()
         if not result.ok and any(sign in result.violations[0] for sign in BUG_SIGNS[bug]):
