@@ -161,6 +161,28 @@ def test_a_first_plain_append_above_index_1_is_refused_whatever_came_before(tmp_
         assert wal.write_batch([("s2", entries(1, 2))]).written == {"s2": ((1, 1, 2),)}
 
 
+def test_a_restarted_writer_starts_afresh_and_its_old_life_cannot_write(tmp_path):
+    """The WAL outlives a server's process: incarnation 7 wrote 1..15 (term
+    2); incarnation 8 cut back to 14 and its overwrite of 15 (term 3) was
+    lost.  Its plain append of 16 follows on from what incarnation 7 wrote,
+    but it is a new life: refused, a resend asked.  A late write of
+    incarnation 7 is dropped, even as an overwrite."""
+    with Wal(tmp_path) as wal:
+        wal.append_encoded(Wal.encode_run("s1", 1, 2, [b"old"] * 15), writer=7)
+        assert wal.flush().written == {"s1": ((2, 1, 15),)}
+        wal.append_encoded(Wal.encode_run("s1", 16, 3, [b"new"]), writer=8)
+        res = wal.flush()
+        assert res.written == {} and res.messages("s1") == [ResendWrite(16)]
+        wal.append_encoded(Wal.encode_run("s1", 9, 2, [b"late"], overwrite=True), writer=7)
+        assert wal.flush().written == {}
+        wal.append_encoded(Wal.encode_run("s1", 15, 3, [b"new", b"new"], overwrite=True), writer=8)
+        assert wal.flush().written == {"s1": ((3, 15, 16),)}
+        path = wal.path
+    from ra_actors.log.segment_writer import final_runs
+    run = final_runs(scan_wal_file(path))["s1"]
+    assert [(i, t) for i, t, _p, _c in run] == [(i, 2) for i in range(1, 15)] + [(15, 3), (16, 3)]
+
+
 def test_gap_detection_asks_for_resend_and_drops_until_filled(tmp_path):
     with Wal(tmp_path) as wal:
         # first write: anywhere, as an overwrite

@@ -152,6 +152,11 @@ REGRESSIONS = (
     # (test_log_wal.py::test_a_first_plain_append_above_index_1_is_refused_whatever_came_before,
     # test_log_server_log.py::test_the_first_append_after_a_restart_says_it_overwrites_wherever_it_starts).
     (447919188, 20000, 3, 1, "checkpoint,crash,false-suspicion,partition,reorder,snapshot,transfer,wal-loss"),
+    # The same, after a restart of the server's process only: the WAL kept
+    # what the old incarnation wrote, and the new one's plain append followed
+    # on from it (test_log_wal.py::test_a_restarted_writer_starts_afresh_and_its_old_life_cannot_write).
+    (50936382, 3000, 3, 1, "checkpoint,crash,drop,membership,snapshot,torn-write,wal-loss"),
+    (50938451, 6000, 3, 1, "checkpoint,crash,false-suspicion,membership,partition,reorder,torn-write,wal-loss"),
 )
 
 

@@ -179,16 +179,18 @@ class WalService:
                 log("wal", f"counters no longer published: {exc!r}")
                 self.counters = None
 
-    def write(self, appends, kick: bool = True) -> None:
+    def write(self, appends, kick: bool = True, writer: int = 0) -> None:
         """Queue ``appends``; ``kick``: wake the sync thread now (the host
         actor kicks once per turn instead, see :meth:`sync_small_inline`).
+        ``writer``: the writing server's incarnation (the WAL's sequencing
+        is per writer life).
         Once the WAL failed they are dropped (the failure reaches the actor
         through :meth:`drain`; the writers write them again)."""
         wal = self.wal
         if wal.failed is not None:
             return
         for enc in appends:
-            wal.append_encoded(enc)
+            wal.append_encoded(enc, writer)
             self.pending_records += enc.count
         if kick:
             self.work.set()
@@ -357,7 +359,7 @@ class WalActor(Actor):
                 return   # failed, waiting to be reopened: the writer writes it again then
             self.writers[msg.uid] = sender
             for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
-                self.svc.write(write.appends)
+                self.svc.write(write.appends, writer=write.seq[0])
             self._arm_hole_check()
         elif isinstance(msg, WatchMessage):
             self._drain()
@@ -369,7 +371,7 @@ class WalActor(Actor):
                 log("wal", f"a write of {uid} did not arrive in {WAL_HOLE_WAIT_S} s: taking the "
                            f"{len(writes)} after it (the gap is written again)")
                 for write in writes:
-                    self.svc.write(write.appends)
+                    self.svc.write(write.appends, writer=write.seq[0])
             self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
             self.supervisor = sender

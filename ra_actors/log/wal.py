@@ -37,7 +37,10 @@ Rules:
   truncated its log, or it writes again what the WAL lost): the later
   record wins and everything the writer wrote above the new last index is
   invalid.  Any other append must start at exactly ``last + 1``.
-* Sequencing per writer: the first write of a writer in this process life
+* Sequencing per writer life: a writer's life is what its appends carry
+  (``writer``: a server's incarnation, which grows with every restart of
+  it); a write of a newer life starts the writer afresh, a late write of an
+  older life is dropped.  The first write of a writer life
   may start anywhere if it is an ``overwrite`` (or ``truncate``), and a
   plain append only at index 1: the WAL cannot know what the writer wrote
   before, and a plain append above 1 may follow an overwrite that never
@@ -114,6 +117,36 @@ class _WriterState(NamedTuple):
 
     last_index: int
     resend_asked: bool
+    writer: int = 0      # the writer's life (a server's incarnation) these belong to
+
+
+def _follows_on(writers: dict, w: EncodedAppend, life: int, resend: dict, dropped: dict) -> bool:
+    """Whether the WAL takes ``w`` from writer life ``life`` (the module's
+    sequencing rules); if not, count it dropped and ask a resend once."""
+    uid, first = w.uid, w.first
+    state = writers.get(uid)
+    if state is not None and life != state.writer:
+        if life < state.writer:
+            # a late write of a writer's earlier life: it is gone, its log reopened
+            dropped[uid] = dropped.get(uid, 0) + w.count
+            return False
+        state = None     # a new life of this writer: what the WAL knew is not its
+    if state is None and not (w.truncate or w.overwrite or first == 1):
+        # where this writer stands is unknown: refuse, ask from here
+        resend[uid] = first
+        writers[uid] = _WriterState(first - 1, True, life)
+        dropped[uid] = dropped.get(uid, 0) + w.count
+        return False
+    if state is not None and not w.truncate:
+        if first > state.last_index + 1 or (first <= state.last_index and not w.overwrite):
+            if not state.resend_asked:
+                resend[uid] = min(first, state.last_index + 1)
+                writers[uid] = _WriterState(state.last_index, True, life)
+            dropped[uid] = dropped.get(uid, 0) + w.count
+            return False
+        resend.pop(uid, None)
+    return True
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +315,7 @@ class Wal:
                                                                    wal_lock_path(self.data_dir, self.dir))
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
-        self._pending: list[tuple[EncodedAppend, tuple]] = []  # (append, term runs)
+        self._pending: list[tuple[EncodedAppend, tuple, int]] = []  # (append, term runs, writer life)
         self._writers: dict[str, _WriterState] = {}   # uid -> what the WAL knows of that writer
         self._fd: int | None = None
         self._failed: StorageError | None = None
@@ -414,20 +447,22 @@ class Wal:
         """:meth:`append_run`'s encoding without queueing."""
         return _encode(uid, first_index, terms, payloads, truncate, overwrite)[0]
 
-    def append_encoded(self, encoded: EncodedAppend) -> None:
+    def append_encoded(self, encoded: EncodedAppend, writer: int = 0) -> None:
         """Queue an :meth:`encode_run` result for the next flush (thread-safe).
 
         The record table and sizes are verified (cheap: no payload is read), so a
         bad producer cannot make the file unparseable; payload crcs are the
-        producer's and are checked at recovery."""
+        producer's and are checked at recovery.  ``writer``: the writer's
+        life (a server's incarnation, growing with each restart of it): see
+        the sequencing rules."""
         runs = _verify(encoded)
-        self._queue(encoded, runs)
+        self._queue(encoded, runs, writer)
 
-    def _queue(self, encoded: EncodedAppend, runs: tuple) -> None:
+    def _queue(self, encoded: EncodedAppend, runs: tuple, writer: int = 0) -> None:
         if self._failed is not None:
             self._raise_failed()
         with self._lock:
-            self._pending.append((encoded, runs))
+            self._pending.append((encoded, runs, writer))
 
     def flush(self) -> FlushResult:
         """Write everything appended so far with one write and one sync; report."""
@@ -448,27 +483,13 @@ class Wal:
             writers = self._writers
             refs = self._refs
             new_refs: dict[str, int] = {}
-            for w, runs in pending:
+            for w, runs, life in pending:
                 uid = w.uid
                 first = w.first
-                state = writers.get(uid)
-                if state is None and not (w.truncate or w.overwrite or first == 1):
-                    # where this writer stands is unknown: refuse, ask from here
-                    resend[uid] = first
-                    writers[uid] = state = _WriterState(first - 1, True)
-                    dropped[uid] = dropped.get(uid, 0) + w.count
+                if not _follows_on(writers, w, life, resend, dropped):
                     continue
-                if state is not None and not w.truncate:
-                    if first > state.last_index + 1 or (first <= state.last_index and not w.overwrite):
-                        if not state.resend_asked:
-                            resend[uid] = min(first, state.last_index + 1)
-                            writers[uid] = _WriterState(state.last_index, True)
-                        dropped[uid] = dropped.get(uid, 0) + w.count
-                        continue
-                    if resend:
-                        resend.pop(uid, None)
                 count = w.count
-                writers[uid] = _WriterState(first + count - 1, False)
+                writers[uid] = _WriterState(first + count - 1, False, life)
                 flags = FLAG_TRUNCATE if w.truncate else 0
                 ref = refs.get(uid) or new_refs.get(uid)
                 if ref is None:

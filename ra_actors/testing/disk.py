@@ -14,8 +14,9 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   *everything* pending as one batch, writes and fsyncs it (``fsync`` delay),
   and only then are the records durable.  Records that arrive during an
   fsync go to the next batch, which starts as soon as the fsync ends.
-* **Sequencing**, as the real WAL's: per writer, the first append of a WAL
-  life is taken whatever its index if it says it replaces entries
+* **Sequencing**, as the real WAL's: per writer life (the server's
+  incarnation: a newer one starts afresh, an older one's late writes are
+  refused), the first append of a WAL or writer life is taken whatever its index if it says it replaces entries
   (``overwrite``) or restarts the log (``truncate``), and a plain one only
   at index 1; after that an append must start at
   exactly ``last + 1``, or at or below ``last`` when it says it replaces
@@ -213,6 +214,7 @@ class NodeDisk:
         self._meta_queue: list[tuple[str, Hashable, int, ServerId | None, int]] = []
         self._snap_queue: list[tuple[str, Hashable, SnapshotMeta, bytes, int]] = []
         self.accepted: dict[str, int] = {}   # uid -> last index the WAL took in this life
+        self.writer_life: dict[str, int] = {}  # uid -> the writer life (incarnation) it took them from
         # Statistics.
         self.batches = 0
         self.records = 0
@@ -241,6 +243,13 @@ class NodeDisk:
         if not entries:
             return None
         first, last = entries[0].index, self.accepted.get(uid)
+        life = token[1] if isinstance(token, tuple) and len(token) == 2 and isinstance(token[1], int) else 0
+        known = self.writer_life.get(uid, life)
+        if life < known:
+            self.refused += 1          # a late write of an earlier life of this writer
+            return None
+        if life > known:
+            last = None                # a new life of this writer: what the WAL knew is not its
         if last is None and not (truncate or overwrite or first == 1):
             self.refused += 1
             return None
@@ -248,6 +257,7 @@ class NodeDisk:
             self.refused += 1
             return None
         self.accepted[uid] = entries[-1].index
+        self.writer_life[uid] = life
         for e in entries:
             self.pending.append(("append", uid, token, e))
         return self._wake()
@@ -447,6 +457,7 @@ class NodeDisk:
         self.pending, self.in_flight = [], []
         self._meta_queue, self._snap_queue = [], []
         self.accepted = {}          # the next WAL life knows no writer yet
+        self.writer_life = {}
         self.state = "idle"
         self.epoch += 1
         return report
@@ -455,6 +466,7 @@ class NodeDisk:
         """Remove everything of ``uid`` (``DeleteData``/force delete), at once."""
         self.stores.pop(uid, None)
         self.accepted.pop(uid, None)
+        self.writer_life.pop(uid, None)
         self.pending = [r for r in self.pending if r[1] != uid]
         self.in_flight = [r for r in self.in_flight if r[1] != uid]
         self._meta_queue = [m for m in self._meta_queue if m[0] != uid]
