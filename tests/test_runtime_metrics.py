@@ -73,6 +73,8 @@ def test_counters_count_what_the_servers_and_the_wal_do(nodes):
     elections = sum(_servers(nodes.data_dir(s.node))["kv"].values["elections"] for s in sids)
     assert elections >= 1
 
+    # the WAL publishes its counters after each flush, from its sync thread
+    _wait(lambda: _services(nodes.data_dir(leader.node))["wal"].values["writes"] >= 31, what="the WAL's counters")
     wal = _services(nodes.data_dir(leader.node))["wal"]
     assert wal.status == "running"
     assert wal.values["batches"] > wal_before["batches"] and wal.values["writes"] >= 31
