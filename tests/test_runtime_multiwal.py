@@ -6,7 +6,7 @@ why; given the directory again, in any order, they come back."""
 from __future__ import annotations
 
 import json
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,22 +17,12 @@ from ra_actors.cli import main
 from ra_actors.log.wal import WAL_SUFFIX
 from ra_actors.log.wal_format import scan_wal_file
 from ra_actors.nodes import free_port
+from runtime_helpers import wait_for
 
 READ = "machines.counter:read"
 
 
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
+_wait = partial(wait_for, timeout=30.0)
 
 
 def _uids_in(wdir) -> set:

@@ -5,7 +5,7 @@ snapshotted getting the database as a snapshot, and a database whose
 members write their log to the second of their nodes' two WALs."""
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,20 +16,10 @@ from ra_actors import errors
 from ra_actors.cli import main
 from ra_actors.log.wal import WAL_SUFFIX
 from ra_actors.log.wal_format import scan_wal_file
+from runtime_helpers import wait_for
 
 
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except errors.RaError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+_wait = partial(wait_for, timeout=30.0)
 
 
 def _caught_up(client, servers, leader):
