@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from ..core.types import ServerConfig
 from ..errors import LogCorruption
+from ..log import fileio
 from . import storage
 from .util import log
 
@@ -171,7 +172,7 @@ class ServerRegistry:
         os.replace(tmp, self._path(REGISTRY_FILE))
         with open(self._path(JOURNAL_FILE), "wb") as f:
             os.fsync(f.fileno())
-        _sync_dir(self.data_dir)
+        fileio.fsync_dir(self.data_dir)
         self.journal_lines = 0
 
 
@@ -192,11 +193,3 @@ def _decode_line(line: bytes, path: str, offset: int) -> dict:
     if not isinstance(change, dict):
         raise LogCorruption("the node's server registry journal has a change that is not an object", path, offset)
     return change
-
-
-def _sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
