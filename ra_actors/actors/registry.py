@@ -155,10 +155,14 @@ class ServerRegistry:
         if self.journal_lines >= max(COMPACT_MIN, 2 * len(self.servers)):
             self._compact()
             return
-        with open(self._path(JOURNAL_FILE), "ab") as f:
+        path = self._path(JOURNAL_FILE)
+        new = not os.path.exists(path)
+        with open(path, "ab") as f:
             f.write(_encode_line(change))
             f.flush()
             os.fsync(f.fileno())
+        if new:
+            fileio.fsync_dir(self.data_dir)   # the journal's name survives a crash too
         self.journal_lines += 1
 
     def _compact(self) -> None:
