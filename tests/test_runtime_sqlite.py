@@ -191,7 +191,8 @@ def test_a_database_on_the_second_of_two_wals_survives_a_kill_after_commit_and_a
         assert _wait(lambda: client2.consistent_query(counters[0], "machines.counter:read", timeout=5)[0] == 5,
                      what="the counter back")
         db2.execute("INSERT INTO t (n) VALUES (?)", (1,))
-        _wait(lambda: _caught_up(client2, servers, client2.members(servers[0])[1]), what="catching up")
+        _wait(lambda: (lead := client2.members(servers[0])[1]) is not None and _caught_up(client2, servers, lead),
+              what="catching up")
         for server in servers:
             assert rsql.connect(client2, [server], machine="sqlite_crash_machine").query(
                 "SELECT sum(n), count(*) FROM t", consistency="local") == [(sum(range(25)) + 101, 27)], server
