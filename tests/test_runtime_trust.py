@@ -18,10 +18,11 @@ from ra_actors import errors, events as ev
 from ra_actors.actors import handshake as hs
 from ra_actors.actors.authsock import dial_handshake
 from ra_actors.actors.node_main import node_allowed_hosts
-from ra_actors.actors.protocol import Bundle
+from ra_actors.actors.protocol import Bundle, WalResult
 from ra_actors.actors.stream import MAX_FRAME, wire_codec
 from ra_actors.cookie import cookie_path, create_cookie, read_cookie
 from ra_actors.core.codec import EXT_RECORD, EXT_TAG
+from ra_actors.core.messages import Written
 from ra_actors.nodes import free_port
 
 
@@ -118,6 +119,8 @@ _HOSTILE_FRAMES = {
     "a record with fields of the wrong types": _frame(msgpack.packb(
         [msgpack.ExtType(EXT_TAG, b"Rpcs"), 7, "1", 7, None, [1, 2]])),
     "an unknown record": _frame(msgpack.packb([msgpack.ExtType(EXT_TAG, b"os.system"), "touch x"])),
+    "a WAL result from an actor that is not the server's WAL": _frame(wire_codec().pack(
+        WalResult("kv", (Written(1, 1, 1000),)))),
     "bytes that are not msgpack": _frame(b"\xc1\xc1\xc1"),
     "a length above MAX_FRAME": (MAX_FRAME + 1).to_bytes(4, "big"),
 }
@@ -126,7 +129,9 @@ _HOSTILE_FRAMES = {
 def _stream_endpoints(client, sids) -> dict:
     out = {}
     for sid in sids:
-        stream = client.member_overview(sid)["host"]["stream"]
+        overview = client.member_overview(sid)
+        # a host's stream (placement shared), or the server actor's own (process)
+        stream = overview["host"]["stream"] if overview["host"] else overview["stream"]
         out[sid.node] = (tuple(stream["endpoint"]), stream["protocol_errors"])
     return out
 
@@ -139,15 +144,16 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         return True
 
 
-def test_hostile_stream_frames_from_a_secret_holder_close_one_connection_and_restart_nothing(tmp_path):
-    """Shared placement: a process that holds the secret (so passes the
-    handshake and says a well-formed hello) sends each hostile frame on a
-    connection of its own to every host's stream.  Each connection is
-    closed and counted; no process dies, no server restarts, the replicas
-    serve on."""
+@pytest.mark.parametrize("placement", ["process", "shared"])
+def test_hostile_stream_frames_from_a_secret_holder_close_one_connection_and_restart_nothing(tmp_path, placement):
+    """A process that holds the secret (so passes the handshake and says a
+    well-formed hello) sends each hostile frame on a connection of its own
+    to the stream of every server's actor (its host's in placement
+    ``shared``).  Each connection is closed and counted; no process dies,
+    no server restarts, the replicas serve on."""
     key = read_cookie(cookie_path(None))
     hello = _frame(wire_codec().pack(("hello", ["127.0.0.1", free_port()])))
-    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement="shared") as nodes:
+    with ra.local_nodes(["n1", "n2", "n3"], data_root=str(tmp_path / "nodes"), placement=placement) as nodes:
         c = nodes.client()
         sids = [ra.ServerId("kv", n) for n in nodes]
         c.start_cluster("kv", "machines.kv", sids)
@@ -169,7 +175,7 @@ def test_hostile_stream_frames_from_a_secret_holder_close_one_connection_and_res
             assert c.overview(node)["servers"] == servers_before[node], "no server restarted"
         assert c.process_command(sids[0], ("write", "k", 2))[0] == "ok"
         for sid in sids:
-            # (a client's calls travel on the stream in this placement)
+            # (a client's calls travel on the stream in both placements)
             with pytest.raises(errors.InvalidQuery):
                 c.local_query(sid, "builtins:dict.clear")
             assert c.consistent_query(sid, "machines.kv:read", "k")[0] == 2

@@ -73,28 +73,19 @@ from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
+from .streamside import STREAMED, SWITCH_INTERVAL, StreamSide
 from .util import log, log_exc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
 LOST_WAKEUP_S = 0.5    # a wakeup overdue this long is presumed lost
 WATCHDOG_S = 1.0       # how often the timer watchdog thread looks
-SWITCH_INTERVAL = 0.0005  # seconds (see HostActor.__init__)
 INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
 LOOKUP_PATIENCE = 2.0  # seconds before a node lookup in flight is asked again
-OFFER_EVERY = 1.0      # seconds between stream offers to a host we have no stream with
-
-# RA_ACTORS_STREAM=0 in a node's environment turns the direct replication
-# stream off (everything goes through Thespian): for A/B measurements.
-STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
-
 # Messages collected per destination while the host handles one message,
 # then sent as one (a Bundle) on the stream or through Thespian: Raft's
 # RPCs between hosts, and what servers send their clients.
-_BATCHED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message, ev.RaEvent})
-# What other hosts (Raft's RPCs, forwarded commands) and clients (calls,
-# pipelined commands) send a host on the replication stream.
-_FROM_STREAM = frozenset({Rpcs, Forwarded, ClientCall, Pipeline})
+_BATCHED = STREAMED
 
 
 class HostActor(Actor):
@@ -127,11 +118,10 @@ class HostActor(Actor):
         threading.Thread(target=self._timer_watchdog, name="host-timers", daemon=True).start()
         self.outbox: list = []                          # [(address, [Rpcs|Forwarded])] this turn
         self.batching = False
-        self.stream = None                              # StreamHub (direct replication stream)
+        self.stream: StreamSide | None = None           # the direct replication stream
         self.node_hosts: dict = {}                      # node -> its host actor's address
         self.lookups: dict = {}                         # node -> [(server name, key)] waiting
         self.local_inbox: list = []                     # replies for our servers, this turn
-        self.offered: dict = {}                         # address key -> when we last offered
         self.board: list = []                           # this turn's leaderboard records
 
     # ================================================================ entry
@@ -184,24 +174,6 @@ class HostActor(Actor):
         else:
             log("host", f"unexpected message {type(msg).__name__}")
 
-    def _from_stream(self, msg, peer) -> None:
-        """A message that arrived on the replication stream: only what peers
-        and clients send there is taken; anything else, or a message the
-        host cannot route, is a protocol error that closes that connection
-        (the host and its servers carry on)."""
-        items = msg.msgs if type(msg) is Bundle else (msg,)
-        if not all(type(item) in _FROM_STREAM for item in items):
-            kinds = sorted({type(item).__name__ for item in items if type(item) not in _FROM_STREAM})
-            self.stream.refuse(peer, f"{', '.join(kinds)} is not sent on a stream")
-            return
-        for item in items:
-            try:
-                self._dispatch(item, peer)
-            except Exception as exc:  # noqa: BLE001 - the peer's message, not the host, is at fault
-                log_exc("host", f"a {type(item).__name__} from the stream could not be routed")
-                self.stream.refuse(peer, f"{type(item).__name__}: {exc!r:.200}")
-                return
-
     def _on_bundle(self, msg: Bundle, sender):
         for inner in msg.msgs:
             self._dispatch(inner, sender)
@@ -212,32 +184,21 @@ class HostActor(Actor):
         for addr, msgs in outbox:
             msg = msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs))
             if stream is not None:
-                if stream.send(addr, msg):
-                    continue
-                self._offer(addr)
-            super().send(addr, msg)
-
-    def _offer(self, addr):
-        """Ask the host at ``addr`` to open a stream to us (rate-limited)."""
-        from .stream import addr_key
-        key = addr_key(addr)
-        now = time.monotonic()
-        if now - self.offered.get(key, 0.0) >= OFFER_EVERY:
-            self.offered[key] = now
-            super().send(addr, StreamOffer(self.stream.endpoint))
+                stream.send(addr, msg)
+            else:
+                super().send(addr, msg)
 
     def _offer_client(self, sender):
-        """A client called through Thespian: offer it our stream."""
-        if self.stream is not None and not self.stream.has_link(sender):
-            self._offer(sender)
+        if self.stream is not None:
+            self.stream.offer_client(sender)
 
     def _on_stream_offer(self, msg: StreamOffer, sender):
-        if self.stream is not None and not self.stream.has_link(sender):
-            self.stream.dial(sender, msg.endpoint)
+        if self.stream is not None:
+            self.stream.on_offer(msg, sender)
 
     def _on_dead_envelope(self, msg: DeadEnvelope, sender):
         if self.stream is not None:
-            self.stream.forget(msg.deadAddress)
+            self.stream.on_dead(msg.deadAddress)
         for node, addr in list(self.node_hosts.items()):
             if addr == msg.deadAddress:
                 del self.node_hosts[node]
@@ -277,15 +238,8 @@ class HostActor(Actor):
                 self._broadcast(self._addresses(msg.services, wal_restarted=tuple(reopened)), self.myAddress)
         if not opened:
             return
-        if STREAM_ENABLED and self.stream is None:
-            from . import netpatch
-            from .stream import StreamHub
-            try:
-                self.stream = StreamHub(os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1", self.myAddress,
-                                        netpatch.allowed_hosts(), guard=netpatch.guard(),
-                                        log=lambda text: log("host", text))
-            except (OSError, ValueError) as exc:   # no stream: everything goes through Thespian
-                log("host", f"replication stream unavailable: {exc!r}")
+        if self.stream is None:
+            self.stream = StreamSide(self.myAddress, super().send, lambda text: log("host", text))
         super().send(sender, ServiceReady("wal"))
 
     def _open_wal(self, msg: ServiceInit, sender, k: int, wdir, reopened: list) -> bool:
@@ -347,8 +301,7 @@ class HostActor(Actor):
                 pass
             self._fire_due()
         if self.stream is not None:
-            for peer, inner in self.stream.on_ready(msg.ready):
-                self._from_stream(inner, peer)
+            self.stream.on_ready(msg.ready, self._dispatch)
         for k, wal in enumerate(self.wals):
             if wal is not None and wal.rfd in msg.ready:
                 self._drain_wal(k)

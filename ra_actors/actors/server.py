@@ -54,11 +54,12 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from typing import Any
 
 from thespian.actors import (Actor, ActorAddress, ActorExitRequest, ChildActorExited, DeadEnvelope,
-                             PoisonMessage, WakeupMessage)
+                             PoisonMessage, ThespianWatch, WakeupMessage, WatchMessage)
 
 from .. import events as ev
 from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId,
@@ -78,6 +79,8 @@ from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxReques
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
                        SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
                        WalWrite, Watch, WatchDown)
+from .stream import addr_key
+from .streamside import FROM_STREAM, STREAMED, SWITCH_INTERVAL, WAL_RESULTS, WAL_STREAMED, StreamSide
 from .util import encode_error, is_client_handle, log, log_exc, now_ms
 
 __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
@@ -90,6 +93,10 @@ _REPLY_MODES = {"await_consensus": AwaitConsensus, "after_log_append": AfterLogA
 # How long the port remembers a request the core owes an answer (to answer
 # it StorageError if the server halts): longer than any client waits.
 CALL_MEMORY_S = 300.0
+
+# What a server actor (placement ``process``) sends on its stream: Raft's
+# RPCs, client traffic, and its writes to the node's WAL actor.
+_PROCESS_STREAMED = STREAMED | WAL_STREAMED
 
 # What a halted server still answers itself (everything else: StorageError).
 _HALTED_ANSWERS = frozenset({KeyMetricsRequest, MemberOverviewRequest, ServerPingRequest})
@@ -776,7 +783,9 @@ class _Immediate:
 class ServerActor(Actor):
     """Placement ``process``: one OS process (Thespian actor) per Raft
     server.  A crash ends the process; its supervisor (parent) sees
-    ``ChildActorExited`` and restarts it."""
+    ``ChildActorExited`` and restarts it.  Raft's RPCs and the client
+    traffic travel on the server's own direct stream (:mod:`.streamside`)
+    whenever one is up, as a host actor's do."""
 
     @staticmethod
     def actorSystemCapabilityCheck(capabilities, requirements):
@@ -787,20 +796,81 @@ class ServerActor(Actor):
         self.port = _ProcessPort(self)
 
     def receiveMessage(self, msg, sender):
-        self.port.receive(msg, sender)
+        port = self.port
+        stream = port.stream
+        kind = type(msg)
+        if kind is not WakeupMessage and kind is not WatchMessage:
+            port.thespian_in += 1
+        if stream is None:
+            port.receive(msg, sender)
+            if kind is ServerInit and not port.exiting:
+                port.open_stream()
+                return port.stream_watch()
+            return None
+        if kind is WatchMessage:
+            stream.on_ready(msg.ready, port.from_stream)
+        elif kind is StreamOffer:
+            stream.on_offer(msg, sender)
+        else:
+            if kind is ClientCall or kind is Pipeline:
+                stream.offer_client(sender)
+            elif kind is DeadEnvelope:
+                stream.on_dead(msg.deadAddress)
+            elif kind is ActorExitRequest:
+                stream.close()
+                port.stream = None
+                port.receive(msg, sender)
+                return None
+            port.receive(msg, sender)
+        stream.expire()
+        return port.stream_watch()
 
 
 class _ProcessPort(ActorServerPort):
     def __init__(self, actor: ServerActor) -> None:
         super().__init__()
         self.actor = actor
+        self.stream: StreamSide | None = None
+        self.thespian_in = 0                # messages Thespian delivered (not wakeups, not the stream's)
+
+    def open_stream(self) -> None:
+        """Open this server's direct stream (once its shell has started)."""
+        if self.shell.core is None:
+            return
+        # The stream's writer threads wait for the GIL while this thread
+        # works; a shorter switch interval bounds that wait (as in a host).
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.stream = StreamSide(self.actor.myAddress, self.actor.send, lambda text: log(self.who, text),
+                                 accepted=FROM_STREAM | WAL_RESULTS)
+
+    def from_stream(self, msg: Any, peer: Any) -> None:
+        """A message from the stream.  Only this server's WAL may confirm its
+        writes; anything the stream layer raises on closes that link."""
+        if type(msg) is WalResult and (self.wal is None or addr_key(peer) != addr_key(self.wal)):
+            raise ValueError("a WalResult from an actor that is not this server's WAL")
+        self.receive(msg, peer)
+
+    def stream_watch(self) -> Any:
+        """What Thespian should watch for this server's stream."""
+        fds = self.stream.fds() if self.stream is not None else ()
+        return ThespianWatch(fds) if fds else None
+
+    def overview(self) -> dict:
+        ov = super().overview()
+        ov["stream"] = self.stream.stats() if self.stream is not None else None
+        ov["stats"]["thespian_in"] = self.thespian_in
+        return ov
 
     @property
     def my_address(self) -> Any:
         return self.actor.myAddress
 
     def _send(self, addr: Any, msg: Any) -> None:
-        self.actor.send(addr, msg)
+        stream = self.stream
+        if stream is not None and type(msg) in _PROCESS_STREAMED:
+            stream.send(addr, msg)
+        else:
+            self.actor.send(addr, msg)
 
     def _wakeup_after(self, seconds: float, payload: Any) -> None:
         self.actor.wakeupAfter(seconds, payload)

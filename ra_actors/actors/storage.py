@@ -40,19 +40,21 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from thespian.actors import Actor, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
+from thespian.actors import Actor, ActorExitRequest, DeadEnvelope, ThespianWatch, WakeupMessage, WatchMessage
 
 from ..core.server import Recovered
 from ..core.types import ServerConfig
 from ..errors import DataDirLocked, RaError, StorageError
 from .sequencing import Resequencer
 from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceFault, ServiceInit,
-                       ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, WalResult, WalWrite)
+                       ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, StreamOffer, WalResult, WalWrite)
+from .streamside import SWITCH_INTERVAL, WAL_STREAMED, StreamSide
 from .util import log, log_exc
 
 
@@ -341,9 +343,13 @@ class WalActor(Actor):
         self.sequencer = Resequencer()     # each server's WalWrites, in its order
         self._hole_check_armed = False
         self.closed_files = ClosedWalFiles()
+        self.stream = None                 # StreamSide: the servers' writes and our results
 
     def _watch(self):
-        return ThespianWatch([self.svc.rfd]) if self.svc is not None else None
+        fds = [self.svc.rfd] if self.svc is not None else []
+        if self.stream is not None:
+            fds.extend(self.stream.fds())
+        return ThespianWatch(fds) if fds else None
 
     def receiveMessage(self, msg, sender):
         try:
@@ -351,18 +357,25 @@ class WalActor(Actor):
         except Exception:  # noqa: BLE001 - a bug, not the disk: crash, the supervisor restarts us
             log_exc("wal", f"error handling {type(msg).__name__}")
             os._exit(70)
+        if self.stream is not None:
+            self.stream.expire()
         return self._watch()   # re-armed on every message (Thespian clears it otherwise)
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, WalWrite):
-            if self.svc is None:
-                return   # failed, waiting to be reopened: the writer writes it again then
-            self.writers[msg.uid] = sender
-            for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
-                self.svc.write(write.appends, writer=write.seq[0])
-            self._arm_hole_check()
+            if self.stream is not None:
+                self.stream.offer_client(sender)
+            self._on_write(msg, sender)
         elif isinstance(msg, WatchMessage):
+            if self.stream is not None:
+                self.stream.on_ready(msg.ready, self._on_write)
             self._drain()
+        elif isinstance(msg, StreamOffer):
+            if self.stream is not None:
+                self.stream.on_offer(msg, sender)
+        elif isinstance(msg, DeadEnvelope):
+            if self.stream is not None:
+                self.stream.on_dead(msg.deadAddress)
         elif isinstance(msg, WakeupMessage):
             self._hole_check_armed = False
             if self.svc is None:
@@ -397,6 +410,17 @@ class WalActor(Actor):
         elif isinstance(msg, ActorExitRequest):
             if self.svc is not None:
                 self.svc.close()
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+
+    def _on_write(self, msg: WalWrite, sender) -> None:
+        if self.svc is None:
+            return   # failed, waiting to be reopened: the writer writes it again then
+        self.writers[msg.uid] = sender
+        for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
+            self.svc.write(write.appends, writer=write.seq[0])
+        self._arm_hole_check()
 
     def _arm_hole_check(self) -> None:
         if not self._hole_check_armed and self.sequencer.has_holes():
@@ -412,6 +436,10 @@ class WalActor(Actor):
         if self.svc.recovered_segments:
             # old WAL files (a WAL that crashed or failed) are in segments now
             self.send(sender, SegmentsWritten(self.svc.recovered_segments))
+        if self.stream is None:
+            sys.setswitchinterval(SWITCH_INTERVAL)    # (see streamside)
+            self.stream = StreamSide(self.myAddress, self.send, lambda text: log(self.kind, text),
+                                     accepted=WAL_STREAMED, local_only=True)
         self.send(sender, ServiceReady(self.kind))
 
     def _drain(self):
@@ -421,7 +449,10 @@ class WalActor(Actor):
         for uid, msgs in replies.items():
             writer = self.writers.get(uid)
             if writer is not None:
-                self.send(writer, WalResult(uid, tuple(msgs)))
+                if self.stream is not None:
+                    self.stream.send(writer, WalResult(uid, tuple(msgs)))
+                else:
+                    self.send(writer, WalResult(uid, tuple(msgs)))
         self.closed_files.hand_over(self.send, closed)
         if self.svc.failure is not None:
             self._fail(self.svc.failure)

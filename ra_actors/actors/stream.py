@@ -121,6 +121,8 @@ def wire_codec():
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
         classes.append(events.StorageFailed)
+        from ..log.wal import EncodedAppend
+        classes += [protocol.WalWrite, protocol.WalResult, EncodedAppend]
         _CODEC = codec.Codec(classes, wire=True)
     return _CODEC
 
