@@ -119,17 +119,27 @@ def test_release_cursor_below_min_snapshot_interval_is_ignored():
         "follower", [fx.LogAppend((e2,)), fx.PersistLastApplied(1)])   # hint: durable index
 
 
-def test_second_release_cursor_while_snapshot_pending_is_ignored_and_unknown_written_too():
-    """Raft §7 (one snapshot at a time): a release cursor while a snapshot is
-    being written is skipped; a SnapshotWritten for another snapshot does
-    nothing."""
+def test_a_release_cursor_while_a_snapshot_is_written_waits_for_that_write():
+    """Raft §7, one snapshot write at a time: a release cursor that comes
+    while a snapshot is being written is kept, encoded at its own index,
+    and written once that write ends (a SnapshotWritten for another
+    snapshot ends nothing).  Dropping it would leave the log untruncated
+    until the machine's next release."""
     srv = make_follower(N2)
     e2, e3 = usr(2, 1, ("release",)), usr(3, 1, ("release",))
     srv.handle(aer(1, N1, 1, 1, (e2,), commit=2))
+    meta2 = SnapshotMeta(2, 1, THREE, 0)
     assert srv.handle(aer(1, N1, 2, 1, (e3,), commit=3)) == (
-        "follower", [fx.LogAppend((e3,)), fx.PersistLastApplied(1)])   # hint: durable index
+        "follower", [fx.LogAppend((e3,)), fx.PersistLastApplied(1)])   # no second write yet
     assert srv.handle(m.SnapshotWritten(SnapshotMeta(3, 1, THREE, 0))) == ("follower", [])
     assert srv.log.snapshot_index == 0
+    state3 = kv_state(applied=((2, 1, ("release",)), (3, 1, ("release",))))
+    role, effects = srv.handle(m.SnapshotWritten(meta2))
+    assert srv.log.snapshot_index == 2
+    assert of_type(effects, fx.WriteSnapshot) == [fx.WriteSnapshot(SnapshotMeta(3, 1, THREE, 0),
+                                                                   data=codec.pack(state3))]
+    role, effects = srv.handle(m.SnapshotWritten(SnapshotMeta(3, 1, THREE, 0)))
+    assert srv.log.snapshot_index == 3
 
 
 # ============================================================ sending snapshots

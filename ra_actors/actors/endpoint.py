@@ -21,13 +21,14 @@ Rules:
   Thespian's own classes), a host's ``Bundle`` read from a stream comes out
   one message at a time, and stream offers and socket readiness are handled
   here.
-* **The direct stream** (placement ``shared``).  A host that gets a
-  ``ClientCall`` or ``Pipeline`` through Thespian offers its stream
-  endpoint (``StreamOffer``); the endpoint dials it (in a thread) and from
-  then on sends its calls and pipelines to that host, and reads the host's
-  replies and events, on that connection: two Thespian hops fewer per
-  synchronous command.  Whenever there is no live connection (or a message
-  msgpack cannot carry), Thespian carries them.
+* **The direct stream.**  A server's actor (a host in placement
+  ``shared``, the server's own in ``process``) that gets a ``ClientCall``
+  or ``Pipeline`` through Thespian offers its stream endpoint
+  (``StreamOffer``); the endpoint dials it (in a thread) and from then on
+  sends its calls and pipelines to that actor, and reads its replies and
+  events, on that connection: two Thespian hops fewer per synchronous
+  command.  Whenever there is no live connection (or a message msgpack
+  cannot carry), Thespian carries them.
 * **Transmit limits.**  With Thespian's default of 20 pending sends per
   process, a client pipelining to a silent node would make every other
   send wait behind those; the endpoint takes the nodes' limit

@@ -73,6 +73,7 @@ from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
+from .storage import INLINE_SYNC_RECORDS
 from .streamside import STREAMED, SWITCH_INTERVAL, StreamSide
 from .util import log, log_exc
 
@@ -80,7 +81,6 @@ TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slot
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
 LOST_WAKEUP_S = 0.5    # a wakeup overdue this long is presumed lost
 WATCHDOG_S = 1.0       # how often the timer watchdog thread looks
-INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
 LOOKUP_PATIENCE = 2.0  # seconds before a node lookup in flight is asked again
 # Messages collected per destination while the host handles one message,
 # then sent as one (a Bundle) on the stream or through Thespian: Raft's

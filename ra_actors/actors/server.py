@@ -49,6 +49,11 @@ Rules:
   ``(handle, correlation)``) for ``CALL_MEMORY_S`` seconds at most.
 * An exception outside the shell's own guard is a crash too: the server is
   restarted from disk by its supervisor.
+* Placement ``process``: the server actor opens a direct stream of its own
+  once its shell has started (:mod:`.streamside`): Raft's RPCs, its
+  clients' traffic and its ``WalWrite``s travel there whenever a
+  connection is up, Thespian otherwise; a ``WalResult`` is taken from the
+  stream only when it comes from this server's WAL.
 """
 from __future__ import annotations
 

@@ -11,8 +11,11 @@
   actor through a pipe watched with ``ThespianWatch``; the actor then answers
   every writer once (``WalResult``) and hands closed WAL files to the segment
   writer.  Each server numbers its ``WalWrite``s; the actor puts them back
-  in order (:mod:`.sequencing`: Thespian may reorder or repeat messages) and
-  gives up on a hole after ``WAL_HOLE_WAIT_S``.
+  in order (:mod:`.sequencing`: Thespian may reorder or repeat messages,
+  and writes switch between Thespian and the stream) and gives up on a
+  hole after ``WAL_HOLE_WAIT_S``.  Writes and results travel on a direct
+  stream (:mod:`.streamside`) once the writer has connected; the WAL's
+  listener takes connections from its own host only.
 * A write or sync the disk refuses ends that WAL (:meth:`WalService.abandon`:
   nothing of the failed batch is reported written, its unsynced bytes are
   cut off the file, the file is closed without another sync, the lock is
@@ -129,6 +132,9 @@ def _segments_report(flushes) -> dict:
 
 
 # ================================================================== WAL
+INLINE_SYNC_RECORDS = 64   # WAL batches up to this many entries are synced in the actor's thread
+
+
 class WalService:
     """The node's WAL inside whichever actor hosts it: the :class:`WalActor`
     (placement ``process``) or the host actor that also carries the node's
@@ -354,6 +360,7 @@ class WalActor(Actor):
     def receiveMessage(self, msg, sender):
         try:
             self._dispatch(msg, sender)
+            self._sync()
         except Exception:  # noqa: BLE001 - a bug, not the disk: crash, the supervisor restarts us
             log_exc("wal", f"error handling {type(msg).__name__}")
             os._exit(70)
@@ -384,7 +391,7 @@ class WalActor(Actor):
                 log("wal", f"a write of {uid} did not arrive in {WAL_HOLE_WAIT_S} s: taking the "
                            f"{len(writes)} after it (the gap is written again)")
                 for write in writes:
-                    self.svc.write(write.appends, writer=write.seq[0])
+                    self.svc.write(write.appends, kick=False, writer=write.seq[0])
             self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
             self.supervisor = sender
@@ -419,7 +426,7 @@ class WalActor(Actor):
             return   # failed, waiting to be reopened: the writer writes it again then
         self.writers[msg.uid] = sender
         for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
-            self.svc.write(write.appends, writer=write.seq[0])
+            self.svc.write(write.appends, kick=False, writer=write.seq[0])
         self._arm_hole_check()
 
     def _arm_hole_check(self) -> None:
@@ -442,10 +449,30 @@ class WalActor(Actor):
                                      accepted=WAL_STREAMED, local_only=True)
         self.send(sender, ServiceReady(self.kind))
 
+    def _sync(self) -> None:
+        """End of a turn: sync what arrived.  A small batch with the sync
+        thread idle is synced here, in the actor's thread (a lone command
+        then pays the sync, not two thread hand-offs); anything bigger goes
+        to the sync thread, which overlaps with the next turn's work."""
+        svc = self.svc
+        if svc is None or not svc.pending_records:
+            return
+        done = svc.sync_small_inline(INLINE_SYNC_RECORDS)
+        if svc.failure is not None:
+            self._fail(svc.failure)
+        elif done is not None:
+            self._answer(*done)
+
     def _drain(self):
         if self.svc is None:
             return
-        replies, closed = self.svc.drain()
+        self._answer(*self.svc.drain())
+        if self.svc.failure is not None:
+            self._fail(self.svc.failure)
+
+    def _answer(self, replies: dict, closed: list) -> None:
+        """Tell each writer what became durable; closed WAL files go to the
+        segment writer."""
         for uid, msgs in replies.items():
             writer = self.writers.get(uid)
             if writer is not None:
@@ -454,8 +481,6 @@ class WalActor(Actor):
                 else:
                     self.send(writer, WalResult(uid, tuple(msgs)))
         self.closed_files.hand_over(self.send, closed)
-        if self.svc.failure is not None:
-            self._fail(self.svc.failure)
 
     def _fail(self, exc: BaseException) -> None:
         """The disk refused a write or sync: give the log up, say so, wait

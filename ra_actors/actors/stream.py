@@ -1,22 +1,27 @@
-"""Direct host-to-host replication stream (placement ``shared``).
+"""Direct replication stream between the actors on the hot path.
 
 A Thespian message costs ~0.6-0.7 ms of transport per hop (an ACK per
 message, stop-and-wait per target, a selector rebuilt on every loop pass;
 ``../shared/reference/thespian-notes.md``), against ~0.05 ms for a frame
 on a plain TCP connection.  Raft's hot path — ``AppendEntries`` out,
 replies back — therefore gets its own connection between each pair of
-host actors, as RabbitMQ streams replicate over their own TCP protocol
-beside Erlang distribution.  Thespian stays the runtime for everything
+actors carrying servers (host actors in placement ``shared``, server
+actors in ``process``; which messages go where is
+:mod:`.streamside`'s), as RabbitMQ streams replicate over their own TCP
+protocol beside Erlang distribution.  Thespian stays the runtime for everything
 else (placement, supervision, monitors, clients, control messages), and
 the fallback: whenever no stream is up, the same message goes through
 Thespian.
 
 Rules:
 
-* **What travels:** between host actors, ``Rpcs`` and ``Forwarded``
-  commands (in ``Bundle`` records); from a client to a host, its calls and
-  pipelined commands (``ClientCall``, ``Pipeline``), and back the replies
-  and events (``ClientReply``, ``Applied``, ``Rejected``, ``Message``).
+* **What travels:** between the actors carrying servers, ``Rpcs`` and
+  ``Forwarded`` commands (in ``Bundle`` records); from a client to a
+  server's actor, its calls and pipelined commands (``ClientCall``,
+  ``Pipeline``), and back the replies and events (``ClientReply``,
+  ``Applied``, ``Rejected``, ``Message``); in placement ``process``, a
+  server's ``WalWrite`` to its node's WAL actor and the ``WalResult``
+  back.
   Everything else goes through Thespian.  Raft and the client's retries
   tolerate loss, duplication and reordering of these, so switching paths,
   dropping a frame on an overfull queue or losing a connection never

@@ -45,7 +45,8 @@ Rules this module keeps (each has tests citing the Raft paper):
   followers behind the leader's first index receive it in chunks.  One with
   a condition (Ra's ``written`` / ``no_snapshot_sends``) waits, encoded,
   until the condition holds (checked after every message); a newer one
-  replaces it.
+  replaces it.  One that comes while a snapshot or checkpoint is being
+  written waits, encoded, for that write to end (the newest such one).
 * Checkpoints (Ra 2.x): ``Checkpoint`` keeps the state at an index durably
   without truncating anything; ``ReleaseCursor`` promotes one (a rename)
   instead of writing the same state again; a restart starts from the newest
@@ -180,6 +181,7 @@ class RaftServer:
         self.pending_snapshot: SnapshotMeta | None = None   # own snapshot being written (or promoted)
         self.pending_checkpoint: SnapshotMeta | None = None  # own checkpoint being written
         self.pending_release_cursor: tuple | None = None  # (index, payload, version, conditions) waiting
+        self.deferred_snapshot: tuple | None = None       # (index, payload, version) behind a write under way
         self.receiving: tuple[SnapshotMeta, list] | None = None  # chunks of an incoming snapshot
         self.installing: tuple[SnapshotMeta, Any] | None = None  # received, being written
         self.verified_index = 0  # highest index known to match the current leader's log
@@ -380,6 +382,10 @@ class RaftServer:
             self._flush_low_priority()
         if self.pending_release_cursor is not None:
             self._release_pending_cursor()
+        if self.deferred_snapshot is not None and not self._snapshot_busy():
+            index, payload, version = self.deferred_snapshot
+            self.deferred_snapshot = None
+            self._snapshot_at(index, lambda: payload, version)
         self._flush_applied()
         return self.role, self._take()
 
@@ -1216,15 +1222,20 @@ class RaftServer:
             # The same state is already durable: rename it, write nothing.
             self._promote_checkpoint(index)
             return
+        if (index <= self.log.snapshot_index
+                or index > self.last_applied
+                or index < self.log.snapshot_index + self.config.min_snapshot_interval):
+            return
         # One snapshot write at a time: a received snapshot being written
         # (``installing``) is newer than anything applied here, and an older
         # write landing after it would replace it on disk below a log that
-        # the install already truncated.
-        if (self.pending_snapshot is not None or self.installing is not None
-                or self.pending_checkpoint is not None
-                or index <= self.log.snapshot_index
-                or index > self.last_applied
-                or index < self.log.snapshot_index + self.config.min_snapshot_interval):
+        # the install already truncated.  A release behind a write under way
+        # is kept (encoded now, a newer one replacing it) and taken once the
+        # write is done: dropping it would leave the log untruncated until
+        # the machine's next release, however far away that is.
+        if self._snapshot_busy():
+            if self.deferred_snapshot is None or self.deferred_snapshot[0] < index:
+                self.deferred_snapshot = (index, payload(), version)
             return
         term = self.log.term_at(index)
         if term is None:
@@ -1235,6 +1246,11 @@ class RaftServer:
         meta = SnapshotMeta(index, term, cluster_tuple(cluster), version)
         self.pending_snapshot = meta
         self._emit(fx.WriteSnapshot(meta, data=payload()))
+
+    def _snapshot_busy(self) -> bool:
+        """A snapshot or checkpoint write (or a received snapshot) is under way."""
+        return (self.pending_snapshot is not None or self.installing is not None
+                or self.pending_checkpoint is not None)
 
     def _release_disk_cursor(self) -> None:
         """A disk machine's snapshot: its files' copy at the entry being
