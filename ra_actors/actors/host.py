@@ -73,7 +73,7 @@ from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
-from .util import log, log_exc
+from .util import log, log_exc, tune_gc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
@@ -108,6 +108,7 @@ class HostActor(Actor):
         # this thread works; CPython hands it over only every switch interval
         # (5 ms by default).  A shorter interval bounds that wait.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        tune_gc()
         self.shells: dict[str, HostedPort] = {}         # server name -> its port (and shell)
         self.by_uid: dict[str, HostedPort] = {}
         self.by_incarnation: dict[int, HostedPort] = {}

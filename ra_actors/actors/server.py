@@ -78,7 +78,7 @@ from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxReques
                        ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
                        SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
                        WalWrite, Watch, WatchDown)
-from .util import encode_error, is_client_handle, log, log_exc, now_ms
+from .util import encode_error, is_client_handle, log, log_exc, now_ms, tune_gc
 
 __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
 
@@ -784,6 +784,7 @@ class ServerActor(Actor):
 
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
+        tune_gc()
         self.port = _ProcessPort(self)
 
     def receiveMessage(self, msg, sender):
