@@ -135,7 +135,7 @@ def test_random_bytes_decode_or_raise_decode_error(data):
 
 _tags = st.sampled_from(["Rpcs", "Entry", "Usr", "AppendEntriesRpc", "ServerId", "Noop", "ClientCall",
                          "Bundle", "Forwarded", "Command", "SnapshotMeta", "InstallSnapshotRpc",
-                         "SessionSeq", "NotifyReply", "~U", "~S", "~E"])
+                         "SessionSeq", "NotifyReply", "~U", "~S", "~E", "Pipeline", "PipelinedColumns"])
 _leaves = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
                    st.text(max_size=8), st.binary(max_size=8))
 _docs = st.recursive(_leaves, lambda inner: st.one_of(

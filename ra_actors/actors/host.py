@@ -68,7 +68,7 @@ from ..core.types import ServerId, Unavailable
 from ..errors import RaError, StorageError
 from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, LeaderboardRecord,
                        LeaderboardUpdate, Lookup, LookupReply,
-                       Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
+                       Misdelivered, Pipeline, Rpcs, pipeline_correlations, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceFault, ServiceInit, ServiceReady, SnapshotDone,
                        StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
 from ..shell.server import TickWakeup
@@ -468,8 +468,8 @@ class HostActor(Actor):
         if shell is None:
             self.send(sender, Misdelivered(msg.to))
             to = ServerId(*msg.to) if msg.to is not None else None
-            for cmd in msg.commands:
-                self.send(sender, ev.Rejected(to, ev.NotLeader(None, cmd.correlation)))
+            for correlation in pipeline_correlations(msg.commands):
+                self.send(sender, ev.Rejected(to, ev.NotLeader(None, correlation)))
         else:
             shell.receive(msg, sender)
 
