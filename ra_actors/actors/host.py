@@ -68,9 +68,9 @@ from ..core.types import ServerId, Unavailable
 from ..errors import RaError, StorageError
 from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded, LeaderboardRecord,
                        LeaderboardUpdate, Lookup, LookupReply,
-                       Misdelivered, Pipeline, Rpcs, pipeline_correlations, SegmentsWritten, ServerExited, ServerInit,
+                       Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceFault, ServiceInit, ServiceReady, SnapshotDone,
-                       StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
+                       StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown, pipeline_correlations)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
 from .util import log, log_exc, tune_gc
