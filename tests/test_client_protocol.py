@@ -22,7 +22,7 @@ from ra_actors.actors import protocol
 from ra_actors.actors.protocol import (CLIENT_REQUESTS, AddMemberRequest, ClientCall, ClientReply, CommandRequest,
                                        DeleteClusterRequest, KeyMetricsRequest, LookupReply, MembersInfoRequest,
                                        MembersRequest,
-                                       Misdelivered, Pipeline, PipelinedCommand, QueryRequest,
+                                       Misdelivered, Pipeline, PipelinedColumns, PipelinedCommand, QueryRequest,
                                        RemoveMemberRequest, ServerPingRequest, TransferLeadershipRequest,
                                        TriggerElectionRequest)
 from ra_actors.actors.server import ActorServerPort
@@ -73,6 +73,20 @@ def test_every_request_is_a_frozen_slotted_record_that_travels_on_the_stream():
     assert codec.unpack(codec.pack(pipe)) == pipe
 
 
+def test_pipelined_columns_travel_on_the_stream_and_ill_typed_columns_are_refused():
+    codec = wire_codec()
+    columns = PipelinedColumns((1, "c2", None), (("write", "a", 1), b"x", 3), ("normal", "low", "normal"),
+                               "s/c@n1", (4, 5, 6), 4, (False, True, True))
+    pipe = Pipeline("client:n1:abc", columns, N1)
+    assert codec.unpack(codec.pack(pipe)) == pipe
+    assert "PipelinedColumns(3 commands" in repr(columns) and "1xPipelinedColumns" in repr(pipe)
+    for bad in (dict(seqs=(4, "5", 6)), dict(seqs=(4, 5, True)), dict(knowns=(False, 1, True)),
+                dict(priorities=("normal", 2, "low")), dict(session=7), dict(low="4"), dict(low=None),
+                dict(correlations=7), dict(datas=b"xyz")):
+        with pytest.raises(core_codec.DecodeError):
+            codec.unpack(codec.pack(Pipeline("client:n1:abc", dataclasses.replace(columns, **bad), N1)))
+
+
 def test_the_stream_refuses_op_tuples_and_untyped_pipelines():
     codec = wire_codec()
     for msg in (ClientCall(1, "client:n1:abc", ("command", "x", "noreply", "normal"), N1),
@@ -87,7 +101,7 @@ def test_request_names_collide_with_no_other_record():
     with no core message, base record or other protocol class."""
     core = set(core_codec._REGISTRY) | {c.__name__ for c in vars(m).values()
                                         if isinstance(c, type) and dataclasses.is_dataclass(c)}
-    for cls in CLIENT_REQUESTS + (PipelinedCommand, ClientCall, Pipeline):
+    for cls in CLIENT_REQUESTS + (PipelinedCommand, PipelinedColumns, ClientCall, Pipeline):
         assert cls.__name__ not in core
     wire_codec()    # (builds its registry; refuses two records of one name)
 

@@ -13,7 +13,7 @@ import pytest
 from ra_actors import errors
 from ra_actors import events as ev
 from ra_actors.actors.protocol import (ClientCall, ClientReply, CommandRequest, LookupReply, Pipeline,
-                                       PipelinedCommand)
+                                       PipelinedColumns, PipelinedCommand)
 from ra_actors.actors.server import ActorServerPort, session_seq
 from ra_actors.actors.stream import wire_codec
 from ra_actors.client.addresses import AddressBook
@@ -165,6 +165,51 @@ def test_one_bad_pipelined_command_is_refused_and_the_others_go_on():
                                               ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
 
 
+def test_pipelined_columns_are_taken_command_by_command_as_pipelined_commands_are():
+    """A client's batch as columns (one session, one low): each bad command
+    is refused alone and the others go on, exactly as for the same commands
+    one PipelinedCommand each."""
+    port = _Port()
+    columns = PipelinedColumns((1, 2, 3, 4, 5), ("a", "b", "c", "d", "e" * 200),
+                               ("normal", "normal", "whenever", "low", "normal"), "s", (1, 0, 3, 4, 5), 1,
+                               (False, False, False, True, False))
+    port._on_pipeline(Pipeline(HANDLE, columns, N1), "client-address")
+    (batch,) = port.shell.delivered
+    assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == [
+        ("a", "normal", SessionSeq("s", 1, 1, False), NotifyReply(1, HANDLE)),
+        ("d", "low", SessionSeq("s", 4, 1, True), NotifyReply(4, HANDLE))]
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 2)),
+                                              ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 3)),
+                                              ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
+    one_by_one = _Port()
+    one_by_one._on_pipeline(Pipeline(HANDLE, tuple(columns), N1), "client-address")
+    assert tuple(columns)[1] == PipelinedCommand(2, "b", "normal", "s", 0, 1, False) == columns[1]
+    assert [c.data for c in one_by_one.shell.delivered[0].commands] == ["a", "d"]
+    assert [msg for _a, msg in one_by_one.sent] == [msg for _a, msg in port.sent]
+
+
+@pytest.mark.parametrize("columns", [
+    PipelinedColumns((1, 2, 3), ("a", "b"), ("normal",) * 3, "s", (1, 2, 3), 1, (False,) * 3),
+    PipelinedColumns((1, 2), ("a", "b"), ("normal",) * 2, "s", (1, 2, 3), 1, (False,) * 2),
+    PipelinedColumns((1, 2), ("a", "b"), ("normal",) * 2, "s", (1, 2), 1, [False, False]),
+])
+def test_columns_that_do_not_line_up_are_refused_whole(columns):
+    port = _Port()
+    port._on_pipeline(Pipeline(HANDLE, columns, N1), "client-address")
+    assert port.shell.delivered == [] and port.shell.stats["commands"] == 0
+    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", c))
+                                              for c in columns.correlations]
+
+
+def test_a_pipeline_meant_for_another_server_refuses_every_column_as_not_leader():
+    port = _Port()
+    columns = PipelinedColumns((1, 2), ("a", "b"), ("normal",) * 2, "s", (1, 2), 1, (False,) * 2)
+    port._on_pipeline(Pipeline(HANDLE, columns, N2), "client-address")
+    assert port.shell.delivered == []
+    assert [msg for _a, msg in port.sent][1:] == [ev.Rejected(N2, ev.NotLeader(None, 1)),
+                                                  ev.Rejected(N2, ev.NotLeader(None, 2))]
+
+
 # ======================================================== a scripted cluster
 class _Conn:
     """A connection whose servers answer from a script.  ``answer(target,
@@ -266,6 +311,7 @@ def test_pipelined_commands_are_numbered_and_leave_in_one_pipeline_with_their_pr
     ((to, pipeline),) = conn.sent
     key = pipe.session.stream(N1, 0).key
     assert to == N1 and pipeline.handle == HANDLE and pipeline.to == N1
+    assert type(pipeline.commands) is PipelinedColumns, "one record for the batch"
     assert [(c.data, c.priority, c.session, c.seq, c.low, c.known) for c in pipeline.commands] == [
         ("a", "normal", key, 1, 1, False), ("b", "low", key, 2, 1, False), ("c", "low", key, 3, 1, False)]
     assert len({c.correlation for c in pipeline.commands}) == 3, "every command has a ticket of its own"

@@ -29,7 +29,8 @@ from test_stream import KEY, Addr, StreamHub, proven_connection, pump
 S1, S2 = ServerId("s", "n1"), ServerId("s", "n2")
 _LEN = struct.Struct(">I")
 TAGS = ["Rpcs", "Bundle", "Forwarded", "ClientCall", "Pipeline", "AppendEntriesRpc", "Entry", "ServerId",
-        "Command", "Usr", "NoSuchRecord", "", "__class__", "os.system"]
+        "Command", "Usr", "SessionSeq", "~U", "~S", "~E", "~", "PipelinedColumns", "NoSuchRecord", "", "__class__",
+        "os.system"]
 
 
 def _tag(name: str) -> msgpack.ExtType:

@@ -302,3 +302,34 @@ def test_a_damaged_checkpoint_stops_recovery_naming_it(tmp_path):
         with pytest.raises(LogCorruption) as err:
             node.open_server("s1").recovered()
         assert path.name in str(err.value)
+
+
+def test_session_commands_written_by_earlier_versions_read_back_beside_compact_ones(tmp_path, monkeypatch):
+    """A log whose older entries hold session commands as tagged records
+    (what every version before the compact forms wrote) and whose newer
+    ones are compact: both read back as the same records, from the WAL,
+    from segments and after a restart."""
+    from ra_actors.core.types import AwaitConsensus, NotifyReply, SessionSeq, Usr
+    from ra_actors.log import server_log
+    from test_codec import tagged_as_before
+
+    def sessions(first, last, term=1):
+        return [Entry(i, term, Usr(("add", i), NotifyReply(i, "client:n1:c") if i % 3 else AwaitConsensus("c"),
+                                   1700000000000 + i, SessionSeq("cli/s@n1", i, max(1, i - 2), i > 1)))
+                for i in range(first, last + 1)]
+    with recover_node(tmp_path, segment_max_count=4) as node:
+        slog = node.create_server(cfg())
+        monkeypatch.setattr(server_log, "pack", tagged_as_before)
+        write(node, slog, sessions(1, 6))
+        roll(node)
+        write(node, slog, sessions(7, 9))
+        monkeypatch.undo()
+        write(node, slog, sessions(10, 14))
+        assert slog.read(1, 20) == sessions(1, 14)
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"SessionSeq" in on_disk and b"\xd5\x04~U" in on_disk     # both forms really are there
+    with recover_node(tmp_path, segment_max_count=4) as node:
+        slog = node.open_server("s1")
+        assert slog.recovered().entries == tuple(sessions(1, 14))
+        roll(node)
+        assert slog.read(1, 20) == sessions(1, 14)

@@ -75,6 +75,55 @@ def test_records_whose_fields_do_not_fit_their_types_are_refused(doc, why):
         WIRE.unpack(_frame(doc))
 
 
+_U_FIELDS = [b"data", 7, "client:n1:c", 5, "cli/s@n1", 9, 2, True]    # ~U: Usr(NotifyReply, SessionSeq)
+_S_FIELDS = [b"data", [_tag("NoReply")], 5, "cli/s@n1", 9, 2, False]  # ~S: Usr(any reply mode, SessionSeq)
+
+
+def _with(fields: list, i: int, value) -> list:
+    return [*fields[:i], value, *fields[i + 1:]]
+
+
+@pytest.mark.parametrize("doc, why", [
+    ([_tag("~U"), *_U_FIELDS[:-1]], "~U lacks a field"),
+    ([_tag("~U"), *_U_FIELDS, 1], "~U has one too many"),
+    ([_tag("~U")], "~U has no fields"),
+    ([_tag("~U"), *_with(_U_FIELDS, 3, "5")], "~U: ts is a string"),
+    ([_tag("~U"), *_with(_U_FIELDS, 3, True)], "~U: ts is a bool"),
+    ([_tag("~U"), *_with(_U_FIELDS, 4, 17)], "~U: the session is an int"),
+    ([_tag("~U"), *_with(_U_FIELDS, 4, None)], "~U: the session is None"),
+    ([_tag("~U"), *_with(_U_FIELDS, 5, 9.0)], "~U: seq is a float"),
+    ([_tag("~U"), *_with(_U_FIELDS, 6, "2")], "~U: low is a string"),
+    ([_tag("~U"), *_with(_U_FIELDS, 7, 1)], "~U: known is an int"),
+    ([_tag("~S"), *_with(_S_FIELDS, 1, "not a reply mode")], "~S: the reply mode is a string"),
+    ([_tag("~S"), *_with(_S_FIELDS, 1, [_tag("Noop"), 0])], "~S: the reply mode is another record"),
+    ([_tag("~S"), *_S_FIELDS[:-1]], "~S lacks a field"),
+    ([_tag("~E"), 1, 3, *_U_FIELDS[:-1]], "~E lacks a field"),
+    ([_tag("~E"), "1", 3, *_U_FIELDS], "~E: the index is a string"),
+    ([_tag("~E"), 1, None, *_U_FIELDS], "~E: the term is None"),
+    ([_tag("~E"), 1, 3, *_with(_U_FIELDS, 7, "yes")], "~E: known is a string"),
+    ([_tag("~X"), 1], "an unknown compact tag"),
+    ([_tag("~"), 1], "a bare ~"),
+    ([_tag("Entry"), 1, 3, [_tag("~E"), 1, 3, *_U_FIELDS]], "an Entry holding an Entry"),
+    ([_tag("AppendEntriesRpc"), 3, [_tag("ServerId"), "s", "n1"], 0, 0, 0, [[_tag("~U"), *_U_FIELDS]]],
+     "AppendEntriesRpc.entries holds a command, not an entry"),
+])
+def test_compact_forms_whose_fields_do_not_fit_are_refused(doc, why):
+    with pytest.raises(DecodeError):
+        WIRE.unpack(_frame(doc))
+
+
+def test_compact_forms_from_the_wire_decode_to_the_records_they_stand_for():
+    from ra_actors.core.types import NotifyReply, SessionSeq
+    cmd = Usr(b"data", NotifyReply(7, "client:n1:c"), 5, SessionSeq("cli/s@n1", 9, 2, True))
+    assert WIRE.unpack(_frame([_tag("~U"), *_U_FIELDS])) == cmd
+    assert WIRE.unpack(_frame([_tag("~E"), 1, 3, *_U_FIELDS])) == Entry(1, 3, cmd)
+    assert WIRE.unpack(_frame([_tag("~S"), *_S_FIELDS])) == Usr(b"data", t.NoReply(), 5,
+                                                                SessionSeq("cli/s@n1", 9, 2, False))
+    msg = _aer(tuple(Entry(i, 3, Usr(("put", i), NotifyReply(i, "client:n1:c"), 9, SessionSeq("c/s@n1", i, 1)))
+                     for i in range(1, 5)))
+    assert WIRE.unpack(WIRE.pack(msg)) == msg
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=512))
 def test_random_bytes_decode_or_raise_decode_error(data):
@@ -85,7 +134,8 @@ def test_random_bytes_decode_or_raise_decode_error(data):
 
 
 _tags = st.sampled_from(["Rpcs", "Entry", "Usr", "AppendEntriesRpc", "ServerId", "Noop", "ClientCall",
-                         "Bundle", "Forwarded", "Command", "SnapshotMeta", "InstallSnapshotRpc"])
+                         "Bundle", "Forwarded", "Command", "SnapshotMeta", "InstallSnapshotRpc",
+                         "SessionSeq", "NotifyReply", "~U", "~S", "~E", "Pipeline", "PipelinedColumns"])
 _leaves = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
                    st.text(max_size=8), st.binary(max_size=8))
 _docs = st.recursive(_leaves, lambda inner: st.one_of(

@@ -70,12 +70,12 @@ from .protocol import (Bundle, ClientCall, ClientReply, ForgetServer, Forwarded,
                        LeaderboardUpdate, Lookup, LookupReply,
                        Misdelivered, Pipeline, Rpcs, SegmentsWritten, ServerExited, ServerInit,
                        ServiceAddresses, ServiceFailed, ServiceFault, ServiceInit, ServiceReady, SnapshotDone,
-                       StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown)
+                       StopServer, StreamOffer, SupResponse, WalResult, WalWrite, WatchDown, pipeline_correlations)
 from ..shell.server import TickWakeup
 from .server import ActorServerPort
 from .storage import INLINE_SYNC_RECORDS
 from .streamside import STREAMED, SWITCH_INTERVAL, StreamSide
-from .util import log, log_exc
+from .util import log, log_exc, tune_gc
 
 TIMER_SLOT = 0.010     # seconds: wakeups of all servers are coalesced into slots this long
 TICK_SLOT = 0.100      # ... and leader ticks into slots this long
@@ -99,6 +99,7 @@ class HostActor(Actor):
         # this thread works; CPython hands it over only every switch interval
         # (5 ms by default).  A shorter interval bounds that wait.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        tune_gc()
         self.shells: dict[str, HostedPort] = {}         # server name -> its port (and shell)
         self.by_uid: dict[str, HostedPort] = {}
         self.by_incarnation: dict[int, HostedPort] = {}
@@ -420,8 +421,8 @@ class HostActor(Actor):
         if shell is None:
             self.send(sender, Misdelivered(msg.to))
             to = ServerId(*msg.to) if msg.to is not None else None
-            for cmd in msg.commands:
-                self.send(sender, ev.Rejected(to, ev.NotLeader(None, cmd.correlation)))
+            for correlation in pipeline_correlations(msg.commands):
+                self.send(sender, ev.Rejected(to, ev.NotLeader(None, correlation)))
         else:
             shell.receive(msg, sender)
 

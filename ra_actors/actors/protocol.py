@@ -552,15 +552,71 @@ class PipelinedCommand:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class PipelinedColumns:
+    """The commands of a :class:`Pipeline` column by column: command ``i``
+    is ``PipelinedCommand(correlations[i], datas[i], priorities[i],
+    session, seqs[i], low, knowns[i])``.  A client's batch is one session
+    stream with one ``low``, so one record carries it instead of one
+    :class:`PipelinedCommand` per command: a record fewer to build and
+    encode on the client and to decode and check on the server, per
+    command.  Columns of different lengths are a malformed batch
+    (:meth:`rows` says so)."""
+
+    correlations: tuple
+    datas: tuple
+    priorities: tuple[str, ...]
+    session: str | None
+    seqs: tuple[int, ...]
+    low: int
+    knowns: tuple[bool, ...]
+
+    def rows(self):
+        """``(correlation, data, priority, seq, known)`` per command;
+        ``ValueError`` unless every column is a tuple of one length."""
+        n = len(self.correlations) if type(self.correlations) is tuple else -1
+        for column in (self.datas, self.priorities, self.seqs, self.knowns):
+            if type(column) is not tuple or len(column) != n:
+                raise ValueError("pipelined columns of different lengths")
+        return zip(self.correlations, self.datas, self.priorities, self.seqs, self.knowns)
+
+    # Read as a sequence, the columns are the PipelinedCommands they stand for.
+    def __iter__(self):
+        session, low = self.session, self.low
+        return (PipelinedCommand(correlation, data, prio, session, seq, low, known)
+                for correlation, data, prio, seq, known in self.rows())
+
+    def __len__(self) -> int:
+        return len(self.correlations)
+
+    def __getitem__(self, i: int) -> PipelinedCommand:
+        return PipelinedCommand(self.correlations[i], self.datas[i], self.priorities[i], self.session,
+                                self.seqs[i], self.low, self.knowns[i])
+
+    def __repr__(self):
+        n = len(self.correlations) if type(self.correlations) is tuple else "?"
+        return f"PipelinedColumns({n} commands, session={self.session!r:.80})"
+
+
+def pipeline_correlations(commands: Any) -> tuple:
+    """The correlations of a :class:`Pipeline`'s commands, whichever form
+    they came in (to refuse them all)."""
+    if type(commands) is PipelinedColumns:
+        return commands.correlations if type(commands.correlations) is tuple else ()
+    return tuple(getattr(c, "correlation", None) for c in commands)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Pipeline:
-    """Client -> server: pipelined commands."""
+    """Client -> server: pipelined commands, one :class:`PipelinedCommand`
+    each (what earlier clients send) or :class:`PipelinedColumns`."""
 
     handle: str
-    commands: tuple[PipelinedCommand, ...]
+    commands: tuple[PipelinedCommand, ...] | PipelinedColumns
     to: ServerId | None = None
 
     def __repr__(self):
-        return _short_repr(self, self.commands, to=self.to)
+        commands = self.commands
+        return _short_repr(self, commands if type(commands) is tuple else (commands,), to=self.to)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

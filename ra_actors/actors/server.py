@@ -79,14 +79,14 @@ from .peers import PeerRouter
 from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxRequest, Bundle, ClientCall, ClientReply,
                        CommandRequest, DeleteClusterRequest, ForceShrinkRequest, Forwarded, InitialMembersRequest,
                        KeyMetricsRequest, LeaderboardRecord, LeaderboardUpdate, LookupReply, MemberOverviewRequest,
-                       MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, QueryRequest, RemoveMemberRequest,
-                       RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit, ServerPingRequest,
-                       ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer, StreamOffer,
-                       SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
-                       WalWrite, Watch, WatchDown)
+                       MembersInfoRequest, MembersRequest, Misdelivered, Pipeline, PipelinedColumns, QueryRequest,
+                       RemoveMemberRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash, ServerInit,
+                       ServerPingRequest, ServerStarted, ServiceAddresses, SnapshotDone, SnapshotWrite, StopServer,
+                       StreamOffer, SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
+                       WalWrite, Watch, WatchDown, pipeline_correlations)
 from .stream import addr_key
 from .streamside import FROM_STREAM, STREAMED, SWITCH_INTERVAL, WAL_RESULTS, WAL_STREAMED, StreamSide
-from .util import encode_error, is_client_handle, log, log_exc, now_ms
+from .util import encode_error, is_client_handle, log, log_exc, now_ms, tune_gc
 
 __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
 
@@ -529,31 +529,48 @@ class ActorServerPort:
     def _on_pipeline(self, msg: Pipeline, sender: Any) -> None:
         if msg.to is not None and ServerId(*msg.to) != self.shell.id:
             self._send(sender, Misdelivered(msg.to))
-            for cmd in msg.commands:
-                self._send(sender, ev.Rejected(ServerId(*msg.to), ev.NotLeader(None, cmd.correlation)))
+            for correlation in pipeline_correlations(msg.commands):
+                self._send(sender, ev.Rejected(ServerId(*msg.to), ev.NotLeader(None, correlation)))
             return
         self.router.client_called(msg.handle, sender)
+        commands = msg.commands
+        if type(commands) is PipelinedColumns:
+            try:
+                rows = commands.rows()
+            except ValueError as exc:
+                log(self.who, f"pipelined commands refused: {exc}")
+                for correlation in pipeline_correlations(commands):
+                    self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused("InvalidCommand", correlation)))
+                return
+            name, low = commands.session, commands.low
+            rows = [(correlation, data, prio, name, seq, low, known)
+                    for correlation, data, prio, seq, known in rows]
+        else:
+            rows = [(getattr(c, "correlation", None), c) for c in commands]    # (unpacked below)
         ts = now_ms()
         handle = msg.handle
         limit = self.shell.config.max_command_bytes
         cmds = []
         owed = self._owed_commands
         since = time.monotonic()
-        for c in msg.commands:
+        for row in rows:
             # each bad command is refused alone; the others go on
             try:
-                session = session_seq(c.session, c.seq, c.low, c.known)
-                refusal = command_refusal(c.data, limit)
-                prio = priority(c.priority)
+                if len(row) == 2:       # a PipelinedCommand (earlier clients)
+                    correlation, c = row
+                    row = (correlation, c.data, c.priority, c.session, c.seq, c.low, c.known)
+                correlation, data, prio, name, seq, low, known = row
+                session = session_seq(name, seq, low, known)
+                refusal = command_refusal(data, limit)
+                prio = priority(prio)
             except (ValueError, AttributeError) as exc:
                 log(self.who, f"pipelined command refused: {exc}")
                 refusal = ("InvalidCommand", str(exc))
             if refusal is not None:
-                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(
-                    refusal[0], getattr(c, "correlation", None))))
+                self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(refusal[0], correlation)))
                 continue
-            cmds.append(m.Command(c.data, NotifyReply(c.correlation, handle), prio, ts, session))
-            key = (handle, c.correlation)
+            cmds.append(m.Command(data, NotifyReply(correlation, handle), prio, ts, session))
+            key = (handle, correlation)
             owed.pop(key, None)         # (a repeat: owed from now on)
             owed[key] = since
         self.shell.stats["commands"] += len(cmds)
@@ -724,8 +741,8 @@ class ActorServerPort:
                                                None))
         elif isinstance(msg, Pipeline):
             detail = self._storage_detail()
-            for cmd in msg.commands:
-                self._send(sender, ev.Rejected(self.shell.id, ev.StorageFailed(detail, cmd.correlation)))
+            for correlation in pipeline_correlations(msg.commands):
+                self._send(sender, ev.Rejected(self.shell.id, ev.StorageFailed(detail, correlation)))
         elif isinstance(msg, StopServer):
             self.exit("normal")
         elif isinstance(msg, Bundle):
@@ -798,6 +815,7 @@ class ServerActor(Actor):
 
     def __init__(self, capabilities=None, requirements=None):
         super().__init__()
+        tune_gc()
         self.port = _ProcessPort(self)
 
     def receiveMessage(self, msg, sender):

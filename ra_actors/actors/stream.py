@@ -122,7 +122,7 @@ def wire_codec():
                    protocol.Pipeline, protocol.ClientReply, events.Applied, events.Rejected,
                    events.NotLeader, events.SessionRefused, events.CommandRefused, events.Message,
                    events.RaEvent]
-        classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand]
+        classes += [*protocol.CLIENT_REQUESTS, protocol.PipelinedCommand, protocol.PipelinedColumns]
         classes += [c for c in vars(messages).values()
                     if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == messages.__name__]
         classes.append(events.StorageFailed)

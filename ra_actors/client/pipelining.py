@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 from .. import errors
 from .. import events as ev
-from ..actors.protocol import Pipeline, PipelinedCommand
+from ..actors.protocol import Pipeline, PipelinedColumns
 from ..core.types import ServerId
 from .connection import Connection
 from .ids import server_id_or_none
@@ -191,8 +191,7 @@ class Pipeliner:
         if len(stream.outstanding) <= len(live):
             route.heard = self.clock()      # nothing else outstanding: silence starts now
         low = stream.low()
-        key = stream.key
-        out = []
+        tickets, datas, priorities, seqs, knowns = [], [], [], [], []
         target = route.target
         # (stream.known, with the batch's low: nothing settles while it is built)
         seen, first_own = stream.seen_applied, stream.first_own
@@ -202,10 +201,16 @@ class Pipeliner:
                 known = seen or seq < first_own
             else:
                 known = seen and low < seq
-            out.append(PipelinedCommand(p.ticket, p.data, p.priority, key, seq, low, known))
+            tickets.append(p.ticket)
+            datas.append(p.data)
+            priorities.append(p.priority)
+            seqs.append(seq)
+            knowns.append(known)
             p.sent += 1
             p.to = target
-        self.conn.send_untracked(addr, Pipeline(self.handle, tuple(out), route.target), SEND_TIMEOUT,
+        columns = PipelinedColumns(tuple(tickets), tuple(datas), tuple(priorities), stream.key, tuple(seqs), low,
+                                   tuple(knowns))
+        self.conn.send_untracked(addr, Pipeline(self.handle, columns, route.target), SEND_TIMEOUT,
                                  self._undelivered(sid, route.target, live))
 
     def _send_again(self, sid: ServerId, route: _Route, deadline: float) -> None:

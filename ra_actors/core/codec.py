@@ -16,6 +16,9 @@ Rules:
   :mod:`ra_actors.core.effects` travel as tagged records, looked up in a
   fixed registry (never by importing a name found in the data).  A tag is a
   class name, so two registered classes never share a name.
+* A few nests of records that every session command is made of travel as
+  one flat array under a fixed compact tag starting with ``~`` (see
+  "compact forms" below); the records' own tagged forms still decode.
 * Anything else that msgpack cannot encode raises :class:`EncodeError`.
 * Enum members travel as their values (roles are ``StrEnum`` members).
 """
@@ -70,13 +73,17 @@ def _encoder(tag: msgpack.ExtType, names: tuple) -> Callable[[Any], list]:
 
 
 class _Tag:
-    """A decoded tag (only ever the first element of a record's array)."""
+    """A decoded tag (only ever the first element of a record's array):
+    ``build(*fields)`` makes the value (the record's class, or a compact
+    form's builder); ``validate(fields)`` does the same with every field
+    checked (compiled on first use from the wire)."""
 
-    __slots__ = ("cls", "validate")
+    __slots__ = ("cls", "build", "validate")
 
-    def __init__(self, cls):
+    def __init__(self, cls, build=None, validate=None):
         self.cls = cls
-        self.validate = None     # the record's validator, compiled on first use from the wire
+        self.build = cls if build is None else build
+        self.validate = validate
 
 
 def register(cls: type) -> type:
@@ -123,7 +130,7 @@ def _default(obj: Any):
 
 def _list_hook(seq):
     if seq and type(seq[0]) is _Tag:
-        return seq[0].cls(*seq[1:])
+        return seq[0].build(*seq[1:])
     return seq
 
 
@@ -324,6 +331,130 @@ def _validating_list_hook(seq):
             validate = tag.validate = _validator(tag.cls)
         return validate(seq[1:])
     return seq
+
+
+# ------------------------------------------------------------ compact forms
+# Every command of a client with a session is a log entry ``Entry(index,
+# term, Usr(data, NotifyReply(correlation, client), ts, SessionSeq(session,
+# seq, low, known)))``: four tagged records, each packed through ``default``
+# and decoded (from the wire: validated) through the list hook, on the
+# leader, on every follower and in every WAL.  A nest of records of a known
+# shape is therefore written as ONE flat array under a short tag.  A compact
+# tag starts with ``~``, which no class name does, so no record can take it:
+#
+#   ~U  Usr(data, NotifyReply(correlation, client), ts, SessionSeq(...))
+#       [~U, data, correlation, client, ts, session, seq, low, known]
+#   ~S  Usr(data, reply_mode, ts, SessionSeq(...)) (any other reply mode)
+#       [~S, data, reply_mode, ts, session, seq, low, known]
+#   ~E  Entry(index, term, Usr of the ~U shape)
+#       [~E, index, term, data, correlation, client, ts, session, seq, low, known]
+#
+# A value decodes to the same records whichever form wrote it, and the
+# records' own tagged forms (all that earlier versions wrote) still decode.
+# From the wire a compact form must have exactly its number of fields, and
+# each field gets the check its record's annotation gives it (the nested
+# records are built here, so they are of the class their parent expects).
+# The forms are fixed: changing one is a format change (add a tag instead).
+
+def _shape(cls: type, **nested: tuple) -> tuple:
+    """A compact form's shape: record class ``cls``, the fields named in
+    ``nested`` holding records of their own shapes, flattened in place."""
+    return (cls, nested)
+
+
+_U_SHAPE = _shape(_types.Usr, reply_mode=_shape(_types.NotifyReply), session=_shape(_types.SessionSeq))
+_FORMS: dict[type, tuple] = {
+    _types.Usr: ((b"~U", _U_SHAPE),
+                 (b"~S", _shape(_types.Usr, session=_shape(_types.SessionSeq)))),
+    _types.Entry: ((b"~E", _shape(_types.Entry, command=_U_SHAPE)),),
+}
+
+
+def _bad_form(form: str, values: Any) -> None:
+    raise DecodeError(f"compact record {form} with fields that do not fit its shape: {values!r:.200}")
+
+
+def _compile_form(tag: bytes, shape: tuple) -> tuple[str, str, Callable, Callable, dict]:
+    """``(match, fields, build, validate, classes)`` for a compact form:
+    ``match`` and ``fields`` are expressions on a record ``o`` (is it of
+    this shape; its flat array) over the names in ``classes``, for the
+    class's encoder; ``build(*values)`` and ``validate(values)`` make the
+    records from the flat fields."""
+    names: dict[str, Any] = {"_new": object.__new__, "_bad": _bad_form, "_form": tag.decode()}
+    leaves: list[str] = []      # the record's fields in flat order, as expressions on ``o``
+    conds: list[str] = []       # the nested records' exact classes
+    tests: list[str] = []       # wire checks of the flat values
+    lines: list[str] = []       # building the records from v0, v1, ...
+    count = [0]
+    prefix = f"_{tag[1:].decode()}"
+
+    def walk(shape: tuple, expr: str) -> str:
+        cls, nested = shape
+        k = count[0]
+        count[0] += 1
+        names[f"{prefix}c{k}"] = cls
+        hints = typing.get_type_hints(cls)
+        fields = tuple(f.name for f in dataclasses.fields(cls))
+        if set(nested) - set(fields):
+            raise ValueError(f"{cls.__name__} has no field {sorted(set(nested) - set(fields))}")
+        args = []
+        for field in fields:
+            if field in nested:
+                conds.append(f"type({expr}.{field}) is {prefix}c{count[0]}")
+                args.append(walk(nested[field], f"{expr}.{field}"))
+            else:
+                var = f"v{len(leaves)}"
+                leaves.append(f"{expr}.{field}")
+                test = _expr(hints.get(field, Any), var, names)
+                if test is not None:
+                    tests.append(test)
+                args.append(var)
+        setters = _plain_slots(cls, fields)
+        if setters is None:
+            lines.append(f"r{k} = {prefix}c{k}({', '.join(args)})")
+        else:
+            lines.append(f"r{k} = _new({prefix}c{k})")
+            for i, (setter, arg) in enumerate(zip(setters, args)):
+                names[f"{prefix}s{k}_{i}"] = setter
+                lines.append(f"{prefix}s{k}_{i}(r{k}, {arg})")
+        return f"r{k}"
+
+    walk(shape, "o")
+    n = len(leaves)
+    params = ", ".join(f"v{i}" for i in range(n))
+    body = "".join(f"    {line}\n" for line in lines) + "    return r0\n"
+    src = (f"def build({params}):\n{body}"
+           f"def validate(values):\n"
+           f"    if len(values) != {n}:\n        _bad(_form, values)\n"
+           f"    {params}, = values\n"
+           + (f"    if not ({' and '.join(tests)}):\n        _bad(_form, values)\n" if tests else "")
+           + body)
+    exec(compile(src, f"<compact form {tag.decode()}>", "exec"), names)   # noqa: S102 - our own shapes
+    classes = {k: v for k, v in names.items() if k.startswith(f"{prefix}c")}
+    return " and ".join(conds), ", ".join(leaves), names["build"], names["validate"], classes
+
+
+def _compile_forms() -> None:
+    """Install the compact forms: each class's encoder tries its forms in
+    order, then writes the plain tagged record; each tag decodes."""
+    for cls, forms in _FORMS.items():
+        tag, fields = _FIELDS[cls]
+        names: dict[str, Any] = {"_tag": tag}
+        body = "def encode(o):\n"
+        for i, (form_tag, shape) in enumerate(forms):
+            if not form_tag.startswith(b"~") or form_tag in _TAGS:
+                raise ValueError(f"compact tag {form_tag!r}: must start with ~ and be new")
+            match, flat, build, validate, classes = _compile_form(form_tag, shape)
+            names.update(classes)
+            names[f"_tag{i}"] = msgpack.ExtType(EXT_TAG, form_tag)
+            body += f"    if {match}:\n        return [_tag{i}, {flat}]\n"
+            _TAGS[form_tag] = _Tag(cls, build, validate)
+        body += f"    return [_tag, {', '.join('o.' + f for f in fields)}]\n"
+        exec(compile(body, f"<encoder {cls.__name__}>", "exec"), names)   # noqa: S102 - our own shapes
+        _ENCODERS[cls] = names["encode"]
+
+
+_compile_forms()
 
 
 class Codec:
