@@ -150,6 +150,15 @@ def test_session_seq_accepts_exactly_whole_numbers_in_order():
     assert session_seq("s", 3, 1, False) == SessionSeq("s", 3, 1, False)
 
 
+# What the server makes of the five commands below (pipelined one by one or
+# as columns): two taken, three refused alone.
+_TAKEN = [("a", "normal", SessionSeq("s", 1, 1, False), NotifyReply(1, HANDLE)),
+          ("d", "low", SessionSeq("s", 4, 1, True), NotifyReply(4, HANDLE))]
+_REFUSED = [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 2)),
+            ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 3)),
+            ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
+
+
 def test_one_bad_pipelined_command_is_refused_and_the_others_go_on():
     port = _Port()
     cmds = (PipelinedCommand(1, "a", "normal", "s", 1, 1), PipelinedCommand(2, "b", "normal", "s", 2, 3),
@@ -157,12 +166,8 @@ def test_one_bad_pipelined_command_is_refused_and_the_others_go_on():
             PipelinedCommand(5, "e" * 200, "normal", "s", 5, 1))
     port._on_pipeline(Pipeline(HANDLE, cmds, N1), "client-address")
     (batch,) = port.shell.delivered
-    assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == [
-        ("a", "normal", SessionSeq("s", 1, 1, False), NotifyReply(1, HANDLE)),
-        ("d", "low", SessionSeq("s", 4, 1, True), NotifyReply(4, HANDLE))]
-    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 2)),
-                                              ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 3)),
-                                              ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
+    assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == _TAKEN
+    assert [msg for _a, msg in port.sent] == _REFUSED
 
 
 def test_pipelined_columns_are_taken_command_by_command_as_pipelined_commands_are():
@@ -175,12 +180,8 @@ def test_pipelined_columns_are_taken_command_by_command_as_pipelined_commands_ar
                                (False, False, False, True, False))
     port._on_pipeline(Pipeline(HANDLE, columns, N1), "client-address")
     (batch,) = port.shell.delivered
-    assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == [
-        ("a", "normal", SessionSeq("s", 1, 1, False), NotifyReply(1, HANDLE)),
-        ("d", "low", SessionSeq("s", 4, 1, True), NotifyReply(4, HANDLE))]
-    assert [msg for _a, msg in port.sent] == [ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 2)),
-                                              ev.Rejected(N1, ev.CommandRefused("InvalidCommand", 3)),
-                                              ev.Rejected(N1, ev.CommandRefused("CommandTooLarge", 5))]
+    assert [(c.data, c.priority, c.session, c.reply_mode) for c in batch.commands] == _TAKEN
+    assert [msg for _a, msg in port.sent] == _REFUSED
     one_by_one = _Port()
     one_by_one._on_pipeline(Pipeline(HANDLE, tuple(columns), N1), "client-address")
     assert tuple(columns)[1] == PipelinedCommand(2, "b", "normal", "s", 0, 1, False) == columns[1]

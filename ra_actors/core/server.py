@@ -236,8 +236,7 @@ class RaftServer:
         # Re-apply what was applied before the restart; effects are discarded
         # (they were carried out by whoever was leader then).
         self._apply_to(self.commit_index, replay=True)
-        # The machine version this leader's noops asked for in its term
-        # (the "all" strategy appends one more when every member can run it).
+        # The version this leader's noops asked for ("all": one more once every member runs it).
         self.noop_version = 0
         # Ra: aux state is this member's alone, made afresh at every start
         # by the effective machine module.
