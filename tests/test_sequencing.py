@@ -110,7 +110,7 @@ class _Service:
     def __init__(self):
         self.appends: list = []
 
-    def write(self, appends, kick=True, writer=0):
+    def write(self, appends, writer=0):
         self.appends.extend(appends)
 
     def forget(self, uid):

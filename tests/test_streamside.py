@@ -34,7 +34,7 @@ def sides(monkeypatch):
     """Make ``StreamSide``s whose hubs hold the test secret; closed after."""
     monkeypatch.setitem(netpatch._state, "guard", Guard(KEY))
     monkeypatch.setitem(netpatch._state, "allowed", None)
-    monkeypatch.setattr(stream_mod, "StreamHub", TestHub)
+    monkeypatch.setattr(streamside, "StreamHub", TestHub)
     made = []
 
     def make(name, **kw):

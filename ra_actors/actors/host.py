@@ -375,7 +375,7 @@ class HostActor(Actor):
         k = shell.wal_index if shell is not None else 0
         wal = self.wals[k] if k < len(self.wals) else None
         if wal is not None:
-            wal.write(msg.appends, kick=False, writer=msg.seq[0])
+            wal.write(msg.appends, writer=msg.seq[0])
 
     # ============================================================ servers
     def _on_server_init(self, msg: ServerInit, sender):

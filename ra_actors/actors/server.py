@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from typing import Any
 
@@ -85,7 +84,7 @@ from .protocol import (MAX_QUERY_WAIT_MS, ActorSend, AddMemberRequest, AuxReques
                        StreamOffer, SupResponse, TransferLeadershipRequest, TriggerElectionRequest, Unwatch, WalResult,
                        WalWrite, Watch, WatchDown, pipeline_correlations)
 from .stream import addr_key
-from .streamside import FROM_STREAM, STREAMED, SWITCH_INTERVAL, WAL_RESULTS, WAL_STREAMED, StreamSide
+from .streamside import FROM_STREAM, STREAMED, WAL_RESULTS, WAL_STREAMED, StreamSide
 from .util import encode_error, is_client_handle, log, log_exc, now_ms, tune_gc
 
 __all__ = ["ActorServerPort", "ServerActor", "SERVER_DEFAULTS", "load_machine"]
@@ -860,9 +859,6 @@ class _ProcessPort(ActorServerPort):
         """Open this server's direct stream (once its shell has started)."""
         if self.shell.core is None:
             return
-        # The stream's writer threads wait for the GIL while this thread
-        # works; a shorter switch interval bounds that wait (as in a host).
-        sys.setswitchinterval(SWITCH_INTERVAL)
         self.stream = StreamSide(self.actor.myAddress, self.actor.send, lambda text: log(self.who, text),
                                  accepted=FROM_STREAM | WAL_RESULTS)
 

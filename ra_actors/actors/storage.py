@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -57,7 +56,7 @@ from ..errors import DataDirLocked, RaError, StorageError
 from .sequencing import Resequencer
 from .protocol import (FlushWalFiles, ForgetServer, SegmentsWritten, ServiceAddresses, ServiceFault, ServiceInit,
                        ServiceFailed, ServiceReady, SnapshotDone, SnapshotWrite, StreamOffer, WalResult, WalWrite)
-from .streamside import SWITCH_INTERVAL, WAL_STREAMED, StreamSide
+from .streamside import WAL_STREAMED, StreamSide
 from .util import log, log_exc
 
 
@@ -187,11 +186,10 @@ class WalService:
                 log("wal", f"counters no longer published: {exc!r}")
                 self.counters = None
 
-    def write(self, appends, kick: bool = True, writer: int = 0) -> None:
-        """Queue ``appends``; ``kick``: wake the sync thread now (the host
-        actor kicks once per turn instead, see :meth:`sync_small_inline`).
-        ``writer``: the writing server's incarnation (the WAL's sequencing
-        is per writer life).
+    def write(self, appends, writer: int = 0) -> None:
+        """Queue ``appends``; the hosting actor syncs or kicks once per turn
+        (:meth:`sync_small_inline`).  ``writer``: the writing server's
+        incarnation (the WAL's sequencing is per writer life).
         Once the WAL failed they are dropped (the failure reaches the actor
         through :meth:`drain`; the writers write them again)."""
         wal = self.wal
@@ -200,8 +198,6 @@ class WalService:
         for enc in appends:
             wal.append_encoded(enc, writer)
             self.pending_records += enc.count
-        if kick:
-            self.work.set()
 
     def kick(self) -> None:
         """Wake the sync thread: it syncs everything queued."""
@@ -391,7 +387,7 @@ class WalActor(Actor):
                 log("wal", f"a write of {uid} did not arrive in {WAL_HOLE_WAIT_S} s: taking the "
                            f"{len(writes)} after it (the gap is written again)")
                 for write in writes:
-                    self.svc.write(write.appends, kick=False, writer=write.seq[0])
+                    self.svc.write(write.appends, writer=write.seq[0])
             self._arm_hole_check()
         elif isinstance(msg, ServiceInit):
             self.supervisor = sender
@@ -426,7 +422,7 @@ class WalActor(Actor):
             return   # failed, waiting to be reopened: the writer writes it again then
         self.writers[msg.uid] = sender
         for write in self.sequencer.offer(msg.uid, msg.seq, msg, time.monotonic()):
-            self.svc.write(write.appends, kick=False, writer=write.seq[0])
+            self.svc.write(write.appends, writer=write.seq[0])
         self._arm_hole_check()
 
     def _arm_hole_check(self) -> None:
@@ -444,7 +440,6 @@ class WalActor(Actor):
             # old WAL files (a WAL that crashed or failed) are in segments now
             self.send(sender, SegmentsWritten(self.svc.recovered_segments))
         if self.stream is None:
-            sys.setswitchinterval(SWITCH_INTERVAL)    # (see streamside)
             self.stream = StreamSide(self.myAddress, self.send, lambda text: log(self.kind, text),
                                      accepted=WAL_STREAMED, local_only=True)
         self.send(sender, ServiceReady(self.kind))

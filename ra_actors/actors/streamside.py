@@ -32,11 +32,14 @@ Rules:
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable, Iterable
 
 from .. import events as ev
+from . import netpatch
 from .protocol import Bundle, ClientCall, ClientReply, Forwarded, Pipeline, Rpcs, StreamOffer, WalResult, WalWrite
+from .stream import StreamHub, addr_key
 
 OFFER_EVERY = 1.0      # seconds between stream offers to an address we have no stream with
 
@@ -46,7 +49,7 @@ STREAM_ENABLED = os.environ.get("RA_ACTORS_STREAM", "1") != "0"
 
 # The stream's writer threads wait for the GIL while the actor's thread
 # works; CPython hands it over only every switch interval (5 ms by
-# default).  An actor with a stream sets this shorter interval.
+# default).  A process whose actor opens a stream uses this shorter one.
 SWITCH_INTERVAL = 0.0005  # seconds
 
 STREAMED = frozenset({Rpcs, Forwarded, ClientReply, ev.Applied, ev.Rejected, ev.Message, ev.RaEvent})
@@ -70,14 +73,14 @@ class StreamSide:
         self.hub = None
         if not STREAM_ENABLED:
             return
-        from . import netpatch
-        from .stream import StreamHub
         bind_ip = os.environ.get("THESPIAN_BASE_IPADDR") or "127.0.0.1"
         allowed = frozenset({bind_ip, netpatch.LOOPBACK}) if local_only else netpatch.allowed_hosts()
         try:
             self.hub = StreamHub(bind_ip, my_addr, allowed, guard=netpatch.guard(), log=log)
         except (OSError, ValueError) as exc:    # no stream: everything goes through Thespian
             log(f"replication stream unavailable: {exc!r}")
+            return
+        sys.setswitchinterval(SWITCH_INTERVAL)
 
     # ------------------------------------------------------------ outbound
     def send(self, addr: Any, msg: Any) -> None:
@@ -93,7 +96,6 @@ class StreamSide:
     def offer(self, addr: Any) -> None:
         """Ask the actor (or client) at ``addr`` to open a stream to us
         (rate-limited)."""
-        from .stream import addr_key
         key = addr_key(addr)
         now = time.monotonic()
         if now - self.offered.get(key, 0.0) >= OFFER_EVERY:
