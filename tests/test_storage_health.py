@@ -260,12 +260,14 @@ def test_a_failed_wal_acknowledges_nothing_unsynced_and_reopens_from_what_recove
     ServerLog.create(str(tmp_path), ServerConfig(sid, "s1", "kv", "machines.kv", (sid,))).close()
     svc = WalService(str(tmp_path), {})
     svc.write([Wal.encode_run("s1", 1, 1, [b"a"] * 5)])
+    svc.kick()     # as its actor does at the end of a turn
     replies = _drain_until(svc, lambda r: r.get("s1"))
     assert replies["s1"] == [Written(1, 1, 5)]
     path = svc.wal.path
     synced = path.stat().st_size
     with fileio.inject(Fault(op, errno.EIO, path="*.wal")):
         svc.write([Wal.encode_run("s1", 6, 1, [b"b"] * 3)])
+        svc.kick()
         replies = _drain_until(svc, lambda r: svc.failure is not None)
     assert replies == {} and svc.failure.errno == errno.EIO and svc.failure.op == op
     svc.write([Wal.encode_run("s1", 9, 1, [b"c"])])     # dropped: the WAL is dead
