@@ -43,6 +43,9 @@ Rules of the workload:
   the database refused it (the ``CHECK`` against overdrafts, or the session
   errors: not applied); otherwise ``info``.  A read is ``ok`` with the
   balances, ``fail`` on any error.
+* With ``duplicate_sends`` every command message goes out twice (as a
+  transport that redelivers a message may send it): the cluster's sessions
+  answer the copy without applying it again.
 * The client stops at ``end_ns`` (monotonic), when the stop file appears, or
   when its parent dies.  A client that sees nothing succeed for
   ``reconnect_after`` seconds replaces its Client (counted in its stats).
@@ -63,6 +66,22 @@ from . import bank
 from .counter import READ_FUNCTION as COUNTER_READ
 
 READ_FUNCTION = "machines.kv:read"
+
+
+def send_commands_twice(client) -> None:
+    """Make ``client`` send every command message twice, back to back (see
+    the module's rules): the fault a redelivering transport causes."""
+    from ...actors.protocol import ClientCall, CommandRequest
+
+    conn = client._conn
+    send = conn.send
+
+    def twice(addr, msg, key, timeout):
+        send(addr, msg, key, timeout)
+        if isinstance(msg, ClientCall) and isinstance(msg.request, CommandRequest):
+            send(addr, msg, key, timeout)
+
+    conn.send = twice
 
 
 def key_name(slot: int, generation: int, key_period: float) -> str:
@@ -120,6 +139,7 @@ class _ClientWorkload:
         self.reconnect_after = float(cfg["reconnect_after"])
         self.stop_file: str = cfg["stop_file"]
         self.workload: str = cfg.get("workload", "kv")
+        self.duplicate_sends = bool(cfg.get("duplicate_sends", False))
         self.stats_path: str = cfg["stats"]
         self.parent = os.getppid()
         self.stats: dict[str, Any] = {"ops": 0, "ok": 0, "fail": 0, "info": 0, "reconnects": 0, "errors": {}}
@@ -187,7 +207,10 @@ class _ClientWorkload:
             if self.should_stop():
                 raise _Stop
             try:
-                return connect_any(self.addresses, timeout=30.0, rng=self.rng, stop=self.should_stop)
+                client = connect_any(self.addresses, timeout=30.0, rng=self.rng, stop=self.should_stop)
+                if self.duplicate_sends:
+                    send_commands_twice(client)
+                return client
             except Exception as exc:  # noqa: BLE001 - nodes may be down right now
                 self._note_error(type(exc).__name__)
                 time.sleep(0.2)

@@ -108,6 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsafe", default="",
                    help="deliberate core bugs to switch on in the nodes (e.g. stale_reads): "
                         "the run is then expected to FAIL")
+    p.add_argument("--duplicate-sends", action="store_true",
+                   help="clients send every command message twice, as a transport that redelivers "
+                        "may: the cluster's sessions must still apply each command once")
     p.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment variable for the node processes (repeatable), e.g. "
                         "THESPIAN_MAX_PENDING_TRANSMITS=100000")
@@ -511,7 +514,7 @@ class Run:
                 "history": os.path.join(self.out, "clients", f"p{i}.jsonl"),
                 "stats": os.path.join(self.out, "clients", f"p{i}.stats.json"),
                 "reconnect_after": max(10.0, 2 * args.op_timeout),
-                "workload": args.workload,
+                "workload": args.workload, "duplicate_sends": args.duplicate_sends,
             }
             cfg_path = os.path.join(self.out, "clients", f"p{i}.json")
             with open(cfg_path, "w", encoding="utf-8") as handle:
@@ -810,7 +813,8 @@ class Run:
                        "op_timeout": args.op_timeout, "unsafe": ",".join(args.unsafe_bugs) or None,
                        "snapshot_every": args.snapshot_every, "node_env": args.node_env_vars,
                        "partition_mode": args.partition_mode, "workload": args.workload,
-                       "placement": args.placement, "wal_dirs": getattr(args, "wal_dirs", 1)},
+                       "placement": args.placement, "wal_dirs": getattr(args, "wal_dirs", 1),
+                       "duplicate_sends": args.duplicate_sends},
             "out": self.out,
             "partition_backend": self.partitioner.name if self.partitioner else
             f"unavailable ({self.partition_reason})",
