@@ -57,6 +57,49 @@ def test_follower_applying_delete_stops_and_deletes_its_data():
     assert srv.handle(aer(1, N1, 2, 1, (), commit=2)) == ("stopped", [])
 
 
+def test_a_terminating_follower_stays_terminating_while_its_leader_sends_again():
+    """Ra delete_cluster: a member that applied the DeleteCluster entry is
+    deleting for good.  A lagging member (just restarted) gets the entry
+    with the commit before it is durable; the terminating leader's forced
+    resend and heartbeats arrive meanwhile.  It must still acknowledge the
+    entry once durable and stop -- not fall back to follower, outlive the
+    leader and stand for election in a cluster that no longer exists."""
+    srv = make_follower(N3)
+    entry = Entry(2, 1, DeleteCluster("d"))
+    assert srv.handle(aer(1, N1, 1, 1, (entry,), commit=2))[0] == "terminating_follower"
+    assert srv.handle(aer(1, N1, 2, 1, (), commit=2)) == ("terminating_follower", [])
+    assert srv.handle(m.HeartbeatRpc(1, N1, 0))[0] == "terminating_follower"
+    assert srv.handle(m.ElectionTimeout()) == ("terminating_follower", [])
+    assert srv.handle(m.Written(1, 2, 2)) == ("stopped", [
+        send(N1, ae_ok(1, N3, 2, 1)),
+        fx.CancelElectionTimer(),
+        fx.RoleChanged("stopped"),
+        fx.DeleteData(),
+    ])
+
+
+def test_a_terminating_follower_that_hears_of_a_new_term_still_goes():
+    """The deletion is committed, so every later leader has it: a new term
+    (the terminating leader gone, another member campaigning) does not
+    bring a deleting member back; once its entry is durable it stops."""
+    srv = make_follower(N3)
+    srv.handle(aer(1, N1, 1, 1, (Entry(2, 1, DeleteCluster("d")),), commit=2))
+    assert srv.handle(m.RequestVoteRpc(2, N2, 2, 1))[0] == "terminating_follower"
+    assert srv.handle(m.ElectionTimeout()) == ("terminating_follower", [])
+    assert srv.handle(m.Written(1, 2, 2))[0] == "stopped"
+
+
+def test_a_terminating_leader_that_hears_of_a_new_term_stops():
+    """A terminating leader deposed by a higher term has the deletion
+    applied and durable: it goes at once instead of following."""
+    srv = make_leader(N1)
+    srv.handle(m.DeleteClusterCmd("d"))
+    srv.handle(m.Written(1, 2, 2))
+    assert srv.handle(ae_ok(1, N2, 2))[0] == "terminating_leader"     # N3 has not answered
+    role, effects = srv.handle(m.AppendEntriesRpc(2, N2, 2, 2, 1, ()))
+    assert role == "stopped" and fx.DeleteData() in effects
+
+
 def test_terminating_leader_gives_up_waiting_for_down_members():
     """Ra bounds the terminating leader's wait: members that never answer
     must not keep it alive for ever."""

@@ -146,6 +146,32 @@ def test_stop_restart_delete_and_monitors_in_a_host(shared3):
         c.restart_server(a[0])
 
 
+def test_deleting_clusters_just_after_a_member_restarted_deletes_that_member_too(shared3):
+    """The restarted member gets the DeleteCluster entry while it catches
+    up, and the terminating leader's resends before the entry is durable
+    there: it must still acknowledge it and go, not outlive the cluster
+    as a candidate with no peers (and keep ``delete_cluster`` waiting for
+    it until its timeout).  Three clusters: each delete is one more chance
+    for that interleaving."""
+    c = shared3.client()
+    clusters = [_start(c, f"d{i}") for i in range(3)]
+    victim_node = "n3"
+    for sids in clusters:
+        c.process_command(sids[0], ("write", "a", 1))
+    shared3.stop(victim_node)
+    for sids in clusters:
+        c.process_command(sids[0], ("write", "b", 2))
+    shared3.restart(victim_node)
+    for sids in clusters:
+        victim = next(s for s in sids if s.node == victim_node)
+        _wait(lambda: c.member_overview(victim, timeout=2)["last_applied"] >= 1, what="the member back")
+        c.delete_cluster(sids, timeout=15)
+        for sid in sids:
+            with pytest.raises(errors.NoSuchServer):
+                c.member_overview(sid, timeout=2)
+    assert os.listdir(os.path.join(shared3.data_dir(victim_node), "servers")) == []
+
+
 def test_node_kill_and_restart_recovers_every_server_of_the_host(shared3):
     c = shared3.client()
     clusters = [_start(c, f"c{i}") for i in range(4)]

@@ -450,6 +450,16 @@ class RaftServer:
             self._abandon_leadership()
         self.votes = set()
         self.receiving = None
+        if self.deleting_index is not None:
+            # The cluster's deletion is applied here, so it is committed:
+            # whoever leads now has it too.  This member only waits for
+            # the entry to be durable (the leader counts on its
+            # acknowledgement), then goes; it never campaigns again.
+            self._set_role(TERMINATING_FOLLOWER)
+            self._set_leader(leader)
+            self._emit(fx.CancelElectionTimer())
+            self._maybe_finish_follower_delete()
+            return
         self._set_role(FOLLOWER)
         self._set_leader(leader)
         if leader is None and self._can_campaign():
@@ -826,8 +836,10 @@ class RaftServer:
 
     # ============================================================ followers
     def _on_append_entries_rpc(self, msg: m.AppendEntriesRpc) -> None:
-        if self.role != FOLLOWER or self.leader_id != msg.from_id:
+        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id != msg.from_id:
             self._become_follower(msg.from_id)
+            if self.role == STOPPED:
+                return
         prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
         if prev < self.log.snapshot_index:
             # Everything up to our snapshot is committed, hence matches.
@@ -928,11 +940,13 @@ class RaftServer:
             self._emit(fx.LogAppend(tuple(entries)))
 
     def _on_heartbeat_rpc(self, msg: m.HeartbeatRpc) -> None:
-        if self.role != FOLLOWER or self.leader_id != msg.from_id:
+        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id != msg.from_id:
             if self.role == RECEIVE_SNAPSHOT and self.leader_id == msg.from_id:
                 pass
             else:
                 self._become_follower(msg.from_id)
+                if self.role == STOPPED:
+                    return
         self._send(msg.from_id, m.HeartbeatReply(self.current_term, self.id, msg.query_index))
 
     # ============================================================== applying
