@@ -26,6 +26,19 @@ def test_unencodable_command_or_query_argument_is_rejected_before_sending(kv3):
     assert c.key_metrics(kv3.sids[0])["last_index"] == before
 
 
+def test_a_cluster_starts_on_the_majority_of_its_nodes_that_are_up(nodes3):
+    """start_cluster asks every node at once whether it loads the machine:
+    a node that is down is left out (``not_started``) and the members on
+    the others form the cluster."""
+    c = nodes3.client()
+    c.nodes()                       # the client knows every node before one goes
+    nodes3.kill("n3")
+    sids = [ra.ServerId("half", n) for n in ("n1", "n2", "n3")]
+    started, not_started = c.start_cluster("half", "machines.kv", sids, timeout=30)
+    assert sorted(started) == sids[:2] and not_started == [sids[2]]
+    assert c.process_command(sids[0], ("write", "k", 1))[0] == "ok"
+
+
 def test_machine_that_does_not_import_fails_start_cluster_and_starts_nothing(nodes3):
     c = nodes3.client()
     sids = [ra.ServerId("bad", n) for n in ("n1", "n2", "n3")]

@@ -39,6 +39,10 @@ __all__ = ["Clusters"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ELECTION_RETRIGGER = 2.0    # seconds without a leader before an election is triggered again
+# Polls for the new leader: an election on a quiet node takes a few
+# milliseconds, one among thousands of starting clusters far longer.
+FIRST_LEADER_POLL = 0.002
+LAST_LEADER_POLL = 0.05
 
 
 def server_config(cluster_name: str, machine: str, sid: ServerId, members: list, config: dict, extra: dict,
@@ -100,16 +104,37 @@ class Clusters:
 
     def _nodes_loading(self, machine: str, nodes: list, deadline: float) -> list:
         """The nodes that answer and load ``machine`` (an error it answers,
-        e.g. ``MachineError``, is raised: nothing is started)."""
-        reachable = []
+        e.g. ``MachineError``, is raised: nothing is started).  Every node
+        is asked at once; one whose supervisor moved is asked again alone."""
+        wait = max(0.2, min(5.0, deadline - time.monotonic()))
+        node_deadline = time.monotonic() + wait
+        pending, again = {}, []
         for node in nodes:
+            addr = self.discovery.sup_address(node, node_deadline)
+            if addr is None:
+                again.append(node)
+                continue
+            req = self.conn.next_id()
+            self.conn.send(addr, CheckMachineRequest(machine, req_id=req), req, wait)
+            pending[node] = req
+        loading = set()
+        for node, req in pending.items():
+            r = self.conn.wait(req, node_deadline)
+            if isinstance(r, Undelivered):
+                self.book.mark_down(node)
+                again.append(node)
+            elif r is not None:
+                if r.error:
+                    raise decode_error(r.error)
+                loading.add(node)
+        for node in again:
             try:
                 self.discovery.sup_call(node, CheckMachineRequest(machine),
-                                        max(0.2, min(5.0, deadline - time.monotonic())))
-                reachable.append(node)
+                                        max(0.2, node_deadline - time.monotonic()))
+                loading.add(node)
             except (errors.Timeout, errors.NodeDown):
                 continue
-        return reachable
+        return [node for node in nodes if node in loading]
 
     def _start_servers(self, cluster_name: str, machine: str, sids: list, config: dict, extra: dict,
                        reachable: list, deadline: float) -> tuple[list, list, Exception | None]:
@@ -144,6 +169,7 @@ class Clusters:
         self.resolver.call(started[0], TriggerElectionRequest(), max(0.5, deadline - time.monotonic()),
                            redirect=False)
         next_trigger = time.monotonic() + ELECTION_RETRIGGER
+        pause = FIRST_LEADER_POLL
         while time.monotonic() < deadline:
             for sid in started:
                 try:
@@ -152,7 +178,8 @@ class Clusters:
                     continue
                 if leader is not None:
                     return leader
-            self.conn.pump(0.05)
+            self.conn.pump(pause)
+            pause = min(2 * pause, LAST_LEADER_POLL)
             if time.monotonic() > next_trigger:
                 next_trigger = time.monotonic() + ELECTION_RETRIGGER
                 try:
