@@ -69,7 +69,7 @@ PLACEMENTS = ("shared", "process")
 # (HTTP/1.1: one put in flight per connection); its sync run uses "sync"
 # and its throughput run "duration", as ra_actors's
 FULL = {"duration": 5.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1, 64, 1024],
-        "sync": 2000, "clusters": [10, 100, 300], "shared_clusters": [10, 100, 300, 1000, 3000],
+        "sync": 2000, "clusters": [10, 100, 300], "shared_clusters": [10, 100, 300, 1000, 3000, 10000],
         "idle_s": 30.0, "busy_s": 8.0, "busy_window": 16, "busy_clusters": 1000, "starters": 4,
         "idle_server_sample": 3000, "liveness_sample": 300,
         "pysyncobj_commands": 20000, "pysyncobj_sync": 500, "pysyncobj_repeats": 1,
