@@ -76,8 +76,8 @@ from .aux import AuxView
 from .log import RaftLog
 from .machine import NO_REPLY, Machine
 from .sessions import APPLY, DUPLICATE, EXPIRED, NOT_CACHED, Resequencer, SessionTable
-from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, LEADER, LEADING_ROLES, LOW, NON_VOTER, PRE_VOTE,
-                    PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
+from .types import (AWAIT_CONDITION, CANDIDATE, FOLLOWER, FOLLOWER_ROLES, LEADER, LEADING_ROLES, LOW, NON_VOTER,
+                    PRE_VOTE, PROMOTABLE, RECEIVE_SNAPSHOT, STOPPED, TERMINATING_FOLLOWER,
                     TERMINATING_LEADER, VOTER, AfterLogAppend, AwaitConsensus, ClusterChange,
                     CommandMeta, DeleteCluster, Entry, Error, NoReply, Noop, NotifyReply, Redirect, Ok,
                     QueryContext, ServerConfig, SnapshotState, UPGRADE_STRATEGIES, InvalidConfig,
@@ -836,7 +836,7 @@ class RaftServer:
 
     # ============================================================ followers
     def _on_append_entries_rpc(self, msg: m.AppendEntriesRpc) -> None:
-        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id != msg.from_id:
+        if self.role not in FOLLOWER_ROLES or self.leader_id != msg.from_id:
             self._become_follower(msg.from_id)
             if self.role == STOPPED:
                 return
@@ -896,7 +896,7 @@ class RaftServer:
 
     def _reply_append(self, force: bool = False) -> None:
         """Acknowledge what is durable and verified against the leader."""
-        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id is None:
+        if self.role not in FOLLOWER_ROLES or self.leader_id is None:
             return
         idx = min(self.log.last_written, self.verified_index)
         idx = max(idx, self.log.snapshot_index) if self.verified_index >= self.log.snapshot_index else idx
@@ -940,7 +940,7 @@ class RaftServer:
             self._emit(fx.LogAppend(tuple(entries)))
 
     def _on_heartbeat_rpc(self, msg: m.HeartbeatRpc) -> None:
-        if self.role not in (FOLLOWER, TERMINATING_FOLLOWER) or self.leader_id != msg.from_id:
+        if self.role not in FOLLOWER_ROLES or self.leader_id != msg.from_id:
             if self.role == RECEIVE_SNAPSHOT and self.leader_id == msg.from_id:
                 pass
             else:

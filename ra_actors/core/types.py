@@ -89,6 +89,10 @@ ROLES = tuple(Role)
 # handing over (await_condition) and one deleting its cluster.  They keep
 # followers' replication state and tick; only LEADER takes commands.
 LEADING_ROLES = frozenset({LEADER, AWAIT_CONDITION, TERMINATING_LEADER})
+# The roles of a server that takes a known leader's log and acknowledges
+# it: a follower, and one whose cluster is being deleted (until its
+# DeleteCluster entry is durable).
+FOLLOWER_ROLES = frozenset({FOLLOWER, TERMINATING_FOLLOWER})
 
 # Priorities of client commands.
 NORMAL = "normal"
