@@ -53,6 +53,7 @@ import asyncio
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from . import codec
@@ -417,6 +418,12 @@ class AsyncClient:
         """Start a cluster and elect a leader: ``(started, not_started)``."""
         return await self._call("start_cluster", cluster_name, machine, server_ids, config, timeout,
                                 **server_config)
+
+    async def start_clusters(self, clusters: Mapping[str, list], machine: str, config: dict | None = None,
+                             timeout: float = 60.0, **server_config: Any) -> dict[str, tuple[list[ServerId],
+                                                                                             list[ServerId]]]:
+        """Start many clusters at once: ``{name: (started, not_started)}``."""
+        return await self._call("start_clusters", clusters, machine, config, timeout, **server_config)
 
     async def start_server(self, cluster_name: str, machine: str, server_id: ServerLike, members: list,
                            config: dict | None = None, timeout: float = 10.0, **server_config: Any) -> ServerId:

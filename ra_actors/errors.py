@@ -38,7 +38,18 @@ class NodeDown(RaError):
 
 
 class ClusterNotFormed(RaError):
-    """``start_cluster`` could not elect a leader (Ra's ``cluster_not_formed``)."""
+    """``start_cluster`` could not elect a leader (Ra's ``cluster_not_formed``).
+
+    From ``start_clusters``: some of the clusters did not form (their
+    servers were deleted again); ``failed`` maps each of them to its error,
+    ``formed`` the others to ``(started, not_started)``.
+    """
+
+    def __init__(self, message: str = "cluster not formed", formed: dict | None = None,
+                 failed: dict | None = None):
+        super().__init__(message)
+        self.formed = dict(formed or {})
+        self.failed = dict(failed or {})
 
 
 class InvalidCommand(RaError):

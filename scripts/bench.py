@@ -30,7 +30,8 @@ for the exact rules):
 4. Scale: C clusters of 3 servers on 3 fresh nodes, for each C of
    ``--clusters`` (placement ``process``) and of ``--shared-clusters``
    (placement ``shared``; only the placements of ``--placements``): time to
-   start them all (``--starters`` client threads in parallel), memory of
+   start them all (``client.start_clusters`` from ``--starters`` client
+   threads, default 1: it starts 32 clusters per round itself), memory of
    every node process (RSS and USS), CPU and Thespian messages while idle
    (servers' counters: a fixed random sample of ``--idle-sample`` servers
    when there are more, extrapolated), aggregate throughput with every
@@ -70,19 +71,19 @@ PLACEMENTS = ("shared", "process")
 # and its throughput run "duration", as ra_actors's
 FULL = {"duration": 5.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1, 64, 1024],
         "sync": 2000, "clusters": [10, 100, 300], "shared_clusters": [10, 100, 300, 1000, 3000, 10000],
-        "idle_s": 30.0, "busy_s": 8.0, "busy_window": 16, "busy_clusters": 1000, "starters": 4,
-        "idle_server_sample": 3000, "liveness_sample": 300,
+        "idle_s": 30.0, "busy_s": 8.0, "busy_window": 16, "busy_clusters": 1000, "starters": 1,
+        "workers": 4, "idle_server_sample": 3000, "liveness_sample": 300,
         "pysyncobj_commands": 20000, "pysyncobj_sync": 500, "pysyncobj_repeats": 1,
         "etcd_clients": 8, "etcd_connections": 8, "etcd_warmup": 100}
 QUICK = {"duration": 1.0, "windows": [1, 64, 1024], "client_counts": [1, 8], "kv_windows": [1024],
          "sync": 200, "clusters": [10], "shared_clusters": [10, 100], "idle_s": 3.0, "busy_s": 2.0,
-         "busy_window": 16, "busy_clusters": 1000, "starters": 4, "idle_server_sample": 3000,
+         "busy_window": 16, "busy_clusters": 1000, "starters": 1, "workers": 4, "idle_server_sample": 3000,
          "liveness_sample": 300,
          "pysyncobj_commands": 2000, "pysyncobj_sync": 20, "pysyncobj_repeats": 1,
          "etcd_clients": 8, "etcd_connections": 8, "etcd_warmup": 100}
 TINY = {"duration": 0.5, "windows": [1, 64], "client_counts": [1, 2], "kv_windows": [64],
         "sync": 20, "clusters": [2], "shared_clusters": [2], "idle_s": 1.0, "busy_s": 0.5, "busy_window": 8,
-        "busy_clusters": 1000, "starters": 2, "idle_server_sample": 3000, "liveness_sample": 300,
+        "busy_clusters": 1000, "starters": 1, "workers": 2, "idle_server_sample": 3000, "liveness_sample": 300,
         "pysyncobj_commands": 50, "pysyncobj_sync": 3, "pysyncobj_repeats": 1,
         "etcd_clients": 2, "etcd_connections": 2, "etcd_warmup": 5}
 PLACEMENT_TEXT = {"process": "one OS process per Raft server",
@@ -154,6 +155,7 @@ def _truncate(d: dict, n: int = 20) -> dict:
 
 def scale_row(plan: dict, placement: str, c: int) -> dict:
     starters = max(1, int(plan["starters"]))
+    workers = max(1, int(plan["workers"]))     # client threads of the idle, busy and check phases
     row: dict = {"placement": placement, "clusters": c, "servers": 3 * c, "starters": starters,
                  "leaders": "spread (cluster i elected from node i % 3)"}
     tag = f"scale [{placement}] C={c}"
@@ -162,7 +164,7 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
                      data_root=_data_root(plan, f"scale-{placement}-{c}")) as b:
             _tune(b, plan)
             names = [f"s{i}" for i in range(c)]
-            progress(f"{tag}: starting {c} clusters ({starters} client threads)")
+            progress(f"{tag}: starting {c} clusters ({starters} client thread(s), start_clusters)")
             row["start_s"] = b.start_clusters(names, "null", starters=starters, every=100, label=f"{tag}: ")
             progress(f"{tag}: {c} started in {row['start_s']:.1f} s")
             time.sleep(1.0)   # let the last elections' messages settle
@@ -171,7 +173,7 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
             sample = plan.get("idle_server_sample") or None
             progress(f"{tag}: idle for {plan['idle_s']} s"
                      + (f" (servers' counters: a sample of {sample})" if sample and 3 * c > sample else ""))
-            idle = b.idle(plan["idle_s"], server_sample=sample, workers=starters)
+            idle = b.idle(plan["idle_s"], server_sample=sample, workers=workers)
             row.update(idle_cpu_pct=idle["cpu_pct"], idle_msgs_per_s=idle["msgs_per_s"],
                        idle_msgs=idle["msgs"], idle_server_msgs=idle["server_msgs"],
                        idle_supervisor_msgs=idle["supervisor_msgs"], idle_s=idle["seconds"],
@@ -188,7 +190,7 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
             clients = min(8, len(driven))
             progress(f"{tag}: {len(driven)} of {c} clusters busy ({plan['busy_s']} s, "
                      f"W={plan['busy_window']} per cluster, {clients} clients)")
-            busy = b.pipelined(driven, plan["busy_window"], clients, plan["busy_s"], workers=starters)
+            busy = b.pipelined(driven, plan["busy_window"], clients, plan["busy_s"], workers=workers)
             row["busy_ops_per_s"] = busy["ops_per_s"]
             row["busy_node_cpu_ms_per_cmd"] = busy["node_cpu_ms_per_cmd"]
             row.update(busy_acked=busy["acked"], busy_unacknowledged=busy["unacknowledged"],
@@ -196,7 +198,7 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
             progress(f"{tag}: durability check of the {len(driven)} driven clusters")
             t0 = time.monotonic()
             # 30 s per cluster to catch up, at most 180 s in all (then one look each)
-            d = b.durability(driven, workers=starters, total_timeout=180.0)
+            d = b.durability(driven, workers=workers, total_timeout=180.0)
             row["durability_check_s"] = time.monotonic() - t0
             row["durable"] = d["ok"]
             row["durability"] = _truncate(d)
@@ -204,7 +206,7 @@ def scale_row(plan: dict, placement: str, c: int) -> dict:
                 n = min(len(others), int(plan.get("liveness_sample") or len(others)))
                 picked = sorted(random.Random(11).sample(others, n), key=lambda x: int(x[1:]))
                 progress(f"{tag}: liveness of {n} of the {len(others)} clusters not driven")
-                lv = b.liveness(picked, workers=starters)
+                lv = b.liveness(picked, workers=workers)
                 row["live"] = lv["ok"]
                 row["liveness"] = _truncate(lv)
     except Exception as exc:  # noqa: BLE001 - recorded; larger C would fail too
@@ -414,7 +416,8 @@ def main(argv=None) -> int:
                                        "(0: none)")
     ap.add_argument("--shared-clusters", help="comma-separated C values of the scale phase in placement "
                                               "shared (0: none)")
-    ap.add_argument("--starters", type=int, help="client threads starting the scale clusters (default 4)")
+    ap.add_argument("--starters", type=int, help="client threads starting the scale clusters, each with "
+                                                 "client.start_clusters (default 1)")
     ap.add_argument("--busy-clusters", type=int,
                     help="scale: drive at most this many clusters in the busy phase (default 1000); the "
                          "others get a liveness check on a sample")

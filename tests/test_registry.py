@@ -97,3 +97,16 @@ def test_a_node_with_a_damaged_registry_refuses_to_start_naming_the_file(tmp_pat
     with pytest.raises(errors.NodeError, match=JOURNAL_FILE):
         with ra.local_nodes(["n1"], data_root=str(tmp_path)):
             pass   # only reached if the node wrongly started without its servers
+
+
+def test_a_batch_of_new_servers_is_one_append_and_one_fsync(tmp_path, monkeypatch):
+    r = reloaded(tmp_path)
+    r.add("first", "first_uid")            # the journal exists (its directory is synced once)
+    syncs = []
+    real_fsync = reg.os.fsync
+    monkeypatch.setattr(reg.os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+    r.add_many([(f"s{i}", f"s{i}_uid") for i in range(32)])
+    assert len(syncs) == 1
+    assert (tmp_path / JOURNAL_FILE).read_bytes().count(b"\n") == 33
+    assert as_dict(reloaded(tmp_path)) == {"first": ("first_uid", False),
+                                           **{f"s{i}": (f"s{i}_uid", False) for i in range(32)}}

@@ -103,3 +103,73 @@ def test_restart_policy_from_the_supervisor_settings():
     sup = NodeSupervisor()
     assert sup.ctx.restart_policy == RestartPolicy(10, 10.0)
 
+
+
+# ------------------------------------------------------------ batches of starts
+def test_a_bundle_from_the_host_is_handled_message_by_message_in_order():
+    sup = _Recorder()
+    inner = (StopServerRequest("a", req_id=1), StopServerRequest("b", req_id=2))
+    sup.receiveMessage(protocol.Bundle(inner + (protocol.Bundle(inner),)), "host")
+    assert [reply.req_id for _to, reply in sup.sent] == [1, 2], "a nested bundle is dropped"
+
+
+@pytest.mark.parametrize("configs, error", [
+    ((), "InvalidConfig"),
+    (("not a config",), "InvalidConfig"),
+    ([], "InvalidConfig"),
+])
+def test_a_malformed_batch_of_starts_is_refused_whole(configs, error):
+    sup = _Recorder()
+    sup.receiveMessage(protocol.StartServersRequest(configs, req_id=5), "client")
+    [(to, reply)] = sup.sent
+    assert to == "client" and reply.req_id == 5 and reply.error[0] == error
+
+
+def test_a_batch_naming_a_server_twice_is_refused_whole():
+    from ra_actors.core.types import ServerConfig, ServerId
+    cfg = ServerConfig(server_id=ServerId("a", "n1"), uid="a_n1_1", cluster_name="a", machine="machines.kv",
+                       initial_members=(ServerId("a", "n1"),), machine_config={})
+    sup = _Recorder()
+    sup.receiveMessage(protocol.StartServersRequest((cfg, dataclasses.replace(cfg, uid="a_n1_2")), req_id=6),
+                       "client")
+    [(_to, reply)] = sup.sent
+    assert reply.error[0] == "ServerAlreadyExists"
+
+
+def test_a_batch_waiter_answers_once_in_the_request_order_when_the_last_server_is_known():
+    from ra_actors.actors.node_context import BatchWaiter
+
+    class Ctx:
+        replies = []
+
+        def reply(self, waiter, value):
+            self.replies.append((waiter, value))
+
+    ctx, done = Ctx(), []
+    batch = BatchWaiter(("client", 9), ["a", "b", "c"], on_done=lambda: done.append(True))
+    batch.started("c", 3, "host")
+    batch.answer_if_done(ctx)
+    batch.failed("a", ("MachineError", "no", None))
+    batch.started("b", 2, "host")
+    batch.failed("b", ("Timeout", "late", None))       # the first outcome stays
+    assert ctx.replies == [] and not done
+    batch.answer_if_done(ctx)
+    batch.answer_if_done(ctx)
+    assert ctx.replies == [(("client", 9), (("error", ("MachineError", "no", None)), ("ok", 2, "host"),
+                                            ("ok", 3, "host")))]
+    assert done == [True]
+
+
+def test_the_leaderboard_answers_many_servers_in_one_request():
+    from ra_actors.actors.leaderboard import Leaderboard
+    from ra_actors.actors.protocol import LeaderboardRecord, LeaderboardRequest, LeaderboardUpdate
+    from ra_actors.errors import InvalidConfig
+    board = Leaderboard(lambda name, incarnation: True)
+    board.on_update(LeaderboardUpdate((
+        LeaderboardRecord("a", "a", 1, 1, ("a", "n1"), (("a", "n1"), ("a", "n2")), 3),
+        LeaderboardRecord("b", "b", 1, 1, None, (("b", "n1"),), 2),
+    )), None)
+    assert board.lookup(LeaderboardRequest(servers=("a", "b", "c")), None) == (
+        (("a", "n1"), (("a", "n1"), ("a", "n2"))), (None, (("b", "n1"),)), None)
+    with pytest.raises(InvalidConfig):
+        board.lookup(LeaderboardRequest(servers=("a", 3)), None)

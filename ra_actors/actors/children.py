@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .node_context import NodeContext, Waiter
+from .node_context import BatchWaiter, NodeContext, Waiter
 
 # Child.status values
 STARTING = "starting"
@@ -44,7 +44,7 @@ class Child:
         self.incarnation = 0
         self.status = STARTING
         self.config: Any = None   # what a restart needs (ServerConfig, an actor's spec)
-        self.waiters: list[Waiter] = []         # requests answered when it runs or exits
+        self.waiters: list[Waiter | BatchWaiter] = []   # requests answered when it runs or exits
         self.restarts: deque[float] = deque()   # times of its recent restarts (RestartPolicy)
         self.exit_reason: Any = None            # what it said before it exited (a crash, a start error)
         self.new = False          # a server created by start_server (not recovered)
@@ -66,7 +66,13 @@ class Child:
 
     def answer_waiters(self, ctx: NodeContext, value: Any = None, error: tuple | None = None) -> None:
         for waiter in self.waiters:
-            if error is None:
+            if isinstance(waiter, BatchWaiter):
+                if error is None:
+                    waiter.started(self.name, self.incarnation, self.addr)
+                else:
+                    waiter.failed(self.name, error)
+                waiter.answer_if_done(ctx)
+            elif error is None:
                 ctx.reply(waiter, value)
             else:
                 ctx.reply_error(waiter, error)

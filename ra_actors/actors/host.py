@@ -36,6 +36,10 @@ carries every server of the node *and* the node's WALs:
   write again what the failed WAL had not confirmed.  The
   storage's state reaches every server through the host
   (``ServiceAddresses``);
+* what the servers tell their supervisor while the host handles one
+  message (``ServerStarted``, ``ServerExited``, monitors) leaves as one
+  ``Bundle``, in order, at the end of that turn: starting a batch of
+  servers (one ``Bundle`` of ``ServerInit`` messages) costs one message back;
 * timers: servers' wakeups are kept in one heap and the host asks Thespian
   for at most one wakeup per 10 ms slot (leader ticks: 100 ms slots), so a
   thousand idle leaders' ticks cost ten wakeups a second, not a thousand.
@@ -118,6 +122,7 @@ class HostActor(Actor):
         os.set_blocking(self.poke_w, False)
         threading.Thread(target=self._timer_watchdog, name="host-timers", daemon=True).start()
         self.outbox: list = []                          # [(address, [Rpcs|Forwarded])] this turn
+        self.to_supervisor: list = []                   # what our servers told the supervisor this turn
         self.batching = False
         self.stream: StreamSide | None = None           # the direct replication stream
         self.node_hosts: dict = {}                      # node -> its host actor's address
@@ -180,6 +185,9 @@ class HostActor(Actor):
             self._dispatch(inner, sender)
 
     def _flush_outbox(self):
+        if self.to_supervisor:
+            msgs, self.to_supervisor = self.to_supervisor, []
+            super().send(self.supervisor, msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs)))
         outbox, self.outbox = self.outbox, []
         stream = self.stream
         for addr, msgs in outbox:
@@ -538,14 +546,19 @@ class HostActor(Actor):
             return
         if kind is Lookup and self._lookup(msg):
             return
-        if self.batching and kind in _BATCHED:
-            # one message per destination for everything this turn produced
-            for dest, msgs in self.outbox:
-                if dest == addr:
-                    msgs.append(msg)
-                    return
-            self.outbox.append((addr, [msg]))
-            return
+        if self.batching:
+            if kind in _BATCHED:
+                # one message per destination for everything this turn produced
+                for dest, msgs in self.outbox:
+                    if dest == addr:
+                        msgs.append(msg)
+                        return
+                self.outbox.append((addr, [msg]))
+                return
+            if addr == self.supervisor:
+                # e.g. a batch of starts' ServerStarted: one Thespian message, in order
+                self.to_supervisor.append(msg)
+                return
         super().send(addr, msg)
 
     def shell_wakeup(self, shell, delay, payload):

@@ -11,7 +11,9 @@ Rules:
   dropped: records may arrive late or out of order.
 * ``lookup`` of a cluster answers the entry with the newest term among the
   node's members of that cluster (one that knows a leader first, at equal
-  terms); of a server, that server's own entry.  ``None``: no entry.
+  terms); of a server, that server's own entry; of several servers, each
+  one's entry (``start_clusters`` polls a batch's elections so).  ``None``:
+  no entry.
 * It answers from memory, in the supervisor's turn: no server and no leader
   is asked (``client.leader``, ``client.members(..., local=True)``).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..errors import InvalidConfig
 from .protocol import LeaderboardRecord, LeaderboardRequest, LeaderboardUpdate
 
 __all__ = ["Leaderboard"]
@@ -45,6 +48,11 @@ class Leaderboard:
         self.entries.pop(server, None)
 
     def lookup(self, request: LeaderboardRequest, sender: Any) -> tuple | None:
+        if request.servers:
+            if type(request.servers) is not tuple or not all(type(s) is str for s in request.servers):
+                raise InvalidConfig("LeaderboardRequest.servers is a tuple of server names")
+            return tuple(None if (r := self.entries.get(s)) is None else (r.leader, r.members)
+                         for s in request.servers)
         if request.server is not None:
             record = self.entries.get(request.server)
         else:

@@ -47,6 +47,36 @@ Waiter = tuple[Any, Any]
 """``(address, req_id)`` of a requester whose answer comes later."""
 
 
+class BatchWaiter:
+    """The requester of one request about several servers (a
+    ``StartServersRequest``): each server's outcome is kept, and the
+    requester is answered once, when the last of them is known, with a
+    tuple in the request's order of ``("ok", incarnation, address)`` or
+    ``("error", encoded error)``."""
+
+    __slots__ = ("waiter", "order", "results", "on_done", "ident")
+
+    def __init__(self, waiter: Waiter, names: list[str], on_done: Any = None) -> None:
+        self.waiter = waiter
+        self.order = list(names)
+        self.results: dict[str, tuple] = {}
+        self.on_done = on_done      # called once answered
+        self.ident = 0              # the owner's name for it (a timer's payload)
+
+    def started(self, name: str, incarnation: Any, address: Any) -> None:
+        self.results.setdefault(name, ("ok", incarnation, address))
+
+    def failed(self, name: str, error: tuple) -> None:
+        self.results.setdefault(name, ("error", error))
+
+    def answer_if_done(self, ctx: "NodeContext") -> None:
+        if self.waiter is not None and len(self.results) >= len(self.order):
+            ctx.reply(self.waiter, tuple(self.results[n] for n in self.order))
+            self.waiter = None
+            if self.on_done is not None:
+                self.on_done()
+
+
 class _Deferred:
     def __repr__(self) -> str:
         return "DEFERRED"

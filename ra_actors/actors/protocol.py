@@ -189,10 +189,13 @@ class ServerMetricsRequest(SupervisorRequest):
 class LeaderboardRequest(SupervisorRequest):
     """Answered from the node's leaderboard: ``(leader, members)`` that the
     node's member of ``cluster`` recorded (the one with the newest term), or
-    that server ``server`` of the node recorded; ``None`` if there is none."""
+    that server ``server`` of the node recorded; ``None`` if there is none.
+    With ``servers`` (names of the node's servers), a tuple of those
+    answers, one per name."""
 
     cluster: str | None = None
     server: str | None = None
+    servers: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,21 @@ class StartServerRequest(SupervisorRequest):
     answered ``("ok", incarnation)`` once it runs."""
 
     config: Any
+
+
+MAX_START_BATCH = 1024
+"""The most servers one :class:`StartServersRequest` may create."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartServersRequest(SupervisorRequest):
+    """Create several servers on this node (``configs``: a tuple of
+    ``ServerConfig``, at most :data:`MAX_START_BATCH`) with one registry
+    write and one message to the host; answered once every one of them
+    runs or failed, with a tuple in ``configs``' order of ``("ok",
+    incarnation, address)`` or ``("error", encoded error)``."""
+
+    configs: tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,10 +650,13 @@ class Forwarded:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Bundle:
-    """Host -> host (placement ``shared``): the ``Rpcs`` and ``Forwarded``
-    that the servers of one host produced for the same destination actor
-    while the host handled one message, sent as one Thespian message (the
-    transport charges per message, not per byte)."""
+    """Messages for one actor sent as one Thespian message (the transport
+    charges per message, not per byte): host -> host (placement
+    ``shared``), the ``Rpcs`` and ``Forwarded`` that the servers of one
+    host produced for the same destination while the host handled one
+    message; supervisor -> host, the ``ServerInit`` messages of one
+    ``StartServersRequest``; host -> supervisor, what the host's servers
+    told their supervisor in one turn, in order."""
 
     msgs: tuple
 

@@ -7,7 +7,7 @@ Rules:
   server that is not stopped; a stopped one waits for ``restart_server``.
 * Every change is written at once, durably, before the change is acted on
   or acknowledged: one line appended to ``node.servers.journal`` and
-  fsynced.  A change costs the same however many servers the node has, so
+  fsynced (the changes of one batch of starts: their lines, one fsync).  A change costs the same however many servers the node has, so
   starting N servers costs O(N), not O(N^2).
 * ``node.servers.json`` holds the registry as of a compaction (temp file,
   fsync, rename); the journal the changes since.  The journal is compacted
@@ -120,8 +120,13 @@ class ServerRegistry:
         return name in self.servers
 
     def add(self, name: str, uid: str) -> None:
-        self.servers[name] = RegisteredServer(uid)
-        self._record({"op": "add", "name": name, "uid": uid})
+        self.add_many([(name, uid)])
+
+    def add_many(self, servers: list[tuple[str, str]]) -> None:
+        """Register ``(name, uid)`` pairs with one durable write."""
+        for name, uid in servers:
+            self.servers[name] = RegisteredServer(uid)
+        self._record(*({"op": "add", "name": name, "uid": uid} for name, uid in servers))
 
     def set_stopped(self, name: str, stopped: bool) -> None:
         rec = self.servers.get(name)
@@ -151,19 +156,23 @@ class ServerRegistry:
     def _path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
 
-    def _record(self, change: dict) -> None:
+    def _record(self, *changes: dict) -> None:
+        """``changes`` (already applied in memory) on disk, in one append and
+        one fsync; a compaction instead when the journal is long."""
+        if not changes:
+            return
         if self.journal_lines >= max(COMPACT_MIN, 2 * len(self.servers)):
             self._compact()
             return
         path = self._path(JOURNAL_FILE)
         new = not os.path.exists(path)
         with open(path, "ab") as f:
-            f.write(_encode_line(change))
+            f.write(b"".join(_encode_line(change) for change in changes))
             f.flush()
             os.fsync(f.fileno())
         if new:
             fileio.fsync_dir(self.data_dir)   # the journal's name survives a crash too
-        self.journal_lines += 1
+        self.journal_lines += len(changes)
 
     def _compact(self) -> None:
         """The whole registry into ``node.servers.json``, then an empty journal."""

@@ -4,7 +4,9 @@ restart and delete them, alongside the storage services they need.
 Rules:
 
 * A server is registered (:mod:`.registry`) before it is started and
-  recovers from its files on every start; a restarted server is a new
+  recovers from its files on every start (a ``StartServersRequest``
+  registers its servers with one write and hands the host their starts in
+  one message); a restarted server is a new
   incarnation (unique and increasing on the node: placement ``shared``
   routes monitor refs and timers by it) and announces its new address.
 * A server that crashes is restarted within the node's
@@ -44,7 +46,9 @@ Rules:
 """
 from __future__ import annotations
 
+import itertools
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +65,12 @@ from .children import DELETING, EXITED, RUNNING, STARTING, STOPPING, Child, Chil
 from .directory import Directory
 from .failure_detector import FailureDetector
 from .monitors import Monitors
-from .node_context import DEFERRED, NodeContext, Waiter
-from .protocol import (CheckMachineRequest, ForceDeleteServerRequest, ForgetServer, ListServersRequest,
-                       RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten, ServerCrash,
-                       ServerExited, ServerInit, ServerMetricsRequest, ServerStarted, ServiceAddresses,
-                       ServiceReady, StartServerRequest, StopServer, StopServerRequest)
+from .node_context import DEFERRED, BatchWaiter, NodeContext, Waiter
+from .protocol import (MAX_START_BATCH, Bundle, CheckMachineRequest, ForceDeleteServerRequest, ForgetServer,
+                       ListServersRequest, RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten,
+                       ServerCrash, ServerExited, ServerInit, ServerMetricsRequest, ServerStarted,
+                       ServiceReady, StartServerRequest, StartServersRequest, StopServer,
+                       StopServerRequest)
 from .registry import RegisteredServer, ServerRegistry
 from .server import ServerActor, load_machine
 from .services import WAL, NodeServices
@@ -82,6 +87,28 @@ class ServerRestartDue:
 
     name: str
     child_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartBatchDue:
+    """Wakeup payload: the start batch ``batch`` (an id) has had
+    :data:`START_BATCH_PATIENCE` seconds; the servers of it that have not
+    answered are answered as not started, and the next batch goes."""
+
+    batch: int
+
+
+START_BATCH_PATIENCE = 30.0
+
+
+@dataclass(slots=True)
+class _QueuedBatch:
+    """A ``StartServersRequest`` waiting for its turn, or starting (then
+    ``waiter`` collects its servers' outcomes)."""
+
+    request: StartServersRequest
+    sender: Any
+    waiter: BatchWaiter | None = None
 
 
 class ServerSupervision:
@@ -103,6 +130,8 @@ class ServerSupervision:
         self.detector = detector
         self.servers = directory.servers     # name -> current incarnation (the directory's table)
         self.last_incarnation = 0
+        self.start_queue: deque[_QueuedBatch] = deque()   # StartServersRequests: the first is starting
+        self.batch_ids = itertools.count(1)
 
     # ============================================================= requests
     def check_machine(self, request: CheckMachineRequest, sender: Any) -> tuple:
@@ -125,6 +154,88 @@ class ServerSupervision:
 
     def start_server(self, request: StartServerRequest, sender: Any) -> Any:
         config: ServerConfig = request.config
+        self._create(config)
+        self.registry.add(config.server_id.name, config.uid)
+        self._start(config, new=True, waiter=(sender, request.req_id))
+        return DEFERRED
+
+    def start_servers(self, request: StartServersRequest, sender: Any) -> Any:
+        """Several new servers: each is checked and created as by
+        ``start_server`` (one that cannot be gets its error, the others
+        start), then registered with one durable write, and the host gets
+        all their ``ServerInit`` messages in one.  One batch starts at a
+        time: the next waits until every server of this one has answered,
+        so that concurrent batches neither hold the supervisor (its
+        heartbeats) nor flood the host."""
+        configs = request.configs
+        if type(configs) is not tuple or not configs or len(configs) > MAX_START_BATCH:
+            raise errors.InvalidConfig(f"StartServersRequest carries 1 to {MAX_START_BATCH} server configs")
+        if not all(isinstance(c, ServerConfig) for c in configs):
+            raise errors.InvalidConfig("StartServersRequest carries something that is not a ServerConfig")
+        names = [c.server_id.name for c in configs]
+        if len(set(names)) != len(names):
+            raise errors.ServerAlreadyExists(f"StartServersRequest names a server twice on node {self.ctx.node}")
+        self.start_queue.append(_QueuedBatch(request, sender))
+        if len(self.start_queue) == 1:
+            self._next_batch()
+        return DEFERRED
+
+    def _batch_done(self) -> None:
+        self.start_queue.popleft()
+        if self.start_queue:
+            self._next_batch()
+
+    def start_batch_due(self, due: StartBatchDue) -> None:
+        if not self.start_queue:
+            return
+        batch = self.start_queue[0].waiter
+        if batch is None or batch.ident != due.batch:
+            return
+        log(self.ctx.who, f"a batch of starts waited {START_BATCH_PATIENCE:.0f}s: "
+                          f"{len(batch.order) - len(batch.results)} servers answered as not started")
+        for name in batch.order:
+            batch.failed(name, encode_error(errors.Timeout(f"server {name} did not start within "
+                                                           f"{START_BATCH_PATIENCE:.0f}s")))
+        batch.answer_if_done(self.ctx)
+
+    def _next_batch(self) -> None:
+        entry = self.start_queue[0]
+        request = entry.request
+        batch = BatchWaiter((entry.sender, request.req_id), [c.server_id.name for c in request.configs],
+                            self._batch_done)
+        batch.ident = next(self.batch_ids)
+        entry.waiter = batch
+        self.ctx.wakeup_after(START_BATCH_PATIENCE, StartBatchDue(batch.ident))
+        try:
+            self._start_batch(request.configs, batch)
+        except Exception as exc:  # noqa: BLE001 - answered, and the next batch goes
+            log_exc(self.ctx.who, "a batch of starts failed")
+            err = encode_error(exc if isinstance(exc, errors.RaError) else
+                               errors.RaError(f"{type(exc).__name__}: {exc}"))
+            for name in batch.order:
+                batch.failed(name, err)
+            batch.answer_if_done(self.ctx)
+
+    def _start_batch(self, configs: tuple, batch: BatchWaiter) -> None:
+        created = []
+        for config in configs:
+            try:
+                self._create(config)
+            except errors.RaError as exc:
+                batch.failed(config.server_id.name, encode_error(exc))
+            else:
+                created.append(config)
+        self.registry.add_many([(c.server_id.name, c.uid) for c in created])
+        inits: list[tuple[Any, list]] = []
+        for config in created:
+            self._start(config, new=True, waiter=batch, outbox=inits)
+        for addr, msgs in inits:
+            self.ctx.send(addr, msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs)))
+        batch.answer_if_done(self.ctx)
+
+    def _create(self, config: ServerConfig) -> None:
+        """Check that new server ``config`` may start here, then write its
+        directory and durable config (it is not registered yet)."""
         name, node = config.server_id.name, self.ctx.node
         if ServerId(*config.server_id).node != node:
             raise errors.RaError(f"server {config.server_id} does not belong to node {node}")
@@ -136,9 +247,6 @@ class ServerSupervision:
         wal_dir = self._choose_wal(config)
         self._refuse_in_storage_error(self.ctx.wal_dirs.index(wal_dir))
         self.registry.write_config(config, wal_dir)
-        self.registry.add(name, config.uid)
-        self._start(config, new=True, waiter=(sender, request.req_id))
-        return DEFERRED
 
     def _choose_wal(self, config: ServerConfig) -> str:
         """The WAL directory a new server writes to (``wal=`` of its config,
@@ -291,7 +399,11 @@ class ServerSupervision:
                 continue
             self._start(config, new=False)
 
-    def _start(self, config: ServerConfig, new: bool, waiter: Waiter | None = None) -> None:
+    def _start(self, config: ServerConfig, new: bool, waiter: Waiter | BatchWaiter | None = None,
+               outbox: list[tuple[Any, list]] | None = None) -> None:
+        """Start a server from ``config``; its ``ServerInit`` is sent, or
+        kept in ``outbox`` (``(address, [messages])``, an address once:
+        Thespian's addresses are not hashable) for the caller to send."""
         name = config.server_id.name
         old = self.servers.get(name)
         try:
@@ -322,11 +434,19 @@ class ServerSupervision:
             if slot is None:
                 log(self.ctx.who, f"the counters file is full: server {name} runs without counters")
             self._counters_status(name, counters_block.STATUS_STARTING, child.incarnation)
-        self.ctx.send(child.addr or child.local,
-                      ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
-                                 self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
-                                 self.detector.down_nodes(), new, self.ctx.modules.allowed,
-                                 counters_slot=slot, wal=wal, wal_dir=self.ctx.wal_dirs[wal]))
+        init = ServerInit(config, child.incarnation, self.ctx.incarnation, self.ctx.my_address,
+                          self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
+                          self.detector.down_nodes(), new, self.ctx.modules.allowed,
+                          counters_slot=slot, wal=wal, wal_dir=self.ctx.wal_dirs[wal])
+        addr = child.addr or child.local
+        if outbox is None:
+            self.ctx.send(addr, init)
+            return
+        for dest, msgs in outbox:
+            if dest == addr:
+                msgs.append(init)
+                return
+        outbox.append((addr, [init]))
 
     def _not_started(self, config: ServerConfig, old: Child | None, exc: Exception, waiter: Waiter | None) -> None:
         """The server cannot start where it is (its WAL is not there): it

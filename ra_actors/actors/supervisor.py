@@ -51,14 +51,14 @@ from .failure_detector import FailureDetector
 from .leaderboard import Leaderboard
 from .monitors import Monitors
 from .node_context import DEFERRED, NodeContext
-from .protocol import (ActorSend, CheckMachineRequest, ForceDeleteServerRequest, LeaderboardRequest,
+from .protocol import (ActorSend, Bundle, CheckMachineRequest, ForceDeleteServerRequest, LeaderboardRequest,
                        LeaderboardUpdate, ListActorsRequest,
                        ListNodesRequest, ListServersRequest, Lookup, NodeHeartbeat, NodeHello,
                        OverviewRequest, PingRequest, RegisterClientRequest, RestartServerRequest,
                        RetireServerRequest, SegmentsWritten, SendToActorRequest, ServerCrash, ServerExited,
                        ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceFault, ServiceReady,
                        StartActorRequest,
-                       StartServerRequest,
+                       StartServerRequest, StartServersRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
                        SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
 from .registry import ServerRegistry
@@ -66,7 +66,7 @@ from .services import WAL, NodeServices, ServiceReopenDue
 from .storage import wal_kind
 from .storage_health import StorageHealth
 from .storage_supervision import StorageProbeDue, StorageSupervision
-from .supervision import SERVER_KIND, ServerRestartDue, ServerSupervision
+from .supervision import SERVER_KIND, ServerRestartDue, ServerSupervision, StartBatchDue
 from .transmit import PeriodicSender
 from .user_actors import ACTOR_KIND, ActorRestartDue, UserActors
 from .util import admin_address, encode_error, log, log_exc
@@ -120,6 +120,7 @@ class NodeSupervisor(Actor):
         self._wakeups: dict[type, Callable[[Any], None]] = {
             Tick: self._tick,
             ServerRestartDue: self.supervision.restart_due,
+            StartBatchDue: self.supervision.start_batch_due,
             ActorRestartDue: self.actors.restart_due,
             ServiceReopenDue: self.storage.reopen_due,
             StorageProbeDue: self.storage.probe_due,
@@ -147,6 +148,7 @@ class NodeSupervisor(Actor):
             LeaderboardUpdate: self.leaderboard.on_update,
             ActorExitRequest: self._on_exit_request,
             PoisonMessage: self._on_poison,
+            Bundle: self._on_bundle,
         }
 
     def _request_table(self) -> dict[type, Handler]:
@@ -158,6 +160,7 @@ class NodeSupervisor(Actor):
             UnregisterClientRequest: self.clients.unregister,
             CheckMachineRequest: self.supervision.check_machine,
             StartServerRequest: self.supervision.start_server,
+            StartServersRequest: self.supervision.start_servers,
             RestartServerRequest: self.supervision.restart_server,
             StopServerRequest: self.supervision.stop_server,
             ForceDeleteServerRequest: self.supervision.force_delete_server,
@@ -331,6 +334,14 @@ class NodeSupervisor(Actor):
 
     def _on_poison(self, msg: PoisonMessage, sender: Any) -> None:
         log(self.ctx.who, f"poison message returned: {msg.poisonMessage!r:.200}")
+
+    def _on_bundle(self, msg: Bundle, sender: Any) -> None:
+        """What the host's servers told us in one turn: each in order."""
+        for inner in msg.msgs:
+            if type(inner) is Bundle:
+                log(self.ctx.who, "a bundle inside a bundle is dropped")
+                continue
+            self._route(inner, sender)
 
     # ============================================================= requests
     def _ping(self, request: PingRequest, sender: Any) -> tuple:

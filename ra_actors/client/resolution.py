@@ -303,6 +303,36 @@ class Resolver:
         elif len(route.tried) >= self._cluster_size(route.origin):
             route.tried.clear()
 
+    def ask_many(self, asks: dict[Any, tuple[ServerId, ClientRequest]], deadline: float) -> dict[Any, Any]:
+        """One attempt at each ``key: (server, request)``, all sent before
+        any answer is awaited, with no redirect nor retry: ``key`` ->
+        the ``ClientReply``, or None where the server was not reachable or
+        did not answer by ``deadline`` (its cached address is dropped)."""
+        out: dict[Any, Any] = dict.fromkeys(asks)
+        sent = {}
+        for key, (sid, request) in asks.items():
+            try:
+                addr = self.resolve(sid, deadline)
+            except errors.NoSuchServer:
+                addr = None
+            if addr is None:
+                continue
+            req = self.conn.next_id()
+            self.conn.send(addr, ClientCall(req, self.handle, request, sid), req,
+                           max(0.1, deadline - time.monotonic()))
+            sent[req] = (key, sid)
+        for req, (key, sid) in sent.items():
+            try:
+                r = self.conn.wait(req, deadline)
+            finally:
+                self.conn.release(req)
+            if r is None or isinstance(r, Undelivered) or (
+                    isinstance(r.result, Unavailable) and r.result.reason == "misdelivered"):
+                self.book.forget_server(sid)
+            else:
+                out[key] = r
+        return out
+
     # ------------------------------------------------------- cluster helpers
     def retry_change(self, sid: Any, request: ClientRequest, timeout: float) -> tuple[Any, ServerId | None]:
         """A membership change, tried again while another one is in progress."""
