@@ -38,8 +38,9 @@ def main() -> None:
     ap.add_argument("threads", type=int)
     ap.add_argument("placement", nargs="?", default="shared", choices=("shared", "process"))
     ap.add_argument("--single", action="store_true", help="one start_cluster per cluster")
+    ap.add_argument("--data-root", help="keep the nodes' directories (and logs) under this directory")
     args = ap.parse_args()
-    with RaBench(placement=args.placement) as b:
+    with RaBench(placement=args.placement, data_root=args.data_root) as b:
         b.start_cluster("warm", "null")
         before = cpu_by_process()
         names = [f"c{i}" for i in range(args.clusters)]
