@@ -56,12 +56,12 @@ class BatchWaiter:
 
     __slots__ = ("waiter", "order", "results", "on_done", "ident")
 
-    def __init__(self, waiter: Waiter, names: list[str], on_done: Any = None) -> None:
+    def __init__(self, waiter: Waiter, names: list[str], on_done: Any = None, ident: int = 0) -> None:
         self.waiter = waiter
         self.order = list(names)
         self.results: dict[str, tuple] = {}
         self.on_done = on_done      # called once answered
-        self.ident = 0              # the owner's name for it (a timer's payload)
+        self.ident = ident          # the owner's name for it (a timer's payload)
 
     def started(self, name: str, incarnation: Any, address: Any) -> None:
         self.results.setdefault(name, ("ok", incarnation, address))

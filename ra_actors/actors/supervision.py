@@ -202,8 +202,7 @@ class ServerSupervision:
         entry = self.start_queue[0]
         request = entry.request
         batch = BatchWaiter((entry.sender, request.req_id), [c.server_id.name for c in request.configs],
-                            self._batch_done)
-        batch.ident = next(self.batch_ids)
+                            self._batch_done, next(self.batch_ids))
         entry.waiter = batch
         self.ctx.wakeup_after(START_BATCH_PATIENCE, StartBatchDue(batch.ident))
         try:
