@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ra_actors.testing.bugs import KNOWN_BUGS  # noqa: E402
+from ra_actors.testing.bugs import KNOWN_BUGS, WAL_BUGS  # noqa: E402
 from ra_actors.testing.history import write_history  # noqa: E402
 from ra_actors.testing.sim import FAULTS, Simulation, parse_faults  # noqa: E402
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default="partition,crash",
                         help=f"comma-separated, 'all' or 'none'; known: {','.join(FAULTS)}")
     parser.add_argument("--bugs", default="",
-                        help=f"deliberate core bugs (comma-separated): {','.join(sorted(KNOWN_BUGS))}")
+                        help=f"deliberate bugs (comma-separated): {','.join(sorted(KNOWN_BUGS) + sorted(WAL_BUGS))}")
     parser.add_argument("--trace", action="store_true", help="print every event")
     parser.add_argument("--history", metavar="DIR",
                         help="write each cluster's KV history to DIR/<cluster>.jsonl")

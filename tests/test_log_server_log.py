@@ -99,6 +99,26 @@ def test_the_first_append_after_a_restart_says_it_overwrites_wherever_it_starts(
         assert not slog.append(es(7, 7)).overwrite
 
 
+def test_every_append_tells_the_wal_the_term_before_it_and_the_durable_prefix(tmp_path):
+    """The WAL takes a write only where it continues what it holds of this
+    log (ra_actors.log.wal_sequence): each append says the term of the
+    entry before it and how far the log is durable, lowered first when the
+    append replaces entries at or below that."""
+    with recover_node(tmp_path) as node:
+        slog = node.create_server(cfg())
+        a = slog.append(es(1, 5))
+        assert (a.prev_term, a.durable) == (0, 0)
+        slog.handle_written(1, 1, 5)
+        b = slog.append(es(6, 6, term=2))
+        assert (b.prev_term, b.durable) == (1, 5)
+        c = slog.append(es(5, 5, term=3))              # a new leader replaces 5 and 6
+        assert (c.prev_term, c.durable, c.overwrite) == (1, 4, True)
+        enc = c.encode()
+        assert (enc.prev_term, enc.durable) == (1, 4)
+        r = slog.resend_from(5)
+        assert (r.prev_term, r.durable, r.overwrite) == (1, 4, True)
+
+
 def test_written_report_is_clipped_after_overwrite(tmp_path):
     with recover_node(tmp_path) as node:
         slog = node.create_server(cfg())

@@ -183,6 +183,81 @@ def test_a_restarted_writer_starts_afresh_and_its_old_life_cannot_write(tmp_path
     assert [(i, t) for i, t, _p, _c in run] == [(i, 2) for i in range(1, 15)] + [(15, 3), (16, 3)]
 
 
+def run_of(wal, uid: str, first: int, term: int, n: int, *, prev_term: int, durable: int):
+    """A write as a server's log makes it: where it stands declared."""
+    wal.append_run(uid, first, term, [b"x"] * n, prev_term=prev_term, durable=durable)
+
+
+def test_a_lost_overwrite_of_the_last_entry_is_caught_by_the_next_appends_prev_term(tmp_path):
+    """Regression (sim seed 698787393): a follower held 1..99, entry 99 of
+    term 9, all reported durable.  A new leader replaced 99 with its own
+    (term 10); that overwrite was lost.  The follower's next append, 100 of
+    term 10, starts at last + 1, so indexes alone cannot tell: taken, a
+    crash would leave 99 of term 9 below 100 of term 10, and a leader's
+    AppendEntries matching at 100 would commit the wrong 99 there.  The
+    append says the entry before it has term 10; the WAL holds term 9 at
+    99: refused, a resend asked from the durable prefix."""
+    with Wal(tmp_path) as wal:
+        run_of(wal, "s1", 1, 9, 99, prev_term=0, durable=0)
+        assert wal.flush().written == {"s1": ((9, 1, 99),)}
+        # (the overwrite of 99 with term 10, durable prefix now 98, is lost)
+        run_of(wal, "s1", 100, 10, 1, prev_term=10, durable=98)
+        res = wal.flush()
+        assert res.written == {} and res.messages("s1") == [ResendWrite(99)]
+        run_of(wal, "s1", 101, 10, 1, prev_term=10, durable=98)      # dropped quietly, no second ask
+        res = wal.flush()
+        assert res.written == {} and res.resend == {}
+        run_of(wal, "s1", 99, 10, 3, prev_term=9, durable=98)        # the resend
+        assert wal.flush().written == {"s1": ((10, 99, 101),)}
+        path = wal.path
+    from ra_actors.log.segment_writer import final_runs
+    run = final_runs(scan_wal_file(path))["s1"]
+    assert [(i, t) for i, t, _p, _c in run] == [(i, 9) for i in range(1, 99)] + [(99, 10), (100, 10), (101, 10)]
+
+
+def test_an_overwrite_is_checked_below_where_it_starts_too(tmp_path):
+    """1..100 of term 9 are durable; an overwrite of 98..99 (term 10) is
+    lost; then a third leader replaces 99 (term 11).  That overwrite starts
+    below the WAL's last index, which indexes alone allow, but the WAL holds
+    term 9 at 98 where the writer has 10: refused, resent from 98."""
+    with Wal(tmp_path) as wal:
+        run_of(wal, "s1", 1, 9, 100, prev_term=0, durable=0)
+        wal.flush()
+        wal.append_run("s1", 99, 11, [b"y"], overwrite=True, prev_term=10, durable=97)
+        res = wal.flush()
+        assert res.written == {} and res.messages("s1") == [ResendWrite(98)]
+        wal.append_run("s1", 98, [10, 11], [b"x", b"y"], overwrite=True, prev_term=9, durable=97)
+        assert wal.flush().written == {"s1": ((10, 98, 98), (11, 99, 99))}
+
+
+def test_a_restarted_wal_takes_a_write_only_from_the_writers_durable_prefix(tmp_path):
+    """A WAL that restarted knows nothing of its writers.  A server that
+    outlived it had 1..10 (term 1) durable, and its overwrite of 10 (term 2)
+    went to the old WAL and was lost.  Its next write, an overwrite of 11,
+    cannot be checked: refused, a resend asked from 10; the resend starts
+    at the durable prefix and is taken."""
+    with Wal(tmp_path) as wal:
+        run_of(wal, "s1", 1, 1, 10, prev_term=0, durable=0)
+        wal.flush()
+    with Wal(tmp_path) as wal:
+        wal.append_run("s1", 11, 3, [b"z"], overwrite=True, prev_term=2, durable=9)
+        res = wal.flush()
+        assert res.written == {} and res.messages("s1") == [ResendWrite(10)]
+        wal.append_run("s1", 10, [2, 3], [b"x", b"z"], overwrite=True, prev_term=1, durable=9)
+        assert wal.flush().written == {"s1": ((2, 10, 10), (3, 11, 11))}
+
+
+def test_prev_term_and_durable_must_be_indexes(tmp_path):
+    with Wal(tmp_path) as wal:
+        for bad in ({"prev_term": -1}, {"prev_term": "1"}, {"durable": -2}, {"durable": None}):
+            with pytest.raises(LogUsageError):
+                wal.append_run("s1", 1, 1, [b"x"], **bad)
+        enc = Wal.encode_run("s1", 1, 1, [b"x"], prev_term=0, durable=0)
+        import dataclasses
+        with pytest.raises(LogUsageError, match="prev_term or durable"):
+            wal.append_encoded(dataclasses.replace(enc, durable=-1))
+
+
 def test_gap_detection_asks_for_resend_and_drops_until_filled(tmp_path):
     with Wal(tmp_path) as wal:
         # first write: anywhere, as an overwrite

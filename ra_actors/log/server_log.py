@@ -11,7 +11,8 @@ messages::
     LogAppend(entries)      -> req = slog.append(entries)      # mem table + WalAppend
                                wal.append_run(req.uid, req.first_index, req.terms,
                                               req.payloads, truncate=req.truncate,
-                                              overwrite=req.overwrite)
+                                              overwrite=req.overwrite, prev_term=req.prev_term,
+                                              durable=req.durable)
                                # or, encoding in the server's process (faster WAL):
                                wal.append_encoded(req.encode())
     WAL flush result        -> msgs = slog.handle_written(term, from_, to)  (a list; or handle_flush_result)
@@ -40,10 +41,13 @@ Rules:
   ``first_index .. last_index + 1``; starting at or below ``last_index`` is an
   overwrite that drops everything above.  Entries are msgpacked here, so the
   WAL process only checksums and writes.
-* The first append after the log is opened is flagged as an overwrite
-  wherever it starts: a WAL takes a writer's first append of its life only
-  so flagged, because it cannot know what this writer wrote before (e.g.
-  the old entries an overwrite it lost was to replace).
+* Every append tells the WAL where it stands (:mod:`.wal_sequence`): the
+  term of the entry before it and the durable prefix (``last_written``,
+  lowered first when the append replaces entries at or below it).  The
+  WAL takes it only where it continues what the WAL holds of this log, so
+  a lost write is resent instead of splicing two logs on disk.  The first
+  append after the log is opened is also flagged an overwrite wherever it
+  starts.
 * ``last_written`` follows the WAL's reports, clipped to what is still in the
   log (an overwrite makes older reports partly stale), and only grows as a
   prefix: a report that overtook an earlier one waits for it.
@@ -110,7 +114,7 @@ class WalAppend:
     """What to hand the node's WAL for one ``append``::
 
         wal.append_run(a.uid, a.first_index, a.terms, a.payloads, truncate=a.truncate,
-                       overwrite=a.overwrite)
+                       overwrite=a.overwrite, prev_term=a.prev_term, durable=a.durable)
     """
 
     uid: str
@@ -118,7 +122,9 @@ class WalAppend:
     terms: tuple  # one per payload
     payloads: tuple  # msgpack of each entry's command
     truncate: bool = False
-    overwrite: bool = False   # replaces entries this log held (the WAL's sequencing rule)
+    overwrite: bool = False   # replaces entries this log held
+    prev_term: int = 0        # term of entry first_index - 1 (the WAL's sequencing rule)
+    durable: int = 0          # this log's durable prefix when it was made (likewise)
 
     @property
     def records(self) -> tuple:
@@ -132,12 +138,14 @@ class WalAppend:
         ``wal.append_encoded(...)``."""
         from .wal import Wal
         return Wal.encode_run(self.uid, self.first_index, self.terms, self.payloads,
-                              truncate=self.truncate, overwrite=self.overwrite)
+                              truncate=self.truncate, overwrite=self.overwrite,
+                              prev_term=self.prev_term, durable=self.durable)
 
     @classmethod
-    def of(cls, uid: str, entries: Sequence[Entry], truncate: bool, overwrite: bool = False) -> "WalAppend":
+    def of(cls, uid: str, entries: Sequence[Entry], truncate: bool, overwrite: bool = False,
+           prev_term: int = 0, durable: int = 0) -> "WalAppend":
         return cls(uid, entries[0].index, tuple(e.term for e in entries),
-                   tuple(pack(e.command) for e in entries), truncate, overwrite)
+                   tuple(pack(e.command) for e in entries), truncate, overwrite, prev_term, durable)
 
 
 @dataclass(slots=True)
@@ -481,7 +489,7 @@ class ServerLog:
         if not self.first_index <= first <= last + 1:
             raise LogUsageError(f"append at {first} outside {self.first_index}..{last + 1} "
                                 f"of server {self.uid}")
-        prev_term = self.fetch_term(first - 1) or 0
+        prev_term = before = self.fetch_term(first - 1) or 0
         for e in entries:
             if e.term < prev_term:
                 raise LogUsageError(f"entry {e.index} has term {e.term} below the previous "
@@ -493,12 +501,13 @@ class ServerLog:
         # below the last index replaces entries: the WAL takes it only so
         # flagged, so a lost overwrite cannot be followed by an append that
         # splices the old log's head to the new log's tail.
-        req = WalAppend.of(self.uid, entries, first == self.first_index,
-                           overwrite=first <= last or not self._appended)
-        self._appended = True
-        self._mem_apply(entries, req.truncate)
         if self._last_written >= first:
             self._last_written = first - 1
+        req = WalAppend.of(self.uid, entries, first == self.first_index,
+                           overwrite=first <= last or not self._appended, prev_term=before,
+                           durable=self._last_written)
+        self._appended = True
+        self._mem_apply(entries, req.truncate)
         return req
 
     def resend_from(self, index: int) -> WalAppend:
@@ -506,7 +515,8 @@ class ServerLog:
         entries = self.read(index, self.last_index)
         if not entries:
             raise LogUsageError(f"nothing to resend from {index} (last index {self.last_index})")
-        return WalAppend.of(self.uid, entries, index == self.first_index, overwrite=True)
+        return WalAppend.of(self.uid, entries, index == self.first_index, overwrite=True,
+                            prev_term=self.fetch_term(index - 1) or 0, durable=self._last_written)
 
     def handle_written(self, term: int, from_index: int, to_index: int) -> list[Written]:
         """Note a WAL report; return what it makes durable, as ``Written``

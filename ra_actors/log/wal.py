@@ -8,7 +8,8 @@ API (what the runtime's WAL actor calls)::
                                 # recover_node does it before the Wal opens, so the
                                 # newest old file (the only one that may be torn)
                                 # is still the newest when it is read
-    wal.append(uid, [(index, term, payload_bytes), ...], truncate=False, overwrite=False)
+    wal.append(uid, [(index, term, payload_bytes), ...], truncate=False, overwrite=False,
+               prev_term=None, durable=0)     # where the write stands: see Sequencing
     wal.append_entries(uid, [Entry, ...], truncate=False)   # packs commands
     wal.append_run(uid, first_index, terms, payloads)  # columns: terms an int or a sequence
     enc = Wal.encode_run(...); wal.append_encoded(enc)  # encode anywhere, queue later
@@ -32,31 +33,19 @@ Rules:
   actor may run ``flush`` in a background thread while its own thread keeps
   appending (that overlap is where batching comes from: everything appended
   during one sync goes into the next one).
-* Entries of one ``append`` are consecutive.  A writer says when an append
-  replaces entries it wrote before (``overwrite=True``: a leader change
-  truncated its log, or it writes again what the WAL lost): the later
-  record wins and everything the writer wrote above the new last index is
-  invalid.  Any other append must start at exactly ``last + 1``.
-* Sequencing per writer life: a writer's life is what its appends carry
-  (``writer``: a server's incarnation, which grows with every restart of
-  it); a write of a newer life starts the writer afresh, a late write of an
-  older life is dropped.  The first write of a writer life
-  may start anywhere if it is an ``overwrite`` (or ``truncate``), and a
-  plain append only at index 1: the WAL cannot know what the writer wrote
-  before, and a plain append above 1 may follow an overwrite that never
-  arrived (a restarted node's old entries below it would then stand beside
-  the new ones).  Such a write is dropped and a resend asked from its first
-  index.  After that a write that does not follow on
-  (``first > last + 1``: a gap; or ``first <= last`` without
-  ``overwrite``: an earlier overwrite never arrived, and taking this one
-  would splice the old log's head to the new log's tail) is dropped, the
-  writer is asked once to resend (``result.resend``, Ra's
-  ``resend_write``: from ``last + 1`` after a gap, from the write's first
-  index otherwise; the writer resends from there or from its own durable
-  prefix, whichever is lower, as an overwrite), and its further writes are
-  dropped until one follows on.  ``truncate=True`` (first entry after an
-  installed snapshot) is accepted anywhere and restarts the writer's
-  sequence.
+* Entries of one ``append`` are consecutive; a taken append replaces
+  whatever the writer wrote from its first index (the later record wins).
+* Sequencing (:mod:`.wal_sequence`): each write carries the writer's life
+  (``writer``: a server's incarnation), the term of the entry before it in
+  the writer's log (``prev_term``) and the writer's durable prefix
+  (``durable``); the WAL takes it only where it continues what the WAL
+  holds of that writer, the way a follower checks AppendEntries, so a
+  lost write (an overwrite above all) can never leave the old log's head
+  spliced to the new log's tail.  A write it refuses is dropped and the
+  writer asked once to resend (``result.resend``, Ra's ``resend_write``);
+  the writer resends from there or from its own durable prefix, whichever
+  is lower.  ``truncate=True`` (first entry after an installed snapshot)
+  is taken anywhere and restarts the writer's sequence.
 * ``written`` ranges are the writer's final state after the batch (a
   later overwrite in the same batch trims earlier ranges), one range per
   contiguous run of one term, in index order.
@@ -90,7 +79,7 @@ import threading
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Sequence
 
 from ..codec import pack
 from ..core.messages import ResendWrite, Written
@@ -100,6 +89,7 @@ from .common import (SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbere
                      wal_dir as default_wal_dir, wal_lock_path)
 from .lock import DataDirLock
 from .wal_dirs import ensure_wal_id
+from .wal_sequence import WalSequencer
 from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
                          encode_table, file_header, table_columns)
 
@@ -108,45 +98,6 @@ __all__ = ["Wal", "FlushResult", "EncodedAppend", "DEFAULT_MAX_SIZE_BYTES", "MIN
 DEFAULT_MAX_SIZE_BYTES = 256_000_000  # Ra's WAL_DEFAULT_MAX_SIZE_BYTES
 MIN_MAX_SIZE_BYTES = 1024
 WAL_SUFFIX = ".wal"
-
-
-class _WriterState(NamedTuple):
-    """What the WAL knows of one writer (server uid): the last index it
-    wrote, and whether a resend was already asked for (an append that did
-    not follow on: see the module rules)."""
-
-    last_index: int
-    resend_asked: bool
-    writer: int = 0      # the writer's life (a server's incarnation) these belong to
-
-
-def _follows_on(writers: dict, w: EncodedAppend, life: int, resend: dict, dropped: dict) -> bool:
-    """Whether the WAL takes ``w`` from writer life ``life`` (the module's
-    sequencing rules); if not, count it dropped and ask a resend once."""
-    uid, first = w.uid, w.first
-    state = writers.get(uid)
-    if state is not None and life != state.writer:
-        if life < state.writer:
-            # a late write of a writer's earlier life: it is gone, its log reopened
-            dropped[uid] = dropped.get(uid, 0) + w.count
-            return False
-        state = None     # a new life of this writer: what the WAL knew is not its
-    if state is None and not (w.truncate or w.overwrite or first == 1):
-        # where this writer stands is unknown: refuse, ask from here
-        resend[uid] = first
-        writers[uid] = _WriterState(first - 1, True, life)
-        dropped[uid] = dropped.get(uid, 0) + w.count
-        return False
-    if state is not None and not w.truncate:
-        if first > state.last_index + 1 or (first <= state.last_index and not w.overwrite):
-            if not state.resend_asked:
-                resend[uid] = min(first, state.last_index + 1)
-                writers[uid] = _WriterState(state.last_index, True, life)
-            dropped[uid] = dropped.get(uid, 0) + w.count
-            return False
-        resend.pop(uid, None)
-    return True
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +116,8 @@ class EncodedAppend:
     table_crc: int
     blob: bytes  # the payloads, concatenated
     overwrite: bool = False  # replaces entries the writer wrote before (see the module rules)
+    prev_term: int | None = None  # term of entry first - 1 in the writer's log (:mod:`.wal_sequence`)
+    durable: int = 0         # the writer's durable prefix (:mod:`.wal_sequence`)
 
     @property
     def last(self) -> int:
@@ -238,8 +191,9 @@ def _check_uid_cached(uid: str) -> None:
             _known_uids.add(uid)
 
 
-def _encode(uid: str, first: int, terms, payloads: Sequence[bytes],
-            truncate: bool, overwrite: bool = False) -> tuple[EncodedAppend, tuple]:
+def _encode(uid: str, first: int, terms, payloads: Sequence[bytes], truncate: bool,
+            overwrite: bool = False, prev_term: int | None = None,
+            durable: int = 0) -> tuple[EncodedAppend, tuple]:
     """Encode an append; return it with its term runs."""
     _check_uid_cached(uid)
     if not isinstance(first, int) or first < 1:
@@ -259,7 +213,12 @@ def _encode(uid: str, first: int, terms, payloads: Sequence[bytes],
     except (TypeError, OverflowError, struct.error):
         raise LogUsageError("payloads must be bytes, terms and indexes non-negative 64-bit "
                             "integers") from None
-    return EncodedAppend(uid, first, n, bool(truncate), table, crc32(table), blob, bool(overwrite)), runs
+    if prev_term is not None and (not isinstance(prev_term, int) or prev_term < 0):
+        raise LogUsageError(f"prev_term must be a non-negative int or None, not {prev_term!r}")
+    if not isinstance(durable, int) or durable < 0:
+        raise LogUsageError(f"durable must be a non-negative int, not {durable!r}")
+    return EncodedAppend(uid, first, n, bool(truncate), table, crc32(table), blob, bool(overwrite),
+                         prev_term, durable), runs
 
 
 def _columns(records: Sequence[tuple[int, int, bytes]]) -> tuple[int, tuple, tuple]:
@@ -288,6 +247,9 @@ def _verify(enc: EncodedAppend) -> tuple:
     indexes, terms, lengths, _crcs = table_columns(enc.table, n)
     if indexes[0] != enc.first or indexes[-1] != enc.last or sum(lengths) != len(enc.blob):
         raise LogUsageError(f"malformed EncodedAppend for {enc.uid}: indexes or lengths do not match")
+    if ((enc.prev_term is not None and (type(enc.prev_term) is not int or enc.prev_term < 0))
+            or type(enc.durable) is not int or enc.durable < 0):
+        raise LogUsageError(f"malformed EncodedAppend for {enc.uid}: prev_term or durable is not an index")
     return _term_runs(enc.first, terms)
 
 
@@ -316,7 +278,7 @@ class Wal:
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.RLock()  # serialises flush / roll_over / close
         self._pending: list[tuple[EncodedAppend, tuple, int]] = []  # (append, term runs, writer life)
-        self._writers: dict[str, _WriterState] = {}   # uid -> what the WAL knows of that writer
+        self._sequencer = WalSequencer()   # what the WAL knows of each writer
         self._fd: int | None = None
         self._failed: StorageError | None = None
         # After a failure: (path, synced length) when the unsynced tail could
@@ -411,21 +373,27 @@ class Wal:
             raise LogUsageError("the WAL is closed")
 
     # ----------------------------------------------------------- writes
+    # ``prev_term`` and ``durable`` say where a write stands in the writer's
+    # log (:mod:`.wal_sequence`); every server's log gives them.
     def append(self, uid: str, records: Sequence[tuple[int, int, bytes]], *,
-               truncate: bool = False, overwrite: bool = False) -> None:
+               truncate: bool = False, overwrite: bool = False, prev_term: int | None = None,
+               durable: int = 0) -> None:
         """Queue consecutive ``(index, term, payload)`` records of writer ``uid``."""
         if records:
-            self._queue(*_encode(uid, *_columns(records), truncate, overwrite))
+            self._queue(*_encode(uid, *_columns(records), truncate, overwrite, prev_term, durable))
 
     def append_run(self, uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
-                   truncate: bool = False, overwrite: bool = False) -> None:
+                   truncate: bool = False, overwrite: bool = False, prev_term: int | None = None,
+                   durable: int = 0) -> None:
         """Queue records ``first_index, first_index + 1, ...`` with these payloads;
         ``terms`` is one int for all or one per payload.  The fastest form."""
         if payloads:
-            self._queue(*_encode(uid, first_index, terms, payloads, truncate, overwrite))
+            self._queue(*_encode(uid, first_index, terms, payloads, truncate, overwrite, prev_term,
+                                 durable))
 
     def append_entries(self, uid: str, entries: Sequence, *, truncate: bool = False,
-                       overwrite: bool = False) -> None:
+                       overwrite: bool = False, prev_term: int | None = None,
+                       durable: int = 0) -> None:
         """Queue consecutive :class:`~ra_actors.core.types.Entry` objects (commands msgpacked)."""
         if entries:
             first = entries[0].index
@@ -433,19 +401,22 @@ class Wal:
                 raise LogUsageError(f"entries of one append must have consecutive indexes "
                                     f"(from {first})")
             self._queue(*_encode(uid, first, [e.term for e in entries],
-                                 [pack(e.command) for e in entries], truncate, overwrite))
+                                 [pack(e.command) for e in entries], truncate, overwrite, prev_term,
+                                 durable))
 
     @staticmethod
     def encode(uid: str, records: Sequence[tuple[int, int, bytes]], *,
-               truncate: bool = False, overwrite: bool = False) -> EncodedAppend:
+               truncate: bool = False, overwrite: bool = False, prev_term: int | None = None,
+               durable: int = 0) -> EncodedAppend:
         """Encode without queueing (pure: any thread or process may do it)."""
-        return _encode(uid, *_columns(records), truncate, overwrite)[0]
+        return _encode(uid, *_columns(records), truncate, overwrite, prev_term, durable)[0]
 
     @staticmethod
     def encode_run(uid: str, first_index: int, terms, payloads: Sequence[bytes], *,
-                   truncate: bool = False, overwrite: bool = False) -> EncodedAppend:
+                   truncate: bool = False, overwrite: bool = False, prev_term: int | None = None,
+                   durable: int = 0) -> EncodedAppend:
         """:meth:`append_run`'s encoding without queueing."""
-        return _encode(uid, first_index, terms, payloads, truncate, overwrite)[0]
+        return _encode(uid, first_index, terms, payloads, truncate, overwrite, prev_term, durable)[0]
 
     def append_encoded(self, encoded: EncodedAppend, writer: int = 0) -> None:
         """Queue an :meth:`encode_run` result for the next flush (thread-safe).
@@ -480,16 +451,21 @@ class Wal:
             resend: dict[str, int] = {}
             dropped: dict[str, int] = {}
             records = 0
-            writers = self._writers
             refs = self._refs
             new_refs: dict[str, int] = {}
+            admit = self._sequencer.admit
             for w, runs, life in pending:
                 uid = w.uid
                 first = w.first
-                if not _follows_on(writers, w, life, resend, dropped):
+                verdict = admit(uid, life, first, runs, prev_term=w.prev_term, durable=w.durable,
+                                truncate=w.truncate, overwrite=w.overwrite)
+                if not verdict.taken:
+                    if verdict.resend_from is not None:
+                        resend[uid] = verdict.resend_from
+                    dropped[uid] = dropped.get(uid, 0) + w.count
                     continue
+                resend.pop(uid, None)
                 count = w.count
-                writers[uid] = _WriterState(first + count - 1, False, life)
                 flags = FLAG_TRUNCATE if w.truncate else 0
                 ref = refs.get(uid) or new_refs.get(uid)
                 if ref is None:
@@ -568,11 +544,10 @@ class Wal:
     def forget_writer(self, uid: str) -> None:
         """Drop ``uid``'s sequence state (server deleted, or its log restarted elsewhere)."""
         with self._flush_lock:
-            self._writers.pop(uid, None)
+            self._sequencer.forget(uid)
 
     def last_writer_index(self, uid: str) -> int | None:
-        state = self._writers.get(uid)
-        return None if state is None else state.last_index
+        return self._sequencer.last_index(uid)
 
     # ----------------------------------------------------------- lifecycle
     def close(self) -> None:

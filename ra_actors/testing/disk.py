@@ -14,16 +14,12 @@ Rules (they mirror the real log layer, ``ARCHITECTURE.md`` §5):
   *everything* pending as one batch, writes and fsyncs it (``fsync`` delay),
   and only then are the records durable.  Records that arrive during an
   fsync go to the next batch, which starts as soon as the fsync ends.
-* **Sequencing**, as the real WAL's: per writer life (the server's
-  incarnation: a newer one starts afresh, an older one's late writes are
-  refused), the first append of a WAL or writer life is taken whatever its index if it says it replaces entries
-  (``overwrite``) or restarts the log (``truncate``), and a plain one only
-  at index 1; after that an append must start at
-  exactly ``last + 1``, or at or below ``last`` when it says it replaces
-  entries (``overwrite``), or anywhere when it restarts the log after a
-  snapshot (``truncate``).  Anything else is refused (``refused``): an
-  earlier write was lost, and taking this one would splice two logs.  The
-  real WAL also asks the writer to resend; here the shell's stall check
+* **Sequencing** is the real WAL's own rule (:mod:`ra_actors.log.wal_sequence`,
+  the same code): per writer life, a write is taken only where it
+  continues what the WAL holds of that writer (``prev_term`` at
+  ``first - 1``, or at or below the writer's durable prefix, or a log
+  restarted after a snapshot).  A refused write is counted (``refused``);
+  the real WAL also asks the writer to resend, here the shell's stall check
   writes the missing entries again.
 * Applying a record ``Entry(i, t, c)`` to a server's durable log sets index
   ``i`` and drops every index above ``i`` (a log append of ``a..b`` leaves
@@ -64,6 +60,7 @@ from typing import Any, Hashable
 
 from ..core.messages import MetaWritten, SnapshotWritten, Written
 from ..core.types import Entry, ServerId, SnapshotMeta
+from ..log.wal_sequence import WalSequencer
 
 
 @dataclass
@@ -199,10 +196,22 @@ class RecoveredData:
 _Record = tuple
 
 
+def _term_runs(entries: tuple) -> tuple:
+    """``((term, from, to), ...)`` of consecutive entries."""
+    runs: list = []
+    for e in entries:
+        if runs and runs[-1][0] == e.term:
+            runs[-1] = (e.term, runs[-1][1], e.index)
+        else:
+            runs.append((e.term, e.index, e.index))
+    return tuple(runs)
+
+
 class NodeDisk:
     """The storage of one node (see the module rules)."""
 
-    def __init__(self, node: str, rng: random.Random, config: DiskConfig | None = None) -> None:
+    def __init__(self, node: str, rng: random.Random, config: DiskConfig | None = None,
+                 sequencer: type[WalSequencer] = WalSequencer) -> None:
         self.node = node
         self.rng = rng
         self.config = config or DiskConfig()
@@ -213,8 +222,8 @@ class NodeDisk:
         self.state = "idle"  # idle | gathering | syncing
         self._meta_queue: list[tuple[str, Hashable, int, ServerId | None, int]] = []
         self._snap_queue: list[tuple[str, Hashable, SnapshotMeta, bytes, int]] = []
-        self.accepted: dict[str, int] = {}   # uid -> last index the WAL took in this life
-        self.writer_life: dict[str, int] = {}  # uid -> the writer life (incarnation) it took them from
+        self._sequencer_class = sequencer   # (a deliberate WAL bug's, in tests)
+        self.sequencer = sequencer()        # the real WAL's sequencing rule, per WAL life
         # Statistics.
         self.batches = 0
         self.records = 0
@@ -236,28 +245,18 @@ class NodeDisk:
 
     # ------------------------------------------------------------------ WAL
     def log_append(self, uid: str, token: Hashable, entries: tuple, *, truncate: bool = False,
-                   overwrite: bool = False) -> int | None:
-        """Queue entries (if they follow on, see the rules); returns a gather
-        delay to schedule :meth:`start_batch` if the WAL was idle (else None:
-        it will pick them up itself)."""
+                   overwrite: bool = False, prev_term: int | None = None, durable: int = 0) -> int | None:
+        """Queue entries (if the WAL's sequencing rule takes them); returns a
+        gather delay to schedule :meth:`start_batch` if the WAL was idle (else
+        None: it will pick them up itself)."""
         if not entries:
             return None
-        first, last = entries[0].index, self.accepted.get(uid)
         life = token[1] if isinstance(token, tuple) and len(token) == 2 and isinstance(token[1], int) else 0
-        known = self.writer_life.get(uid, life)
-        if life < known:
-            self.refused += 1          # a late write of an earlier life of this writer
-            return None
-        if life > known:
-            last = None                # a new life of this writer: what the WAL knew is not its
-        if last is None and not (truncate or overwrite or first == 1):
+        verdict = self.sequencer.admit(uid, life, entries[0].index, _term_runs(entries), prev_term=prev_term,
+                                       durable=durable, truncate=truncate, overwrite=overwrite)
+        if not verdict.taken:
             self.refused += 1
             return None
-        if last is not None and not truncate and (first > last + 1 or (first <= last and not overwrite)):
-            self.refused += 1
-            return None
-        self.accepted[uid] = entries[-1].index
-        self.writer_life[uid] = life
         for e in entries:
             self.pending.append(("append", uid, token, e))
         return self._wake()
@@ -456,8 +455,7 @@ class NodeDisk:
             report["machine_commits_lost"] = lost
         self.pending, self.in_flight = [], []
         self._meta_queue, self._snap_queue = [], []
-        self.accepted = {}          # the next WAL life knows no writer yet
-        self.writer_life = {}
+        self.sequencer = self._sequencer_class()    # the next WAL life knows no writer yet
         self.state = "idle"
         self.epoch += 1
         return report
@@ -465,8 +463,7 @@ class NodeDisk:
     def delete(self, uid: str) -> None:
         """Remove everything of ``uid`` (``DeleteData``/force delete), at once."""
         self.stores.pop(uid, None)
-        self.accepted.pop(uid, None)
-        self.writer_life.pop(uid, None)
+        self.sequencer.forget(uid)
         self.pending = [r for r in self.pending if r[1] != uid]
         self.in_flight = [r for r in self.in_flight if r[1] != uid]
         self._meta_queue = [m for m in self._meta_queue if m[0] != uid]

@@ -77,7 +77,7 @@ from ..core.types import (LEADER, LEADING_ROLES, VOTER, AwaitConsensus, NotifyRe
                           ServerId, SnapshotMeta)
 from ..shell.server import ServerShell
 from . import disk_kv, lincheck
-from .bugs import core_class
+from .bugs import core_class, wal_sequencer_class
 from .disk import DiskConfig, NodeDisk
 from .invariants import Invariants
 from .network import Network, NetworkConfig
@@ -339,7 +339,7 @@ class Simulation:
         drawn = _draw_parameters(rng, self.faults, self.timing)
         self.node_names = [f"n{i + 1}" for i in range(members)]
         self.network = Network(rng, drawn.network, faulty_nodes=self.node_names)
-        self.disks = {n: NodeDisk(n, rng, drawn.disk) for n in self.node_names}
+        self.disks = {n: NodeDisk(n, rng, drawn.disk, wal_sequencer_class(self.bugs)) for n in self.node_names}
         self.node_up = {n: True for n in self.node_names}
         self.release_every = drawn.release_every
         self.checkpoint_every = drawn.checkpoint_every

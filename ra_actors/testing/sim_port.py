@@ -74,6 +74,8 @@ class SimAppend(NamedTuple):
     entries: tuple
     truncate: bool      # the first entry of the log after its snapshot
     overwrite: bool     # replaces entries the log held
+    prev_term: int      # the term of the entry before the first
+    durable: int        # the log's durable prefix (as ServerLog's last_written)
 
 
 class SimStore:
@@ -88,6 +90,10 @@ class SimStore:
         self._first_index = 1                  # the log's, as ServerLog keeps them
         self._last_index = 0
         self._wrote = False                    # ServerLog flags its first append an overwrite
+        # The log's terms and durable prefix, as ServerLog keeps them (the
+        # WAL's sequencing rule needs both with every append).
+        self._terms: dict[int, int] = {}
+        self._durable = 0
 
     @property
     def _token(self) -> tuple[ServerId, int]:
@@ -104,6 +110,10 @@ class SimStore:
         base = snapshot[0].index if snapshot is not None else 0
         self._first_index = base + 1
         self._last_index = entries[-1].index if entries else base
+        self._terms = {e.index: e.term for e in entries}
+        if snapshot is not None:
+            self._terms[base] = snapshot[0].term
+        self._durable = self._last_index
         cps = tuple(meta for meta, _blob in data.checkpoints)
         newest = (cps[-1], codec.unpack(data.checkpoints[-1][1])) if cps else None
         if newest is not None:
@@ -114,6 +124,13 @@ class SimStore:
         first = entries[0].index
         flags = (first == self._first_index, first <= self._last_index or not self._wrote)
         self._wrote = True
+        terms = self._terms
+        for i in range(first, self._last_index + 1):
+            terms.pop(i, None)
+        for e in entries:
+            terms[e.index] = e.term
+        self._durable = min(self._durable, first - 1)
+        where = (terms.get(first - 1, 0), self._durable)
         self._last_index = entries[-1].index
         # Writing entries again that this process wrote before (a resend
         # after a lost WAL write) changes nothing: only the rest is checked
@@ -126,9 +143,15 @@ class SimStore:
             self.sim.inv.on_log_append(self.slot.cluster, self.slot.sid, entries[k:], self.slot.commit_before)
         for e in entries:
             appended[e.index] = e.term
-        return SimAppend(entries, *flags)
+        return SimAppend(entries, *flags, *where)
 
     def written(self, msg: Any) -> list:
+        if isinstance(msg, msgs.Written) and msg.from_index <= self._durable + 1:
+            # the durable prefix grows by the part of the report still in the log
+            hi = min(msg.to_index, self._last_index)
+            while hi > self._durable and self._terms.get(hi) != msg.term:
+                hi -= 1
+            self._durable = max(self._durable, hi)
         return [msg]
 
     def segments_written(self, refs: Any) -> None:
@@ -140,8 +163,15 @@ class SimStore:
             self.sim.inv.fail(f"truncation below an undurable snapshot: {self.slot.sid.name}@{self.slot.sid.node} "
                               f"truncated below {index} but its durable snapshot is at {durable}")
         self._first_index = max(self._first_index, index + 1)
+        for i in [i for i in self._terms if i < index]:
+            del self._terms[i]
         if not keep_above:
             self._last_index = index          # the log restarts after the snapshot
+            self._durable = index
+            for i in [i for i in self._terms if i > index]:
+                del self._terms[i]
+        else:
+            self._durable = max(self._durable, index)
         delay = self.disk.truncate_below(self.slot.uid, self._token, index, keep_above)
         self.sim.wal_wakeup(self.slot.sid.node, delay)
 
@@ -242,8 +272,9 @@ class SimPort:
             return
         disk = self.sim.disks[self.slot.sid.node]
         for a in appends:
-            self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(self.slot.uid, self._token, a.entries,
-                                                                    truncate=a.truncate, overwrite=a.overwrite))
+            self.sim.wal_wakeup(self.slot.sid.node, disk.log_append(
+                self.slot.uid, self._token, a.entries, truncate=a.truncate, overwrite=a.overwrite,
+                prev_term=a.prev_term, durable=a.durable))
 
     def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         disk = self.sim.disks[self.slot.sid.node]
