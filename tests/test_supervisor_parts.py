@@ -173,3 +173,21 @@ def test_the_leaderboard_answers_many_servers_in_one_request():
         (("a", "n1"), (("a", "n1"), ("a", "n2"))), (None, (("b", "n1"),)), None)
     with pytest.raises(InvalidConfig):
         board.lookup(LeaderboardRequest(servers=("a", 3)), None)
+
+
+def test_the_leaderboard_finds_a_cluster_by_its_members_entries_and_forgets_the_cleared():
+    from ra_actors.actors.leaderboard import Leaderboard
+    from ra_actors.actors.protocol import LeaderboardRecord, LeaderboardRequest, LeaderboardUpdate
+    board = Leaderboard(lambda name, incarnation: True)
+    members = (("q1", "n1"), ("q2", "n1"))
+    board.on_update(LeaderboardUpdate((
+        LeaderboardRecord("q1", "q", 1, 1, None, members, 4),
+        LeaderboardRecord("q2", "q", 1, 1, ("q2", "n1"), members, 5),
+        LeaderboardRecord("other", "o", 1, 1, ("other", "n1"), (("other", "n1"),), 9),
+    )), None)
+    assert board.lookup(LeaderboardRequest(cluster="q"), None) == (("q2", "n1"), members)   # the newest term
+    board.clear("q2")
+    assert board.lookup(LeaderboardRequest(cluster="q"), None) == (None, members)
+    board.clear("q1")
+    assert board.lookup(LeaderboardRequest(cluster="q"), None) is None
+    assert "q" not in board.by_cluster and board.by_cluster == {"o": {"other"}}

@@ -34,6 +34,7 @@ class Leaderboard:
     def __init__(self, current: Callable[[str, int], bool]) -> None:
         self.current = current
         self.entries: dict[str, LeaderboardRecord] = {}     # server name -> its latest record
+        self.by_cluster: dict[str, set[str]] = {}           # cluster -> its servers with an entry
 
     def on_update(self, msg: LeaderboardUpdate, sender: Any) -> None:
         for record in msg.records:
@@ -41,11 +42,23 @@ class Leaderboard:
                 continue
             old = self.entries.get(record.server)
             if old is None or (record.incarnation, record.seq) > (old.incarnation, old.seq):
+                if old is not None and old.cluster != record.cluster:
+                    self._unindex(old)
                 self.entries[record.server] = record
+                self.by_cluster.setdefault(record.cluster, set()).add(record.server)
 
     def clear(self, server: str) -> None:
         """Server ``server`` stopped, crashed or was deleted."""
-        self.entries.pop(server, None)
+        old = self.entries.pop(server, None)
+        if old is not None:
+            self._unindex(old)
+
+    def _unindex(self, record: LeaderboardRecord) -> None:
+        names = self.by_cluster.get(record.cluster)
+        if names is not None:
+            names.discard(record.server)
+            if not names:
+                del self.by_cluster[record.cluster]
 
     def lookup(self, request: LeaderboardRequest, sender: Any) -> tuple | None:
         if request.servers:
@@ -56,7 +69,7 @@ class Leaderboard:
         if request.server is not None:
             record = self.entries.get(request.server)
         else:
-            found = [r for r in self.entries.values() if r.cluster == request.cluster]
+            found = [self.entries[s] for s in self.by_cluster.get(request.cluster, ())]
             record = max(found, key=lambda r: (r.term, r.leader is not None), default=None)
         return None if record is None else (record.leader, record.members)
 
