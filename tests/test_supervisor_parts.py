@@ -191,3 +191,38 @@ def test_the_leaderboard_finds_a_cluster_by_its_members_entries_and_forgets_the_
     board.clear("q1")
     assert board.lookup(LeaderboardRequest(cluster="q"), None) is None
     assert "q" not in board.by_cluster and board.by_cluster == {"o": {"other"}}
+
+
+def test_per_server_messages_of_one_turn_leave_as_one_bundle_per_target(monkeypatch):
+    """A thousand Lookups in one bundle from the host are answered with one
+    bundle, not a thousand Thespian messages (each would wait for the
+    host's acknowledgement in turn); another message to a target first
+    sends what waits for it, so each target's order is kept."""
+    from thespian.actors import Actor
+
+    from ra_actors.actors.protocol import Bundle, Lookup, LookupReply, WatchDown
+    from ra_actors.core.messages import NodeEvent
+
+    sent = []
+    monkeypatch.setattr(Actor, "send", lambda self, to, msg: sent.append((to, msg)))
+    sup = NodeSupervisor(requirements={"ra_node": "n1"})
+    sup.ctx.node = "n1"
+    host = "host-address"
+    lookups = tuple(Lookup((f"s{i}", "n9"), f"s{i}") for i in range(1000))
+    sup.receiveMessage(Bundle(lookups), host)
+    assert len(sent) == 1
+    to, msg = sent[0]
+    assert to == host and type(msg) is Bundle and len(msg.msgs) == 1000
+    assert all(type(r) is LookupReply for r in msg.msgs)
+    assert [r.req for r in msg.msgs] == [f"s{i}" for i in range(1000)]
+
+    sent.clear()
+    sup._turn_out = {}
+    sup.send(host, WatchDown(("a", "n2"), "noconnection", 1))
+    sup.send(host, WatchDown(("b", "n2"), "noconnection", 2))
+    sup.send("other", WatchDown(("c", "n2"), "noconnection", 3))
+    sup.send(host, NodeEvent("n2", False))
+    assert [(to, type(m)) for to, m in sent] == [(host, Bundle), (host, NodeEvent)]
+    assert [w.ref for w in sent[0][1].msgs] == [1, 2]
+    sup._end_turn()                             # the end of a turn sends the rest
+    assert [(to, type(m)) for to, m in sent[2:]] == [("other", WatchDown)]

@@ -497,8 +497,11 @@ class HostActor(Actor):
         for req, wkey in waiting:
             if msg.host and msg.address is not None:
                 self.local_inbox.append(LookupReply(wkey, msg.address, 0, req, "running", True))
+            elif self.batching:
+                # not a host (or not running): each asks for itself, all in
+                # one message (a thousand followers of a node that went down)
+                self.to_supervisor.append(Lookup(wkey, req))
             else:
-                # not a host (or not running): each asks for itself
                 super().send(self.supervisor, Lookup(wkey, req))
 
     def _run_local_inbox(self):

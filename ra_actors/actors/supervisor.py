@@ -60,7 +60,8 @@ from .protocol import (ActorSend, Bundle, CheckMachineRequest, ForceDeleteServer
                        StartActorRequest,
                        StartServerRequest, StartServersRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
-                       SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch)
+                       SupervisorRequest, SupResponse, UnregisterClientRequest, Unwatch, Watch, WatchDown,
+                       LookupReply)
 from .registry import ServerRegistry
 from .services import WAL, NodeServices, ServiceReopenDue
 from .storage import wal_kind
@@ -72,6 +73,15 @@ from .user_actors import ACTOR_KIND, ActorRestartDue, UserActors
 from .util import admin_address, encode_error, log, log_exc
 
 Handler = Callable[[Any, Any], Any]
+
+# Per-server messages that a node event turns into one message per server
+# (a node down: a ``WatchDown`` for every watch of it, then the new leaders'
+# ``Watch``/``Unwatch``, the ``Lookup``/``LookupReply`` of every follower):
+# what one turn of the supervisor produces of them for one destination
+# leaves as one ``Bundle`` at the end of the turn (see ``NodeSupervisor.send``).
+# Their receivers (hosts, server actors, supervisors, clients) all take
+# bundles.
+_COALESCED = frozenset({Watch, Unwatch, WatchDown, Lookup, LookupReply})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,7 @@ class NodeSupervisor(Actor):
         self.storage = StorageSupervision(self.ctx, self.services, self.supervision, self.health)
         self.supervision.storage = self.storage
         self.actors = UserActors(self.ctx, self.children, self.directory, self.monitors, self.detector)
+        self._turn_out: dict[str, tuple[Any, list]] | None = None   # this turn's coalesced sends, by target
         self._messages: dict[type, Handler] = self._message_table()
         self._requests: dict[type, Handler] = self._request_table()
         self._wakeups: dict[type, Callable[[Any], None]] = {
@@ -178,10 +189,52 @@ class NodeSupervisor(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if not isinstance(msg, WakeupMessage):
             self.msgs_in += 1
+        self._turn_out = {}
         try:
             self._route(msg, sender)
         except Exception:  # noqa: BLE001 - never let one bad message kill the node's root
             log_exc(self.ctx.who, f"error handling {type(msg).__name__}")
+        finally:
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        """Send what this turn coalesced (see :meth:`send`)."""
+        out, self._turn_out = self._turn_out, None
+        for addr, msgs in (out or {}).values():
+            self._send_now(addr, msgs)
+
+    def send(self, targetAddr: Any, msg: Any) -> None:
+        """Thespian's ``send``, except that the per-server messages of
+        ``_COALESCED`` wait for the end of the turn and leave as one
+        ``Bundle`` per target: Thespian sends to a target one message at a
+        time, each waiting for the target's acknowledgement (a turn of the
+        target's loop), so a thousand separate messages to the node's host
+        or to another supervisor queue for tens of seconds, and every pass
+        of this process's loop walks that queue (the heartbeats stall, the
+        nodes declare each other down, which makes more such messages, and
+        what waits behind them, e.g. a batch's ``ServerInit`` bundle, times
+        out after ``THESPIAN_TRANSMIT_TIMEOUT_PERIOD``).  Any other message
+        to a target first sends what waits for that target, so the order
+        of each target's messages is kept."""
+        out = self._turn_out
+        if out is None:
+            super().send(targetAddr, msg)
+            return
+        key = str(targetAddr)
+        waiting = out.get(key)
+        if type(msg) in _COALESCED:
+            if waiting is None:
+                out[key] = (targetAddr, [msg])
+            else:
+                waiting[1].append(msg)
+            return
+        if waiting is not None:
+            del out[key]
+            self._send_now(targetAddr, waiting[1])
+        super().send(targetAddr, msg)
+
+    def _send_now(self, addr: Any, msgs: list) -> None:
+        super().send(addr, msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs)))
 
     def _route(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, WakeupMessage):
