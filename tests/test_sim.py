@@ -26,7 +26,6 @@ import sys
 
 import pytest
 
-from ra_actors.core import effects as fx
 from ra_actors.core.messages import MetaWritten, Query, SnapshotWritten, Written
 from ra_actors.core.log import RaftLog
 from ra_actors.core.types import Entry, Noop, ServerId, SnapshotMeta
