@@ -97,26 +97,29 @@ class Discovery:
         self.home = info.node
         return handle
 
-    def _locate(self, admins: list, deadline: float) -> list[SupervisorLocation]:
+    def _locate(self, admins: list, deadline: float, everyone: bool = False) -> list[SupervisorLocation]:
         """Ask each admin in ``admins`` where its supervisor is: the answers
-        with a running supervisor that came first, within a second."""
+        with a running supervisor that came first, within a second (with
+        ``everyone``, all the answers that came within that second)."""
         nonces = []
         for admin in admins:
             nonce = ("c", self.conn.next_id())
             nonces.append(nonce)
             self.conn.locate_supervisor(admin, nonce, 2.0)
         end = min(deadline, time.monotonic() + 1.0)
+        answered: dict = {}
         try:
-            while time.monotonic() < end:
-                found = []
+            while True:
                 for n in nonces:
                     r = self.conn.take(("where", n))
-                    if r is not None and r.address is not None:
-                        found.append(r)
-                if found:
+                    if r is not None:
+                        answered[n] = r
+                found = [r for r in answered.values() if r.address is not None]
+                if found and (not everyone or len(answered) == len(nonces)):
                     return found
+                if time.monotonic() >= end:
+                    return found if everyone else []
                 self.conn.pump(0.05)
-            return []
         finally:
             self.conn.release(*[("where", n) for n in nonces])
 
@@ -149,9 +152,9 @@ class Discovery:
                 entry.up = False
         return False
 
-    def rediscover(self, deadline: float) -> bool:
+    def rediscover(self, deadline: float, everyone: bool = False) -> bool:
         admins = self.book.admins() | {tuple(s) for s in self.seeds}
-        found = self._locate(sorted(admins), deadline)
+        found = self._locate(sorted(admins), deadline, everyone)
         for r in found:
             self.book.set_node(r.node, r.address, r.admin, True)
             self.book.forget_servers_on(r.node)    # a new supervisor: its servers moved too
@@ -169,6 +172,10 @@ class Discovery:
         entry = self.book.nodes.get(node)
         if entry is None or not entry.up:
             self.refresh_any(deadline)
+            if node not in self.book.nodes:
+                # The node that answered first may not know this node yet
+                # (nodes that have just started): ask every admin once.
+                self.rediscover(deadline, everyone=True)
             if node not in self.book.nodes:
                 raise errors.NoSuchServer(f"unknown node {node!r}")
             entry = self.book.nodes.get(node)
