@@ -9,6 +9,8 @@ Modules:
   Thespian 4.0.1, and only the admin has a fixed address).
 * :mod:`.netpatch` — bind to the advertised address, never 0.0.0.0; refuse
   connections from non-member hosts.
+* :mod:`.identify`, :mod:`.looppatch` — Thespian's per-message costs: its
+  log descriptions of messages, the selector its loop rebuilds each pass.
 * :mod:`.supervisor` — ``NodeSupervisor``, the node's root actor: a
   composition that routes each message and request to one of its parts:
 

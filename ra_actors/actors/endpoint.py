@@ -62,7 +62,7 @@ from thespian.system.transport import asyncTransportBase
 from thespian.system.transport.IPBase import thisSystem
 from thespian.system.transport.TCPTransport import TCPTransport
 
-from . import identify, netpatch
+from . import identify, looppatch, netpatch
 from .authsock import Guard, probe
 from .admin import RaSupervisorInfo, RaWhereIsSupervisor
 from .node_main import MAX_PENDING_TRANSMITS
@@ -126,6 +126,7 @@ class ClientEndpoint:
     def __init__(self, peer_host: str, key: bytes) -> None:
         netpatch.apply()
         identify.apply()
+        looppatch.apply()
         raise_transmit_limits()
         self.refused: dict[tuple, int] = {}        # (kind, peer) -> connections this client refused
         self.guard = Guard(key, refuse=self._count_refusal)

@@ -498,13 +498,14 @@ def _guard_the_node(cfg: dict) -> None:
     """The node's secret, allowed hosts and refusal record, for node-main
     and (through fork) every process of the node."""
     from ..cookie import read_cookie
-    from . import identify, netpatch
+    from . import identify, looppatch, netpatch
     from .authsock import Guard
     from .refusals import Refusals, process_log
     refusals = Refusals(log=process_log("node"))
     guard = Guard(read_cookie(cfg["cookie_file"]), refuse=refusals.refused)
     netpatch.apply(allowed_hosts=node_allowed_hosts(cfg), guard=guard, refusals=refusals)
     identify.apply()
+    looppatch.apply()
 
 
 def node_main(cfg: dict) -> int:
