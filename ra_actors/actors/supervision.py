@@ -66,7 +66,7 @@ from .directory import Directory
 from .failure_detector import FailureDetector
 from .monitors import Monitors
 from .node_context import DEFERRED, BatchWaiter, NodeContext, Waiter
-from .protocol import (MAX_START_BATCH, Bundle, CheckMachineRequest, ForceDeleteServerRequest, ForgetServer,
+from .protocol import (MAX_START_BATCH, CheckMachineRequest, ForceDeleteServerRequest, ForgetServer,
                        ListServersRequest, RestartServerRequest, RetireServerRequest, Rpcs, SegmentsWritten,
                        ServerCrash, ServerExited, ServerInit, ServerMetricsRequest, ServerStarted,
                        ServiceReady, StartServerRequest, StartServersRequest, StopServer,
@@ -225,11 +225,9 @@ class ServerSupervision:
             else:
                 created.append(config)
         self.registry.add_many([(c.server_id.name, c.uid) for c in created])
-        inits: list[tuple[Any, list]] = []
         for config in created:
-            self._start(config, new=True, waiter=batch, outbox=inits)
-        for addr, msgs in inits:
-            self.ctx.send(addr, msgs[0] if len(msgs) == 1 else Bundle(tuple(msgs)))
+            # (the supervisor's turn sends their ServerInits to the host as one Bundle)
+            self._start(config, new=True, waiter=batch)
         batch.answer_if_done(self.ctx)
 
     def _create(self, config: ServerConfig) -> None:
@@ -398,11 +396,9 @@ class ServerSupervision:
                 continue
             self._start(config, new=False)
 
-    def _start(self, config: ServerConfig, new: bool, waiter: Waiter | BatchWaiter | None = None,
-               outbox: list[tuple[Any, list]] | None = None) -> None:
-        """Start a server from ``config``; its ``ServerInit`` is sent, or
-        kept in ``outbox`` (``(address, [messages])``, an address once:
-        Thespian's addresses are not hashable) for the caller to send."""
+    def _start(self, config: ServerConfig, new: bool, waiter: Waiter | BatchWaiter | None = None) -> None:
+        """Start a server from ``config`` (its ``ServerInit`` leaves with
+        the supervisor's turn, bundled with the others to the same host)."""
         name = config.server_id.name
         old = self.servers.get(name)
         try:
@@ -437,15 +433,7 @@ class ServerSupervision:
                           self.services.addresses(), self.ctx.data_dir, dict(self.ctx.server_settings),
                           self.detector.down_nodes(), new, self.ctx.modules.allowed,
                           counters_slot=slot, wal=wal, wal_dir=self.ctx.wal_dirs[wal])
-        addr = child.addr or child.local
-        if outbox is None:
-            self.ctx.send(addr, init)
-            return
-        for dest, msgs in outbox:
-            if dest == addr:
-                msgs.append(init)
-                return
-        outbox.append((addr, [init]))
+        self.ctx.send(child.addr or child.local, init)
 
     def _not_started(self, config: ServerConfig, old: Child | None, exc: Exception, waiter: Waiter | None) -> None:
         """The server cannot start where it is (its WAL is not there): it

@@ -56,7 +56,7 @@ from .protocol import (ActorSend, Bundle, CheckMachineRequest, ForceDeleteServer
                        ListNodesRequest, ListServersRequest, Lookup, NodeHeartbeat, NodeHello,
                        OverviewRequest, PingRequest, RegisterClientRequest, RestartServerRequest,
                        RetireServerRequest, SegmentsWritten, SendToActorRequest, ServerCrash, ServerExited,
-                       ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceFault, ServiceReady,
+                       ServerInit, ServerMetricsRequest, ServerStarted, ServiceFailed, ServiceFault, ServiceReady,
                        StartActorRequest,
                        StartServerRequest, StartServersRequest,
                        StopActorRequest, StopServerRequest, SupervisorInit, SupervisorReady,
@@ -74,14 +74,14 @@ from .util import admin_address, encode_error, log, log_exc
 
 Handler = Callable[[Any, Any], Any]
 
-# Per-server messages that a node event turns into one message per server
-# (a node down: a ``WatchDown`` for every watch of it, then the new leaders'
-# ``Watch``/``Unwatch``, the ``Lookup``/``LookupReply`` of every follower):
-# what one turn of the supervisor produces of them for one destination
-# leaves as one ``Bundle`` at the end of the turn (see ``NodeSupervisor.send``).
-# Their receivers (hosts, server actors, supervisors, clients) all take
-# bundles.
-_COALESCED = frozenset({Watch, Unwatch, WatchDown, Lookup, LookupReply})
+# Per-server messages that one event turns into one message per server (a
+# node down: a ``WatchDown`` for every watch of it, then the new leaders'
+# ``Watch``/``Unwatch``, the ``Lookup``/``LookupReply`` of every follower; a
+# batch of starts: a ``ServerInit`` for each): what one turn of the
+# supervisor produces of them for one destination leaves as one ``Bundle``
+# at the end of the turn (see ``NodeSupervisor.send``).  Their receivers
+# (hosts, server actors, supervisors, clients) all take bundles.
+_COALESCED = frozenset({Watch, Unwatch, WatchDown, Lookup, LookupReply, ServerInit})
 
 
 @dataclass(frozen=True, slots=True)

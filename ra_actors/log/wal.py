@@ -77,7 +77,6 @@ import os
 import struct
 import threading
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -89,7 +88,7 @@ from .common import (SYNC_METHODS, LogUsageError, check_uid, crc32, list_numbere
                      wal_dir as default_wal_dir, wal_lock_path)
 from .lock import DataDirLock
 from .wal_dirs import ensure_wal_id
-from .wal_sequence import WalSequencer
+from .wal_sequence import WalSequencer, term_runs
 from .wal_format import (BLOCK, FLAG_TRUNCATE, KIND_REF, KIND_UID, ROW_SIZE, U32, UID_LEN,
                          encode_table, file_header, table_columns)
 
@@ -147,26 +146,6 @@ class FlushResult:
 _EMPTY = FlushResult()
 
 
-def _term_runs(first: int, terms) -> tuple:
-    """``((term, from, to), ...)`` of consecutive records from ``first``; validates
-    that terms never decrease."""
-    n = len(terms)
-    if terms.count(terms[0]) == n:
-        return ((terms[0], first, first + n - 1),)
-    runs = []
-    i = first
-    prev = None
-    for term, group in groupby(terms):
-        k = sum(1 for _ in group)
-        if prev is not None and term < prev:
-            raise LogUsageError(f"terms must not decrease within an append (term {term} "
-                                f"after {prev} at index {i})")
-        runs.append((term, i, i + k - 1))
-        prev = term
-        i += k
-    return tuple(runs)
-
-
 def _merge_runs(runs: list, new_runs: tuple, first: int) -> None:
     # An overwrite at ``first`` invalidates everything at or above it.
     while runs and runs[-1][2] >= first:
@@ -206,7 +185,7 @@ def _encode(uid: str, first: int, terms, payloads: Sequence[bytes], truncate: bo
     else:
         if len(terms) != n:
             raise LogUsageError(f"{len(terms)} terms for {n} payloads")
-        runs = _term_runs(first, terms)
+        runs = term_runs(first, terms)
     try:
         table = encode_table(first, terms, payloads)
         blob = b"".join(payloads)
@@ -250,7 +229,7 @@ def _verify(enc: EncodedAppend) -> tuple:
     if ((enc.prev_term is not None and (type(enc.prev_term) is not int or enc.prev_term < 0))
             or type(enc.durable) is not int or enc.durable < 0):
         raise LogUsageError(f"malformed EncodedAppend for {enc.uid}: prev_term or durable is not an index")
-    return _term_runs(enc.first, terms)
+    return term_runs(enc.first, terms)
 
 
 class Wal:

@@ -46,10 +46,34 @@ Rules, per writer (a server's ``uid``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import groupby
 
-__all__ = ["WalSequencer", "Decision", "TAKEN", "MAX_RUNS"]
+from .common import LogUsageError
+
+__all__ = ["WalSequencer", "Decision", "TAKEN", "MAX_RUNS", "term_runs"]
 
 MAX_RUNS = 256
+
+
+def term_runs(first: int, terms) -> tuple:
+    """``((term, from, to), ...)`` of consecutive records from ``first`` with
+    these ``terms`` (a write's terms as :meth:`WalSequencer.admit` takes
+    them); validates that terms never decrease."""
+    n = len(terms)
+    if terms.count(terms[0]) == n:
+        return ((terms[0], first, first + n - 1),)
+    runs = []
+    i = first
+    prev = None
+    for term, group in groupby(terms):
+        k = sum(1 for _ in group)
+        if prev is not None and term < prev:
+            raise LogUsageError(f"terms must not decrease within an append (term {term} "
+                                f"after {prev} at index {i})")
+        runs.append((term, i, i + k - 1))
+        prev = term
+        i += k
+    return tuple(runs)
 
 
 @dataclass(frozen=True, slots=True)

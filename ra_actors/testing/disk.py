@@ -60,7 +60,7 @@ from typing import Any, Hashable
 
 from ..core.messages import MetaWritten, SnapshotWritten, Written
 from ..core.types import Entry, ServerId, SnapshotMeta
-from ..log.wal_sequence import WalSequencer
+from ..log.wal_sequence import WalSequencer, term_runs
 
 
 @dataclass
@@ -196,17 +196,6 @@ class RecoveredData:
 _Record = tuple
 
 
-def _term_runs(entries: tuple) -> tuple:
-    """``((term, from, to), ...)`` of consecutive entries."""
-    runs: list = []
-    for e in entries:
-        if runs and runs[-1][0] == e.term:
-            runs[-1] = (e.term, runs[-1][1], e.index)
-        else:
-            runs.append((e.term, e.index, e.index))
-    return tuple(runs)
-
-
 class NodeDisk:
     """The storage of one node (see the module rules)."""
 
@@ -252,8 +241,10 @@ class NodeDisk:
         if not entries:
             return None
         life = token[1] if isinstance(token, tuple) and len(token) == 2 and isinstance(token[1], int) else 0
-        verdict = self.sequencer.admit(uid, life, entries[0].index, _term_runs(entries), prev_term=prev_term,
-                                       durable=durable, truncate=truncate, overwrite=overwrite)
+        first = entries[0].index
+        verdict = self.sequencer.admit(uid, life, first, term_runs(first, [e.term for e in entries]),
+                                       prev_term=prev_term, durable=durable, truncate=truncate,
+                                       overwrite=overwrite)
         if not verdict.taken:
             self.refused += 1
             return None
