@@ -10,7 +10,8 @@ Modules:
 * :mod:`.netpatch` — bind to the advertised address, never 0.0.0.0; refuse
   connections from non-member hosts.
 * :mod:`.identify`, :mod:`.looppatch` — Thespian's per-message costs: its
-  log descriptions of messages, the selector its loop rebuilds each pass.
+  log descriptions of messages, the selector, lock and helpers of each
+  pass of its loop.
 * :mod:`.supervisor` — ``NodeSupervisor``, the node's root actor: a
   composition that routes each message and request to one of its parts:
 
