@@ -6,6 +6,21 @@ Rules:
   ``NodeHeartbeat`` to every node it believes up every
   ``heartbeat_interval`` and declares a node down after ``node_down_after``
   seconds without hearing from it, so an idle cluster costs nothing more.
+* The silence allowed follows what the node's heartbeats have shown: a node
+  is declared down after ``node_down_after`` or ``GAP_FACTOR`` times the
+  longest of the last ``GAP_HISTORY`` gaps between its heartbeats, whichever
+  is longer, and never after more than ``MAX_DOWN_FACTOR`` times
+  ``node_down_after``.  On an overloaded machine heartbeats arrive late
+  without any node being down; declaring nodes down then makes every
+  server of the node react (elections, monitors), which loads the machine
+  more: without this, hundreds of server processes on two cores kept the
+  nodes declaring each other down and up for minutes.  A healthy pair's
+  gaps are one interval, so its verdict still comes after
+  ``node_down_after``.
+* A tick that comes more than ``node_down_after`` after the previous one
+  (this process was paused or starved) declares no node down: the silence
+  was this node's, and the heartbeats it has not read yet are read before
+  the next tick.
 * Down and unknown nodes are probed every ``probe_interval``, through their
   supervisor and their admin (whose address never changes); seeds, the
   convention address and the peers remembered in ``node.peers.json`` are
@@ -24,7 +39,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .admin import RaSupervisorInfo, RaWhereIsSupervisor
@@ -37,6 +53,13 @@ from .util import admin_address, log
 # the same target goes anyway, in heartbeat / probe intervals.
 HEARTBEAT_PATIENCE = 2   # a node believed up is declared down after 1.2 s anyway
 PROBE_PATIENCE = 5       # down nodes, seeds: one probe per target per 5 s at most
+
+# The silence allowed (module rules): GAP_FACTOR x the longest of the last
+# GAP_HISTORY heartbeat gaps (8 s at the default interval), at least
+# node_down_after and at most MAX_DOWN_FACTOR x node_down_after.
+GAP_HISTORY = 20
+GAP_FACTOR = 2.5
+MAX_DOWN_FACTOR = 8
 
 PEERS_FILE = "node.peers.json"
 
@@ -51,14 +74,18 @@ class PeerNode:
     up: bool = False
     last_heard: float = 0.0    # time.time() of its last heartbeat or hello
     last_probe: float = 0.0
+    gaps: deque = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))   # between heartbeats, while up
 
 
 class FailureDetector:
     """The other nodes, up or down (see the module rules)."""
 
     def __init__(self, ctx: NodeContext, periodic: PeriodicSender,
-                 on_up: Callable[[str], None], on_down: Callable[[str], None]) -> None:
+                 on_up: Callable[[str], None], on_down: Callable[[str], None],
+                 clock: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
+        self.clock = clock
+        self.last_tick: float | None = None
         self.periodic = periodic
         self.on_up = on_up
         self.on_down = on_down
@@ -100,6 +127,14 @@ class FailureDetector:
     def overview(self) -> dict[str, str]:
         return {name: ("up" if peer.up else "down") for name, peer in self.nodes.items()}
 
+    def down_after(self, node: str) -> float:
+        """The silence after which ``node`` is declared down (module rules)."""
+        base = self.ctx.settings["node_down_after"]
+        peer = self.nodes.get(node)
+        if peer is None or not peer.gaps:
+            return base
+        return min(base * MAX_DOWN_FACTOR, max(base, GAP_FACTOR * max(peer.gaps)))
+
     # ---------------------------------------------------------------- ticks
     def tick(self, now: float) -> None:
         """Declare silent nodes down; heartbeat the live ones, probe the rest."""
@@ -108,8 +143,10 @@ class FailureDetector:
         heartbeat_patience = HEARTBEAT_PATIENCE * settings["heartbeat_interval"]
         probe_patience = PROBE_PATIENCE * settings["probe_interval"]
         changed = False
+        deaf = self.last_tick is not None and now - self.last_tick > settings["node_down_after"]
+        self.last_tick = now
         for name, peer in list(self.nodes.items()):
-            if peer.up and now - peer.last_heard > settings["node_down_after"]:
+            if peer.up and not deaf and now - peer.last_heard > self.down_after(name):
                 peer.up = False
                 changed = True
                 self._declare_down(name, "timeout")
@@ -125,7 +162,7 @@ class FailureDetector:
 
     def probe_seeds(self, force: bool = False) -> None:
         known = {tuple(peer.info.admin) for peer in self.nodes.values()}
-        now = time.time()
+        now = self.clock()
         if not force and now - self.last_seed_probe < self.ctx.settings["probe_interval"]:
             return
         self.last_seed_probe = now
@@ -191,7 +228,10 @@ class FailureDetector:
                 # unknown node or a new incarnation: ask it to introduce itself
                 self.ctx.send(sender, NodeHello(self.my_info, self._known(), reply=True))
             return
-        peer.last_heard = time.time()
+        now = self.clock()
+        if peer.up and peer.last_heard:
+            peer.gaps.append(now - peer.last_heard)
+        peer.last_heard = now
         if not peer.up:
             peer.up = True
             log(self.ctx.who, f"node {node} up")
