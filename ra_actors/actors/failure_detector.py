@@ -72,7 +72,7 @@ class PeerNode:
 
     info: NodeInfo
     up: bool = False
-    last_heard: float = 0.0    # time.time() of its last heartbeat or hello
+    last_heard: float = 0.0    # the detector's clock at its last heartbeat or hello
     last_probe: float = 0.0
     gaps: deque = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))   # between heartbeats, while up
 

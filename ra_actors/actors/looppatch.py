@@ -3,7 +3,7 @@
 Thespian 4.0.1's ``TCPTransport._runWithExpiry`` runs once per message,
 stream frame and WAL wake-up of a node's host, and each pass pays for
 generic machinery around a single wait (about 45 us of CPU per pass on
-the 2-vCPU VM, ``docs/performance.rst`` item 15):
+the 2-vCPU VM, ``docs/performance.rst`` items 15 and 16):
 
 * it makes a new ``selectors.DefaultSelector()``, registers every socket and
   watched descriptor in it, waits once and closes it: on Linux an epoll set
@@ -52,10 +52,6 @@ _state = {"applied": False}
 
 _POLL_IN = select.POLLIN
 _POLL_OUT = select.POLLOUT
-# What poll reports for a descriptor that will never become readable or
-# writable: the loop must still see it (its read or write then fails and
-# the transport cleans up), as selectors.PollSelector reports it.
-_POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class PassKey:
@@ -100,7 +96,10 @@ class PassSelector:
         masks = self._masks
         for fd, ev in self._poll.poll(ms):
             mask = 0
-            if ev & ~_POLL_OUT:                         # readable, or broken: let the read tell
+            # As selectors.PollSelector: an error or hang-up (POLLERR,
+            # POLLHUP, POLLNVAL) counts as both, so the loop's read or
+            # write finds out and the transport cleans up.
+            if ev & ~_POLL_OUT:
                 mask |= selectors.EVENT_READ
             if ev & ~_POLL_IN:
                 mask |= selectors.EVENT_WRITE
