@@ -258,3 +258,32 @@ def test_records_decode_as_their_constructors_build_them():
     assert wire.unpack(wire.pack(Checked(3))) == Checked(3)
     with pytest.raises(DecodeError):
         wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"Checked"), -1]))
+
+
+def test_a_record_builder_builds_what_the_constructor_builds_and_nothing_else():
+    """The leader builds its per-command records with codec.record_builder:
+    equal, equally hashed and still frozen records of plain dataclasses;
+    any class whose construction does more than assign is built by itself."""
+    from ra_actors.core.messages import Command
+    from ra_actors.core.types import Entry, NotifyReply, SessionSeq
+    session = core_codec.record_builder(SessionSeq)("s/a@n1", 9, 2, True)
+    assert session == SessionSeq("s/a@n1", 9, 2, True) and hash(session) == hash(SessionSeq("s/a@n1", 9, 2, True))
+    command = core_codec.record_builder(Command)(b"x", core_codec.record_builder(NotifyReply)(7, "c"), "low", 5,
+                                                 session)
+    assert command == Command(b"x", NotifyReply(7, "c"), "low", 5, session)
+    entry = core_codec.record_builder(Entry)(3, 2, Usr(b"x", t.NoReply()))
+    assert entry == Entry(3, 2, Usr(b"x", t.NoReply())) and type(entry) is Entry
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.index = 4
+    with pytest.raises(TypeError):
+        core_codec.record_builder(SessionSeq)("s/a@n1", 9)      # every field, in order: no defaults
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise TypeError("negative")
+
+    assert core_codec.record_builder(Checked) is Checked

@@ -69,6 +69,7 @@ from .. import events as ev
 from ..core.types import (ActorRef, AfterLogAppend, AwaitConsensus, Error, NoReply, NotifyReply, Ok, ServerId,
                           SessionSeq, Unavailable)
 from ..core import messages as m
+from ..core.codec import record_builder
 from ..errors import MachineError, RaError, StorageError
 from ..shell.names import ModulePolicy
 from ..shell.server import SERVER_DEFAULTS, ServerShell, TickWakeup, validate_settings
@@ -146,6 +147,11 @@ def query_condition(kind: Any, condition: Any, wait_ms: Any) -> tuple | None:
 _PRIORITIES = ("normal", "low")
 MAX_SESSION_NAME = 256      # characters of a session name a server accepts
 _MAX_SEQ = 2 ** 63 - 1      # (msgpack's int64: what the log can hold)
+# Built per pipelined command, of fields checked here: without the frozen
+# __init__'s per-field setattr (see codec.record_builder).
+_session_seq = record_builder(SessionSeq)
+_notify_reply = record_builder(NotifyReply)
+_command = record_builder(m.Command)
 
 
 def session_seq(session: Any, seq: Any, low: Any, known: Any) -> SessionSeq | None:
@@ -162,7 +168,7 @@ def session_seq(session: Any, seq: Any, low: Any, known: Any) -> SessionSeq | No
                          f"low={low!r:.40}")
     if type(known) is not bool:
         raise ValueError(f"known is True or False, not {known!r:.40}")
-    return SessionSeq(session, seq, low, known)
+    return _session_seq(session, seq, low, known)
 
 
 def priority(value: Any) -> str:
@@ -568,7 +574,7 @@ class ActorServerPort:
             if refusal is not None:
                 self._send(sender, ev.Rejected(self.shell.id, ev.CommandRefused(refusal[0], correlation)))
                 continue
-            cmds.append(m.Command(data, NotifyReply(correlation, handle), prio, ts, session))
+            cmds.append(_command(data, _notify_reply(correlation, handle), prio, ts, session))
             key = (handle, correlation)
             owed.pop(key, None)         # (a repeat: owed from now on)
             owed[key] = since

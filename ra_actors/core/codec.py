@@ -317,6 +317,28 @@ def _plain_slots(cls: type, fields: tuple) -> tuple | None:
     return tuple(setters)
 
 
+def record_builder(cls: type) -> Callable[..., Any]:
+    """``(*every field) -> cls(*every field)`` for hot paths that build many
+    records of values they have already checked: a slotted dataclass whose
+    ``__init__`` only assigns gets its slots set directly (a frozen
+    dataclass's generated ``__init__`` pays an ``object.__setattr__`` per
+    field); any other class is returned as it is.  Every field is given, in
+    order: the builder knows no defaults."""
+    fields = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
+    slots = _plain_slots(cls, fields)
+    if not slots:
+        return cls
+    names: dict[str, Any] = {"_cls": cls, "_new": object.__new__}
+    for i, setter in enumerate(slots):
+        names[f"_set{i}"] = setter
+    body = (f"def build({', '.join(f'v{i}' for i in range(len(slots)))}):\n"
+            "    r = _new(_cls)\n"
+            + "".join(f"    _set{i}(r, v{i})\n" for i in range(len(slots)))
+            + "    return r\n")
+    exec(compile(body, f"<builder {cls.__name__}>", "exec"), names)   # noqa: S102 - our own field names
+    return names["build"]
+
+
 def _bad_record(cls: type, record: Any, exc: BaseException | None):
     if exc is not None:
         raise DecodeError(f"{cls.__name__}: {exc}")

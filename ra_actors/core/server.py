@@ -87,6 +87,11 @@ AWAIT_CONDITION_TIMEOUT_MS = 3000
 MAX_CONDITIONAL_QUERIES = 4096
 TERMINATING_LEADER_MAX_TICKS = 50
 
+# Built per command on the leader, of fields already checked: without the
+# frozen __init__'s per-field setattr (see codec.record_builder).
+_usr = codec.record_builder(Usr)
+_entry = codec.record_builder(Entry)
+
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
@@ -662,7 +667,7 @@ class RaftServer:
     def _append_local(self, commands: list) -> list[Entry]:
         new = []
         for cmd in commands:
-            entry = Entry(self.log.last_index + 1, self.current_term, cmd)
+            entry = _entry(self.log.last_index + 1, self.current_term, cmd)
             self.log.append(entry)
             new.append(entry)
             if isinstance(cmd, ClusterChange):
@@ -1528,7 +1533,7 @@ class RaftServer:
             cmds = self._resequence(cmds)
             if not cmds:
                 return
-        entries = self._append_local([Usr(c.data, c.reply_mode, c.ts, c.session) for c in cmds])
+        entries = self._append_local([_usr(c.data, c.reply_mode, c.ts, c.session) for c in cmds])
         for c, e in zip(cmds, entries):
             if isinstance(c.reply_mode, AfterLogAppend):
                 self._emit(fx.Reply(c.reply_mode.from_, _ok((e.index, e.term)), self.id))
