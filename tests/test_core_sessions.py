@@ -167,3 +167,36 @@ def test_a_new_leader_knows_the_session_numbers_in_its_log_that_are_not_applied_
     srv = make_follower(N2, entries=(Entry(1, 1, s1),), commit=0)
     assert srv.sessions.next_seq(SID) is None
     assert srv._session_tails() == {SID: 1}
+
+
+def test_the_leaders_hold_takes_a_batch_as_it_takes_its_commands_one_by_one():
+    """Resequencer.offer_all (the leader's path for a pipelined batch) gives
+    the same commands, in the same order, and refuses the same ones as
+    offer called for each command, over sessions that interleave, repeat,
+    skip ahead, move their low and overflow the hold."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from ra_actors.core.sessions import Resequencer
+
+    command = st.builds(lambda name, seq, back, session: m.Command(
+        ("put", "k", seq), NotifyReply(seq, "p"), "normal", 0,
+        SessionSeq(name, seq, max(1, seq - back), False) if session else None),
+        st.sampled_from(["a", "b"]), st.integers(1, 12), st.integers(0, 4), st.booleans())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.lists(command, max_size=12), max_size=5))
+    def same(batches):
+        one, many = Resequencer(1000, 3), Resequencer(1000, 3)
+        for batch in batches:
+            out, refused = [], []
+            for c in batch:
+                if c.session is None:
+                    out.append(c)
+                    continue
+                ready, no = one.offer(c)
+                out += ready
+                refused += [no] if no is not None else []
+            assert many.offer_all(batch) == (out, refused)
+            assert (many.tails, many.parked) == (one.tails, one.parked)
+
+    same()

@@ -1548,15 +1548,9 @@ class RaftServer:
     def _resequence(self, cmds: list) -> list:
         """The leader's hold (sessions.Resequencer): session commands leave in
         their session's order; the others pass."""
-        out = []
-        for cmd in cmds:
-            if cmd.session is None:
-                out.append(cmd)
-                continue
-            ready, refused = self.resequencer.offer(cmd)
-            out.extend(ready)
-            if refused is not None:
-                self._refuse_session_command(refused, "SequenceGap", "too many commands held behind a gap")
+        out, refused = self.resequencer.offer_all(cmds)
+        for cmd in refused:
+            self._refuse_session_command(cmd, "SequenceGap", "too many commands held behind a gap")
         return out
 
     def _session_tails(self) -> dict:

@@ -182,6 +182,32 @@ class Resequencer:
         self.tails[s.session] = tail
         return out, None
 
+    def offer_all(self, cmds: Iterable) -> tuple[list, list]:
+        """:meth:`offer` for each of ``cmds`` in turn (commands without a
+        session pass): ``(commands to append now, in order; commands
+        refused)``.  A command that follows on its session's tail while
+        nothing of its session is held -- every command of a healthy
+        pipeline -- is taken here without the general case's lists."""
+        out: list = []
+        refused: list = []
+        tails, parked = self.tails, self.parked
+        for cmd in cmds:
+            s = cmd.session
+            if s is not None:
+                name = s.session
+                seq = s.seq
+                if name not in parked and seq == max(tails.get(name, 0), s.low - 1) + 1:
+                    tails[name] = seq
+                    out.append(cmd)
+                    continue
+                ready, no = self.offer(cmd)
+                out.extend(ready)
+                if no is not None:
+                    refused.append(no)
+            else:
+                out.append(cmd)
+        return out, refused
+
     def expired(self, now_ms: int) -> list:
         """Commands held longer than the gap timeout (they leave the hold)."""
         out = []
