@@ -228,6 +228,16 @@ def test_a_frame_too_big_for_the_receiver_is_refused_to_its_sender(monkeypatch):
         b.close()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Checked:
+    """A record whose construction does more than assign."""
+    a: int
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise TypeError("negative")
+
+
 def test_records_decode_as_their_constructors_build_them():
     """Decoding sets a plain record's slots directly when every field is
     given; with fields left to their defaults, or for a record whose
@@ -245,19 +255,11 @@ def test_records_decode_as_their_constructors_build_them():
         def __init__(self, a: int) -> None:
             object.__setattr__(self, "a", a * 2)
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Checked:
-        a: int
-
-        def __post_init__(self) -> None:
-            if self.a < 0:
-                raise TypeError("negative")
-
-    wire = core_codec.Codec([Doubled, Checked], wire=True)
+    wire = core_codec.Codec([Doubled, _Checked], wire=True)
     assert wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"Doubled"), 2])).a == 4
-    assert wire.unpack(wire.pack(Checked(3))) == Checked(3)
+    assert wire.unpack(wire.pack(_Checked(3))) == _Checked(3)
     with pytest.raises(DecodeError):
-        wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"Checked"), -1]))
+        wire.unpack(msgpack.packb([msgpack.ExtType(EXT_TAG, b"_Checked"), -1]))
 
 
 def test_a_record_builder_builds_what_the_constructor_builds_and_nothing_else():
@@ -278,12 +280,4 @@ def test_a_record_builder_builds_what_the_constructor_builds_and_nothing_else():
     with pytest.raises(TypeError):
         core_codec.record_builder(SessionSeq)("s/a@n1", 9)      # every field, in order: no defaults
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Checked:
-        a: int
-
-        def __post_init__(self) -> None:
-            if self.a < 0:
-                raise TypeError("negative")
-
-    assert core_codec.record_builder(Checked) is Checked
+    assert core_codec.record_builder(_Checked) is _Checked
