@@ -158,11 +158,14 @@ def test_prometheus_text_from_the_cli_and_over_http(nodes):
     def scrape():
         return _parse(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
 
+    wal_writes = ("ra_wal_writes_total", frozenset({("node", node)}))
     wal_batches = ("ra_wal_batches_total", frozenset({("node", node)}))
     # A command is acknowledged once a majority holds it, which may be before
-    # the leader's own WAL batch of it is counted.
-    _wait(lambda: scrape().get(wal_batches, 0) >= 11, what="the leader's WAL batches in the scrape")
+    # the leader's own WAL write of it is counted.  (Entries, not batches: a
+    # loaded WAL writes entries that arrive together in one batch.)
+    _wait(lambda: scrape().get(wal_writes, 0) >= 11, what="the leader's WAL writes in the scrape")
     http = scrape()
+    assert 1 <= http[wal_batches] <= http[wal_writes]
     assert http[("ra_server_up", labels)] == 1
     assert http[("ra_server_state", labels | {("state", "leader")})] == 1
     assert http[("ra_server_membership", labels | {("membership", "voter")})] == 1
