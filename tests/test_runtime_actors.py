@@ -21,6 +21,7 @@ from thespian.actors import Actor, ActorExitRequest
 import ra_actors as ra
 from ra_actors import errors
 from ra_actors.core.effects import Down, Monitor, SendMsg
+from runtime_helpers import wait_for
 
 MACHINE = __name__
 REPORTER = f"{__name__}:Reporter"
@@ -108,9 +109,18 @@ class Env:
             time.sleep(0.05)
         raise AssertionError(f"{want} not seen; events: {evs}")
 
-    def watch(self, ref):
+    def watch(self, ref, registered=True):
+        """The machine watches ``ref``; with ``registered``, wait until the
+        actor's node holds the watch (the Monitor effect travels from the
+        leader's node on its own: an exit before it arrives is ``noproc``)."""
+        before = self.watchers(ref) if registered else 0
         reply, _leader = self.c.process_command(self.sids[0], ("watch", ref))
         assert reply == "ok"
+        if registered:
+            wait_for(lambda: self.watchers(ref) > before, what=f"the watch of {ref} on its node")
+
+    def watchers(self, ref):
+        return self.c.overview(ref.node)["actors"][ref.name]["watchers"]
 
 
 def read_report(path):
@@ -173,8 +183,10 @@ def test_stop_actor_is_down_normal(env):
     assert env.c.actors("n2") == {ref.name: "running"}
     ov = env.c.overview("n2")["actors"][ref.name]
     assert ov["class"] == REPORTER and ov["status"] == "running" and ov["restart"] == "temporary"
+    assert ov["watchers"] == 0
 
     env.watch(ref)
+    assert env.watchers(ref) == 1
     env.c.stop_actor(ref)                     # returns once the actor has exited
     evs = env.wait_event(("down", ref, "normal"))
     assert isinstance([e for e in evs if e[0] == "down"][0][1], ra.ActorRef)   # codec round trip
@@ -183,7 +195,7 @@ def test_stop_actor_is_down_normal(env):
     with pytest.raises(errors.NoSuchActor):
         env.c.stop_actor(ref)
     # watching an actor that is gone: noproc at once
-    env.watch(ref)
+    env.watch(ref, registered=False)
     env.wait_event(("down", ref, "noproc"))
 
 
@@ -194,7 +206,6 @@ def test_killed_actor_is_down_killed(env):
     pid = wait_report(path, lambda r: r["event"] == "init")[0]["pid"]
     assert pid in env.nodes.pids("n3")
     env.watch(ref)
-    time.sleep(0.2)
     os.kill(pid, signal.SIGKILL)
     env.wait_event(("down", ref, "killed"))
     assert "victim" not in env.c.actors("n3")          # temporary: gone for good
@@ -211,7 +222,6 @@ def test_permanent_actor_restarts_and_watchers_see_down(env):
     ref = env.c.start_actor("n1", REPORTER, name="phoenix", init={"report": path}, restart="permanent")
     first = wait_report(path, lambda r: r["event"] == "init")[0]
     env.watch(ref)
-    time.sleep(0.2)
     os.kill(first["pid"], signal.SIGKILL)
     env.wait_event(("down", ref, "killed"))
     second = wait_report(path, lambda r: r["event"] == "init" and r["restarts"] == 1)[0]
@@ -225,7 +235,6 @@ def test_permanent_actor_restarts_and_watchers_see_down(env):
     # a monitor fires once: watch the new incarnation, kill it too (the
     # second restart in the period comes after a back-off), then stop it
     env.watch(ref)
-    time.sleep(0.2)
     os.kill(second["pid"], signal.SIGKILL)
     deadline = time.time() + 10
     while [e for e in env.events() if e == ("down", ref, "killed")] != [("down", ref, "killed")] * 2:
@@ -336,6 +345,5 @@ def test_node_down_is_noconnection_for_a_remote_actor(env):
     ref = env.c.start_actor("n4", REPORTER, init={"report": path})
     wait_report(path, lambda r: r["event"] == "init")
     env.watch(ref)
-    time.sleep(0.3)
     env.nodes.kill("n4")
     env.wait_event(("down", ref, "noconnection"))

@@ -72,6 +72,12 @@ class Monitors:
         if sup is not None:
             self.ctx.send(sup, msg)
 
+    def watchers(self, target: Any) -> int:
+        """How many watches of ``target`` (on this node, canonical) are
+        registered here: a watch counts from the moment a ``WatchDown`` for
+        it would be the target's exit reason rather than ``noproc``."""
+        return len(self.local.get(target, ()))
+
     def fire(self, target: Any, reason: Any) -> None:
         """``target`` (on this node, canonical) is gone: tell its watchers."""
         self._fire(target, self.local.pop(target, []), reason)

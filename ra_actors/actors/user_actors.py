@@ -167,7 +167,8 @@ class UserActors:
 
     def overview(self) -> dict[str, dict[str, Any]]:
         return {name: {"class": c.config.actor_class, "status": _status(c), "restart": c.config.restart,
-                       "restarts": c.config.restarts, "incarnation": c.incarnation}
+                       "restarts": c.config.restarts, "incarnation": c.incarnation,
+                       "watchers": self.monitors.watchers(ActorRef(name, self.ctx.node))}
                 for name, c in self.actors.items()}
 
     # ------------------------------------------------------------ lifecycle
